@@ -1,0 +1,142 @@
+"""YAML -> validated, resolved `StudySpec`, with one-line errors naming the file, key path and allowed values."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from raysweep.config.errors import ConfigError, allowed, format_key_path
+from raysweep.config.search import has_random_domain, resolve
+from raysweep.config.spec import DiffusionTrial, StudySpec, TokenizerTrial
+
+M = TypeVar("M", bound=BaseModel)
+BLOCK_KEYS = ("variants", "num_samples")
+
+
+def _first_error(err: ValidationError, model: type[BaseModel], source: str, prefix: str) -> ConfigError:
+    """Turn pydantic's first error into our one-liner, listing allowed keys for unknown ones."""
+    e = err.errors()[0]
+    loc = [p for p in e["loc"] if p != "__root__"]
+    path = format_key_path([*([prefix] if prefix else []), *loc])
+    if e["type"] == "extra_forbidden":
+        fields = _fields_at(model, loc[:-1])
+        return ConfigError(source, path, f"unknown key; allowed: {allowed(fields)}")
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "missing":
+        msg = "required key is missing"
+    return ConfigError(source, path, msg)
+
+
+def _fields_at(model: type[BaseModel], loc: list[str | int]) -> list[str]:
+    """Field names of the nested model at `loc` (for 'allowed keys' in messages)."""
+    current: Any = model
+    for part in loc:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = field.annotation
+    return [name for name, f in getattr(current, "model_fields", {}).items() if not f.exclude]
+
+
+def _validate(model: type[M], data: Any, source: str, prefix: str = "") -> M:
+    if not isinstance(data, dict):
+        raise ConfigError(source, prefix, f"expected a mapping, got {type(data).__name__}")
+    try:
+        return model(**data)
+    except ValidationError as err:
+        raise _first_error(err, model, source, prefix) from None
+    except ValueError as err:  # raised outside pydantic's wrapping, e.g. by a registry lookup
+        raise ConfigError(source, prefix, str(err)) from None
+
+
+def _resolve_block(block: dict[str, Any], model: type[M], source: str, name: str, seed: int,
+                   extra_keys: tuple[str, ...] = ()) -> list[M]:
+    """Defaults + variants -> resolved search space -> validated trials, in file order."""
+    if not isinstance(block, dict):
+        raise ConfigError(source, name, f"expected a mapping, got {type(block).__name__}")
+    num_samples = block.get("num_samples", 1)
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ConfigError(source, f"{name}.num_samples", f"must be a positive integer, got {num_samples!r}")
+    variants = block.get("variants", [{}])
+    if not isinstance(variants, list) or not variants:
+        raise ConfigError(source, f"{name}.variants", "must be a non-empty list of mappings")
+    defaults = {k: v for k, v in block.items() if k not in BLOCK_KEYS + extra_keys}
+    trials: list[M] = []
+    for i, variant in enumerate(variants):
+        path = f"{name}.variants[{i}]" if "variants" in block else name
+        if not isinstance(variant, dict):
+            raise ConfigError(source, path, f"expected a mapping, got {type(variant).__name__}")
+        merged = {**defaults, **variant}
+        if isinstance(defaults.get("params"), dict) and isinstance(variant.get("params"), dict):
+            merged["params"] = {**defaults["params"], **variant["params"]}
+        samples = num_samples if has_random_domain(merged) else 1
+        for resolved in resolve(merged, samples, seed + i, source, path):
+            trials.append(_validate(model, resolved, source, path))
+    return trials
+
+
+def _assign_tokenizer_ids(trials: list[TokenizerTrial], source: str) -> None:
+    seen: dict[str, str] = {}
+    by_reg: dict[str, int] = {}
+    for t in trials:
+        by_reg[t.regularizer] = by_reg.get(t.regularizer, 0) + 1
+    for i, t in enumerate(trials):
+        if t.id is None:
+            t.id = t.regularizer if by_reg[t.regularizer] == 1 else f"{t.regularizer}-{t.key()[:6]}"
+        key = t.key()
+        if key in seen.values():
+            raise ConfigError(source, f"tokenizers (trial {i}, '{t.id}')",
+                              "resolves to the same configuration as an earlier tokenizer; remove the duplicate")
+        if t.id in seen:
+            raise ConfigError(source, f"tokenizers (trial {i})", f"duplicate tokenizer id '{t.id}'")
+        seen[t.id] = key
+
+
+def parse_study(data: Any, source: str = "<study>") -> StudySpec:
+    """Validate a parsed YAML mapping and resolve its search spaces."""
+    study = _validate(StudySpec, data, source)
+    study.tokenizer_trials = _resolve_block(study.tokenizers or {}, TokenizerTrial, source, "tokenizers",
+                                            study.seed)
+    _assign_tokenizer_ids(study.tokenizer_trials, source)
+    diffusion = dict(study.diffusion or {})
+    seeds = diffusion.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(source, "diffusion.seeds", f"must be a non-empty list of integers, got {seeds!r}")
+    study.diffusion_seeds = seeds
+    study.diffusion_trials = _resolve_block(diffusion, DiffusionTrial, source, "diffusion", study.seed,
+                                            extra_keys=("seeds",))
+    _check_cross_fields(study, source)
+    return study
+
+
+def _check_cross_fields(study: StudySpec, source: str) -> None:
+    from raysweep.tokenizers.latent_config import parse_latent_config
+
+    for i, t in enumerate(study.tokenizer_trials):
+        down = parse_latent_config(t.latent).down
+        if study.dataset.image_size % down:
+            raise ConfigError(source, f"tokenizers (trial {i}, '{t.id}').latent",
+                              f"downsampling factor {down} does not divide dataset.image_size "
+                              f"{study.dataset.image_size}")
+    if study.evaluation.num_samples < study.dataset.num_classes:
+        raise ConfigError(source, "evaluation.num_samples",
+                          f"must be at least dataset.num_classes ({study.dataset.num_classes}) for class balance")
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and validate a study YAML file. Raises `ConfigError` with a one-line message."""
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise ConfigError(source, "", "file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise ConfigError(source, "", f"invalid YAML at {where}: {getattr(err, 'problem', err)}") from None
+    if data is None:
+        raise ConfigError(source, "", "the file is empty; a study needs at least 'name'")
+    return parse_study(data, source)

@@ -1,0 +1,89 @@
+"""Search-space values in study YAML and their resolution through Ray Tune's own variant generator.
+
+Any scalar in a `tokenizers` or `diffusion` block may be a search domain instead of a literal:
+
+    lr: {loguniform: [1.0e-4, 1.0e-3]}
+    regularizer: {grid: [baseline, eq]}
+    params: {weight: {choice: [0.02, 0.05]}}
+
+`grid` is a cartesian product, the others are drawn `num_samples` times. Resolution happens once, on the driver,
+with a seed from the study file, so `raysweep plan` shows exactly the trials `raysweep run` will launch and each
+resolved trial can be keyed by the hash of its concrete config.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from raysweep.config.errors import ConfigError, allowed
+
+DOMAIN_KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "quniform")
+
+
+def is_domain(value: Any) -> bool:
+    """A one-key mapping whose key is a domain kind."""
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in DOMAIN_KINDS
+
+
+def _check_domain(kind: str, args: Any, source: str, path: str) -> None:
+    if kind in ("grid", "choice"):
+        if not isinstance(args, list) or not args:
+            raise ConfigError(source, path, f"'{kind}' needs a non-empty list of values")
+        return
+    bounds = {"uniform": 2, "loguniform": 2, "randint": 2, "quniform": 3}[kind]
+    if not isinstance(args, list) or len(args) != bounds or not all(isinstance(a, (int, float)) for a in args):
+        raise ConfigError(source, path, f"'{kind}' needs a list of {bounds} numbers, got {args!r}")
+    if args[0] >= args[1]:
+        raise ConfigError(source, path, f"'{kind}' needs lower < upper, got {args[0]} >= {args[1]}")
+    if kind == "loguniform" and args[0] <= 0:
+        raise ConfigError(source, path, f"'loguniform' needs a positive lower bound, got {args[0]}")
+
+
+def to_tune(tree: Any, source: str = "<study>", path: str = "") -> Any:
+    """Replace every domain mapping in a nested dict/list by the matching `ray.tune` search-space object."""
+    from ray import tune
+
+    if is_domain(tree):
+        kind, args = next(iter(tree.items()))
+        _check_domain(kind, args, source, path)
+        if kind == "grid":
+            return tune.grid_search(list(args))
+        if kind == "choice":
+            return tune.choice(list(args))
+        return getattr(tune, kind)(*args)
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            if isinstance(key, str) and key in DOMAIN_KINDS:
+                raise ConfigError(source, f"{path}.{key}".lstrip("."),
+                                  f"a search domain must be the only key of its mapping; allowed kinds: "
+                                  f"{allowed(DOMAIN_KINDS)}")
+        return {k: to_tune(v, source, f"{path}.{k}".lstrip(".")) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [to_tune(v, source, f"{path}[{i}]") for i, v in enumerate(tree)]
+    return tree
+
+
+def resolve(tree: dict[str, Any], num_samples: int, seed: int, source: str = "<study>",
+            path: str = "") -> list[dict[str, Any]]:
+    """Expand grids and draw random domains with Tune's variant generator; deterministic for a seed."""
+    import numpy as np
+    from ray.tune.search.variant_generator import generate_variants
+
+    space = to_tune(copy.deepcopy(tree), source, path)
+    rng = np.random.RandomState(seed)
+    out: list[dict[str, Any]] = []
+    for _ in range(num_samples):
+        for _, resolved in generate_variants(space, random_state=rng):
+            out.append(resolved)
+    return out
+
+
+def has_random_domain(tree: Any) -> bool:
+    """Whether drawing more than one sample can produce different trials."""
+    if is_domain(tree):
+        return next(iter(tree)) != "grid"
+    if isinstance(tree, dict):
+        return any(has_random_domain(v) for v in tree.values())
+    if isinstance(tree, list):
+        return any(has_random_domain(v) for v in tree)
+    return False

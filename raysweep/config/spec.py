@@ -1,0 +1,246 @@
+"""Typed study specification. One YAML file -> `StudySpec`; unknown keys fail, defaults follow the paper.
+
+The `tokenizers` and `diffusion` blocks hold *search spaces* (see `search.py`); `load_study` resolves them into
+concrete, validated `TokenizerTrial` / `DiffusionTrial` lists, each keyed by a content hash.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from raysweep.config.hashing import config_hash
+
+
+class Strict(BaseModel):
+    """Base: unknown keys are errors, values are validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def _check_name(kind: str, name: str, names: Any) -> str:
+    if name not in names:
+        raise ValueError(f"unknown {kind} '{name}'; allowed: {', '.join(sorted(names))}")
+    return name
+
+
+class DatasetSpec(Strict):
+    """Image data. `shapes` is generated (no files); `imagefolder` reads an ImageNet-layout tree."""
+
+    name: Literal["shapes", "imagefolder"] = "shapes"
+    image_size: int = Field(32, ge=8, le=1024)
+    num_classes: int = Field(10, ge=2)
+    train_size: int = Field(2000, ge=8)
+    val_size: int = Field(500, ge=8)
+    seed: int = 0
+    root: str | None = None
+    mask_root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    max_per_class: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _imagefolder_needs_root(self) -> DatasetSpec:
+        if self.name == "imagefolder" and not self.root:
+            raise ValueError("dataset 'imagefolder' needs 'root' (an ImageNet-layout directory)")
+        return self
+
+
+class ReferenceSpec(Strict):
+    """Stage 0: the feature network that scores FID/IS. `domain` is trained on the study's own data (offline)."""
+
+    feature_network: str = "domain"
+    weights_path: str | None = None
+    train_steps: int = Field(300, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(2e-3, gt=0)
+
+    @field_validator("feature_network")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from raysweep.features.registry import FEATURE_NETWORKS
+
+        return _check_name("feature network", v, FEATURE_NETWORKS)
+
+
+class TokenizerTrial(Strict):
+    """One concrete tokenizer: architecture, latent config `f{down}d{ch}`, regularizer and training budget."""
+
+    id: str | None = None
+    architecture: str = "conv-tiny"
+    latent: str = "f4d4"
+    regularizer: str = "baseline"
+    params: dict[str, Any] = Field(default_factory=dict)
+    reg_weight: float = Field(1.0, ge=0)
+    kl_weight: float = Field(1e-6, ge=0)
+    steps: int = Field(400, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = 0
+    family: str | None = None
+    cluster: str | None = None
+    variant: str | None = None
+
+    @field_validator("architecture")
+    @classmethod
+    def _arch(cls, v: str) -> str:
+        from raysweep.tokenizers.architectures import ARCHITECTURES
+
+        return _check_name("architecture", v, ARCHITECTURES)
+
+    @field_validator("latent")
+    @classmethod
+    def _latent(cls, v: str) -> str:
+        from raysweep.tokenizers.latent_config import parse_latent_config
+
+        parse_latent_config(v)
+        return v
+
+    @model_validator(mode="after")
+    def _regularizer_and_params(self) -> TokenizerTrial:
+        from raysweep.tokenizers.regularizers import REGULARIZERS
+
+        _check_name("regularizer", self.regularizer, REGULARIZERS)
+        REGULARIZERS[self.regularizer].Params(**self.params)
+        return self
+
+    def key(self) -> str:
+        """Content hash of everything that changes the trained tokenizer (not its display tags)."""
+        return config_hash(self.model_dump(exclude={"id", "family", "cluster", "variant"}))
+
+    def tags(self) -> dict[str, str]:
+        """family / cluster / variant, derived when not given: `conv-f4d4`, regularizer, its params."""
+        family = self.family or f"{self.architecture.split('-')[0]}-{self.latent}"
+        variant = self.variant or (",".join(f"{k}={v}" for k, v in sorted(self.params.items())) or "-")
+        return {"family": family, "cluster": self.cluster or self.regularizer, "variant": variant}
+
+
+class DiffusionTrial(Strict):
+    """One diffusion configuration, trained on every tokenizer for every seed."""
+
+    backbone: str = "SiT-T"
+    patch_size: int = Field(1, ge=1)
+    steps: int = Field(600, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    beta2: float = Field(0.999, gt=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    timestep_sampler: Literal["uniform", "logit_normal"] = "uniform"
+    loss: Literal["mse", "mse+cos"] = "mse"
+    label_dropout: float = Field(0.1, ge=0, lt=1)
+    grad_clip: float | None = Field(1.0, gt=0)
+
+    @field_validator("backbone")
+    @classmethod
+    def _backbone(cls, v: str) -> str:
+        from raysweep.diffusion.backbones import BACKBONES
+
+        return _check_name("backbone", v, BACKBONES)
+
+    def key(self) -> str:
+        return config_hash(self.model_dump())
+
+
+class EvaluationSpec(Strict):
+    """How samples are drawn and scored (Euler ODE + CFG sweep, torch-fidelity)."""
+
+    sampling_steps: int = Field(50, ge=1)
+    cfg_scales: list[float] = Field(default_factory=lambda: [1.0, 1.5, 2.0])
+    guidance_interval: tuple[float, float] | None = None
+    num_samples: int = Field(500, ge=16)
+    batch_size: int = Field(250, ge=1)
+    trajectory_samples: int = Field(64, ge=2)
+
+    @field_validator("cfg_scales")
+    @classmethod
+    def _scales(cls, v: list[float]) -> list[float]:
+        if not v or any(s < 1.0 for s in v):
+            raise ValueError(f"cfg_scales must be a non-empty list of values >= 1.0, got {v}")
+        return sorted(set(v))
+
+
+class MetricsSpec(Strict):
+    """Stage 2: which latent metrics, on how many Ray Data actors."""
+
+    names: list[str] = Field(default_factory=lambda: ["viv", "sec"])
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    actors: int = Field(2, ge=1)
+    batch_size: int = Field(256, ge=1)
+
+    @model_validator(mode="after")
+    def _known(self) -> MetricsSpec:
+        from raysweep.metrics.registry import METRICS
+
+        for name in self.names:
+            _check_name("metric", name, METRICS)
+        for name in self.params:
+            if name not in self.names:
+                raise ValueError(f"params given for metric '{name}' that is not in names {self.names}")
+        return self
+
+
+class TrialResources(Strict):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class ResourcesSpec(Strict):
+    tokenizer: TrialResources = Field(default_factory=TrialResources)
+    diffusion: TrialResources = Field(default_factory=TrialResources)
+    metric_actor: TrialResources = Field(default_factory=TrialResources)
+    torch_threads: int | None = Field(None, ge=1)
+
+
+class StorageSpec(Strict):
+    """Study directory (relative paths resolve against the current directory)."""
+
+    root: str = "studies/{name}"
+
+
+class TrackingSpec(Strict):
+    uri: str | None = None  # default: sqlite:///<storage.root>/mlflow.db
+    experiment: str | None = None  # default: the study name
+
+
+class RaySpec(Strict):
+    address: str | None = None  # None: start a local Ray; "auto": join a running cluster
+    num_cpus: int | None = Field(None, ge=1)
+
+
+class StudySpec(Strict):
+    """The whole study. `tokenizer_trials` and `diffusion_trials` are resolved by `load_study`."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    seed: int = 0
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    reference: ReferenceSpec = Field(default_factory=ReferenceSpec)
+    tokenizers: dict[str, Any] = Field(default_factory=dict)
+    diffusion: dict[str, Any] = Field(default_factory=dict)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    ray: RaySpec = Field(default_factory=RaySpec)
+
+    tokenizer_trials: list[TokenizerTrial] = Field(default_factory=list, exclude=True)
+    diffusion_trials: list[DiffusionTrial] = Field(default_factory=list, exclude=True)
+    diffusion_seeds: list[int] = Field(default_factory=lambda: [0], exclude=True)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.storage.root.format(name=self.name)).resolve()
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.tracking.uri or f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @property
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or self.name
+
+    def key(self) -> str:
+        return config_hash(self.model_dump())

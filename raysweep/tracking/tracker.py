@@ -1,0 +1,152 @@
+"""The only module that talks to MLflow: the study -> tokenizer -> diffusion run tree, idempotent by config hash.
+
+Runs are found again by the tags `raysweep.stage` + `raysweep.config_hash`, so a re-run (or a trial restored by
+Tune on another node) reuses its run instead of creating a duplicate. Everything goes through `MlflowClient` with
+explicit run ids: no fluent global state, which is what makes it safe inside Ray workers.
+"""
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+STAGE_TAG = "raysweep.stage"
+HASH_TAG = "raysweep.config_hash"
+STUDY_TAG = "raysweep.study"
+PARENT_TAG = "mlflow.parentRunId"
+MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
+T = TypeVar("T")
+
+
+def _retry(fn: Callable[[], T], attempts: int = 6, base_delay: float = 0.2) -> T:
+    """Retry transient store errors (sqlite 'database is locked', a restarting server) with backoff."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except MlflowException as err:
+            transient = "locked" in str(err) or "Connection" in str(err) or "503" in str(err)
+            if not transient or i == attempts - 1:
+                raise
+            time.sleep(base_delay * 2**i)
+    raise AssertionError("unreachable")
+
+
+class Tracker:
+    """A study's MLflow experiment. Cheap to construct; pickles as (uri, experiment) for Ray workers."""
+
+    def __init__(self, tracking_uri: str, experiment: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_id = self._ensure_experiment()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Tracker, (self.tracking_uri, self.experiment))
+
+    def _ensure_experiment(self) -> str:
+        exp = _retry(lambda: self.client.get_experiment_by_name(self.experiment))
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                _retry(lambda: self.client.restore_experiment(exp.experiment_id))
+            return exp.experiment_id
+        try:
+            return _retry(lambda: self.client.create_experiment(self.experiment))
+        except MlflowException:  # created concurrently by another process
+            return _retry(lambda: self.client.get_experiment_by_name(self.experiment)).experiment_id
+
+    def find_run(self, stage: str, config_hash: str) -> Any | None:
+        """The run of this stage and config, if one was ever created (any status)."""
+        runs = _retry(lambda: self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{STAGE_TAG}` = '{stage}' and tags.`{HASH_TAG}` = '{config_hash}'",
+            max_results=2,
+        ))
+        return runs[0] if runs else None
+
+    def open_run(self, name: str, stage: str, config_hash: str, parent_id: str | None = None,
+                 tags: Mapping[str, str] | None = None, params: Mapping[str, Any] | None = None) -> str:
+        """Return the run id for (stage, config_hash), creating it once. Reopened runs are marked RUNNING."""
+        existing = self.find_run(stage, config_hash)
+        all_tags = {STAGE_TAG: stage, HASH_TAG: config_hash, STUDY_TAG: self.experiment, **(tags or {})}
+        if parent_id:
+            all_tags[PARENT_TAG] = parent_id
+        if existing is not None:
+            run_id = existing.info.run_id
+            if existing.info.status != "RUNNING":
+                _retry(lambda: self.client.update_run(run_id, status="RUNNING"))
+        else:
+            run_id = _retry(lambda: self.client.create_run(self.experiment_id, tags=all_tags,
+                                                           run_name=name)).info.run_id
+        if params:
+            self.log_params(run_id, params, existing=existing)
+        return run_id
+
+    def is_finished(self, stage: str, config_hash: str) -> bool:
+        run = self.find_run(stage, config_hash)
+        return run is not None and run.info.status == "FINISHED"
+
+    def log_params(self, run_id: str, params: Mapping[str, Any], existing: Any | None = None) -> None:
+        """Params are immutable in MLflow: only log keys the run does not have yet."""
+        have = dict(existing.data.params) if existing is not None else {}
+        todo = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in have]
+        for i in range(0, len(todo), 100):
+            _retry(lambda chunk=todo[i:i + 100]: self.client.log_batch(run_id, params=chunk))
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        _retry(lambda: self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]))
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Scalars in batches (non-finite values are kept out: they would poison every plot and query)."""
+        now = int(time.time() * 1000)
+        rows = [Metric(k, float(v), now, step) for k, v in metrics.items() if math.isfinite(float(v))]
+        for i in range(0, len(rows), MAX_BATCH):
+            _retry(lambda chunk=rows[i:i + MAX_BATCH]: self.client.log_batch(run_id, metrics=chunk))
+
+    def log_history(self, run_id: str, history: list[tuple[int, Mapping[str, float]]]) -> None:
+        """Many steps of training logs in as few calls as possible."""
+        now = int(time.time() * 1000)
+        rows = [Metric(k, float(v), now, step) for step, d in history for k, v in d.items()
+                if math.isfinite(float(v))]
+        for i in range(0, len(rows), MAX_BATCH):
+            _retry(lambda chunk=rows[i:i + MAX_BATCH]: self.client.log_batch(run_id, metrics=chunk))
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        _retry(lambda: self.client.log_artifact(run_id, str(path), artifact_path))
+
+    def log_json(self, run_id: str, obj: Any, artifact_file: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / Path(artifact_file).name
+            p.write_text(json.dumps(obj, indent=2, default=str))
+            self.log_artifact(run_id, p, str(Path(artifact_file).parent) if "/" in artifact_file else None)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / Path(artifact_file).name
+            p.write_text(text)
+            self.log_artifact(run_id, p, str(Path(artifact_file).parent) if "/" in artifact_file else None)
+
+    def finish(self, run_id: str, status: str = "FINISHED", reason: str | None = None) -> None:
+        if reason:
+            self.set_tags(run_id, {"raysweep.failure_reason": reason[:4000]})
+        _retry(lambda: self.client.set_terminated(run_id, status=status))
+
+    def runs(self, stage: str | None = None) -> list[Any]:
+        """All runs of the study (optionally one stage), paging through the store."""
+        filt = f"tags.`{STAGE_TAG}` = '{stage}'" if stage else ""
+        out: list[Any] = []
+        token = None
+        while True:
+            page = _retry(lambda: self.client.search_runs([self.experiment_id], filter_string=filt,
+                                                          max_results=1000, page_token=token))
+            out.extend(page)
+            token = page.token
+            if not token:
+                return out
