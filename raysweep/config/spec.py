@@ -100,10 +100,9 @@ class TokenizerTrial(Strict):
 
     @model_validator(mode="after")
     def _regularizer_and_params(self) -> TokenizerTrial:
-        from raysweep.tokenizers.regularizers import REGULARIZERS
+        from raysweep.tokenizers.regularizers import validate_params
 
-        _check_name("regularizer", self.regularizer, REGULARIZERS)
-        REGULARIZERS[self.regularizer].Params(**self.params)
+        validate_params(self.regularizer, self.params)
         return self
 
     def key(self) -> str:

@@ -1,0 +1,73 @@
+"""Training inside a Tune trial: chunks of steps, each ending in an MLflow history flush and a Tune checkpoint.
+
+A trial restored by Tune (node lost, driver restarted) resumes from the last checkpoint; history is logged only
+up to that checkpoint, so the MLflow metric history of a restored trial stays continuous and never duplicated.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from raysweep.tracking import Tracker
+
+STATE_FILE = "state.pt"
+
+
+class DivergenceError(RuntimeError):
+    """The training loss became non-finite; the trial stops and is marked FAILED with this reason."""
+
+
+class Trainer(Protocol):
+    step: int
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def report(metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None:
+    """`tune.report`, with the trainer state as a checkpoint directory when given."""
+    from ray import tune
+
+    if state is None:
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.save(state, Path(tmp) / STATE_FILE)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def restore(trainer: Trainer) -> bool:
+    """Load the trial's last Tune checkpoint into the trainer, if there is one."""
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return False
+    with checkpoint.as_directory() as directory:
+        trainer.load_state_dict(torch.load(Path(directory) / STATE_FILE, weights_only=True))
+    return True
+
+
+def train_with_checkpoints(trainer: Trainer, fit: Callable[[int, Callable[[int, dict[str, float]], None]], None],
+                           total_steps: int, every: int, tracker: Tracker, run_id: str,
+                           prefix: str = "train/") -> dict[str, float]:
+    """Run `fit(n_steps, on_log)` in chunks of `every` steps until `total_steps`; return the last logs."""
+    restore(trainer)
+    last: dict[str, float] = {}
+    while trainer.step < total_steps:
+        history: list[tuple[int, dict[str, float]]] = []
+        fit(min(every, total_steps - trainer.step), lambda step, logs: history.append((step, dict(logs))))
+        for step, logs in history:
+            bad = [k for k, v in logs.items() if not math.isfinite(v)]
+            if bad:
+                raise DivergenceError(f"non-finite {', '.join(bad)} at step {step}")
+        tracker.log_history(run_id, [(s, {f"{prefix}{k}": v for k, v in logs.items()}) for s, logs in history])
+        last = history[-1][1] if history else last
+        report({"step": trainer.step, **last}, trainer.state_dict())
+    return last

@@ -1,0 +1,40 @@
+"""What every trial needs to know about its study, as a small picklable value (Tune configs must be plain data)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from raysweep.pipeline.store import Store
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    root: str
+    tracking_uri: str
+    experiment: str
+    study_run_id: str
+    dataset_key: str
+    num_classes: int
+    image_size: int
+    feature_network: str
+    feature_weights: str | None
+    torch_threads: int
+    log_every: int = 50
+
+    @property
+    def store(self) -> Store:
+        return Store(Path(self.root))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def setup_worker(ctx: TrialContext) -> None:
+    """Per-process settings: one torch thread per reserved CPU, no interactive backends."""
+    import os
+
+    import torch
+
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    torch.set_num_threads(ctx.torch_threads)

@@ -1,0 +1,31 @@
+"""`raysweep metrics PATH...`: latent metrics of any Parquet latent files (yours or a study's), in-process."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from raysweep.data import read_latents
+from raysweep.metrics import METRICS, compute_metrics
+from raysweep.pipeline.metric_logging import split_values
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        files += sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    if not files:
+        raise FileNotFoundError(f"no Parquet latent files in {', '.join(map(str, paths))}")
+    return files
+
+
+def metrics_for_files(paths: list[Path], only: list[str] | None = None) -> dict[str, Any]:
+    """Scalars keyed by MLflow name; curves as lists. Files are validated (one-line errors naming the file)."""
+    names = only or sorted(METRICS)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise ValueError(f"--only: unknown metric(s) {', '.join(unknown)}; allowed: {', '.join(sorted(METRICS))}")
+    files = _expand(paths)
+    batch, _ = read_latents(files)
+    values = compute_metrics([batch], names)
+    scalars, curves = split_values(values)
+    return {**scalars, **{k: v.tolist() for k, (_, v) in curves.items()}}

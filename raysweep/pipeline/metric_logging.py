@@ -1,0 +1,42 @@
+"""Latent-metric values -> the tokenizer's MLflow run: scalars as metrics, curves as JSON + a plot."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raysweep.analysis.figures import curve_plot
+from raysweep.tracking import Tracker
+
+GRID_SUFFIX = "_grid"
+
+
+def split_values(values: dict[str, Any]) -> tuple[dict[str, float], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Scalars, and curves `key -> (grid, values)` (a curve `k` has its x grid under `k_grid`)."""
+    scalars: dict[str, float] = {}
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for key, value in values.items():
+        if key.endswith(GRID_SUFFIX):
+            continue
+        arr = np.asarray(value, dtype=float)
+        if arr.ndim == 0:
+            scalars[key] = float(arr)
+        else:
+            grid = np.asarray(values.get(key + GRID_SUFFIX, np.arange(arr.size)), dtype=float)
+            curves[key] = (grid, arr)
+    return scalars, curves
+
+
+def log_latent_metrics(tracker: Tracker, run_id: str, values: dict[str, Any], directory: Path) -> None:
+    scalars, curves = split_values(values)
+    tracker.log_metrics(run_id, scalars)
+    if not curves:
+        return
+    tracker.log_json(run_id, {k: {"grid": g.tolist(), "values": v.tolist()} for k, (g, v) in curves.items()},
+                     "curves/latent_curves.json")
+    directory.mkdir(parents=True, exist_ok=True)
+    for key, (grid, arr) in curves.items():
+        name = key.replace("/", "_").replace("@", "at")
+        path = curve_plot(grid, {key: arr}, directory / f"{name}.png", title=key, xlabel="t", ylabel=key)
+        tracker.log_artifact(run_id, path, "figures")

@@ -1,0 +1,59 @@
+"""Stage 2: stream a tokenizer's validation latents with Ray Data through a pool of metric actors.
+
+Each actor turns a batch into accumulator states (`update` from `init`); the driver merges the states and
+finalizes. Accumulators are exact under any split, so the pool size changes the speed and never the numbers.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raysweep.data import latent_batch_from_columns, read_latent_meta
+from raysweep.metrics import build_metric
+
+
+class MetricActor:
+    """A Ray Data callable class: one batch of latent rows in, one row of pickled accumulator states out."""
+
+    def __init__(self, names: list[str], params: dict[str, dict[str, Any]], shape: tuple[int, int, int],
+                 torch_threads: int = 1) -> None:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+        self.metrics = {name: build_metric(name, **params.get(name, {})) for name in names}
+        self.shape = tuple(shape)
+
+    def __call__(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = latent_batch_from_columns(columns, self.shape)
+        states = {name: m.update(m.init(), batch) for name, m in self.metrics.items()}
+        return {"states": np.array([pickle.dumps(states, protocol=5)], dtype=object)}
+
+
+def compute_latent_metrics(latent_dir: Path, names: list[str], params: dict[str, dict[str, Any]], actors: int,
+                           batch_size: int, cpus_per_actor: float = 1.0) -> dict[str, Any]:
+    """Run the metric pool over every Parquet file of `latent_dir`; return `{mlflow_key: value}`."""
+    import ray
+
+    files = sorted(str(p) for p in Path(latent_dir).glob("*.parquet"))
+    meta = read_latent_meta(files[0])
+    dataset = ray.data.read_parquet(files).map_batches(
+        MetricActor,
+        fn_constructor_kwargs={"names": names, "params": params, "shape": meta.shape,
+                               "torch_threads": max(1, int(cpus_per_actor))},
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        batch_size=batch_size,
+        batch_format="numpy",
+        num_cpus=cpus_per_actor,
+    )
+    metrics = {name: build_metric(name, **params.get(name, {})) for name in names}
+    merged = {name: m.init() for name, m in metrics.items()}
+    for row in dataset.iter_rows():
+        for name, state in pickle.loads(row["states"]).items():
+            merged[name] = metrics[name].merge(merged[name], state)
+    values: dict[str, Any] = {}
+    for name, m in metrics.items():
+        values.update(m.finalize(merged[name]))
+    return values

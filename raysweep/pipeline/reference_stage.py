@@ -1,0 +1,44 @@
+"""Stage 0: the feature network that scores FID/IS for every tokenizer and diffusion trial.
+
+With a user-supplied weights file (e.g. torch-fidelity's Inception) nothing is trained. Without one — this
+machine, CI, any offline site — a small domain network is trained on the study's own training split, once per
+(dataset, settings) hash, and registered with torch-fidelity; MLflow records which network produced each score.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from raysweep.config.hashing import config_hash
+from raysweep.config.spec import ReferenceSpec
+from raysweep.features import resolve_feature_network, save_domain_net, train_domain_net, weights_sha256
+from raysweep.pipeline.images import load_images
+from raysweep.pipeline.scoring import DOMAIN_FILE
+from raysweep.pipeline.store import Store
+from raysweep.tracking import Tracker
+
+
+def prepare_reference(spec: ReferenceSpec, store: Store, dataset_key: str, tracker: Tracker,
+                      study_run_id: str) -> str | None:
+    """Return the weights path of the scoring network (training the domain net if needed)."""
+    if spec.feature_network != "domain":
+        return str(resolve_feature_network(spec.feature_network, weights_path=spec.weights_path).weights_path)
+    key = config_hash({"dataset": dataset_key, **spec.model_dump()})
+    directory = store.reference(key)
+    weights = directory / DOMAIN_FILE
+    done = store.result(directory)
+    if done is None:
+        train = load_images(store.root, dataset_key, "train")
+        val = load_images(store.root, dataset_key, "val")
+        print(f"[raysweep] stage 0: training the domain feature network ({spec.train_steps} steps)", flush=True)
+        model, stats = train_domain_net(train.as_float(), train.labels, steps=spec.train_steps,
+                                        batch_size=spec.batch_size, lr=spec.lr, seed=0,
+                                        val=(val.as_float(), val.labels))
+        directory.mkdir(parents=True, exist_ok=True)
+        save_domain_net(model, weights, meta={"dataset_key": dataset_key, **stats})
+        done = {"weights": str(weights), "sha256": weights_sha256(weights), **stats}
+        store.mark_done(directory, done)
+    tracker.log_metrics(study_run_id, {f"reference/{k}": v for k, v in done.items()
+                                       if isinstance(v, (int, float))})
+    tracker.set_tags(study_run_id, {"reference.feature_network": "domain",
+                                    "reference.weights_sha256": done["sha256"]})
+    return str(Path(done["weights"]))

@@ -1,0 +1,63 @@
+"""The study directory: a content-addressed store of stage outputs, keyed by config hash.
+
+    <root>/mlflow.db                         default tracking store
+    <root>/data/<dataset-key>/{train,val}.npz
+    <root>/reference/<ref-key>/              stage 0 feature network
+    <root>/tokenizers/<tok-key>/             checkpoint, result.json (the 'done' marker)
+    <root>/latents/<tok-key>/{train,val}/    Parquet latents (the contract in raysweep.data.latents)
+    <root>/diffusion/<run-key>/              result.json, sample grids
+    <root>/tune/                             Ray Tune experiment state (restored on re-run)
+
+A stage output is finished exactly when its `result.json` exists; it is written last and atomically.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESULT_FILE = "result.json"
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write-then-rename so a crash never leaves a half-written marker that looks finished."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class Store:
+    root: Path
+
+    def data(self, key: str) -> Path:
+        return self.root / "data" / key
+
+    def reference(self, key: str) -> Path:
+        return self.root / "reference" / key
+
+    def tokenizer(self, key: str) -> Path:
+        return self.root / "tokenizers" / key
+
+    def latents(self, key: str, split: str) -> Path:
+        return self.root / "latents" / key / split
+
+    def diffusion(self, key: str) -> Path:
+        return self.root / "diffusion" / key
+
+    @property
+    def tune(self) -> Path:
+        return self.root / "tune"
+
+    @staticmethod
+    def result(directory: Path) -> dict[str, Any] | None:
+        """The finished result of a stage output, or None if it is not finished."""
+        path = directory / RESULT_FILE
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    @staticmethod
+    def mark_done(directory: Path, result: dict[str, Any]) -> None:
+        write_json_atomic(directory / RESULT_FILE, result)

@@ -1,0 +1,95 @@
+"""Stage 1: one Tune trial per tokenizer — train, score reconstruction, encode both splits to Parquet latents."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from raysweep.config.hashing import flatten
+from raysweep.config.spec import TokenizerTrial
+from raysweep.data import pool_masks, write_latents
+from raysweep.pipeline.checkpointing import report, train_with_checkpoints
+from raysweep.pipeline.context import TrialContext, setup_worker
+from raysweep.pipeline.figures import save_image_grid
+from raysweep.pipeline.images import load_images
+from raysweep.pipeline.scoring import feature_network, to_uint8
+from raysweep.tokenizers import TokenizerTrainer, build_regularizer, build_tokenizer, psnr, save_tokenizer
+from raysweep.tracking import Tracker
+
+STAGE = "tokenizer"
+TOKENIZER_FILE = "tokenizer.pt"
+
+
+def tokenizer_payload(trial: TokenizerTrial, ctx: TrialContext) -> dict[str, Any]:
+    return {"id": trial.id, "key": trial.key(), "trial": trial.model_dump(), "ctx": ctx.to_dict()}
+
+
+def train_tokenizer_trial(config: dict[str, Any]) -> None:
+    """Tune function trainable. Idempotent: a finished tokenizer reports its stored result and returns."""
+    payload = config["payload"]
+    ctx = TrialContext(**payload["ctx"])
+    trial = TokenizerTrial(**payload["trial"])
+    key = payload["key"]
+    out = ctx.store.tokenizer(key)
+    done = ctx.store.result(out)
+    if done is not None:
+        report(done["metrics"])
+        return
+    setup_worker(ctx)
+    tracker = Tracker(ctx.tracking_uri, ctx.experiment)
+    run_id = tracker.open_run(f"tokenizer/{trial.id}", STAGE, key, parent_id=ctx.study_run_id,
+                              tags={"tokenizer_id": trial.id, **trial.tags()},
+                              params=flatten(trial.model_dump(exclude={"family", "cluster", "variant"})))
+    try:
+        metrics = _train_and_encode(trial, key, ctx, tracker, run_id)
+    except Exception as err:
+        tracker.finish(run_id, "FAILED", reason=f"{type(err).__name__}: {err}")
+        raise
+    ctx.store.mark_done(out, {"metrics": metrics, "run_id": run_id, "id": trial.id})
+    tracker.finish(run_id)
+    report(metrics)
+
+
+def _feature_fn(ctx: TrialContext, needs: bool) -> Any:
+    if not needs:
+        return None
+    net = feature_network(ctx).model
+    return lambda images: net.patch_tokens(images)
+
+
+def _train_and_encode(trial: TokenizerTrial, key: str, ctx: TrialContext, tracker: Tracker,
+                      run_id: str) -> dict[str, float]:
+    torch.manual_seed(trial.seed)
+    train = load_images(ctx.root, ctx.dataset_key, "train")
+    val = load_images(ctx.root, ctx.dataset_key, "val")
+    model = build_tokenizer(trial.architecture, trial.latent, ctx.image_size)
+    regularizer = build_regularizer(trial.regularizer, trial.params, latent_channels=model.latent_channels)
+    trainer = TokenizerTrainer(model, regularizer, lr=trial.lr, weight_decay=trial.weight_decay,
+                               seed=trial.seed, feature_fn=_feature_fn(ctx, regularizer.needs_features),
+                               kl_weight=trial.kl_weight, reg_weight=trial.reg_weight)
+    x_train = train.as_float()
+    train_with_checkpoints(
+        trainer, lambda n, on_log: trainer.fit(x_train, n, trial.batch_size, on_log=on_log),
+        trial.steps, ctx.log_every, tracker, run_id)
+
+    out = ctx.store.tokenizer(key)
+    out.mkdir(parents=True, exist_ok=True)
+    save_tokenizer(trainer.model, out / TOKENIZER_FILE, architecture=trial.architecture, latent=trial.latent,
+                   image_size=ctx.image_size)
+    x_val = val.as_float()
+    recon = trainer.reconstruct(x_val, batch_size=256)
+    scores = feature_network(ctx).score(to_uint8(recon), val.images, metrics=("fid",))
+    metrics = {"recon/psnr": float(psnr(x_val, recon)), "recon/rfid": scores["fid"]}
+    tracker.log_metrics(run_id, metrics, step=trainer.step)
+    tracker.set_tags(run_id, {"recon.feature_network": ctx.feature_network})
+    grid = save_image_grid(np.concatenate([val.images[:16], to_uint8(recon[:16])]), out / "reconstructions.png",
+                           nrow=16)
+    tracker.log_artifact(run_id, grid, "figures")
+
+    for split, images, x in (("train", train, x_train), ("val", val, x_val)):
+        latents = trainer.encode(x, batch_size=256).numpy()
+        masks = None if images.masks is None else pool_masks(images.masks, latents.shape[-2:])
+        write_latents(ctx.store.latents(key, split), latents, images.labels, fg_masks=masks,
+                      tokenizer_id=trial.id, extra_metadata={"raysweep.tokenizer_key": key, "split": split})
+    return metrics
