@@ -1,0 +1,123 @@
+"""Correlate latent metrics with generation quality, with percentile-bootstrap confidence intervals.
+
+Sign convention (the paper's, Figure 4 onwards): each metric is first sign-normalised so that higher means a better
+latent, `signed = metric if higher_is_better else -metric`, and `r = corr(signed, target)` against the raw target.
+For a lower-is-better metric this is the paper's "r of (-metric) vs gFID". Since lower gFID is better, a metric that
+predicts generation quality gives r < 0 against gFID (the paper: VIV -0.87, LNC -0.79, SRSS -0.72). The column
+`agreement` removes the target's direction too: `agreement = r` for a higher-is-better target and `-r` for a
+lower-is-better one, so `agreement > 0` always means "a better latent goes with better generation".
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from raysweep.analysis.correlation_methods import get_method
+from raysweep.analysis.tidy import DEFAULT_TARGET, perspective_of, require_columns, require_directions, signed_metric
+
+MIN_N = 3  # fewer paired observations than this give a NaN row rather than a meaningless coefficient
+CORRELATION_COLUMNS = ("metric", "perspective", "method", "r", "p_value", "ci_low", "ci_high", "n", "agreement")
+
+
+def correlate(
+    table: pd.DataFrame,
+    metrics: Sequence[str],
+    directions: Mapping[str, bool],
+    target: str = DEFAULT_TARGET,
+    methods: Sequence[str] = ("pearson", "spearman", "kendall"),
+    n_boot: int = 2000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per metric x method: r, p_value, bootstrap CI, n, agreement (see the module docstring for signs).
+
+    Rows where the metric or the target is NaN are dropped per metric (n says how many remain). The CI is the
+    percentile interval of r over `n_boot` resamples of the rows, drawn once per metric and shared by all methods;
+    every resample is evaluated in one batched array operation. `directions` must declare every metric and the
+    target (True = higher is better); nothing is inferred.
+    """
+    if not 0.0 < ci < 1.0:
+        raise ValueError(f"ci={ci} must lie in (0, 1)")
+    require_columns(table, [*metrics, target])
+    require_directions([*metrics, target], directions)
+    chosen = {name: get_method(name) for name in methods}
+    target_sign = 1.0 if directions[target] else -1.0
+    y_all = pd.to_numeric(table[target], errors="coerce").to_numpy(dtype=float)
+    tail = 100.0 * (1.0 - ci) / 2.0
+    rng = np.random.default_rng(seed)
+    rows = []
+    for metric in metrics:
+        x_all = signed_metric(table, metric, directions)
+        keep = np.isfinite(x_all) & np.isfinite(y_all)
+        x, y = x_all[keep], y_all[keep]
+        n = len(x)
+        usable = n >= MIN_N and np.ptp(x) > 0 and np.ptp(y) > 0
+        idx = rng.integers(0, n, size=(n_boot, n)) if usable else None  # (n_boot, n) row resamples
+        for name, method in chosen.items():
+            r = p = lo = hi = np.nan
+            if usable:
+                r = float(method.rows(x[None], y[None])[0])
+                p = method.p_value(x, y)
+                boot = method.rows(x[idx], y[idx])  # (n_boot,)
+                if np.isfinite(boot).any():
+                    lo, hi = np.nanpercentile(boot, [tail, 100.0 - tail])
+            rows.append((metric, perspective_of(metric), name, r, p, lo, hi, n, target_sign * r))
+    return pd.DataFrame(rows, columns=list(CORRELATION_COLUMNS))
+
+
+def group_correlations(
+    table: pd.DataFrame,
+    by: str | Sequence[str],
+    metrics: Sequence[str],
+    directions: Mapping[str, bool],
+    target: str = DEFAULT_TARGET,
+    **correlate_kwargs: Any,
+) -> pd.DataFrame:
+    """`correlate` within each group (e.g. by=["backbone"], ["family"], ["cfg_scale"]); group keys lead the columns.
+
+    Tests whether a metric's predictive power generalises across backbones / tokenizer families / guidance scales.
+    """
+    keys = [by] if isinstance(by, str) else list(by)
+    require_columns(table, keys)
+    parts = []
+    for key, group in table.groupby(keys, sort=True, dropna=False):
+        corr = correlate(group, metrics, directions, target, **correlate_kwargs)
+        key_tuple = key if isinstance(key, tuple) else (key,)
+        parts.append(corr.assign(**dict(zip(keys, key_tuple)))[[*keys, *CORRELATION_COLUMNS]])
+    if not parts:
+        return pd.DataFrame(columns=[*keys, *CORRELATION_COLUMNS])
+    return pd.concat(parts, ignore_index=True)
+
+
+def best_cfg_rows(
+    table: pd.DataFrame,
+    target: str = DEFAULT_TARGET,
+    higher_is_better: bool = False,
+    keys: Sequence[str] = ("tokenizer_id", "backbone", "seed"),
+) -> pd.DataFrame:
+    """Each diffusion run's row at its best CFG scale (lowest gFID by default); runs with no finite target vanish.
+
+    The paper compares tokenizers at their own best guidance, since the optimal scale differs between latents.
+    """
+    require_columns(table, [*keys, target])
+    values = pd.to_numeric(table[target], errors="coerce")
+    finite = table.loc[np.isfinite(values.to_numpy(dtype=float))]
+    scores = pd.to_numeric(finite[target]) * (-1.0 if higher_is_better else 1.0)
+    best = scores.groupby([finite[k] for k in keys], sort=True, dropna=False).idxmin()
+    return table.loc[best.to_numpy()]
+
+
+def perspective_ranking(corr_df: pd.DataFrame, method: str = "pearson") -> pd.DataFrame:
+    """Best metric of each perspective (highest agreement under `method`), perspectives ranked best first.
+
+    Mirrors the paper's Figure 4: the highlighted metric per perspective becomes its main proxy.
+    """
+    get_method(method)
+    require_columns(corr_df, ["perspective", "metric", "method", "agreement"])
+    rows = corr_df[(corr_df["method"] == method) & corr_df["agreement"].notna()]
+    best = rows.loc[rows.groupby("perspective")["agreement"].idxmax()]
+    ranked = best.sort_values("agreement", ascending=False).reset_index(drop=True)
+    return ranked.assign(rank=np.arange(1, len(ranked) + 1))

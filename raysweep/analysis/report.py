@@ -1,0 +1,179 @@
+"""A study report: one self-contained HTML file (inline CSS, images as base64 `data:` URIs, no external links) that
+opens anywhere offline or as an MLflow artifact, plus a `report.md` summary for terminals and pull requests.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from raysweep.analysis.correlation import perspective_ranking
+from raysweep.analysis.regression import OLSResult
+
+IMAGE_MIME = {".png": "image/png", ".svg": "image/svg+xml"}
+EXCLUDED_COLUMNS = ("tokenizer_id", "backbone", "seed", "cfg_scale", "status", "reason")
+CORRELATION_SHOWN = ("metric", "method", "r", "ci_low", "ci_high", "p_value", "n", "agreement")
+REGRESSION_SHOWN = ("predictors", "coef_x", "coef_y", "intercept", "r2", "adj_r2", "loo_r2", "n")
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
+h1 { border-bottom: 2px solid #444; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
+th, td { border: 1px solid #ddd; padding: 0.25rem 0.55rem; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+figure { display: inline-block; margin: 0.6rem; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 0.8rem; color: #555; } .note { color: #555; font-size: 0.85rem; }
+"""
+CellStyle = Callable[[pd.Series, str], str]
+
+
+def _fmt(value: object) -> str:
+    """Compact cell text: 4 significant digits for floats, a dash for NaN."""
+    if isinstance(value, (float, np.floating)):
+        return "–" if np.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _html_table(frame: pd.DataFrame, cell_style: CellStyle | None = None) -> str:
+    """Escaped HTML table; `cell_style(row, column)` may return an inline CSS string per cell."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = []
+    for _, row in frame.iterrows():
+        cells = []
+        for column in frame.columns:
+            style = cell_style(row, column) if cell_style else ""
+            attr = f' style="{style}"' if style else ""
+            cells.append(f"<td{attr}>{html.escape(_fmt(row[column]))}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    """GitHub-flavoured markdown table (pipes in cells escaped)."""
+    def cell(v: object) -> str:
+        return _fmt(v).replace("|", "\\|")
+    lines = ["| " + " | ".join(map(cell, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _agreement_style(row: pd.Series, column: str) -> str:
+    """Green where a better latent goes with better generation, red where against it; opacity = strength."""
+    if column not in ("r", "agreement") or not np.isfinite(row.get("agreement", np.nan)):
+        return ""
+    a = float(row["agreement"])
+    rgb = "46,160,67" if a > 0 else "215,58,73"
+    return f"background: rgba({rgb},{0.65 * min(abs(a), 1.0):.2f})"
+
+
+def _shown(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The listed columns that the frame has, in that order (all columns if it has none of them)."""
+    present = [c for c in columns if c in frame.columns]
+    return frame[present] if present else frame
+
+
+def _regression_frame(regressions: pd.DataFrame | Sequence[OLSResult]) -> pd.DataFrame:
+    """Accept `pairwise_joint` output or a list of `OLSResult`s."""
+    if isinstance(regressions, pd.DataFrame):
+        return regressions
+    return pd.DataFrame([fit.as_row() for fit in regressions])
+
+
+def _ranking(corr_df: pd.DataFrame) -> pd.DataFrame:
+    """Perspective ranking by Pearson, or by the first method present when Pearson was not computed."""
+    if corr_df.empty:
+        return corr_df
+    methods = list(corr_df["method"].unique())
+    ranked = perspective_ranking(corr_df, "pearson" if "pearson" in methods else methods[0])
+    return _shown(ranked, ("rank", "perspective", "metric", "method", "r", "ci_low", "ci_high", "n"))
+
+
+def _summary(study_name: str, table: pd.DataFrame, ranking: pd.DataFrame, excluded: pd.DataFrame) -> dict[str, str]:
+    """Headline facts shared by the HTML and markdown reports."""
+    facts = {"study": study_name, "rows analysed": str(len(table)), "rows excluded": str(len(excluded))}
+    for column, label in (("tokenizer_id", "tokenizers"), ("backbone", "backbones"), ("cfg_scale", "CFG scales")):
+        if column in table.columns:
+            facts[label] = str(table[column].nunique())
+    if not ranking.empty:
+        top = ranking.iloc[0]
+        facts["strongest perspective"] = f"{top['perspective']} ({top['metric']}, r = {_fmt(top['r'])})"
+    return facts
+
+
+def _image_tag(path: Path) -> str:
+    """An <img> whose source is the file itself, base64-encoded into a data: URI."""
+    mime = IMAGE_MIME.get(path.suffix.lower())
+    if mime is None:
+        raise ValueError(f"cannot embed {path.name!r}; allowed suffixes: {sorted(IMAGE_MIME)}")
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(path.stem)}" src="data:{mime};base64,{data}">'
+
+
+def _html_page(title: str, facts: dict[str, str], corr: pd.DataFrame, ranking: pd.DataFrame,
+               regressions: pd.DataFrame, figures: Sequence[Path], excluded: pd.DataFrame) -> str:
+    """The whole report as one HTML document; every table cell is escaped, every image inlined."""
+    summary = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items())
+    images = "".join(f"<figure>{_image_tag(p)}<figcaption>{html.escape(p.name)}</figcaption></figure>"
+                     for p in figures)
+    excluded_html = _html_table(excluded) if len(excluded) else '<p class="note">No trials excluded.</p>'
+    title = html.escape(title)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{CSS}</style></head><body>
+<h1>{title}</h1>
+<h2>Summary</h2><table>{summary}</table>
+<h2>Correlations with the target</h2>
+<p class="note">r = corr(sign-normalised metric, target); metrics are oriented so that higher means a better latent.
+Against gFID (lower is better) a good predictor has r &lt; 0. Colour: agreement (green = better latent, better
+generation). CI: percentile bootstrap over rows.</p>
+{_html_table(corr, _agreement_style)}
+<h2>Perspective ranking</h2>{_html_table(ranking)}
+<h2>Joint regressions</h2>
+<p class="note">OLS of the target on pairs of metrics; loo_r2 is the exact leave-one-out R² (PRESS).</p>
+{_html_table(regressions)}
+<h2>Figures</h2>{images}
+<h2>Excluded trials</h2>{excluded_html}
+</body></html>
+"""
+
+
+def _markdown(title: str, facts: dict[str, str], corr: pd.DataFrame, ranking: pd.DataFrame,
+              regressions: pd.DataFrame, figures: Sequence[Path], excluded: pd.DataFrame) -> str:
+    """A short summary: headline facts, ranking, the ten strongest correlations and regressions, exclusions."""
+    strongest = corr.sort_values("agreement", ascending=False) if "agreement" in corr.columns else corr
+    lines = [f"# {title}", "", *(f"- **{k}**: {v}" for k, v in facts.items()), "",
+             "## Perspective ranking", "", _md_table(ranking), "",
+             "## Strongest correlations", "", _md_table(strongest.head(10)), "",
+             "## Joint regressions (best 10)", "", _md_table(regressions.head(10)), "",
+             "## Figures", "", *(f"- {p.name}" for p in figures), "",
+             "## Excluded trials", "", _md_table(excluded) if len(excluded) else "None.", ""]
+    return "\n".join(lines)
+
+
+def write_report(
+    out_dir: str | Path,
+    study_name: str,
+    table: pd.DataFrame,
+    corr_df: pd.DataFrame,
+    regressions: pd.DataFrame | Sequence[OLSResult],
+    figures: Sequence[Path],
+    excluded: pd.DataFrame | list[dict],
+) -> Path:
+    """Write `<out_dir>/report.html` (self-contained) and `<out_dir>/report.md`; returns the HTML path.
+
+    `table` is the analysed (ok) table, `corr_df` comes from `correlate`, `regressions` from `pairwise_joint`
+    (or a list of `OLSResult`), `excluded` lists failed/incomplete trials with a `reason` each.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    excluded_df = _shown(pd.DataFrame(excluded), EXCLUDED_COLUMNS)
+    ranking = _ranking(corr_df)
+    parts = (f"raysweep study report: {study_name}", _summary(study_name, table, ranking, excluded_df),
+             _shown(corr_df, CORRELATION_SHOWN), ranking, _shown(_regression_frame(regressions), REGRESSION_SHOWN),
+             [Path(f) for f in figures], excluded_df)
+    html_path = out / "report.html"
+    html_path.write_text(_html_page(*parts), encoding="utf-8")
+    (out / "report.md").write_text(_markdown(*parts), encoding="utf-8")
+    return html_path

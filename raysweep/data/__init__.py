@@ -1,0 +1,30 @@
+"""Image datasets (embedded shapes, ImageNet-layout folders), masks, and the latent Parquet contract."""
+from raysweep.data.imagefolder import load_imagefolder
+from raysweep.data.imageset import ImageSet
+from raysweep.data.latents import (
+    FG_MASK,
+    LABEL,
+    LATENT,
+    LATENT_COLUMNS,
+    SAMPLE_ID,
+    LatentBatch,
+    LatentDataError,
+    LatentMeta,
+    check_norm_hash,
+    compute_norm_hash,
+    latent_batch_from_columns,
+    latent_files,
+    latent_schema,
+    read_latent_meta,
+    read_latents,
+    write_latents,
+)
+from raysweep.data.masks import pool_masks
+from raysweep.data.shapes import SHAPE_CLASSES, make_shapes, shape_masks, shapes_splits
+
+__all__ = [
+    "FG_MASK", "LABEL", "LATENT", "LATENT_COLUMNS", "SAMPLE_ID", "SHAPE_CLASSES", "ImageSet", "LatentBatch",
+    "LatentDataError", "LatentMeta", "check_norm_hash", "compute_norm_hash", "latent_batch_from_columns",
+    "latent_files", "latent_schema", "load_imagefolder", "make_shapes", "pool_masks", "read_latent_meta",
+    "read_latents", "shape_masks", "shapes_splits", "write_latents",
+]

@@ -1,0 +1,302 @@
+"""The latent Parquet contract: the interface between tokenizers, metrics and diffusion (and other people's tools).
+
+One row per image: `sample_id: int64`, `label: int32`, `latent: fixed_size_list<float32>[C*H*W]` (C-order of
+[C,H,W], un-normalised), optional `fg_mask: fixed_size_list<uint8>[H*W]` (foreground at latent resolution).
+Schema metadata: `raysweep.latent_shape` (JSON [C,H,W]), `raysweep.tokenizer_id`, `raysweep.channel_mean` /
+`raysweep.channel_std` (JSON lists, per channel over N,H,W of the whole written set: what standardisation uses),
+`raysweep.norm_hash` (short sha256 of those stats, so stale or edited statistics are detected), plus free-form
+string metadata. Files are `part-00000.parquet`, ...; plain pyarrow / pandas / polars / duckdb read them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SAMPLE_ID, LABEL, LATENT, FG_MASK = "sample_id", "label", "latent", "fg_mask"
+LATENT_COLUMNS: tuple[str, ...] = (SAMPLE_ID, LABEL, LATENT, FG_MASK)
+REQUIRED_COLUMNS: tuple[str, ...] = (SAMPLE_ID, LABEL, LATENT)
+SHAPE_KEY, TOKENIZER_KEY = "raysweep.latent_shape", "raysweep.tokenizer_id"
+MEAN_KEY, STD_KEY, HASH_KEY = "raysweep.channel_mean", "raysweep.channel_std", "raysweep.norm_hash"
+RESERVED_KEYS: tuple[str, ...] = (SHAPE_KEY, TOKENIZER_KEY, MEAN_KEY, STD_KEY, HASH_KEY)
+PART_GLOB = "part-*.parquet"
+
+
+class LatentDataError(ValueError):
+    """Bad latent data; the one-line message names the file (or batch) and the column or metadata key."""
+
+
+@dataclass
+class LatentMeta:
+    """What the Parquet footer says about a latent set; stats are float64 [C]."""
+
+    shape: tuple[int, int, int]
+    tokenizer_id: str
+    channel_mean: np.ndarray
+    channel_std: np.ndarray
+    norm_hash: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def standardise(self, latent: np.ndarray) -> np.ndarray:
+        """[..., C, H, W] -> per-channel standardised float32 (a constant channel is only centred)."""
+        mean, std = self._stats()
+        return ((latent - mean) / std).astype(np.float32)
+
+    def unstandardise(self, latent: np.ndarray) -> np.ndarray:
+        """Inverse of `standardise`: [..., C, H, W] back to the tokenizer's scale, float32."""
+        mean, std = self._stats()
+        return (latent * std + mean).astype(np.float32)
+
+    def _stats(self) -> tuple[np.ndarray, np.ndarray]:
+        std = np.where(self.channel_std > 0, self.channel_std, 1.0)
+        return self.channel_mean[:, None, None], std[:, None, None]  # (C, 1, 1)
+
+
+@dataclass
+class LatentBatch:
+    """sample_id [B] int64, label [B] int32, latent [B,C,H,W] float32 (un-normalised), fg_mask [B,H,W] uint8 | None."""
+
+    sample_id: np.ndarray
+    label: np.ndarray
+    latent: np.ndarray
+    fg_mask: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+
+def compute_norm_hash(mean: np.ndarray, std: np.ndarray) -> str:
+    """16 hex chars of sha256 over the JSON of the stats (JSON floats round-trip exactly, so re-hashing is stable)."""
+    payload = json.dumps([np.asarray(mean, np.float64).tolist(), np.asarray(std, np.float64).tolist()])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def check_norm_hash(meta: LatentMeta, source: str = "latents") -> None:
+    """Raise if the stored normalisation statistics do not match their hash (stale or edited file)."""
+    if compute_norm_hash(meta.channel_mean, meta.channel_std) != meta.norm_hash:
+        raise LatentDataError(f"{source}: metadata '{HASH_KEY}' does not match '{MEAN_KEY}'/'{STD_KEY}' "
+                              "(stale or edited normalisation); re-encode the latents")
+
+
+def latent_schema(shape: tuple[int, int, int], with_mask: bool, metadata: dict[str, str]) -> pa.Schema:
+    """The Arrow schema of a latent file of per-image `shape` [C,H,W], with `metadata` in the schema footer."""
+    c, h, w = shape
+    fields = [pa.field(SAMPLE_ID, pa.int64(), nullable=False), pa.field(LABEL, pa.int32(), nullable=False),
+              pa.field(LATENT, pa.list_(pa.float32(), c * h * w), nullable=False)]
+    if with_mask:
+        fields.append(pa.field(FG_MASK, pa.list_(pa.uint8(), h * w), nullable=False))
+    return pa.schema(fields, metadata={k.encode(): v.encode() for k, v in metadata.items()})
+
+
+def _channel_stats(latents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel float64 mean and (population) std over N,H,W; one channel at a time to bound memory."""
+    channels = [latents[:, ch].astype(np.float64) for ch in range(latents.shape[1])]
+    return np.array([x.mean() for x in channels]), np.array([x.std() for x in channels])
+
+
+def _check_write_inputs(directory: Path, latents: np.ndarray, labels: np.ndarray, sample_ids: np.ndarray,
+                        fg_masks: np.ndarray | None, tokenizer_id: str, extra: dict[str, str]) -> None:
+    if latents.ndim != 4 or len(latents) == 0:
+        raise LatentDataError(f"{directory}: column '{LATENT}': expected a non-empty [N,C,H,W], got {latents.shape}")
+    if not np.isfinite(latents).all():
+        raise LatentDataError(f"{directory}: column '{LATENT}': contains NaN or inf")
+    n, _, h, w = latents.shape
+    for name, values in ((LABEL, labels), (SAMPLE_ID, sample_ids)):
+        if values.shape != (n,) or not np.issubdtype(values.dtype, np.integer):
+            raise LatentDataError(f"{directory}: column '{name}': expected integers of shape ({n},), got "
+                                  f"{values.dtype} {values.shape}")
+    if len(np.unique(sample_ids)) != n:
+        raise LatentDataError(f"{directory}: column '{SAMPLE_ID}': ids are not unique")
+    if fg_masks is not None and fg_masks.shape != (n, h, w):
+        raise LatentDataError(f"{directory}: column '{FG_MASK}': expected shape {(n, h, w)}, got {fg_masks.shape}")
+    if fg_masks is not None and not np.isin(fg_masks, (0, 1)).all():
+        raise LatentDataError(f"{directory}: column '{FG_MASK}': values must be 0 or 1")
+    if not tokenizer_id:
+        raise LatentDataError(f"{directory}: metadata '{TOKENIZER_KEY}': must be a non-empty string")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
+        raise LatentDataError(f"{directory}: extra metadata must map str -> str, got {extra!r}")
+    if clash := sorted(set(extra) & set(RESERVED_KEYS)):
+        raise LatentDataError(f"{directory}: extra metadata may not set the reserved keys {clash}")
+
+
+def write_latents(directory: str | Path, latents: np.ndarray, labels: np.ndarray, *,
+                  sample_ids: np.ndarray | None = None, fg_masks: np.ndarray | None = None, tokenizer_id: str,
+                  extra_metadata: dict[str, str] | None = None, rows_per_file: int = 4096) -> list[Path]:
+    """Write latents [N,C,H,W] with labels [N], sample ids [N] (default 0..N-1) and optional fg masks [N,H,W]
+    as `part-00000.parquet`, ... (each atomically: temp name, then rename); older parts beyond the new count are
+    removed so the directory holds exactly this set. Returns the paths in order."""
+    directory = Path(directory)
+    latents = np.ascontiguousarray(latents, dtype=np.float32)
+    labels = np.asarray(labels)
+    ids = np.arange(len(latents), dtype=np.int64) if sample_ids is None else np.asarray(sample_ids)
+    extra = dict(extra_metadata or {})
+    _check_write_inputs(directory, latents, labels, ids, fg_masks, tokenizer_id, extra)
+    if rows_per_file < 1:
+        raise ValueError(f"rows_per_file must be >= 1, got {rows_per_file}")
+    n, c, h, w = latents.shape
+    mean, std = _channel_stats(latents)
+    metadata = {**extra, SHAPE_KEY: json.dumps([c, h, w]), TOKENIZER_KEY: tokenizer_id,
+                MEAN_KEY: json.dumps(mean.tolist()), STD_KEY: json.dumps(std.tolist()),
+                HASH_KEY: compute_norm_hash(mean, std)}
+    schema = latent_schema((c, h, w), fg_masks is not None, metadata)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for part, start in enumerate(range(0, n, rows_per_file)):
+        sl = slice(start, min(n, start + rows_per_file))
+        columns = [pa.array(ids[sl].astype(np.int64)), pa.array(labels[sl].astype(np.int32)),
+                   pa.FixedSizeListArray.from_arrays(latents[sl].reshape(-1), c * h * w)]
+        if fg_masks is not None:
+            columns.append(pa.FixedSizeListArray.from_arrays(fg_masks[sl].astype(np.uint8).reshape(-1), h * w))
+        path = directory / f"part-{part:05d}.parquet"
+        tmp = directory / f".{path.name}.{os.getpid()}.tmp"  # hidden: Ray Data and pyarrow datasets skip it
+        pq.write_table(pa.Table.from_arrays(columns, schema=schema), tmp)
+        os.replace(tmp, path)
+        paths.append(path)
+    for stale in set(directory.glob(PART_GLOB)) - set(paths):
+        stale.unlink()
+    return paths
+
+
+def latent_files(directory: str | Path) -> list[Path]:
+    """The sorted `part-*.parquet` files of a latent directory (at least one)."""
+    paths = sorted(Path(directory).glob(PART_GLOB))
+    if not paths:
+        raise LatentDataError(f"{directory}: no '{PART_GLOB}' latent files")
+    return paths
+
+
+def _json_key(raw: dict[str, str], key: str, source: str) -> object:
+    try:
+        return json.loads(raw[key])
+    except (KeyError, json.JSONDecodeError):
+        raise LatentDataError(f"{source}: metadata '{key}' is missing or not valid JSON") from None
+
+
+def _meta_from_schema(schema: pa.Schema, source: str) -> LatentMeta:
+    raw = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+    shape = _json_key(raw, SHAPE_KEY, source)
+    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(x, int) and x >= 1 for x in shape)):
+        raise LatentDataError(f"{source}: metadata '{SHAPE_KEY}' must be a JSON [C, H, W] of positive ints, "
+                              f"got {raw[SHAPE_KEY]!r}")
+    stats = []
+    for key in (MEAN_KEY, STD_KEY):
+        values = _json_key(raw, key, source)
+        if not (isinstance(values, list) and len(values) == shape[0]
+                and all(isinstance(x, (int, float)) for x in values)):
+            raise LatentDataError(f"{source}: metadata '{key}' must be a JSON list of {shape[0]} numbers")
+        stats.append(np.asarray(values, np.float64))
+    for key in (TOKENIZER_KEY, HASH_KEY):
+        if not raw.get(key):
+            raise LatentDataError(f"{source}: metadata '{key}' is missing")
+    return LatentMeta(shape=(shape[0], shape[1], shape[2]), tokenizer_id=raw[TOKENIZER_KEY], channel_mean=stats[0],
+                      channel_std=stats[1], norm_hash=raw[HASH_KEY],
+                      extra={k: v for k, v in raw.items() if k not in RESERVED_KEYS})
+
+
+def _open(path: str | Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as err:
+        raise LatentDataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from None
+
+
+def read_latent_meta(path: str | Path) -> LatentMeta:
+    """Metadata from the Parquet footer only (cheap: no column data is read)."""
+    return _meta_from_schema(_open(path).schema_arrow, str(path))
+
+
+def _rows(values: np.ndarray, width: int, name: str, source: str) -> np.ndarray:
+    """[B, width] from a 2-D array or (as Ray Data hands over fixed-size lists) an object array of 1-D arrays."""
+    if values.dtype == object:
+        values = np.stack(values) if len(values) else np.empty((0, width))
+    if values.size != len(values) * width:
+        raise LatentDataError(f"{source}: column '{name}': rows hold {values.size // max(len(values), 1)} values, "
+                              f"expected {width}")
+    return values.reshape(len(values), width)
+
+
+def latent_batch_from_columns(columns: dict[str, np.ndarray], shape: tuple[int, int, int],
+                              source: str = "batch") -> LatentBatch:
+    """Numpy columns (a Ray Data `batch_format="numpy"` batch, or pyarrow's) -> validated `LatentBatch`."""
+    c, h, w = shape
+    for name in REQUIRED_COLUMNS:
+        if name not in columns:
+            raise LatentDataError(f"{source}: column '{name}' is missing (have {sorted(columns)})")
+    latent = _rows(np.asarray(columns[LATENT]), c * h * w, LATENT, source).astype(np.float32, copy=False)
+    mask = None
+    if columns.get(FG_MASK) is not None:
+        mask = _rows(np.asarray(columns[FG_MASK]), h * w, FG_MASK, source).astype(np.uint8, copy=False)
+        mask = mask.reshape(-1, h, w)
+    ids, labels = np.asarray(columns[SAMPLE_ID]), np.asarray(columns[LABEL])
+    for name, values in ((SAMPLE_ID, ids), (LABEL, labels)):
+        if not np.issubdtype(values.dtype, np.integer):
+            raise LatentDataError(f"{source}: column '{name}': expected integers, got {values.dtype}")
+    batch = LatentBatch(sample_id=ids.astype(np.int64, copy=False), label=labels.astype(np.int32, copy=False),
+                        latent=latent.reshape(-1, c, h, w), fg_mask=mask)
+    for name, values in ((SAMPLE_ID, batch.sample_id), (LABEL, batch.label), (FG_MASK, batch.fg_mask)):
+        if values is not None and len(values) != len(latent):
+            raise LatentDataError(f"{source}: column '{name}' has {len(values)} rows, '{LATENT}' has {len(latent)}")
+    if not np.isfinite(latent).all():
+        bad = int((~np.isfinite(latent)).any(axis=1).sum())
+        raise LatentDataError(f"{source}: column '{LATENT}': {bad} row(s) contain NaN or inf")
+    if mask is not None and mask.size and mask.max() > 1:
+        raise LatentDataError(f"{source}: column '{FG_MASK}': values must be 0 or 1, got {mask.max()}")
+    return batch
+
+
+def _read_file(path: str | Path) -> tuple[LatentBatch, LatentMeta]:
+    file = _open(path)
+    meta = _meta_from_schema(file.schema_arrow, str(path))
+    c, h, w = meta.shape
+    for name, width in ((LATENT, c * h * w), (FG_MASK, h * w)):
+        if name in file.schema_arrow.names:
+            kind = file.schema_arrow.field(name).type
+            if not pa.types.is_fixed_size_list(kind) or kind.list_size != width:
+                raise LatentDataError(f"{path}: column '{name}': type {kind} is not a fixed_size_list of {width} "
+                                      f"values (latent shape {[c, h, w]})")
+    try:
+        table = file.read()
+    except (OSError, pa.ArrowException) as err:
+        raise LatentDataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from None
+    columns = {}
+    for name in table.column_names:
+        column = table[name]
+        if column.null_count:
+            raise LatentDataError(f"{path}: column '{name}': {column.null_count} null value(s)")
+        if pa.types.is_fixed_size_list(column.type):  # flat values -> [rows, width], no per-row Python objects
+            width = column.type.list_size
+            columns[name] = column.combine_chunks().flatten().to_numpy().reshape(-1, width)
+        else:
+            columns[name] = column.to_numpy()
+    return latent_batch_from_columns(columns, meta.shape, str(path)), meta
+
+
+def read_latents(paths: Sequence[str | Path]) -> tuple[LatentBatch, LatentMeta]:
+    """Read whole files of one written set (same shape, tokenizer and stats; hash checked) into one batch."""
+    if not paths:
+        raise LatentDataError("read_latents: no latent files given")
+    batches, meta = [], None
+    for path in paths:
+        batch, file_meta = _read_file(path)
+        if meta is None:
+            check_norm_hash(file_meta, str(path))
+            meta = file_meta
+        elif file_meta.shape != meta.shape:
+            raise LatentDataError(f"{path}: column '{LATENT}': shape {list(file_meta.shape)} differs from "
+                                  f"{list(meta.shape)} in {paths[0]}")
+        elif (file_meta.tokenizer_id, file_meta.norm_hash) != (meta.tokenizer_id, meta.norm_hash):
+            raise LatentDataError(f"{path}: metadata '{TOKENIZER_KEY}'/'{HASH_KEY}' differ from {paths[0]}: "
+                                  "files come from different writes")
+        batches.append(batch)
+    if len({b.fg_mask is None for b in batches}) > 1:
+        raise LatentDataError(f"{paths[0]}: column '{FG_MASK}' is present in some files and missing in others")
+    masks = None if batches[0].fg_mask is None else np.concatenate([b.fg_mask for b in batches])
+    return LatentBatch(np.concatenate([b.sample_id for b in batches]), np.concatenate([b.label for b in batches]),
+                       np.concatenate([b.latent for b in batches]), masks), meta
