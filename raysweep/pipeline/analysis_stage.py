@@ -51,6 +51,7 @@ def analyze_study(study: StudySpec, tracker: Tracker, study_run_id: str) -> str 
         regressions = pd.DataFrame()
         if directions:
             metrics = sorted(directions)
+            directions[TARGET] = False  # lower gFID is better
             corr = correlate(best, metrics, target=TARGET, directions=directions, seed=study.seed)
             corr.to_csv(out / "correlations.csv", index=False)
             latent = [m for m in metrics if m.startswith("latent/")]

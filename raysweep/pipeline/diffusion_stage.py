@@ -9,7 +9,7 @@ import torch
 
 from raysweep.config.hashing import config_hash, flatten
 from raysweep.config.spec import DiffusionTrial, EvaluationSpec
-from raysweep.data import check_norm_hash, read_latents
+from raysweep.data import LatentMeta, latent_files, read_latents
 from raysweep.diffusion import DiffusionTrainer, build_backbone, efficiency, euler_sample, length_ratios, straightness
 from raysweep.pipeline.checkpointing import report, train_with_checkpoints
 from raysweep.pipeline.context import TrialContext, setup_worker
@@ -71,11 +71,8 @@ def _train_and_evaluate(trial: DiffusionTrial, payload: dict[str, Any], ctx: Tri
     tok_key = payload["tokenizer"]["key"]
     evaluation = EvaluationSpec(**payload["evaluation"])
     torch.manual_seed(seed)
-    batch, meta = read_latents(sorted(ctx.store.latents(tok_key, "train").glob("*.parquet")))
-    check_norm_hash(meta)
-    mean = torch.as_tensor(meta.channel_mean, dtype=torch.float32)[:, None, None]
-    std = torch.as_tensor(meta.channel_std, dtype=torch.float32)[:, None, None]
-    z = (torch.from_numpy(batch.latent) - mean) / std  # (N, C, H, W), what the diffusion model sees
+    batch, meta = read_latents(latent_files(ctx.store.latents(tok_key, "train")))  # checks the norm hash
+    z = torch.from_numpy(meta.standardise(batch.latent))  # (N, C, H, W), what the diffusion model sees
     y = torch.from_numpy(batch.label.astype(np.int64))
     c, h, _ = meta.shape
     model = build_backbone(trial.backbone, in_channels=c, input_size=h, num_classes=ctx.num_classes,
@@ -95,7 +92,7 @@ def _train_and_evaluate(trial: DiffusionTrial, payload: dict[str, Any], ctx: Tri
     metrics: dict[str, float] = {}
     out = ctx.store.diffusion(payload["key"])
     for scale in evaluation.cfg_scales:
-        images = _sample_and_decode(trainer.ema, decoder, noise, labels, scale, evaluation, mean, std)
+        images = _sample_and_decode(trainer.ema, decoder, noise, labels, scale, evaluation, meta)
         scores = scorer.score(images, reference, metrics=("fid", "isc"))
         metrics[f"gen/{cfg_name(scale)}/gfid"] = scores["fid"]
         metrics[f"gen/{cfg_name(scale)}/is"] = scores["is_mean"]
@@ -114,14 +111,14 @@ def _train_and_evaluate(trial: DiffusionTrial, payload: dict[str, Any], ctx: Tri
 
 @torch.no_grad()
 def _sample_and_decode(model: torch.nn.Module, decoder: torch.nn.Module, noise: torch.Tensor, labels: torch.Tensor,
-                       scale: float, evaluation: EvaluationSpec, mean: torch.Tensor, std: torch.Tensor) -> np.ndarray:
+                       scale: float, evaluation: EvaluationSpec, meta: LatentMeta) -> np.ndarray:
     """Euler ODE in standardised latent space, de-standardise, decode; in batches. -> uint8 [N,3,H,W]."""
     chunks = []
     for i in range(0, len(noise), evaluation.batch_size):
         result = euler_sample(model, noise[i:i + evaluation.batch_size], labels[i:i + evaluation.batch_size],
                               steps=evaluation.sampling_steps, cfg_scale=scale,
                               guidance_interval=evaluation.guidance_interval)
-        chunks.append(to_uint8(decoder.decode(result.x1 * std + mean)))
+        chunks.append(to_uint8(decoder.decode(torch.from_numpy(meta.unstandardise(result.x1.numpy())))))
     return np.concatenate(chunks)
 
 

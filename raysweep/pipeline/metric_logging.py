@@ -38,5 +38,5 @@ def log_latent_metrics(tracker: Tracker, run_id: str, values: dict[str, Any], di
     directory.mkdir(parents=True, exist_ok=True)
     for key, (grid, arr) in curves.items():
         name = key.replace("/", "_").replace("@", "at")
-        path = curve_plot(grid, {key: arr}, directory / f"{name}.png", title=key, xlabel="t", ylabel=key)
-        tracker.log_artifact(run_id, path, "figures")
+        for path in curve_plot(grid, {key: arr}, directory / f"{name}.png", title=key, xlabel="t", ylabel=key):
+            tracker.log_artifact(run_id, path, "figures")

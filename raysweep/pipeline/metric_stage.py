@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from raysweep.data import latent_batch_from_columns, read_latent_meta
+from raysweep.data import latent_batch_from_columns, latent_files, read_latent_meta
 from raysweep.metrics import build_metric
 
 
@@ -37,7 +37,7 @@ def compute_latent_metrics(latent_dir: Path, names: list[str], params: dict[str,
     """Run the metric pool over every Parquet file of `latent_dir`; return `{mlflow_key: value}`."""
     import ray
 
-    files = sorted(str(p) for p in Path(latent_dir).glob("*.parquet"))
+    files = [str(p) for p in latent_files(latent_dir)]
     meta = read_latent_meta(files[0])
     dataset = ray.data.read_parquet(files).map_batches(
         MetricActor,

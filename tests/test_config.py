@@ -1,0 +1,105 @@
+"""Study files: validation, one-line errors, search-space resolution, the validate/plan commands."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raysweep.config import ConfigError, load_study, parse_study
+from raysweep.config.search import resolve, to_tune
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "experiments" / "quickstart.yaml"
+
+
+def write(tmp_path: Path, data: dict, name: str = "study.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_quickstart_resolves_six_distinct_tokenizers() -> None:
+    study = load_study(QUICKSTART)
+    ids = [t.id for t in study.tokenizer_trials]
+    assert len(ids) >= 6 and len(set(ids)) == len(ids)
+    assert len({t.key() for t in study.tokenizer_trials}) == len(ids)
+    lcr = [t for t in study.tokenizer_trials if t.regularizer == "lcr"]
+    assert sorted(t.params["weight"] for t in lcr) == [0.1, 1.0]  # the grid expanded
+    assert study.tracking_uri.startswith("sqlite:///") and study.tracking_uri.endswith("mlflow.db")
+
+
+@pytest.mark.parametrize("data, path, needle", [
+    ({"name": "s", "tokenizers": {"variants": [{"regularizr": "eq"}]}}, "tokenizers.variants[0]", "regularizr"),
+    ({"name": "s", "dataset": {"imagesize": 32}}, "dataset.imagesize", "image_size"),
+    ({"name": "s", "tokenizers": {"regularizer": "nope"}}, "tokenizers", "baseline"),
+    ({"name": "s", "diffusion": {"backbone": "SiT-Q"}}, "diffusion", "SiT-T"),
+    ({"name": "s", "metrics": {"names": ["vivv"]}}, "metrics", "viv"),
+    ({"name": "s", "dataset": {"name": "cifar"}}, "dataset.name", "shapes"),
+    ({"name": "s", "tokenizers": {"lr": {"loguniform": [0, 1]}}}, "tokenizers.lr", "positive"),
+    ({"name": "s", "tokenizers": {"latent": "f3d4"}}, "tokenizers", "power of two"),
+    ({"name": "s", "tokenizers": {"regularizer": "lcr", "params": {"wieght": 1}}}, "tokenizers", "weight"),
+    ({"name": "s", "diffusion": {"seeds": []}}, "diffusion.seeds", "non-empty"),
+])
+def test_bad_values_give_one_line_with_path_and_allowed_values(tmp_path: Path, data: dict, path: str,
+                                                               needle: str) -> None:
+    source = write(tmp_path, data)
+    with pytest.raises(ConfigError) as info:
+        load_study(source)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{source}: {path}")
+    assert needle in message
+
+
+def test_search_spaces_map_to_tune_and_resolve_deterministically() -> None:
+    from ray.tune.search.sample import Float
+
+    space = to_tune({"lr": {"loguniform": [1e-4, 1e-2]}, "reg": {"grid": ["a", "b"]}})
+    assert isinstance(space["lr"], Float)
+    first = resolve({"lr": {"loguniform": [1e-4, 1e-2]}, "reg": {"grid": ["a", "b"]}}, num_samples=3, seed=7)
+    again = resolve({"lr": {"loguniform": [1e-4, 1e-2]}, "reg": {"grid": ["a", "b"]}}, num_samples=3, seed=7)
+    assert first == again and len(first) == 6
+    assert all(1e-4 <= r["lr"] <= 1e-2 for r in first)
+    assert resolve({"lr": {"loguniform": [1e-4, 1e-2]}}, 3, seed=8) != resolve({"lr": {"loguniform": [1e-4, 1e-2]}},
+                                                                               3, seed=7)
+
+
+def test_random_tokenizer_search_draws_num_samples_trials() -> None:
+    study = parse_study({"name": "s", "tokenizers": {"num_samples": 4, "lr": {"uniform": [1e-4, 1e-3]}}})
+    assert len(study.tokenizer_trials) == 4
+    assert len({t.lr for t in study.tokenizer_trials}) == 4
+
+
+def test_duplicate_tokenizers_are_rejected() -> None:
+    with pytest.raises(ConfigError, match="same configuration"):
+        parse_study({"name": "s", "tokenizers": {"variants": [{"regularizer": "eq"}, {"regularizer": "eq"}]}})
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "raysweep.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_bad_study_exits_2_without_traceback_and_writes_nothing(tmp_path: Path) -> None:
+    study = write(tmp_path, {"name": "s", "storage": {"root": str(tmp_path / "out")},
+                             "tokenizers": {"regularizer": "nope"}})
+    for command in ("validate", "plan", "run"):
+        proc = run_cli(command, str(study), cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert "unknown regularizer 'nope'" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_plan_json_counts_trials(tmp_path: Path) -> None:
+    proc = run_cli("plan", str(QUICKSTART), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    study = load_study(QUICKSTART)
+    assert len(plan["tokenizer_trials"]) == len(study.tokenizer_trials)
+    assert len(plan["diffusion_trials"]) == len(study.tokenizer_trials) * len(study.diffusion_seeds)
