@@ -7,6 +7,7 @@ from typing import Any
 from raysweep.data import read_latents
 from raysweep.metrics import METRICS, compute_metrics
 from raysweep.pipeline.metric_logging import split_values
+from raysweep.pipeline.metric_stage import with_known_stats
 
 
 def _expand(paths: list[Path]) -> list[Path]:
@@ -25,7 +26,7 @@ def metrics_for_files(paths: list[Path], only: list[str] | None = None) -> dict[
     if unknown:
         raise ValueError(f"--only: unknown metric(s) {', '.join(unknown)}; allowed: {', '.join(sorted(METRICS))}")
     files = _expand(paths)
-    batch, _ = read_latents(files)
-    values = compute_metrics([batch], names)
+    batch, meta = read_latents(files)
+    values = compute_metrics([batch], names, with_known_stats(names, {}, meta))
     scalars, curves = split_values(values)
     return {**scalars, **{k: v.tolist() for k, (_, v) in curves.items()}}

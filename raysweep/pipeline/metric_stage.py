@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from raysweep.data import latent_batch_from_columns, latent_files, read_latent_meta
+from raysweep.data import LatentMeta, latent_batch_from_columns, latent_files, read_latent_meta
 from raysweep.metrics import build_metric
 
 
@@ -32,6 +32,15 @@ class MetricActor:
         return {"states": np.array([pickle.dumps(states, protocol=5)], dtype=object)}
 
 
+def with_known_stats(names: list[str], params: dict[str, dict[str, Any]], meta: LatentMeta) -> dict[str, dict]:
+    """Spatial cosines cannot be corrected for standardisation after the fact; with the written set's channel
+    statistics (in the Parquet metadata) the spatial accumulator streams instead of holding every latent."""
+    if "spatial" not in names:
+        return params
+    stats = {"channel_mean": meta.channel_mean.tolist(), "channel_std": meta.channel_std.tolist()}
+    return {**params, "spatial": {**stats, **params.get("spatial", {})}}
+
+
 def compute_latent_metrics(latent_dir: Path, names: list[str], params: dict[str, dict[str, Any]], actors: int,
                            batch_size: int, cpus_per_actor: float = 1.0) -> dict[str, Any]:
     """Run the metric pool over every Parquet file of `latent_dir`; return `{mlflow_key: value}`."""
@@ -39,6 +48,7 @@ def compute_latent_metrics(latent_dir: Path, names: list[str], params: dict[str,
 
     files = [str(p) for p in latent_files(latent_dir)]
     meta = read_latent_meta(files[0])
+    params = with_known_stats(names, params, meta)
     dataset = ray.data.read_parquet(files).map_batches(
         MetricActor,
         fn_constructor_kwargs={"names": names, "params": params, "shape": meta.shape,

@@ -1,0 +1,79 @@
+"""The latent-metric registry: study YAML names -> accumulator factories, plus a one-pass runner."""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from raysweep.metrics.base import Accumulator, LatentBatchLike, Value
+from raysweep.metrics.semantic import LatentNeighbourConsistency, LinearProbe
+from raysweep.metrics.smoothness import SpectralEnergy
+from raysweep.metrics.spatial import SpatialStructure
+from raysweep.metrics.velocity import VelocityAmbiguity
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A registered metric: its accumulator class (keyword parameters come from the study YAML) and a summary.
+    Perspective and directions are read from the class, so they cannot drift from what it logs."""
+
+    factory: type[Accumulator]
+    summary: str
+
+    @property
+    def perspective(self) -> str:
+        return self.factory.perspective
+
+    @property
+    def directions(self) -> dict[str, bool]:
+        """Headline keys (default parameters) -> higher is better."""
+        return self.factory().higher_is_better
+
+
+METRICS: dict[str, MetricInfo] = {
+    "viv": MetricInfo(VelocityAmbiguity, "velocity irreducible variance under a Kronecker Gaussian class model"),
+    "sec": MetricInfo(SpectralEnergy, "DCT energy share above a Manhattan frequency"),
+    "lnc": MetricInfo(LatentNeighbourConsistency, "label agreement of cosine kNN of pooled latents"),
+    "linear_probe": MetricInfo(LinearProbe, "held-out accuracy of a linear probe on pooled latents"),
+    "spatial": MetricInfo(SpatialStructure, "iREPA LDS, CDS and SRSS of token cosines"),
+}
+
+
+def metric_info(name: str) -> MetricInfo:
+    if name not in METRICS:
+        raise ValueError(f"unknown metric '{name}'; allowed: {', '.join(sorted(METRICS))}")
+    return METRICS[name]
+
+
+def build_metric(name: str, **params: Any) -> Accumulator:
+    """A configured accumulator; unknown metric names and parameter names raise ValueError listing the allowed."""
+    factory = metric_info(name).factory
+    allowed = list(inspect.signature(factory).parameters)
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"metric '{name}': unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    return factory(**params)
+
+
+def metric_directions() -> dict[str, bool]:
+    """Every headline key of every registered metric (default parameters) -> higher is better."""
+    return {k: v for info in METRICS.values() for k, v in info.directions.items()}
+
+
+def compute_metrics(batches: Iterable[LatentBatchLike], names: list[str] | None = None,
+                    params: dict[str, dict[str, Any]] | None = None) -> dict[str, Value]:
+    """Run the named metrics (default: all) over the batches in one pass; returns {key: float | array}."""
+    names = list(names) if names is not None else sorted(METRICS)
+    params = params or {}
+    stray = sorted(set(params) - set(names))
+    if stray:
+        raise ValueError(f"params given for metric(s) {', '.join(stray)} not in names {names}")
+    metrics = {name: build_metric(name, **params.get(name, {})) for name in names}
+    states = {name: m.init() for name, m in metrics.items()}
+    for batch in batches:
+        states = {name: m.update(states[name], batch) for name, m in metrics.items()}
+    values: dict[str, Value] = {}
+    for name, m in metrics.items():
+        values.update(m.finalize(states[name]))
+    return values

@@ -1,0 +1,152 @@
+"""VIV, the velocity irreducible variance of flow matching under a class-conditional Gaussian model (METRICS.md §1).
+
+For `x1 | y=k ~ N(μ_k, Σ_k)` with eigenvalues λ_k,i the irreducible variance of `v = x1 − x0` given `(x_t, y)` is
+`I_k(t) = Σ λ/((1−t)² + t²λ)`, and over `t ~ U(0,1)` it integrates to `I_k = (π/2) Σ sqrt(λ)`.
+VIV = mean_k I_k / d (d = C·H·W): lower means less velocity ambiguity. Σ_k (d×d) is far too large to estimate from
+the few samples of a class, so it is modelled as Σ_s ⊗ Σ_c (spatial HW×HW, channel C×C) and fitted by the
+Kronecker flip-flop MLE; only C×C and HW×HW matrices are ever decomposed.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from raysweep.metrics.base import Accumulator, Batch, State, Value, channel_moments
+from raysweep.metrics.fisher import kappa, ratio_sum
+
+
+def _centred(x: np.ndarray) -> np.ndarray:
+    """Class samples [n, ...] -> float64, minus their mean."""
+    x = np.asarray(x, np.float64)
+    return x - x.mean(axis=0, keepdims=True)
+
+
+def _whitener(a: np.ndarray, ridge: float) -> np.ndarray:
+    """L⁻¹ for the lower Cholesky factor L of A + ridge·mean(diag A)·I, so that (L⁻¹)ᵀ L⁻¹ is its inverse.
+    (An explicit small inverse plus GEMM: LAPACK's triangular solves and eigh are slow on busy threaded BLAS.)"""
+    shift = ridge * max(float(np.trace(a)) / len(a), np.finfo(float).tiny)
+    return np.linalg.inv(np.linalg.cholesky(a + shift * np.eye(len(a))))
+
+
+def kronecker_flip_flop(x: np.ndarray, iterations: int = 5, ridge: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Flip-flop MLE of Σ ≈ Σ_s ⊗ Σ_c from class samples x [n, C, P] (P = H·W); returns (Σ_c [C,C], Σ_s [P,P]).
+
+    Samples are centred here. Σ_c ← (1/(nP)) Σ_n X_n Σ_s⁻¹ X_nᵀ, Σ_s ← (1/(nC)) Σ_n X_nᵀ Σ_c⁻¹ X_n, starting from
+    Σ_s = I; each update is the Gram matrix of Cholesky-whitened samples (two GEMMs).
+    The ridge (> 0, relative to the mean diagonal) only conditions the inverses. The scale split between the
+    factors is arbitrary; it is fixed by tr Σ_s = P.
+    """
+    x = _centred(x)
+    n, c, p = x.shape
+    by_position = x.reshape(n * c, p).T  # (P, n·C): column (n, c) is X_n[c, :]
+    by_channel = x.transpose(1, 0, 2).reshape(c, n * p)  # (C, n·P): column (n, p) is X_n[:, p]
+    sigma_c, sigma_s = np.eye(c), np.eye(p)
+    for _ in range(iterations):
+        y = (_whitener(sigma_s, ridge) @ by_position).reshape(p, n, c)  # L_s⁻¹ X_nᵀ
+        sigma_c = np.tensordot(y, y, axes=([0, 1], [0, 1])) / (n * p)  # (C, C)
+        z = (_whitener(sigma_c, ridge) @ by_channel).reshape(c, n, p)  # L_c⁻¹ X_n
+        sigma_s = np.tensordot(z, z, axes=([0, 1], [0, 1])) / (n * c)  # (P, P)
+        scale = float(np.trace(sigma_s)) / p
+        sigma_s, sigma_c = sigma_s / scale, sigma_c * scale
+    return sigma_c, sigma_s
+
+
+def total_variance(x: np.ndarray) -> float:
+    """tr of the unbiased sample covariance of samples x [n, ...]."""
+    return float(np.square(_centred(x)).sum() / (len(x) - 1))
+
+
+def kronecker_eigenvalues(x: np.ndarray, iterations: int = 5, ridge: float = 1e-3) -> np.ndarray:
+    """The d = C·P eigenvalues λ_c,j·λ_s,l of the flip-flop fit to x [n, C, P], rescaled to the class's total
+    variance (the Kronecker model fixes the shape of the spectrum, the data its trace). A class without
+    variance has all-zero eigenvalues."""
+    variance = total_variance(x)
+    if variance == 0:
+        return np.zeros(x[0].size)
+    sigma_c, sigma_s = kronecker_flip_flop(x, iterations, ridge)
+    lams = np.outer(np.linalg.eigvalsh(sigma_c), np.linalg.eigvalsh(sigma_s)).ravel().clip(0.0, None)
+    return lams * (variance / lams.sum())
+
+
+def dense_eigenvalues(x: np.ndarray) -> np.ndarray:
+    """All d eigenvalues of the unbiased sample covariance of x [n, ...] (d = prod of the sample shape); the
+    nonzero ones come from the SVD of the centred [n, d] data, the rest are 0."""
+    flat = _centred(x).reshape(len(x), -1)
+    sv = np.linalg.svd(flat, compute_uv=False)
+    lams = np.zeros(flat.shape[1])
+    lams[: len(sv)] = np.square(sv) / (len(x) - 1)
+    return lams
+
+
+def viv_from_eigenvalues(lams: np.ndarray, d: int | None = None) -> float:
+    """Per-dimension integrated irreducible variance (π/2) Σ sqrt(λ) / d (d defaults to len(lams))."""
+    lams = np.asarray(lams, np.float64)
+    return float(np.pi / 2 * np.sqrt(lams.clip(0.0, None)).sum() / (d or lams.size))
+
+
+def viv_curve(lams: np.ndarray, t_grid: np.ndarray, d: int | None = None) -> np.ndarray:
+    """Per-dimension irreducible variance at each time, Σ λ/((1−t)² + t²λ) / d: [T] for t_grid [T]."""
+    lams = np.asarray(lams, np.float64)
+    return ratio_sum(lams, kappa(lams, t_grid)) / (d or lams.size)
+
+
+def viv_dense(x: np.ndarray) -> float:
+    """Reference VIV of one class from its full sample covariance (needs n > d to be meaningful); x [n, ...]."""
+    return viv_from_eigenvalues(dense_eigenvalues(x))
+
+
+class VelocityAmbiguity(Accumulator):
+    """VIV and the VIV(t) curve over classes on per-channel standardised latents.
+
+    State: per-channel moments (for the standardisation, applied in finalize) and each class's raw latents
+    (the flip-flop needs them all; lists of [n_i, C, H, W] float32 arrays, concatenated on merge).
+    Classes with fewer than `min_class_size` samples are skipped and counted. The curve's grid is
+    linspace(0, t_max, t_points); t = 1 is left out because there VIV(1) only counts the directions of non-zero
+    variance (λ/κ = 1 for every λ > 0), a rank count that round-off can flip.
+    """
+
+    name = "viv"
+    perspective = "velocity"
+
+    def __init__(self, iterations: int = 5, ridge: float = 1e-3, t_points: int = 20, t_max: float = 0.95,
+                 min_class_size: int = 4) -> None:
+        if iterations < 1 or ridge <= 0 or t_points < 2 or not 0 < t_max < 1 or min_class_size < 2:
+            raise ValueError(f"viv: need iterations >= 1, ridge > 0, t_points >= 2, 0 < t_max < 1, "
+                             f"min_class_size >= 2; got iterations={iterations}, ridge={ridge}, "
+                             f"t_points={t_points}, t_max={t_max}, min_class_size={min_class_size}")
+        self.iterations, self.ridge, self.min_class_size = iterations, ridge, min_class_size
+        self.t_grid = np.linspace(0.0, t_max, t_points)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(self.key(m) for m in ("viv", "viv_classes_skipped", "viv_t", "viv_t_grid"))
+
+    @property
+    def higher_is_better(self) -> dict[str, bool]:
+        return {self.key("viv"): False}
+
+    def params(self, shape: tuple[int, int, int] | None = None) -> dict[str, Any]:
+        return {"iterations": self.iterations, "ridge": self.ridge, "t_points": len(self.t_grid),
+                "t_max": float(self.t_grid[-1]), "min_class_size": self.min_class_size}
+
+    def summarise(self, batch: Batch) -> State:
+        classes = {int(k): [batch.latent[batch.label == k]] for k in np.unique(batch.label)}
+        return {"shape": batch.shape, "channels": channel_moments(batch.latent), "classes": classes}
+
+    def _finalize(self, state: State) -> dict[str, Value]:
+        c, h, w = state["shape"]
+        scale = 1.0 / state["channels"].std[:, None]  # (C, 1): standardisation; the shift cancels in covariances
+        integrated, curves, skipped = [], [], 0
+        for parts in state["classes"].values():
+            x = np.concatenate(parts).reshape(-1, c, h * w)
+            if len(x) < self.min_class_size:
+                skipped += 1
+                continue
+            lams = kronecker_eigenvalues(x * scale, self.iterations, self.ridge)
+            integrated.append(viv_from_eigenvalues(lams))
+            curves.append(viv_curve(lams, self.t_grid))
+        t_curve = np.mean(curves, axis=0) if curves else np.full(len(self.t_grid), np.nan)
+        return {self.key("viv"): float(np.mean(integrated)) if integrated else float("nan"),
+                self.key("viv_classes_skipped"): float(skipped),
+                self.key("viv_t"): t_curve, self.key("viv_t_grid"): self.t_grid.copy()}
