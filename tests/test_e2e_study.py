@@ -56,13 +56,13 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path, ray_local: None) -> N
     assert all(r.info.status == "FINISHED" for r in runs)
 
     for run in by_stage["tokenizer"]:
-        m = run.data.metrics
+        m = Tracker.metrics_of(run)
         for key in ("recon/psnr", "recon/rfid", "latent/velocity/viv", "latent/smoothness/sec@0.25",
                     "latent/smoothness/sec@0.5"):
             assert key in m, (key, sorted(m))
         assert m["latent/velocity/viv"] > 0 and 0 <= m["latent/smoothness/sec@0.5"] <= 1
     for run in by_stage["diffusion"]:
-        m = run.data.metrics
+        m = Tracker.metrics_of(run)
         for key in ("gen/cfg1/gfid", "gen/cfg2/gfid", "gen/cfg1/is", "gen/best/gfid", "traj/straightness",
                     "traj/efficiency", "train/loss"):
             assert key in m, (key, sorted(m))

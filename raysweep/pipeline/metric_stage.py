@@ -49,11 +49,12 @@ def compute_latent_metrics(latent_dir: Path, names: list[str], params: dict[str,
     files = [str(p) for p in latent_files(latent_dir)]
     meta = read_latent_meta(files[0])
     params = with_known_stats(names, params, meta)
-    dataset = ray.data.read_parquet(files).map_batches(
+    # Reads take a small CPU share so they never wait behind an actor pool that holds every core.
+    dataset = ray.data.read_parquet(files, num_cpus=0.25).map_batches(
         MetricActor,
         fn_constructor_kwargs={"names": names, "params": params, "shape": meta.shape,
                                "torch_threads": max(1, int(cpus_per_actor))},
-        compute=ray.data.ActorPoolStrategy(size=actors),
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
         batch_size=batch_size,
         batch_format="numpy",
         num_cpus=cpus_per_actor,

@@ -64,9 +64,10 @@ def _train_and_encode(trial: TokenizerTrial, key: str, ctx: TrialContext, tracke
     train = load_images(ctx.root, ctx.dataset_key, "train")
     val = load_images(ctx.root, ctx.dataset_key, "val")
     model = build_tokenizer(trial.architecture, trial.latent, ctx.image_size)
-    regularizer = build_regularizer(trial.regularizer, trial.params, latent_channels=model.latent_channels)
+    regularizer = build_regularizer(trial.regularizer, trial.params)
     trainer = TokenizerTrainer(model, regularizer, lr=trial.lr, weight_decay=trial.weight_decay,
-                               seed=trial.seed, feature_fn=_feature_fn(ctx, regularizer.needs_features),
+                               batch_size=trial.batch_size, seed=trial.seed,
+                               feature_fn=_feature_fn(ctx, regularizer.needs_features),
                                kl_weight=trial.kl_weight, reg_weight=trial.reg_weight)
     x_train = train.as_float()
     train_with_checkpoints(

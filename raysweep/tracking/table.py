@@ -20,7 +20,7 @@ def _tokenizer_columns(run: Any) -> dict[str, Any]:
         "family": tags.get("family"), "cluster": tags.get("cluster"), "variant": tags.get("variant"),
         "tokenizer_run_id": run.info.run_id,
     }
-    cols.update({k: v for k, v in run.data.metrics.items() if k.startswith(TOKENIZER_PREFIXES)})
+    cols.update({k: v for k, v in Tracker.metrics_of(run).items() if k.startswith(TOKENIZER_PREFIXES)})
     return cols
 
 
@@ -46,9 +46,10 @@ def study_table(tracker: Tracker) -> pd.DataFrame:
         base = {**_tokenizer_columns(tok), "backbone": diff.data.tags.get("backbone"),
                 "seed": int(diff.data.tags.get("seed", 0)), "diffusion_run_id": diff.info.run_id,
                 "status": status, "reason": reason}
-        base.update({k: v for k, v in diff.data.metrics.items() if k.startswith("traj/") and "length_ratio" not in k})
+        metrics = Tracker.metrics_of(diff)
+        base.update({k: v for k, v in metrics.items() if k.startswith("traj/") and "length_ratio" not in k})
         per_cfg: dict[float, dict[str, float]] = {}
-        for key, value in diff.data.metrics.items():
+        for key, value in metrics.items():
             match = CFG_KEY.match(key)
             if match:
                 per_cfg.setdefault(float(match.group(1)), {})[f"gen/{match.group(2)}"] = value

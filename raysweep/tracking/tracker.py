@@ -24,6 +24,16 @@ STUDY_TAG = "raysweep.study"
 PARENT_TAG = "mlflow.parentRunId"
 MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
 T = TypeVar("T")
+# MLflow metric names may not contain '@'; raysweep's keys (`latent/semantic/lnc@5`) are stored with ':' instead.
+TO_MLFLOW, FROM_MLFLOW = str.maketrans("@", ":"), str.maketrans(":", "@")
+
+
+def mlflow_name(key: str) -> str:
+    return key.translate(TO_MLFLOW)
+
+
+def raysweep_key(name: str) -> str:
+    return name.translate(FROM_MLFLOW)
 
 
 def _retry(fn: Callable[[], T], attempts: int = 6, base_delay: float = 0.2) -> T:
@@ -106,14 +116,14 @@ class Tracker:
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         """Scalars in batches (non-finite values are kept out: they would poison every plot and query)."""
         now = int(time.time() * 1000)
-        rows = [Metric(k, float(v), now, step) for k, v in metrics.items() if math.isfinite(float(v))]
+        rows = [Metric(mlflow_name(k), float(v), now, step) for k, v in metrics.items() if math.isfinite(float(v))]
         for i in range(0, len(rows), MAX_BATCH):
             _retry(lambda chunk=rows[i:i + MAX_BATCH]: self.client.log_batch(run_id, metrics=chunk))
 
     def log_history(self, run_id: str, history: list[tuple[int, Mapping[str, float]]]) -> None:
         """Many steps of training logs in as few calls as possible."""
         now = int(time.time() * 1000)
-        rows = [Metric(k, float(v), now, step) for step, d in history for k, v in d.items()
+        rows = [Metric(mlflow_name(k), float(v), now, step) for step, d in history for k, v in d.items()
                 if math.isfinite(float(v))]
         for i in range(0, len(rows), MAX_BATCH):
             _retry(lambda chunk=rows[i:i + MAX_BATCH]: self.client.log_batch(run_id, metrics=chunk))
@@ -137,6 +147,11 @@ class Tracker:
         if reason:
             self.set_tags(run_id, {"raysweep.failure_reason": reason[:4000]})
         _retry(lambda: self.client.set_terminated(run_id, status=status))
+
+    @staticmethod
+    def metrics_of(run: Any) -> dict[str, float]:
+        """A run's latest metric values under raysweep's keys."""
+        return {raysweep_key(k): v for k, v in run.data.metrics.items()}
 
     def runs(self, stage: str | None = None) -> list[Any]:
         """All runs of the study (optionally one stage), paging through the store."""

@@ -1,0 +1,44 @@
+"""Regularizer registry. To add one: write `regularizers/<name>.py` with a `Regularizer` subclass, list it here."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from raysweep.tokenizers.regularizers.base import RegContext, Regularizer, StrictParams
+from raysweep.tokenizers.regularizers.baseline import Baseline
+from raysweep.tokenizers.regularizers.eq import Equivariance
+from raysweep.tokenizers.regularizers.lcr import LocalCorrelation
+from raysweep.tokenizers.regularizers.lmr import LatentMaskedReconstruction
+from raysweep.tokenizers.regularizers.repa import Repa
+from raysweep.tokenizers.regularizers.vf import Mcos, Mdms, Vf
+
+REGULARIZERS: dict[str, type[Regularizer[Any]]] = {cls.name: cls for cls in (
+    Baseline, Equivariance, LocalCorrelation, LatentMaskedReconstruction, Repa, Vf, Mcos, Mdms,
+)}
+
+
+def regularizer_class(name: str) -> type[Regularizer[Any]]:
+    if name not in REGULARIZERS:
+        raise ValueError(f"unknown regularizer {name!r}; allowed: {', '.join(sorted(REGULARIZERS))}")
+    return REGULARIZERS[name]
+
+
+def validate_params(name: str, params: dict[str, Any]) -> StrictParams:
+    """Parse a regularizer's params; an unknown name, unknown param or invalid value raises ValueError naming
+    what is allowed."""
+    cls = regularizer_class(name)
+    try:
+        return cls.Params(**params)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in err.errors())
+        allowed = ", ".join(f"{k}={v.default!r}" for k, v in cls.Params.model_fields.items()) or "(none)"
+        raise ValueError(f"regularizer {name!r}: {problems}; allowed params (defaults): {allowed}") from None
+
+
+def build_regularizer(name: str, params: dict[str, Any] | None = None) -> Regularizer[Any]:
+    """An unbound regularizer; the trainer binds it to the tokenizer's latent width and the feature width."""
+    return regularizer_class(name)(validate_params(name, params or {}))
+
+
+__all__ = ["REGULARIZERS", "RegContext", "Regularizer", "build_regularizer", "regularizer_class", "validate_params"]

@@ -1,0 +1,124 @@
+"""Tokenizer training, pure torch: reconstruction objective + regularizer, seeded minibatches, exactly resumable.
+
+    model = build_tokenizer("conv-tiny", "f4d4", 32)
+    trainer = TokenizerTrainer(model, build_regularizer("lcr", {}), lr=2e-4, seed=0)
+    history = trainer.fit(images, steps=300)              # images: float32 [N, 3, 32, 32] in [-1, 1]
+    latents = trainer.encode(images)                      # [N, 4, 8, 8] posterior means, un-normalised
+
+One CPU generator drives every random choice (minibatch indices, posterior noise, regularizer draws), and it is
+part of `state_dict()`, so a run restored from a checkpoint continues the very same sequence.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from raysweep.tokenizers.losses import PerceptualFn, ReconstructionObjective
+from raysweep.tokenizers.regularizers import RegContext, Regularizer
+from raysweep.tokenizers.tokenizer import Tokenizer
+
+FeatureFn = Callable[[torch.Tensor], torch.Tensor]  # images (B, 3, H, W) in [-1, 1] -> patch tokens (B, D, h', w')
+OnLog = Callable[[int, dict[str, float]], None]
+ADAM_BETAS = (0.5, 0.9)  # LDM / VA-VAE autoencoder optimizer
+
+
+def psnr(x: torch.Tensor, x_hat: torch.Tensor) -> float:
+    """Mean per-image PSNR in dB of images (N, 3, H, W) in [-1, 1], measured on the [0, 1] scale."""
+    mse = ((x.clamp(-1, 1) - x_hat.clamp(-1, 1)) / 2).square().flatten(1).mean(1)  # (N,)
+    return float((-10 * torch.log10(mse.clamp_min(1e-12))).mean())
+
+
+class TokenizerTrainer:
+    """Owns model, regularizer, optimizer and RNG for one tokenizer training run."""
+
+    def __init__(self, model: Tokenizer, regularizer: Regularizer[Any], lr: float = 2e-4, weight_decay: float = 0.0,
+                 batch_size: int = 32, seed: int = 0, feature_fn: FeatureFn | None = None, kl_weight: float = 1e-6,
+                 reg_weight: float = 1.0, perceptual_weight: float = 0.0,
+                 perceptual_fn: PerceptualFn | None = None) -> None:
+        if regularizer.needs_features and feature_fn is None:
+            raise ValueError(f"regularizer {regularizer.name!r} needs a feature network: pass feature_fn")
+        self.model = model
+        self.regularizer = regularizer
+        self.feature_fn = feature_fn if regularizer.needs_features else None
+        self.batch_size = batch_size
+        self.reg_weight = reg_weight
+        self.objective = ReconstructionObjective(kl_weight, perceptual_weight, perceptual_fn)
+        self.device = next(model.parameters()).device
+        self.generator = torch.Generator().manual_seed(seed)
+        self.step = 0
+        with torch.random.fork_rng(devices=[]):  # projector / mask-token init: seeded, global RNG untouched
+            torch.manual_seed(seed)
+            regularizer.bind(model.latent_channels, self._feature_dim())
+        regularizer.to(self.device)
+        self.optimizer = torch.optim.AdamW([*model.parameters(), *regularizer.parameters()], lr=lr,
+                                           weight_decay=weight_decay, betas=ADAM_BETAS)
+
+    def _feature_dim(self) -> int | None:
+        if self.feature_fn is None:
+            return None
+        with torch.no_grad():
+            probe = torch.zeros(1, 3, self.model.image_size, self.model.image_size, device=self.device)
+            return int(self.feature_fn(probe).shape[1])
+
+    def train_step(self, images: torch.Tensor) -> dict[str, float]:
+        """One optimizer step on a batch (B, 3, H, W); returns float logs (loss, l1, kl, reg, regularizer's own)."""
+        self.model.train()
+        self.regularizer.train()
+        images = images.to(self.device)
+        posterior = self.model.encode(images)
+        z = posterior.sample(self.generator)  # (B, C, h, w)
+        recon_loss, logs = self.objective(images, self.model.decode(z), posterior)
+        features = None
+        if self.feature_fn is not None:
+            with torch.no_grad():
+                features = self.feature_fn(images)  # (B, D, h', w')
+        ctx = RegContext(images, posterior, z, self.model, features, self.generator, recon_loss)
+        reg, reg_logs = self.regularizer.loss(ctx)
+        loss = recon_loss + self.reg_weight * reg
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return {"loss": loss.item(), **logs, "reg": reg.item(), **reg_logs}
+
+    def fit(self, images: torch.Tensor, steps: int, batch_size: int | None = None,
+            on_log: OnLog | None = None) -> list[dict[str, float]]:
+        """`steps` steps on minibatches drawn with replacement from `images` (N, 3, H, W); per-step logs."""
+        size = batch_size or self.batch_size
+        history = []
+        for _ in range(steps):
+            idx = torch.randint(len(images), (size,), generator=self.generator)
+            logs = self.train_step(images[idx])
+            history.append(logs)
+            if on_log is not None:
+                on_log(self.step, logs)
+        return history
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Posterior means (N, C, h, w) on the CPU, un-normalised: the latents diffusion trains on."""
+        self.model.eval()
+        return torch.cat([self.model.encode(images[i:i + batch_size].to(self.device)).mode().cpu()
+                          for i in range(0, len(images), batch_size)])
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Dec(posterior mean) (N, 3, H, W) on the CPU."""
+        self.model.eval()
+        return torch.cat([self.model.decode(self.model.encode(images[i:i + batch_size].to(self.device)).mode()).cpu()
+                          for i in range(0, len(images), batch_size)])
+
+    def state_dict(self) -> dict[str, Any]:
+        """A plain dict of tensors and python scalars (loadable with `torch.load(weights_only=True)`)."""
+        return {"model": self.model.state_dict(), "regularizer": self.regularizer.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "step": self.step,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.regularizer.load_state_dict(state["regularizer"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.generator.set_state(state["generator"])
