@@ -106,7 +106,8 @@ def test_rope_scores_depend_only_on_offset() -> None:
     torch.testing.assert_close(rq.norm(dim=1), q.norm().expand(20))  # rotations preserve norm
     idx = lambda r, c: r * 5 + c  # noqa: E731
     for (r1, c1), (r2, c2), (dr, dc) in [((0, 0), (1, 3), (2, 1)), ((1, 4), (0, 2), (2, 0)), ((0, 1), (2, 0), (1, 3))]:
-        torch.testing.assert_close(scores[idx(r1, c1), idx(r2, c2)], scores[idx(r1 + dr, c1 + dc), idx(r2 + dr, c2 + dc)])
+        shifted = scores[idx(r1 + dr, c1 + dc), idx(r2 + dr, c2 + dc)]
+        torch.testing.assert_close(scores[idx(r1, c1), idx(r2, c2)], shifted)
     assert not torch.allclose(scores[idx(0, 0), idx(0, 1)], scores[idx(0, 0), idx(1, 0)])  # rows != columns
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -12,14 +11,6 @@ from raysweep.diffusion.train import DiffusionTrainer
 
 TINY = {"depth": 2, "hidden_size": 32, "num_heads": 2}
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models on a shared 2-core box: one intra-op thread avoids oversubscription (30x faster)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_model(seed: int, label_dropout: float = 0.0, name: str = "SiT-T") -> torch.nn.Module:

@@ -8,7 +8,12 @@ import torch
 from torch import nn
 
 from raysweep.diffusion.transport import (
-    COS_EPS, get_loss, get_timestep_sampler, interpolate, training_loss, velocity_target,
+    COS_EPS,
+    get_loss,
+    get_timestep_sampler,
+    interpolate,
+    training_loss,
+    velocity_target,
 )
 
 
@@ -28,7 +33,8 @@ class PointOracle(nn.Module):
 
 def test_path_endpoints_and_derivative() -> None:
     g = torch.Generator().manual_seed(0)
-    x0, x1 = torch.randn(3, 2, 4, 4, generator=g, dtype=torch.float64), torch.randn(3, 2, 4, 4, generator=g, dtype=torch.float64)
+    x0 = torch.randn(3, 2, 4, 4, generator=g, dtype=torch.float64)
+    x1 = torch.randn(3, 2, 4, 4, generator=g, dtype=torch.float64)
     assert torch.equal(interpolate(x0, x1, torch.zeros(3, dtype=torch.float64)), x0)
     assert torch.equal(interpolate(x0, x1, torch.ones(3, dtype=torch.float64)), x1)
     t, h = torch.tensor([0.1, 0.5, 0.8], dtype=torch.float64), 1e-6

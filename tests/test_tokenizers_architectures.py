@@ -17,15 +17,6 @@ from raysweep.tokenizers import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """The test machine is shared by parallel jobs; intra-op threads only oversubscribe it (40x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("text, down, channels", [("f16d32", 16, 32), ("f4d4", 4, 4), ("f1d3", 1, 3)])
 def test_parse_latent_config(text: str, down: int, channels: int) -> None:
     config = parse_latent_config(text)

@@ -21,14 +21,6 @@ FEATURE_DIM = 12
 FORCED: dict[str, dict[str, Any]] = {"eq": {"p": 1.0}, "lmr": {"mask_probs": [0.0, 0.0, 1.0]}, "repa": {"hidden": 16}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """The test machine is shared by parallel jobs; intra-op threads only oversubscribe it (40x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def feature_net() -> torch.nn.Conv2d:
     """A frozen random conv with stride 4 standing in for a foundation model: images -> (B, 12, H/4, W/4)."""

@@ -16,15 +16,6 @@ from raysweep.tokenizers import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """The test machine is shared by parallel jobs; intra-op threads only oversubscribe it (40x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def shapes_like(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
     """n images (n, 3, size, size) in [-1, 1]: a coloured square on a coloured background."""
     g = torch.Generator().manual_seed(seed)

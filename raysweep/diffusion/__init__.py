@@ -7,7 +7,13 @@ from raysweep.diffusion.sampler import SampleResult, cfg_velocity, euler_sample
 from raysweep.diffusion.train import DiffusionTrainer
 from raysweep.diffusion.trajectory import efficiency, length_ratios, straightness
 from raysweep.diffusion.transport import (
-    LOSSES, TIMESTEP_SAMPLERS, get_loss, get_timestep_sampler, interpolate, training_loss, velocity_target,
+    LOSSES,
+    TIMESTEP_SAMPLERS,
+    get_loss,
+    get_timestep_sampler,
+    interpolate,
+    training_loss,
+    velocity_target,
 )
 
 __all__ = [

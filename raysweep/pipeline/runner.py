@@ -121,8 +121,8 @@ def _tokenizer_stage(study: StudySpec, ctx: TrialContext, store: Store, result: 
 
 def _metric_stage(study: StudySpec, ctx: TrialContext, store: Store, tracker: Tracker,
                   result: StudyResult) -> None:
-    from raysweep.pipeline.metric_stage import compute_latent_metrics
     from raysweep.pipeline.metric_logging import log_latent_metrics
+    from raysweep.pipeline.metric_stage import compute_latent_metrics
 
     t0 = time.perf_counter()
     spec = study.metrics

@@ -19,7 +19,7 @@ def study_status(study: StudySpec, text: bool = False) -> Any:
     diffusion_done = sum(1 for _ in store.root.glob("diffusion/*/result.json"))
     status = {"study": study.name, "root": str(study.root),
               "data_ready": store.data(dataset_key(study.dataset)).is_dir(), "tokenizers": toks,
-              "diffusion_trials": len(study.tokenizer_trials) * len(study.diffusion_trials) * len(study.diffusion_seeds),
+              "diffusion_trials": len(toks) * len(study.diffusion_trials) * len(study.diffusion_seeds),
               "diffusion_finished": diffusion_done}
     if not text:
         return status

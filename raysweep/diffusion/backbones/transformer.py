@@ -7,7 +7,14 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from raysweep.diffusion.backbones.blocks import (
-    AdaLNZeroBlock, FFNLayer, FinalLayer, LabelEmbedder, NormLayer, Rope2D, TimestepEmbedder, sincos_pos_embed_2d,
+    AdaLNZeroBlock,
+    FFNLayer,
+    FinalLayer,
+    LabelEmbedder,
+    NormLayer,
+    Rope2D,
+    TimestepEmbedder,
+    sincos_pos_embed_2d,
 )
 
 
