@@ -78,13 +78,17 @@ def _resolve_block(block: dict[str, Any], model: type[M], source: str, name: str
 
 
 def _assign_tokenizer_ids(trials: list[TokenizerTrial], source: str) -> None:
-    seen: dict[str, str] = {}
-    by_reg: dict[str, int] = {}
+    """Unnamed trials are called after their regularizer, with a hash suffix only where that name is taken."""
+    explicit = {t.id for t in trials if t.id is not None}
+    unnamed: dict[str, int] = {}
     for t in trials:
-        by_reg[t.regularizer] = by_reg.get(t.regularizer, 0) + 1
+        if t.id is None:
+            unnamed[t.regularizer] = unnamed.get(t.regularizer, 0) + 1
+    seen: dict[str, str] = {}
     for i, t in enumerate(trials):
         if t.id is None:
-            t.id = t.regularizer if by_reg[t.regularizer] == 1 else f"{t.regularizer}-{t.key()[:6]}"
+            unique = unnamed[t.regularizer] == 1 and t.regularizer not in explicit
+            t.id = t.regularizer if unique else f"{t.regularizer}-{t.key()[:6]}"
         key = t.key()
         if key in seen.values():
             raise ConfigError(source, f"tokenizers (trial {i}, '{t.id}')",

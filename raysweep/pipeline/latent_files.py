@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from raysweep.config import ConfigError
 from raysweep.data import read_latents
 from raysweep.metrics import METRICS, compute_metrics
 from raysweep.pipeline.metric_logging import split_values
@@ -24,7 +25,7 @@ def metrics_for_files(paths: list[Path], only: list[str] | None = None) -> dict[
     names = only or sorted(METRICS)
     unknown = [n for n in names if n not in METRICS]
     if unknown:
-        raise ValueError(f"--only: unknown metric(s) {', '.join(unknown)}; allowed: {', '.join(sorted(METRICS))}")
+        raise ConfigError("--only", "", f"unknown metric(s) {', '.join(unknown)}; allowed: {', '.join(sorted(METRICS))}")
     files = _expand(paths)
     batch, meta = read_latents(files)
     values = compute_metrics([batch], names, with_known_stats(names, {}, meta))
