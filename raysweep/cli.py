@@ -65,10 +65,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from raysweep.tracking import Tracker
 
     tracker = Tracker(study.tracking_uri, study.experiment_name)
-    run = tracker.find_run(STUDY_STAGE, study.key())
-    if run is None:
+    runs = tracker.runs(STUDY_STAGE)
+    if not runs:
         raise ConfigError(args.study, "", "no tracked run for this study yet; run `raysweep run` first")
-    print(f"report: {analyze_study(study, tracker, run.info.run_id)}")
+    print(f"report: {analyze_study(study, tracker, runs[0].info.run_id)}")
     return 0
 
 

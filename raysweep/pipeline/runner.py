@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from raysweep.config.hashing import flatten
+from raysweep.config.hashing import config_hash, flatten
 from raysweep.config.spec import StudySpec
 from raysweep.pipeline.context import TrialContext
 from raysweep.pipeline.diffusion_stage import diffusion_payload, train_diffusion_trial
@@ -60,9 +60,11 @@ def _context(study: StudySpec, dataset_key: str, study_run_id: str, weights: str
 
 
 def open_study_run(study: StudySpec, tracker: Tracker) -> str:
-    """The root of the run tree; the resolved YAML is its first artifact."""
-    run_id = tracker.open_run(study.name, STUDY_STAGE, study.key(),
+    """The root of the run tree, one per study name: editing the study (more tokenizers, another CFG scale) keeps
+    the tree whole. Params are those of the first run; the tag and `study.resolved.yaml` follow the latest."""
+    run_id = tracker.open_run(study.name, STUDY_STAGE, config_hash({"study": study.name}),
                               params=flatten(study.model_dump(mode="json")))
+    tracker.set_tags(run_id, {"raysweep.study_config_hash": study.key()})
     resolved = {**study.model_dump(mode="json"),
                 "resolved_tokenizers": [t.model_dump() for t in study.tokenizer_trials],
                 "resolved_diffusion": [d.model_dump() for d in study.diffusion_trials]}
