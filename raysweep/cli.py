@@ -32,8 +32,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    plan = _plan(load_study(args.study))
+    study = load_study(args.study)
+    plan = _plan(study)
     if args.json:
+        from raysweep.pipeline.estimate import estimate_gpu_hours  # imports torch: only for --json
+
+        plan["estimate"] = estimate_gpu_hours(study)
         print(json.dumps(plan, indent=2))
         return 0
     print(f"study {plan['study']} -> {plan['root']}")
@@ -60,7 +64,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     study = load_study(args.study)
-    from raysweep.pipeline.analysis_stage import analyze_study
+    from raysweep.analysis import AnalysisOptions, format_comparison
+    from raysweep.pipeline.analysis_stage import ARTIFACT_DIR, run_analysis
     from raysweep.pipeline.runner import STUDY_STAGE
     from raysweep.tracking import Tracker
 
@@ -68,7 +73,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     runs = tracker.runs(STUDY_STAGE)
     if not runs:
         raise ConfigError(args.study, "", "no tracked run for this study yet; run `raysweep run` first")
-    print(f"report: {analyze_study(study, tracker, runs[0].info.run_id)}")
+    options = AnalysisOptions(n_boot=args.n_boot, seed=study.seed, allow_mixed_cards=args.allow_mixed_cards)
+    result = run_analysis(study, tracker, runs[0].info.run_id, options)
+    print(f"report: artifact '{ARTIFACT_DIR}/{result.report.name}' of run {runs[0].info.run_id}; "
+          f"{len(result.best)} runs analysed, {len(result.excluded)} rows excluded")
+    if args.compare_paper:
+        print(format_comparison(result.paper))
     return 0
 
 
@@ -120,7 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study")
     p.add_argument("--address", help="Ray address, e.g. 'auto' on a cluster head")
     p.add_argument("--no-analysis", action="store_true")
-    add("analyze", cmd_analyze, "recompute the analysis of a tracked study").add_argument("study")
+    p = add("analyze", cmd_analyze, "recompute the analysis of a tracked study")
+    p.add_argument("study")
+    p.add_argument("--compare-paper", action="store_true", help="print our coefficients beside the paper's")
+    p.add_argument("--allow-mixed-cards", action="store_true",
+                   help="analyse scores produced under different evaluation cards together")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per confidence interval")
     p = add("status", cmd_status, "what is finished, running or failed")
     p.add_argument("study")
     p.add_argument("--json", action="store_true")

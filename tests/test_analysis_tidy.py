@@ -5,7 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raysweep.analysis import latent_metric_columns, metric_columns, perspective_of, signed_metric, split_excluded
+from raysweep.analysis import (
+    latent_metric_columns,
+    metric_columns,
+    perspective_of,
+    resolve_directions,
+    signed_metric,
+    split_excluded,
+    usable_metrics,
+)
 
 
 def _table() -> pd.DataFrame:
@@ -54,3 +62,20 @@ def test_signed_metric_points_higher_is_better() -> None:
     np.testing.assert_array_equal(signed_metric(table, "latent/velocity/viv", {"latent/velocity/viv": True}), viv)
     with pytest.raises(ValueError, match="latent/velocity/viv"):
         signed_metric(table, "latent/velocity/viv", {})
+
+
+def test_split_excluded_keeps_the_runs_own_failure_reason() -> None:
+    table = _table().assign(reason=["", "diffusion/SiT-B/0: RuntimeError: CUDA out of memory", "", ""])
+    _, excluded = split_excluded(table)
+    reasons = dict(zip(excluded["tokenizer_id"], excluded["reason"]))
+    assert reasons["b"] == "status=FAILED: diffusion/SiT-B/0: RuntimeError: CUDA out of memory"
+    assert reasons["c"] == "gen/gfid missing"
+
+
+def test_directions_cover_parameter_variants_and_usable_metrics_need_spread() -> None:
+    declared = {"latent/semantic/lnc@5": True, "latent/velocity/viv": False}
+    columns = ["latent/semantic/lnc@20", "latent/velocity/viv", "latent/velocity/viv_t", "latent/new/x"]
+    assert resolve_directions(columns, declared) == {"latent/semantic/lnc@20": True, "latent/velocity/viv": False}
+    table = _table().assign(**{"latent/spatial/srss": [0.1, 0.1, 0.1, 0.1]})
+    directions = {"latent/velocity/viv": False, "latent/spatial/srss": True, "traj/efficiency": True}
+    assert usable_metrics(table, directions) == ["latent/velocity/viv", "traj/efficiency"]  # srss is constant

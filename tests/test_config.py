@@ -103,3 +103,17 @@ def test_cli_plan_json_counts_trials(tmp_path: Path) -> None:
     study = load_study(QUICKSTART)
     assert len(plan["tokenizer_trials"]) == len(study.tokenizer_trials)
     assert len(plan["diffusion_trials"]) == len(study.tokenizer_trials) * len(study.diffusion_seeds)
+
+
+def test_cluster_environment_sets_storage_and_tracking_defaults(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    """On a cluster node RAYSWEEP_STORAGE (shared NFS) and MLFLOW_TRACKING_URI (the head's server) apply unless the
+    study names its own; Tune storage may be an object-store URI."""
+    monkeypatch.setenv("RAYSWEEP_STORAGE", str(tmp_path / "nfs"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://10.0.0.10:5000")
+    study = parse_study({"name": "s", "storage": {"tune": "s3://bucket/tune"}})
+    assert study.root == tmp_path / "nfs" / "s"
+    assert study.tracking_uri == "http://10.0.0.10:5000" and study.tune_storage == "s3://bucket/tune"
+    own = parse_study({"name": "s", "storage": {"root": str(tmp_path / "own")}, "tracking": {"uri": "sqlite:///x.db"}})
+    assert own.root == tmp_path / "own" and own.tracking_uri == "sqlite:///x.db"
+    assert own.tune_storage == str(tmp_path / "own" / "tune")

@@ -12,7 +12,6 @@ from raysweep.diffusion.train import DiffusionTrainer
 TINY = {"depth": 2, "hidden_size": 32, "num_heads": 2}
 
 
-
 def tiny_model(seed: int, label_dropout: float = 0.0, name: str = "SiT-T") -> torch.nn.Module:
     torch.manual_seed(seed)
     return build_backbone(name, in_channels=2, input_size=4, num_classes=2, label_dropout=label_dropout, **TINY)
@@ -88,3 +87,18 @@ def test_gradient_checkpointing_option_keeps_the_loss_sequence() -> None:
         trainer.fit(latents, labels, 4, batch_size=4, on_log=lambda s, logs: losses.append(logs["loss"]))
         runs.append(torch.tensor(losses))
     torch.testing.assert_close(runs[0], runs[1])
+
+
+def test_fit_reports_every_step_in_order_across_log_flushes() -> None:
+    latents, labels = torch.randn(6, 2, 4, 4, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1] * 3)
+    seen: list[tuple[int, dict[str, float]]] = []
+    DiffusionTrainer(tiny_model(0), lr=1e-3, seed=0).fit(latents, labels, 7, batch_size=2, log_sync_every=3,
+                                                        on_log=lambda s, logs: seen.append((s, logs)))
+    assert [s for s, _ in seen] == list(range(1, 8))
+    assert all(type(v) is float for _, logs in seen for v in logs.values())
+    assert {"loss", "mse", "grad_norm"} <= set(seen[0][1])
+    split: list[float] = []
+    trainer = DiffusionTrainer(tiny_model(0), lr=1e-3, seed=0)
+    for n in (2, 5):  # flushes fall elsewhere (default group size); the sequence must not change
+        trainer.fit(latents, labels, n, batch_size=2, on_log=lambda s, logs: split.append(logs["loss"]))
+    assert split == [logs["loss"] for _, logs in seen]

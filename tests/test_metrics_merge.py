@@ -11,6 +11,7 @@ import pytest
 from raysweep.metrics import METRICS, build_metric, compute_metrics, merge_all, run_accumulator
 
 N, C, H, W = 90, 4, 8, 8
+FAST = {"uniformity": {"iterations": 250, "seeds": [0]}, "viv_mixture": {"samples": 64, "curve_samples": 2}}
 
 
 def dataset(seed: int = 0) -> SimpleNamespace:
@@ -44,7 +45,7 @@ def assert_same(a: dict, b: dict) -> None:
 @pytest.mark.parametrize("name", [*sorted(METRICS), "spatial-given-stats"])
 def test_any_split_into_batches_and_actors_gives_the_same_result(name):
     data = dataset()
-    params: dict = {}
+    params: dict = FAST.get(name, {})
     if name == "spatial-given-stats":
         x = data.latent.astype(np.float64)
         name, params = "spatial", {"channel_mean": list(x.mean(axis=(0, 2, 3))),
@@ -65,9 +66,9 @@ def test_any_split_into_batches_and_actors_gives_the_same_result(name):
 def test_one_pass_over_all_metrics_equals_separate_runs():
     data = dataset(seed=2)
     batches = random_batches(data, np.random.default_rng(3))
-    together = compute_metrics(batches)
+    together = compute_metrics(batches, params=FAST)
     separate: dict = {}
     for name in METRICS:
-        separate.update(run_accumulator(build_metric(name), [data]))
+        separate.update(run_accumulator(build_metric(name, **FAST.get(name, {})), [data]))
     assert_same(together, separate)
     assert all(np.all(np.isfinite(v)) for v in together.values())

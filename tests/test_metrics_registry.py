@@ -10,10 +10,15 @@ from raysweep.metrics import METRICS, Moments, build_metric, compute_metrics, me
 
 EXPECTED_KEYS = {
     "latent/velocity/viv", "latent/velocity/viv_classes_skipped", "latent/velocity/viv_t",
-    "latent/velocity/viv_t_grid", "latent/smoothness/sec@0.25", "latent/smoothness/sec@0.5",
+    "latent/velocity/viv_t_grid", "latent/velocity/viv_per_class", "latent/velocity/viv_per_class_grid",
+    "latent/velocity/viv_mixture", "latent/velocity/viv_mixture_se", "latent/velocity/viv_mixture_components",
+    "latent/velocity/viv_mixture_t", "latent/velocity/viv_mixture_t_grid",
+    "latent/smoothness/sec@0.25", "latent/smoothness/sec@0.5",
     "latent/semantic/lnc@5", "latent/semantic/lnc@10", "latent/semantic/linear_probe", "latent/spatial/lds",
-    "latent/spatial/cds", "latent/spatial/srss",
+    "latent/spatial/cds", "latent/spatial/srss", "latent/uniformity/density_cv", "latent/uniformity/gini",
+    "latent/uniformity/entropy", "latent/uniformity/points", "latent/uniformity/perplexity",
 }
+FAST = {"uniformity": {"iterations": 250, "seeds": [0]}, "viv_mixture": {"samples": 8, "curve_samples": 1}}
 
 
 def batch(n: int = 12, c: int = 2, h: int = 4, w: int = 4, seed: int = 0, **override) -> SimpleNamespace:
@@ -32,7 +37,7 @@ def test_registry_names_perspectives_and_keys():
         assert set(metric.higher_is_better) <= set(metric.keys)
         keys |= set(metric.keys)
     assert keys == EXPECTED_KEYS
-    assert set(compute_metrics([batch(n=24)])) == EXPECTED_KEYS
+    assert set(compute_metrics([batch(n=24)], params=FAST)) == EXPECTED_KEYS
 
 
 def test_directions():
@@ -40,10 +45,13 @@ def test_directions():
     assert directions["latent/velocity/viv"] is False and directions["latent/smoothness/sec@0.5"] is False
     assert directions["latent/semantic/lnc@10"] is True and directions["latent/spatial/srss"] is True
     assert "latent/velocity/viv_classes_skipped" not in directions and "latent/velocity/viv_t" not in directions
+    assert directions["latent/velocity/viv_mixture"] is False and directions["latent/uniformity/entropy"] is True
+    assert directions["latent/uniformity/density_cv"] is False and directions["latent/uniformity/gini"] is False
 
 
 def test_unknown_names_and_parameters_raise_listing_the_allowed():
-    with pytest.raises(ValueError, match="'fid'.*allowed: linear_probe, lnc, sec, spatial, viv"):
+    allowed = "allowed: linear_probe, lnc, sec, spatial, uniformity, viv, viv_mixture"
+    with pytest.raises(ValueError, match=f"'fid'.*{allowed}"):
         build_metric("fid")
     with pytest.raises(ValueError, match="unknown parameter.*rho.*allowed: rhos"):
         build_metric("sec", rho=0.3)

@@ -65,7 +65,8 @@ def test_matches_brute_force_definitions():
     mask = (rng.random((4, 5, 6)) < 0.4).astype(np.uint8)
     mask[3] = 1  # no background: this image adds no SRSS anchors
     expected = brute_force(latent.astype(np.float32).astype(np.float64), mask, resolve_distances(5, 6))
-    assert run(SpatialStructure(), latent, mask) == pytest.approx(expected, rel=1e-9)
+    # tokens are float32 (their sums float64): agreement to float32 rounding
+    assert run(SpatialStructure(), latent, mask) == pytest.approx(expected, rel=1e-6)
 
 
 def test_smooth_maps_score_higher_than_white_noise():

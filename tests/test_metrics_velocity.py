@@ -155,15 +155,24 @@ def test_fisher_information_is_infinite_at_data_time_for_a_degenerate_direction(
     assert mmse(np.array([1.0, 0.0]), 1.0) == 0.0
 
 
-def test_small_classes_are_skipped_and_counted():
+def test_small_classes_are_skipped_counted_and_warned(caplog):
     rng = np.random.default_rng(9)
     sizes = {0: 10, 1: 12, 2: 3, 3: 1}
     labels = np.concatenate([np.full(s, k) for k, s in sizes.items()])
     batch = SimpleNamespace(sample_id=np.arange(len(labels)), label=labels,
                             latent=rng.normal(size=(len(labels), 2, H, W)).astype(np.float32), fg_mask=None)
-    out = run_accumulator(VelocityAmbiguity(min_class_size=4), [batch])
+    with caplog.at_level("WARNING"):
+        out = run_accumulator(VelocityAmbiguity(min_class_size=4), [batch])
     assert out["latent/velocity/viv_classes_skipped"] == 2.0
-    assert np.isfinite(out["latent/velocity/viv"])
+    assert "skipped 2 class(es)" in caplog.text and "{2: 3, 3: 1}" in caplog.text
+    np.testing.assert_array_equal(out["latent/velocity/viv_per_class_grid"], [0, 1, 2, 3])
+    per_class = out["latent/velocity/viv_per_class"]
+    assert np.isnan(per_class[2:]).all()
+    assert out["latent/velocity/viv"] == pytest.approx(per_class[:2].mean())  # VIV = mean over classes
+    std = batch.latent.astype(np.float64).std(axis=(0, 2, 3))[:, None]
+    for k in (0, 1):
+        x = batch.latent[labels == k].astype(np.float64).reshape(-1, 2, P) / std
+        assert per_class[k] == pytest.approx(viv_from_eigenvalues(kronecker_eigenvalues(x)), rel=1e-6)
     assert np.isnan(run_accumulator(VelocityAmbiguity(min_class_size=20), [batch])["latent/velocity/viv"])
 
 

@@ -62,10 +62,12 @@ def test_every_preset_builds_with_right_shapes(arch: str, latent: str) -> None:
     assert recon.shape == (2, 3, 32, 32)
     assert model.latent_channels == parse_latent_config(latent).channels
     assert model.encoder_output_layer.shape[0] == 2 * model.latent_channels
+    down = parse_latent_config(latent).down
+    assert model.decoder_output_layer.shape[0] in (3, 3 * down * down)  # conv_out to RGB / ViT patch pixels
 
 
 def test_unknown_architecture_lists_presets() -> None:
-    with pytest.raises(ValueError, match="conv-ldm.*conv-small.*conv-tiny"):
+    with pytest.raises(ValueError, match="conv-ldm.*conv-small.*conv-tiny.*vit-base.*vit-small.*vit-tiny"):
         build_tokenizer("vit-huge", "f4d4", 32)
 
 
@@ -99,3 +101,24 @@ def test_save_load_round_trip(tmp_path) -> None:
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         assert torch.equal(model(x, sample=False)[0], loaded(x, sample=False)[0])
+
+
+def test_vit_decoder_unpatchifies_row_major() -> None:
+    """A decoder whose pixel head copies the token's first latent channel into every pixel of its patch: the image
+    is the latent grid upsampled by nearest neighbour, so patches land at their own grid position."""
+    torch.manual_seed(0)
+    model = build_tokenizer("vit-tiny", "f4d4", 16)
+    z = torch.randn(1, 4, 4, 4)
+    with torch.no_grad():
+        zeroed = [layer for block in model.dec_blocks for layer in (block.attn.proj, block.mlp.fc2)]
+        for layer in (*zeroed, model.from_latent, model.to_pixels):  # blocks: identity (zero residual branches)
+            layer.weight.zero_()
+            layer.bias.zero_()
+        model.dec_norm = torch.nn.Identity()
+        model.from_latent.weight[0, 0] = 1.0  # token feature 0 = latent channel 0 (+ its position embedding)
+        model.to_pixels.weight[:, 0] = 1.0  # every pixel of the patch = token feature 0
+        pos0 = model.positions((4, 4), z)[0, :, 0].reshape(4, 4)  # (4, 4): position embedding feature 0
+        out = model.decode(z)
+    expected = (z[0, 0] + pos0).repeat_interleave(4, 0).repeat_interleave(4, 1)
+    assert out.shape == (1, 3, 16, 16)
+    torch.testing.assert_close(out[0, 1], expected)

@@ -18,8 +18,16 @@ from raysweep.tokenizers.regularizers.vf import mcos_loss, mdms_loss
 
 FEATURE_DIM = 12
 # Regularizer params that make every random draw take effect (forced transform / mask), and small projectors.
-FORCED: dict[str, dict[str, Any]] = {"eq": {"p": 1.0}, "lmr": {"mask_probs": [0.0, 0.0, 1.0]}, "repa": {"hidden": 16}}
+FORCED: dict[str, dict[str, Any]] = {"eq": {"p": 1.0}, "lmr": {"mask_probs": [0.0, 0.0, 1.0]}, "repa": {"hidden": 16},
+                                     "mae": {"max_ratio": 0.9}}
+TRANSFORMER_ONLY = {"mae"}
+ARCH_REG = [(arch, name) for arch in ("conv-tiny", "vit-tiny") for name in sorted(REGULARIZERS)
+            if arch.startswith("vit") or name not in TRANSFORMER_ONLY]
 
+
+def input_layer(model: torch.nn.Module) -> torch.Tensor:
+    """The encoder's first weight (conv_in / patch embedding): gradient there has crossed the whole encoder."""
+    return model.patch_embed.weight if hasattr(model, "patch_embed") else model.encoder[0].weight
 
 
 def feature_net() -> torch.nn.Conv2d:
@@ -29,11 +37,11 @@ def feature_net() -> torch.nn.Conv2d:
     return net.requires_grad_(False)
 
 
-def make_context(name: str, params: dict[str, Any] | None = None, latent: str = "f4d4",
-                 seed: int = 0) -> tuple[Regularizer[Any], RegContext]:
-    """The regularizer bound to a conv-tiny tokenizer and the context of one batch, built as the trainer does."""
+def make_context(name: str, params: dict[str, Any] | None = None, latent: str = "f4d4", seed: int = 0,
+                 arch: str = "conv-tiny") -> tuple[Regularizer[Any], RegContext]:
+    """The regularizer bound to a tiny tokenizer and the context of one batch, built as the trainer does."""
     torch.manual_seed(seed)
-    model = build_tokenizer("conv-tiny", latent, 32)
+    model = build_tokenizer(arch, latent, 32)
     reg = build_regularizer(name, FORCED.get(name, {}) if params is None else params)
     reg.bind(model.latent_channels, FEATURE_DIM if reg.needs_features else None)
     images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) * 2 - 1
@@ -45,9 +53,9 @@ def make_context(name: str, params: dict[str, Any] | None = None, latent: str = 
     return reg, RegContext(images, posterior, z, model, features, generator, recon_loss)
 
 
-@pytest.mark.parametrize("name", sorted(REGULARIZERS))
-def test_loss_is_finite_and_reaches_the_encoder(name: str) -> None:
-    reg, ctx = make_context(name)
+@pytest.mark.parametrize("arch, name", ARCH_REG)
+def test_loss_is_finite_and_reaches_the_encoder(arch: str, name: str) -> None:
+    reg, ctx = make_context(name, arch=arch)
     loss, logs = reg.loss(ctx)
     assert loss.shape == () and torch.isfinite(loss)
     assert all(isinstance(v, float) and np.isfinite(v) for v in logs.values())
@@ -55,14 +63,14 @@ def test_loss_is_finite_and_reaches_the_encoder(name: str) -> None:
         assert loss.item() == 0.0 and not loss.requires_grad
         return
     loss.backward()
-    first_conv = ctx.model.encoder[0].weight
-    assert first_conv.grad is not None and first_conv.grad.abs().sum() > 0
+    first = input_layer(ctx.model)
+    assert first.grad is not None and first.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", sorted(REGULARIZERS))
-def test_one_trainer_step(name: str) -> None:
+@pytest.mark.parametrize("arch, name", ARCH_REG)
+def test_one_trainer_step(arch: str, name: str) -> None:
     torch.manual_seed(0)
-    model = build_tokenizer("conv-tiny", "f8d8", 32)
+    model = build_tokenizer(arch, "f8d8", 32)
     reg = build_regularizer(name, FORCED.get(name, {}))
     trainer = TokenizerTrainer(model, reg, lr=1e-3, batch_size=4, seed=0, feature_fn=feature_net())
     before = [p.detach().clone() for p in model.parameters()]
@@ -95,6 +103,8 @@ def test_unknown_param_lists_the_allowed_params() -> None:
     ("lcr", {"threshold": 1.5}, "threshold"), ("eq", {"p": -0.1}, "p"), ("eq", {"transforms": ["shear"]}, "transforms"),
     ("lmr", {"mask_probs": [0.5, 0.5, 0.5]}, "mask_probs"), ("vf", {"mcos_margin": -1}, "mcos_margin"),
     ("repa", {"hidden": 0}, "hidden"), ("baseline", {"weight": 1.0}, "weight"),
+    ("repa", {"encoder": "dinov9"}, "encoder.*unknown feature network 'dinov9'; allowed:.*dinov2-b"),
+    ("mae", {"max_ratio": 1.0}, "max_ratio"),
 ])
 def test_out_of_range_params_raise(name: str, params: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError, match=f"regularizer '{name}'.*{field}.*allowed params") as err:
@@ -275,3 +285,34 @@ def test_lmr_masks_with_the_token_and_reconstructs_the_image() -> None:
     assert token_positions.float().mean().item() == 0.75
     assert torch.equal(seen["z"][~token_positions.unsqueeze(1).expand_as(ctx.z)],
                        ctx.z[~token_positions.unsqueeze(1).expand_as(ctx.z)])
+
+
+def test_mae_needs_a_transformer_tokenizer() -> None:
+    reg, ctx = make_context("mae")
+    with pytest.raises(ValueError, match="'mae'.*transformer tokenizer.*ConvVAE"):
+        reg.loss(ctx)
+
+
+def test_mae_zero_ratio_is_neutral_and_masks_have_the_drawn_count() -> None:
+    reg, ctx = make_context("mae", {"max_ratio": 0.0}, arch="vit-tiny")
+    loss, logs = reg.loss(ctx)
+    assert loss.item() == 0.0 and logs["mae_ratio"] == 0.0
+    reg = build_regularizer("mae", {"max_ratio": 0.5})
+    ratios = []
+    for seed in range(200):
+        mask = reg.sample_mask(3, 64, torch.Generator().manual_seed(seed))
+        counts = {0} if mask is None else set(mask.sum(1).tolist())
+        assert len(counts) == 1  # the same number of masked tokens in every image
+        ratios.append(counts.pop() / 64)
+    assert max(ratios) <= 0.5 + 1 / 128 and 0.2 < float(np.mean(ratios)) < 0.3  # ρ ~ U(0, 0.5): mean 0.25
+
+
+def test_mae_mask_token_replaces_exactly_the_masked_patches() -> None:
+    """No mask is the plain encoder; a full mask makes the posterior independent of the image."""
+    torch.manual_seed(0)
+    model = build_tokenizer("vit-tiny", "f8d8", 32)
+    x, y = torch.rand(2, 2, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    none, full = torch.zeros(2, 16, dtype=torch.bool), torch.ones(2, 16, dtype=torch.bool)
+    torch.testing.assert_close(model.encode_masked(x, none).mean, model.encode(x).mean)
+    torch.testing.assert_close(model.encode_masked(x, full).mean, model.encode_masked(y, full).mean)
+    assert not torch.allclose(model.encode(x).mean, model.encode(y).mean)

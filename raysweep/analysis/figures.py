@@ -33,6 +33,7 @@ def _save(fig: Figure, out_path: str | Path, svg: bool) -> list[Path]:
     paths = [path.parent / f"{stem}{ext}" for ext in (".png", ".svg") if ext == ".png" or svg]
     for written in paths:
         fig.savefig(written, dpi=DPI)
+        fig.set_layout_engine("none")  # the layout solved for the first file holds for the second: skip re-solving
     return paths
 
 
@@ -165,4 +166,38 @@ def curve_plot(x: np.ndarray, ys: Mapping[str, np.ndarray], out_path: str | Path
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)
+    return _save(fig, out_path, svg)
+
+
+def length_ratio_overlay(ratios: pd.DataFrame, viv: pd.DataFrame, out_path: str | Path, max_legend: int = 12,
+                         svg: bool = False) -> list[Path]:
+    """Per-segment length ratio against t (left axis) with each tokenizer's VIV(t) dashed (right axis): Figure 10.
+
+    `ratios` has columns tokenizer_id, t (segment midpoint), length_ratio (runs of one tokenizer are averaged);
+    `viv` has tokenizer_id, t, value and may be empty. A tokenizer keeps one colour on both axes.
+    """
+    require_columns(ratios, ["tokenizer_id", "t", "length_ratio"])
+    require_columns(viv, ["tokenizer_id", "t", "value"])
+    if ratios.empty:
+        raise ValueError("length_ratio_overlay needs at least one length-ratio curve")
+    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    twin = ax.twinx() if not viv.empty else None
+    names = sorted(set(ratios["tokenizer_id"]) | set(viv["tokenizer_id"]))
+    for i, name in enumerate(names):
+        colour, label = f"C{i % 10}", name if len(names) <= max_legend else None
+        curve = ratios[ratios["tokenizer_id"] == name].groupby("t")["length_ratio"].mean()
+        if not curve.empty:
+            ax.plot(curve.index, curve.to_numpy(), color=colour, marker="o", ms=2.5, label=label)
+        own = viv[viv["tokenizer_id"] == name].groupby("t")["value"].mean()
+        if twin is not None and not own.empty:
+            twin.plot(own.index, own.to_numpy(), color=colour, ls="--", lw=1.0)
+    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("t (0 = noise, 1 = data)")
+    ax.set_ylabel("segment length ratio (solid; 1 = straight)")
+    if twin is not None:
+        twin.set_ylabel("VIV(t) (dashed)")
+    if len(names) <= max_legend:
+        ax.legend(fontsize=7, loc="best")
+    ax.set_title("Trajectory length ratio and velocity ambiguity", fontsize=10)
     return _save(fig, out_path, svg)

@@ -85,14 +85,24 @@ def pairwise_joint(table: pd.DataFrame, candidates: Sequence[str], target: str =
     """OLS of `target` on every pair of candidate metrics, best leave-one-out R^2 first.
 
     Columns: predictors, target, intercept, r2, adj_r2, loo_r2, n, x, y, coef_x, coef_y.
+    Pairs with fewer than 3 complete rows are left out (no model can be fitted on them).
     """
     rows = []
     for a, b in combinations(candidates, 2):
+        if len(_design(table, [a, b], target)[1]) < 3:
+            continue
         fit = ols(table, [a, b], target)
         row = {k: v for k, v in fit.as_row().items() if not k.startswith("coef:")}
         rows.append({**row, "x": a, "y": b, "coef_x": fit.coef[a], "coef_y": fit.coef[b]})
     frame = pd.DataFrame(rows)
     return frame.sort_values("loo_r2", ascending=False, na_position="last").reset_index(drop=True) if rows else frame
+
+
+def regress(table: pd.DataFrame, models: Sequence[Sequence[str]], target: str = DEFAULT_TARGET) -> pd.DataFrame:
+    """Fit each predictor set (e.g. `[["latent/spatial/srss", "latent/semantic/lnc@5"], ["traj/efficiency"]]`);
+    one row per model with `coef:<name>` columns, best leave-one-out R^2 first. The notebook entry point."""
+    frame = pd.DataFrame([ols(table, list(predictors), target).as_row() for predictors in models])
+    return frame.sort_values("loo_r2", ascending=False, na_position="last", ignore_index=True) if len(frame) else frame
 
 
 def leave_group_out(

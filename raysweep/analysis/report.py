@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from raysweep.analysis.regression import OLSResult
 
 IMAGE_MIME = {".png": "image/png", ".svg": "image/svg+xml"}
 EXCLUDED_COLUMNS = ("tokenizer_id", "backbone", "seed", "cfg_scale", "status", "reason")
-CORRELATION_SHOWN = ("metric", "method", "r", "ci_low", "ci_high", "p_value", "n", "agreement")
+CORRELATION_SHOWN = ("target", "metric", "method", "r", "ci_low", "ci_high", "p_value", "n", "agreement")
 REGRESSION_SHOWN = ("predictors", "coef_x", "coef_y", "intercept", "r2", "adj_r2", "loo_r2", "n")
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -26,8 +27,19 @@ th, td { border: 1px solid #ddd; padding: 0.25rem 0.55rem; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 figure { display: inline-block; margin: 0.6rem; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.8rem; color: #555; } .note { color: #555; font-size: 0.85rem; }
+.warn { background: #fff4d6; border-left: 4px solid #d9a400; padding: 0.4rem 0.8rem; }
 """
 CellStyle = Callable[[pd.Series, str], str]
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """An extra table in the report (grouped correlations, generalisation, cards, ...); `collapsed` folds it."""
+
+    title: str
+    frame: pd.DataFrame
+    note: str = ""
+    collapsed: bool = False
 
 
 def _fmt(value: object) -> str:
@@ -112,18 +124,31 @@ def _image_tag(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:{mime};base64,{data}">'
 
 
+def _html_section(section: ReportSection) -> str:
+    """A titled table, folded into <details> when collapsed (long grouped tables)."""
+    note = f'<p class="note">{html.escape(section.note)}</p>' if section.note else ""
+    body = _html_table(section.frame, _agreement_style) if len(section.frame) else '<p class="note">None.</p>'
+    title = html.escape(section.title)
+    if section.collapsed:
+        return f"<h2>{title}</h2>{note}<details><summary>{len(section.frame)} rows</summary>{body}</details>"
+    return f"<h2>{title}</h2>{note}{body}"
+
+
 def _html_page(title: str, facts: dict[str, str], corr: pd.DataFrame, ranking: pd.DataFrame,
-               regressions: pd.DataFrame, figures: Sequence[Path], excluded: pd.DataFrame) -> str:
+               regressions: pd.DataFrame, figures: Sequence[Path], excluded: pd.DataFrame,
+               sections: Sequence[ReportSection], notes: Sequence[str]) -> str:
     """The whole report as one HTML document; every table cell is escaped, every image inlined."""
     summary = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items())
     images = "".join(f"<figure>{_image_tag(p)}<figcaption>{html.escape(p.name)}</figcaption></figure>"
-                     for p in figures)
+                     for p in figures if p.suffix.lower() == ".png")  # the SVG twins would only repeat them
+    notes_html = "".join(f'<p class="warn">{html.escape(n)}</p>' for n in notes)
+    extra = "".join(_html_section(s) for s in sections)
     excluded_html = _html_table(excluded) if len(excluded) else '<p class="note">No trials excluded.</p>'
     title = html.escape(title)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{CSS}</style></head><body>
 <h1>{title}</h1>
-<h2>Summary</h2><table>{summary}</table>
+{notes_html}<h2>Summary</h2><table>{summary}</table>
 <h2>Correlations with the target</h2>
 <p class="note">r = corr(sign-normalised metric, target); metrics are oriented so that higher means a better latent.
 Against gFID (lower is better) a good predictor has r &lt; 0. Colour: agreement (green = better latent, better
@@ -133,6 +158,7 @@ generation). CI: percentile bootstrap over rows.</p>
 <h2>Joint regressions</h2>
 <p class="note">OLS of the target on pairs of metrics; loo_r2 is the exact leave-one-out R² (PRESS).</p>
 {_html_table(regressions)}
+{extra}
 <h2>Figures</h2>{images}
 <h2>Excluded trials</h2>{excluded_html}
 </body></html>
@@ -140,13 +166,17 @@ generation). CI: percentile bootstrap over rows.</p>
 
 
 def _markdown(title: str, facts: dict[str, str], corr: pd.DataFrame, ranking: pd.DataFrame,
-              regressions: pd.DataFrame, figures: Sequence[Path], excluded: pd.DataFrame) -> str:
-    """A short summary: headline facts, ranking, the ten strongest correlations and regressions, exclusions."""
+              regressions: pd.DataFrame, figures: Sequence[Path], excluded: pd.DataFrame,
+              sections: Sequence[ReportSection], notes: Sequence[str]) -> str:
+    """A short summary: headline facts, ranking, the ten strongest correlations and regressions, the first rows of
+    each extra section, exclusions."""
     strongest = corr.sort_values("agreement", ascending=False) if "agreement" in corr.columns else corr
-    lines = [f"# {title}", "", *(f"- **{k}**: {v}" for k, v in facts.items()), "",
+    extra = [line for s in sections for line in (f"## {s.title}", "", _md_table(s.frame.head(10)) if len(s.frame)
+                                                 else "None.", "")]
+    lines = [f"# {title}", "", *(f"> {n}" for n in notes), "", *(f"- **{k}**: {v}" for k, v in facts.items()), "",
              "## Perspective ranking", "", _md_table(ranking), "",
              "## Strongest correlations", "", _md_table(strongest.head(10)), "",
-             "## Joint regressions (best 10)", "", _md_table(regressions.head(10)), "",
+             "## Joint regressions (best 10)", "", _md_table(regressions.head(10)), "", *extra,
              "## Figures", "", *(f"- {p.name}" for p in figures), "",
              "## Excluded trials", "", _md_table(excluded) if len(excluded) else "None.", ""]
     return "\n".join(lines)
@@ -160,19 +190,24 @@ def write_report(
     regressions: pd.DataFrame | Sequence[OLSResult],
     figures: Sequence[Path],
     excluded: pd.DataFrame | list[dict],
+    ranking: pd.DataFrame | None = None,
+    sections: Sequence[ReportSection] = (),
+    notes: Sequence[str] = (),
 ) -> Path:
     """Write `<out_dir>/report.html` (self-contained) and `<out_dir>/report.md`; returns the HTML path.
 
     `table` is the analysed (ok) table, `corr_df` comes from `correlate`, `regressions` from `pairwise_joint`
-    (or a list of `OLSResult`), `excluded` lists failed/incomplete trials with a `reason` each.
+    (or a list of `OLSResult`), `excluded` lists failed/incomplete trials with a `reason` each. `ranking` replaces
+    the Pearson perspective ranking of `corr_df` (needed when `corr_df` spans several targets); `sections` add
+    tables; `notes` are highlighted warnings at the top (e.g. mixed evaluation cards).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     excluded_df = _shown(pd.DataFrame(excluded), EXCLUDED_COLUMNS)
-    ranking = _ranking(corr_df)
+    ranking = _ranking(corr_df) if ranking is None else ranking
     parts = (f"raysweep study report: {study_name}", _summary(study_name, table, ranking, excluded_df),
              _shown(corr_df, CORRELATION_SHOWN), ranking, _shown(_regression_frame(regressions), REGRESSION_SHOWN),
-             [Path(f) for f in figures], excluded_df)
+             [Path(f) for f in figures], excluded_df, sections, notes)
     html_path = out / "report.html"
     html_path.write_text(_html_page(*parts), encoding="utf-8")
     (out / "report.md").write_text(_markdown(*parts), encoding="utf-8")

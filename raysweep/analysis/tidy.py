@@ -14,13 +14,20 @@ import pandas as pd
 FINISHED = "FINISHED"
 DEFAULT_TARGET = "gen/gfid"
 METRIC_PREFIXES = ("latent/", "recon/", "gen/", "traj/")
+PREDICTOR_PREFIXES = ("latent/", "recon/", "traj/")  # what is correlated with generation quality
+TARGET_DIRECTIONS = {"gen/gfid": False, "gen/is": True, "gen/fdr": False}  # the targets the analysis reports
+SCORE_DIRECTIONS = {  # reconstruction and trajectory scores (latent directions come from the metric registry)
+    "recon/psnr": True, "recon/ssim": True, "recon/rfid": False, "recon/lpips": False,
+    "traj/straightness": True, "traj/efficiency": True,
+}
 
 
 def split_excluded(table: pd.DataFrame, target: str = DEFAULT_TARGET) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split into rows fit for analysis and excluded rows with a `reason` column.
 
     A row is excluded when its run did not finish (`status != FINISHED`) or its target is missing/NaN; failed trials
-    must stay visible in the report rather than silently vanish from the correlations.
+    must stay visible in the report rather than silently vanish from the correlations. A `reason` already in the
+    table (the run's failure message) is kept after the exclusion's own.
     """
     require_columns(table, ["status", target])
     status = table["status"].astype(str).to_numpy()
@@ -30,6 +37,8 @@ def split_excluded(table: pd.DataFrame, target: str = DEFAULT_TARGET) -> tuple[p
         "; ".join(r for r in (f"status={s}" if bad_status else "", f"{target} missing" if bad_target else "") if r)
         for s, bad_status, bad_target in zip(status, not_finished, no_target)
     ]
+    if "reason" in table.columns:  # the run's own failure reason, from the tracking store
+        reasons = [f"{r}: {own}" if isinstance(own, str) and own else r for r, own in zip(reasons, table["reason"])]
     excluded = not_finished | no_target
     ok = table.loc[~excluded].copy()
     return ok, table.loc[excluded].assign(reason=[r for r, e in zip(reasons, excluded) if e])
@@ -44,6 +53,39 @@ def metric_columns(table: pd.DataFrame, prefixes: str | Iterable[str] = METRIC_P
 def latent_metric_columns(table: pd.DataFrame) -> list[str]:
     """The `latent/<perspective>/<name>` columns: the candidate predictors of generation quality."""
     return metric_columns(table, "latent/")
+
+
+def resolve_directions(columns: Iterable[str], declared: Mapping[str, bool]) -> dict[str, bool]:
+    """Directions of the given columns that `declared` covers, exactly or by parameter variant.
+
+    A registry declares its default keys (`latent/semantic/lnc@5`); a study may log another parameter
+    (`lnc@20`), which points the same way: `name@param` inherits the direction of any declared `name@other`.
+    """
+    by_stem = {k.split("@")[0]: v for k, v in declared.items()}
+    out = {}
+    for column in columns:
+        if column in declared:
+            out[column] = declared[column]
+        elif column.split("@")[0] in by_stem:
+            out[column] = by_stem[column.split("@")[0]]
+    return out
+
+
+def usable_metrics(table: pd.DataFrame, directions: Mapping[str, bool], min_n: int = 3) -> list[str]:
+    """Predictor columns with a direction, at least `min_n` finite values and some spread, sorted by name."""
+    usable = []
+    for column in metric_columns(table, PREDICTOR_PREFIXES):
+        values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+        finite = values[np.isfinite(values)]
+        if column in directions and len(finite) >= min_n and np.ptp(finite) > 0:
+            usable.append(column)
+    return sorted(usable)
+
+
+def present_targets(table: pd.DataFrame, min_n: int = 3) -> list[str]:
+    """The targets of `TARGET_DIRECTIONS` with at least `min_n` finite values (gFID first)."""
+    return [t for t in TARGET_DIRECTIONS if t in table.columns
+            and np.isfinite(pd.to_numeric(table[t], errors="coerce").to_numpy(dtype=float)).sum() >= min_n]
 
 
 def perspective_of(metric: str) -> str:

@@ -2,6 +2,7 @@
 from raysweep.config.errors import ConfigError
 from raysweep.config.hashing import config_hash, flatten
 from raysweep.config.loader import load_study, parse_study
+from raysweep.config.preflight import preflight
 from raysweep.config.spec import (
     DatasetSpec,
     DiffusionTrial,
@@ -13,5 +14,5 @@ from raysweep.config.spec import (
 
 __all__ = [
     "ConfigError", "DatasetSpec", "DiffusionTrial", "EvaluationSpec", "MetricsSpec", "StudySpec",
-    "TokenizerTrial", "config_hash", "flatten", "load_study", "parse_study",
+    "TokenizerTrial", "config_hash", "flatten", "load_study", "parse_study", "preflight",
 ]

@@ -100,7 +100,10 @@ def _assign_tokenizer_ids(trials: list[TokenizerTrial], source: str) -> None:
 
 def parse_study(data: Any, source: str = "<study>") -> StudySpec:
     """Validate a parsed YAML mapping and resolve its search spaces."""
+    if isinstance(data, dict) and "source" in data:
+        raise ConfigError(source, "source", "unknown key; it is set by raysweep")
     study = _validate(StudySpec, data, source)
+    study.source = source
     study.tokenizer_trials = _resolve_block(study.tokenizers or {}, TokenizerTrial, source, "tokenizers",
                                             study.seed)
     _assign_tokenizer_ids(study.tokenizer_trials, source)

@@ -5,6 +5,7 @@ concrete, validated `TokenizerTrial` / `DiffusionTrial` lists, each keyed by a c
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,7 +74,12 @@ class TokenizerTrial(Strict):
     regularizer: str = "baseline"
     params: dict[str, Any] = Field(default_factory=dict)
     reg_weight: float = Field(1.0, ge=0)
-    kl_weight: float = Field(1e-6, ge=0)
+    kl_weight: float = Field(1e-6, ge=0)                # λ3 of the paper's eq. 12
+    perceptual_weight: float = Field(0.0, ge=0)         # λ1 (paper: 1.0); LPIPS-VGG, else the domain-net fallback
+    lpips_weights: str | None = None                    # local LPIPS vgg.pth (VGG16 weights looked up beside it)
+    gan_weight: float = Field(0.0, ge=0)                # λ2 (paper: 0.5), PatchGAN with the adaptive weight
+    gan_start: int = Field(0, ge=0)                     # step at which the GAN terms switch on
+    gan_channels: int = Field(64, ge=1)
     steps: int = Field(400, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(2e-4, gt=0)
@@ -185,6 +191,13 @@ class TrialResources(Strict):
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
 
+    @field_validator("gpu")
+    @classmethod
+    def _whole_or_fraction(cls, v: float) -> float:
+        if v > 1 and not float(v).is_integer():
+            raise ValueError(f"gpu must be a fraction <= 1 or a whole number (Ray's rule), got {v}")
+        return v
+
 
 class ResourcesSpec(Strict):
     tokenizer: TrialResources = Field(default_factory=TrialResources)
@@ -193,15 +206,52 @@ class ResourcesSpec(Strict):
     torch_threads: int | None = Field(None, ge=1)
 
 
-class StorageSpec(Strict):
-    """Study directory (relative paths resolve against the current directory)."""
+TUNE_SCHEMES = ("file", "s3", "gs", "hdfs", "abfs", "abfss")
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
-    root: str = "studies/{name}"
+
+def _scheme(uri: str) -> str:
+    return uri.split("://", 1)[0] if "://" in uri else ""
+
+
+class StorageSpec(Strict):
+    """Where a study lives. `root` (store, latents, checkpoints) is a local or NFS-mounted directory, default
+    `$RAYSWEEP_STORAGE/{name}` or `studies/{name}` (relative paths resolve against the current directory); on a
+    multi-node cluster it must be shared. `tune` is Ray Tune's storage_path, a directory or a pyarrow.fs URI
+    (s3://bucket/prefix, gs://...), default `<root>/tune`."""
+
+    root: str | None = None
+    tune: str | None = None
+    checkpoint_every: int = Field(50, ge=1)  # training steps between Tune checkpoints (and MLflow history flushes)
+
+    @field_validator("root")
+    @classmethod
+    def _local(cls, v: str | None) -> str | None:
+        if v is not None and "://" in v:
+            raise ValueError(f"must be a local or NFS-mounted directory, got the URI '{v}'; "
+                             "object stores go in storage.tune")
+        return v
+
+    @field_validator("tune")
+    @classmethod
+    def _uri(cls, v: str | None) -> str | None:
+        if v is not None and "://" in v and _scheme(v) not in TUNE_SCHEMES:
+            raise ValueError(f"unsupported scheme '{_scheme(v)}://'; allowed: a directory or "
+                             f"{', '.join(s + '://' for s in TUNE_SCHEMES)}")
+        return v
 
 
 class TrackingSpec(Strict):
-    uri: str | None = None  # default: sqlite:///<storage.root>/mlflow.db
+    uri: str | None = None  # default: $MLFLOW_TRACKING_URI, else sqlite:///<storage.root>/mlflow.db
     experiment: str | None = None  # default: the study name
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, v: str | None) -> str | None:
+        if v is not None and _scheme(v) not in TRACKING_SCHEMES:
+            raise ValueError(f"unsupported tracking URI '{v}'; allowed schemes: "
+                             f"{', '.join(s + '://' for s in TRACKING_SCHEMES)}")
+        return v
 
 
 class RaySpec(Strict):
@@ -228,14 +278,36 @@ class StudySpec(Strict):
     tokenizer_trials: list[TokenizerTrial] = Field(default_factory=list, exclude=True)
     diffusion_trials: list[DiffusionTrial] = Field(default_factory=list, exclude=True)
     diffusion_seeds: list[int] = Field(default_factory=lambda: [0], exclude=True)
+    source: str = Field("<study>", exclude=True)  # the file it came from, for error messages
+
+    @model_validator(mode="after")
+    def _resources_fit_local_ray(self) -> StudySpec:
+        """A trial asking more CPUs than a local Ray has would wait forever instead of failing."""
+        cpus = self.ray.num_cpus
+        if self.ray.address is None and cpus is not None:
+            res = self.resources
+            for name in ("tokenizer", "diffusion", "metric_actor"):
+                if getattr(res, name).cpu > cpus:
+                    raise ValueError(f"resources.{name}.cpu = {getattr(res, name).cpu} exceeds ray.num_cpus = "
+                                     f"{cpus} of the local Ray; lower it or raise ray.num_cpus")
+            if self.metrics.actors * res.metric_actor.cpu > cpus:
+                raise ValueError(f"metrics.actors x resources.metric_actor.cpu = "
+                                 f"{self.metrics.actors * res.metric_actor.cpu:g} exceeds ray.num_cpus = {cpus}")
+        return self
 
     @property
     def root(self) -> Path:
-        return Path(self.storage.root.format(name=self.name)).resolve()
+        pattern = self.storage.root or str(Path(os.environ.get("RAYSWEEP_STORAGE", "studies")) / "{name}")
+        return Path(pattern.format(name=self.name)).resolve()
+
+    @property
+    def tune_storage(self) -> str:
+        """Ray Tune's storage_path: a directory or a pyarrow.fs URI."""
+        return self.storage.tune or str(self.root / "tune")
 
     @property
     def tracking_uri(self) -> str:
-        return self.tracking.uri or f"sqlite:///{self.root / 'mlflow.db'}"
+        return self.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.root / 'mlflow.db'}"
 
     @property
     def experiment_name(self) -> str:

@@ -2,7 +2,8 @@
 trajectory geometry and the training loop. Plain torch; no Ray, no MLflow."""
 from __future__ import annotations
 
-from raysweep.diffusion.backbones import BACKBONES, FlowTransformer, LightningDiT, SiT, build_backbone
+from raysweep.diffusion.backbones import BACKBONES, FlowTransformer, LightningDiT, SiT, build_backbone, recipe_for
+from raysweep.diffusion.recipes import Recipe
 from raysweep.diffusion.sampler import SampleResult, cfg_velocity, euler_sample
 from raysweep.diffusion.train import DiffusionTrainer
 from raysweep.diffusion.trajectory import efficiency, length_ratios, straightness
@@ -17,7 +18,7 @@ from raysweep.diffusion.transport import (
 )
 
 __all__ = [
-    "BACKBONES", "LOSSES", "TIMESTEP_SAMPLERS", "DiffusionTrainer", "FlowTransformer", "LightningDiT",
-    "SampleResult", "SiT", "build_backbone", "cfg_velocity", "efficiency", "euler_sample", "get_loss",
+    "BACKBONES", "LOSSES", "TIMESTEP_SAMPLERS", "DiffusionTrainer", "FlowTransformer", "LightningDiT", "Recipe",
+    "SampleResult", "SiT", "build_backbone", "recipe_for", "cfg_velocity", "efficiency", "euler_sample", "get_loss",
     "get_timestep_sampler", "interpolate", "length_ratios", "straightness", "training_loss", "velocity_target",
 ]

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import torch
 
-TimestepSampler = Callable[[int, torch.Generator], torch.Tensor]  # (n, generator) -> t (n,) in (0, 1)
+TimestepSampler = Callable[[int, torch.Generator], torch.Tensor]  # (n, generator) -> t (n,) in (0, 1), its device
 LossFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]  # (pred, target)
 
 
@@ -44,12 +44,12 @@ def velocity_target(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
 
 def uniform(n: int, generator: torch.Generator) -> torch.Tensor:
     """t ~ U(0, 1), (n,). SiT's choice."""
-    return torch.rand(n, generator=generator)
+    return torch.rand(n, generator=generator, device=generator.device)
 
 
 def logit_normal(n: int, generator: torch.Generator, mu: float = 0.0, sigma: float = 1.0) -> torch.Tensor:
     """t = sigmoid(mu + sigma·ε), ε ~ N(0, 1), (n,): concentrates training on intermediate times (LightningDiT)."""
-    return torch.sigmoid(mu + sigma * torch.randn(n, generator=generator))
+    return torch.sigmoid(mu + sigma * torch.randn(n, generator=generator, device=generator.device))
 
 
 TIMESTEP_SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"uniform": uniform, "logit_normal": logit_normal}
@@ -95,12 +95,13 @@ def get_loss(name: str) -> LossFn:
 
 def training_loss(model: TrainableVelocityModel, x1: torch.Tensor, y: torch.Tensor,
                   sampler: TimestepSampler, loss: LossFn,
-                  generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+                  generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One flow-matching loss on data x1 (B, C, H, W) with labels y (B,). All randomness (noise, t, label
-    dropout) comes from the CPU `generator`, so the sequence is reproducible and resumable on any device."""
-    x0 = torch.randn(x1.shape, generator=generator).to(x1.device)  # (B, C, H, W)
+    dropout) comes from `generator` (on x1's device for speed; any device works), so the sequence is
+    reproducible and resumable. Logs are detached 0-d tensors: reading them (`float`) waits for the device."""
+    x0 = torch.randn(x1.shape, generator=generator, device=generator.device).to(x1.device)  # (B, C, H, W)
     t = sampler(x1.shape[0], generator).to(x1.device)  # (B,)
     y = model.drop_labels(y, generator)  # (B,)
     pred = model(interpolate(x0, x1, t), t, y).float()  # (B, C, H, W)
     value, parts = loss(pred, velocity_target(x0, x1))
-    return value, {"loss": float(value.detach()), **{k: float(v) for k, v in parts.items()}}
+    return value, {"loss": value.detach(), **parts}

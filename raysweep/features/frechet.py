@@ -20,27 +20,42 @@ def _float64(x: Array) -> np.ndarray:
     return np.asarray(x.detach().cpu().double() if torch.is_tensor(x) else x, dtype=np.float64)
 
 
-def feature_moments(features: Array, shrinkage: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """features [N, D] -> (μ [D], Σ [D, D]), float64, Σ the unbiased covariance (as np.cov).
-
-    shrinkage α in [0, 1]: Σ <- (1 − α) Σ + α (tr Σ / D) I. Needed (α > 0) when N <= D, else ValueError."""
+def sample_moments(features: Array) -> tuple[np.ndarray, np.ndarray]:
+    """features [N, D] -> (μ [D], Σ [D, D]), float64, Σ the unbiased covariance (as np.cov); N >= 2, Σ may be
+    singular (what the reference cache stores; shrink it with `shrink_covariance` before an FD when N <= D)."""
     x = _float64(features)
     if x.ndim != 2:
         raise ValueError(f"features must be [N, D], got shape {x.shape}")
-    n, d = x.shape
+    if len(x) < MIN_SAMPLES:
+        raise ValueError(f"{len(x)} feature vectors; a covariance needs at least {MIN_SAMPLES}")
+    mu = x.mean(axis=0)
+    centred = x - mu
+    return mu, centred.T @ centred / (len(x) - 1)
+
+
+def shrink_covariance(sigma: np.ndarray, shrinkage: float) -> np.ndarray:
+    """Σ [D, D] -> (1 − α) Σ + α (tr Σ / D) I, α in [0, 1]: keeps the trace, makes Σ full rank for α > 0."""
     if not 0.0 <= shrinkage <= 1.0:
         raise ValueError(f"shrinkage must lie in [0, 1], got {shrinkage}")
-    if n < MIN_SAMPLES:
-        raise ValueError(f"{n} feature vectors; a covariance needs at least {MIN_SAMPLES}")
+    if not shrinkage:
+        return sigma
+    d = sigma.shape[0]
+    return (1 - shrinkage) * sigma + shrinkage * (np.trace(sigma) / d) * np.eye(d)
+
+
+def feature_moments(features: Array, shrinkage: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """features [N, D] -> (μ [D], Σ [D, D]), float64, Σ the unbiased covariance, shrunk by α = `shrinkage`.
+
+    ValueError for N < 2, and for N <= D without shrinkage (a singular Σ makes FD measure the rank deficit)."""
+    if not 0.0 <= shrinkage <= 1.0:
+        raise ValueError(f"shrinkage must lie in [0, 1], got {shrinkage}")
+    x = _float64(features)
+    mu, sigma = sample_moments(x)
+    n, d = x.shape
     if n <= d and shrinkage == 0.0:
         raise ValueError(f"{n} feature vectors of dimension {d}: the covariance is singular (N <= D); use more "
                          f"samples, fewer feature dimensions, or shrinkage > 0")
-    mu = x.mean(axis=0)
-    centred = x - mu
-    sigma = centred.T @ centred / (n - 1)
-    if shrinkage:
-        sigma = (1 - shrinkage) * sigma + shrinkage * (np.trace(sigma) / d) * np.eye(d)
-    return mu, sigma
+    return mu, shrink_covariance(sigma, shrinkage)
 
 
 def _psd_eigh(sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

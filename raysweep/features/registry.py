@@ -33,6 +33,7 @@ class FeatureNetwork:
     layers: FeatureLayers
     weights_files: tuple[str, ...]  # accepted file names in the weights search dirs, first found wins
     hint: str                       # where such a file comes from, for the not-found error
+    resize: str                     # what the extractor does to the uint8 input before the net (for eval cards)
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,17 @@ FEATURE_NETWORKS: dict[str, FeatureNetwork] = {net.name: net for net in (
         ("pt_inception-2015-12-05-6726825d.pth", "weights-inception-2015-12-05-6726825d.pth"),
         "It is the FID Inception-v3 of pytorch-fid / torch-fidelity, published as a release asset of "
         "github.com/toshas/torch-fidelity (v0.2.0) and github.com/mseitzer/pytorch-fid (fid_weights); copy it "
-        "from a machine with network access."),
+        "from a machine with network access.",
+        "bilinear resize to 299x299 (TF1-compatible), no crop"),
     FeatureNetwork(
         "vgg16", "torch-fidelity", "vgg16", FeatureLayers("fc2_relu", None), ("vgg16-397923af.pth",),
         "It is torchvision's ImageNet VGG16 state dict (torchvision.models.VGG16_Weights.IMAGENET1K_V1); copy it "
-        "from a machine with network access."),
+        "from a machine with network access.",
+        "bilinear resize to 224x224 (TF1-compatible), no crop, ImageNet mean/std"),
     FeatureNetwork(
         "domain", "domain", DOMAIN_EXTRACTOR, FeatureLayers("pool", "logits"), ("domain.pt",),
-        "It is the DomainNet that stage 0 trains on the study's images (train_domain_net + save_domain_net)."),
+        "It is the DomainNet that stage 0 trains on the study's images (train_domain_net + save_domain_net).",
+        "none: native resolution, uint8 -> [-1, 1]"),
 )}
 
 

@@ -15,25 +15,30 @@ from raysweep.metrics.base import (
     run_accumulator,
 )
 from raysweep.metrics.fisher import fisher_information, kappa, mmse
+from raysweep.metrics.mixture import Component, MixtureVelocityAmbiguity, mixture_residuals
 from raysweep.metrics.registry import METRICS, MetricInfo, build_metric, compute_metrics, metric_directions, metric_info
 from raysweep.metrics.semantic import LatentNeighbourConsistency, LinearProbe, knn_label_agreement, pool_features
 from raysweep.metrics.smoothness import SpectralEnergy, dct2, dct_matrix
 from raysweep.metrics.spatial import SpatialDistances, SpatialStructure, resolve_distances
+from raysweep.metrics.uniformity import LatentUniformity, density_scores, gini, hashed_positions
 from raysweep.metrics.velocity import (
     VelocityAmbiguity,
+    class_samples,
     dense_eigenvalues,
     kronecker_eigenvalues,
     kronecker_flip_flop,
+    kronecker_spectrum,
     viv_curve,
     viv_dense,
     viv_from_eigenvalues,
 )
 
 __all__ = [
-    "METRICS", "Accumulator", "Batch", "LatentBatchLike", "LatentNeighbourConsistency", "LinearProbe", "MetricInfo",
-    "Moments", "SpatialDistances", "SpatialStructure", "SpectralEnergy", "State", "Value", "VelocityAmbiguity",
-    "build_metric", "check_batch", "compute_metrics", "dct2", "dct_matrix", "dense_eigenvalues", "fisher_information",
-    "kappa", "knn_label_agreement", "kronecker_eigenvalues", "kronecker_flip_flop", "merge_all", "metric_directions",
-    "metric_info", "mmse", "pool_features", "resolve_distances", "run_accumulator", "viv_curve", "viv_dense",
-    "viv_from_eigenvalues",
+    "METRICS", "Accumulator", "Batch", "Component", "LatentBatchLike", "LatentNeighbourConsistency",
+    "LatentUniformity", "LinearProbe", "MetricInfo", "MixtureVelocityAmbiguity", "Moments", "SpatialDistances",
+    "SpatialStructure", "SpectralEnergy", "State", "Value", "VelocityAmbiguity", "build_metric", "check_batch",
+    "class_samples", "compute_metrics", "dct2", "dct_matrix", "dense_eigenvalues", "density_scores",
+    "fisher_information", "gini", "hashed_positions", "kappa", "knn_label_agreement", "kronecker_eigenvalues",
+    "kronecker_flip_flop", "kronecker_spectrum", "merge_all", "metric_directions", "metric_info", "mixture_residuals",
+    "mmse", "pool_features", "resolve_distances", "run_accumulator", "viv_curve", "viv_dense", "viv_from_eigenvalues",
 ]

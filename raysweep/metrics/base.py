@@ -9,14 +9,15 @@ rounding. Metrics that need all samples at once keep small per-image summaries a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
 State = dict[str, Any]
 Value = float | np.ndarray
+T = TypeVar("T")
 
 
 class LatentBatchLike(Protocol):
@@ -31,12 +32,16 @@ class LatentBatchLike(Protocol):
 
 @dataclass(frozen=True)
 class Batch:
-    """A validated batch: sample_id [B] int64, label [B] int64, latent [B,C,H,W] float32, fg_mask [B,H,W] bool."""
+    """A validated batch: sample_id [B] int64, label [B] int64, latent [B,C,H,W] float32, fg_mask [B,H,W] bool.
+
+    `derived` caches per-batch summaries that several metrics share in one pass (channel moments, pooled
+    features), so `compute_metrics` pays for each once per batch."""
 
     sample_id: np.ndarray
     label: np.ndarray
     latent: np.ndarray
     fg_mask: np.ndarray | None
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -44,9 +49,23 @@ class Batch:
         c, h, w = self.latent.shape[1:]
         return int(c), int(h), int(w)
 
+    def derived(self, key: str, compute: Callable[[], T]) -> T:
+        """`compute()` once per batch under `key`; later calls return the cached value."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
+
+    @property
+    def channels(self) -> Moments:
+        """Per-channel moments over N, H, W (cached)."""
+        return self.derived("channels", lambda: channel_moments(self.latent))
+
 
 def check_batch(batch: LatentBatchLike) -> Batch:
-    """Validate shapes, dtypes and finiteness once, at the boundary; raise ValueError naming the bad field."""
+    """Validate shapes, dtypes and finiteness once, at the boundary; raise ValueError naming the bad field.
+    An already validated `Batch` is returned as it is (with its cache)."""
+    if isinstance(batch, Batch):
+        return batch
     latent = np.asarray(batch.latent)
     if latent.ndim != 4 or not np.issubdtype(latent.dtype, np.floating):
         raise ValueError(f"latent must be a float array [B,C,H,W], got {latent.dtype} of shape {latent.shape}")
@@ -82,10 +101,15 @@ class Moments:
 
     @classmethod
     def of(cls, x: np.ndarray, axis: tuple[int, ...]) -> Moments:
-        x = np.asarray(x, np.float64)
-        mean = x.mean(axis=axis, keepdims=True)
-        m2 = np.square(x - mean).sum(axis=axis)
-        return cls(float(np.prod([x.shape[a] for a in axis])), np.squeeze(mean, axis=axis), m2)
+        """Moments of x over `axis` in float64 (float32 data is read as it is, never copied whole to float64
+        except for the one buffer of deviations that the squares need)."""
+        x = np.asarray(x)
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float64)
+        mean = x.mean(axis=axis, dtype=np.float64, keepdims=True)
+        dev = np.subtract(x, mean, dtype=np.float64)
+        np.square(dev, out=dev)
+        return cls(float(np.prod([x.shape[a] for a in axis])), np.squeeze(mean, axis=axis), dev.sum(axis=axis))
 
     def __add__(self, other: Moments) -> Moments:
         count = self.count + other.count

@@ -6,10 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from raysweep.metrics.base import Accumulator, LatentBatchLike, Value
+from raysweep.metrics.base import Accumulator, LatentBatchLike, Value, check_batch
+from raysweep.metrics.mixture import MixtureVelocityAmbiguity
 from raysweep.metrics.semantic import LatentNeighbourConsistency, LinearProbe
 from raysweep.metrics.smoothness import SpectralEnergy
 from raysweep.metrics.spatial import SpatialStructure
+from raysweep.metrics.uniformity import LatentUniformity
 from raysweep.metrics.velocity import VelocityAmbiguity
 
 
@@ -37,6 +39,8 @@ METRICS: dict[str, MetricInfo] = {
     "lnc": MetricInfo(LatentNeighbourConsistency, "label agreement of cosine kNN of pooled latents"),
     "linear_probe": MetricInfo(LinearProbe, "held-out accuracy of a linear probe on pooled latents"),
     "spatial": MetricInfo(SpatialStructure, "iREPA LDS, CDS and SRSS of token cosines"),
+    "uniformity": MetricInfo(LatentUniformity, "t-SNE -> KDE density CV, Gini and entropy of latent vectors"),
+    "viv_mixture": MetricInfo(MixtureVelocityAmbiguity, "Monte-Carlo VIV of the class mixture (unconditional)"),
 }
 
 
@@ -72,7 +76,8 @@ def compute_metrics(batches: Iterable[LatentBatchLike], names: list[str] | None 
     metrics = {name: build_metric(name, **params.get(name, {})) for name in names}
     states = {name: m.init() for name, m in metrics.items()}
     for batch in batches:
-        states = {name: m.update(states[name], batch) for name, m in metrics.items()}
+        checked = check_batch(batch)  # validated once; its cache shares per-batch summaries between metrics
+        states = {name: m.update(states[name], checked) for name, m in metrics.items()}
     values: dict[str, Value] = {}
     for name, m in metrics.items():
         values.update(m.finalize(states[name]))

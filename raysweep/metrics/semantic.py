@@ -7,45 +7,57 @@ not depend on how the data was split) and centres the features.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
-from raysweep.metrics.base import Accumulator, Batch, State, Value, channel_moments
+from raysweep.metrics.base import Accumulator, Batch, State, Value
 
 KNN_BLOCK_ELEMENTS = 1 << 24  # rows per similarity block = this // N: bounds the [rows, N] block's memory
+log = logging.getLogger(__name__)
 
 
 def pool_features(latent: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """latent [B,C,H,W], mask [B,H,W] bool | None -> foreground means [B,C] float64 (whole image if no fg)."""
-    x = np.asarray(latent, np.float64)
+    b, c, h, w = latent.shape
+    x = np.asarray(latent).reshape(b, c, h * w)
     if mask is None:
-        return x.mean(axis=(2, 3))
-    weight = mask.astype(np.float64)
-    weight[weight.sum(axis=(1, 2)) == 0] = 1.0  # no foreground: pool the whole image
-    weight /= weight.sum(axis=(1, 2), keepdims=True)
-    return np.einsum("bchw,bhw->bc", x, weight)
+        return x.mean(axis=2, dtype=np.float64)
+    weight = mask.reshape(b, h * w).astype(x.dtype)
+    weight[weight.sum(axis=1) == 0] = 1.0  # no foreground: pool the whole image
+    weight /= weight.sum(axis=1, keepdims=True)
+    return (x @ weight[:, :, None])[..., 0].astype(np.float64)  # (B, C): one batched GEMV
 
 
-def knn_label_agreement(features: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """Mean fraction of each row's k cosine nearest neighbours (self excluded) that share its label.
+def knn_indices(features: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k cosine nearest neighbours (self excluded), nearest first: features [N, D] -> [N, k] int.
 
-    features [N, D], labels [N]. Similarities are computed in row blocks (blocked matmul + argpartition top-k).
-    """
-    n = len(features)
-    if n <= k:
-        return float("nan")
+    Float32 unit vectors, similarity blocks of rows (one GEMM each) and torch.topk, which keeps the k best of
+    each row without sorting the rest."""
+    import torch
+
     norms = np.linalg.norm(features, axis=1, keepdims=True)
-    unit = features / np.where(norms > 0, norms, 1.0)
+    unit = torch.from_numpy((features / np.where(norms > 0, norms, 1.0)).astype(np.float32))
+    n = len(unit)
     step = max(1, KNN_BLOCK_ELEMENTS // n)
-    agree = 0.0
+    out = []
     for start in range(0, n, step):
-        rows = np.arange(start, min(start + step, n))
+        rows = torch.arange(start, min(start + step, n))
         sims = unit[rows] @ unit.T  # (rows, N)
-        sims[np.arange(len(rows)), rows] = -np.inf  # exclude self
-        neighbours = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (rows, k)
-        agree += float((labels[neighbours] == labels[rows, None]).sum())
-    return agree / (n * k)
+        sims[torch.arange(len(rows)), rows] = -torch.inf  # exclude self
+        out.append(torch.topk(sims, k, dim=1).indices.numpy())
+    return np.concatenate(out) if out else np.empty((0, k), np.int64)
+
+
+def knn_label_agreement(features: np.ndarray, labels: np.ndarray, k: int,
+                        neighbours: np.ndarray | None = None) -> float:
+    """Mean fraction of each row's k cosine nearest neighbours (self excluded) that share its label; NaN when
+    N <= k. features [N, D], labels [N]; `neighbours` [N, >= k] from `knn_indices` saves the search."""
+    if len(features) <= k:
+        return float("nan")
+    neighbours = knn_indices(features, k) if neighbours is None else neighbours[:, :k]
+    return float((labels[neighbours] == labels[:, None]).mean())
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
@@ -70,8 +82,9 @@ class _PooledFeatures(Accumulator):
 
     def summarise(self, batch: Batch) -> State:
         mask = batch.fg_mask if self.use_mask else None
-        return {"shape": batch.shape, "channels": channel_moments(batch.latent), "ids": [batch.sample_id],
-                "labels": [batch.label], "features": [pool_features(batch.latent, mask)]}
+        features = batch.derived(f"pooled/{mask is not None}", lambda: pool_features(batch.latent, mask))
+        return {"shape": batch.shape, "channels": batch.channels, "ids": [batch.sample_id],
+                "labels": [batch.label], "features": [features]}
 
     def features(self, state: State) -> tuple[np.ndarray, np.ndarray]:
         """Standardised, centred features [N, C] and labels [N], rows in sample_id order."""
@@ -104,7 +117,12 @@ class LatentNeighbourConsistency(_PooledFeatures):
 
     def _finalize(self, state: State) -> dict[str, Value]:
         features, labels = self.features(state)
-        return {key: knn_label_agreement(features, labels, k) for key, k in zip(self.keys, self.ks)}
+        usable = [k for k in self.ks if k < len(features)]
+        if len(usable) < len(self.ks):
+            log.warning("latent/semantic/lnc: %d latent(s) are too few for k = %s; those values are NaN",
+                        len(features), sorted(set(self.ks) - set(usable)))
+        neighbours = knn_indices(features, max(usable)) if usable else None
+        return {key: knn_label_agreement(features, labels, k, neighbours) for key, k in zip(self.keys, self.ks)}
 
 
 class LinearProbe(_PooledFeatures):
@@ -139,6 +157,8 @@ class LinearProbe(_PooledFeatures):
         features, labels = self.features(state)
         test = stratified_split(labels, self.test_fraction, self.seed)
         if not test.any() or len(np.unique(labels[~test])) < 2:
+            log.warning("latent/semantic/linear_probe: NaN, a held-out split of %d latent(s) in %d class(es) leaves "
+                        "no test rows or fewer than 2 training classes", len(labels), len(np.unique(labels)))
             return {self.key("linear_probe"): float("nan")}
         probe = LogisticRegression(C=self.c, max_iter=self.max_iter)
         probe.fit(features[~test], labels[~test])

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from raysweep.metrics.base import Accumulator, Batch, Moments, State, Value, channel_moments
+from raysweep.metrics.base import Accumulator, Batch, Moments, State, Value
 
 
 @lru_cache(maxsize=16)
@@ -29,6 +29,15 @@ def dct2(z: np.ndarray) -> np.ndarray:
     """Orthonormal 2-D DCT-II over the last two axes of z [..., H, W] (float64)."""
     h, w = z.shape[-2:]
     return dct_matrix(h) @ np.asarray(z, np.float64) @ dct_matrix(w).T
+
+
+def dct2_float32(latent: np.ndarray) -> np.ndarray:
+    """`dct2` of latent [B,C,H,W] as two float32 GEMMs over all rows at once (the streaming path): [B,C,H,W]."""
+    b, c, h, w = latent.shape
+    mh, mw = (dct_matrix(n).astype(np.float32) for n in (h, w))
+    rows = np.asarray(latent, np.float32).reshape(-1, w) @ mw.T  # (B·C·H, W): DCT along W
+    cols = rows.reshape(-1, h, w).transpose(0, 2, 1).reshape(-1, h) @ mh.T  # (B·C·W, H): then along H
+    return cols.reshape(b, c, w, h).transpose(0, 1, 3, 2)
 
 
 def manhattan_frequency(h: int, w: int) -> np.ndarray:
@@ -62,8 +71,8 @@ class SpectralEnergy(Accumulator):
         return {"rhos": list(self.rhos), "thresholds": [r * (h + w - 2) for r in self.rhos]}
 
     def summarise(self, batch: Batch) -> State:
-        return {"shape": batch.shape, "channels": channel_moments(batch.latent),
-                "coefficients": Moments.of(dct2(batch.latent), axis=(0,))}
+        return {"shape": batch.shape, "channels": batch.channels,
+                "coefficients": Moments.of(dct2_float32(batch.latent), axis=(0,))}
 
     def _finalize(self, state: State) -> dict[str, Value]:
         _, h, w = state["shape"]

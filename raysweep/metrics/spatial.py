@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from raysweep.metrics.base import Accumulator, Batch, State, Value, channel_moments, merge_values
+from raysweep.metrics.base import Accumulator, Batch, State, Value, merge_values
 
 REFERENCE_GRID = 16  # the iREPA distances below are for a 16x16 latent grid
 REFERENCE_DISTANCES = {"far_dist": 6, "dmax": 8, "d_neg": 6}
-CHUNK_IMAGES = 64  # images per cosine block in summarise: bounds the [chunk, HW, HW] memory
+CHUNK_IMAGES = 256  # images per Gram block: bounds the [P, chunk·C] token copies
 
 
 @dataclass(frozen=True)
@@ -57,28 +57,52 @@ def grid_distances(h: int, w: int) -> np.ndarray:
     return d
 
 
-def token_cosines(latent: np.ndarray) -> np.ndarray:
-    """latent [B,C,H,W] (standardised) -> cosine similarity of every token pair, [B, HW, HW] float64."""
+def unit_tokens(latent: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """latent [B,C,H,W] standardised by mean, std [C] and L2-normalised over channels: [B, C, P] float32
+    (an all-zero token stays zero)."""
     b, c = latent.shape[:2]
-    tokens = np.asarray(latent, np.float64).reshape(b, c, -1).transpose(0, 2, 1)  # (B, HW, C)
-    norms = np.linalg.norm(tokens, axis=2, keepdims=True)
-    tokens = tokens / np.where(norms > 0, norms, 1.0)
-    return tokens @ tokens.transpose(0, 2, 1)
+    scale = (1.0 / std).astype(np.float32)[:, None]
+    x = (latent.reshape(b, c, -1) - mean.astype(np.float32)[:, None]) * scale
+    norms = np.sqrt(np.square(x).sum(axis=1, keepdims=True))  # (B, 1, P)
+    return x / np.where(norms > 0, norms, 1.0)
 
 
-def srss_anchor_scores(cos: np.ndarray, mask: np.ndarray, dist: np.ndarray, d_neg: int) -> np.ndarray:
+def position_major(tokens: np.ndarray) -> np.ndarray:
+    """tokens [B, C, P] -> [P, B·C]: row p holds every image's token at p, so one GEMM sums over images."""
+    return np.ascontiguousarray(tokens.transpose(2, 0, 1)).reshape(tokens.shape[2], -1)
+
+
+def neighbour_sums(tokens: np.ndarray, weight: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Σ over the 4-neighbours q of each position p of weight[q]·cos(p, q): tokens [B,C,P], weight [B,P] -> [B,P]."""
+    u = tokens.reshape(len(tokens), -1, h, w)
+    wt = weight.reshape(len(tokens), h, w)
+    right = (u[..., :, :-1] * u[..., :, 1:]).sum(axis=1)  # (B, H, W-1): cos of (p, p + x̂)
+    down = (u[..., :-1, :] * u[..., 1:, :]).sum(axis=1)  # (B, H-1, W)
+    out = np.zeros((len(tokens), h, w), np.float64)
+    out[:, :, :-1] += right * wt[:, :, 1:]
+    out[:, :, 1:] += right * wt[:, :, :-1]
+    out[:, :-1, :] += down * wt[:, 1:, :]
+    out[:, 1:, :] += down * wt[:, :-1, :]
+    return out.reshape(len(tokens), -1)
+
+
+def srss_anchor_scores(tokens: np.ndarray, mask: np.ndarray, h: int, w: int, d_neg: int) -> np.ndarray:
     """SRSS score of every valid foreground anchor, flattened over the batch.
 
-    cos [B,P,P], mask [B,P] bool, dist [P,P]. An anchor's score is its mean cosine to foreground tokens at
-    distance 1 minus its mean cosine to background tokens at distance >= d_neg; anchors lacking either are
-    dropped (which also drops every image with < 2 foreground or no background tokens).
+    tokens [B,C,P] unit, mask [B,P] bool. An anchor's score is its mean cosine to foreground tokens at distance 1
+    minus its mean cosine to background tokens at distance >= d_neg; anchors lacking either are dropped (which
+    also drops every image with < 2 foreground or no background tokens). The far sum of anchor p is
+    u_p · Σ_q far[p,q] bg[q] u_q: one [P,P] @ [P, B·C] GEMM for the whole batch.
     """
-    fg = mask.astype(np.float64)  # (B, P)
-    near, far = (dist == 1).astype(np.float64), (dist >= d_neg).astype(np.float64)
+    b, c, p = tokens.shape
+    fg = mask.astype(np.float32)  # (B, P)
     bg = 1.0 - fg
-    pos_sum = ((cos * near) @ fg[:, :, None])[..., 0]  # (B, P)
-    neg_sum = ((cos * far) @ bg[:, :, None])[..., 0]
-    pos_cnt, neg_cnt = fg @ near, bg @ far  # `near` and `far` are symmetric
+    far = (grid_distances(h, w) >= d_neg).astype(np.float32)  # (P, P), symmetric
+    pos_sum = neighbour_sums(tokens, fg, h, w)
+    pos_cnt = neighbour_sums(np.ones((b, 1, p), np.float32), fg, h, w)
+    pulled = far @ position_major(tokens * bg[:, None, :])  # (P, B·C): Σ_q far[p,q] bg[q] u_q
+    neg_sum = np.einsum("bcp,pbc->bp", tokens, pulled.reshape(p, b, c), dtype=np.float64)
+    neg_cnt = bg @ far
     valid = mask & (pos_cnt > 0) & (neg_cnt > 0)
     return pos_sum[valid] / pos_cnt[valid] - neg_sum[valid] / neg_cnt[valid]
 
@@ -110,9 +134,9 @@ class SpatialStructure(Accumulator):
         return {**used, "standardisation": "accumulated" if self.stats is None else "given"}
 
     def summarise(self, batch: Batch) -> State:
-        state: State = {"shape": batch.shape, "channels": channel_moments(batch.latent)}
+        state: State = {"shape": batch.shape}
         if self.stats is None:
-            return {**state, "latents": [batch.latent], "masks": [batch.fg_mask]}
+            return {**state, "channels": batch.channels, "latents": [batch.latent], "masks": [batch.fg_mask]}
         mean, std = self.stats
         if mean.shape != (batch.shape[0],) or std.shape != mean.shape:
             raise ValueError(f"spatial: channel_mean/channel_std must have {batch.shape[0]} entries (one per "
@@ -122,17 +146,23 @@ class SpatialStructure(Accumulator):
 
     def _cosine_sums(self, latent: np.ndarray, mask: np.ndarray | None, mean: np.ndarray,
                      std: np.ndarray) -> State:
-        """Per-distance cosine sums/counts [H+W−1] and SRSS sums of latent [B,C,H,W] standardised by mean, std [C]."""
+        """Per-distance cosine sums/counts [H+W−1] and SRSS sums of latent [B,C,H,W] standardised by mean, std [C].
+
+        Σ_b cos_b(p, q) is the [P, P] Gram matrix of the position-major unit tokens: one GEMM per chunk of images,
+        then binned by grid distance. Tokens are float32 (the same bits however the data are split); the Gram is
+        float64 because LDS is a small difference of mean cosines that float32 sums would blur at ~1e-8."""
         _, _, h, w = latent.shape
         dist = grid_distances(h, w)
         d_neg = resolve_distances(h, w, **self.distances).d_neg
         dist_sum, srss_sum, srss_count = np.zeros(h + w - 1), 0.0, 0.0
         for start in range(0, len(latent), CHUNK_IMAGES):
-            part = (latent[start:start + CHUNK_IMAGES] - mean[:, None, None]) / std[:, None, None]
-            cos = token_cosines(part)  # (b, HW, HW)
-            dist_sum += np.bincount(dist.ravel(), weights=cos.sum(axis=0).ravel(), minlength=h + w - 1)
+            tokens = unit_tokens(latent[start:start + CHUNK_IMAGES], mean, std)  # (b, C, P)
+            rows = position_major(tokens).astype(np.float64)
+            gram = rows @ rows.T  # (P, P)
+            dist_sum += np.bincount(dist.ravel(), weights=gram.ravel(), minlength=h + w - 1)
             if mask is not None:
-                scores = srss_anchor_scores(cos, mask[start:start + CHUNK_IMAGES].reshape(len(part), -1), dist, d_neg)
+                part = mask[start:start + CHUNK_IMAGES].reshape(len(tokens), -1)
+                scores = srss_anchor_scores(tokens, part, h, w, d_neg)
                 srss_sum, srss_count = srss_sum + float(scores.sum()), srss_count + float(scores.size)
         dist_count = len(latent) * np.bincount(dist.ravel(), minlength=h + w - 1).astype(np.float64)
         return {"dist_sum": dist_sum, "dist_count": dist_count, "srss_sum": srss_sum, "srss_count": srss_count}

@@ -8,12 +8,15 @@ Kronecker flip-flop MLE; only C×C and HW×HW matrices are ever decomposed.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
-from raysweep.metrics.base import Accumulator, Batch, State, Value, channel_moments
+from raysweep.metrics.base import Accumulator, Batch, State, Value
 from raysweep.metrics.fisher import kappa, ratio_sum
+
+log = logging.getLogger(__name__)
 
 
 def _centred(x: np.ndarray) -> np.ndarray:
@@ -35,18 +38,19 @@ def kronecker_flip_flop(x: np.ndarray, iterations: int = 5, ridge: float = 1e-3)
     Samples are centred here. Σ_c ← (1/(nP)) Σ_n X_n Σ_s⁻¹ X_nᵀ, Σ_s ← (1/(nC)) Σ_n X_nᵀ Σ_c⁻¹ X_n, starting from
     Σ_s = I; each update is the Gram matrix of Cholesky-whitened samples (two GEMMs).
     The ridge (> 0, relative to the mean diagonal) only conditions the inverses. The scale split between the
-    factors is arbitrary; it is fixed by tr Σ_s = P.
+    factors is arbitrary; it is fixed by tr Σ_s = P. The big GEMMs run in float32 (the covariances are averages
+    of n·C or n·P products, float32 is ~1e-6 exact there, twice as fast); the small factors stay float64.
     """
-    x = _centred(x)
+    x = _centred(x).astype(np.float32)
     n, c, p = x.shape
     by_position = x.reshape(n * c, p).T  # (P, n·C): column (n, c) is X_n[c, :]
     by_channel = x.transpose(1, 0, 2).reshape(c, n * p)  # (C, n·P): column (n, p) is X_n[:, p]
     sigma_c, sigma_s = np.eye(c), np.eye(p)
     for _ in range(iterations):
-        y = (_whitener(sigma_s, ridge) @ by_position).reshape(p, n, c)  # L_s⁻¹ X_nᵀ
-        sigma_c = np.tensordot(y, y, axes=([0, 1], [0, 1])) / (n * p)  # (C, C)
-        z = (_whitener(sigma_c, ridge) @ by_channel).reshape(c, n, p)  # L_c⁻¹ X_n
-        sigma_s = np.tensordot(z, z, axes=([0, 1], [0, 1])) / (n * c)  # (P, P)
+        y = (_whitener(sigma_s, ridge).astype(np.float32) @ by_position).reshape(p, n, c)  # L_s⁻¹ X_nᵀ
+        sigma_c = np.tensordot(y, y, axes=([0, 1], [0, 1])).astype(np.float64) / (n * p)  # (C, C)
+        z = (_whitener(sigma_c, ridge).astype(np.float32) @ by_channel).reshape(c, n, p)  # L_c⁻¹ X_n
+        sigma_s = np.tensordot(z, z, axes=([0, 1], [0, 1])).astype(np.float64) / (n * c)  # (P, P)
         scale = float(np.trace(sigma_s)) / p
         sigma_s, sigma_c = sigma_s / scale, sigma_c * scale
     return sigma_c, sigma_s
@@ -57,16 +61,26 @@ def total_variance(x: np.ndarray) -> float:
     return float(np.square(_centred(x)).sum() / (len(x) - 1))
 
 
-def kronecker_eigenvalues(x: np.ndarray, iterations: int = 5, ridge: float = 1e-3) -> np.ndarray:
-    """The d = C·P eigenvalues λ_c,j·λ_s,l of the flip-flop fit to x [n, C, P], rescaled to the class's total
-    variance (the Kronecker model fixes the shape of the spectrum, the data its trace). A class without
-    variance has all-zero eigenvalues."""
+def kronecker_spectrum(x: np.ndarray, iterations: int = 5,
+                       ridge: float = 1e-3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Eigen-pairs of the flip-flop fit to x [n, C, P]: (λ_c [C], Q_c [C,C], λ_s [P], Q_s [P,P]) with the scale
+    put on λ_c so that Σ λ_c,j·λ_s,l is the class's total variance (the Kronecker model fixes the shape of the
+    spectrum, the data its trace). A class without variance has all-zero eigenvalues."""
+    c, p = x.shape[1:]
     variance = total_variance(x)
     if variance == 0:
-        return np.zeros(x[0].size)
+        return np.zeros(c), np.eye(c), np.ones(p), np.eye(p)
     sigma_c, sigma_s = kronecker_flip_flop(x, iterations, ridge)
-    lams = np.outer(np.linalg.eigvalsh(sigma_c), np.linalg.eigvalsh(sigma_s)).ravel().clip(0.0, None)
-    return lams * (variance / lams.sum())
+    (lam_c, q_c), (lam_s, q_s) = np.linalg.eigh(sigma_c), np.linalg.eigh(sigma_s)
+    lam_c, lam_s = lam_c.clip(0.0, None), lam_s.clip(0.0, None)
+    return lam_c * (variance / (lam_c.sum() * lam_s.sum())), q_c, lam_s, q_s
+
+
+def kronecker_eigenvalues(x: np.ndarray, iterations: int = 5, ridge: float = 1e-3) -> np.ndarray:
+    """The d = C·P eigenvalues λ_c,j·λ_s,l of the flip-flop fit to x [n, C, P], summing to the class's total
+    variance (see `kronecker_spectrum`)."""
+    lam_c, _, lam_s, _ = kronecker_spectrum(x, iterations, ridge)
+    return np.outer(lam_c, lam_s).ravel()
 
 
 def dense_eigenvalues(x: np.ndarray) -> np.ndarray:
@@ -96,12 +110,26 @@ def viv_dense(x: np.ndarray) -> float:
     return viv_from_eigenvalues(dense_eigenvalues(x))
 
 
-class VelocityAmbiguity(Accumulator):
-    """VIV and the VIV(t) curve over classes on per-channel standardised latents.
+def class_samples(batch: Batch) -> dict[int, list[tuple[np.ndarray, np.ndarray]]]:
+    """A batch split by label: {label: [(sample_id [n], latent [n,C,H,W])]}, lists so that merge concatenates."""
+    return {int(k): [(batch.sample_id[rows], batch.latent[rows])]
+            for k, rows in ((k, batch.label == k) for k in np.unique(batch.label))}
 
-    State: per-channel moments (for the standardisation, applied in finalize) and each class's raw latents
-    (the flip-flop needs them all; lists of [n_i, C, H, W] float32 arrays, concatenated on merge).
-    Classes with fewer than `min_class_size` samples are skipped and counted. The curve's grid is
+
+def canonical(parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """One class's merged parts -> its latents [n, ...] in sample_id order, so that any split of the data gives
+    bit-identical input to the (order-sensitive, floating-point) flip-flop."""
+    ids = np.concatenate([i for i, _ in parts])
+    return np.concatenate([x for _, x in parts])[np.argsort(ids, kind="stable")]
+
+
+class VelocityAmbiguity(Accumulator):
+    """VIV overall and per class, and the VIV(t) curve, on per-channel standardised latents.
+
+    State: per-channel moments (for the standardisation, applied in finalize) and each class's sample ids and raw
+    latents (the flip-flop needs them all; lists of [n_i] and [n_i, C, H, W] float32, concatenated on merge).
+    Classes with fewer than `min_class_size` samples are skipped, counted and logged as a warning; their entry of
+    the per-class array `viv_per_class` (x grid `viv_per_class_grid` = the labels) is NaN. The curve's grid is
     linspace(0, t_max, t_points); t = 1 is left out because there VIV(1) only counts the directions of non-zero
     variance (λ/κ = 1 for every λ > 0), a rank count that round-off can flip.
     """
@@ -112,7 +140,7 @@ class VelocityAmbiguity(Accumulator):
     def __init__(self, iterations: int = 5, ridge: float = 1e-3, t_points: int = 20, t_max: float = 0.95,
                  min_class_size: int = 4) -> None:
         if iterations < 1 or ridge <= 0 or t_points < 2 or not 0 < t_max < 1 or min_class_size < 2:
-            raise ValueError(f"viv: need iterations >= 1, ridge > 0, t_points >= 2, 0 < t_max < 1, "
+            raise ValueError(f"{self.name}: need iterations >= 1, ridge > 0, t_points >= 2, 0 < t_max < 1, "
                              f"min_class_size >= 2; got iterations={iterations}, ridge={ridge}, "
                              f"t_points={t_points}, t_max={t_max}, min_class_size={min_class_size}")
         self.iterations, self.ridge, self.min_class_size = iterations, ridge, min_class_size
@@ -120,7 +148,8 @@ class VelocityAmbiguity(Accumulator):
 
     @property
     def keys(self) -> tuple[str, ...]:
-        return tuple(self.key(m) for m in ("viv", "viv_classes_skipped", "viv_t", "viv_t_grid"))
+        return tuple(self.key(m) for m in ("viv", "viv_classes_skipped", "viv_t", "viv_t_grid", "viv_per_class",
+                                           "viv_per_class_grid"))
 
     @property
     def higher_is_better(self) -> dict[str, bool]:
@@ -131,22 +160,37 @@ class VelocityAmbiguity(Accumulator):
                 "t_max": float(self.t_grid[-1]), "min_class_size": self.min_class_size}
 
     def summarise(self, batch: Batch) -> State:
-        classes = {int(k): [batch.latent[batch.label == k]] for k in np.unique(batch.label)}
-        return {"shape": batch.shape, "channels": channel_moments(batch.latent), "classes": classes}
+        return {"shape": batch.shape, "channels": batch.channels, "classes": class_samples(batch)}
 
-    def _finalize(self, state: State) -> dict[str, Value]:
+    def class_latents(self, state: State) -> tuple[dict[int, np.ndarray], int]:
+        """Standardised latents [n, C, P] float64 of each class large enough, and the number skipped (warned)."""
         c, h, w = state["shape"]
         scale = 1.0 / state["channels"].std[:, None]  # (C, 1): standardisation; the shift cancels in covariances
-        integrated, curves, skipped = [], [], 0
-        for parts in state["classes"].values():
-            x = np.concatenate(parts).reshape(-1, c, h * w)
+        kept, small = {}, {}
+        for label in sorted(state["classes"]):
+            x = canonical(state["classes"][label])
             if len(x) < self.min_class_size:
-                skipped += 1
-                continue
-            lams = kronecker_eigenvalues(x * scale, self.iterations, self.ridge)
-            integrated.append(viv_from_eigenvalues(lams))
+                small[label] = len(x)
+            else:
+                kept[label] = x.reshape(-1, c, h * w) * scale
+        if small:
+            log.warning("%s: skipped %d class(es) with fewer than %d samples (label: count) %s", self.key(self.name),
+                        len(small), self.min_class_size, small)
+        return kept, len(small)
+
+    def _finalize(self, state: State) -> dict[str, Value]:
+        classes, skipped = self.class_latents(state)
+        labels = np.array(sorted(state["classes"]), np.float64)
+        per_class = dict.fromkeys(state["classes"], float("nan"))
+        curves = []
+        for label, x in classes.items():
+            lams = kronecker_eigenvalues(x, self.iterations, self.ridge)
+            per_class[label] = viv_from_eigenvalues(lams)
             curves.append(viv_curve(lams, self.t_grid))
+        integrated = [per_class[k] for k in classes]
         t_curve = np.mean(curves, axis=0) if curves else np.full(len(self.t_grid), np.nan)
         return {self.key("viv"): float(np.mean(integrated)) if integrated else float("nan"),
                 self.key("viv_classes_skipped"): float(skipped),
-                self.key("viv_t"): t_curve, self.key("viv_t_grid"): self.t_grid.copy()}
+                self.key("viv_t"): t_curve, self.key("viv_t_grid"): self.t_grid.copy(),
+                self.key("viv_per_class"): np.array([per_class[int(k)] for k in labels]),
+                self.key("viv_per_class_grid"): labels}

@@ -1,4 +1,8 @@
-"""Stage 4: tracked runs -> tidy table -> correlations, joint regressions, figures, HTML report on the study run."""
+"""Stage 4: tracked runs -> tidy table -> `raysweep.analysis.analyze` -> artifacts under `analysis/` on the study run.
+
+Trials the study plans but the tracking store has never seen are added as MISSING rows, so the report lists them
+with the failed ones instead of silently analysing fewer trials.
+"""
 from __future__ import annotations
 
 import tempfile
@@ -6,62 +10,62 @@ from pathlib import Path
 
 import pandas as pd
 
-from raysweep.analysis import (
-    best_cfg_rows,
-    correlate,
-    correlation_bar,
-    heatmap,
-    pairwise_joint,
-    perspective_ranking,
-    scatter_grid,
-    split_excluded,
-    write_report,
-)
+from raysweep.analysis import AnalysisOptions, StudyAnalysis, analyze
 from raysweep.config.spec import StudySpec
 from raysweep.metrics import metric_directions
 from raysweep.tracking import Tracker
-from raysweep.tracking.table import study_table
+from raysweep.tracking.table import SORT_KEYS, latent_curve, length_ratio_curves, study_table
 
-TARGET = "gen/gfid"
-
-
-def _directions(table: pd.DataFrame) -> dict[str, bool]:
-    latent = [c for c in table.columns if c.startswith("latent/")]
-    directions = {k: v for k, v in metric_directions().items() if k in latent}
-    directions.update({"recon/psnr": True, "recon/rfid": False, "traj/straightness": True,
-                       "traj/efficiency": True})
-    return {k: v for k, v in directions.items() if k in table.columns and table[k].notna().sum() >= 3
-            and table[k].nunique() > 1}
+ARTIFACT_DIR = "analysis"
+VIV_CURVE = "latent/velocity/viv_t"  # logged by the metric stage in the tokenizer run's curve JSON
 
 
-def analyze_study(study: StudySpec, tracker: Tracker, study_run_id: str) -> str | None:
-    """Write every analysis artifact to the study run; return the report's artifact path (or None if no data)."""
+def missing_trials(study: StudySpec, table: pd.DataFrame) -> pd.DataFrame:
+    """Rows (status MISSING) for planned tokenizer x backbone x seed trials that have no tracked run at all."""
+    tracked_tokenizers = set(table["tokenizer_id"]) if "tokenizer_id" in table.columns else set()
+    tracked_runs: set[tuple[str, str, int]] = set()
+    if "backbone" in table.columns:
+        runs = table.dropna(subset=["backbone"])
+        tracked_runs = set(zip(runs["tokenizer_id"], runs["backbone"], runs["seed"].astype(int)))
+    rows = []
+    for tok in study.tokenizer_trials:
+        if tok.id not in tracked_tokenizers:
+            rows.append({"tokenizer_id": tok.id, **tok.tags(), "status": "MISSING",
+                         "reason": "planned tokenizer trial without a tracked run"})
+            continue
+        for trial in study.diffusion_trials:
+            for seed in study.diffusion_seeds:
+                if (tok.id, trial.backbone, seed) not in tracked_runs:
+                    rows.append({"tokenizer_id": tok.id, **tok.tags(), "backbone": trial.backbone, "seed": seed,
+                                 "status": "MISSING", "reason": "planned diffusion trial without a tracked run"})
+    return pd.DataFrame(rows)
+
+
+def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
+                 options: AnalysisOptions | None = None) -> StudyAnalysis:
+    """Analyse the tracked study and log every artifact to the study run. The returned frames stay usable; its
+    file paths pointed into a temporary folder that is gone (the files live on as MLflow artifacts)."""
+    options = options or AnalysisOptions(seed=study.seed)
     table = study_table(tracker)
+    missing = missing_trials(study, table)
+    if len(missing):
+        table = pd.concat([table, missing.assign(cfg_scale=float("nan"), **{"gen/gfid": float("nan")})],
+                          ignore_index=True)
+        table = table.sort_values([k for k in SORT_KEYS if k in table.columns], na_position="last",
+                                  ignore_index=True)
+    finished = table[table["status"] == "FINISHED"] if "status" in table.columns else table
+    curves = None
+    if "diffusion_run_id" in finished.columns:
+        curves = (length_ratio_curves(tracker, sorted(finished["diffusion_run_id"].dropna().unique())),
+                  latent_curve(tracker, sorted(finished["tokenizer_run_id"].dropna().unique()), VIV_CURVE))
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "analysis"
-        out.mkdir()
-        if not table.empty:
-            table.to_csv(out / "table.csv", index=False)
-            table.to_parquet(out / "table.parquet", index=False)
-        ok, excluded = split_excluded(table, target=TARGET) if not table.empty else (table, table)
-        best = best_cfg_rows(ok) if not ok.empty else ok
-        directions = _directions(best) if len(best) >= 3 else {}
-        figures: list[Path] = []
-        corr = pd.DataFrame()
-        regressions = pd.DataFrame()
-        if directions:
-            metrics = sorted(directions)
-            directions[TARGET] = False  # lower gFID is better
-            corr = correlate(best, metrics, target=TARGET, directions=directions, seed=study.seed)
-            corr.to_csv(out / "correlations.csv", index=False)
-            latent = [m for m in metrics if m.startswith("latent/")]
-            figures += scatter_grid(best, metrics, TARGET, directions, out / "scatter_gfid.png")
-            figures += correlation_bar(corr, out / "correlations.png")
-            if len(latent) >= 2:
-                figures += heatmap(best, latent, out / "metric_heatmap.png")
-                regressions = pairwise_joint(best, latent, TARGET)
-                regressions.to_csv(out / "joint_ols.csv", index=False)
-            perspective_ranking(corr).to_csv(out / "perspective_ranking.csv", index=False)
-        report = write_report(out, study.name, best, corr, regressions, figures, excluded)
+        out = Path(tmp) / ARTIFACT_DIR
+        result = analyze(table, out, metric_directions(), options, curves, study.name)
         tracker.log_artifact(study_run_id, out, None)
-    return f"analysis/{Path(report).name}"
+    return result
+
+
+def analyze_study(study: StudySpec, tracker: Tracker, study_run_id: str,
+                  options: AnalysisOptions | None = None) -> str:
+    """`run_analysis`, returning the report's artifact path on the study run (what `raysweep run` prints)."""
+    return f"{ARTIFACT_DIR}/{run_analysis(study, tracker, study_run_id, options).report.name}"

@@ -1,7 +1,9 @@
 """Training inside a Tune trial: chunks of steps, each ending in an MLflow history flush and a Tune checkpoint.
 
-A trial restored by Tune (node lost, driver restarted) resumes from the last checkpoint; history is logged only
-up to that checkpoint, so the MLflow metric history of a restored trial stays continuous and never duplicated.
+A trial restored by Tune (node lost, driver restarted) resumes from its last checkpoint and skips the steps MLflow
+already has (a node can die between the history flush and the checkpoint), so the metric history of a restored
+trial stays continuous and never duplicated. A diverged trial checkpoints its reason instead of its state: Tune's
+retries (meant for lost nodes) then fail at once instead of re-training into the same NaN.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import torch
 from raysweep.tracking import Tracker
 
 STATE_FILE = "state.pt"
+DIVERGED = "diverged"
 
 
 class DivergenceError(RuntimeError):
@@ -43,14 +46,17 @@ def report(metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None
 
 
 def restore(trainer: Trainer) -> bool:
-    """Load the trial's last Tune checkpoint into the trainer, if there is one."""
+    """Load the trial's last Tune checkpoint into the trainer, if there is one; re-raise a recorded divergence."""
     from ray import tune
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return False
     with checkpoint.as_directory() as directory:
-        trainer.load_state_dict(torch.load(Path(directory) / STATE_FILE, weights_only=True))
+        state = torch.load(Path(directory) / STATE_FILE, weights_only=True)
+    if DIVERGED in state:
+        raise DivergenceError(state[DIVERGED])
+    trainer.load_state_dict(state)
     return True
 
 
@@ -58,7 +64,7 @@ def train_with_checkpoints(trainer: Trainer, fit: Callable[[int, Callable[[int, 
                            total_steps: int, every: int, tracker: Tracker, run_id: str,
                            prefix: str = "train/") -> dict[str, float]:
     """Run `fit(n_steps, on_log)` in chunks of `every` steps until `total_steps`; return the last logs."""
-    restore(trainer)
+    logged = tracker.last_step(run_id, f"{prefix}loss") if restore(trainer) else None
     last: dict[str, float] = {}
     while trainer.step < total_steps:
         history: list[tuple[int, dict[str, float]]] = []
@@ -66,8 +72,11 @@ def train_with_checkpoints(trainer: Trainer, fit: Callable[[int, Callable[[int, 
         for step, logs in history:
             bad = [k for k, v in logs.items() if not math.isfinite(v)]
             if bad:
-                raise DivergenceError(f"non-finite {', '.join(bad)} at step {step}")
-        tracker.log_history(run_id, [(s, {f"{prefix}{k}": v for k, v in logs.items()}) for s, logs in history])
+                reason = f"non-finite {', '.join(bad)} at step {step}"
+                report({"step": step, DIVERGED: 1}, {DIVERGED: reason})
+                raise DivergenceError(reason)
+        tracker.log_history(run_id, [(s, {f"{prefix}{k}": v for k, v in logs.items()}) for s, logs in history
+                                     if logged is None or s > logged])
         last = history[-1][1] if history else last
         report({"step": trainer.step, **last}, trainer.state_dict())
     return last

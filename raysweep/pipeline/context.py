@@ -5,6 +5,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from raysweep.pipeline.store import Store
 
 
@@ -30,11 +32,15 @@ class TrialContext:
         return asdict(self)
 
 
-def setup_worker(ctx: TrialContext) -> None:
-    """Per-process settings: one torch thread per reserved CPU, no interactive backends."""
-    import os
+def trial_device() -> torch.device:
+    """The GPU Ray gave this worker (it sets CUDA_VISIBLE_DEVICES per trial), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-    import torch
+
+def setup_worker(ctx: TrialContext) -> torch.device:
+    """Per-process settings (one torch thread per reserved CPU, no interactive backends); returns the device."""
+    import os
 
     os.environ.setdefault("MPLBACKEND", "Agg")
     torch.set_num_threads(ctx.torch_threads)
+    return trial_device()

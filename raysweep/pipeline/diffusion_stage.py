@@ -1,5 +1,6 @@
 """Stage 3: one Tune trial per tokenizer x backbone x seed — train flow matching on standardised latents,
-sample with the Euler ODE at every CFG scale, decode with the tokenizer, score with torch-fidelity."""
+sample with the Euler ODE at no CFG and at every CFG scale, decode with the tokenizer, score from features against
+cached reference statistics (gFID, IS, FD per network, FDr, PRC), under an evaluation card."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,18 +10,24 @@ import torch
 
 from raysweep.config.hashing import config_hash, flatten
 from raysweep.config.spec import DiffusionTrial, EvaluationSpec
-from raysweep.data import LatentMeta, latent_files, read_latents
+from raysweep.data import LatentBatch, LatentMeta, latent_files, read_latents
+from raysweep.data.latents import LatentDataError
 from raysweep.diffusion import DiffusionTrainer, build_backbone, efficiency, euler_sample, length_ratios, straightness
+from raysweep.features import EvalCard, generation_card
 from raysweep.pipeline.checkpointing import report, train_with_checkpoints
 from raysweep.pipeline.context import TrialContext, setup_worker
 from raysweep.pipeline.figures import save_image_grid
-from raysweep.pipeline.images import load_images
-from raysweep.pipeline.scoring import feature_network, to_uint8
+from raysweep.pipeline.scoring import GENERATION_REFERENCE, GenerationScorer, feature_network, save_cfg_curve, to_uint8
+from raysweep.pipeline.store import Store
 from raysweep.pipeline.tokenizer_stage import TOKENIZER_FILE
 from raysweep.tokenizers import load_tokenizer
 from raysweep.tracking import Tracker
 
 STAGE = "diffusion"
+NO_CFG = 1.0
+SAMPLER = "euler-ode, uniform time grid"
+PRECISION = "float32"  # sampling, decoding and feature extraction run in float32 (no autocast)
+TOKENIZER_KEY = "raysweep.tokenizer_key"  # latent metadata written by the tokenizer stage
 
 
 def cfg_name(scale: float) -> str:
@@ -36,6 +43,14 @@ def diffusion_payload(trial: DiffusionTrial, seed: int, tokenizer: dict[str, Any
             "seed": seed, "tokenizer": tokenizer, "evaluation": evaluation.model_dump(), "ctx": ctx.to_dict()}
 
 
+def run_card(scorer: GenerationScorer, dataset_key: str, evaluation: EvaluationSpec, seed: int) -> EvalCard:
+    return generation_card(
+        scorer.primary, scorer.networks, dataset_key, GENERATION_REFERENCE, scorer.reference_size,
+        evaluation.num_samples, SAMPLER, evaluation.sampling_steps, evaluation.cfg_scales,
+        evaluation.guidance_interval, timestep_shift=1.0, seed=seed, precision=PRECISION,
+        class_balancing="round-robin labels (i % num_classes)")
+
+
 def train_diffusion_trial(config: dict[str, Any]) -> None:
     """Tune function trainable; idempotent like the tokenizer trial."""
     payload = config["payload"]
@@ -46,17 +61,21 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
     if done is not None:
         report(done["metrics"])
         return
-    setup_worker(ctx)
+    device = setup_worker(ctx)
     trial = DiffusionTrial(**payload["trial"])
+    evaluation = EvaluationSpec(**payload["evaluation"])
     tok = payload["tokenizer"]
+    scorer = GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, evaluation.num_samples,
+                              payload["seed"])
+    card = run_card(scorer, ctx.dataset_key, evaluation, payload["seed"])
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
     run_id = tracker.open_run(
         f"diffusion/{trial.backbone}/{payload['seed']}", STAGE, key, parent_id=tok["run_id"],
-        tags={"tokenizer_id": tok["id"], "backbone": trial.backbone, "seed": payload["seed"]},
+        tags={"tokenizer_id": tok["id"], "backbone": trial.backbone, "seed": payload["seed"], **card.tags()},
         params={**flatten(trial.model_dump()), "seed": payload["seed"], "tokenizer_id": tok["id"],
-                **flatten(payload["evaluation"], "eval")})
+                **flatten(payload["evaluation"], "eval"), **card.params()})
     try:
-        metrics = _train_and_evaluate(trial, payload, ctx, tracker, run_id)
+        metrics = _train_and_evaluate(trial, evaluation, payload, ctx, scorer, tracker, run_id, device)
     except Exception as err:
         tracker.finish(run_id, "FAILED", reason=f"{type(err).__name__}: {err}")
         raise
@@ -65,42 +84,50 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
     report(metrics)
 
 
-def _train_and_evaluate(trial: DiffusionTrial, payload: dict[str, Any], ctx: TrialContext, tracker: Tracker,
-                        run_id: str) -> dict[str, float]:
+def load_latents(store: Store, tokenizer_key: str, split: str) -> tuple[LatentBatch, LatentMeta]:
+    """The latents a trial trains on and decodes with; LatentDataError for stale normalisation (the stats do not
+    match their hash) or latents written by another tokenizer than the one that will decode them."""
+    batch, meta = read_latents(latent_files(store.latents(tokenizer_key, split)))  # checks the norm hash
+    written_by = meta.extra.get(TOKENIZER_KEY)
+    if written_by != tokenizer_key:
+        raise LatentDataError(f"{store.latents(tokenizer_key, split)}: metadata '{TOKENIZER_KEY}' is "
+                              f"{written_by!r}, expected {tokenizer_key!r}: stale latents; re-encode them")
+    return batch, meta
+
+
+def _train_and_evaluate(trial: DiffusionTrial, evaluation: EvaluationSpec, payload: dict[str, Any],
+                        ctx: TrialContext, scorer: GenerationScorer, tracker: Tracker, run_id: str,
+                        device: torch.device) -> dict[str, float]:
     seed = payload["seed"]
     tok_key = payload["tokenizer"]["key"]
-    evaluation = EvaluationSpec(**payload["evaluation"])
     torch.manual_seed(seed)
-    batch, meta = read_latents(latent_files(ctx.store.latents(tok_key, "train")))  # checks the norm hash
+    batch, meta = load_latents(ctx.store, tok_key, "train")
     z = torch.from_numpy(meta.standardise(batch.latent))  # (N, C, H, W), what the diffusion model sees
     y = torch.from_numpy(batch.label.astype(np.int64))
     c, h, _ = meta.shape
     model = build_backbone(trial.backbone, in_channels=c, input_size=h, num_classes=ctx.num_classes,
-                           patch_size=trial.patch_size, label_dropout=trial.label_dropout)
+                           patch_size=trial.patch_size, label_dropout=trial.label_dropout).to(device)
     trainer = DiffusionTrainer(model, lr=trial.lr, beta2=trial.beta2, weight_decay=trial.weight_decay,
                                ema_decay=trial.ema_decay, timestep_sampler=trial.timestep_sampler, loss=trial.loss,
                                seed=seed, grad_clip=trial.grad_clip)
     train_with_checkpoints(trainer, lambda n, on_log: trainer.fit(z, y, n, trial.batch_size, on_log=on_log),
                            trial.steps, ctx.log_every, tracker, run_id)
 
-    decoder = load_tokenizer(ctx.store.tokenizer(tok_key) / TOKENIZER_FILE).eval()
-    reference = load_images(ctx.root, ctx.dataset_key, "val").images
-    scorer = feature_network(ctx)
+    decoder = load_tokenizer(ctx.store.tokenizer(tok_key) / TOKENIZER_FILE).eval().to(device)
     gen = torch.Generator().manual_seed(10_000 + seed)
     noise = torch.randn((evaluation.num_samples, c, h, h), generator=gen)
     labels = torch.arange(evaluation.num_samples) % ctx.num_classes  # class-balanced
-    metrics: dict[str, float] = {}
     out = ctx.store.diffusion(payload["key"])
-    for scale in evaluation.cfg_scales:
+    scores: dict[float, dict[str, float]] = {}
+    for scale in sorted({NO_CFG, *evaluation.cfg_scales}):  # each scale sampled, decoded, featurised once
         images = _sample_and_decode(trainer.ema, decoder, noise, labels, scale, evaluation, meta)
-        scores = scorer.score(images, reference, metrics=("fid", "isc"))
-        metrics[f"gen/{cfg_name(scale)}/gfid"] = scores["fid"]
-        metrics[f"gen/{cfg_name(scale)}/is"] = scores["is_mean"]
+        scores[scale] = scorer.score(images)
         grid = save_image_grid(images[:64], out / f"samples_{cfg_name(scale)}.png", nrow=16)
         tracker.log_artifact(run_id, grid, "samples")
-    best = min(evaluation.cfg_scales, key=lambda s: metrics[f"gen/{cfg_name(s)}/gfid"])
-    metrics["gen/best/gfid"] = metrics[f"gen/{cfg_name(best)}/gfid"]
-    metrics["gen/best/cfg_scale"] = best
+    metrics = cfg_views(scores, evaluation.cfg_scales)
+    best = metrics["gen/best/cfg_scale"]
+    curve = save_cfg_curve({s: scores[s]["gfid"] for s in evaluation.cfg_scales}, best, out / "cfg_curve.png")
+    tracker.log_artifact(run_id, curve, "figures")
     trajectory, ratios = _trajectory_metrics(trainer.ema, noise, labels, evaluation)
     metrics.update(trajectory)
     tracker.log_metrics(run_id, metrics, step=trainer.step)
@@ -109,16 +136,37 @@ def _train_and_evaluate(trial: DiffusionTrial, payload: dict[str, Any], ctx: Tri
     return metrics
 
 
+def cfg_views(scores: dict[float, dict[str, float]], grid: list[float]) -> dict[str, float]:
+    """{scale: scores} -> `gen/cfg<s>/*` for the swept grid, `gen/nocfg/*` (scale 1, sampled even when not in
+    the grid), `gen/best/*` at the grid scale of lowest gFID, and `gen/best/cfg_scale`."""
+    best = min(grid, key=lambda s: scores[s]["gfid"])
+    views = {**{cfg_name(s): scores[s] for s in grid}, "nocfg": scores[NO_CFG], "best": scores[best]}
+    metrics = {f"gen/{view}/{name}": value for view, values in views.items() for name, value in values.items()}
+    metrics["gen/best/cfg_scale"] = best
+    return metrics
+
+
+def decode_standardised(decoder: torch.nn.Module, z: torch.Tensor, meta: LatentMeta, batch_size: int) -> torch.Tensor:
+    """Standardised latents [N,C,H,W] -> de-standardised with the latents' own stats -> decoded [N,3,H,W] floats
+    on the decoder's device."""
+    device = next(decoder.parameters()).device
+    with torch.no_grad():
+        return torch.cat([decoder.decode(torch.from_numpy(meta.unstandardise(chunk.cpu().numpy())).to(device))
+                          for chunk in z.split(batch_size)])
+
+
 @torch.no_grad()
 def _sample_and_decode(model: torch.nn.Module, decoder: torch.nn.Module, noise: torch.Tensor, labels: torch.Tensor,
                        scale: float, evaluation: EvaluationSpec, meta: LatentMeta) -> np.ndarray:
     """Euler ODE in standardised latent space, de-standardise, decode; in batches. -> uint8 [N,3,H,W]."""
     chunks = []
+    device = next(model.parameters()).device
+    noise, labels = noise.to(device), labels.to(device)
     for i in range(0, len(noise), evaluation.batch_size):
         result = euler_sample(model, noise[i:i + evaluation.batch_size], labels[i:i + evaluation.batch_size],
                               steps=evaluation.sampling_steps, cfg_scale=scale,
                               guidance_interval=evaluation.guidance_interval)
-        chunks.append(to_uint8(decoder.decode(torch.from_numpy(meta.unstandardise(result.x1.numpy())))))
+        chunks.append(to_uint8(decode_standardised(decoder, result.x1, meta, evaluation.batch_size)))
     return np.concatenate(chunks)
 
 
@@ -128,8 +176,9 @@ def _trajectory_metrics(model: torch.nn.Module, noise: torch.Tensor, labels: tor
     """Straightness, efficiency and per-segment length ratios of the plain (unguided) ODE, METRICS.md §9.
     The ratios go to MLflow as the history of `traj/length_ratio` (step = segment), i.e. a curve per run."""
     n = evaluation.trajectory_samples
-    result = euler_sample(model, noise[:n], labels[:n], steps=evaluation.sampling_steps, cfg_scale=1.0,
-                          record_trajectory=True)
+    device = next(model.parameters()).device
+    result = euler_sample(model, noise[:n].to(device), labels[:n].to(device), steps=evaluation.sampling_steps,
+                          cfg_scale=1.0, record_trajectory=True)
     traj = result.trajectory
     scalars = {"traj/straightness": float(straightness(traj)), "traj/efficiency": float(efficiency(traj))}
-    return scalars, np.asarray(length_ratios(traj))
+    return scalars, torch.as_tensor(length_ratios(traj)).cpu().numpy()

@@ -25,7 +25,8 @@ def metrics_for_files(paths: list[Path], only: list[str] | None = None) -> dict[
     names = only or sorted(METRICS)
     unknown = [n for n in names if n not in METRICS]
     if unknown:
-        raise ConfigError("--only", "", f"unknown metric(s) {', '.join(unknown)}; allowed: {', '.join(sorted(METRICS))}")
+        allowed = ", ".join(sorted(METRICS))
+        raise ConfigError("--only", "", f"unknown metric(s) {', '.join(unknown)}; allowed: {allowed}")
     files = _expand(paths)
     batch, meta = read_latents(files)
     values = compute_metrics([batch], names, with_known_stats(names, {}, meta))

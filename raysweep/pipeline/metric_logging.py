@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from raysweep.analysis.figures import curve_plot
-from raysweep.tracking import Tracker
+if TYPE_CHECKING:  # MLflow and matplotlib stay out of `raysweep metrics`, which only needs `split_values`
+    from raysweep.tracking import Tracker
 
 GRID_SUFFIX = "_grid"
 
@@ -28,9 +28,21 @@ def split_values(values: dict[str, Any]) -> tuple[dict[str, float], dict[str, tu
     return scalars, curves
 
 
-def log_latent_metrics(tracker: Tracker, run_id: str, values: dict[str, Any], directory: Path) -> None:
+def curve_xlabel(key: str) -> str:
+    """Per-class arrays (`..._per_class`) are indexed by class label, every other curve by time t."""
+    return "class label" if key.endswith("_per_class") else "t"
+
+
+def log_latent_metrics(tracker: Tracker, run_id: str, values: dict[str, Any], directory: Path,
+                       params: dict[str, Any] | None = None) -> None:
+    """Scalars as metrics, `params` (e.g. `metric_stage.resolved_params`) as params, curves and per-class
+    arrays as one JSON artifact plus a PNG each under `figures/`."""
+    from raysweep.analysis.figures import curve_plot
+
     scalars, curves = split_values(values)
     tracker.log_metrics(run_id, scalars)
+    if params:
+        tracker.log_params(run_id, params)
     if not curves:
         return
     tracker.log_json(run_id, {k: {"grid": g.tolist(), "values": v.tolist()} for k, (g, v) in curves.items()},
@@ -38,5 +50,6 @@ def log_latent_metrics(tracker: Tracker, run_id: str, values: dict[str, Any], di
     directory.mkdir(parents=True, exist_ok=True)
     for key, (grid, arr) in curves.items():
         name = key.replace("/", "_").replace("@", "at")
-        for path in curve_plot(grid, {key: arr}, directory / f"{name}.png", title=key, xlabel="t", ylabel=key):
+        for path in curve_plot(grid, {key: arr}, directory / f"{name}.png", title=key, xlabel=curve_xlabel(key),
+                               ylabel=key):
             tracker.log_artifact(run_id, path, "figures")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from raysweep.data import LatentMeta, latent_batch_from_columns, latent_files, read_latent_meta
-from raysweep.metrics import build_metric
+from raysweep.metrics import Accumulator, State, build_metric, check_batch
 
 
 class MetricActor:
@@ -21,13 +21,17 @@ class MetricActor:
     def __init__(self, names: list[str], params: dict[str, dict[str, Any]], shape: tuple[int, int, int],
                  torch_threads: int = 1) -> None:
         import torch
+        from threadpoolctl import threadpool_limits
 
+        # An actor owns `torch_threads` cores: BLAS threads beyond them spin against the other actors' and
+        # multiply the wall time of every GEMM (numpy's OpenBLAS starts one per core by default).
         torch.set_num_threads(torch_threads)
+        threadpool_limits(limits=torch_threads)
         self.metrics = {name: build_metric(name, **params.get(name, {})) for name in names}
         self.shape = tuple(shape)
 
     def __call__(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        batch = latent_batch_from_columns(columns, self.shape)
+        batch = check_batch(latent_batch_from_columns(columns, self.shape))  # one validation, shared summaries
         states = {name: m.update(m.init(), batch) for name, m in self.metrics.items()}
         return {"states": np.array([pickle.dumps(states, protocol=5)], dtype=object)}
 
@@ -41,9 +45,21 @@ def with_known_stats(names: list[str], params: dict[str, dict[str, Any]], meta: 
     return {**params, "spatial": {**stats, **params.get("spatial", {})}}
 
 
-def compute_latent_metrics(latent_dir: Path, names: list[str], params: dict[str, dict[str, Any]], actors: int,
-                           batch_size: int, cpus_per_actor: float = 1.0) -> dict[str, Any]:
-    """Run the metric pool over every Parquet file of `latent_dir`; return `{mlflow_key: value}`."""
+def resolved_params(names: list[str], params: dict[str, dict[str, Any]],
+                    shape: tuple[int, int, int]) -> dict[str, str]:
+    """The parameters each metric used on latents of `shape` (e.g. spatial distances scaled to the grid), as
+    MLflow params `metrics.<name>.<param>`; the per-channel statistics are left out (they are in the Parquet)."""
+    out = {}
+    for name in names:
+        used = build_metric(name, **params.get(name, {})).params(shape)
+        out.update({f"metrics.{name}.{k}": str(v) for k, v in used.items() if k not in ("channel_mean", "channel_std")})
+    return out
+
+
+def merged_states(latent_dir: Path, names: list[str], params: dict[str, dict[str, Any]], actors: int,
+                  batch_size: int, cpus_per_actor: float = 1.0) -> tuple[dict[str, Accumulator], dict[str, State]]:
+    """The streaming half of the stage: every Parquet file of `latent_dir` through the actor pool, states merged
+    on the driver. Returns the configured accumulators and their merged states (finalize is the other half)."""
     import ray
 
     files = [str(p) for p in latent_files(latent_dir)]
@@ -64,6 +80,13 @@ def compute_latent_metrics(latent_dir: Path, names: list[str], params: dict[str,
     for row in dataset.iter_rows():
         for name, state in pickle.loads(row["states"]).items():
             merged[name] = metrics[name].merge(merged[name], state)
+    return metrics, merged
+
+
+def compute_latent_metrics(latent_dir: Path, names: list[str], params: dict[str, dict[str, Any]], actors: int,
+                           batch_size: int, cpus_per_actor: float = 1.0) -> dict[str, Any]:
+    """Run the metric pool over every Parquet file of `latent_dir`; return `{mlflow_key: value}`."""
+    metrics, merged = merged_states(latent_dir, names, params, actors, batch_size, cpus_per_actor)
     values: dict[str, Any] = {}
     for name, m in metrics.items():
         values.update(m.finalize(merged[name]))

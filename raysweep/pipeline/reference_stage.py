@@ -1,4 +1,5 @@
-"""Stage 0: the feature network that scores FID/IS for every tokenizer and diffusion trial.
+"""Stage 0: the feature network that scores FID/IS for every tokenizer and diffusion trial, and its reference
+statistics (train and val splits), computed here on the driver once so that trials only read them.
 
 With a user-supplied weights file (e.g. torch-fidelity's Inception) nothing is trained. Without one — this
 machine, CI, any offline site — a small domain network is trained on the study's own training split, once per
@@ -12,14 +13,25 @@ from raysweep.config.hashing import config_hash
 from raysweep.config.spec import ReferenceSpec
 from raysweep.features import resolve_feature_network, save_domain_net, train_domain_net, weights_sha256
 from raysweep.pipeline.images import load_images
-from raysweep.pipeline.scoring import DOMAIN_FILE
+from raysweep.pipeline.scoring import DOMAIN_FILE, prepare_reference_statistics, scoring_networks
 from raysweep.pipeline.store import Store
 from raysweep.tracking import Tracker
 
 
 def prepare_reference(spec: ReferenceSpec, store: Store, dataset_key: str, tracker: Tracker,
                       study_run_id: str) -> str | None:
-    """Return the weights path of the scoring network (training the domain net if needed)."""
+    """Return the weights path of the scoring network (training the domain net if needed), with the reference
+    statistics of every scoring network cached in the store."""
+    weights = _prepare_network(spec, store, dataset_key, tracker, study_run_id)
+    primary = resolve_feature_network(spec.feature_network, weights_path=weights)
+    for network in scoring_networks(primary):
+        keys = prepare_reference_statistics(store, dataset_key, network)
+        tracker.set_tags(study_run_id, {f"reference.stats.{network.name}.{split}": key for split, key in keys.items()})
+    return weights
+
+
+def _prepare_network(spec: ReferenceSpec, store: Store, dataset_key: str, tracker: Tracker,
+                     study_run_id: str) -> str:
     if spec.feature_network != "domain":
         return str(resolve_feature_network(spec.feature_network, weights_path=spec.weights_path).weights_path)
     key = config_hash({"dataset": dataset_key, **spec.model_dump()})

@@ -11,7 +11,9 @@ from typing import Any
 
 import yaml
 
+from raysweep.config.errors import ConfigError
 from raysweep.config.hashing import config_hash, flatten
+from raysweep.config.preflight import preflight
 from raysweep.config.spec import StudySpec
 from raysweep.pipeline.context import TrialContext
 from raysweep.pipeline.diffusion_stage import diffusion_payload, train_diffusion_trial
@@ -56,7 +58,7 @@ def _context(study: StudySpec, dataset_key: str, study_run_id: str, weights: str
     return TrialContext(root=str(study.root), tracking_uri=study.tracking_uri, experiment=study.experiment_name,
                         study_run_id=study_run_id, dataset_key=dataset_key, num_classes=study.dataset.num_classes,
                         image_size=study.dataset.image_size, feature_network=study.reference.feature_network,
-                        feature_weights=weights, torch_threads=threads)
+                        feature_weights=weights, torch_threads=threads, log_every=study.storage.checkpoint_every)
 
 
 def open_study_run(study: StudySpec, tracker: Tracker) -> str:
@@ -74,15 +76,19 @@ def open_study_run(study: StudySpec, tracker: Tracker) -> str:
 
 def run_study(study: StudySpec, analyze: bool = True) -> StudyResult:
     """Run (or resume) every stage of a study on the current Ray cluster."""
+    preflight(study)  # bad paths, unwritable storage, missing GPUs: one-line errors before anything is written
     store = Store(study.root)
     study.root.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    try:  # unreadable or inconsistent image data is bad input, reported before anything is tracked
+        dataset_key = prepare_images(study.dataset, store)
+    except (ValueError, OSError) as err:
+        raise ConfigError(study.source, "dataset", str(err)) from None
     tracker = Tracker(study.tracking_uri, study.experiment_name)  # create the DB and experiment before trials
     study_run_id = open_study_run(study, tracker)
     result = StudyResult(study_run_id)
     _log(f"study '{study.name}' in {study.root} (MLflow: {study.tracking_uri}, run {study_run_id})")
     try:
-        t0 = time.perf_counter()
-        dataset_key = prepare_images(study.dataset, store)
         weights = prepare_reference(study.reference, store, dataset_key, tracker, study_run_id)
         result.seconds["reference"] = time.perf_counter() - t0
         _init_ray(study)
@@ -111,7 +117,7 @@ def _tokenizer_stage(study: StudySpec, ctx: TrialContext, store: Store, result: 
     payloads = [tokenizer_payload(t, ctx) for t in study.tokenizer_trials]
     todo = sum(store.result(store.tokenizer(p["key"])) is None for p in payloads)
     _log(f"stage 1: {len(payloads)} tokenizer trials ({todo} to train)")
-    summaries = run_trials("tokenizers", train_tokenizer_trial, payloads, store.tune,
+    summaries = run_trials("tokenizers", train_tokenizer_trial, payloads, study.tune_storage,
                            study.resources.tokenizer.model_dump())
     result.failed += [s for s in summaries if s["error"]]
     for p in payloads:
@@ -146,7 +152,7 @@ def _diffusion_stage(study: StudySpec, ctx: TrialContext, store: Store, result: 
                 for tok in result.tokenizers for trial in study.diffusion_trials for seed in study.diffusion_seeds]
     todo = sum(store.result(store.diffusion(p["key"])) is None for p in payloads)
     _log(f"stage 3: {len(payloads)} diffusion trials ({todo} to train)")
-    summaries = run_trials("diffusion", train_diffusion_trial, payloads, store.tune,
+    summaries = run_trials("diffusion", train_diffusion_trial, payloads, study.tune_storage,
                            study.resources.diffusion.model_dump())
     result.failed += [s for s in summaries if s["error"]]
     result.diffusion = [s for s in summaries if not s["error"]]

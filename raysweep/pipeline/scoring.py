@@ -1,4 +1,10 @@
-"""The study's scoring network (stage 0's output), loaded once per worker process."""
+"""Scoring glue for the stages: the study's feature networks, reference statistics cached in the store, generation
+and reconstruction scores with their evaluation cards, and the CFG curve figure.
+
+Real-image features are extracted once per (dataset, split, network + weights, preprocessing) and cached under
+`<root>/reference/stats/`; stage 0 fills the cache on the driver, so trials only read it. Generated images are
+featurised once per CFG scale and network; FD, FDr, IS and PRC all come from those features (`features.generation`).
+"""
 from __future__ import annotations
 
 import functools
@@ -9,10 +15,32 @@ from typing import Any
 import numpy as np
 import torch
 
-from raysweep.features import FeatureSpec, load_domain_net, resolve_feature_network, score_images
+from raysweep.features import (
+    FEATURE_NETWORKS,
+    EvalCard,
+    FeatureSpec,
+    NetworkReference,
+    ReferenceStats,
+    cached_reference_stats,
+    extract_features,
+    generation_scores,
+    load_domain_net,
+    network_reference,
+    reconstruction_card,
+    reference_key,
+    resolve_feature_network,
+    sample_moments,
+    score_images,
+)
+from raysweep.features.card import PREPROCESSING
+from raysweep.features.generation import fd_between, fd_shrinkage
 from raysweep.pipeline.context import TrialContext
+from raysweep.pipeline.images import load_images
+from raysweep.pipeline.store import Store
 
 DOMAIN_FILE = "domain.pt"
+STATS_DIR = "stats"
+GENERATION_REFERENCE, FDR_REFERENCE = "train", "val"
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -38,3 +66,91 @@ def _load(name: str, weights: str | None) -> ScoringNetwork:
 
 def feature_network(ctx: TrialContext) -> ScoringNetwork:
     return _load(ctx.feature_network, ctx.feature_weights)
+
+
+def scoring_networks(primary: FeatureSpec) -> list[FeatureSpec]:
+    """The FID network first, then every other registered network whose weights are on this machine (FD per
+    network, FDr's average). The DomainNet only exists as the study's own primary network."""
+    found = [primary]
+    for name, net in sorted(FEATURE_NETWORKS.items()):
+        if name == primary.name or net.kind == "domain":
+            continue
+        try:
+            found.append(resolve_feature_network(name))
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def reference_statistics(store: Store, dataset_key: str, spec: FeatureSpec, split: str) -> ReferenceStats:
+    """A split's statistics in the network's FID layer: read from the store, computed and saved on a miss."""
+    key = reference_key(dataset_key, split, spec, PREPROCESSING)
+    return cached_reference_stats(
+        store.reference(STATS_DIR), key,
+        lambda: extract_features(load_images(store.root, dataset_key, split).images, spec)[spec.layers.fid])
+
+
+def prepare_reference_statistics(store: Store, dataset_key: str, spec: FeatureSpec) -> dict[str, str]:
+    """Fill the cache for both splits (stage 0, on the driver); -> {split: stats key}."""
+    return {split: reference_statistics(store, dataset_key, spec, split).key
+            for split in (GENERATION_REFERENCE, FDR_REFERENCE)}
+
+
+class GenerationScorer:
+    """Scores generated uint8 images [N,3,H,W] of one run against the cached references of every network."""
+
+    def __init__(self, store: Store, dataset_key: str, primary: FeatureSpec, num_samples: int, seed: int) -> None:
+        self.primary, self.seed = primary, seed
+        self.networks = scoring_networks(primary)
+        self.references: dict[str, NetworkReference] = {}
+        for spec in self.networks:
+            train, val = (reference_statistics(store, dataset_key, spec, s) for s in (GENERATION_REFERENCE,
+                                                                                       FDR_REFERENCE))
+            self.references[spec.name] = network_reference(spec, train, val, num_samples)
+
+    @property
+    def reference_size(self) -> int:
+        return self.references[self.primary.name].train.n
+
+    def score(self, images: np.ndarray) -> dict[str, float]:
+        """-> {gfid, is (if the FID network has a classifier), fd_<net>, fdr, precision, recall}."""
+        features, logits = {}, None
+        for spec in self.networks:
+            layers = [spec.layers.fid, *([spec.layers.isc] if spec is self.primary and spec.layers.isc else [])]
+            extracted = extract_features(images, spec, layers=layers)
+            features[spec.name] = extracted[spec.layers.fid]
+            if len(layers) == 2:
+                logits = extracted[spec.layers.isc]
+        return generation_scores(features, self.references, self.primary.name, logits=logits, seed=self.seed)
+
+
+def reconstruction_scores(store: Store, dataset_key: str, spec: FeatureSpec, reconstructions: np.ndarray,
+                          split: str = "val") -> tuple[dict[str, float], EvalCard]:
+    """rFID of uint8 reconstructions [N,3,H,W] of `split` against that split's cached statistics, and its card.
+    Same FD numerics and small-sample shrinkage rule as gFID."""
+    stats = reference_statistics(store, dataset_key, spec, split)
+    features = extract_features(reconstructions, spec)[spec.layers.fid]
+    mu, sigma = sample_moments(features)
+    shrinkage = fd_shrinkage(stats.mu.shape[0], len(features), stats.n)
+    rfid = fd_between(mu, sigma, stats.mu, stats.sigma, shrinkage)
+    return {"rfid": rfid}, reconstruction_card(spec, dataset_key, split, stats.n)
+
+
+def save_cfg_curve(gfid: dict[float, float], best: float, path: Path, metric: str = "gFID") -> Path:
+    """The CFG curve (score vs guidance scale, best scale marked) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scales = sorted(gfid)
+    fig, ax = plt.subplots(figsize=(4, 3), dpi=120)
+    ax.plot(scales, [gfid[s] for s in scales], "o-", color="C0")
+    ax.plot([best], [gfid[best]], "*", color="C3", markersize=12, label=f"best: cfg {best:g}")
+    ax.set(xlabel="CFG scale", ylabel=metric, title=f"{metric} vs CFG scale")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

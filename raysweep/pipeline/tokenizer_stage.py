@@ -1,6 +1,7 @@
 """Stage 1: one Tune trial per tokenizer — train, score reconstruction, encode both splits to Parquet latents."""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -9,12 +10,21 @@ import torch
 from raysweep.config.hashing import flatten
 from raysweep.config.spec import TokenizerTrial
 from raysweep.data import pool_masks, write_latents
+from raysweep.features.pretrained import load_feature_encoder
 from raysweep.pipeline.checkpointing import report, train_with_checkpoints
 from raysweep.pipeline.context import TrialContext, setup_worker
 from raysweep.pipeline.figures import save_image_grid
 from raysweep.pipeline.images import load_images
-from raysweep.pipeline.scoring import feature_network, to_uint8
-from raysweep.tokenizers import TokenizerTrainer, build_regularizer, build_tokenizer, psnr, save_tokenizer
+from raysweep.pipeline.scoring import feature_network, reconstruction_scores, to_uint8
+from raysweep.tokenizers import (
+    GanConfig,
+    TokenizerTrainer,
+    build_regularizer,
+    build_tokenizer,
+    perceptual_distance,
+    psnr,
+    save_tokenizer,
+)
 from raysweep.tracking import Tracker
 
 STAGE = "tokenizer"
@@ -36,13 +46,13 @@ def train_tokenizer_trial(config: dict[str, Any]) -> None:
     if done is not None:
         report(done["metrics"])
         return
-    setup_worker(ctx)
+    device = setup_worker(ctx)
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
     run_id = tracker.open_run(f"tokenizer/{trial.id}", STAGE, key, parent_id=ctx.study_run_id,
                               tags={"tokenizer_id": trial.id, **trial.tags()},
                               params=flatten(trial.model_dump(exclude={"family", "cluster", "variant"})))
     try:
-        metrics = _train_and_encode(trial, key, ctx, tracker, run_id)
+        metrics = _train_and_encode(trial, key, ctx, tracker, run_id, device)
     except Exception as err:
         tracker.finish(run_id, "FAILED", reason=f"{type(err).__name__}: {err}")
         raise
@@ -51,24 +61,40 @@ def train_tokenizer_trial(config: dict[str, Any]) -> None:
     report(metrics)
 
 
-def _feature_fn(ctx: TrialContext, needs: bool) -> Any:
-    if not needs:
-        return None
-    net = feature_network(ctx).model
+def _feature_fn(trial: TokenizerTrial, ctx: TrialContext, device: torch.device) -> Any:
+    """Patch tokens of the regularizer's feature network (`params.encoder`, default the study's domain net)."""
+    name = trial.params.get("encoder", "domain")
+    if name == "domain":
+        net = copy.deepcopy(feature_network(ctx).model).to(device)  # the cached scorer stays on the CPU
+    else:
+        net = load_feature_encoder(name).to(device).eval()
     return lambda images: net.patch_tokens(images)
 
 
-def _train_and_encode(trial: TokenizerTrial, key: str, ctx: TrialContext, tracker: Tracker,
-                      run_id: str) -> dict[str, float]:
+def _objective(trial: TokenizerTrial, ctx: TrialContext, device: torch.device) -> dict[str, Any]:
+    """The paper's eq. 12 terms beyond L1 + KL: LPIPS (or its domain-net fallback) and the adaptive PatchGAN."""
+    terms: dict[str, Any] = {}
+    if trial.perceptual_weight > 0:
+        domain = feature_network(ctx).model
+        terms["perceptual_weight"] = trial.perceptual_weight
+        terms["perceptual_fn"] = perceptual_distance(trial.lpips_weights, domain).to(device)
+    if trial.gan_weight > 0:
+        terms["gan"] = GanConfig(trial.gan_weight, trial.gan_start, trial.gan_channels)
+    return terms
+
+
+def _train_and_encode(trial: TokenizerTrial, key: str, ctx: TrialContext, tracker: Tracker, run_id: str,
+                      device: torch.device) -> dict[str, float]:
     torch.manual_seed(trial.seed)
     train = load_images(ctx.root, ctx.dataset_key, "train")
     val = load_images(ctx.root, ctx.dataset_key, "val")
-    model = build_tokenizer(trial.architecture, trial.latent, ctx.image_size)
+    model = build_tokenizer(trial.architecture, trial.latent, ctx.image_size).to(device)
     regularizer = build_regularizer(trial.regularizer, trial.params)
+    feature_fn = _feature_fn(trial, ctx, device) if regularizer.needs_features else None
     trainer = TokenizerTrainer(model, regularizer, lr=trial.lr, weight_decay=trial.weight_decay,
-                               batch_size=trial.batch_size, seed=trial.seed,
-                               feature_fn=_feature_fn(ctx, regularizer.needs_features),
-                               kl_weight=trial.kl_weight, reg_weight=trial.reg_weight)
+                               batch_size=trial.batch_size, seed=trial.seed, feature_fn=feature_fn,
+                               kl_weight=trial.kl_weight, reg_weight=trial.reg_weight,
+                               **_objective(trial, ctx, device))
     x_train = train.as_float()
     train_with_checkpoints(
         trainer, lambda n, on_log: trainer.fit(x_train, n, trial.batch_size, on_log=on_log),
@@ -80,10 +106,11 @@ def _train_and_encode(trial: TokenizerTrial, key: str, ctx: TrialContext, tracke
                    image_size=ctx.image_size)
     x_val = val.as_float()
     recon = trainer.reconstruct(x_val, batch_size=256)
-    scores = feature_network(ctx).score(to_uint8(recon), val.images, metrics=("fid",))
-    metrics = {"recon/psnr": float(psnr(x_val, recon)), "recon/rfid": scores["fid"]}
+    scores, card = reconstruction_scores(ctx.store, ctx.dataset_key, feature_network(ctx).spec, to_uint8(recon))
+    metrics = {"recon/psnr": float(psnr(x_val, recon)), "recon/rfid": scores["rfid"]}
     tracker.log_metrics(run_id, metrics, step=trainer.step)
-    tracker.set_tags(run_id, {"recon.feature_network": ctx.feature_network})
+    tracker.log_params(run_id, card.params())
+    tracker.set_tags(run_id, {"recon.feature_network": ctx.feature_network, **card.tags()})
     grid = save_image_grid(np.concatenate([val.images[:16], to_uint8(recon[:16])]), out / "reconstructions.png",
                            nrow=16)
     tracker.log_artifact(run_id, grid, "figures")

@@ -8,25 +8,27 @@ directory costs nothing either.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from raysweep.config.hashing import config_hash
 
 
 def run_trials(name: str, trainable: Callable[[dict[str, Any]], None], payloads: list[dict[str, Any]],
-               storage: Path, resources: dict[str, float], max_failures: int = 2,
+               storage: str, resources: dict[str, float], max_failures: int = 2,
                verbose: int = 1) -> list[dict[str, Any]]:
-    """Run every payload as a Tune trial; return one summary per trial (payload id, metrics, error)."""
+    """Run every payload as a Tune trial; return one summary per trial (payload id, metrics, error).
+
+    `storage` is a directory (shared on a cluster: NFS) or a pyarrow.fs URI (s3://...). A trial whose node is lost
+    is retried up to `max_failures` times from its last checkpoint on another node."""
     from ray import tune
 
     if not payloads:
         return []
     exp_name = f"{name}-{config_hash(payloads)}"
-    path = storage / exp_name
+    path = f"{str(storage).rstrip('/')}/{exp_name}"
     wrapped = tune.with_resources(trainable, resources)
-    if tune.Tuner.can_restore(str(path)):
-        tuner = tune.Tuner.restore(str(path), trainable=wrapped, resume_errored=True)
+    if tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=wrapped, resume_errored=True)
     else:
         tuner = tune.Tuner(
             wrapped,

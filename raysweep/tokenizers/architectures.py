@@ -1,5 +1,6 @@
-"""Tokenizer architectures as one-line presets. Adding one (e.g. `vit-small`, a ViT VAE) is one entry here:
-a builder `(LatentConfig, image_size) -> Tokenizer` and a summary."""
+"""Tokenizer architectures as one-line presets. Adding one is one entry here: a builder
+`(LatentConfig, image_size) -> Tokenizer` and a summary. The paper's transformer size is not stated; `vit-base`
+follows MAETok / ViT-B (width 768, 12 blocks each for encoder and decoder)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import torch
 from raysweep.tokenizers.conv_vae import ConvVAE, ConvVAEConfig
 from raysweep.tokenizers.latent_config import LatentConfig, parse_latent_config
 from raysweep.tokenizers.tokenizer import Tokenizer
+from raysweep.tokenizers.vit_vae import ViTVAE, ViTVAEConfig
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,10 @@ ARCHITECTURES: dict[str, ArchPreset] = {
                              "single-GPU size: widths 64-256, 1 block per stage, mid attention"),
     "conv-ldm": ArchPreset(partial(ConvVAE, config=ConvVAEConfig(128, (1, 1, 2, 2, 4), 2, True)),
                            "the paper's LDM / VA-VAE f16 VAE: widths 128-512, 2 blocks per stage"),
+    "vit-tiny": ArchPreset(partial(ViTVAE, config=ViTVAEConfig(64, 2, 4)), "CPU size ViT VAE: width 64, 2+2 blocks"),
+    "vit-small": ArchPreset(partial(ViTVAE, config=ViTVAEConfig(384, 6, 6)), "single-GPU ViT VAE: width 384, 6+6"),
+    "vit-base": ArchPreset(partial(ViTVAE, config=ViTVAEConfig(768, 12, 12)),
+                           "the paper's transformer tokenizer (ViT-B encoder and decoder): width 768, 12+12 blocks"),
 }
 
 

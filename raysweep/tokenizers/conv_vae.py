@@ -99,11 +99,16 @@ class ConvVAE(Tokenizer):
             dec += [ResBlock(chs[min(i + 1, len(chs) - 1)] if j == 0 else chs[i], chs[i]) for j in range(n + 1)]
             if i > 0:
                 dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(chs[i], chs[i], 3, padding=1)]
-        self.decoder = nn.Sequential(*dec, group_norm(chs[0]), nn.SiLU(), nn.Conv2d(chs[0], 3, 3, padding=1))
+        self.conv_final = nn.Conv2d(chs[0], 3, 3, padding=1)
+        self.decoder = nn.Sequential(*dec, group_norm(chs[0]), nn.SiLU(), self.conv_final)
 
     @property
     def encoder_output_layer(self) -> nn.Parameter:
         return self.conv_out.weight
+
+    @property
+    def decoder_output_layer(self) -> nn.Parameter:
+        return self.conv_final.weight
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
         return DiagonalGaussian(self.encoder(x))  # moments (B, 2C, H/f, W/f)

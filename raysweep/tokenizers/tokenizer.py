@@ -26,6 +26,11 @@ class Tokenizer(nn.Module):
         """Weight of the encoder's last layer: where VA-VAE-style adaptive weights compare gradient norms."""
         raise NotImplementedError
 
+    @property
+    def decoder_output_layer(self) -> nn.Parameter:
+        """Weight of the decoder's last layer: where the GAN's adaptive weight compares gradient norms (taming/LDM)."""
+        raise NotImplementedError
+
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
         raise NotImplementedError
 

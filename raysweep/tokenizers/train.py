@@ -6,7 +6,9 @@
     latents = trainer.encode(images)                      # [N, 4, 8, 8] posterior means, un-normalised
 
 One CPU generator drives every random choice (minibatch indices, posterior noise, regularizer draws), and it is
-part of `state_dict()`, so a run restored from a checkpoint continues the very same sequence.
+part of `state_dict()` together with the discriminator and its optimizer (when `gan` is on), so a run restored
+from a checkpoint continues the very same sequence. Paper eq. 12 in full: `perceptual_weight=1.0` with an LPIPS
+`perceptual_fn` (`perceptual.py`) and `gan=GanConfig(weight=0.5, start=...)`.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 
 import torch
 
+from raysweep.tokenizers.adversarial import Adversarial, GanConfig
 from raysweep.tokenizers.losses import PerceptualFn, ReconstructionObjective
 from raysweep.tokenizers.regularizers import RegContext, Regularizer
 from raysweep.tokenizers.tokenizer import Tokenizer
@@ -36,7 +39,7 @@ class TokenizerTrainer:
     def __init__(self, model: Tokenizer, regularizer: Regularizer[Any], lr: float = 2e-4, weight_decay: float = 0.0,
                  batch_size: int = 32, seed: int = 0, feature_fn: FeatureFn | None = None, kl_weight: float = 1e-6,
                  reg_weight: float = 1.0, perceptual_weight: float = 0.0,
-                 perceptual_fn: PerceptualFn | None = None) -> None:
+                 perceptual_fn: PerceptualFn | None = None, gan: GanConfig | None = None) -> None:
         if regularizer.needs_features and feature_fn is None:
             raise ValueError(f"regularizer {regularizer.name!r} needs a feature network: pass feature_fn")
         self.model = model
@@ -48,9 +51,10 @@ class TokenizerTrainer:
         self.device = next(model.parameters()).device
         self.generator = torch.Generator().manual_seed(seed)
         self.step = 0
-        with torch.random.fork_rng(devices=[]):  # projector / mask-token init: seeded, global RNG untouched
+        with torch.random.fork_rng(devices=[]):  # projector / mask token / discriminator: seeded, global RNG untouched
             torch.manual_seed(seed)
             regularizer.bind(model.latent_channels, self._feature_dim())
+            self.adversarial = None if gan is None else Adversarial(gan, model.image_size, lr, self.device)
         regularizer.to(self.device)
         self.optimizer = torch.optim.AdamW([*model.parameters(), *regularizer.parameters()], lr=lr,
                                            weight_decay=weight_decay, betas=ADAM_BETAS)
@@ -69,7 +73,8 @@ class TokenizerTrainer:
         images = images.to(self.device)
         posterior = self.model.encode(images)
         z = posterior.sample(self.generator)  # (B, C, h, w)
-        recon_loss, logs = self.objective(images, self.model.decode(z), posterior)
+        recon = self.model.decode(z)  # (B, 3, H, W)
+        recon_loss, logs = self.objective(images, recon, posterior)
         features = None
         if self.feature_fn is not None:
             with torch.no_grad():
@@ -77,9 +82,16 @@ class TokenizerTrainer:
         ctx = RegContext(images, posterior, z, self.model, features, self.generator, recon_loss)
         reg, reg_logs = self.regularizer.loss(ctx)
         loss = recon_loss + self.reg_weight * reg
+        gan = self.adversarial if self.adversarial is not None and self.adversarial.active(self.step) else None
+        if gan is not None:
+            gan_loss, gan_logs = gan.generator_loss(recon, recon_loss, self.model.decoder_output_layer)
+            loss = loss + gan_loss
+            logs.update(gan_logs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if gan is not None:
+            logs.update(gan.discriminator_step(images, recon))
         self.step += 1
         return {"loss": loss.item(), **logs, "reg": reg.item(), **reg_logs}
 
@@ -114,7 +126,8 @@ class TokenizerTrainer:
         """A plain dict of tensors and python scalars (loadable with `torch.load(weights_only=True)`)."""
         return {"model": self.model.state_dict(), "regularizer": self.regularizer.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "step": self.step,
-                "generator": self.generator.get_state()}
+                "generator": self.generator.get_state(),
+                **({} if self.adversarial is None else {"adversarial": self.adversarial.state_dict()})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -122,3 +135,5 @@ class TokenizerTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self.generator.set_state(state["generator"])
+        if self.adversarial is not None:
+            self.adversarial.load_state_dict(state["adversarial"])

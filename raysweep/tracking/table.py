@@ -1,16 +1,37 @@
-"""Read a study's run tree back into one tidy DataFrame: a row per tokenizer x backbone x seed x CFG scale."""
+"""Read a study's run tree back into tidy DataFrames: the results table (a row per tokenizer x backbone x seed x CFG
+scale) and the curves the figures need (trajectory length ratios, latent curves such as VIV(t))."""
 from __future__ import annotations
 
+import json
 import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from raysweep.tracking.tracker import PARENT_TAG, Tracker
+from raysweep.tracking.tracker import PARENT_TAG, Tracker, mlflow_name
 
-CFG_KEY = re.compile(r"^gen/cfg([0-9.]+)/(\w+)$")
+CFG_KEY = re.compile(r"^gen/cfg([0-9.]+)/(.+)$")
 TOKENIZER_PREFIXES = ("latent/", "recon/")
+RUN_PREFIXES = ("traj/", "gen/best/", "gen/nocfg/")  # per diffusion run, repeated on each of its CFG rows
+CARD_HASH_TAG = "raysweep.eval_card_hash"  # the evaluation card of a diffusion run (issue 8)
+CARD_PREFIX = "card."  # card fields are logged as params `card.<field>`
+LENGTH_RATIO = "traj/length_ratio"  # history: step = Euler segment
+LATENT_CURVES_FILE = "curves/latent_curves.json"  # {key: {"grid": [...], "values": [...]}} on the tokenizer run
+SORT_KEYS = ["tokenizer_id", "backbone", "seed", "cfg_scale"]
+
+
+def open_study(tracking_uri: str, experiment: str) -> Tracker:
+    """A Tracker on an existing experiment; ValueError naming the experiments there when it does not exist."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    if client.get_experiment_by_name(experiment) is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise ValueError(f"no experiment {experiment!r} at {tracking_uri}; experiments there: {names}")
+    return Tracker(tracking_uri, experiment)
 
 
 def _tokenizer_columns(run: Any) -> dict[str, Any]:
@@ -18,10 +39,17 @@ def _tokenizer_columns(run: Any) -> dict[str, Any]:
     cols: dict[str, Any] = {
         "tokenizer_id": tags.get("tokenizer_id", run.info.run_name),
         "family": tags.get("family"), "cluster": tags.get("cluster"), "variant": tags.get("variant"),
-        "tokenizer_run_id": run.info.run_id,
+        "tokenizer_run_id": run.info.run_id, "recon_card_hash": tags.get(CARD_HASH_TAG),
     }
+    cols.update({f"recon_{k}": v for k, v in run.data.params.items() if k.startswith(CARD_PREFIX)})
     cols.update({k: v for k, v in Tracker.metrics_of(run).items() if k.startswith(TOKENIZER_PREFIXES)})
     return cols
+
+
+def _card_columns(run: Any) -> dict[str, Any]:
+    """`card_hash` and the `card.<field>` params of a diffusion run (absent fields stay absent)."""
+    params = {k: v for k, v in run.data.params.items() if k.startswith(CARD_PREFIX)}
+    return {"card_hash": run.data.tags.get(CARD_HASH_TAG), **params}
 
 
 def _status(tok: Any, diff: Any | None) -> tuple[str, str]:
@@ -33,7 +61,14 @@ def _status(tok: Any, diff: Any | None) -> tuple[str, str]:
 
 
 def study_table(tracker: Tracker) -> pd.DataFrame:
-    """Every tokenizer and diffusion run of the study, failed ones included (with `status` and `reason`)."""
+    """Every tokenizer and diffusion run of the study, failed ones included (with `status` and `reason`).
+
+    Columns: ids and tags (tokenizer_id, family, cluster, variant, backbone, seed, run ids), `status`, `reason`,
+    `cfg_scale`, `latent/*`, `recon/*`, `recon_card_hash` and `recon_card.<field>` of the tokenizer, `traj/*`,
+    `gen/best/*` and `gen/nocfg/*` of the diffusion run, `gen/<metric>` at the row's CFG scale (from
+    `gen/cfg<scale>/<metric>`), and the diffusion run's evaluation card: `card_hash` and `card.<field>`.
+    A tokenizer without any diffusion run gets one row with status NO_DIFFUSION.
+    """
     tokenizers = {r.info.run_id: r for r in tracker.runs("tokenizer")}
     rows: list[dict[str, Any]] = []
     seen_tokenizers: set[str] = set()
@@ -45,9 +80,9 @@ def study_table(tracker: Tracker) -> pd.DataFrame:
         status, reason = _status(tok, diff)
         base = {**_tokenizer_columns(tok), "backbone": diff.data.tags.get("backbone"),
                 "seed": int(diff.data.tags.get("seed", 0)), "diffusion_run_id": diff.info.run_id,
-                "status": status, "reason": reason}
+                "status": status, "reason": reason, **_card_columns(diff)}
         metrics = Tracker.metrics_of(diff)
-        base.update({k: v for k, v in metrics.items() if k.startswith("traj/") and "length_ratio" not in k})
+        base.update({k: v for k, v in metrics.items() if k.startswith(RUN_PREFIXES) and k != LENGTH_RATIO})
         per_cfg: dict[float, dict[str, float]] = {}
         for key, value in metrics.items():
             match = CFG_KEY.match(key)
@@ -64,6 +99,36 @@ def study_table(tracker: Tracker) -> pd.DataFrame:
                          "reason": reason or "no diffusion run", "cfg_scale": np.nan, "gen/gfid": np.nan})
     table = pd.DataFrame(rows)
     if not table.empty:
-        table = table.sort_values(["tokenizer_id", "backbone", "seed", "cfg_scale"], na_position="last",
-                                  ignore_index=True)
+        table = table.sort_values(SORT_KEYS, na_position="last", ignore_index=True)
     return table
+
+
+def length_ratio_curves(tracker: Tracker, run_ids: list[str]) -> pd.DataFrame:
+    """Per-segment length ratios of the given diffusion runs (their `traj/length_ratio` history).
+
+    Columns: diffusion_run_id, segment, n_segments, length_ratio; runs without the history contribute no rows.
+    """
+    rows = []
+    for run_id in run_ids:
+        history = tracker.client.get_metric_history(run_id, mlflow_name(LENGTH_RATIO))
+        n_segments = len({m.step for m in history})
+        rows += [(run_id, m.step, n_segments, m.value) for m in history]
+    return pd.DataFrame(rows, columns=["diffusion_run_id", "segment", "n_segments", "length_ratio"])
+
+
+def latent_curve(tracker: Tracker, run_ids: list[str], key: str) -> pd.DataFrame:
+    """One latent curve (e.g. `latent/velocity/viv_t`) of the given tokenizer runs, read from their curve JSON.
+
+    Columns: tokenizer_run_id, t, value; runs that did not log the curve contribute no rows.
+    """
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run_id in run_ids:
+            folder = str(Path(LATENT_CURVES_FILE).parent)
+            if not any(a.path == LATENT_CURVES_FILE for a in tracker.client.list_artifacts(run_id, folder)):
+                continue
+            local = tracker.client.download_artifacts(run_id, LATENT_CURVES_FILE, tmp)
+            curve = json.loads(Path(local).read_text()).get(key)
+            if curve is not None:
+                rows += [(run_id, float(t), float(v)) for t, v in zip(curve["grid"], curve["values"])]
+    return pd.DataFrame(rows, columns=["tokenizer_run_id", "t", "value"])

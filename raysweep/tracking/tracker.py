@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -36,45 +37,75 @@ def raysweep_key(name: str) -> str:
     return name.translate(FROM_MLFLOW)
 
 
-def _retry(fn: Callable[[], T], attempts: int = 6, base_delay: float = 0.2) -> T:
-    """Retry transient store errors (sqlite 'database is locked', a restarting server) with backoff."""
-    for i in range(attempts):
+TRANSIENT = ("locked", "Connection", "connection", "Max retries", "timed out", "502", "503", "504")
+
+
+def _transient(err: Exception) -> bool:
+    """sqlite 'database is locked', a tracking server that is down or restarting: worth waiting for."""
+    return isinstance(err, OSError) or (isinstance(err, MlflowException) and any(t in str(err) for t in TRANSIENT))
+
+
+def _retry(fn: Callable[[], T], timeout: float = 300.0, base_delay: float = 0.2, max_delay: float = 10.0) -> T:
+    """Call `fn`, retrying transient errors with exponential backoff for up to `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = base_delay
+    while True:
         try:
             return fn()
-        except MlflowException as err:
-            transient = "locked" in str(err) or "Connection" in str(err) or "503" in str(err)
-            if not transient or i == attempts - 1:
+        except Exception as err:
+            if not _transient(err) or time.monotonic() + delay > deadline:
                 raise
-            time.sleep(base_delay * 2**i)
-    raise AssertionError("unreachable")
+            time.sleep(delay)
+            delay = min(2 * delay, max_delay)
 
 
 class Tracker:
-    """A study's MLflow experiment. Cheap to construct; pickles as (uri, experiment) for Ray workers."""
+    """A study's MLflow experiment. Cheap to construct; pickles as (uri, experiment) for Ray workers.
 
-    def __init__(self, tracking_uri: str, experiment: str) -> None:
+    Training history is queued and sent in order; while the store is unreachable (server down or restarting) it
+    stays queued and training goes on, and the next call, `flush`, `log_metrics` or `finish` sends it. These wait
+    up to `retry_timeout` seconds for the store, then raise rather than drop anything. Other calls (runs, params, tags,
+    artifacts) retry with backoff for up to `retry_timeout` seconds.
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str, retry_timeout: float = 300.0) -> None:
+        if tracking_uri.startswith(("http://", "https://")):
+            # our backoff replaces MLflow's own (up to ~4 minutes per call), so a down server is noticed at once
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         self.tracking_uri = tracking_uri
         self.experiment = experiment
+        self.retry_timeout = retry_timeout
         self.client = MlflowClient(tracking_uri)
+        self.pending: list[tuple[str, list[Metric]]] = []  # (run id, metrics) not yet accepted by the store
         self.experiment_id = self._ensure_experiment()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Tracker, (self.tracking_uri, self.experiment))
+        return (Tracker, (self.tracking_uri, self.experiment, self.retry_timeout))
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        return _retry(fn, self.retry_timeout)
 
     def _ensure_experiment(self) -> str:
-        exp = _retry(lambda: self.client.get_experiment_by_name(self.experiment))
+        exp = self._retry(lambda: self.client.get_experiment_by_name(self.experiment))
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
-                _retry(lambda: self.client.restore_experiment(exp.experiment_id))
+                self._retry(lambda: self.client.restore_experiment(exp.experiment_id))
             return exp.experiment_id
         try:
-            return _retry(lambda: self.client.create_experiment(self.experiment))
+            return self._retry(lambda: self.client.create_experiment(self.experiment, self._artifact_location()))
         except MlflowException:  # created concurrently by another process
-            return _retry(lambda: self.client.get_experiment_by_name(self.experiment)).experiment_id
+            return self._retry(lambda: self.client.get_experiment_by_name(self.experiment)).experiment_id
+
+    def _artifact_location(self) -> str | None:
+        """A sqlite store keeps its artifacts next to the DB (in the study directory, shared on a cluster), not in
+        MLflow's default `./mlruns` of whatever directory the process started in; a server decides itself."""
+        if self.tracking_uri.startswith("sqlite:///"):
+            return (Path(self.tracking_uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+        return None
 
     def find_run(self, stage: str, config_hash: str) -> Any | None:
         """The run of this stage and config, if one was ever created (any status)."""
-        runs = _retry(lambda: self.client.search_runs(
+        runs = self._retry(lambda: self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`{STAGE_TAG}` = '{stage}' and tags.`{HASH_TAG}` = '{config_hash}'",
             max_results=2,
@@ -91,9 +122,9 @@ class Tracker:
         if existing is not None:
             run_id = existing.info.run_id
             if existing.info.status != "RUNNING":
-                _retry(lambda: self.client.update_run(run_id, status="RUNNING"))
+                self._retry(lambda: self.client.update_run(run_id, status="RUNNING"))
         else:
-            run_id = _retry(lambda: self.client.create_run(self.experiment_id, tags=all_tags,
+            run_id = self._retry(lambda: self.client.create_run(self.experiment_id, tags=all_tags,
                                                            run_name=name)).info.run_id
         if params:
             self.log_params(run_id, params, existing=existing)
@@ -108,28 +139,47 @@ class Tracker:
         have = dict(existing.data.params) if existing is not None else {}
         todo = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in have]
         for i in range(0, len(todo), 100):
-            _retry(lambda chunk=todo[i:i + 100]: self.client.log_batch(run_id, params=chunk))
+            self._retry(lambda chunk=todo[i:i + 100]: self.client.log_batch(run_id, params=chunk))
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        _retry(lambda: self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]))
+        self._retry(lambda: self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]))
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-        """Scalars in batches (non-finite values are kept out: they would poison every plot and query)."""
-        now = int(time.time() * 1000)
-        rows = [Metric(mlflow_name(k), float(v), now, step) for k, v in metrics.items() if math.isfinite(float(v))]
-        for i in range(0, len(rows), MAX_BATCH):
-            _retry(lambda chunk=rows[i:i + MAX_BATCH]: self.client.log_batch(run_id, metrics=chunk))
+        """Final scalars (non-finite values are kept out: they would poison every plot and query). Waits for an
+        unreachable store like `finish`: callers may log to runs they never finish (e.g. latent metrics)."""
+        self.log_history(run_id, [(step, metrics)])
+        self.flush()
 
     def log_history(self, run_id: str, history: list[tuple[int, Mapping[str, float]]]) -> None:
-        """Many steps of training logs in as few calls as possible."""
+        """Many steps of training logs in as few calls as possible; queued while the store is unreachable."""
         now = int(time.time() * 1000)
         rows = [Metric(mlflow_name(k), float(v), now, step) for step, d in history for k, v in d.items()
                 if math.isfinite(float(v))]
-        for i in range(0, len(rows), MAX_BATCH):
-            _retry(lambda chunk=rows[i:i + MAX_BATCH]: self.client.log_batch(run_id, metrics=chunk))
+        self.pending += [(run_id, rows[i:i + MAX_BATCH]) for i in range(0, len(rows), MAX_BATCH)]
+        self.flush(timeout=0.0)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send queued metrics in order, waiting up to `timeout` s (default `retry_timeout`) for an unreachable
+        store. True when the queue is empty; other errors raise."""
+        while self.pending:
+            run_id, rows = self.pending[0]
+            try:
+                _retry(lambda: self.client.log_batch(run_id, metrics=rows),
+                       self.retry_timeout if timeout is None else timeout)
+            except Exception as err:
+                if _transient(err) and timeout is not None:
+                    return False
+                raise
+            self.pending.pop(0)
+        return True
+
+    def last_step(self, run_id: str, key: str) -> int | None:
+        """The highest step logged for a metric of a run (None if never logged): where a restored trial resumes."""
+        history = self._retry(lambda: self.client.get_metric_history(run_id, mlflow_name(key)))
+        return max((m.step for m in history), default=None)
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
-        _retry(lambda: self.client.log_artifact(run_id, str(path), artifact_path))
+        self._retry(lambda: self.client.log_artifact(run_id, str(path), artifact_path))
 
     def log_json(self, run_id: str, obj: Any, artifact_file: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -144,9 +194,11 @@ class Tracker:
             self.log_artifact(run_id, p, str(Path(artifact_file).parent) if "/" in artifact_file else None)
 
     def finish(self, run_id: str, status: str = "FINISHED", reason: str | None = None) -> None:
+        """Mark a run terminated, after every queued metric has reached the store."""
+        self.flush()
         if reason:
             self.set_tags(run_id, {"raysweep.failure_reason": reason[:4000]})
-        _retry(lambda: self.client.set_terminated(run_id, status=status))
+        self._retry(lambda: self.client.set_terminated(run_id, status=status))
 
     @staticmethod
     def metrics_of(run: Any) -> dict[str, float]:
@@ -159,7 +211,7 @@ class Tracker:
         out: list[Any] = []
         token = None
         while True:
-            page = _retry(lambda: self.client.search_runs([self.experiment_id], filter_string=filt,
+            page = self._retry(lambda: self.client.search_runs([self.experiment_id], filter_string=filt,
                                                           max_results=1000, page_token=token))
             out.extend(page)
             token = page.token

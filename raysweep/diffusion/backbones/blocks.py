@@ -97,7 +97,7 @@ class LabelEmbedder(nn.Module):
 
     def drop(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Replace each label by the null class with probability `dropout`. y (B,) -> (B,)."""
-        mask = torch.rand(y.shape, generator=generator) < self.dropout  # (B,), drawn on the generator's CPU
+        mask = torch.rand(y.shape, generator=generator, device=generator.device) < self.dropout  # (B,)
         return torch.where(mask.to(y.device), torch.full_like(y, self.null_class), y)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Regularizer registry. To add one: write `regularizers/<name>.py` with a `Regularizer` subclass, list it here."""
+"""Regularizer registry. To add one: write `regularizers/<name>.py` with a `Regularizer` subclass and list it in the
+tuple below (or call `register(cls)` from code outside this package); README "Add a regularizer" walks through it."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,12 +11,22 @@ from raysweep.tokenizers.regularizers.baseline import Baseline
 from raysweep.tokenizers.regularizers.eq import Equivariance
 from raysweep.tokenizers.regularizers.lcr import LocalCorrelation
 from raysweep.tokenizers.regularizers.lmr import LatentMaskedReconstruction
+from raysweep.tokenizers.regularizers.mae import TokenMasking
 from raysweep.tokenizers.regularizers.repa import Repa
 from raysweep.tokenizers.regularizers.vf import Mcos, Mdms, Vf
 
 REGULARIZERS: dict[str, type[Regularizer[Any]]] = {cls.name: cls for cls in (
-    Baseline, Equivariance, LocalCorrelation, LatentMaskedReconstruction, Repa, Vf, Mcos, Mdms,
+    Baseline, Equivariance, LocalCorrelation, LatentMaskedReconstruction, Repa, Vf, Mcos, Mdms, TokenMasking,
 )}
+
+
+def register(cls: type[Regularizer[Any]]) -> type[Regularizer[Any]]:
+    """Add `cls` under its `name`, as the tuple above does for the built-in ones; ValueError if the name is taken."""
+    if cls.name in REGULARIZERS and REGULARIZERS[cls.name] is not cls:
+        raise ValueError(f"regularizer name {cls.name!r} is taken by {REGULARIZERS[cls.name].__name__}; "
+                         f"taken names: {', '.join(sorted(REGULARIZERS))}")
+    REGULARIZERS[cls.name] = cls
+    return cls
 
 
 def regularizer_class(name: str) -> type[Regularizer[Any]]:
@@ -41,4 +52,5 @@ def build_regularizer(name: str, params: dict[str, Any] | None = None) -> Regula
     return regularizer_class(name)(validate_params(name, params or {}))
 
 
-__all__ = ["REGULARIZERS", "RegContext", "Regularizer", "build_regularizer", "regularizer_class", "validate_params"]
+__all__ = ["REGULARIZERS", "RegContext", "Regularizer", "StrictParams", "build_regularizer", "register",
+           "regularizer_class", "validate_params"]

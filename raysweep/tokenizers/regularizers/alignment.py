@@ -3,8 +3,26 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import field_validator
 
-from raysweep.tokenizers.regularizers.base import RegContext
+from raysweep.tokenizers.regularizers.base import RegContext, StrictParams
+
+
+class EncoderParams(StrictParams):
+    """`encoder`: the frozen feature network whose patch tokens are the target, a name in
+    `raysweep.features.pretrained.PRETRAINED` (Table 1's variants: dinov2-b, clip-l, mae-l, ...); `domain` is the
+    study-trained network, the offline default."""
+
+    encoder: str = "domain"
+
+    @field_validator("encoder")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from raysweep.features.pretrained import PRETRAINED
+
+        if v not in PRETRAINED:
+            raise ValueError(f"unknown feature network {v!r}; allowed: {', '.join(sorted(PRETRAINED))}")
+        return v
 
 
 def tokens(x: torch.Tensor) -> torch.Tensor:

@@ -8,11 +8,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from raysweep.tokenizers.regularizers.alignment import feature_tokens, tokens
-from raysweep.tokenizers.regularizers.base import RegContext, Regularizer, StrictParams
+from raysweep.tokenizers.regularizers.alignment import EncoderParams, feature_tokens, tokens
+from raysweep.tokenizers.regularizers.base import RegContext, Regularizer
 
 
-class RepaParams(StrictParams):
+class RepaParams(EncoderParams):
     weight: float = Field(0.5, ge=0)
     hidden: int = Field(2048, ge=1)  # REPA's projector width; CPU studies want far fewer
 

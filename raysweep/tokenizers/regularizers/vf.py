@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from raysweep.tokenizers.regularizers.alignment import feature_tokens, tokens
-from raysweep.tokenizers.regularizers.base import RegContext, Regularizer, StrictParams, adaptive_weight
+from raysweep.tokenizers.regularizers.alignment import EncoderParams, feature_tokens, tokens
+from raysweep.tokenizers.regularizers.base import RegContext, Regularizer, adaptive_weight
 
 
 def mcos_loss(z_tok: torch.Tensor, f_tok: torch.Tensor, margin: float) -> torch.Tensor:
@@ -31,7 +31,7 @@ def mdms_loss(z_tok: torch.Tensor, f_tok: torch.Tensor, margin: float) -> torch.
     return torch.relu((zn @ zn.transpose(1, 2) - fn @ fn.transpose(1, 2)).abs() - margin).mean()
 
 
-class AlignParams(StrictParams):
+class AlignParams(EncoderParams):
     weight: float = Field(0.1, ge=0)  # VA-VAE's vf_weight
     adaptive: bool = True
 

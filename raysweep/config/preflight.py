@@ -1,0 +1,58 @@
+"""Checks of a study against the machine it is about to run on, before anything is written or tracked.
+
+`load_study` only validates the file (it must also work on a laptop for a cluster study); `preflight` is what
+`raysweep run` does first: every path the study reads must exist, every directory it writes must be writable,
+and GPUs must exist where a local Ray is asked for them. Failures are `ConfigError` one-liners (exit code 2).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from raysweep.config.errors import ConfigError
+from raysweep.config.spec import StudySpec
+
+
+def _writable(path: Path) -> str | None:
+    """Why `path` cannot be created or written (None if it can): checks its nearest existing ancestor."""
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"'{probe}' is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"'{probe}' is not writable"
+    return None
+
+
+def _must_exist(source: str, key: str, path: str | None, kind: str = "file or directory") -> None:
+    if path is not None and not Path(path).exists():
+        raise ConfigError(source, key, f"{kind} '{path}' does not exist")
+
+
+def preflight(study: StudySpec) -> None:
+    """Raise `ConfigError` for the first thing that would make `run_study` fail part-way."""
+    source = study.source
+    why = _writable(study.root)
+    if why:
+        raise ConfigError(source, "storage.root", f"cannot write the study directory '{study.root}': {why}")
+    if study.storage.tune is not None and "://" not in study.storage.tune:
+        why = _writable(Path(study.storage.tune))
+        if why:
+            raise ConfigError(source, "storage.tune", f"cannot write '{study.storage.tune}': {why}")
+    _must_exist(source, "reference.weights_path", study.reference.weights_path, "weights file")
+    data = study.dataset
+    if data.name == "imagefolder":
+        for split in (data.train_split, data.val_split):
+            _must_exist(source, "dataset.root", str(Path(data.root or "") / split), "image split directory")
+            if data.mask_root is not None:
+                _must_exist(source, "dataset.mask_root", str(Path(data.mask_root) / split), "mask split directory")
+    res = study.resources
+    wants_gpu = [n for n in ("tokenizer", "diffusion", "metric_actor") if getattr(res, n).gpu > 0]
+    if wants_gpu and study.ray.address is None:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(source, f"resources.{wants_gpu[0]}.gpu",
+                              "asks for a GPU but this machine has none and ray.address is not set "
+                              "(a local Ray would wait forever); use gpu: 0 or run on a cluster")

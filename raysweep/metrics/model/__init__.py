@@ -1,0 +1,77 @@
+"""Model-dependent latent metrics (METRICS.md §5, §7, §8): they need the tokenizer or a diffusion model.
+
+`MODEL_METRICS` maps study YAML names to factories, like `raysweep.metrics.METRICS`; `needs` says what a metric
+consumes: "latents" (a plain latent `Accumulator`, runs in the Ray Data metric stage), "tokenizer" (encoder /
+decoder and images, `raysweep.pipeline.model_metric_stage.run_model_metrics`) or "diffusion" (a trained velocity
+field, `run_diffusion_fisher`).
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+from raysweep.metrics.base import Accumulator
+from raysweep.metrics.model.base import Codec, KeyedMetric, ModelMetric, VelocityFn
+from raysweep.metrics.model.distortion import EncoderDistortion, effective_rank, neighbour_directions, random_directions
+from raysweep.metrics.model.equivariance import Equivariance, Transform, make_transforms
+from raysweep.metrics.model.gaussian_fisher import GaussianFisher, fisher_information_rate, integrated_mmse
+from raysweep.metrics.model.interpolation import INTERPOLATIONS, InterpolationFID, choose_partners, linear, slerp
+from raysweep.metrics.model.velocity_fisher import VelocityFisher, sample_noise
+
+NEEDS = ("latents", "tokenizer", "diffusion")
+
+
+@dataclass(frozen=True)
+class ModelMetricInfo:
+    """A registered model-dependent metric; perspective and directions are read from the class."""
+
+    factory: type[KeyedMetric] | type[Accumulator]
+    summary: str
+    needs: str
+
+    @property
+    def perspective(self) -> str:
+        return self.factory.perspective
+
+    @property
+    def directions(self) -> dict[str, bool]:
+        """Headline keys (default parameters) -> higher is better."""
+        return self.factory().higher_is_better
+
+
+MODEL_METRICS: dict[str, ModelMetricInfo] = {
+    "fisher": ModelMetricInfo(GaussianFisher, "FI(t), FIR(t), mmse(t) of the class-Gaussian model", "latents"),
+    "equivariance": ModelMetricInfo(Equivariance, "Enc(τx) vs τ(Enc x) for rotations and scalings", "tokenizer"),
+    "distortion": ModelMetricInfo(EncoderDistortion, "encoder compression, tangential distortion, curvature "
+                                  "from Jacobian-vector products", "tokenizer"),
+    "ifid": ModelMetricInfo(InterpolationFID, "FID of decoded slerp/linear neighbour interpolants", "tokenizer"),
+    "velocity_fisher": ModelMetricInfo(VelocityFisher, "FI(t), FIR(t), mmse(t) from a diffusion model's velocity",
+                                       "diffusion"),
+}
+
+
+def model_metric_info(name: str) -> ModelMetricInfo:
+    if name not in MODEL_METRICS:
+        raise ValueError(f"unknown model metric '{name}'; allowed: {', '.join(sorted(MODEL_METRICS))}")
+    return MODEL_METRICS[name]
+
+
+def build_model_metric(name: str, **params: Any) -> Any:
+    """A configured metric; unknown names and parameter names raise ValueError listing the allowed ones."""
+    factory = model_metric_info(name).factory
+    allowed = list(inspect.signature(factory).parameters)
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"model metric '{name}': unknown parameter(s) {', '.join(unknown)}; allowed: "
+                         f"{', '.join(allowed)}")
+    return factory(**params)
+
+
+__all__ = [
+    "INTERPOLATIONS", "MODEL_METRICS", "NEEDS", "Codec", "EncoderDistortion", "Equivariance", "GaussianFisher",
+    "InterpolationFID", "KeyedMetric", "ModelMetric", "ModelMetricInfo", "Transform", "VelocityFisher",
+    "VelocityFn", "build_model_metric", "choose_partners", "effective_rank", "fisher_information_rate",
+    "integrated_mmse", "linear", "make_transforms", "model_metric_info", "neighbour_directions",
+    "random_directions", "sample_noise", "slerp",
+]
