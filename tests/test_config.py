@@ -27,8 +27,8 @@ def test_quickstart_resolves_six_distinct_tokenizers() -> None:
     ids = [t.id for t in study.tokenizer_trials]
     assert len(ids) >= 6 and len(set(ids)) == len(ids)
     assert len({t.key() for t in study.tokenizer_trials}) == len(ids)
-    lcr = [t for t in study.tokenizer_trials if t.regularizer == "lcr"]
-    assert sorted(t.params["weight"] for t in lcr) == [0.1, 1.0]  # the grid expanded
+    assert len({t.regularizer for t in study.tokenizer_trials}) >= 5
+    assert {t.tags()["family"].split("-")[0] for t in study.tokenizer_trials} == {"conv", "vit"}  # two architecture families
     assert study.tracking_uri.startswith("sqlite:///") and study.tracking_uri.endswith("mlflow.db")
 
 

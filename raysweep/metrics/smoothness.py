@@ -31,13 +31,19 @@ def dct2(z: np.ndarray) -> np.ndarray:
     return dct_matrix(h) @ np.asarray(z, np.float64) @ dct_matrix(w).T
 
 
+@lru_cache(maxsize=16)
+def dct2_matrix_float32(h: int, w: int) -> np.ndarray:
+    """(M_h ⊗ M_w)ᵀ in float32, [HW, HW]: vec(M_h Z M_wᵀ) = (M_h ⊗ M_w) vec(Z) for C-order vec."""
+    m = np.kron(dct_matrix(h), dct_matrix(w)).T.astype(np.float32)
+    m.setflags(write=False)
+    return m
+
+
 def dct2_float32(latent: np.ndarray) -> np.ndarray:
-    """`dct2` of latent [B,C,H,W] as two float32 GEMMs over all rows at once (the streaming path): [B,C,H,W]."""
+    """`dct2` of latent [B,C,H,W] as one float32 [B·C, HW] @ [HW, HW] GEMM (the streaming path; at 16x16 this
+    beats two skinny K = 16 GEMMs and their transposes): [B,C,H,W]."""
     b, c, h, w = latent.shape
-    mh, mw = (dct_matrix(n).astype(np.float32) for n in (h, w))
-    rows = np.asarray(latent, np.float32).reshape(-1, w) @ mw.T  # (B·C·H, W): DCT along W
-    cols = rows.reshape(-1, h, w).transpose(0, 2, 1).reshape(-1, h) @ mh.T  # (B·C·W, H): then along H
-    return cols.reshape(b, c, w, h).transpose(0, 1, 3, 2)
+    return (np.asarray(latent, np.float32).reshape(b * c, h * w) @ dct2_matrix_float32(h, w)).reshape(b, c, h, w)
 
 
 def manhattan_frequency(h: int, w: int) -> np.ndarray:
