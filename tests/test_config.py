@@ -28,7 +28,7 @@ def test_quickstart_resolves_six_distinct_tokenizers() -> None:
     assert len(ids) >= 6 and len(set(ids)) == len(ids)
     assert len({t.key() for t in study.tokenizer_trials}) == len(ids)
     assert len({t.regularizer for t in study.tokenizer_trials}) >= 5
-    assert {t.tags()["family"].split("-")[0] for t in study.tokenizer_trials} == {"conv", "vit"}  # two architecture families
+    assert {t.tags()["family"].split("-")[0] for t in study.tokenizer_trials} == {"conv", "vit"}  # two families
     assert study.tracking_uri.startswith("sqlite:///") and study.tracking_uri.endswith("mlflow.db")
 
 

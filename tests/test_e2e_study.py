@@ -22,7 +22,8 @@ def micro_study(root: Path) -> dict:
                                                                   "params": {"weight": 1.0, "threshold": 0.95}}]},
         "diffusion": {"backbone": "SiT-T", "steps": 30, "batch_size": 32, "seeds": [0]},
         "evaluation": {"sampling_steps": 4, "cfg_scales": [1.0, 2.0], "num_samples": 64, "trajectory_samples": 8},
-        "metrics": {"names": ["viv", "sec"], "actors": 2, "batch_size": 32},
+        "metrics": {"names": ["viv", "sec", "equivariance", "velocity_fisher"], "actors": 2, "batch_size": 32,
+                    "params": {"velocity_fisher": {"t_points": 5}}},
         "storage": {"root": str(root)},
     }
 
@@ -58,13 +59,14 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path, ray_local: None) -> N
     for run in by_stage["tokenizer"]:
         m = Tracker.metrics_of(run)
         for key in ("recon/psnr", "recon/rfid", "latent/velocity/viv", "latent/smoothness/sec@0.25",
-                    "latent/smoothness/sec@0.5"):
+                    "latent/smoothness/sec@0.5", "latent/equivariance/consistency"):
             assert key in m, (key, sorted(m))
         assert m["latent/velocity/viv"] > 0 and 0 <= m["latent/smoothness/sec@0.5"] <= 1
+        assert -1 <= m["latent/equivariance/consistency"] <= 1
     for run in by_stage["diffusion"]:
         m = Tracker.metrics_of(run)
-        for key in ("gen/cfg1/gfid", "gen/cfg2/gfid", "gen/cfg1/is", "gen/best/gfid", "traj/straightness",
-                    "traj/efficiency", "train/loss"):
+        for key in ("gen/cfg1/gfid", "gen/cfg2/gfid", "gen/cfg1/is", "gen/best/gfid", "gen/nocfg/gfid",
+                    "traj/straightness", "traj/efficiency", "train/loss", "latent/fisher/dm_mmse_mean"):
             assert key in m, (key, sorted(m))
         assert 0 < m["traj/efficiency"] <= 1 + 1e-6
 

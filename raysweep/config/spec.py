@@ -177,10 +177,11 @@ class MetricsSpec(Strict):
 
     @model_validator(mode="after")
     def _known(self) -> MetricsSpec:
+        from raysweep.metrics.model import MODEL_METRICS
         from raysweep.metrics.registry import METRICS
 
         for name in self.names:
-            _check_name("metric", name, METRICS)
+            _check_name("metric", name, {**METRICS, **MODEL_METRICS})
         for name in self.params:
             if name not in self.names:
                 raise ValueError(f"params given for metric '{name}' that is not in names {self.names}")

@@ -17,6 +17,7 @@ from raysweep.features import EvalCard, generation_card
 from raysweep.pipeline.checkpointing import report, train_with_checkpoints
 from raysweep.pipeline.context import TrialContext, setup_worker
 from raysweep.pipeline.figures import save_image_grid
+from raysweep.pipeline.model_metric_stage import VELOCITY_MODEL_FILE, save_velocity_model
 from raysweep.pipeline.scoring import GENERATION_REFERENCE, GenerationScorer, feature_network, save_cfg_curve, to_uint8
 from raysweep.pipeline.store import Store
 from raysweep.pipeline.tokenizer_stage import TOKENIZER_FILE
@@ -112,12 +113,15 @@ def _train_and_evaluate(trial: DiffusionTrial, evaluation: EvaluationSpec, paylo
                                seed=seed, grad_clip=trial.grad_clip)
     train_with_checkpoints(trainer, lambda n, on_log: trainer.fit(z, y, n, trial.batch_size, on_log=on_log),
                            trial.steps, ctx.log_every, tracker, run_id)
+    out = ctx.store.diffusion(payload["key"])
+    save_velocity_model(out / VELOCITY_MODEL_FILE, trainer.ema,  # for the velocity-Fisher metric after stage 3
+                        {"name": trial.backbone, "in_channels": c, "input_size": h, "num_classes": ctx.num_classes,
+                         "patch_size": trial.patch_size, "label_dropout": trial.label_dropout})
 
     decoder = load_tokenizer(ctx.store.tokenizer(tok_key) / TOKENIZER_FILE).eval().to(device)
     gen = torch.Generator().manual_seed(10_000 + seed)
     noise = torch.randn((evaluation.num_samples, c, h, h), generator=gen)
     labels = torch.arange(evaluation.num_samples) % ctx.num_classes  # class-balanced
-    out = ctx.store.diffusion(payload["key"])
     scores: dict[float, dict[str, float]] = {}
     for scale in sorted({NO_CFG, *evaluation.cfg_scales}):  # each scale sampled, decoded, featurised once
         images = _sample_and_decode(trainer.ema, decoder, noise, labels, scale, evaluation, meta)

@@ -95,7 +95,9 @@ def run_study(study: StudySpec, analyze: bool = True) -> StudyResult:
         ctx = _context(study, dataset_key, study_run_id, weights)
         _tokenizer_stage(study, ctx, store, result)
         _metric_stage(study, ctx, store, tracker, result)
+        _model_metric_stage(study, ctx, store, tracker, result)
         _diffusion_stage(study, ctx, store, result)
+        _diffusion_fisher_stage(study, ctx, store, tracker, result)
         if analyze:
             from raysweep.pipeline.analysis_stage import analyze_study
 
@@ -129,27 +131,101 @@ def _tokenizer_stage(study: StudySpec, ctx: TrialContext, store: Store, result: 
 
 def _metric_stage(study: StudySpec, ctx: TrialContext, store: Store, tracker: Tracker,
                   result: StudyResult) -> None:
+    from raysweep.data import latent_files, read_latent_meta
     from raysweep.pipeline.metric_logging import log_latent_metrics
-    from raysweep.pipeline.metric_stage import compute_latent_metrics
+    from raysweep.pipeline.metric_stage import compute_latent_metrics, resolved_params
 
     t0 = time.perf_counter()
     spec = study.metrics
-    for i, tok in enumerate(result.tokenizers):
+    names = _metric_names(study, "latents")
+    for i, tok in enumerate(result.tokenizers if names else []):
         marker = store.tokenizer(tok["key"]) / "metrics"
         if store.result(marker) is not None:
             continue
         _log(f"stage 2: latent metrics {i + 1}/{len(result.tokenizers)} ({tok['id']}) on {spec.actors} actors")
-        values = compute_latent_metrics(store.latents(tok["key"], "val"), spec.names, spec.params, spec.actors,
+        values = compute_latent_metrics(store.latents(tok["key"], "val"), names, spec.params, spec.actors,
                                         spec.batch_size, study.resources.metric_actor.cpu)
-        log_latent_metrics(tracker, tok["run_id"], values, marker)
+        shape = read_latent_meta(latent_files(store.latents(tok["key"], "val"))[0]).shape
+        log_latent_metrics(tracker, tok["run_id"], values, marker, resolved_params(names, spec.params, shape))
         store.mark_done(marker, {"metrics": sorted(values)})
     result.seconds["metrics"] = time.perf_counter() - t0
 
 
+def _metric_names(study: StudySpec, needs: str) -> list[str]:
+    """The study's metrics that consume `needs`: latents (the Ray Data pool), a tokenizer or a diffusion model."""
+    from raysweep.metrics.model import MODEL_METRICS
+
+    return [n for n in study.metrics.names
+            if (MODEL_METRICS[n].needs if n in MODEL_METRICS else "latents") == needs]
+
+
+def _remote(fn: Any, study: StudySpec) -> Any:
+    """A Ray task with the metric actors' resources, so model metrics land on a GPU node of a cluster."""
+    import ray
+
+    res = study.resources.metric_actor
+    return ray.remote(fn).options(num_cpus=res.cpu, num_gpus=res.gpu)
+
+
+def _model_metric_stage(study: StudySpec, ctx: TrialContext, store: Store, tracker: Tracker,
+                        result: StudyResult) -> None:
+    """Stage 2b: metrics that need the tokenizer itself (equivariance, distortion, iFID), one Ray task each."""
+    import ray
+
+    from raysweep.pipeline.metric_logging import log_latent_metrics
+    from raysweep.pipeline.model_metric_stage import MODEL_METRIC_DIR, run_model_metrics
+
+    names = _metric_names(study, "tokenizer")
+    if not names:
+        return
+    t0 = time.perf_counter()
+    task = _remote(run_model_metrics, study)
+    for i, tok in enumerate(result.tokenizers):
+        marker = store.tokenizer(tok["key"]) / MODEL_METRIC_DIR
+        if store.result(marker) is not None:
+            continue
+        _log(f"stage 2: model metrics {i + 1}/{len(result.tokenizers)} ({tok['id']}): {', '.join(names)}")
+        out = ray.get(task.remote(ctx, tok["key"], names, {n: study.metrics.params.get(n, {}) for n in names}))
+        log_latent_metrics(tracker, tok["run_id"], out.values, marker)
+        for path in out.artifacts:
+            tracker.log_artifact(tok["run_id"], path, "figures")
+        store.mark_done(marker, {"metrics": sorted(out.values)})
+    result.seconds["model_metrics"] = time.perf_counter() - t0
+
+
+def _diffusion_fisher_stage(study: StudySpec, ctx: TrialContext, store: Store, tracker: Tracker,
+                            result: StudyResult) -> None:
+    """After stage 3: FI/FIR/mmse of each trained diffusion model's velocity field, on its diffusion run."""
+    import ray
+
+    from raysweep.pipeline.metric_logging import log_latent_metrics
+    from raysweep.pipeline.model_metric_stage import run_diffusion_fisher
+
+    names = _metric_names(study, "diffusion")
+    if not names:
+        return
+    t0 = time.perf_counter()
+    task = _remote(run_diffusion_fisher, study)
+    for p in _diffusion_payloads(study, ctx, result):
+        out_dir = store.diffusion(p["key"])
+        done, marker = store.result(out_dir), out_dir / "fisher"
+        if done is None or store.result(marker) is not None:
+            continue
+        _log(f"stage 3: velocity Fisher of {p['id']}")
+        out = ray.get(task.remote(ctx, p["key"], p["tokenizer"]["key"], study.metrics.params.get(names[0], {})))
+        log_latent_metrics(tracker, done["run_id"], out.values, marker)
+        store.mark_done(marker, {"metrics": sorted(out.values)})
+    result.seconds["diffusion_fisher"] = time.perf_counter() - t0
+
+
+def _diffusion_payloads(study: StudySpec, ctx: TrialContext, result: StudyResult) -> list[dict[str, Any]]:
+    return [diffusion_payload(trial, seed, tok, study.evaluation, ctx)
+            for tok in result.tokenizers for trial in study.diffusion_trials for seed in study.diffusion_seeds]
+
+
 def _diffusion_stage(study: StudySpec, ctx: TrialContext, store: Store, result: StudyResult) -> None:
     t0 = time.perf_counter()
-    payloads = [diffusion_payload(trial, seed, tok, study.evaluation, ctx)
-                for tok in result.tokenizers for trial in study.diffusion_trials for seed in study.diffusion_seeds]
+    payloads = _diffusion_payloads(study, ctx, result)
     todo = sum(store.result(store.diffusion(p["key"])) is None for p in payloads)
     _log(f"stage 3: {len(payloads)} diffusion trials ({todo} to train)")
     summaries = run_trials("diffusion", train_diffusion_trial, payloads, study.tune_storage,
