@@ -17,6 +17,8 @@ EXPECTED_KEYS = {
     "latent/semantic/lnc@5", "latent/semantic/lnc@10", "latent/semantic/linear_probe", "latent/spatial/lds",
     "latent/spatial/cds", "latent/spatial/srss", "latent/uniformity/density_cv", "latent/uniformity/gini",
     "latent/uniformity/entropy", "latent/uniformity/points", "latent/uniformity/perplexity",
+    "latent/fisher/mmse", "latent/fisher/fisher_classes_skipped", "latent/fisher/fi_t", "latent/fisher/fi_t_grid",
+    "latent/fisher/fir_t", "latent/fisher/fir_t_grid", "latent/fisher/mmse_t", "latent/fisher/mmse_t_grid",
 }
 FAST = {"uniformity": {"iterations": 250, "seeds": [0]}, "viv_mixture": {"samples": 8, "curve_samples": 1}}
 
@@ -50,7 +52,7 @@ def test_directions():
 
 
 def test_unknown_names_and_parameters_raise_listing_the_allowed():
-    allowed = "allowed: linear_probe, lnc, sec, spatial, uniformity, viv, viv_mixture"
+    allowed = "allowed: fisher, linear_probe, lnc, sec, spatial, uniformity, viv, viv_mixture"
     with pytest.raises(ValueError, match=f"'fid'.*{allowed}"):
         build_metric("fid")
     with pytest.raises(ValueError, match="unknown parameter.*rho.*allowed: rhos"):

@@ -8,6 +8,7 @@ from typing import Any
 
 from raysweep.metrics.base import Accumulator, LatentBatchLike, Value, check_batch
 from raysweep.metrics.mixture import MixtureVelocityAmbiguity
+from raysweep.metrics.model.gaussian_fisher import GaussianFisher
 from raysweep.metrics.semantic import LatentNeighbourConsistency, LinearProbe
 from raysweep.metrics.smoothness import SpectralEnergy
 from raysweep.metrics.spatial import SpatialStructure
@@ -41,6 +42,7 @@ METRICS: dict[str, MetricInfo] = {
     "spatial": MetricInfo(SpatialStructure, "iREPA LDS, CDS and SRSS of token cosines"),
     "uniformity": MetricInfo(LatentUniformity, "t-SNE -> KDE density CV, Gini and entropy of latent vectors"),
     "viv_mixture": MetricInfo(MixtureVelocityAmbiguity, "Monte-Carlo VIV of the class mixture (unconditional)"),
+    "fisher": MetricInfo(GaussianFisher, "FI(t), FIR(t), mmse(t) of the class-Gaussian model"),
 }
 
 
@@ -61,8 +63,12 @@ def build_metric(name: str, **params: Any) -> Accumulator:
 
 
 def metric_directions() -> dict[str, bool]:
-    """Every headline key of every registered metric (default parameters) -> higher is better."""
-    return {k: v for info in METRICS.values() for k, v in info.directions.items()}
+    """Every headline key of every registered metric, latent and model-dependent (default parameters) -> higher
+    is better: what the analysis sign-normalises with."""
+    from raysweep.metrics.model import MODEL_METRICS
+
+    infos = [*METRICS.values(), *MODEL_METRICS.values()]
+    return {k: v for info in infos for k, v in info.directions.items()}
 
 
 def compute_metrics(batches: Iterable[LatentBatchLike], names: list[str] | None = None,
