@@ -134,7 +134,10 @@ class DiffusionTrial(Strict):
     weight_decay: float = Field(0.0, ge=0)
     ema_decay: float = Field(0.999, ge=0, lt=1)
     timestep_sampler: Literal["uniform", "logit_normal"] = "uniform"
+    sampler_params: dict[str, float] = Field(default_factory=dict)  # logit_normal: {mu: 0.0, sigma: 1.0}
     loss: Literal["mse", "mse+cos"] = "mse"
+    compile: bool = False               # torch.compile the backbone (GPU runs)
+    grad_checkpointing: bool = False    # recompute block activations in backward: memory for compute
     label_dropout: float = Field(0.1, ge=0, lt=1)
     grad_clip: float | None = Field(1.0, gt=0)
 
@@ -144,6 +147,13 @@ class DiffusionTrial(Strict):
         from raysweep.diffusion.backbones import BACKBONES
 
         return _check_name("backbone", v, BACKBONES)
+
+    @model_validator(mode="after")
+    def _sampler_params(self) -> DiffusionTrial:
+        from raysweep.diffusion.transport import get_timestep_sampler
+
+        get_timestep_sampler(self.timestep_sampler, **self.sampler_params)
+        return self
 
     def key(self) -> str:
         return config_hash(self.model_dump())

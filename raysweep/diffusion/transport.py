@@ -3,6 +3,7 @@ training losses, each a small registry. Noise x0 ~ N(0, I), data x1, `x_t = t·x
 velocity target `v = x1 − x0`."""
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from functools import partial
 from typing import Protocol
@@ -59,6 +60,11 @@ def get_timestep_sampler(name: str, **params: float) -> TimestepSampler:
     """Registry lookup; `params` (e.g. mu, sigma) are bound to the sampler."""
     if name not in TIMESTEP_SAMPLERS:
         raise ValueError(f"unknown timestep sampler {name!r}; allowed: {sorted(TIMESTEP_SAMPLERS)}")
+    allowed = list(inspect.signature(TIMESTEP_SAMPLERS[name]).parameters)[2:]  # after (n, generator)
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"timestep sampler {name!r}: unknown parameter(s) {', '.join(unknown)}; "
+                         f"allowed: {', '.join(allowed) or 'none'}")
     return partial(TIMESTEP_SAMPLERS[name], **params)
 
 
