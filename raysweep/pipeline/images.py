@@ -35,8 +35,9 @@ def prepare_images(spec: DatasetSpec, store: Store) -> str:
     directory = store.data(key)
     if all((directory / f"{s}.npz").is_file() for s in SPLITS):
         return key
+    splits = _build(spec)  # bad image data raises here, before anything is written
     directory.mkdir(parents=True, exist_ok=True)
-    for split, images in zip(SPLITS, _build(spec)):
+    for split, images in zip(SPLITS, splits):
         tmp = directory / f"{split}.tmp.npz"
         np.savez(tmp, images=images.images, labels=images.labels,
                  masks=images.masks if images.masks is not None else np.zeros(0, np.uint8),
