@@ -142,11 +142,9 @@ def merge_values(a: Any, b: Any) -> Any:
     return a + b
 
 
-class Accumulator(ABC):
-    """A latent metric as a mergeable accumulator. Subclasses implement `summarise` and `_finalize`.
-
-    Output keys are MLflow names `latent/<perspective>/<metric>`; a curve key `k` has its x grid under `k_grid`.
-    """
+class KeyedMetric(ABC):
+    """A registered metric's identity, shared by latent accumulators and model-dependent metrics: output keys are
+    MLflow names `latent/<perspective>/<metric>` (a curve `k` has its grid under `k_grid`)."""
 
     name: ClassVar[str]
     perspective: ClassVar[str]
@@ -157,12 +155,34 @@ class Accumulator(ABC):
     @property
     @abstractmethod
     def keys(self) -> tuple[str, ...]:
-        """Every key `finalize` returns (scalars, curves and their grids)."""
+        """Every key the metric returns (scalars, curves and their grids)."""
 
     @property
     @abstractmethod
     def higher_is_better(self) -> dict[str, bool]:
         """Direction of each headline scalar (diagnostics and curves are left out)."""
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A registered metric: its class (keyword parameters come from the study YAML) and a summary. Perspective and
+    directions are read from the class, so they cannot drift from what it logs."""
+
+    factory: type[KeyedMetric]
+    summary: str
+
+    @property
+    def perspective(self) -> str:
+        return self.factory.perspective
+
+    @property
+    def directions(self) -> dict[str, bool]:
+        """Headline keys (default parameters) -> higher is better."""
+        return self.factory().higher_is_better
+
+
+class Accumulator(KeyedMetric):
+    """A latent metric as a mergeable accumulator. Subclasses implement `summarise` and `_finalize`."""
 
     def params(self, shape: tuple[int, int, int] | None = None) -> dict[str, Any]:
         """The parameters in effect for latents of `shape` (C, H, W), for logging."""

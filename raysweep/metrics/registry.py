@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-from raysweep.metrics.base import Accumulator, LatentBatchLike, Value, check_batch
+from raysweep.metrics.base import Accumulator, LatentBatchLike, MetricInfo, Value, check_batch
 from raysweep.metrics.mixture import MixtureVelocityAmbiguity
 from raysweep.metrics.model.gaussian_fisher import GaussianFisher
 from raysweep.metrics.semantic import LatentNeighbourConsistency, LinearProbe
@@ -14,25 +13,6 @@ from raysweep.metrics.smoothness import SpectralEnergy
 from raysweep.metrics.spatial import SpatialStructure
 from raysweep.metrics.uniformity import LatentUniformity
 from raysweep.metrics.velocity import VelocityAmbiguity
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """A registered metric: its accumulator class (keyword parameters come from the study YAML) and a summary.
-    Perspective and directions are read from the class, so they cannot drift from what it logs."""
-
-    factory: type[Accumulator]
-    summary: str
-
-    @property
-    def perspective(self) -> str:
-        return self.factory.perspective
-
-    @property
-    def directions(self) -> dict[str, bool]:
-        """Headline keys (default parameters) -> higher is better."""
-        return self.factory().higher_is_better
-
 
 METRICS: dict[str, MetricInfo] = {
     "viv": MetricInfo(VelocityAmbiguity, "velocity irreducible variance under a Kronecker Gaussian class model"),

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -23,6 +24,9 @@ from raysweep.pipeline.store import Store
 from raysweep.pipeline.tokenizer_stage import tokenizer_payload, train_tokenizer_trial
 from raysweep.pipeline.tune_stage import run_trials
 from raysweep.tracking import Tracker
+
+if TYPE_CHECKING:
+    from raysweep.pipeline.model_metric_stage import ModelMetricOutput
 
 STUDY_STAGE = "study"
 
@@ -167,12 +171,21 @@ def _remote(fn: Any, study: StudySpec) -> Any:
     return ray.remote(fn).options(num_cpus=res.cpu, num_gpus=res.gpu)
 
 
+def _record(tracker: Tracker, store: Store, run_id: str, marker: Path, out: ModelMetricOutput) -> None:
+    """Log a model-metric output (values, curve plots, artifacts) on its run, then mark it done for resume."""
+    from raysweep.pipeline.metric_logging import log_latent_metrics
+
+    log_latent_metrics(tracker, run_id, out.values, marker)
+    for path in out.artifacts:
+        tracker.log_artifact(run_id, path, "figures")
+    store.mark_done(marker, {"metrics": sorted(out.values)})
+
+
 def _model_metric_stage(study: StudySpec, ctx: TrialContext, store: Store, tracker: Tracker,
                         result: StudyResult) -> None:
     """Stage 2b: metrics that need the tokenizer itself (equivariance, distortion, iFID), one Ray task each."""
     import ray
 
-    from raysweep.pipeline.metric_logging import log_latent_metrics
     from raysweep.pipeline.model_metric_stage import MODEL_METRIC_DIR, run_model_metrics
 
     names = _metric_names(study, "tokenizer")
@@ -186,10 +199,7 @@ def _model_metric_stage(study: StudySpec, ctx: TrialContext, store: Store, track
             continue
         _log(f"stage 2: model metrics {i + 1}/{len(result.tokenizers)} ({tok['id']}): {', '.join(names)}")
         out = ray.get(task.remote(ctx, tok["key"], names, {n: study.metrics.params.get(n, {}) for n in names}))
-        log_latent_metrics(tracker, tok["run_id"], out.values, marker)
-        for path in out.artifacts:
-            tracker.log_artifact(tok["run_id"], path, "figures")
-        store.mark_done(marker, {"metrics": sorted(out.values)})
+        _record(tracker, store, tok["run_id"], marker, out)
     result.seconds["model_metrics"] = time.perf_counter() - t0
 
 
@@ -198,7 +208,6 @@ def _diffusion_fisher_stage(study: StudySpec, ctx: TrialContext, store: Store, t
     """After stage 3: FI/FIR/mmse of each trained diffusion model's velocity field, on its diffusion run."""
     import ray
 
-    from raysweep.pipeline.metric_logging import log_latent_metrics
     from raysweep.pipeline.model_metric_stage import run_diffusion_fisher
 
     names = _metric_names(study, "diffusion")
@@ -213,8 +222,7 @@ def _diffusion_fisher_stage(study: StudySpec, ctx: TrialContext, store: Store, t
             continue
         _log(f"stage 3: velocity Fisher of {p['id']}")
         out = ray.get(task.remote(ctx, p["key"], p["tokenizer"]["key"], study.metrics.params.get(names[0], {})))
-        log_latent_metrics(tracker, done["run_id"], out.values, marker)
-        store.mark_done(marker, {"metrics": sorted(out.values)})
+        _record(tracker, store, done["run_id"], marker, out)
     result.seconds["diffusion_fisher"] = time.perf_counter() - t0
 
 

@@ -11,8 +11,8 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from raysweep.metrics.base import Accumulator
-from raysweep.metrics.model.base import Codec, KeyedMetric, ModelMetric, VelocityFn
+from raysweep.metrics.base import KeyedMetric, MetricInfo
+from raysweep.metrics.model.base import Codec, ModelMetric, VelocityFn
 from raysweep.metrics.model.distortion import EncoderDistortion, effective_rank, neighbour_directions, random_directions
 from raysweep.metrics.model.equivariance import Equivariance, Transform, make_transforms
 from raysweep.metrics.model.gaussian_fisher import GaussianFisher, fisher_information_rate, integrated_mmse
@@ -23,21 +23,10 @@ NEEDS = ("latents", "tokenizer", "diffusion")
 
 
 @dataclass(frozen=True)
-class ModelMetricInfo:
-    """A registered model-dependent metric; perspective and directions are read from the class."""
+class ModelMetricInfo(MetricInfo):
+    """A registered model-dependent metric and what it consumes (one of NEEDS)."""
 
-    factory: type[KeyedMetric] | type[Accumulator]
-    summary: str
     needs: str
-
-    @property
-    def perspective(self) -> str:
-        return self.factory.perspective
-
-    @property
-    def directions(self) -> dict[str, bool]:
-        """Headline keys (default parameters) -> higher is better."""
-        return self.factory().higher_is_better
 
 
 MODEL_METRICS: dict[str, ModelMetricInfo] = {

@@ -7,14 +7,13 @@ Everything runs on the device of the tensors handed in (CUDA when the pipeline h
 """
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 
-from raysweep.metrics.base import State, Value, merge_values
+from raysweep.metrics.base import KeyedMetric, State, Value, merge_values
 
 Encode = Callable[[torch.Tensor], torch.Tensor]  # images (B, 3, H, W) in [-1, 1] -> latents (B, C, h, w)
 Decode = Callable[[torch.Tensor], torch.Tensor]  # latents (B, C, h, w) -> images (B, 3, H, W) in [-1, 1]
@@ -49,27 +48,6 @@ class Codec:
             raise ValueError("this metric needs a decoder; the Codec was built without one")
         stats = self._stats(z)
         return self.decode(z if stats is None else z * stats[1] + stats[0])
-
-
-class KeyedMetric(ABC):
-    """A registered metric's identity: output keys are MLflow names `latent/<perspective>/<metric>` (a curve `k`
-    has its grid under `k_grid`) and each headline scalar has a direction."""
-
-    name: ClassVar[str]
-    perspective: ClassVar[str]
-
-    def key(self, metric: str) -> str:
-        return f"latent/{self.perspective}/{metric}"
-
-    @property
-    @abstractmethod
-    def keys(self) -> tuple[str, ...]:
-        """Every key the metric returns."""
-
-    @property
-    @abstractmethod
-    def higher_is_better(self) -> dict[str, bool]:
-        """Direction of each headline scalar."""
 
 
 class ModelMetric(KeyedMetric):
