@@ -61,13 +61,34 @@ def test_resume_from_mid_checkpoint_is_exact(name: str) -> None:
 def test_ema_follows_its_closed_form() -> None:
     model = tiny_model(0)
     init = {k: v.clone() for k, v in model.state_dict().items()}
-    trainer = DiffusionTrainer(model, lr=1e-2, ema_decay=0.75, seed=0)
+    trainer = DiffusionTrainer(model, lr=1e-2, ema_decay=0.75, seed=0, ema_warmup=False)
     trainer.train_step(torch.randn(4, 2, 4, 4), torch.tensor([0, 1, 0, 1]))
     after = model.state_dict()
     for key, ema_value in trainer.velocity_fn_for_sampling().state_dict().items():
         torch.testing.assert_close(ema_value, 0.75 * init[key] + 0.25 * after[key])
     ema = trainer.velocity_fn_for_sampling()
     assert not ema.training and not any(p.requires_grad for p in ema.parameters())
+
+
+def test_ema_with_warmup_equals_an_independent_recursion() -> None:
+    """After N updates the EMA is e_k = d_k e_(k-1) + (1 - d_k) p_k with d_k = min(decay, (1 + k) / (10 + k)),
+    computed here in float64 from the model's parameters after each update."""
+    model = tiny_model(0)
+    names = [name for name, _ in model.named_parameters()]
+    ema = {name: p.detach().double().clone() for name, p in model.named_parameters()}
+    trainer = DiffusionTrainer(model, lr=1e-2, ema_decay=0.5, seed=0)  # the cap binds from update 8 on
+    g = torch.Generator().manual_seed(1)
+    for k in range(1, 13):
+        trainer.train_step(torch.randn(4, 2, 4, 4, generator=g), torch.tensor([0, 1, 0, 1]))
+        decay = min(0.5, (1 + k) / (10 + k))
+        assert trainer.ema_decay_at(k) == decay
+        for name, p in model.named_parameters():
+            ema[name] = decay * ema[name] + (1 - decay) * p.detach().double()
+    got = dict(trainer.ema.named_parameters())
+    for name in names:
+        torch.testing.assert_close(got[name].double(), ema[name], rtol=1e-5, atol=1e-6)
+    no_warmup = DiffusionTrainer(tiny_model(0), lr=1e-2, ema_decay=0.5, ema_warmup=False)
+    assert [no_warmup.ema_decay_at(k) for k in (1, 100)] == [0.5, 0.5]
 
 
 def test_trainer_rejects_unknown_names() -> None:

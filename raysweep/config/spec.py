@@ -133,6 +133,7 @@ class DiffusionTrial(Strict):
     beta2: float = Field(0.999, gt=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     ema_decay: float = Field(0.999, ge=0, lt=1)
+    ema_warmup: bool = True             # decay min(ema_decay, (1 + step) / (10 + step)): short runs' EMA is trained
     timestep_sampler: Literal["uniform", "logit_normal"] = "uniform"
     sampler_params: dict[str, float] = Field(default_factory=dict)  # logit_normal: {mu: 0.0, sigma: 1.0}
     loss: Literal["mse", "mse+cos"] = "mse"

@@ -26,19 +26,23 @@ class DiffusionTrainer:
     bf16 autocast is used only when the model sits on CUDA; `compile` wraps the training forward in
     `torch.compile`; `grad_checkpointing` recomputes block activations in the backward pass. Table 2 defaults
     per preset: `DiffusionTrainer(model, seed=s, **recipe_for(name).trainer_kwargs())`.
+
+    `ema_warmup` uses the decay `ema_decay_at(step)`: with a fixed 0.9999 the EMA of a run of a few hundred or a
+    few thousand steps would still be mostly the random initialisation, and that is the model sampling scores.
     """
 
     def __init__(self, model: FlowTransformer, lr: float, beta1: float = 0.9, beta2: float = 0.999,
                  weight_decay: float = 0.0, ema_decay: float = 0.9999, timestep_sampler: str = "uniform",
                  loss: str = "mse", seed: int = 0, grad_clip: float | None = None,
                  sampler_params: Mapping[str, float] | None = None, compile: bool = False,
-                 grad_checkpointing: bool = False) -> None:
+                 grad_checkpointing: bool = False, ema_warmup: bool = True) -> None:
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
         self.model = model
         self.model.grad_checkpointing = grad_checkpointing
         self.ema = copy.deepcopy(model).eval().requires_grad_(False)
         self.ema_decay = ema_decay
+        self.ema_warmup = ema_warmup
         self.sampler = get_timestep_sampler(timestep_sampler, **(sampler_params or {}))
         self.loss = get_loss(loss)
         self.grad_clip = grad_clip
@@ -68,10 +72,16 @@ class DiffusionTrainer:
         if self.grad_clip is not None:
             nn.utils.clip_grads_with_norm_(self._params, self.grad_clip, grad_norm)
         self.optimizer.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(self._ema_params, self._params, 1.0 - self.ema_decay)
         self.step += 1
+        with torch.no_grad():
+            torch._foreach_lerp_(self._ema_params, self._params, 1.0 - self.ema_decay_at(self.step))
         return {**logs, "grad_norm": grad_norm}
+
+    def ema_decay_at(self, step: int) -> float:
+        """Decay of the EMA update after optimizer update number `step` (1, 2, ...): `ema_decay`, or with warm-up
+        min(ema_decay, (1 + step) / (10 + step)) as in LDM's LitEma (2/11 at the first update, 0.99 near step 890,
+        0.999 near step 9k). It depends on the step only, so a resumed run continues the same schedule."""
+        return min(self.ema_decay, (1 + step) / (10 + step)) if self.ema_warmup else self.ema_decay
 
     def train_step(self, x1: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """One AdamW + EMA update on a batch x1 (B, C, H, W), y (B,); logs as floats."""

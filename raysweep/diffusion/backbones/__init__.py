@@ -3,15 +3,13 @@ XL as in the paper's Table 2); each preset carries its family's Table 2 optimisa
 size that trains a few hundred steps on 4×8×8 latents in about a minute on 2 cores, with a CPU-sized recipe."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from raysweep.diffusion.backbones.lightningdit import LightningDiT
 from raysweep.diffusion.backbones.sit import SiT
 from raysweep.diffusion.backbones.transformer import FlowTransformer
-from raysweep.diffusion.recipes import LIGHTNINGDIT_RECIPE, SIT_RECIPE, Recipe
-
-_CPU: dict[str, Any] = {"lr": 1e-3, "batch_size": 64, "steps": 600, "ema_decay": 0.999}  # minutes, not days
+from raysweep.diffusion.recipes import LIGHTNINGDIT_RECIPE, SIT_RECIPE, SIT_XL_RECIPE, Recipe, cpu_recipe
 
 
 @dataclass(frozen=True)
@@ -24,13 +22,13 @@ class Preset:
 
 
 BACKBONES: dict[str, Preset] = {
-    "SiT-T": Preset(SiT, depth=4, hidden_size=64, num_heads=4, recipe=replace(SIT_RECIPE, **_CPU)),
+    "SiT-T": Preset(SiT, depth=4, hidden_size=64, num_heads=4, recipe=cpu_recipe(SIT_RECIPE)),
     "SiT-S": Preset(SiT, depth=12, hidden_size=384, num_heads=6, recipe=SIT_RECIPE),
     "SiT-B": Preset(SiT, depth=12, hidden_size=768, num_heads=12, recipe=SIT_RECIPE),
     "SiT-L": Preset(SiT, depth=24, hidden_size=1024, num_heads=16, recipe=SIT_RECIPE),
-    "SiT-XL": Preset(SiT, depth=28, hidden_size=1152, num_heads=16, recipe=replace(SIT_RECIPE, steps=80_000)),
+    "SiT-XL": Preset(SiT, depth=28, hidden_size=1152, num_heads=16, recipe=SIT_XL_RECIPE),
     "LightningDiT-T": Preset(LightningDiT, depth=4, hidden_size=64, num_heads=4,
-                             recipe=replace(LIGHTNINGDIT_RECIPE, **_CPU)),
+                             recipe=cpu_recipe(LIGHTNINGDIT_RECIPE)),
     "LightningDiT-S": Preset(LightningDiT, depth=12, hidden_size=384, num_heads=6, recipe=LIGHTNINGDIT_RECIPE),
     "LightningDiT-B": Preset(LightningDiT, depth=12, hidden_size=768, num_heads=12, recipe=LIGHTNINGDIT_RECIPE),
     "LightningDiT-L": Preset(LightningDiT, depth=24, hidden_size=1024, num_heads=16, recipe=LIGHTNINGDIT_RECIPE),
