@@ -32,6 +32,18 @@ def test_quickstart_resolves_six_distinct_tokenizers() -> None:
     assert study.tracking_uri.startswith("sqlite:///") and study.tracking_uri.endswith("mlflow.db")
 
 
+
+def test_quickstart_diffusion_keeps_its_settings_and_fills_the_rest_from_the_cpu_recipe() -> None:
+    """The values the quickstart trained with when they were literal defaults: SiT-T's CPU recipe now supplies them."""
+    (trial,) = load_study(QUICKSTART).diffusion_trials
+    assert trial.model_dump() == {
+        "backbone": "SiT-T", "patch_size": 2, "steps": 300, "batch_size": 64, "lr": 1e-3, "beta1": 0.9,
+        "beta2": 0.999, "weight_decay": 0.0, "ema_decay": 0.98, "ema_warmup": True, "timestep_sampler": "uniform",
+        "sampler_params": {}, "loss": "mse", "grad_clip": 1.0, "compile": False, "grad_checkpointing": False,
+        "label_dropout": 0.1}
+    lightning = parse_study({"name": "s", "diffusion": {"backbone": "LightningDiT-T"}}).diffusion_trials[0]
+    assert (lightning.timestep_sampler, lightning.loss, lightning.beta2) == ("logit_normal", "mse+cos", 0.95)
+
 @pytest.mark.parametrize("data, path, needle", [
     ({"name": "s", "tokenizers": {"variants": [{"regularizr": "eq"}]}}, "tokenizers.variants[0]", "regularizr"),
     ({"name": "s", "dataset": {"imagesize": 32}}, "dataset.imagesize", "image_size"),
@@ -43,6 +55,7 @@ def test_quickstart_resolves_six_distinct_tokenizers() -> None:
     ({"name": "s", "tokenizers": {"latent": "f3d4"}}, "tokenizers", "power of two"),
     ({"name": "s", "tokenizers": {"regularizer": "lcr", "params": {"wieght": 1}}}, "tokenizers", "weight"),
     ({"name": "s", "diffusion": {"seeds": []}}, "diffusion.seeds", "non-empty"),
+    ({"name": "s", "diffusion": {"backbone": "LightningDiT-T", "grad_clip": 0}}, "diffusion.grad_clip", "than 0"),
 ])
 def test_bad_values_give_one_line_with_path_and_allowed_values(tmp_path: Path, data: dict, path: str,
                                                                needle: str) -> None:

@@ -1,10 +1,14 @@
 """The paper's Table 2, typed in by hand: architecture of SiT-{B,XL} and LightningDiT-{B,XL} and their recipes."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
+from raysweep.config import DiffusionTrial, load_study
+from raysweep.config.hashing import flatten
 from raysweep.diffusion.backbones import build_backbone, recipe_for
 from raysweep.diffusion.backbones.blocks import Mlp, SwiGLU
 
@@ -51,3 +55,29 @@ def test_logit_normal_recipe_is_standard_and_unknown_preset_lists_allowed() -> N
     assert dict(recipe_for("LightningDiT-B").sampler_params) == {"mu": 0.0, "sigma": 1.0}
     with pytest.raises(ValueError, match="LightningDiT-B"):
         recipe_for("DiT-B")
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZATION))
+def test_study_trial_defaults_to_its_backbones_recipe(name: str) -> None:
+    """A study that names only the backbone trains with Table 2's recipe (the trial's unset fields come from it)."""
+    trial = DiffusionTrial(backbone=name)
+    assert (trial.timestep_sampler, trial.loss, trial.steps, trial.batch_size, trial.lr, trial.beta2) == \
+        OPTIMIZATION[name]
+    assert trial.ema_decay == 0.9999 and trial.weight_decay == 0.0
+    assert trial.trainer_kwargs() == {**recipe_for(name).trainer_kwargs(), "compile": False,
+                                      "grad_checkpointing": False}
+    assert flatten(trial.model_dump())["lr"] == OPTIMIZATION[name][4]  # what the diffusion stage logs as params
+
+
+def test_study_keys_override_the_recipe() -> None:
+    trial = DiffusionTrial(backbone="LightningDiT-B", lr=3e-4, grad_clip=None, timestep_sampler="uniform")
+    assert trial.lr == 3e-4 and trial.grad_clip is None and trial.sampler_params == {}  # logit-normal's μ, σ dropped
+    assert trial.beta2 == 0.95 and trial.loss == "mse+cos" and trial.batch_size == 1024  # the rest: the recipe's
+    assert DiffusionTrial(backbone="SiT-B", timestep_sampler="logit_normal").sampler_params == {}
+
+
+def test_paper_study_trains_table_2() -> None:
+    study = load_study(Path(__file__).parents[1] / "experiments" / "paper" / "table1.yaml")
+    resolved = {t.backbone: (t.timestep_sampler, t.loss, t.steps, t.batch_size, t.lr, t.beta2)
+                for t in study.diffusion_trials}
+    assert resolved == OPTIMIZATION

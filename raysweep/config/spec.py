@@ -123,24 +123,47 @@ class TokenizerTrial(Strict):
 
 
 class DiffusionTrial(Strict):
-    """One diffusion configuration, trained on every tokenizer for every seed."""
+    """One diffusion configuration, trained on every tokenizer for every seed. The optimisation fields a study
+    leaves out (lr, betas, batch size, steps, EMA, timestep sampler, loss, clipping...) come from the backbone's
+    Table 2 recipe (`raysweep/diffusion/recipes.py`), so a study can override them but never silently disagree with
+    the paper; `grad_clip: null` turns clipping off."""
 
     backbone: str = "SiT-T"
     patch_size: int = Field(1, ge=1)
-    steps: int = Field(600, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    beta2: float = Field(0.999, gt=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    ema_decay: float = Field(0.999, ge=0, lt=1)
-    ema_warmup: bool = True             # decay min(ema_decay, (1 + step) / (10 + step)): short runs' EMA is trained
-    timestep_sampler: Literal["uniform", "logit_normal"] = "uniform"
-    sampler_params: dict[str, float] = Field(default_factory=dict)  # logit_normal: {mu: 0.0, sigma: 1.0}
-    loss: Literal["mse", "mse+cos"] = "mse"
+    # from the backbone's recipe unless set (filled in by `_recipe_defaults`)
+    steps: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    beta1: float = Field(gt=0, lt=1)
+    beta2: float = Field(gt=0, lt=1)
+    weight_decay: float = Field(ge=0)
+    ema_decay: float = Field(ge=0, lt=1)
+    ema_warmup: bool                    # decay min(ema_decay, (1 + step) / (10 + step)): short runs' EMA is trained
+    timestep_sampler: Literal["uniform", "logit_normal"]
+    sampler_params: dict[str, float]    # logit_normal: {mu: 0.0, sigma: 1.0}
+    loss: Literal["mse", "mse+cos"]
+    grad_clip: float | None = Field(gt=0)
+    # not part of the recipe
     compile: bool = False               # torch.compile the backbone (GPU runs)
     grad_checkpointing: bool = False    # recompute block activations in backward: memory for compute
     label_dropout: float = Field(0.1, ge=0, lt=1)
-    grad_clip: float | None = Field(1.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe_defaults(cls, data: Any) -> Any:
+        """Fill the unset optimisation fields from the backbone's recipe (an unknown backbone is left to its
+        field validator, which lists the allowed ones)."""
+        from raysweep.diffusion.backbones import BACKBONES, recipe_for
+        from raysweep.diffusion.recipes import recipe_defaults
+
+        if not isinstance(data, dict):
+            return data
+        backbone = data.get("backbone", cls.model_fields["backbone"].default)
+        if not isinstance(backbone, str) or backbone not in BACKBONES:
+            return data
+        sampler = data.get("timestep_sampler")
+        defaults = recipe_defaults(recipe_for(backbone), sampler if isinstance(sampler, str) else None)
+        return {**data, **{name: value for name, value in defaults.items() if name not in data}}
 
     @field_validator("backbone")
     @classmethod
@@ -155,6 +178,14 @@ class DiffusionTrial(Strict):
 
         get_timestep_sampler(self.timestep_sampler, **self.sampler_params)
         return self
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of `DiffusionTrainer` (besides model and seed): the recipe's trainer fields as this
+        trial resolved them, and the efficiency switches."""
+        from raysweep.diffusion.recipes import trainer_fields
+
+        return {**{name: getattr(self, name) for name in trainer_fields()},
+                "compile": self.compile, "grad_checkpointing": self.grad_checkpointing}
 
     def key(self) -> str:
         return config_hash(self.model_dump())

@@ -35,7 +35,8 @@ class Recipe:
 
     def trainer_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `DiffusionTrainer` (batch size and steps belong to `fit`)."""
-        return {k: v for k, v in recipe_defaults(self).items() if k not in FIT_FIELDS}
+        values = recipe_defaults(self)
+        return {name: values[name] for name in trainer_fields()}
 
 
 SIT_RECIPE = Recipe("uniform", "mse", lr=1e-4, beta2=0.999, batch_size=256, steps=400_000)
@@ -48,6 +49,11 @@ def cpu_recipe(recipe: Recipe) -> Recipe:
     """A family's recipe sized for minutes on 2 CPU cores instead of days on GPUs: a larger lr on smaller batches,
     a short run whose EMA horizon (~1k steps) fits it, and clipping that keeps the large lr stable."""
     return replace(recipe, lr=1e-3, batch_size=64, steps=600, ema_decay=0.999, grad_clip=1.0)
+
+
+def trainer_fields() -> tuple[str, ...]:
+    """Recipe fields that `DiffusionTrainer` takes: one list for recipes and for a study's resolved trials."""
+    return tuple(f.name for f in fields(Recipe) if f.name not in FIT_FIELDS)
 
 
 def recipe_defaults(recipe: Recipe, timestep_sampler: str | None = None) -> dict[str, Any]:

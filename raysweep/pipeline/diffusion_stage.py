@@ -108,11 +108,7 @@ def _train_and_evaluate(trial: DiffusionTrial, evaluation: EvaluationSpec, paylo
     c, h, _ = meta.shape
     model = build_backbone(trial.backbone, in_channels=c, input_size=h, num_classes=ctx.num_classes,
                            patch_size=trial.patch_size, label_dropout=trial.label_dropout).to(device)
-    trainer = DiffusionTrainer(model, lr=trial.lr, beta2=trial.beta2, weight_decay=trial.weight_decay,
-                               ema_decay=trial.ema_decay, ema_warmup=trial.ema_warmup,
-                               timestep_sampler=trial.timestep_sampler, loss=trial.loss, seed=seed,
-                               grad_clip=trial.grad_clip, sampler_params=trial.sampler_params,
-                               compile=trial.compile, grad_checkpointing=trial.grad_checkpointing)
+    trainer = DiffusionTrainer(model, seed=seed, **trial.trainer_kwargs())
     train_with_checkpoints(trainer, lambda n, on_log: trainer.fit(z, y, n, trial.batch_size, on_log=on_log),
                            trial.steps, ctx.log_every, tracker, run_id)
     out = ctx.store.diffusion(payload["key"])
