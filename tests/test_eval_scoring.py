@@ -150,13 +150,15 @@ def test_eval_card_hash_params_and_tag(study: tuple[Store, str, FeatureSpec]) ->
 
     store, key, spec = study
     scorer = GenerationScorer(store, key, spec, num_samples=N_TRAIN, seed=0)
-    card = run_card(scorer, key, EvaluationSpec(cfg_scales=[1.0, 2.0], num_samples=N_TRAIN), seed=3)
+    card = run_card(scorer, key, EvaluationSpec(cfg_scales=[1.0, 2.0], num_samples=N_TRAIN), seed=3,
+                    device=torch.device("cpu"))
     assert card.kind == "generation" and card.cfg_scales == "1,2" and card.seed == 3
     assert card.fd_networks == f"domain:{spec.weights_sha256[:12]}" and card.reference_size == N_TRAIN
     params = card.params()
     assert set(params) == {f"{CARD_PARAM_PREFIX}{f.name}" for f in fields(EvalCard)}
     assert params["card.steps"] == "50" and params["card.guidance_interval"] == "none"
     assert card.tags() == {CARD_TAG: card.hash()} and CARD_TAG == "raysweep.eval_card_hash"
-    assert run_card(scorer, key, EvaluationSpec(cfg_scales=[1.0, 2.0], num_samples=N_TRAIN), seed=3) == card
+    assert run_card(scorer, key, EvaluationSpec(cfg_scales=[1.0, 2.0], num_samples=N_TRAIN), seed=3,
+                    device=torch.device("cpu")) == card
     for change in ({"steps": 250}, {"precision": "bfloat16"}, {"reference_split": "val"}, {"cfg_scales": "1,4"}):
         assert replace(card, **change).hash() != card.hash()

@@ -4,7 +4,6 @@ sequence (bit-exact on CPU), and no step waits for the host: noise, indices and 
 reach the host in one transfer per `LOG_SYNC_EVERY` steps."""
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -13,6 +12,7 @@ import torch
 from torch import nn
 
 from raysweep.diffusion.backbones import FlowTransformer
+from raysweep.diffusion.precision import backbone_autocast
 from raysweep.diffusion.transport import get_loss, get_timestep_sampler, training_loss
 
 OnLog = Callable[[int, dict[str, float]], None]  # (step after the update, logs)
@@ -23,9 +23,9 @@ class DiffusionTrainer:
     """Owns model, EMA, optimizer, step counter and RNG. Label dropout is the model's (`label_dropout`).
 
     Put the model on its device before building the trainer: the EMA copy and the generator are made there.
-    bf16 autocast is used only when the model sits on CUDA; `compile` wraps the training forward in
-    `torch.compile`; `grad_checkpointing` recomputes block activations in the backward pass. Table 2 defaults
-    per preset: `DiffusionTrainer(model, seed=s, **recipe_for(name).trainer_kwargs())`.
+    bf16 autocast (`precision.backbone_autocast`) is used only when the model sits on CUDA; `compile` wraps the
+    training forward in `torch.compile`; `grad_checkpointing` recomputes block activations in the backward pass.
+    Table 2 defaults per preset: `DiffusionTrainer(model, seed=s, **recipe_for(name).trainer_kwargs())`.
 
     `ema_warmup` uses the decay `ema_decay_at(step)`: with a fixed 0.9999 the EMA of a run of a few hundred or a
     few thousand steps would still be mostly the random initialisation, and that is the model sampling scores.
@@ -57,14 +57,9 @@ class DiffusionTrainer:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def _step(self, x1: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """One AdamW + EMA update on a batch x1 (B, C, H, W), y (B,) on the device; logs stay 0-d tensors."""
-        with self._autocast():
+        with backbone_autocast(self.device):
             loss, logs = training_loss(self._forward, x1, y, self.sampler, self.loss, self.generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -12,7 +12,16 @@ from raysweep.config.hashing import config_hash, flatten
 from raysweep.config.spec import DiffusionTrial, EvaluationSpec
 from raysweep.data import LatentBatch, LatentMeta, latent_files, read_latents
 from raysweep.data.latents import LatentDataError
-from raysweep.diffusion import DiffusionTrainer, build_backbone, efficiency, euler_sample, length_ratios, straightness
+from raysweep.diffusion import (
+    DiffusionTrainer,
+    SampleResult,
+    build_backbone,
+    efficiency,
+    euler_sample,
+    length_ratios,
+    straightness,
+)
+from raysweep.diffusion.precision import backbone_autocast, sampling_precision
 from raysweep.features import EvalCard, generation_card
 from raysweep.pipeline.checkpointing import report, train_with_checkpoints
 from raysweep.pipeline.context import TrialContext, setup_worker
@@ -27,7 +36,6 @@ from raysweep.tracking import Tracker
 STAGE = "diffusion"
 NO_CFG = 1.0
 SAMPLER = "euler-ode, uniform time grid"
-PRECISION = "float32"  # sampling, decoding and feature extraction run in float32 (no autocast)
 TOKENIZER_KEY = "raysweep.tokenizer_key"  # latent metadata written by the tokenizer stage
 
 
@@ -44,11 +52,13 @@ def diffusion_payload(trial: DiffusionTrial, seed: int, tokenizer: dict[str, Any
             "seed": seed, "tokenizer": tokenizer, "evaluation": evaluation.model_dump(), "ctx": ctx.to_dict()}
 
 
-def run_card(scorer: GenerationScorer, dataset_key: str, evaluation: EvaluationSpec, seed: int) -> EvalCard:
+def run_card(scorer: GenerationScorer, dataset_key: str, evaluation: EvaluationSpec, seed: int,
+             device: torch.device) -> EvalCard:
+    """The card of a run sampled on `device` (its precision is `sample_latents`' on that device)."""
     return generation_card(
         scorer.primary, scorer.networks, dataset_key, GENERATION_REFERENCE, scorer.reference_size,
         evaluation.num_samples, SAMPLER, evaluation.sampling_steps, evaluation.cfg_scales,
-        evaluation.guidance_interval, timestep_shift=1.0, seed=seed, precision=PRECISION,
+        evaluation.guidance_interval, timestep_shift=1.0, seed=seed, precision=sampling_precision(device),
         class_balancing="round-robin labels (i % num_classes)")
 
 
@@ -68,7 +78,7 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
     tok = payload["tokenizer"]
     scorer = GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, evaluation.num_samples,
                               payload["seed"])
-    card = run_card(scorer, ctx.dataset_key, evaluation, payload["seed"])
+    card = run_card(scorer, ctx.dataset_key, evaluation, payload["seed"], device)
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
     run_id = tracker.open_run(
         f"diffusion/{trial.backbone}/{payload['seed']}", STAGE, key, parent_id=tok["run_id"],
@@ -157,6 +167,15 @@ def decode_standardised(decoder: torch.nn.Module, z: torch.Tensor, meta: LatentM
                           for chunk in z.split(batch_size)])
 
 
+def sample_latents(model: torch.nn.Module, noise: torch.Tensor, labels: torch.Tensor, scale: float,
+                   evaluation: EvaluationSpec, record_trajectory: bool = False) -> SampleResult:
+    """The Euler ODE every sample of a run comes from: the backbone under `backbone_autocast` of its device (what
+    the card's precision reports), the ODE state in float32."""
+    with backbone_autocast(noise.device):
+        return euler_sample(model, noise, labels, steps=evaluation.sampling_steps, cfg_scale=scale,
+                            guidance_interval=evaluation.guidance_interval, record_trajectory=record_trajectory)
+
+
 @torch.no_grad()
 def _sample_and_decode(model: torch.nn.Module, decoder: torch.nn.Module, noise: torch.Tensor, labels: torch.Tensor,
                        scale: float, evaluation: EvaluationSpec, meta: LatentMeta) -> np.ndarray:
@@ -165,9 +184,8 @@ def _sample_and_decode(model: torch.nn.Module, decoder: torch.nn.Module, noise: 
     device = next(model.parameters()).device
     noise, labels = noise.to(device), labels.to(device)
     for i in range(0, len(noise), evaluation.batch_size):
-        result = euler_sample(model, noise[i:i + evaluation.batch_size], labels[i:i + evaluation.batch_size],
-                              steps=evaluation.sampling_steps, cfg_scale=scale,
-                              guidance_interval=evaluation.guidance_interval)
+        result = sample_latents(model, noise[i:i + evaluation.batch_size], labels[i:i + evaluation.batch_size],
+                                scale, evaluation)
         chunks.append(to_uint8(decode_standardised(decoder, result.x1, meta, evaluation.batch_size)))
     return np.concatenate(chunks)
 
@@ -179,8 +197,8 @@ def _trajectory_metrics(model: torch.nn.Module, noise: torch.Tensor, labels: tor
     The ratios go to MLflow as the history of `traj/length_ratio` (step = segment), i.e. a curve per run."""
     n = evaluation.trajectory_samples
     device = next(model.parameters()).device
-    result = euler_sample(model, noise[:n].to(device), labels[:n].to(device), steps=evaluation.sampling_steps,
-                          cfg_scale=1.0, record_trajectory=True)
+    result = sample_latents(model, noise[:n].to(device), labels[:n].to(device), NO_CFG, evaluation,
+                            record_trajectory=True)
     traj = result.trajectory
     scalars = {"traj/straightness": float(straightness(traj)), "traj/efficiency": float(efficiency(traj))}
     return scalars, torch.as_tensor(length_ratios(traj)).cpu().numpy()
