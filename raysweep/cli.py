@@ -37,9 +37,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         from raysweep.pipeline.estimate import estimate_gpu_hours  # imports torch: only for --json
 
-        trials = study.tokenizer_trials
-        plan["estimate"] = estimate_gpu_hours(study, lpips=any(t.perceptual_weight > 0 for t in trials),
-                                              gan=any(t.gan_weight > 0 for t in trials))
+        plan["estimate"] = estimate_gpu_hours(study)
         print(json.dumps(plan, indent=2))
         return 0
     print(f"study {plan['study']} -> {plan['root']}")

@@ -1,112 +1,262 @@
-"""GPU-hours of a study's tokenizer trials, from counted FLOPs and CPU per-step costs measured on this repo's machine.
+"""GPU-hours of a whole study, stage by stage, from FLOPs counted exactly (`flops.py`) and throughputs that are
+either measured here on the CPU or assumed for the GPU.
 
-FLOP model of one training step, per image (E, D = encoder / decoder forward FLOPs, counted exactly with
-torch's FlopCounterMode on meta tensors at the trial's real size; backward = 2x forward):
-    3(E + D)                 encode, sample, decode, backward
-  + 3D   (eq, lmr)           the re-decoded transformed / masked latent
-  + 3(E + D) (mae)           the masked encode and its decode
-  + 4V (if LPIPS)            VGG16 on x (forward) and on x̂ (forward + backward)
-  + 9G (if GAN)              PatchGAN on x̂ for the generator (3G) and on x, x̂ for its own step (6G)
-Feature networks of repa / vf and the projectors are left out (frozen forward passes, < 10% at paper sizes).
+FLOP models (E, D: tokenizer encoder / decoder forward per image; V: LPIPS's VGG16; G: PatchGAN; S: the scoring
+network, the FID Inception; F: one backbone velocity evaluation per latent; backward = 2x forward):
+  tokenizer_training    per step and image: 3(E+D), + 3D for eq / lmr (the re-decoded latent), + 3(E+D) for mae
+                        (the masked pass), + 4V with LPIPS (x, and x̂ with backward), + 9G after gan_start
+                        (generator 3G, discriminator 6G)
+  tokenizer_evaluation  encode train + val (E), reconstruct val (E + D), rFID features of the reconstructions (S)
+  reference             features of the real train and val images (S), once per study
+  latent_metrics        CPU only (Ray Data actors): measured seconds per latent (`LATENT_METRIC_CPU_S`)
+  diffusion_training    per step and latent: 3F
+  generation            per sample: sampling_steps x F for CFG scale 1 (always sampled) and 2F per step inside the
+                        guidance interval (F outside) for every scale > 1, + decode D and features S per sample and
+                        scale; + the unguided trajectory samples
+Not counted: the frozen feature networks of repa / vf (< 10% of a paper-size step), optimizer and EMA updates,
+norms and element-wise ops, the domain network's training, model-dependent metrics (listed in `not_estimated`).
 
-Measured: `CPU_MEASURED` (seconds per step and the counted FLOPs of that step, batch 2 at 32 px, baseline, one
-torch thread on the shared 2-core dev machine; `measure_cpu_step` reproduces a row). They give the CPU's achieved
-FLOP/s per architecture, and so the CPU-hours of a study. Assumed: the GPU's effective FLOP/s, `GPU_PEAK_FLOPS`
-(H100 SXM dense BF16, datasheet) x `ASSUMED_MFU` (the fraction of peak a VAE step reaches with mixed precision).
+GPU seconds = FLOPs / (peak x `ASSUMED_MFU`), with the peak of the precision the code runs each stage at
+(`STAGE_PRECISION`): bf16 where it autocasts; elsewhere fp32, whose convolutions cuDNN runs on TF32 tensor cores
+and whose matmuls run in full fp32 under torch's defaults (read from torch.backends at estimate time).
+CPU seconds = FLOPs / the FLOP rate measured here (`CPU_MEASURED`), per network family: compute only. Ray, MLflow,
+checkpoints, data loading and the per-step Python overhead of tiny models are not in it; on the quickstart they are
+most of the wall time (estimate 0.05 CPU-hours = 3 min of compute; measured 12.6 min wall on 2 cores).
 """
 from __future__ import annotations
 
 import time
-from functools import lru_cache
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from raysweep.config.spec import StudySpec, TokenizerTrial
-from raysweep.tokenizers import PatchGAN, build_regularizer, build_tokenizer
+from raysweep.config.spec import DiffusionTrial, StudySpec, TokenizerTrial
+from raysweep.pipeline.flops import (
+    ZERO,
+    Flops,
+    backbone_flops,
+    patchgan_flops,
+    scoring_flops,
+    tokenizer_flops,
+    vgg_flops,
+)
+from raysweep.tokenizers import parse_latent_config
 
-GPU_PEAK_FLOPS = 989e12  # assumed: NVIDIA H100 SXM, dense BF16
-ASSUMED_MFU = 0.35  # assumed
+Precision = Literal["bf16", "fp32"]
+GPU = "NVIDIA H100 SXM"
+GPU_PEAK_FLOPS = {"bf16": 989e12, "tf32": 494.7e12, "fp32": 66.9e12}  # assumed: the datasheet's dense peaks
+ASSUMED_MFU = 0.35  # assumed: the fraction of peak a step reaches
+# The precision each stage runs at on CUDA, as the code stands: TokenizerTrainer has no autocast; DiffusionTrainer
+# autocasts to bf16; sampling, decoding and feature extraction run in float32 (diffusion_stage.PRECISION).
+STAGE_PRECISION: dict[str, Precision] = {"tokenizer_training": "fp32", "tokenizer_evaluation": "fp32",
+                                         "reference": "fp32", "diffusion_training": "bf16", "generation": "fp32"}
 EXTRA_DECODE = {"eq", "lmr"}
 EXTRA_ENCODE_DECODE = {"mae"}
-# measured 2026-11-23 with measure_cpu_step (1 thread, nice 19, machine shared with 7 other jobs): architecture ->
-# (seconds per step, FLOPs of that step). At batch 2 the ViTs' AdamW update over 10^7-10^8 weights dominates, so
-# their achieved FLOP/s (and the CPU-hours derived from it) are pessimistic.
+MEASURED_ON = ("the 2-core dev machine (AMD EPYC), 1 torch thread, the measuring process at top priority "
+               "(autogroup -20) on a machine shared with other jobs; bare training steps, no Ray / MLflow / I/O")
+# measured 2026-11-30 with measure_tokenizer_step / measure_diffusion_step: network -> (seconds per training step,
+# counted FLOPs of that step). Tokenizers: baseline, f2d4 at 16 px (the quickstart's shape), batch 32 for the -tiny
+# presets and 8 for the others. Backbones: batch 64 of 4x8x8 latents, patch 2 (the quickstart's), their recipe.
 CPU_MEASURED: dict[str, tuple[float, float]] = {
-    "conv-tiny": (0.349, 9.19e8), "conv-small": (2.05, 1.082e10), "conv-ldm": (6.39, 3.624e10),
-    "vit-tiny": (0.0789, 1.455e7), "vit-small": (0.935, 1.051e9), "vit-base": (6.73, 8.221e9),
+    "conv-tiny": (0.0277, 2.919e9), "conv-small": (0.0856, 1.193e10), "conv-ldm": (0.155, 2.917e10),
+    "vit-tiny": (0.0548, 2.847e9), "vit-small": (1.149, 6.708e10), "vit-base": (7.32, 5.292e11),
+    "SiT-T": (0.0307, 1.320e9), "LightningDiT-T": (0.0348, 1.316e9),
+}
+REFERENCE_CPU_PROXY = "conv-ldm"  # the measured conv network whose FLOP rate stands for the scoring network's
+# measured 2026-11-30 with measure_latent_metrics (as above): seconds per latent of 32x16x16 (8,192 values) for one
+# accumulator update and its batch check (batch 256); other shapes scale by their value count (assumed). Finalize /
+# merge are not included.
+LATENT_METRIC_VALUES = 32 * 16 * 16
+LATENT_METRIC_CPU_S: dict[str, float] = {
+    "viv": 1.2e-5, "sec": 4.0e-5, "lnc": 1.2e-5, "linear_probe": 1.3e-5, "spatial": 1.2e-5, "uniformity": 1.2e-5,
+    "viv_mixture": 1.2e-5, "fisher": 1.3e-5,
 }
 
 
-def _flops(fn: Any) -> float:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return float(counter.get_total_flops())
+def gpu_seconds(flops: Flops, precision: Precision) -> float:
+    """Seconds on the assumed GPU for `flops` run at `precision` (fp32: TF32 where torch enables it)."""
+    if precision == "bf16":
+        conv_peak = matmul_peak = GPU_PEAK_FLOPS["bf16"]
+    else:
+        conv_peak = GPU_PEAK_FLOPS["tf32" if torch.backends.cudnn.allow_tf32 else "fp32"]
+        matmul_peak = GPU_PEAK_FLOPS["tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"]
+    return (flops.conv / conv_peak + flops.matmul / matmul_peak) / ASSUMED_MFU
 
 
-@lru_cache(maxsize=64)
-def pass_flops(architecture: str, latent: str, image_size: int) -> tuple[float, float]:
-    """(encoder, decoder) forward FLOPs for one image, counted on meta tensors (no memory, no compute)."""
-    with torch.device("meta"):
-        model = build_tokenizer(architecture, latent, image_size)
-        x = torch.empty(1, 3, image_size, image_size)
-        z = model.encode(x).mean
-        return _flops(lambda: model.encode(x)), _flops(lambda: model.decode(z))
+def cpu_flops_per_s(network: str) -> float:
+    """Measured FLOP rate of `network`'s family on this CPU: tokenizer presets their own, backbones their `-T`."""
+    name = network if network in CPU_MEASURED else f"{network.split('-')[0]}-T"
+    seconds, flops = CPU_MEASURED[name]
+    return flops / seconds
 
 
-@lru_cache(maxsize=8)
-def _side_flops(image_size: int) -> tuple[float, float]:
-    """(VGG16 features, PatchGAN) forward FLOPs for one image; VGG counted at 224 px and scaled by the pixel count
-    (its five max-pools need >= 32 px; conv FLOPs are proportional to H·W)."""
-    from torchvision.models import vgg16
+@dataclass
+class Stage:
+    """A stage's running totals; `add` books FLOPs run by one network family."""
 
-    with torch.device("meta"):
-        x, x224 = torch.empty(1, 3, image_size, image_size), torch.empty(1, 3, 224, 224)
-        vgg, disc = vgg16().features, PatchGAN(image_size)
-        return _flops(lambda: vgg(x224)) * (image_size / 224) ** 2, _flops(lambda: disc(x))
+    precision: Precision | None
+    flops: Flops = ZERO
+    gpu_s: float = 0.0
+    cpu_s: float = 0.0
+    groups: dict[str, float] = field(default_factory=dict)  # GPU-hours by family / backbone
+
+    def add(self, flops: Flops, cpu_rate: float, group: str | None = None) -> float:
+        gpu_s = gpu_seconds(flops, self.precision) if self.precision else 0.0
+        self.flops, self.gpu_s, self.cpu_s = self.flops + flops, self.gpu_s + gpu_s, self.cpu_s + flops.total / cpu_rate
+        if group is not None:
+            self.groups[group] = self.groups.get(group, 0.0) + gpu_s / 3600
+        return gpu_s / 3600
+
+    def summary(self) -> dict[str, Any]:
+        return {"gpu_hours": self.gpu_s / 3600, "cpu_hours": self.cpu_s / 3600, "flops": self.flops.total,
+                "flops_conv": self.flops.conv, "flops_matmul": self.flops.matmul, "precision": self.precision,
+                **({"by_group": self.groups} if self.groups else {})}
 
 
-def step_flops(trial: TokenizerTrial, image_size: int, lpips: bool, gan: bool) -> float:
-    """FLOPs of one training step of `trial` at its batch size (the model in the module docstring)."""
-    e, d = pass_flops(trial.architecture, trial.latent, image_size)
-    v, g = _side_flops(image_size)
-    per_image = 3 * (e + d) + 3 * d * (trial.regularizer in EXTRA_DECODE)
-    per_image += 3 * (e + d) * (trial.regularizer in EXTRA_ENCODE_DECODE) + 4 * v * lpips + 9 * g * gan
+def step_flops(trial: TokenizerTrial, image_size: int, gan_on: bool) -> Flops:
+    """FLOPs of one tokenizer training step at the trial's batch size (the model in the module docstring)."""
+    e, d = tokenizer_flops(trial.architecture, trial.latent, image_size)
+    per_image = 3 * (e + d) + (3 * d if trial.regularizer in EXTRA_DECODE else ZERO)
+    per_image += 3 * (e + d) if trial.regularizer in EXTRA_ENCODE_DECODE else ZERO
+    per_image += 4 * vgg_flops(image_size) if trial.perceptual_weight > 0 else ZERO
+    per_image += 9 * patchgan_flops(image_size, trial.gan_channels) if gan_on and trial.gan_weight > 0 else ZERO
     return per_image * trial.batch_size
 
 
-def measure_cpu_step(architecture: str, latent: str = "f16d32", image_size: int = 32, batch: int = 2,
-                     steps: int = 3) -> tuple[float, float]:
-    """(median seconds per baseline training step after one warm-up, counted FLOPs of that step) on this CPU."""
-    from raysweep.tokenizers import TokenizerTrainer
+def training_flops(trial: TokenizerTrial, image_size: int) -> Flops:
+    """All steps of a tokenizer trial; the GAN terms only from `gan_start` on."""
+    gan_steps = max(0, trial.steps - trial.gan_start)
+    return (step_flops(trial, image_size, False) * (trial.steps - gan_steps)
+            + step_flops(trial, image_size, True) * gan_steps)
+
+
+def guided_passes(study: StudySpec) -> float:
+    """Velocity evaluations per generated sample over the CFG sweep, scale 1 included (it is always sampled)."""
+    ev = study.evaluation
+    grid = [i / ev.sampling_steps for i in range(ev.sampling_steps)]
+    lo, hi = ev.guidance_interval or (0.0, 1.0)
+    inside = sum(lo <= t <= hi for t in grid)
+    return sum(ev.sampling_steps + (inside if s != 1.0 else 0) for s in sorted({1.0, *ev.cfg_scales}))
+
+
+def _book_diffusion(study: StudySpec, tok: TokenizerTrial, dif: DiffusionTrial, stages: dict[str, Stage]) -> None:
+    ds, ev = study.dataset, study.evaluation
+    f = backbone_flops(dif.backbone, tok.latent, ds.image_size, ds.num_classes, dif.patch_size)
+    _, d = tokenizer_flops(tok.architecture, tok.latent, ds.image_size)
+    s = scoring_flops(study.reference.feature_network, ds.image_size, ds.num_classes)
+    scales = len({1.0, *ev.cfg_scales})
+    bb_rate, tok_rate = cpu_flops_per_s(dif.backbone), cpu_flops_per_s(tok.architecture)
+    stages["diffusion_training"].add(3 * f * (dif.steps * dif.batch_size), bb_rate, dif.backbone)
+    passes = ev.num_samples * guided_passes(study) + ev.trajectory_samples * ev.sampling_steps
+    stages["generation"].add(f * passes, bb_rate, dif.backbone)
+    stages["generation"].add((d + s) * (ev.num_samples * scales), tok_rate, dif.backbone)
+
+
+def _latent_metric_seconds(study: StudySpec, trial: TokenizerTrial) -> float:
+    c, h, w = parse_latent_config(trial.latent).latent_shape(study.dataset.image_size)
+    per_latent = sum(LATENT_METRIC_CPU_S.get(n, 0.0) for n in study.metrics.names)
+    return per_latent * (c * h * w / LATENT_METRIC_VALUES) * study.dataset.val_size
+
+
+def estimate_gpu_hours(study: StudySpec) -> dict[str, Any]:
+    """Per-stage and total GPU-hours (assumed GPU throughput) and CPU-hours (measured CPU throughput) of `study`."""
+    ds = study.dataset
+    n_train, n_val = ds.train_size, ds.val_size
+    stages = {name: Stage(precision) for name, precision in STAGE_PRECISION.items()}
+    stages["latent_metrics"] = Stage(None)
+    s = scoring_flops(study.reference.feature_network, ds.image_size, ds.num_classes)
+    stages["reference"].add(s * (n_train + n_val), cpu_flops_per_s(REFERENCE_CPU_PROXY))
+    tokenizers = []
+    for t in study.tokenizer_trials:
+        rate, family = cpu_flops_per_s(t.architecture), t.tags()["family"]
+        flops = training_flops(t, ds.image_size)
+        gpu_h = stages["tokenizer_training"].add(flops, rate, family)
+        tokenizers.append({"id": t.id, "family": family, "flops": flops.total, "gpu_hours": gpu_h,
+                           "cpu_hours": flops.total / rate / 3600})
+        e, d = tokenizer_flops(t.architecture, t.latent, ds.image_size)
+        stages["tokenizer_evaluation"].add(e * (n_train + n_val) + (e + d + s) * n_val, rate, family)
+        stages["latent_metrics"].cpu_s += _latent_metric_seconds(study, t)
+        for dif in study.diffusion_trials:
+            for _ in study.diffusion_seeds:
+                _book_diffusion(study, t, dif, stages)
+    by_stage = {name: stage.summary() for name, stage in stages.items()}
+    return {
+        "gpu_hours": sum(v["gpu_hours"] for v in by_stage.values()),
+        "cpu_hours": sum(v["cpu_hours"] for v in by_stage.values()),
+        "stages": by_stage,
+        "tokenizers": tokenizers,
+        "counts": {"tokenizers": len(study.tokenizer_trials),
+                   "diffusion_trials": len(study.tokenizer_trials) * len(study.diffusion_trials)
+                   * len(study.diffusion_seeds),
+                   "train_images": n_train, "val_images": n_val,
+                   "velocity_evaluations_per_sample": guided_passes(study)},
+        "measured": {"where": f"CPU: {MEASURED_ON}",
+                     "cpu_s_per_step": {k: s for k, (s, _) in CPU_MEASURED.items()},
+                     "cpu_flops_per_s": {k: cpu_flops_per_s(k) for k in CPU_MEASURED},
+                     "latent_metric_cpu_s_per_latent": LATENT_METRIC_CPU_S,
+                     "flops": "counted exactly (torch FlopCounterMode on meta tensors) at the study's sizes"},
+        "assumed": {"gpu": GPU, "gpu_peak_flops": GPU_PEAK_FLOPS, "mfu": ASSUMED_MFU,
+                    "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+                    "matmul_tf32": torch.backends.cuda.matmul.allow_tf32, "stage_precision": STAGE_PRECISION,
+                    "images": "dataset.train_size / val_size (an upper bound for imagefolder)",
+                    "latent_metric_scaling": "linear in the latent's value count"},
+        "not_estimated": sorted({n for n in study.metrics.names if n not in LATENT_METRIC_CPU_S}
+                                | {"repa/vf feature networks", "optimizer and EMA updates"}),
+    }
+
+
+def _median_step_seconds(step: Any, steps: int) -> float:
+    times = []
+    for _ in range(steps + 1):  # the first is a warm-up
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return sorted(times[1:])[len(times[1:]) // 2]
+
+
+def measure_tokenizer_step(architecture: str, latent: str = "f2d4", image_size: int = 16, batch: int = 32,
+                           steps: int = 3) -> tuple[float, float]:
+    """(median seconds per baseline training step, its counted FLOPs) on this CPU: a `CPU_MEASURED` row."""
+    from raysweep.tokenizers import TokenizerTrainer, build_regularizer, build_tokenizer
 
     torch.manual_seed(0)
     trainer = TokenizerTrainer(build_tokenizer(architecture, latent, image_size), build_regularizer("baseline"),
                                batch_size=batch)
     x = torch.rand(batch, 3, image_size, image_size) * 2 - 1
-    times = []
-    for _ in range(steps + 1):
-        start = time.perf_counter()
-        trainer.train_step(x)
-        times.append(time.perf_counter() - start)
     trial = TokenizerTrial(architecture=architecture, latent=latent, batch_size=batch)
-    return sorted(times[1:])[len(times[1:]) // 2], step_flops(trial, image_size, lpips=False, gan=False)
+    return _median_step_seconds(lambda: trainer.train_step(x), steps), step_flops(trial, image_size, False).total
 
 
-def estimate_gpu_hours(study: StudySpec, lpips: bool = True, gan: bool = True) -> dict[str, Any]:
-    """Per-trial and per-family GPU-hours (assumed GPU throughput) and CPU-hours (measured CPU throughput)."""
-    size = study.dataset.image_size
-    gpu_flops = GPU_PEAK_FLOPS * ASSUMED_MFU
-    trials, families = [], {}
-    for t in study.tokenizer_trials:
-        flops = step_flops(t, size, lpips, gan) * t.steps
-        cpu_s, cpu_f = CPU_MEASURED[t.architecture]
-        row = {"id": t.id, "family": t.tags()["family"], "flops": flops, "gpu_hours": flops / gpu_flops / 3600,
-               "cpu_hours": flops * cpu_s / cpu_f / 3600}
-        trials.append(row)
-        families[row["family"]] = families.get(row["family"], 0.0) + row["gpu_hours"]
-    return {"tokenizer_gpu_hours": sum(r["gpu_hours"] for r in trials), "by_family": families, "trials": trials,
-            "assumed": {"gpu_peak_flops": GPU_PEAK_FLOPS, "mfu": ASSUMED_MFU, "lpips": lpips, "gan": gan},
-            "measured": {arch: {"cpu_s_per_step": s, "cpu_flops_per_s": f / s}
-                         for arch, (s, f) in CPU_MEASURED.items()}}
+def measure_diffusion_step(backbone: str, latent: str = "f2d4", image_size: int = 16, batch: int = 64,
+                           patch_size: int = 2, steps: int = 3) -> tuple[float, float]:
+    """(median seconds per training step with the preset's recipe, its counted FLOPs) on this CPU."""
+    from raysweep.diffusion.backbones import build_backbone, recipe_for
+    from raysweep.diffusion.train import DiffusionTrainer
+
+    torch.manual_seed(0)
+    c, h, w = parse_latent_config(latent).latent_shape(image_size)
+    trainer = DiffusionTrainer(build_backbone(backbone, c, h, 10, patch_size),
+                               **recipe_for(backbone).trainer_kwargs())
+    x, y = torch.randn(batch, c, h, w), torch.arange(batch) % 10
+    f = backbone_flops(backbone, latent, image_size, 10, patch_size)
+    return _median_step_seconds(lambda: trainer.train_step(x, y), steps), 3 * f.total * batch
+
+
+def measure_latent_metrics(names: list[str], shape: tuple[int, int, int] = (32, 16, 16),
+                           batch: int = 256) -> dict[str, float]:
+    """Seconds per latent of one accumulator update per metric on random latents: `LATENT_METRIC_CPU_S`."""
+    import numpy as np
+
+    from raysweep.data.latents import LatentBatch
+    from raysweep.metrics import build_metric, check_batch
+
+    rng = np.random.default_rng(0)
+    latents = LatentBatch(np.arange(batch, dtype=np.int64), (np.arange(batch) % 10).astype(np.int32),
+                          rng.standard_normal((batch, *shape)).astype(np.float32),
+                          (rng.random((batch, *shape[1:])) > 0.5).astype(np.uint8))
+    out = {}
+    for name in names:
+        metric = build_metric(name)
+        out[name] = _median_step_seconds(lambda: metric.update(metric.init(), check_batch(latents)), 2) / batch
+    return out
