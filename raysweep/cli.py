@@ -64,8 +64,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     study = load_study(args.study)
-    from raysweep.analysis import AnalysisOptions, format_comparison
-    from raysweep.pipeline.analysis_stage import ARTIFACT_DIR, run_analysis
+    from raysweep.analysis import format_comparison
+    from raysweep.pipeline.analysis_stage import ARTIFACT_DIR, analysis_options, run_analysis
     from raysweep.pipeline.runner import STUDY_STAGE
     from raysweep.tracking import Tracker
 
@@ -73,7 +73,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     runs = tracker.runs(STUDY_STAGE)
     if not runs:
         raise ConfigError(args.study, "", "no tracked run for this study yet; run `raysweep run` first")
-    options = AnalysisOptions(n_boot=args.n_boot, seed=study.seed, allow_mixed_cards=args.allow_mixed_cards)
+    options = analysis_options(study, n_boot=args.n_boot, allow_mixed_cards=args.allow_mixed_cards)
     result = run_analysis(study, tracker, runs[0].info.run_id, options)
     print(f"report: artifact '{ARTIFACT_DIR}/{result.report.name}' of run {runs[0].info.run_id}; "
           f"{len(result.best)} runs analysed, {len(result.excluded)} rows excluded")
@@ -133,9 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("analyze", cmd_analyze, "recompute the analysis of a tracked study")
     p.add_argument("study")
     p.add_argument("--compare-paper", action="store_true", help="print our coefficients beside the paper's")
-    p.add_argument("--allow-mixed-cards", action="store_true",
-                   help="analyse scores produced under different evaluation cards together")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per confidence interval")
+    p.add_argument("--allow-mixed-cards", action=argparse.BooleanOptionalAction,
+                   help="analyse scores produced under different evaluation cards together "
+                        "(default: the study's analysis.allow_mixed_cards)")
+    p.add_argument("--n-boot", type=int, help="bootstrap resamples per confidence interval "
+                                              "(default: the study's analysis.n_boot, 1000)")
     p = add("status", cmd_status, "what is finished, running or failed")
     p.add_argument("study")
     p.add_argument("--json", action="store_true")

@@ -16,6 +16,8 @@ from matplotlib import image as mpimg
 from raysweep import analysis as ra
 from raysweep.analysis.cards import RECONSTRUCTION
 from raysweep.cli import main
+from raysweep.config import ConfigError, load_study
+from raysweep.pipeline.analysis_stage import analysis_options, analyze_study
 from raysweep.tracking import Tracker
 
 BACKBONES = ("SiT-T", "LightningDiT-T")
@@ -82,13 +84,14 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict]:
     return root, uri, logged
 
 
-def _study_yaml(root: Path, uri: str, experiment: str, planned: list[str]) -> Path:
-    path = root / f"{experiment}.yaml"
+def _study_yaml(root: Path, uri: str, experiment: str, planned: list[str], analysis: dict | None = None,
+                name: str | None = None) -> Path:
+    path = root / f"{name or experiment}.yaml"
     variants = [{"regularizer": "baseline", "id": tok, "kl_weight": 1e-6 * (i + 1)} for i, tok in enumerate(planned)]
     path.write_text(yaml.safe_dump({
         "name": experiment, "storage": {"root": str(root / experiment)}, "tracking": {"uri": uri},
         "tokenizers": {"architecture": "conv-tiny", "latent": "f2d4", "variants": variants},
-        "diffusion": {"backbone": {"grid": list(BACKBONES)}},
+        "diffusion": {"backbone": {"grid": list(BACKBONES)}}, "analysis": analysis or {},
     }))
     return path
 
@@ -181,6 +184,41 @@ def test_mixed_cards_are_refused_with_the_differing_fields(store: tuple[Path, st
     assert sorted(generation["card_hash"]) == ["base", "odd"]
     assert "2 evaluation cards" in allowed.report.read_text()
 
+
+def test_analysis_section_sets_the_options_and_cli_flags_override_it(store: tuple[Path, str, dict],
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    root, uri, _ = store
+    fast = {"n_boot": 20, "methods": ["pearson"], "joint_models": 1, "svg": False}
+    allowing = _study_yaml(root, uri, "mixed", [f"tok-{t}" for t in range(4)], {**fast, "allow_mixed_cards": True},
+                           name="mixed-allowed")
+    study = load_study(allowing)
+    assert analysis_options(study) == ra.AnalysisOptions(n_boot=20, methods=("pearson",), allow_mixed_cards=True,
+                                                         joint_models=1, svg=False, seed=study.seed)
+    assert analysis_options(study, n_boot=50, allow_mixed_cards=None).n_boot == 50  # a flag wins, None is unset
+    assert main(["analyze", str(allowing)]) == 0  # the YAML allows the two cards
+    assert "runs analysed" in capsys.readouterr().out
+    assert main(["analyze", str(allowing), "--no-allow-mixed-cards"]) == 2  # the flag overrides the YAML
+    assert "card.sampling_steps: 20 | 250" in capsys.readouterr().err
+    refusing = _study_yaml(root, uri, "mixed", [f"tok-{t}" for t in range(4)], fast, name="mixed-refused")
+    assert main(["analyze", str(refusing), "--allow-mixed-cards"]) == 0
+
+
+def test_stage_4_refuses_mixed_cards_with_one_line_naming_the_key_and_keeps_the_runs(
+        store: tuple[Path, str, dict]) -> None:
+    """What `raysweep run` does at stage 4 (`analyze_study`): a ConfigError, which the CLI prints as one line with
+    exit code 2 (the study run is marked FAILED with that reason); every tracked run stays as it was."""
+    root, uri, _ = store
+    study = load_study(_study_yaml(root, uri, "mixed", [f"tok-{t}" for t in range(4)], {"n_boot": 20},
+                                   name="mixed-stage4"))
+    tracker = Tracker(uri, "mixed")
+    before = {r.info.run_id: r.info.status for r in tracker.runs("diffusion")}
+    with pytest.raises(ConfigError) as info:
+        analyze_study(study, tracker, tracker.runs("study")[0].info.run_id)
+    line = str(info.value)
+    assert "\n" not in line and line.startswith(f"{study.source}: analysis.allow_mixed_cards: ")
+    assert "card.sampling_steps: 20 | 250" in line and "--allow-mixed-cards" in line
+    assert "analysis.allow_mixed_cards: true" in line
+    assert {r.info.run_id: r.info.status for r in tracker.runs("diffusion")} == before and len(before) == 4
 
 def test_check_cards_names_missing_cards_and_passes_a_single_card() -> None:
     table = pd.DataFrame({"card_hash": ["a", "a", None], "card.steps": ["50", "50", None],

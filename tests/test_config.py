@@ -56,6 +56,9 @@ def test_quickstart_diffusion_keeps_its_settings_and_fills_the_rest_from_the_cpu
     ({"name": "s", "tokenizers": {"regularizer": "lcr", "params": {"wieght": 1}}}, "tokenizers", "weight"),
     ({"name": "s", "diffusion": {"seeds": []}}, "diffusion.seeds", "non-empty"),
     ({"name": "s", "diffusion": {"backbone": "LightningDiT-T", "grad_clip": 0}}, "diffusion.grad_clip", "than 0"),
+    ({"name": "s", "analysis": {"methods": ["pearsn"]}}, "analysis.methods", "kendall, pearson, spearman"),
+    ({"name": "s", "analysis": {"n_boot": 5}}, "analysis.n_boot", "10"),
+    ({"name": "s", "analysis": {"allow_mixed": True}}, "analysis.allow_mixed", "allow_mixed_cards"),
 ])
 def test_bad_values_give_one_line_with_path_and_allowed_values(tmp_path: Path, data: dict, path: str,
                                                                needle: str) -> None:

@@ -92,5 +92,6 @@ def check_cards(table: pd.DataFrame, allow_mixed: bool = False, kind: CardKind =
         f"none of the recorded {kind.prefix}* fields differ (the hashes cover fields not logged as params)")
     raise MixedCardsError(
         f"{kind.scores} scores from {len(summary)} evaluation cards cannot be compared ({kind.hash_column}: "
-        f"{counts}); fields that differ: {fields}. Re-evaluate under one card, or pass --allow-mixed-cards "
-        "(allow_mixed_cards=True) to analyse them together.")
+        f"{counts}); fields that differ: {fields}. Re-evaluate under one card, or analyse them together with "
+        "analysis.allow_mixed_cards: true in the study file (--allow-mixed-cards on `raysweep analyze`, "
+        "allow_mixed_cards=True in AnalysisOptions).")

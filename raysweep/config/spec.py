@@ -302,6 +302,27 @@ class RaySpec(Strict):
     num_cpus: int | None = Field(None, ge=1)
 
 
+class AnalysisSpec(Strict):
+    """Stage 4 and `raysweep analyze` (whose flags override these): how correlations and joint models are computed,
+    and whether scores from different evaluation cards may be analysed together."""
+
+    n_boot: int = Field(1000, ge=10)            # bootstrap resamples per confidence interval
+    ci: float = Field(0.95, gt=0, lt=1)
+    methods: list[str] = Field(default_factory=lambda: ["pearson", "spearman", "kendall"])
+    allow_mixed_cards: bool = False
+    joint_models: int = Field(3, ge=0)          # best perspective pairs drawn as bubble plots and generalised
+    svg: bool = True                            # figures as SVG besides PNG
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v: list[str]) -> list[str]:
+        from raysweep.analysis.correlation_methods import METHODS
+
+        if not v:
+            raise ValueError(f"must name at least one method; allowed: {', '.join(sorted(METHODS))}")
+        return [_check_name("correlation method", name, METHODS) for name in v]
+
+
 class StudySpec(Strict):
     """The whole study. `tokenizer_trials` and `diffusion_trials` are resolved by `load_study`."""
 
@@ -313,6 +334,7 @@ class StudySpec(Strict):
     diffusion: dict[str, Any] = Field(default_factory=dict)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     storage: StorageSpec = Field(default_factory=StorageSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)

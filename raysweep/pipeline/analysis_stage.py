@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from raysweep.analysis import AnalysisOptions, StudyAnalysis, analyze
+from raysweep.analysis import AnalysisOptions, MixedCardsError, StudyAnalysis, analyze
+from raysweep.config.errors import ConfigError
 from raysweep.config.spec import StudySpec
 from raysweep.metrics import metric_directions
 from raysweep.tracking import Tracker
@@ -41,11 +43,19 @@ def missing_trials(study: StudySpec, table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def analysis_options(study: StudySpec, **overrides: Any) -> AnalysisOptions:
+    """The study's `analysis:` section as options; `overrides` that are not None win (the CLI's flags)."""
+    values = {**study.analysis.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    return AnalysisOptions(**{**values, "methods": tuple(values["methods"])}, seed=study.seed)
+
+
 def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
                  options: AnalysisOptions | None = None) -> StudyAnalysis:
-    """Analyse the tracked study and log every artifact to the study run. The returned frames stay usable; its
-    file paths pointed into a temporary folder that is gone (the files live on as MLflow artifacts)."""
-    options = options or AnalysisOptions(seed=study.seed)
+    """Analyse the tracked study (with its `analysis:` options unless given) and log every artifact to the study
+    run. The returned frames stay usable; its file paths pointed into a temporary folder that is gone (the files
+    live on as MLflow artifacts). Scores from incomparable evaluation cards are bad input: a one-line ConfigError
+    on `analysis.allow_mixed_cards`, the tracked runs untouched."""
+    options = options or analysis_options(study)
     table = study_table(tracker)
     missing = missing_trials(study, table)
     if len(missing):
@@ -60,7 +70,10 @@ def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
                   latent_curve(tracker, sorted(finished["tokenizer_run_id"].dropna().unique()), VIV_CURVE))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / ARTIFACT_DIR
-        result = analyze(table, out, metric_directions(), options, curves, study.name)
+        try:
+            result = analyze(table, out, metric_directions(), options, curves, study.name)
+        except MixedCardsError as err:
+            raise ConfigError(study.source, "analysis.allow_mixed_cards", str(err)) from None
         tracker.log_artifact(study_run_id, out, None)
     return result
 
