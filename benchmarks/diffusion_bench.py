@@ -5,14 +5,16 @@
     python benchmarks/diffusion_bench.py --device cuda                 # SiT-B, LightningDiT-B on 32x16x16, bf16
 
 Per preset (each with its own Table 2 recipe: sampler, loss, β2, clipping, EMA):
-  * train steps/s    `DiffusionTrainer.fit` exactly as a Tune trial calls it, with the logging callback of
+  * train steps/s    `DiffusionTrainer.fit` exactly as a Tune trial calls it (trainer built from the study trial
+                     that names only the preset, `DiffusionTrial.trainer_kwargs()`), with the logging callback of
                      `raysweep.pipeline.checkpointing.train_with_checkpoints` (appends every step's logs);
   * plain steps/s    a minimal hand-written loop on the same model, batch and recipe: index, noise, t, label
                      dropout, interpolate, forward, loss, backward, (clip), AdamW, EMA lerp; no logging;
   * ratio            trainer / plain, both timed in alternation in the same process (median over repeats), so
                      load from other processes hits both alike; the target is >= 0.95. On CPU also per CPU second
                      of this process (`cpu_ratio`), which other processes' load cannot distort;
-  * samples/s        Euler ODE, 50 steps, CFG 1.5 on the whole latent (two model passes per step), EMA model.
+  * samples/s        the stage's `sample_latents` (bf16 autocast backbone on CUDA): Euler ODE, 50 steps, CFG 1.5
+                     on the whole latent (two model passes per step).
 """
 from __future__ import annotations
 
@@ -28,9 +30,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from raysweep.diffusion import DiffusionTrainer, build_backbone, euler_sample, get_loss, recipe_for
+from raysweep.config.spec import DiffusionTrial, EvaluationSpec
+from raysweep.diffusion import DiffusionTrainer, build_backbone, get_loss, recipe_for
 from raysweep.diffusion.backbones import FlowTransformer
 from raysweep.diffusion.transport import interpolate, velocity_target
+from raysweep.pipeline.diffusion_stage import sample_latents
 
 CPU_PRESETS = ["SiT-T", "LightningDiT-T"]
 CUDA_PRESETS = ["SiT-B", "LightningDiT-B"]
@@ -59,8 +63,9 @@ def make_model(name: str, setup: Setup) -> FlowTransformer:
 
 
 def trainer_run(name: str, setup: Setup, latents: torch.Tensor, labels: torch.Tensor) -> Callable[[int], None]:
-    """The trial's path: trainer from the preset's recipe, `fit` with the checkpointing callback."""
-    trainer = DiffusionTrainer(make_model(name, setup), seed=0, **recipe_for(name).trainer_kwargs())
+    """The trial's path: trainer as the stage builds it for a trial naming only the preset (its recipe), `fit`
+    with the checkpointing callback."""
+    trainer = DiffusionTrainer(make_model(name, setup), seed=0, **DiffusionTrial(backbone=name).trainer_kwargs())
     history: list[tuple[int, dict[str, float]]] = []
     return lambda steps: trainer.fit(latents, labels, steps, setup.batch_size,
                                      on_log=lambda step, logs: history.append((step, dict(logs))))
@@ -135,11 +140,10 @@ def sample_throughput(name: str, setup: Setup, n: int, steps: int = 50, cfg_scal
     model = make_model(name, setup).eval()
     noise = torch.randn(n, *setup.shape, device=setup.device)
     y = torch.arange(n, device=setup.device) % setup.num_classes
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=setup.device.type == "cuda")
+    evaluation = EvaluationSpec(sampling_steps=steps, cfg_scales=[cfg_scale])
 
     def run(_: int) -> None:
-        with autocast:
-            euler_sample(model, noise, y, steps=steps, cfg_scale=cfg_scale)
+        sample_latents(model, noise, y, cfg_scale, evaluation)
 
     run(0)  # warm-up
     return n * timed(run, 1, setup.device)[0]
