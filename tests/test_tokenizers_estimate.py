@@ -65,7 +65,7 @@ def test_stages_sum_to_the_totals() -> None:
     out = estimate_gpu_hours(_study())
     stages = out["stages"]
     assert set(stages) == {"reference", "tokenizer_training", "tokenizer_evaluation", "latent_metrics",
-                           "diffusion_training", "generation"}
+                           "diffusion_training", "sampling", "sample_scoring"}
     assert out["gpu_hours"] == pytest.approx(sum(s["gpu_hours"] for s in stages.values()))
     assert out["cpu_hours"] == pytest.approx(sum(s["cpu_hours"] for s in stages.values()))
     assert [r["id"] for r in out["tokenizers"]] == ["baseline", "mae"]
@@ -84,14 +84,15 @@ def test_doubling_steps_doubles_training_hours_only() -> None:
                                                               {"architecture": "vit-tiny", "regularizer": "mae"}]}
     doubled = estimate_gpu_hours(_study(tokenizers=tokenizers))["stages"]
     assert doubled["tokenizer_training"]["gpu_hours"] == pytest.approx(2 * base["tokenizer_training"]["gpu_hours"])
-    assert doubled["generation"]["gpu_hours"] == pytest.approx(base["generation"]["gpu_hours"])
+    assert doubled["sampling"]["gpu_hours"] == pytest.approx(base["sampling"]["gpu_hours"])
 
 
-def test_a_cfg_scale_adds_generation_hours_only() -> None:
+def test_a_cfg_scale_adds_sampling_and_scoring_hours_only() -> None:
     base = estimate_gpu_hours(_study())
     evaluation = {"sampling_steps": 4, "cfg_scales": [1.0, 2.0, 3.0], "num_samples": 16, "trajectory_samples": 2}
     more = estimate_gpu_hours(_study(evaluation=evaluation))
-    assert more["stages"]["generation"]["gpu_hours"] > base["stages"]["generation"]["gpu_hours"]
+    for stage in ("sampling", "sample_scoring"):
+        assert more["stages"][stage]["gpu_hours"] > base["stages"][stage]["gpu_hours"]
     assert more["stages"]["diffusion_training"]["gpu_hours"] == base["stages"]["diffusion_training"]["gpu_hours"]
     assert more["counts"]["velocity_evaluations_per_sample"] == 4 + 2 * (2 * 4)
 

@@ -10,9 +10,9 @@ network, the FID Inception; F: one backbone velocity evaluation per latent; back
   reference             features of the real train and val images (S), once per study
   latent_metrics        CPU only (Ray Data actors): measured seconds per latent (`LATENT_METRIC_CPU_S`)
   diffusion_training    per step and latent: 3F
-  generation            per sample: sampling_steps x F for CFG scale 1 (always sampled) and 2F per step inside the
-                        guidance interval (F outside) for every scale > 1, + decode D and features S per sample and
-                        scale; + the unguided trajectory samples
+  sampling              per sample: sampling_steps x F for CFG scale 1 (always sampled) and 2F per step inside the
+                        guidance interval (F outside) for every scale > 1; + the unguided trajectory samples
+  sample_scoring        per sample and CFG scale: decode D and gFID / IS features S
 Not counted: the frozen feature networks of repa / vf (< 10% of a paper-size step), optimizer and EMA updates,
 norms and element-wise ops, the domain network's training, model-dependent metrics (listed in `not_estimated`).
 
@@ -47,10 +47,11 @@ Precision = Literal["bf16", "fp32"]
 GPU = "NVIDIA H100 SXM"
 GPU_PEAK_FLOPS = {"bf16": 989e12, "tf32": 494.7e12, "fp32": 66.9e12}  # assumed: the datasheet's dense peaks
 ASSUMED_MFU = 0.35  # assumed: the fraction of peak a step reaches
-# The precision each stage runs at on CUDA, as the code stands: TokenizerTrainer has no autocast; DiffusionTrainer
-# autocasts to bf16; sampling, decoding and feature extraction run in float32 (diffusion_stage.PRECISION).
+# The precision each stage runs at on CUDA, as the code stands: TokenizerTrainer has no autocast; the backbone runs
+# under bf16 autocast in training and sampling (diffusion/precision.py); decoding and features stay float32.
 STAGE_PRECISION: dict[str, Precision] = {"tokenizer_training": "fp32", "tokenizer_evaluation": "fp32",
-                                         "reference": "fp32", "diffusion_training": "bf16", "generation": "fp32"}
+                                         "reference": "fp32", "diffusion_training": "bf16", "sampling": "bf16",
+                                         "sample_scoring": "fp32"}
 EXTRA_DECODE = {"eq", "lmr"}
 EXTRA_ENCODE_DECODE = {"mae"}
 MEASURED_ON = ("the 2-core dev machine (AMD EPYC), 1 torch thread, the measuring process at top priority "
@@ -149,8 +150,8 @@ def _book_diffusion(study: StudySpec, tok: TokenizerTrial, dif: DiffusionTrial, 
     bb_rate, tok_rate = cpu_flops_per_s(dif.backbone), cpu_flops_per_s(tok.architecture)
     stages["diffusion_training"].add(3 * f * (dif.steps * dif.batch_size), bb_rate, dif.backbone)
     passes = ev.num_samples * guided_passes(study) + ev.trajectory_samples * ev.sampling_steps
-    stages["generation"].add(f * passes, bb_rate, dif.backbone)
-    stages["generation"].add((d + s) * (ev.num_samples * scales), tok_rate, dif.backbone)
+    stages["sampling"].add(f * passes, bb_rate, dif.backbone)
+    stages["sample_scoring"].add((d + s) * (ev.num_samples * scales), tok_rate, dif.backbone)
 
 
 def _latent_metric_seconds(study: StudySpec, trial: TokenizerTrial) -> float:
