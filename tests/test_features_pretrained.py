@@ -40,12 +40,60 @@ def test_missing_weights_name_every_path_and_the_source(tmp_path, monkeypatch) -
 
 
 @pytest.mark.skipif(importlib.util.find_spec("timm") is not None,
-                    reason="checks the error shown when timm is absent (it is not in constraints.txt)")
+                    reason="checks the error shown when timm is absent; timm is installed (the test / features extra)")
 def test_optional_library_missing_is_a_clear_error(tmp_path) -> None:
     weights = tmp_path / "w.pth"
     torch.save({}, weights)
     with pytest.raises(ImportError, match="optional library 'timm'.*pip install timm"):
         load_feature_encoder("dinov2-b", weights)
+
+
+TIMM_ENTRIES = [net for net in PRETRAINED.values() if net.library == "timm"]
+UNTAGGED = {"mocov3-l"}  # timm has the architecture but not the weights (MoCo v3 keys are converted locally)
+needs_timm = pytest.mark.skipif(importlib.util.find_spec("timm") is None,
+                                reason="timm is not installed: `pip install -c constraints.txt -e .[features]`")
+
+
+@needs_timm
+@pytest.mark.parametrize("net", TIMM_ENTRIES, ids=[net.name for net in TIMM_ENTRIES])
+def test_timm_entry_matches_timm(net) -> None:
+    """The name is a timm pretrained tag (or architecture), built on the meta device at the entry's input size;
+    its prefix tokens, normalisation and patch grid are timm's."""
+    import timm
+
+    if net.name in UNTAGGED:
+        assert "." not in net.arch and net.arch in timm.list_models()
+    else:
+        assert net.arch in timm.list_pretrained()
+    with torch.device("meta"):
+        model = timm.create_model(net.arch, pretrained=False, num_classes=0, img_size=net.input_size)
+        tokens = model.forward_features(torch.empty(1, 3, net.input_size, net.input_size))
+    grid = net.input_size // model.patch_embed.patch_size[0]
+    assert model.num_prefix_tokens == net.prefix_tokens
+    assert tokens.shape[1] == net.prefix_tokens + grid * grid
+    if net.name not in UNTAGGED:
+        assert (tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])) == net.norm
+
+
+@needs_timm
+def test_timm_weights_load_from_a_local_file_at_the_entry_size(tmp_path) -> None:
+    """A random tiny timm ViT saved at 224 px as the 'local weights file': loaded by name at 32 px (position
+    embeddings resampled by timm), patch tokens are its forward_features without the class token."""
+    import timm
+
+    torch.manual_seed(0)
+    arch = "vit_tiny_patch16_224.augreg_in21k"
+    path = tmp_path / "vit_tiny.pth"
+    saved = timm.create_model(arch, pretrained=False).state_dict()
+    torch.save(saved, path)
+    net = dataclasses.replace(PRETRAINED["dinov2-b"], arch=arch, input_size=32, norm=((0.5,) * 3, (0.5,) * 3))
+    encoder = FeatureEncoder(net, build_network(net, path))
+    torch.testing.assert_close(encoder.model.blocks[0].attn.qkv.weight, saved["blocks.0.attn.qkv.weight"])
+    assert encoder.model.pos_embed.shape == (1, 1 + 2 * 2, 192)
+    x = images(2, 32)
+    with torch.no_grad():
+        expected = encoder.model.forward_features(encoder.prepare(x))[:, 1:]
+    torch.testing.assert_close(encoder.patch_tokens(x), expected.transpose(1, 2).reshape(2, 192, 2, 2))
 
 
 def test_torchvision_resnet_from_a_local_file(tmp_path) -> None:

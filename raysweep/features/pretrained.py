@@ -6,7 +6,8 @@ and resized, and how patch tokens are read out; `load_feature_encoder(name)` ret
 downloaded: a missing file is a FileNotFoundError naming every path tried ($RAYSWEEP_WEIGHTS_DIR, torch.hub's
 checkpoint cache, or an explicit path) and where the file comes from.
 
-Libraries: `torchvision` (installed), `timm` and `open_clip` (optional; a clear error if not importable),
+Libraries: `torchvision` (installed), `timm` (the `features` extra, pinned; every timm name here is checked against
+timm's model list by tests/test_features_pretrained.py), `open_clip` (optional; a clear error if not importable),
 `torchscript` (a `torch.jit` export, for models whose code lives outside pip packages: C-RADIO, WebSSL), and
 `domain` (the study-trained DomainNet, the offline default).
 """
@@ -71,9 +72,9 @@ PRETRAINED: dict[str, PretrainedNetwork] = {net.name: net for net in (
     _timm("siglip-b", "vit_base_patch16_siglip_224.webli", 224, HALF, 0, "SigLIP"),
     _timm("pe-b", "vit_pe_core_base_patch16_224.fb", 224, HALF, 1, "Perception Encoder core (Bolya et al. 2026)"),
     _timm("pe-l", "vit_pe_core_large_patch14_336.fb", 336, HALF, 1, "Perception Encoder core (Bolya et al. 2026)"),
-    _timm("langpe-l", "vit_pe_lang_large_patch14_448.fb", 448, HALF, 0, "Perception Encoder lang"),
-    _timm("spatialpe-b", "vit_pe_spatial_base_patch16_512.fb", 512, HALF, 0, "Perception Encoder spatial"),
-    _timm("spatialpe-l", "vit_pe_spatial_large_patch14_448.fb", 448, HALF, 0, "Perception Encoder spatial"),
+    _timm("langpe-l", "vit_pe_lang_large_patch14_448.fb", 448, HALF, 1, "Perception Encoder lang"),
+    _timm("spatialpe-b", "vit_pe_spatial_base_patch16_512.fb", 512, HALF, 1, "Perception Encoder spatial"),
+    _timm("spatialpe-l", "vit_pe_spatial_large_patch14_448.fb", 448, HALF, 1, "Perception Encoder spatial"),
     PretrainedNetwork("clip-l", "open_clip", "ViT-L-14", "ViT-L-14-openai.pt", 224, CLIP, "vit", 0,
                       "open_clip ViT-L-14 'openai' (Radford et al. 2021); open_clip reads the file as `pretrained`"),
     PretrainedNetwork("cradio-b", "torchscript", "", "c-radio-b.ts.pt", 256, ((0, 0, 0), (1, 1, 1)), "vit", 0,
@@ -118,8 +119,10 @@ def build_network(net: PretrainedNetwork, path: Path) -> nn.Module:
         model = _import("open_clip", net.name).create_model(net.arch, pretrained=str(path)).visual
         model.output_tokens = True
         return model
-    if net.library == "timm":  # timm's own local-file route: it maps / drops head keys as for a hub download
+    if net.library == "timm":  # timm's own local-file route: it maps / drops head keys as for a hub download, and
+        # resamples position embeddings to `input_size` (DINOv2's timm config is 518 px; REPA reads it at 224)
         return _import("timm", net.name).create_model(net.arch, pretrained=True, num_classes=0,
+                                                     img_size=net.input_size,
                                                      pretrained_cfg_overlay={"file": str(path)})
     model = getattr(importlib.import_module("torchvision.models"), net.arch)(weights=None)
     model.load_state_dict(_load_state(path))
