@@ -90,6 +90,33 @@ def test_random_tokenizer_search_draws_num_samples_trials() -> None:
     assert len({t.lr for t in study.tokenizer_trials}) == 4
 
 
+def test_search_takes_the_regularizers_declared_space() -> None:
+    from raysweep.tokenizers.regularizers import regularizer_class
+
+    declared = regularizer_class("lcr").search_space
+    study = parse_study({"name": "s", "tokenizers": {"num_samples": 6, "variants": [
+        {"regularizer": "lcr", "params": "search"},
+        {"regularizer": "lcr", "params": {"weight": 0.03, "threshold": "search"}}]}})
+    everything, one = study.tokenizer_trials[:6], study.tokenizer_trials[6:]
+    assert len(everything) == len(one) == 6
+    lo, hi = declared["threshold"]["uniform"]
+    assert all(t.params["weight"] in declared["weight"]["choice"] and lo <= t.params["threshold"] <= hi
+               for t in everything)
+    assert len({t.params["threshold"] for t in everything}) == 6
+    assert {t.params["weight"] for t in one} == {0.03}  # explicit values stay
+    assert all(lo <= t.params["threshold"] <= hi for t in one) and len({t.params["threshold"] for t in one}) == 6
+
+
+@pytest.mark.parametrize("variant, where", [
+    ({"regularizer": "lcr", "params": {"gamma": "search"}}, "params.gamma"),
+    ({"regularizer": "baseline", "params": "search"}, "params"),
+])
+def test_search_without_a_declared_space_names_what_is_declared(variant: dict, where: str) -> None:
+    with pytest.raises(ConfigError, match=f"variants\\[0\\].{where}.*declares") as err:
+        parse_study({"name": "s", "tokenizers": {"variants": [variant]}})
+    assert "\n" not in str(err.value)
+
+
 def test_duplicate_tokenizers_are_rejected() -> None:
     with pytest.raises(ConfigError, match="same configuration"):
         parse_study({"name": "s", "tokenizers": {"variants": [{"regularizer": "eq"}, {"regularizer": "eq"}]}})

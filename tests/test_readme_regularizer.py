@@ -62,7 +62,7 @@ def test_readme_regularizer_registers_validates_and_trains(tv_package, tmp_path)
     ctx = RegContext(torch.zeros(2, 3, 16, 16), None, z, None, None, torch.Generator(), torch.zeros(()))  # type: ignore[arg-type]
     assert reg.loss(ctx)[0].item() == 0.0
 
-    path.write_text(study_yaml.replace("{loguniform: [1.0e-3, 1.0e-1]}", "-1"))
+    path.write_text(study_yaml.replace("weight: search", "weight: -1"))
     with pytest.raises(ConfigError, match="regularizer 'tv'.*weight.*allowed params") as err:
         load_study(path)
     assert "\n" not in str(err.value)

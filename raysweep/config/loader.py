@@ -13,6 +13,7 @@ from raysweep.config.spec import DiffusionTrial, StudySpec, TokenizerTrial
 
 M = TypeVar("M", bound=BaseModel)
 BLOCK_KEYS = ("variants", "num_samples")
+SEARCH = "search"  # a tokenizer param (or all `params`) set to this sweeps the regularizer's declared search_space
 
 
 def _first_error(err: ValidationError, model: type[BaseModel], source: str, prefix: str) -> ConfigError:
@@ -71,10 +72,33 @@ def _resolve_block(block: dict[str, Any], model: type[M], source: str, name: str
         merged = {**defaults, **variant}
         if isinstance(defaults.get("params"), dict) and isinstance(variant.get("params"), dict):
             merged["params"] = {**defaults["params"], **variant["params"]}
+        if model is TokenizerTrial:
+            merged = _declared_search(merged, source, path)
         samples = num_samples if has_random_domain(merged) else 1
         for resolved in resolve(merged, samples, seed + i, source, path):
             trials.append(_validate(model, resolved, source, path))
     return trials
+
+
+def _declared_search(trial: dict[str, Any], source: str, path: str) -> dict[str, Any]:
+    """`params: search` (every declared domain, explicit params kept) or `params: {p: search}` (that one) ->
+    the regularizer's own `search_space`, so a sweep never copies (and drifts from) the file that declares it."""
+    from raysweep.tokenizers.regularizers import regularizer_class
+
+    params = trial.get("params")
+    if params != SEARCH and not (isinstance(params, dict) and SEARCH in params.values()):
+        return trial
+    try:
+        declared = regularizer_class(str(trial.get("regularizer", "baseline"))).search_space
+    except ValueError as err:
+        raise ConfigError(source, f"{path}.regularizer", str(err)) from None
+    asked = dict.fromkeys(declared, SEARCH) if params == SEARCH else params
+    unknown = [k for k, v in asked.items() if v == SEARCH and k not in declared]
+    if unknown or not declared:
+        raise ConfigError(source, f"{path}.params.{unknown[0] if unknown else ''}".rstrip("."),
+                          f"'{SEARCH}' needs a declared search_space; regularizer '{trial.get('regularizer')}' "
+                          f"declares: {', '.join(declared) or '(none)'}")
+    return {**trial, "params": {k: declared[k] if v == SEARCH else v for k, v in asked.items()}}
 
 
 def _assign_tokenizer_ids(trials: list[TokenizerTrial], source: str) -> None:
