@@ -213,9 +213,11 @@ class VelocityAmbiguity(Accumulator):
         return {"shape": batch.shape, "channels": batch.channels, "classes": class_samples(batch)}
 
     def class_latents(self, state: State) -> tuple[dict[int, np.ndarray], int]:
-        """Standardised latents [n, C, P] float64 of each class large enough, and the number skipped (warned)."""
+        """Standardised latents [n, C, P] float32 of each class large enough, and the number skipped (warned).
+        float32 like the stored latents and the flip-flop's GEMMs (a float64 copy of every class cost a third of
+        the finalize); reductions over them (means, total variance) run in float64."""
         c, h, w = state["shape"]
-        scale = 1.0 / state["channels"].std[:, None]  # (C, 1): standardisation; the shift cancels in covariances
+        scale = (1.0 / state["channels"].std[:, None]).astype(np.float32)  # (C, 1); the shift cancels in covariances
         kept, small = {}, {}
         for label in sorted(state["classes"]):
             x = canonical(state["classes"][label])
