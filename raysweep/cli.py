@@ -5,7 +5,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from raysweep.config import ConfigError, load_study
 from raysweep.config.spec import StudySpec
@@ -94,7 +93,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from raysweep.pipeline.latent_files import metrics_for_files
 
     only = [n for n in args.only.split(",") if n] if args.only else None
-    values = metrics_for_files([Path(p) for p in args.paths], only)
+    values = metrics_for_files(args.paths, only)  # paths or URIs
     if args.json:
         print(json.dumps(values, indent=2))
     else:

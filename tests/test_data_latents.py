@@ -1,4 +1,5 @@
-"""The latent Parquet contract: round trips, metadata, foreign readers, and every validation error."""
+"""The latent Parquet contract: round trips, metadata, foreign readers, every validation error, and locations
+(paths and pyarrow.fs URIs)."""
 from __future__ import annotations
 
 import json
@@ -20,6 +21,7 @@ from raysweep.data import (
     read_latents,
     write_latents,
 )
+from raysweep.data.location import check_location, join
 
 SHAPE = (3, 2, 4)
 
@@ -245,3 +247,13 @@ def test_corrupt_and_truncated_files(tmp_path: Path, arrays: dict[str, np.ndarra
         read_latents([])
     with pytest.raises(LatentDataError, match="part-"):
         latent_files(tmp_path / "nowhere")
+
+
+def test_locations_keep_their_kind_and_uri_query() -> None:
+    assert join("s3://bucket/p/?endpoint_override=minio:9000", "tok", "val") == (
+        "s3://bucket/p/tok/val?endpoint_override=minio:9000")
+    assert join("/data/latents", "tok", "val") == Path("/data/latents/tok/val")
+    with pytest.raises(ValueError, match=r"^unsupported scheme 'ftp://' in 'ftp://h/x'; allowed: a directory or "
+                                         r"file://, s3://, gs://"):
+        check_location("ftp://h/x")
+

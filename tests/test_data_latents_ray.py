@@ -1,4 +1,5 @@
-"""What Ray Data really hands over for latent Parquet files turns into the same LatentBatch as our own reader."""
+"""What Ray Data really hands over for latent Parquet files turns into the same LatentBatch as our own reader, and
+latent stores on pyarrow.fs URIs (storage.latents) work end to end: writer, readers, the Ray Data metric pool."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -8,14 +9,25 @@ import numpy as np
 import pytest
 import ray
 
-from raysweep.data import LatentBatch, latent_batch_from_columns, read_latent_meta, read_latents, write_latents
+from raysweep.data import (
+    LatentBatch,
+    latent_batch_from_columns,
+    latent_files,
+    read_latent_meta,
+    read_latents,
+    write_latents,
+)
+from raysweep.pipeline.latent_files import metrics_for_files
+from raysweep.pipeline.metric_stage import compute_latent_metrics
+from raysweep.pipeline.store import Store
 
 SHAPE = (2, 3, 3)
 
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2,  # ListFiles holds 1 CPU beside the 0.5-CPU actor
+             include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -53,3 +65,32 @@ def test_ray_data_numpy_batches_match_the_files(tmp_path: Path, local_ray: None)
                   key=lambda row: row["sample_id"])
     np.testing.assert_allclose([row["latent_sum"] for row in rows], latents.sum(axis=(1, 2, 3), dtype=np.float64))
     np.testing.assert_array_equal([row["mask_sum"] for row in rows], masks.sum(axis=(1, 2)))
+
+
+def test_file_uri_latent_store_goes_through_pyarrow_fs(tmp_path: Path, local_ray: None) -> None:
+    """storage.latents as a URI: writer, reader, `raysweep metrics` and the Ray Data metric pool all use it."""
+    rng = np.random.default_rng(1)
+    arrays = {"latents": rng.normal(size=(11, *SHAPE)).astype(np.float32), "labels": rng.integers(0, 4, 11),
+              "fg_masks": rng.integers(0, 2, (11, 3, 3)).astype(np.uint8)}
+    uri = f"file://{tmp_path}/shared"
+    location = Store(tmp_path / "root", uri).latents("tok", "val")
+    assert location == f"{uri}/tok/val"
+    write_latents(location, **arrays, tokenizer_id="t", rows_per_file=2)  # 6 parts, then 3: stale ones go
+    paths = write_latents(location, **arrays, tokenizer_id="t", rows_per_file=4)
+    on_disk = tmp_path / "shared" / "tok" / "val"
+    assert paths == latent_files(location) == [f"{location}/part-0000{i}.parquet" for i in range(3)]
+    assert sorted(p.name for p in on_disk.iterdir()) == [f"part-0000{i}.parquet" for i in range(3)]
+    batch, meta = read_latents(paths)
+    np.testing.assert_array_equal(batch.latent, arrays["latents"])
+    np.testing.assert_array_equal(batch.fg_mask, arrays["fg_masks"])
+    assert meta.norm_hash == read_latent_meta(on_disk / "part-00000.parquet").norm_hash
+
+    names = ["viv", "sec"]
+    pooled = compute_latent_metrics(location, names, {}, actors=1, batch_size=3,
+                                    cpus_per_actor=0.5)  # Ray Data on the URI's filesystem
+    in_process = metrics_for_files([location], names)  # the `raysweep metrics` reader, same URI
+    local = metrics_for_files([on_disk], names)
+    assert set(in_process) == set(local) and local and set(local) <= set(pooled)  # the CLI folds curve grids in
+    for key, value in local.items():  # curves hold NaN for classes too small to score
+        np.testing.assert_array_equal(in_process[key], value, err_msg=key)
+        np.testing.assert_allclose(pooled[key], value, rtol=1e-6, atol=1e-9, err_msg=key)  # float32 sums, other splits

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from raysweep.config.errors import ConfigError
 from raysweep.config.spec import StudySpec
+from raysweep.data.location import resolve, uri_scheme
 
 
 def _writable(path: Path) -> str | None:
@@ -25,6 +26,15 @@ def _writable(path: Path) -> str | None:
     return None
 
 
+def _local_directory(location: str) -> Path | None:
+    """The local directory of a path or `file://` URI; None for object stores (checked only when written)."""
+    if "://" not in location:
+        return Path(location)
+    if uri_scheme(location) == "file":
+        return Path(resolve(location)[1])
+    return None
+
+
 def _must_exist(source: str, key: str, path: str | None, kind: str = "file or directory") -> None:
     if path is not None and not Path(path).exists():
         raise ConfigError(source, key, f"{kind} '{path}' does not exist")
@@ -36,10 +46,11 @@ def preflight(study: StudySpec) -> None:
     why = _writable(study.root)
     if why:
         raise ConfigError(source, "storage.root", f"cannot write the study directory '{study.root}': {why}")
-    if study.storage.tune is not None and "://" not in study.storage.tune:
-        why = _writable(Path(study.storage.tune))
+    for key, location in (("storage.tune", study.storage.tune), ("storage.latents", study.latent_storage)):
+        directory = None if location is None else _local_directory(location)
+        why = None if directory is None else _writable(directory)
         if why:
-            raise ConfigError(source, "storage.tune", f"cannot write '{study.storage.tune}': {why}")
+            raise ConfigError(source, key, f"cannot write '{location}': {why}")
     _must_exist(source, "reference.weights_path", study.reference.weights_path, "weights file")
     data = study.dataset
     if data.name == "imagefolder":

@@ -249,7 +249,6 @@ class ResourcesSpec(Strict):
     torch_threads: int | None = Field(None, ge=1)
 
 
-TUNE_SCHEMES = ("file", "s3", "gs", "hdfs", "abfs", "abfss")
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
 
@@ -258,13 +257,15 @@ def _scheme(uri: str) -> str:
 
 
 class StorageSpec(Strict):
-    """Where a study lives. `root` (store, latents, checkpoints) is a local or NFS-mounted directory, default
+    """Where a study lives. `root` (store, checkpoints) is a local or NFS-mounted directory, default
     `$RAYSWEEP_STORAGE/{name}` or `studies/{name}` (relative paths resolve against the current directory); on a
-    multi-node cluster it must be shared. `tune` is Ray Tune's storage_path, a directory or a pyarrow.fs URI
-    (s3://bucket/prefix, gs://...), default `<root>/tune`."""
+    multi-node cluster it must be shared. `tune` (Ray Tune's storage_path, default `<root>/tune`) and `latents`
+    (the Parquet latent store, default `<root>/latents`) are directories or pyarrow.fs URIs (s3://bucket/prefix,
+    gs://..., file://...); `{name}` in `root` and `latents` is the study name, so studies never share latents."""
 
     root: str | None = None
     tune: str | None = None
+    latents: str | None = None
     checkpoint_every: int = Field(50, ge=1)  # training steps between Tune checkpoints (and MLflow history flushes)
 
     @field_validator("root")
@@ -272,16 +273,15 @@ class StorageSpec(Strict):
     def _local(cls, v: str | None) -> str | None:
         if v is not None and "://" in v:
             raise ValueError(f"must be a local or NFS-mounted directory, got the URI '{v}'; "
-                             "object stores go in storage.tune")
+                             "object stores go in storage.tune and storage.latents")
         return v
 
-    @field_validator("tune")
+    @field_validator("tune", "latents")
     @classmethod
     def _uri(cls, v: str | None) -> str | None:
-        if v is not None and "://" in v and _scheme(v) not in TUNE_SCHEMES:
-            raise ValueError(f"unsupported scheme '{_scheme(v)}://'; allowed: a directory or "
-                             f"{', '.join(s + '://' for s in TUNE_SCHEMES)}")
-        return v
+        from raysweep.data.location import check_location
+
+        return None if v is None else check_location(v)
 
 
 class TrackingSpec(Strict):
@@ -369,6 +369,14 @@ class StudySpec(Strict):
     def tune_storage(self) -> str:
         """Ray Tune's storage_path: a directory or a pyarrow.fs URI."""
         return self.storage.tune or str(self.root / "tune")
+
+    @property
+    def latent_storage(self) -> str:
+        """The Parquet latent store: a directory or a pyarrow.fs URI."""
+        if not self.storage.latents:
+            return str(self.root / "latents")
+        location = self.storage.latents.format(name=self.name)
+        return location if "://" in location else str(Path(location).resolve())  # workers run elsewhere
 
     @property
     def tracking_uri(self) -> str:

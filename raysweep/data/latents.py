@@ -6,6 +6,7 @@ Schema metadata: `raysweep.latent_shape` (JSON [C,H,W]), `raysweep.tokenizer_id`
 `raysweep.channel_std` (JSON lists, per channel over N,H,W of the whole written set: what standardisation uses),
 `raysweep.norm_hash` (short sha256 of those stats, so stale or edited statistics are detected), plus free-form
 string metadata. Files are `part-00000.parquet`, ...; plain pyarrow / pandas / polars / duckdb read them.
+A latent directory is a local path or a `pyarrow.fs` URI (s3://, gs://, file://): see `raysweep.data.location`.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from raysweep.data.location import Location, join, list_files, resolve
 
 SAMPLE_ID, LABEL, LATENT, FG_MASK = "sample_id", "label", "latent", "fg_mask"
 LATENT_COLUMNS: tuple[str, ...] = (SAMPLE_ID, LABEL, LATENT, FG_MASK)
@@ -101,7 +104,7 @@ def _channel_stats(latents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array([x.mean() for x in channels]), np.array([x.std() for x in channels])
 
 
-def _check_write_inputs(directory: Path, latents: np.ndarray, labels: np.ndarray, sample_ids: np.ndarray,
+def _check_write_inputs(directory: Location, latents: np.ndarray, labels: np.ndarray, sample_ids: np.ndarray,
                         fg_masks: np.ndarray | None, tokenizer_id: str, extra: dict[str, str]) -> None:
     if latents.ndim != 4 or len(latents) == 0:
         raise LatentDataError(f"{directory}: column '{LATENT}': expected a non-empty [N,C,H,W], got {latents.shape}")
@@ -126,13 +129,12 @@ def _check_write_inputs(directory: Path, latents: np.ndarray, labels: np.ndarray
         raise LatentDataError(f"{directory}: extra metadata may not set the reserved keys {clash}")
 
 
-def write_latents(directory: str | Path, latents: np.ndarray, labels: np.ndarray, *,
+def write_latents(directory: Location, latents: np.ndarray, labels: np.ndarray, *,
                   sample_ids: np.ndarray | None = None, fg_masks: np.ndarray | None = None, tokenizer_id: str,
-                  extra_metadata: dict[str, str] | None = None, rows_per_file: int = 4096) -> list[Path]:
+                  extra_metadata: dict[str, str] | None = None, rows_per_file: int = 4096) -> list[str | Path]:
     """Write latents [N,C,H,W] with labels [N], sample ids [N] (default 0..N-1) and optional fg masks [N,H,W]
     as `part-00000.parquet`, ... (each atomically: temp name, then rename); older parts beyond the new count are
-    removed so the directory holds exactly this set. Returns the paths in order."""
-    directory = Path(directory)
+    removed so the directory holds exactly this set. Returns the files in order (`Path`s, or URIs for a URI)."""
     latents = np.ascontiguousarray(latents, dtype=np.float32)
     labels = np.asarray(labels)
     ids = np.arange(len(latents), dtype=np.int64) if sample_ids is None else np.asarray(sample_ids)
@@ -146,7 +148,8 @@ def write_latents(directory: str | Path, latents: np.ndarray, labels: np.ndarray
                 MEAN_KEY: json.dumps(mean.tolist()), STD_KEY: json.dumps(std.tolist()),
                 HASH_KEY: compute_norm_hash(mean, std)}
     schema = latent_schema((c, h, w), fg_masks is not None, metadata)
-    directory.mkdir(parents=True, exist_ok=True)
+    fs, root = resolve(directory)
+    fs.create_dir(root, recursive=True)
     paths = []
     for part, start in enumerate(range(0, n, rows_per_file)):
         sl = slice(start, min(n, start + rows_per_file))
@@ -154,19 +157,19 @@ def write_latents(directory: str | Path, latents: np.ndarray, labels: np.ndarray
                    pa.FixedSizeListArray.from_arrays(latents[sl].reshape(-1), c * h * w)]
         if fg_masks is not None:
             columns.append(pa.FixedSizeListArray.from_arrays(fg_masks[sl].astype(np.uint8).reshape(-1), h * w))
-        path = directory / f"part-{part:05d}.parquet"
-        tmp = directory / f".{path.name}.{os.getpid()}.tmp"  # hidden: Ray Data and pyarrow datasets skip it
-        pq.write_table(pa.Table.from_arrays(columns, schema=schema), tmp)
-        os.replace(tmp, path)
-        paths.append(path)
-    for stale in set(directory.glob(PART_GLOB)) - set(paths):
-        stale.unlink()
+        name = f"part-{part:05d}.parquet"
+        tmp = f"{root}/.{name}.{os.getpid()}.tmp"  # hidden: Ray Data and pyarrow datasets skip it
+        pq.write_table(pa.Table.from_arrays(columns, schema=schema), tmp, filesystem=fs)
+        fs.move(tmp, f"{root}/{name}")  # a rename locally; on object stores readers never see a partial part
+        paths.append(join(directory, name))
+    for stale in set(list_files(directory, PART_GLOB)) - set(paths):
+        fs.delete_file(resolve(stale)[1])
     return paths
 
 
-def latent_files(directory: str | Path) -> list[Path]:
-    """The sorted `part-*.parquet` files of a latent directory (at least one)."""
-    paths = sorted(Path(directory).glob(PART_GLOB))
+def latent_files(directory: Location) -> list[str | Path]:
+    """The sorted `part-*.parquet` files of a latent directory (at least one), of the directory's kind."""
+    paths = list_files(directory, PART_GLOB)
     if not paths:
         raise LatentDataError(f"{directory}: no '{PART_GLOB}' latent files")
     return paths
@@ -200,14 +203,15 @@ def _meta_from_schema(schema: pa.Schema, source: str) -> LatentMeta:
                       extra={k: v for k, v in raw.items() if k not in RESERVED_KEYS})
 
 
-def _open(path: str | Path) -> pq.ParquetFile:
+def _open(path: Location) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(path)
+        fs, on_fs = resolve(path)
+        return pq.ParquetFile(on_fs, filesystem=fs)
     except (OSError, pa.ArrowException) as err:
         raise LatentDataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from None
 
 
-def read_latent_meta(path: str | Path) -> LatentMeta:
+def read_latent_meta(path: Location) -> LatentMeta:
     """Metadata from the Parquet footer only (cheap: no column data is read)."""
     return _meta_from_schema(_open(path).schema_arrow, str(path))
 
@@ -251,7 +255,7 @@ def latent_batch_from_columns(columns: dict[str, np.ndarray], shape: tuple[int, 
     return batch
 
 
-def _read_file(path: str | Path) -> tuple[LatentBatch, LatentMeta]:
+def _read_file(path: Location) -> tuple[LatentBatch, LatentMeta]:
     file = _open(path)
     meta = _meta_from_schema(file.schema_arrow, str(path))
     c, h, w = meta.shape
@@ -278,7 +282,7 @@ def _read_file(path: str | Path) -> tuple[LatentBatch, LatentMeta]:
     return latent_batch_from_columns(columns, meta.shape, str(path)), meta
 
 
-def read_latents(paths: Sequence[str | Path]) -> tuple[LatentBatch, LatentMeta]:
+def read_latents(paths: Sequence[Location]) -> tuple[LatentBatch, LatentMeta]:
     """Read whole files of one written set (same shape, tokenizer and stats; hash checked) into one batch."""
     if not paths:
         raise LatentDataError("read_latents: no latent files given")

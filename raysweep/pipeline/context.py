@@ -23,10 +23,11 @@ class TrialContext:
     feature_weights: str | None
     torch_threads: int
     log_every: int = 50
+    latent_root: str | None = None  # storage.latents: a directory or a pyarrow.fs URI
 
     @property
     def store(self) -> Store:
-        return Store(Path(self.root))
+        return Store(Path(self.root), self.latent_root)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -6,12 +6,12 @@ finalizes. Accumulators are exact under any split, so the pool size changes the 
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from raysweep.data import LatentMeta, latent_batch_from_columns, latent_files, read_latent_meta
+from raysweep.data.location import Location, resolve_all
 from raysweep.metrics import Accumulator, State, build_metric, check_batch
 
 
@@ -56,17 +56,18 @@ def resolved_params(names: list[str], params: dict[str, dict[str, Any]],
     return out
 
 
-def merged_states(latent_dir: Path, names: list[str], params: dict[str, dict[str, Any]], actors: int,
+def merged_states(latent_dir: Location, names: list[str], params: dict[str, dict[str, Any]], actors: int,
                   batch_size: int, cpus_per_actor: float = 1.0) -> tuple[dict[str, Accumulator], dict[str, State]]:
     """The streaming half of the stage: every Parquet file of `latent_dir` through the actor pool, states merged
     on the driver. Returns the configured accumulators and their merged states (finalize is the other half)."""
     import ray
 
-    files = [str(p) for p in latent_files(latent_dir)]
+    files = latent_files(latent_dir)  # a directory or a pyarrow.fs URI (s3://...): Ray Data reads the same fs
     meta = read_latent_meta(files[0])
+    filesystem, paths = resolve_all(files)
     params = with_known_stats(names, params, meta)
     # Reads take a small CPU share so they never wait behind an actor pool that holds every core.
-    dataset = ray.data.read_parquet(files, num_cpus=0.25).map_batches(
+    dataset = ray.data.read_parquet(paths, filesystem=filesystem, num_cpus=0.25).map_batches(
         MetricActor,
         fn_constructor_kwargs={"names": names, "params": params, "shape": meta.shape,
                                "torch_threads": max(1, int(cpus_per_actor))},
@@ -83,7 +84,7 @@ def merged_states(latent_dir: Path, names: list[str], params: dict[str, dict[str
     return metrics, merged
 
 
-def compute_latent_metrics(latent_dir: Path, names: list[str], params: dict[str, dict[str, Any]], actors: int,
+def compute_latent_metrics(latent_dir: Location, names: list[str], params: dict[str, dict[str, Any]], actors: int,
                            batch_size: int, cpus_per_actor: float = 1.0) -> dict[str, Any]:
     """Run the metric pool over every Parquet file of `latent_dir`; return `{mlflow_key: value}`."""
     metrics, merged = merged_states(latent_dir, names, params, actors, batch_size, cpus_per_actor)

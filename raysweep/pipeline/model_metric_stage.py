@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from raysweep.data import LatentMeta, latent_files, read_latent_meta, read_latents
+from raysweep.data.location import is_dir
 from raysweep.diffusion import build_backbone
 from raysweep.metrics.base import Value
 from raysweep.metrics.model import MODEL_METRICS, Codec, InterpolationFID, build_model_metric
@@ -87,7 +88,7 @@ def _interpolation_fid(ctx: TrialContext, tokenizer_key: str, metric: Interpolat
     queries = torch.from_numpy(meta.standardise(val_latents)).to(dev)
     train_dir = ctx.store.latents(tokenizer_key, "train")
     reference = queries
-    if train_dir.is_dir():
+    if is_dir(train_dir):  # a Path or a pyarrow.fs URI (storage.latents)
         reference = torch.from_numpy(meta.standardise(read_latents(latent_files(train_dir))[0].latent)).to(dev)
     decoded = to_uint8(metric.interpolants(queries, reference, codec, exclude_self=reference is queries))
     out.values.update(metric.result(feature_network(ctx).score(decoded, real, metrics=("fid",))["fid"]))

@@ -62,7 +62,8 @@ def _context(study: StudySpec, dataset_key: str, study_run_id: str, weights: str
     return TrialContext(root=str(study.root), tracking_uri=study.tracking_uri, experiment=study.experiment_name,
                         study_run_id=study_run_id, dataset_key=dataset_key, num_classes=study.dataset.num_classes,
                         image_size=study.dataset.image_size, feature_network=study.reference.feature_network,
-                        feature_weights=weights, torch_threads=threads, log_every=study.storage.checkpoint_every)
+                        feature_weights=weights, torch_threads=threads, log_every=study.storage.checkpoint_every,
+                        latent_root=study.latent_storage)
 
 
 def open_study_run(study: StudySpec, tracker: Tracker) -> str:
@@ -81,7 +82,7 @@ def open_study_run(study: StudySpec, tracker: Tracker) -> str:
 def run_study(study: StudySpec, analyze: bool = True) -> StudyResult:
     """Run (or resume) every stage of a study on the current Ray cluster."""
     preflight(study)  # bad paths, unwritable storage, missing GPUs: one-line errors before anything is written
-    store = Store(study.root)
+    store = Store(study.root, study.latent_storage)
     study.root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:  # unreadable or inconsistent image data is bad input, reported before anything is tracked

@@ -4,7 +4,9 @@
     <root>/data/<dataset-key>/{train,val}.npz
     <root>/reference/<ref-key>/              stage 0 feature network
     <root>/tokenizers/<tok-key>/             checkpoint, result.json (the 'done' marker)
-    <root>/latents/<tok-key>/{train,val}/    Parquet latents (the contract in raysweep.data.latents)
+    <latents>/<tok-key>/{train,val}/         Parquet latents (the contract in raysweep.data.latents); <latents>
+                                             is storage.latents (a directory or s3://, gs://, file:// URI),
+                                             default <root>/latents
     <root>/diffusion/<run-key>/              result.json, sample grids
     <root>/tune/                             Ray Tune experiment state (restored on re-run)
 
@@ -17,6 +19,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from raysweep.data.location import join
 
 RESULT_FILE = "result.json"
 
@@ -32,6 +36,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 @dataclass(frozen=True)
 class Store:
     root: Path
+    latent_root: str | None = None  # None: <root>/latents
 
     def data(self, key: str) -> Path:
         return self.root / "data" / key
@@ -42,8 +47,9 @@ class Store:
     def tokenizer(self, key: str) -> Path:
         return self.root / "tokenizers" / key
 
-    def latents(self, key: str, split: str) -> Path:
-        return self.root / "latents" / key / split
+    def latents(self, key: str, split: str) -> str | Path:
+        """A `Path`, or a URI string when the latents live on object storage."""
+        return join(self.latent_root or self.root / "latents", key, split)
 
     def diffusion(self, key: str) -> Path:
         return self.root / "diffusion" / key
