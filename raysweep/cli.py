@@ -25,6 +25,11 @@ def _plan(study: StudySpec) -> dict:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     study = load_study(args.study)
+    if args.preflight:  # what `run` checks first, plus reading every image; runs and writes nothing
+        from raysweep.config.preflight import check_data, preflight
+
+        preflight(study)
+        check_data(study)
     print(f"{args.study}: ok — {len(study.tokenizer_trials)} tokenizer trials, "
           f"{len(study.tokenizer_trials) * len(study.diffusion_trials) * len(study.diffusion_seeds)} diffusion trials")
     return 0
@@ -121,7 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
-    add("validate", cmd_validate, "check a study file").add_argument("study")
+    p = add("validate", cmd_validate, "check a study file")
+    p.add_argument("study")
+    p.add_argument("--preflight", action="store_true",
+                   help="also check this machine: paths, writable storage, GPUs, weights, readable image data")
     p = add("plan", cmd_plan, "show the trial table without running")
     p.add_argument("study")
     p.add_argument("--json", action="store_true")

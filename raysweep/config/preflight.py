@@ -1,7 +1,7 @@
 """Checks of a study against the machine it is about to run on, before anything is written or tracked.
 
 `load_study` only validates the file (it must also work on a laptop for a cluster study); `preflight` is what
-`raysweep run` does first: every path the study reads must exist, every directory it writes must be writable,
+`raysweep run` does first (and `raysweep validate --preflight`, which adds `check_data`): every path the study reads must exist, every directory it writes must be writable,
 and GPUs must exist where a local Ray is asked for them. Failures are `ConfigError` one-liners (exit code 2).
 """
 from __future__ import annotations
@@ -67,3 +67,14 @@ def preflight(study: StudySpec) -> None:
             raise ConfigError(source, f"resources.{wants_gpu[0]}.gpu",
                               "asks for a GPU but this machine has none and ray.address is not set "
                               "(a local Ray would wait forever); use gpu: 0 or run on a cluster")
+
+
+def check_data(study: StudySpec) -> None:
+    """Read the study's images as `raysweep run` will (writing nothing): an unreadable image, an empty class
+    folder or a mask of the wrong size is a `ConfigError` now rather than after the study started."""
+    from raysweep.pipeline.images import build_splits  # imports the data stack: only when asked
+
+    try:
+        build_splits(study.dataset)
+    except (ValueError, OSError) as err:
+        raise ConfigError(study.source, "dataset", str(err)) from None

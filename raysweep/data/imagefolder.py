@@ -44,6 +44,16 @@ def _load_mask(path: Path, image: Path, image_size: tuple[int, int], size: int) 
         return np.asarray(_resize_crop(_foreground(mask), size, Image.Resampling.NEAREST))
 
 
+def _read_rgb(path: Path, size: int) -> tuple[Image.Image, tuple[int, int]]:
+    """The resized RGB image and its original size; a corrupt or truncated file is a ValueError naming it (PIL's
+    own message for a truncated file does not)."""
+    try:
+        with Image.open(path) as img:
+            return _resize_crop(img.convert("RGB"), size, Image.Resampling.BICUBIC), img.size
+    except OSError as err:
+        raise ValueError(f"image '{path}' is not a readable image ({type(err).__name__}: {err})") from None
+
+
 def load_imagefolder(root: str | Path, split: str, size: int, mask_root: str | Path | None = None,
                      max_per_class: int | None = None) -> ImageSet:
     """Read `root/split/<class>/*` sorted by class then file name into uint8 [N,3,size,size].
@@ -65,9 +75,7 @@ def load_imagefolder(root: str | Path, split: str, size: int, mask_root: str | P
         if not files:
             raise FileNotFoundError(f"class folder '{base / name}' has no images ({', '.join(IMAGE_SUFFIXES)})")
         for path in files[:max_per_class]:
-            with Image.open(path) as img:
-                rgb = _resize_crop(img.convert("RGB"), size, Image.Resampling.BICUBIC)
-                image_size = img.size
+            rgb, image_size = _read_rgb(path, size)
             images.append(np.asarray(rgb).transpose(2, 0, 1))
             labels.append(label)
             if mask_root is not None:

@@ -17,7 +17,8 @@ def dataset_key(spec: DatasetSpec) -> str:
     return config_hash(spec.model_dump())
 
 
-def _build(spec: DatasetSpec) -> tuple[ImageSet, ImageSet]:
+def build_splits(spec: DatasetSpec) -> tuple[ImageSet, ImageSet]:
+    """The train and val splits in memory (reads every image; writes nothing)."""
     if spec.name == "shapes":
         return shapes_splits(spec.train_size, spec.val_size, size=spec.image_size, seed=spec.seed,
                              num_classes=spec.num_classes)
@@ -35,7 +36,7 @@ def prepare_images(spec: DatasetSpec, store: Store) -> str:
     directory = store.data(key)
     if all((directory / f"{s}.npz").is_file() for s in SPLITS):
         return key
-    splits = _build(spec)  # bad image data raises here, before anything is written
+    splits = build_splits(spec)  # bad image data raises here, before anything is written
     directory.mkdir(parents=True, exist_ok=True)
     for split, images in zip(SPLITS, splits):
         tmp = directory / f"{split}.tmp.npz"

@@ -68,6 +68,21 @@ def main() -> None:
                 mask.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(np.full((4, 4), 255, np.uint8)).save(mask)  # 4x4 mask for an 8x8 image
 
+    broken_image_folders(data_dir)
+
+
+def broken_image_folders(data_dir: Path) -> None:
+    """`corrupt_images`: a .png that is not an image; `empty_class`: class folder 'b' holds no image file."""
+    for split in ("train", "val"):
+        corrupt = data_dir / "corrupt_images" / split / "a" / "0.png"
+        corrupt.parent.mkdir(parents=True, exist_ok=True)
+        corrupt.write_bytes(b"\x89PNG but not really an image")
+        good = data_dir / "empty_class" / split / "a" / "0.png"
+        good.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(good)
+        (good.parent.parent / "b").mkdir(exist_ok=True)
+        (good.parent.parent / "b" / "notes.txt").write_text("not an image\n")
+
 
 if __name__ == "__main__":
     main()
