@@ -1,5 +1,5 @@
-"""A real `mlflow server` stopped mid-training and restarted: logging queues, retries, and loses nothing.
-Also: two studies on one tracking server never see each other's runs."""
+"""A real `mlflow server` stopped mid-training and restarted: logging queues, retries, and loses nothing, also when
+the trial is restored from its checkpoint on another node while the server is down. Also: two studies on one tracking server never see each other's runs."""
 from __future__ import annotations
 
 import socket
@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
+from raysweep.pipeline.checkpointing import UNSENT
 from raysweep.tracking import Tracker
 
 
@@ -104,3 +106,33 @@ def test_two_studies_on_one_server_never_collide(server: Server) -> None:
     assert a.open_run("tokenizer/x", "tokenizer", "same-hash") == run_a  # reused, not duplicated
     assert [r.info.run_id for r in a.runs()] == [run_a] and [r.info.run_id for r in b.runs()] == [run_b]
     assert Tracker.metrics_of(a.runs()[0]) == {"recon/psnr": 20.0}
+
+
+def test_buffered_metrics_survive_a_restore_on_another_node(server: Server, tmp_path: Path) -> None:
+    """The checkpoint carries the buffer (as `train_with_checkpoints` saves it, loaded with weights_only); a new
+    Tracker in the restored trial sends it once the server is back, skipping rows the store already has."""
+    def loss(s: int) -> dict[str, float]:
+        return {"train/loss": 1.0 / (s + 1), "train/lr": 1e-4 * s}
+
+    lost = Tracker(server.uri, "restore", retry_timeout=60.0)
+    run_id = lost.open_run("tokenizer/c", "tokenizer", "hash-c")
+    lost.log_history(run_id, [(s, loss(s)) for s in range(5)])
+    assert not lost.unsent(run_id)
+    server.stop()
+    lost.log_history(run_id, [(s, loss(s)) for s in range(5, 15)])  # buffered: the server is down
+    assert len(lost.unsent(run_id)) == 20
+    torch.save({"weights": torch.zeros(2), UNSENT: lost.unsent(run_id)}, tmp_path / "state.pt")
+    step_5 = [r for r in lost.unsent(run_id) if r[3] == 5]
+    del lost  # the node dies with its queue
+
+    server.start()
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    restored = Tracker(server.uri, "restore", retry_timeout=60.0)
+    again = [(name, value, ts, 4) for name, value, ts, _ in step_5]  # as if a sent batch's reply was lost: dropped
+    restored.requeue(run_id, again + state[UNSENT])
+    restored.log_history(run_id, [(s, loss(s)) for s in range(15, 20)])  # training resumed after the checkpoint
+    restored.finish(run_id)
+    for key in ("train/loss", "train/lr"):
+        history = restored.client.get_metric_history(run_id, key)
+        assert sorted(m.step for m in history) == list(range(20)), key  # every step exactly once
+        assert all(abs(m.value - loss(m.step)[key]) < 1e-12 for m in history)

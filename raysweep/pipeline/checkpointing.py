@@ -2,7 +2,8 @@
 
 A trial restored by Tune (node lost, driver restarted) resumes from its last checkpoint and skips the steps MLflow
 already has (a node can die between the history flush and the checkpoint), so the metric history of a restored
-trial stays continuous and never duplicated. A diverged trial checkpoints its reason instead of its state: Tune's
+trial stays continuous and never duplicated. Each checkpoint also carries the metrics the tracker still buffers (a
+tracking server that is down), so a restored trial sends them instead of losing them with its node. A diverged trial checkpoints its reason instead of its state: Tune's
 retries (meant for lost nodes) then fail at once instead of re-training into the same NaN.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from raysweep.tracking import Tracker
 
 STATE_FILE = "state.pt"
 DIVERGED = "diverged"
+UNSENT = "unsent_metrics"  # the tracker's buffered rows at checkpoint time
 
 
 class DivergenceError(RuntimeError):
@@ -45,26 +47,32 @@ def report(metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def restore(trainer: Trainer) -> bool:
-    """Load the trial's last Tune checkpoint into the trainer, if there is one; re-raise a recorded divergence."""
+def restore(trainer: Trainer) -> list[tuple[str, float, int, int]] | None:
+    """Load the trial's last Tune checkpoint into the trainer, if there is one (else None); re-raise a recorded
+    divergence. Returns the metric rows the tracker had not sent when the checkpoint was taken."""
     from ray import tune
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        return False
+        return None
     with checkpoint.as_directory() as directory:
         state = torch.load(Path(directory) / STATE_FILE, weights_only=True)
     if DIVERGED in state:
         raise DivergenceError(state[DIVERGED])
+    unsent = state.pop(UNSENT, [])
     trainer.load_state_dict(state)
-    return True
+    return unsent
 
 
 def train_with_checkpoints(trainer: Trainer, fit: Callable[[int, Callable[[int, dict[str, float]], None]], None],
                            total_steps: int, every: int, tracker: Tracker, run_id: str,
                            prefix: str = "train/") -> dict[str, float]:
     """Run `fit(n_steps, on_log)` in chunks of `every` steps until `total_steps`; return the last logs."""
-    logged = tracker.last_step(run_id, f"{prefix}loss") if restore(trainer) else None
+    unsent = restore(trainer)
+    logged = None
+    if unsent is not None:
+        tracker.requeue(run_id, unsent)
+        logged = tracker.last_step(run_id, f"{prefix}loss")
     last: dict[str, float] = {}
     while trainer.step < total_steps:
         history: list[tuple[int, dict[str, float]]] = []
@@ -78,5 +86,5 @@ def train_with_checkpoints(trainer: Trainer, fit: Callable[[int, Callable[[int, 
         tracker.log_history(run_id, [(s, {f"{prefix}{k}": v for k, v in logs.items()}) for s, logs in history
                                      if logged is None or s > logged])
         last = history[-1][1] if history else last
-        report({"step": trainer.step, **last}, trainer.state_dict())
+        report({"step": trainer.step, **last}, {**trainer.state_dict(), UNSENT: tracker.unsent(run_id)})
     return last

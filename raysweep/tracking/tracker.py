@@ -175,8 +175,25 @@ class Tracker:
 
     def last_step(self, run_id: str, key: str) -> int | None:
         """The highest step logged for a metric of a run (None if never logged): where a restored trial resumes."""
-        history = self._retry(lambda: self.client.get_metric_history(run_id, mlflow_name(key)))
+        return self._last_step(run_id, mlflow_name(key))
+
+    def _last_step(self, run_id: str, name: str) -> int | None:
+        history = self._retry(lambda: self.client.get_metric_history(run_id, name))
         return max((m.step for m in history), default=None)
+
+    def unsent(self, run_id: str) -> list[tuple[str, float, int, int]]:
+        """A run's queued rows as plain (name, value, timestamp, step) tuples: a trial checkpoint carries them, so
+        a trial restored on another node still sends what the lost one buffered (`weights_only` loads them)."""
+        return [(m.key, m.value, m.timestamp, m.step) for r, rows in self.pending if r == run_id for m in rows]
+
+    def requeue(self, run_id: str, rows: list[tuple[str, float, int, int]]) -> None:
+        """Queue a restored checkpoint's unsent rows ahead of anything else, minus those the store already has
+        (rows are sent in order, so a metric's rows up to its last stored step all arrived); then try to send."""
+        last = {name: self._last_step(run_id, name) for name in {row[0] for row in rows}}
+        todo = [Metric(name, value, ts, step) for name, value, ts, step in rows
+                if last[name] is None or step > last[name]]
+        self.pending[:0] = [(run_id, todo[i:i + MAX_BATCH]) for i in range(0, len(todo), MAX_BATCH)]
+        self.flush(timeout=0.0)
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         self._retry(lambda: self.client.log_artifact(run_id, str(path), artifact_path))
