@@ -179,3 +179,15 @@ def test_small_classes_are_skipped_counted_and_warned(caplog):
 def test_bad_parameters_raise_naming_the_values():
     with pytest.raises(ValueError, match="iterations=0"):
         VelocityAmbiguity(iterations=0)
+
+
+def test_flip_flop_tolerance_stops_early_near_the_fixed_point_and_is_a_logged_param():
+    rng = np.random.default_rng(3)
+    x = kronecker_samples(rng, 300, channel_covariance(rng, 4), spatial_covariance(2.0))
+    full = viv_from_eigenvalues(kronecker_eigenvalues(x, iterations=30, tol=0.0))
+    early = viv_from_eigenvalues(kronecker_eigenvalues(x, iterations=30, tol=1e-4))
+    capped = viv_from_eigenvalues(kronecker_eigenvalues(x, iterations=1, tol=0.0))
+    assert abs(early / full - 1) < 1e-5 < abs(capped / full - 1)  # early stop is close; one iteration is not
+    assert VelocityAmbiguity(tol=1e-6).params()["tol"] == 1e-6
+    with pytest.raises(ValueError, match="tol >= 0"):
+        VelocityAmbiguity(tol=-1.0)

@@ -86,11 +86,12 @@ class MixtureVelocityAmbiguity(VelocityAmbiguity):
     name = "viv_mixture"
 
     def __init__(self, samples: int = 1024, curve_samples: int = 64, seed: int = 0, iterations: int = 5,
-                 ridge: float = 1e-3, t_points: int = 20, t_max: float = 0.95, min_class_size: int = 4) -> None:
+                 ridge: float = 1e-3, t_points: int = 20, t_max: float = 0.95, min_class_size: int = 4,
+                 tol: float = 1e-4) -> None:
         if samples < 2 or curve_samples < 1:
             raise ValueError(f"{self.name}: need samples >= 2 and curve_samples >= 1; got samples={samples}, "
                              f"curve_samples={curve_samples}")
-        super().__init__(iterations, ridge, t_points, t_max, min_class_size)
+        super().__init__(iterations, ridge, t_points, t_max, min_class_size, tol)
         self.samples, self.curve_samples, self.seed = samples, curve_samples, seed
 
     @property
@@ -111,7 +112,7 @@ class MixtureVelocityAmbiguity(VelocityAmbiguity):
         shift = (state["channels"].mean / state["channels"].std)[:, None]  # (C, 1): the standardisation's shift
         comps = []
         for x in classes.values():
-            lam_c, q_c, lam_s, q_s = kronecker_spectrum(x, self.iterations, self.ridge)
+            lam_c, q_c, lam_s, q_s = kronecker_spectrum(x, self.iterations, self.ridge, self.tol)
             comps.append(Component(float(len(x)), x.mean(axis=0, dtype=np.float64) - shift, np.outer(lam_c, lam_s), q_c, q_s))
         return comps
 

@@ -109,8 +109,8 @@ def total_variance(x: np.ndarray) -> float:
     return sum(float(np.square(x[i:i + step] - mean).sum()) for i in range(0, len(x), step)) / (len(x) - 1)
 
 
-def kronecker_spectrum(x: np.ndarray, iterations: int = 5,
-                       ridge: float = 1e-3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def kronecker_spectrum(x: np.ndarray, iterations: int = 5, ridge: float = 1e-3,
+                       tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Eigen-pairs of the flip-flop fit to x [n, C, P]: (λ_c [C], Q_c [C,C], λ_s [P], Q_s [P,P]) with the scale
     put on λ_c so that Σ λ_c,j·λ_s,l is the class's total variance (the Kronecker model fixes the shape of the
     spectrum, the data its trace). A class without variance has all-zero eigenvalues."""
@@ -118,16 +118,16 @@ def kronecker_spectrum(x: np.ndarray, iterations: int = 5,
     variance = total_variance(x)
     if variance == 0:
         return np.zeros(c), np.eye(c), np.ones(p), np.eye(p)
-    sigma_c, sigma_s = kronecker_flip_flop(x, iterations, ridge)
+    sigma_c, sigma_s = kronecker_flip_flop(x, iterations, ridge, tol)
     (lam_c, q_c), (lam_s, q_s) = linalg.eigh(sigma_c), linalg.eigh(sigma_s)  # scipy: the flip-flop's BLAS pool
     lam_c, lam_s = lam_c.clip(0.0, None), lam_s.clip(0.0, None)
     return lam_c * (variance / (lam_c.sum() * lam_s.sum())), q_c, lam_s, q_s
 
 
-def kronecker_eigenvalues(x: np.ndarray, iterations: int = 5, ridge: float = 1e-3) -> np.ndarray:
+def kronecker_eigenvalues(x: np.ndarray, iterations: int = 5, ridge: float = 1e-3, tol: float = 1e-4) -> np.ndarray:
     """The d = C·P eigenvalues λ_c,j·λ_s,l of the flip-flop fit to x [n, C, P], summing to the class's total
     variance (see `kronecker_spectrum`)."""
-    lam_c, _, lam_s, _ = kronecker_spectrum(x, iterations, ridge)
+    lam_c, _, lam_s, _ = kronecker_spectrum(x, iterations, ridge, tol)
     return np.outer(lam_c, lam_s).ravel()
 
 
@@ -174,8 +174,8 @@ def canonical(parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
 class VelocityAmbiguity(Accumulator):
     """VIV overall and per class, and the VIV(t) curve, on per-channel standardised latents.
 
-    `iterations` caps the flip-flop, which stops earlier once its factors move by less than 1e-4 (relative) in
-    an iteration (see `kronecker_flip_flop`).
+    `iterations` caps the flip-flop, which stops earlier once its factors move by less than `tol` (relative) in
+    an iteration (see `kronecker_flip_flop`; tol = 0 always runs `iterations`).
     State: per-channel moments (for the standardisation, applied in finalize) and each class's sample ids and raw
     latents (the flip-flop needs them all; lists of [n_i] and [n_i, C, H, W] float32, concatenated on merge).
     Classes with fewer than `min_class_size` samples are skipped, counted and logged as a warning; their entry of
@@ -188,12 +188,12 @@ class VelocityAmbiguity(Accumulator):
     perspective = "velocity"
 
     def __init__(self, iterations: int = 5, ridge: float = 1e-3, t_points: int = 20, t_max: float = 0.95,
-                 min_class_size: int = 4) -> None:
-        if iterations < 1 or ridge <= 0 or t_points < 2 or not 0 < t_max < 1 or min_class_size < 2:
+                 min_class_size: int = 4, tol: float = 1e-4) -> None:
+        if iterations < 1 or ridge <= 0 or t_points < 2 or not 0 < t_max < 1 or min_class_size < 2 or tol < 0:
             raise ValueError(f"{self.name}: need iterations >= 1, ridge > 0, t_points >= 2, 0 < t_max < 1, "
-                             f"min_class_size >= 2; got iterations={iterations}, ridge={ridge}, "
-                             f"t_points={t_points}, t_max={t_max}, min_class_size={min_class_size}")
-        self.iterations, self.ridge, self.min_class_size = iterations, ridge, min_class_size
+                             f"min_class_size >= 2, tol >= 0; got iterations={iterations}, ridge={ridge}, "
+                             f"t_points={t_points}, t_max={t_max}, min_class_size={min_class_size}, tol={tol}")
+        self.iterations, self.ridge, self.min_class_size, self.tol = iterations, ridge, min_class_size, tol
         self.t_grid = np.linspace(0.0, t_max, t_points)
 
     @property
@@ -207,7 +207,7 @@ class VelocityAmbiguity(Accumulator):
 
     def params(self, shape: tuple[int, int, int] | None = None) -> dict[str, Any]:
         return {"iterations": self.iterations, "ridge": self.ridge, "t_points": len(self.t_grid),
-                "t_max": float(self.t_grid[-1]), "min_class_size": self.min_class_size}
+                "t_max": float(self.t_grid[-1]), "min_class_size": self.min_class_size, "tol": self.tol}
 
     def summarise(self, batch: Batch) -> State:
         return {"shape": batch.shape, "channels": batch.channels, "classes": class_samples(batch)}
@@ -236,7 +236,7 @@ class VelocityAmbiguity(Accumulator):
         per_class = dict.fromkeys(state["classes"], float("nan"))
         curves = []
         for label, x in classes.items():
-            lams = kronecker_eigenvalues(x, self.iterations, self.ridge)
+            lams = kronecker_eigenvalues(x, self.iterations, self.ridge, self.tol)
             per_class[label] = viv_from_eigenvalues(lams)
             curves.append(viv_curve(lams, self.t_grid))
         integrated = [per_class[k] for k in classes]
