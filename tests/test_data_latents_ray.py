@@ -94,3 +94,19 @@ def test_file_uri_latent_store_goes_through_pyarrow_fs(tmp_path: Path, local_ray
     for key, value in local.items():  # curves hold NaN for classes too small to score
         np.testing.assert_array_equal(in_process[key], value, err_msg=key)
         np.testing.assert_allclose(pooled[key], value, rtol=1e-6, atol=1e-9, err_msg=key)  # float32 sums, other splits
+
+
+def test_metric_pool_does_not_starve_its_reads_on_a_one_cpu_ray(tmp_path: Path) -> None:
+    """One actor of 1 CPU on a 1-CPU Ray used to hold the only CPU, so the read tasks never ran (a hang)."""
+    import subprocess
+    import sys
+
+    write_latents(tmp_path, np.random.default_rng(0).normal(size=(40, 2, 4, 4)), np.arange(40) % 4,
+                  tokenizer_id="t", rows_per_file=10)
+    script = ("import ray, sys; from raysweep.pipeline.metric_stage import compute_latent_metrics; "
+              "ray.init(address='local', num_cpus=1, include_dashboard=False, log_to_driver=False); "
+              "v = compute_latent_metrics(sys.argv[1], ['sec'], {}, actors=1, batch_size=10, cpus_per_actor=1.0); "
+              "print(sorted(v)[0])")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "latent/smoothness/sec" in done.stdout

@@ -14,6 +14,9 @@ from raysweep.data import LatentMeta, latent_batch_from_columns, latent_files, r
 from raysweep.data.location import Location, resolve_all
 from raysweep.metrics import Accumulator, State, build_metric, check_batch
 
+READ_CPUS = 0.25  # the CPU share of a Parquet read task
+LIST_CPUS = 1.0  # what Ray Data's ListFiles task asks (not configurable in Ray 2.60)
+
 
 class MetricActor:
     """A Ray Data callable class: one batch of latent rows in, one row of pickled accumulator states out."""
@@ -66,11 +69,15 @@ def merged_states(latent_dir: Location, names: list[str], params: dict[str, dict
     meta = read_latent_meta(files[0])
     filesystem, paths = resolve_all(files)
     params = with_known_stats(names, params, meta)
-    # Reads take a small CPU share so they never wait behind an actor pool that holds every core.
-    dataset = ray.data.read_parquet(paths, filesystem=filesystem, num_cpus=0.25).map_batches(
+    # Reads take a small CPU share so they never wait behind an actor pool that holds every core. Ray Data's
+    # file-listing task takes a whole CPU: an actor that would leave none for it asks for what is left (its
+    # thread count is unchanged), else the first actor starts, the listing never runs and the stage hangs.
+    threads = max(1, int(cpus_per_actor))
+    cpus_per_actor = min(cpus_per_actor, max(0.0, ray.cluster_resources().get("CPU", 0.0) - LIST_CPUS))
+    dataset = ray.data.read_parquet(paths, filesystem=filesystem, num_cpus=READ_CPUS).map_batches(
         MetricActor,
         fn_constructor_kwargs={"names": names, "params": params, "shape": meta.shape,
-                               "torch_threads": max(1, int(cpus_per_actor))},
+                               "torch_threads": threads},
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
         batch_size=batch_size,
         batch_format="numpy",
