@@ -110,3 +110,14 @@ def test_metric_pool_does_not_starve_its_reads_on_a_one_cpu_ray(tmp_path: Path) 
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "latent/smoothness/sec" in done.stdout
+
+
+def test_only_infrastructure_losses_are_retried() -> None:
+    """A stream that lost a node (Ray wraps the dead actor in a RayTaskError) is re-run; a metric's error is not."""
+    from ray.exceptions import ActorDiedError, RayTaskError
+
+    from raysweep.pipeline.metric_stage import _lost_to_a_node
+
+    assert _lost_to_a_node(RayTaskError("ListFiles", "tb", ActorDiedError()))
+    assert not _lost_to_a_node(RayTaskError("MetricActor", "tb", ValueError("NaN latents")))
+    assert not _lost_to_a_node(ValueError("NaN latents"))

@@ -6,6 +6,7 @@ finalizes. Accumulators are exact under any split, so the pool size changes the 
 from __future__ import annotations
 
 import pickle
+import time
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from raysweep.metrics import Accumulator, State, build_metric, check_batch
 
 READ_CPUS = 0.25  # the CPU share of a Parquet read task
 LIST_CPUS = 1.0  # what Ray Data's ListFiles task asks (not configurable in Ray 2.60)
+NODE_LOSS_WAITS_S = (5.0, 15.0, 30.0)  # seconds before each retry of a stream that lost a node; then it fails
 
 
 class MetricActor:
@@ -84,11 +86,40 @@ def merged_states(latent_dir: Location, names: list[str], params: dict[str, dict
         num_cpus=cpus_per_actor,
     )
     metrics = {name: build_metric(name, **params.get(name, {})) for name in names}
+    waits = list(NODE_LOSS_WAITS_S)
+    while True:
+        try:
+            return metrics, _merged_stream(dataset, metrics)
+        except ray.exceptions.RayError as err:
+            if not waits or not _lost_to_a_node(err):
+                raise
+            wait_s = waits.pop(0)
+            print(f"[raysweep] metric pool lost a node ({type(err).__name__}); retrying in {wait_s:g} s", flush=True)
+            time.sleep(wait_s)  # until Ray has marked the node dead and schedules elsewhere
+
+
+def _merged_stream(dataset: Any, metrics: dict[str, Accumulator]) -> dict[str, State]:
+    """One full pass of the stream, merged from fresh states (a retry starts over: merges are not idempotent)."""
     merged = {name: m.init() for name, m in metrics.items()}
     for row in dataset.iter_rows():
         for name, state in pickle.loads(row["states"]).items():
             merged[name] = metrics[name].merge(merged[name], state)
-    return metrics, merged
+    return merged
+
+
+def _lost_to_a_node(err: BaseException) -> bool:
+    """Whether a Ray Data failure (or its cause: RayTaskError wraps it) is an infrastructure loss — a dead node,
+    actor or worker — that a re-run of the same stream survives, rather than an error in the data or metrics."""
+    import ray.exceptions as rex
+
+    lost = (rex.ActorDiedError, rex.ActorUnavailableError, rex.NodeDiedError, rex.ObjectLostError,
+            rex.WorkerCrashedError, rex.OwnerDiedError)
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, lost) or isinstance(getattr(seen, "cause", None), lost):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def compute_latent_metrics(latent_dir: Location, names: list[str], params: dict[str, dict[str, Any]], actors: int,
