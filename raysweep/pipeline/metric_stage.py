@@ -10,8 +10,10 @@ import time
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from raysweep.data import LatentMeta, latent_batch_from_columns, latent_files, read_latent_meta
+from raysweep.data.latents import numpy_columns
 from raysweep.data.location import Location, resolve_all
 from raysweep.metrics import Accumulator, State, build_metric, check_batch
 
@@ -35,7 +37,8 @@ class MetricActor:
         self.metrics = {name: build_metric(name, **params.get(name, {})) for name in names}
         self.shape = tuple(shape)
 
-    def __call__(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, table: pa.Table) -> dict[str, np.ndarray]:
+        columns = numpy_columns(table, "metric batch")
         batch = check_batch(latent_batch_from_columns(columns, self.shape))  # one validation, shared summaries
         states = {name: m.update(m.init(), batch) for name, m in self.metrics.items()}
         return {"states": np.array([pickle.dumps(states, protocol=5)], dtype=object)}
@@ -82,7 +85,7 @@ def merged_states(latent_dir: Location, names: list[str], params: dict[str, dict
                                "torch_threads": threads},
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
         batch_size=batch_size,
-        batch_format="numpy",
+        batch_format="pyarrow",  # flattened here without per-row objects
         num_cpus=cpus_per_actor,
     )
     metrics = {name: build_metric(name, **params.get(name, {})) for name in names}
