@@ -19,7 +19,8 @@ PAPER = Path(__file__).resolve().parents[1] / "experiments" / "paper" / "table1.
 def _study(**overrides: object) -> StudySpec:
     spec = {"name": "s", "dataset": {"image_size": 16, "train_size": 64, "val_size": 32},
             "tokenizers": {"latent": "f4d4", "steps": 10,
-                           "variants": [{"regularizer": "baseline"}, {"architecture": "vit-tiny", "regularizer": "mae"}]},
+                           "variants": [{"regularizer": "baseline"},
+                                        {"architecture": "vit-tiny", "regularizer": "mae"}]},
             "diffusion": {"variants": [{"backbone": "SiT-T", "steps": 20, "batch_size": 4}]},
             "evaluation": {"sampling_steps": 4, "cfg_scales": [1.0, 2.0], "num_samples": 16, "trajectory_samples": 2}}
     spec.update(overrides)

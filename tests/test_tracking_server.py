@@ -1,5 +1,6 @@
 """A real `mlflow server` stopped mid-training and restarted: logging queues, retries, and loses nothing, also when
-the trial is restored from its checkpoint on another node while the server is down. Also: two studies on one tracking server never see each other's runs."""
+the trial is restored from its checkpoint on another node while the server is down. Also: two studies on one
+tracking server never see each other's runs."""
 from __future__ import annotations
 
 import socket

@@ -1,8 +1,9 @@
 """Checks of a study against the machine it is about to run on, before anything is written or tracked.
 
 `load_study` only validates the file (it must also work on a laptop for a cluster study); `preflight` is what
-`raysweep run` does first (and `raysweep validate --preflight`, which adds `check_data`): every path the study reads must exist, every directory it writes must be writable,
-and GPUs must exist where a local Ray is asked for them. Failures are `ConfigError` one-liners (exit code 2).
+`raysweep run` does first (and `raysweep validate --preflight`, which adds `check_data`): every path the study
+reads must exist, every directory it writes must be writable, and GPUs must exist where a local Ray is asked for
+them. Failures are `ConfigError` one-liners (exit code 2).
 """
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ rounding. Metrics that need all samples at once keep small per-image summaries a
 """
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -181,6 +182,14 @@ class MetricInfo:
     def directions(self) -> dict[str, bool]:
         """Headline keys (default parameters) -> higher is better."""
         return self.factory().higher_is_better
+
+    def build(self, label: str, **params: Any) -> Any:
+        """The configured metric; parameter names outside the class's signature raise ValueError listing them."""
+        allowed = list(inspect.signature(self.factory).parameters)
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise ValueError(f"{label}: unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+        return self.factory(**params)
 
 
 class Accumulator(KeyedMetric):

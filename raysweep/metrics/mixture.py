@@ -113,7 +113,8 @@ class MixtureVelocityAmbiguity(VelocityAmbiguity):
         comps = []
         for x in classes.values():
             lam_c, q_c, lam_s, q_s = kronecker_spectrum(x, self.iterations, self.ridge, self.tol)
-            comps.append(Component(float(len(x)), x.mean(axis=0, dtype=np.float64) - shift, np.outer(lam_c, lam_s), q_c, q_s))
+            mean = x.mean(axis=0, dtype=np.float64) - shift
+            comps.append(Component(float(len(x)), mean, np.outer(lam_c, lam_s), q_c, q_s))
         return comps
 
     def _finalize(self, state: State) -> dict[str, Value]:

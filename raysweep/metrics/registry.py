@@ -1,7 +1,6 @@
 """The latent-metric registry: study YAML names -> accumulator factories, plus a one-pass runner."""
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,12 +33,8 @@ def metric_info(name: str) -> MetricInfo:
 
 def build_metric(name: str, **params: Any) -> Accumulator:
     """A configured accumulator; unknown metric names and parameter names raise ValueError listing the allowed."""
-    factory = metric_info(name).factory
-    allowed = list(inspect.signature(factory).parameters)
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ValueError(f"metric '{name}': unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
-    return factory(**params)
+    metric: Accumulator = metric_info(name).build(f"metric '{name}'", **params)
+    return metric
 
 
 def metric_directions() -> dict[str, bool]:

@@ -3,8 +3,9 @@
 A trial restored by Tune (node lost, driver restarted) resumes from its last checkpoint and skips the steps MLflow
 already has (a node can die between the history flush and the checkpoint), so the metric history of a restored
 trial stays continuous and never duplicated. Each checkpoint also carries the metrics the tracker still buffers (a
-tracking server that is down), so a restored trial sends them instead of losing them with its node. A diverged trial checkpoints its reason instead of its state: Tune's
-retries (meant for lost nodes) then fail at once instead of re-training into the same NaN.
+tracking server that is down), so a restored trial sends them instead of losing them with its node. A diverged
+trial checkpoints its reason instead of its state: Tune's retries (meant for lost nodes) then fail at once
+instead of re-training into the same NaN.
 """
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ field, `run_diffusion_fisher`).
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,13 +47,7 @@ def model_metric_info(name: str) -> ModelMetricInfo:
 
 def build_model_metric(name: str, **params: Any) -> Any:
     """A configured metric; unknown names and parameter names raise ValueError listing the allowed ones."""
-    factory = model_metric_info(name).factory
-    allowed = list(inspect.signature(factory).parameters)
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ValueError(f"model metric '{name}': unknown parameter(s) {', '.join(unknown)}; allowed: "
-                         f"{', '.join(allowed)}")
-    return factory(**params)
+    return model_metric_info(name).build(f"model metric '{name}'", **params)
 
 
 __all__ = [
