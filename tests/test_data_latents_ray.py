@@ -121,3 +121,15 @@ def test_only_infrastructure_losses_are_retried() -> None:
     assert _lost_to_a_node(RayTaskError("ListFiles", "tb", ActorDiedError()))
     assert not _lost_to_a_node(RayTaskError("MetricActor", "tb", ValueError("NaN latents")))
     assert not _lost_to_a_node(ValueError("NaN latents"))
+    # what the driver sees when the task's error cannot be unpickled: only its text survives, under Ray Data's own
+    from ray.data.exceptions import SystemException
+    from ray.exceptions import UnserializableException
+
+    for text, lost in (("ray.exceptions.ActorDiedError: The actor died", True), ("ValueError: NaN latents", False)):
+        try:
+            try:
+                raise UnserializableException(f"ray.exceptions.RayTaskError: ray::ListFiles()\n{text}")
+            except UnserializableException as cause:
+                raise SystemException() from cause
+        except SystemException as err:
+            assert _lost_to_a_node(err) is lost

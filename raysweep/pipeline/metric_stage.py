@@ -93,7 +93,7 @@ def merged_states(latent_dir: Location, names: list[str], params: dict[str, dict
     while True:
         try:
             return metrics, _merged_stream(dataset, metrics)
-        except ray.exceptions.RayError as err:
+        except Exception as err:  # Ray Data raises its own SystemException, chained to Ray's errors
             if not waits or not _lost_to_a_node(err):
                 raise
             wait_s = waits.pop(0)
@@ -111,17 +111,26 @@ def _merged_stream(dataset: Any, metrics: dict[str, Accumulator]) -> dict[str, S
 
 
 def _lost_to_a_node(err: BaseException) -> bool:
-    """Whether a Ray Data failure (or its cause: RayTaskError wraps it) is an infrastructure loss — a dead node,
-    actor or worker — that a re-run of the same stream survives, rather than an error in the data or metrics."""
+    """Whether a Ray Data failure is an infrastructure loss (a dead node, actor or worker) that a re-run of the
+    same stream survives, rather than an error in the data or metrics. Looks through the whole chain: Ray Data
+    raises a SystemException from the task's RayTaskError, or from an UnserializableException that keeps only
+    the text of the original error."""
     import ray.exceptions as rex
 
     lost = (rex.ActorDiedError, rex.ActorUnavailableError, rex.NodeDiedError, rex.ObjectLostError,
             rex.WorkerCrashedError, rex.OwnerDiedError)
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, lost) or isinstance(getattr(seen, "cause", None), lost):
+    stack: list[BaseException | None] = [err]
+    seen: set[int] = set()
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, lost) or isinstance(getattr(e, "cause", None), lost):
             return True
-        seen = seen.__cause__
+        if isinstance(e, rex.UnserializableException) and any(f".{t.__name__}:" in str(e) for t in lost):
+            return True
+        stack += [e.__cause__, e.__context__]
     return False
 
 
