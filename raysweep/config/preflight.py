@@ -12,7 +12,7 @@ from pathlib import Path
 
 from raysweep.config.errors import ConfigError
 from raysweep.config.spec import StudySpec
-from raysweep.data.location import resolve, uri_scheme
+from raysweep.data.location import is_uri, resolve, uri_scheme
 
 
 def _writable(path: Path) -> str | None:
@@ -29,7 +29,7 @@ def _writable(path: Path) -> str | None:
 
 def _local_directory(location: str) -> Path | None:
     """The local directory of a path or `file://` URI; None for object stores (checked only when written)."""
-    if "://" not in location:
+    if not is_uri(location):
         return Path(location)
     if uri_scheme(location) == "file":
         return Path(resolve(location)[1])

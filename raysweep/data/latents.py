@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from raysweep.data.location import Location, join, list_files, resolve
+from raysweep.data.location import Location, file_names, join, resolve
 
 SAMPLE_ID, LABEL, LATENT, FG_MASK = "sample_id", "label", "latent", "fg_mask"
 LATENT_COLUMNS: tuple[str, ...] = (SAMPLE_ID, LABEL, LATENT, FG_MASK)
@@ -150,7 +151,7 @@ def write_latents(directory: Location, latents: np.ndarray, labels: np.ndarray, 
     schema = latent_schema((c, h, w), fg_masks is not None, metadata)
     fs, root = resolve(directory)
     fs.create_dir(root, recursive=True)
-    paths = []
+    names: list[str] = []
     for part, start in enumerate(range(0, n, rows_per_file)):
         sl = slice(start, min(n, start + rows_per_file))
         columns = [pa.array(ids[sl].astype(np.int64)), pa.array(labels[sl].astype(np.int32)),
@@ -161,18 +162,24 @@ def write_latents(directory: Location, latents: np.ndarray, labels: np.ndarray, 
         tmp = f"{root}/.{name}.{os.getpid()}.tmp"  # hidden: Ray Data and pyarrow datasets skip it
         pq.write_table(pa.Table.from_arrays(columns, schema=schema), tmp, filesystem=fs)
         fs.move(tmp, f"{root}/{name}")  # a rename locally; on object stores readers never see a partial part
-        paths.append(join(directory, name))
-    for stale in set(list_files(directory, PART_GLOB)) - set(paths):
-        fs.delete_file(resolve(stale)[1])
-    return paths
+        names.append(name)
+    for stale in set(file_names(fs, root, PART_GLOB)) - set(names):
+        fs.delete_file(f"{root}/{stale}")
+    return [join(directory, name) for name in names]
+
+
+def latent_parts(directory: Location) -> tuple[pafs.FileSystem, str, list[str]]:
+    """The filesystem, the directory's path on it and the sorted `part-*.parquet` names (at least one)."""
+    fs, root = resolve(directory)
+    names = file_names(fs, root, PART_GLOB)
+    if not names:
+        raise LatentDataError(f"{directory}: no '{PART_GLOB}' latent files")
+    return fs, root, names
 
 
 def latent_files(directory: Location) -> list[str | Path]:
     """The sorted `part-*.parquet` files of a latent directory (at least one), of the directory's kind."""
-    paths = list_files(directory, PART_GLOB)
-    if not paths:
-        raise LatentDataError(f"{directory}: no '{PART_GLOB}' latent files")
-    return paths
+    return [join(directory, name) for name in latent_parts(directory)[2]]
 
 
 def _json_key(raw: dict[str, str], key: str, source: str) -> object:

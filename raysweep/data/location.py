@@ -53,24 +53,20 @@ def join(location: Location, *parts: str) -> str | Path:
     return "/".join([base.rstrip("/"), *parts]) + sep + query
 
 
-def list_files(location: Location, pattern: str) -> list[str | Path]:
-    """Sorted files directly in the directory `location` whose names match the glob `pattern` (none if it is
-    missing). Names starting with '.' (temporary parts of a write in progress) never match."""
-    fs, path = resolve(location)
+def file_names(fs: pafs.FileSystem, path: str, pattern: str) -> list[str]:
+    """Sorted names of the files directly in the directory `path` of `fs` that match the glob `pattern` (none if
+    it is missing). Names starting with '.' (temporary parts of a write in progress) never match."""
     infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    names = sorted(i.base_name for i in infos if i.type == pafs.FileType.File
-                   and not i.base_name.startswith(".") and fnmatch.fnmatchcase(i.base_name, pattern))
-    return [join(location, name) for name in names]
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.File
+                  and not i.base_name.startswith(".") and fnmatch.fnmatchcase(i.base_name, pattern))
+
+
+def list_files(location: Location, pattern: str) -> list[str | Path]:
+    """`file_names` of the directory `location`, as locations of its kind."""
+    fs, path = resolve(location)
+    return [join(location, name) for name in file_names(fs, path, pattern)]
 
 
 def is_dir(location: Location) -> bool:
     fs, path = resolve(location)
     return fs.get_file_info(path).type == pafs.FileType.Directory
-
-
-def resolve_all(locations: list[str | Path]) -> tuple[pafs.FileSystem, list[str]]:
-    """One filesystem and the paths on it for the files of one latent set (what Ray Data's `read_parquet` takes)."""
-    if not locations:
-        raise ValueError("no files given")
-    resolved = [resolve(loc) for loc in locations]
-    return resolved[0][0], [path for _, path in resolved]

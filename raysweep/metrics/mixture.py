@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from raysweep.metrics.base import State, Value
-from raysweep.metrics.velocity import VelocityAmbiguity, kronecker_spectrum
+from raysweep.metrics.velocity import ITERATIONS, RIDGE, TOL, VelocityAmbiguity, kronecker_spectrum
 
 CHUNK_DRAWS = 128  # draws per vectorised step: bounds the [K, chunk, C, P] posterior means
 
@@ -85,9 +85,9 @@ class MixtureVelocityAmbiguity(VelocityAmbiguity):
 
     name = "viv_mixture"
 
-    def __init__(self, samples: int = 1024, curve_samples: int = 64, seed: int = 0, iterations: int = 5,
-                 ridge: float = 1e-3, t_points: int = 20, t_max: float = 0.95, min_class_size: int = 4,
-                 tol: float = 1e-4) -> None:
+    def __init__(self, samples: int = 1024, curve_samples: int = 64, seed: int = 0, iterations: int = ITERATIONS,
+                 ridge: float = RIDGE, t_points: int = 20, t_max: float = 0.95, min_class_size: int = 4,
+                 tol: float = TOL) -> None:
         if samples < 2 or curve_samples < 1:
             raise ValueError(f"{self.name}: need samples >= 2 and curve_samples >= 1; got samples={samples}, "
                              f"curve_samples={curve_samples}")

@@ -33,6 +33,9 @@ def _cholesky(a: np.ndarray, ridge: float) -> np.ndarray:
     return linalg.cholesky(a + shift * np.eye(len(a)), lower=True).astype(np.float32)
 
 
+# Flip-flop defaults, shared by every fit of the module and the metrics built on it: the paper's 5 iterations (a
+# cap), a ridge relative to the mean diagonal that only conditions the solves, and the early-stop tolerance.
+ITERATIONS, RIDGE, TOL = 5, 1e-3, 1e-4
 CHUNK_SAMPLES = 128  # samples per flip-flop block: a [C, 128, P] float32 buffer (4 MiB at 32x16x16) stays in cache
 
 
@@ -67,8 +70,8 @@ def _change(new: np.ndarray, old: np.ndarray) -> float:
     return float(np.linalg.norm(new - old) / np.linalg.norm(new))
 
 
-def kronecker_flip_flop(x: np.ndarray, iterations: int = 5, ridge: float = 1e-3,
-                        tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+def kronecker_flip_flop(x: np.ndarray, iterations: int = ITERATIONS, ridge: float = RIDGE,
+                        tol: float = TOL) -> tuple[np.ndarray, np.ndarray]:
     """Flip-flop MLE of Σ ≈ Σ_s ⊗ Σ_c from class samples x [n, C, P] (P = H·W); returns (Σ_c [C,C], Σ_s [P,P]).
 
     Samples are centred here. Σ_c ← (1/(nP)) Σ_n X_n Σ_s⁻¹ X_nᵀ, Σ_s ← (1/(nC)) Σ_n X_nᵀ Σ_c⁻¹ X_n, starting from
@@ -109,8 +112,8 @@ def total_variance(x: np.ndarray) -> float:
     return sum(float(np.square(x[i:i + step] - mean).sum()) for i in range(0, len(x), step)) / (len(x) - 1)
 
 
-def kronecker_spectrum(x: np.ndarray, iterations: int = 5, ridge: float = 1e-3,
-                       tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def kronecker_spectrum(x: np.ndarray, iterations: int = ITERATIONS, ridge: float = RIDGE,
+                       tol: float = TOL) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Eigen-pairs of the flip-flop fit to x [n, C, P]: (λ_c [C], Q_c [C,C], λ_s [P], Q_s [P,P]) with the scale
     put on λ_c so that Σ λ_c,j·λ_s,l is the class's total variance (the Kronecker model fixes the shape of the
     spectrum, the data its trace). A class without variance has all-zero eigenvalues."""
@@ -124,7 +127,8 @@ def kronecker_spectrum(x: np.ndarray, iterations: int = 5, ridge: float = 1e-3,
     return lam_c * (variance / (lam_c.sum() * lam_s.sum())), q_c, lam_s, q_s
 
 
-def kronecker_eigenvalues(x: np.ndarray, iterations: int = 5, ridge: float = 1e-3, tol: float = 1e-4) -> np.ndarray:
+def kronecker_eigenvalues(x: np.ndarray, iterations: int = ITERATIONS, ridge: float = RIDGE,
+                          tol: float = TOL) -> np.ndarray:
     """The d = C·P eigenvalues λ_c,j·λ_s,l of the flip-flop fit to x [n, C, P], summing to the class's total
     variance (see `kronecker_spectrum`)."""
     lam_c, _, lam_s, _ = kronecker_spectrum(x, iterations, ridge, tol)
@@ -187,8 +191,8 @@ class VelocityAmbiguity(Accumulator):
     name = "viv"
     perspective = "velocity"
 
-    def __init__(self, iterations: int = 5, ridge: float = 1e-3, t_points: int = 20, t_max: float = 0.95,
-                 min_class_size: int = 4, tol: float = 1e-4) -> None:
+    def __init__(self, iterations: int = ITERATIONS, ridge: float = RIDGE, t_points: int = 20, t_max: float = 0.95,
+                 min_class_size: int = 4, tol: float = TOL) -> None:
         if iterations < 1 or ridge <= 0 or t_points < 2 or not 0 < t_max < 1 or min_class_size < 2 or tol < 0:
             raise ValueError(f"{self.name}: need iterations >= 1, ridge > 0, t_points >= 2, 0 < t_max < 1, "
                              f"min_class_size >= 2, tol >= 0; got iterations={iterations}, ridge={ridge}, "

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from raysweep.data import LatentMeta, latent_batch_from_columns, latent_files, read_latent_meta
-from raysweep.data.latents import numpy_columns
-from raysweep.data.location import Location, resolve_all
+from raysweep.data import LatentMeta, latent_batch_from_columns, read_latent_meta
+from raysweep.data.latents import latent_parts, numpy_columns
+from raysweep.data.location import Location, join
 from raysweep.metrics import Accumulator, State, build_metric, check_batch
 
 READ_CPUS = 0.25  # the CPU share of a Parquet read task
@@ -70,9 +70,10 @@ def merged_states(latent_dir: Location, names: list[str], params: dict[str, dict
     on the driver. Returns the configured accumulators and their merged states (finalize is the other half)."""
     import ray
 
-    files = latent_files(latent_dir)  # a directory or a pyarrow.fs URI (s3://...): Ray Data reads the same fs
-    meta = read_latent_meta(files[0])
-    filesystem, paths = resolve_all(files)
+    # a directory or a pyarrow.fs URI (s3://...), resolved once: Ray Data reads the same filesystem
+    filesystem, root, parts = latent_parts(latent_dir)
+    meta = read_latent_meta(join(latent_dir, parts[0]))
+    paths = [f"{root}/{part}" for part in parts]
     params = with_known_stats(names, params, meta)
     # Reads take a small CPU share so they never wait behind an actor pool that holds every core. Ray Data's
     # file-listing task takes a whole CPU: an actor that would leave none for it asks for what is left (its
