@@ -15,7 +15,7 @@ import numpy as np
 from scipy import linalg
 from scipy.linalg import blas
 
-from raysweep.metrics.base import Accumulator, Batch, State, Value
+from raysweep.metrics.base import Accumulator, Batch, Moments, State, Value
 from raysweep.metrics.fisher import kappa, ratio_sum
 
 log = logging.getLogger(__name__)
@@ -104,12 +104,9 @@ def kronecker_flip_flop(x: np.ndarray, iterations: int = ITERATIONS, ridge: floa
 
 
 def total_variance(x: np.ndarray) -> float:
-    """tr of the unbiased sample covariance of samples x [n, ...]: float64 deviations, block by block of ~2^20
-    values (a whole float64 copy of a pooled set is memory-bound and cost half the flip-flop's time)."""
-    x = np.asarray(x)
-    mean = x.mean(axis=0, dtype=np.float64)
-    step = max(1, (1 << 20) // max(1, mean.size))
-    return sum(float(np.square(x[i:i + step] - mean).sum()) for i in range(0, len(x), step)) / (len(x) - 1)
+    """tr of the unbiased sample covariance of samples x [n, ...], from `Moments` over the samples (float64
+    deviations block by block: a whole float64 copy of a pooled set cost half the flip-flop's time)."""
+    return float(Moments.of(x, axis=(0,)).m2.sum()) / (len(x) - 1)
 
 
 def kronecker_spectrum(x: np.ndarray, iterations: int = ITERATIONS, ridge: float = RIDGE,
