@@ -7,17 +7,19 @@ import sys
 from collections.abc import Callable, Sequence
 
 from raysweep.config import ConfigError, load_study
+from raysweep.config.plan import StudyPlan
 from raysweep.config.spec import StudySpec
 
 EXIT_BAD_INPUT = 2
 
 
 def _plan(study: StudySpec) -> dict:
-    tokenizers = [{"id": t.id, "key": t.key(), **t.tags(), "architecture": t.architecture, "latent": t.latent,
-                   "regularizer": t.regularizer, "params": t.params, "steps": t.steps}
-                  for t in study.tokenizer_trials]
-    diffusion = [{"tokenizer": t.id, "backbone": d.backbone, "seed": s, "steps": d.steps}
-                 for t in study.tokenizer_trials for d in study.diffusion_trials for s in study.diffusion_seeds]
+    plan = StudyPlan.from_spec(study)
+    tokenizers = [{"id": j.id, "key": j.key, **j.trial.tags(), "architecture": j.trial.architecture,
+                   "latent": j.trial.latent, "regularizer": j.trial.regularizer, "params": j.trial.params,
+                   "steps": j.trial.steps} for j in plan.tokenizers]
+    diffusion = [{"id": j.id, "key": j.key, "tokenizer": j.tokenizer.id, "backbone": j.backbone, "seed": j.seed,
+                  "steps": j.trial.steps} for j in plan.diffusion]
     return {"study": study.name, "root": str(study.root), "tracking_uri": study.tracking_uri,
             "tokenizer_trials": tokenizers, "diffusion_trials": diffusion,
             "metrics": study.metrics.names, "cfg_scales": study.evaluation.cfg_scales}
@@ -30,8 +32,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         preflight(study)
         check_data(study)
-    print(f"{args.study}: ok — {len(study.tokenizer_trials)} tokenizer trials, "
-          f"{len(study.tokenizer_trials) * len(study.diffusion_trials) * len(study.diffusion_seeds)} diffusion trials")
+    plan = StudyPlan.from_spec(study)
+    print(f"{args.study}: ok — {len(plan.tokenizers)} tokenizer trials, {len(plan.diffusion)} diffusion trials")
     return 0
 
 

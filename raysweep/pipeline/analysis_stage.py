@@ -13,6 +13,7 @@ import pandas as pd
 
 from raysweep.analysis import AnalysisOptions, MixedCardsError, StudyAnalysis, analyze
 from raysweep.config.errors import ConfigError
+from raysweep.config.plan import StudyPlan
 from raysweep.config.spec import StudySpec
 from raysweep.metrics import metric_directions
 from raysweep.tracking import Tracker
@@ -29,17 +30,14 @@ def missing_trials(study: StudySpec, table: pd.DataFrame) -> pd.DataFrame:
     if "backbone" in table.columns:
         runs = table.dropna(subset=["backbone"])
         tracked_runs = set(zip(runs["tokenizer_id"], runs["backbone"], runs["seed"].astype(int)))
-    rows = []
-    for tok in study.tokenizer_trials:
-        if tok.id not in tracked_tokenizers:
-            rows.append({"tokenizer_id": tok.id, **tok.tags(), "status": "MISSING",
-                         "reason": "planned tokenizer trial without a tracked run"})
-            continue
-        for trial in study.diffusion_trials:
-            for seed in study.diffusion_seeds:
-                if (tok.id, trial.backbone, seed) not in tracked_runs:
-                    rows.append({"tokenizer_id": tok.id, **tok.tags(), "backbone": trial.backbone, "seed": seed,
-                                 "status": "MISSING", "reason": "planned diffusion trial without a tracked run"})
+    plan = StudyPlan.from_spec(study)
+    rows = [{"tokenizer_id": tok.id, **tok.trial.tags(), "status": "MISSING",
+             "reason": "planned tokenizer trial without a tracked run"}
+            for tok in plan.tokenizers if tok.id not in tracked_tokenizers]
+    rows += [{"tokenizer_id": run.tokenizer.id, **run.tokenizer.trial.tags(), "backbone": run.backbone,
+              "seed": run.seed, "status": "MISSING", "reason": "planned diffusion trial without a tracked run"}
+             for run in plan.diffusion if run.tokenizer.id in tracked_tokenizers
+             and (run.tokenizer.id, run.backbone, run.seed) not in tracked_runs]
     return pd.DataFrame(rows)
 
 

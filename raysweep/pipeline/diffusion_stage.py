@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from raysweep.config.hashing import config_hash, flatten
+from raysweep.config.hashing import flatten
+from raysweep.config.plan import diffusion_key
 from raysweep.config.spec import DiffusionTrial, EvaluationSpec
 from raysweep.data import LatentBatch, LatentMeta, latent_files, read_latents
 from raysweep.data.latents import LatentDataError
@@ -46,8 +47,7 @@ def cfg_name(scale: float) -> str:
 def diffusion_payload(trial: DiffusionTrial, seed: int, tokenizer: dict[str, Any], evaluation: EvaluationSpec,
                       ctx: TrialContext) -> dict[str, Any]:
     """`tokenizer` = {"id", "key", "run_id"} of a finished tokenizer trial."""
-    key = config_hash({"diffusion": trial.key(), "seed": seed, "tokenizer": tokenizer["key"],
-                       "evaluation": evaluation.model_dump()})
+    key = diffusion_key(trial, seed, tokenizer["key"], evaluation)
     return {"id": f"{tokenizer['id']}/{trial.backbone}/{seed}", "key": key, "trial": trial.model_dump(),
             "seed": seed, "tokenizer": tokenizer, "evaluation": evaluation.model_dump(), "ctx": ctx.to_dict()}
 

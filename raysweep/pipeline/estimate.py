@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import torch
 
+from raysweep.config.plan import StudyPlan
 from raysweep.config.spec import DiffusionTrial, StudySpec, TokenizerTrial
 from raysweep.pipeline.flops import (
     ZERO,
@@ -169,27 +170,26 @@ def estimate_gpu_hours(study: StudySpec) -> dict[str, Any]:
     s = scoring_flops(study.reference.feature_network, ds.image_size, ds.num_classes)
     stages["reference"].add(s * (n_train + n_val), cpu_flops_per_s(REFERENCE_CPU_PROXY))
     tokenizers = []
-    for t in study.tokenizer_trials:
+    plan = StudyPlan.from_spec(study)
+    for job in plan.tokenizers:
+        t = job.trial
         rate, family = cpu_flops_per_s(t.architecture), t.tags()["family"]
         flops = training_flops(t, ds.image_size)
         gpu_h = stages["tokenizer_training"].add(flops, rate, family)
-        tokenizers.append({"id": t.id, "family": family, "flops": flops.total, "gpu_hours": gpu_h,
+        tokenizers.append({"id": job.id, "family": family, "flops": flops.total, "gpu_hours": gpu_h,
                            "cpu_hours": flops.total / rate / 3600})
         e, d = tokenizer_flops(t.architecture, t.latent, ds.image_size)
         stages["tokenizer_evaluation"].add(e * (n_train + n_val) + (e + d + s) * n_val, rate, family)
         stages["latent_metrics"].cpu_s += _latent_metric_seconds(study, t)
-        for dif in study.diffusion_trials:
-            for _ in study.diffusion_seeds:
-                _book_diffusion(study, t, dif, stages)
+    for run in plan.diffusion:
+        _book_diffusion(study, run.tokenizer.trial, run.trial, stages)
     by_stage = {name: stage.summary() for name, stage in stages.items()}
     return {
         "gpu_hours": sum(v["gpu_hours"] for v in by_stage.values()),
         "cpu_hours": sum(v["cpu_hours"] for v in by_stage.values()),
         "stages": by_stage,
         "tokenizers": tokenizers,
-        "counts": {"tokenizers": len(study.tokenizer_trials),
-                   "diffusion_trials": len(study.tokenizer_trials) * len(study.diffusion_trials)
-                   * len(study.diffusion_seeds),
+        "counts": {"tokenizers": len(plan.tokenizers), "diffusion_trials": len(plan.diffusion),
                    "train_images": n_train, "val_images": n_val,
                    "velocity_evaluations_per_sample": guided_passes(study)},
         "measured": {"where": f"CPU: {MEASURED_ON}",

@@ -24,10 +24,10 @@ from raysweep.pipeline.figures import save_image_grid
 from raysweep.pipeline.images import load_images
 from raysweep.pipeline.metric_logging import split_values
 from raysweep.pipeline.scoring import feature_network, to_uint8
+from raysweep.pipeline.store import MODEL_METRIC_DIR
 from raysweep.pipeline.tokenizer_stage import TOKENIZER_FILE
 from raysweep.tokenizers import load_tokenizer
 
-MODEL_METRIC_DIR = "model_metrics"  # under the tokenizer's store directory
 VELOCITY_MODEL_FILE = "velocity_model.pt"  # under the diffusion run's store directory
 FISHER_CURVES_FILE = "fisher_curves.npz"
 

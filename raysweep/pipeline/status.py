@@ -1,30 +1,44 @@
-"""`raysweep status`: what is finished in the store, without starting Ray."""
+"""`raysweep status`: which planned jobs are finished in the store, without starting Ray.
+
+Only the jobs the study file plans now are counted: results on disk that an edited study no longer plans (another
+seed, a removed tokenizer) are ignored.
+"""
 from __future__ import annotations
 
 from typing import Any
 
+from raysweep.config.plan import DiffusionMetricJob, Job, LatentMetricJob, ModelMetricJob, StudyPlan
 from raysweep.config.spec import StudySpec
 from raysweep.pipeline.images import dataset_key
 from raysweep.pipeline.store import Store
 
 
+def job_done(store: Store, job: Job) -> bool:
+    """Whether `job`'s done-marker exists in the store (the analysis job is never cached)."""
+    return store.done(job) is not None
+
+
 def study_status(study: StudySpec, text: bool = False) -> Any:
-    store = Store(study.root)
-    toks = []
-    for t in study.tokenizer_trials:
-        key = t.key()
-        toks.append({"id": t.id, "key": key,
-                     "trained": store.result(store.tokenizer(key)) is not None,
-                     "metrics": store.result(store.tokenizer(key) / "metrics") is not None})
-    diffusion_done = sum(1 for _ in store.root.glob("diffusion/*/result.json"))
+    store = Store(study.root, study.latent_storage)
+    plan = StudyPlan.from_spec(study)
+    by_tokenizer: dict[str, dict[str, Any]] = {}
+    for job in plan.tokenizers:
+        row = {"id": job.id, "key": job.key, "trained": job_done(store, job)}
+        for kind, name in ((LatentMetricJob, "metrics"), (ModelMetricJob, "model_metrics")):
+            row[name] = all(job_done(store, j) for j in plan.of(kind) if j.id == job.id)
+        by_tokenizer[job.id] = row
+    runs = plan.diffusion
+    finished = [j for j in runs if job_done(store, j)]
     status = {"study": study.name, "root": str(study.root),
-              "data_ready": store.data(dataset_key(study.dataset)).is_dir(), "tokenizers": toks,
-              "diffusion_trials": len(toks) * len(study.diffusion_trials) * len(study.diffusion_seeds),
-              "diffusion_finished": diffusion_done}
+              "data_ready": store.data(dataset_key(study.dataset)).is_dir(), "tokenizers": list(by_tokenizer.values()),
+              "diffusion_trials": len(runs), "diffusion_finished": len(finished),
+              "diffusion_metrics_finished": sum(job_done(store, j) for j in plan.of(DiffusionMetricJob)),
+              "jobs": len(plan), "jobs_finished": sum(job_done(store, j) for j in plan)}
     if not text:
         return status
     lines = [f"study {study.name} ({study.root})"]
     lines += [f"  {t['id']:<28} trained={'yes' if t['trained'] else 'no ':<3} metrics={'yes' if t['metrics'] else 'no'}"
-              for t in toks]
-    lines.append(f"  diffusion: {diffusion_done}/{status['diffusion_trials']} finished")
+              for t in status["tokenizers"]]
+    lines.append(f"  diffusion: {len(finished)}/{len(runs)} finished")
     return "\n".join(lines)
+

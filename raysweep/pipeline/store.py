@@ -3,11 +3,12 @@
     <root>/mlflow.db                         default tracking store
     <root>/data/<dataset-key>/{train,val}.npz
     <root>/reference/<ref-key>/              stage 0 feature network
-    <root>/tokenizers/<tok-key>/             checkpoint, result.json (the 'done' marker)
+    <root>/tokenizers/<tok-key>/             checkpoint, result.json (the 'done' marker); metrics/ and
+                                             model_metrics/ hold the markers of its metric jobs
     <latents>/<tok-key>/{train,val}/         Parquet latents (the contract in raysweep.data.latents); <latents>
                                              is storage.latents (a directory or s3://, gs://, file:// URI),
                                              default <root>/latents
-    <root>/diffusion/<run-key>/              result.json, sample grids
+    <root>/diffusion/<run-key>/              result.json, sample grids; fisher/ the marker of its metric job
     <root>/tune/                             Ray Tune experiment state (restored on re-run)
 
 A stage output is finished exactly when its `result.json` exists; it is written last and atomically.
@@ -20,9 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from raysweep.config.plan import (
+    DiffusionJob,
+    DiffusionMetricJob,
+    Job,
+    LatentMetricJob,
+    ModelMetricJob,
+    TokenizerJob,
+)
 from raysweep.data.location import join
 
 RESULT_FILE = "result.json"
+LATENT_METRIC_DIR = "metrics"  # under the tokenizer's directory
+MODEL_METRIC_DIR = "model_metrics"  # under the tokenizer's directory
+DIFFUSION_METRIC_DIR = "fisher"  # under the diffusion run's directory
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -53,6 +65,24 @@ class Store:
 
     def diffusion(self, key: str) -> Path:
         return self.root / "diffusion" / key
+
+    def marker(self, job: Job) -> Path | None:
+        """The directory whose `result.json` says `job` is finished; None for jobs never cached (the analysis)."""
+        if isinstance(job, TokenizerJob):
+            return self.tokenizer(job.key)
+        if isinstance(job, (LatentMetricJob, ModelMetricJob)):
+            sub = LATENT_METRIC_DIR if isinstance(job, LatentMetricJob) else MODEL_METRIC_DIR
+            return self.tokenizer(job.key) / sub
+        if isinstance(job, DiffusionJob):
+            return self.diffusion(job.key)
+        if isinstance(job, DiffusionMetricJob):
+            return self.diffusion(job.key) / DIFFUSION_METRIC_DIR
+        return None
+
+    def done(self, job: Job) -> dict[str, Any] | None:
+        """`job`'s stored result, or None while it is not finished."""
+        marker = self.marker(job)
+        return None if marker is None else self.result(marker)
 
     @property
     def tune(self) -> Path:

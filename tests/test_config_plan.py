@@ -1,0 +1,88 @@
+"""The study plan: the same content keys as the stores written before it existed, dependencies that respect the
+stages, and `status` counting exactly the planned jobs of an edited study."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from test_e2e_study import micro_study
+
+from raysweep.config import load_study, parse_study
+from raysweep.config.plan import (
+    AnalysisJob,
+    DiffusionJob,
+    DiffusionMetricJob,
+    LatentMetricJob,
+    ModelMetricJob,
+    StudyPlan,
+    TokenizerJob,
+)
+from raysweep.pipeline.status import study_status
+from raysweep.pipeline.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+# sha256 of the JSON list of (id, key) of every tokenizer and diffusion run, in study order, as computed by the
+# payload functions of the runner before the plan existed (tokenizer_payload / diffusion_payload, commit 362c532):
+# a changed digest means existing stores would lose their results.
+STORE_KEYS = {
+    "experiments/quickstart.yaml": (12, "fc379c34a82d7debe76343fc3a2d4b911cec095741667f15a323d2f63b1c43de"),
+    "experiments/paper/table1.yaml": (430, "c6ac8559782a4303c6027c159f168d017225826aaeba0e774fb77a9c22008e11"),
+}
+
+
+@pytest.mark.parametrize("path", sorted(STORE_KEYS))
+def test_plan_keys_equal_the_keys_of_existing_stores(path: str) -> None:
+    study = load_study(ROOT / path)
+    plan = StudyPlan.from_spec(study)
+    keys = [(j.id, j.key) for j in plan if isinstance(j, (TokenizerJob, DiffusionJob))]
+    count, digest = STORE_KEYS[path]
+    assert len(keys) == count
+    assert hashlib.sha256(json.dumps(keys).encode()).hexdigest() == digest
+    assert [j.key for j in plan.tokenizers] == [t.key() for t in study.tokenizer_trials]
+    assert len({j.key for j in plan.diffusion}) == len(plan.diffusion)
+
+
+def test_dependencies_point_backwards_and_follow_the_stages(tmp_path: Path) -> None:
+    study = parse_study(micro_study(tmp_path))  # metrics: viv, sec (latents), equivariance, velocity_fisher
+    plan = StudyPlan.from_spec(study)
+    seen: set[tuple[str, str]] = set()
+    for job in plan:
+        assert set(job.deps) <= seen, job.ref  # a topological order
+        seen.add(job.ref)
+    assert len(seen) == len(plan)  # refs are unique although ids repeat across stages
+    counts = {t.__name__: len(plan.of(t)) for t in (TokenizerJob, LatentMetricJob, ModelMetricJob, DiffusionJob,
+                                                     DiffusionMetricJob, AnalysisJob)}
+    assert counts == {"TokenizerJob": 2, "LatentMetricJob": 2, "ModelMetricJob": 2, "DiffusionJob": 2,
+                      "DiffusionMetricJob": 2, "AnalysisJob": 1}
+    run = plan.diffusion[1]
+    assert run.id == f"{study.tokenizer_trials[1].id}/SiT-T/0"
+    assert set(run.deps) == {("tokenizer", run.tokenizer.id), ("latent_metrics", run.tokenizer.id),
+                             ("model_metrics", run.tokenizer.id)}
+    assert plan.of(LatentMetricJob)[0].names == ("viv", "sec")
+    assert plan.of(ModelMetricJob)[0].names == ("equivariance",)
+    assert set(plan.of(AnalysisJob)[0].deps) == seen - {("analysis", "analysis")}
+    assert not StudyPlan.from_spec(study, analyze=False).of(AnalysisJob)
+
+
+def test_status_counts_only_the_planned_jobs_of_an_edited_study(tmp_path: Path) -> None:
+    data = micro_study(tmp_path / "store")
+    data["diffusion"] = {**data["diffusion"], "seeds": [0, 1]}
+    before = parse_study(data)
+    store = Store(before.root)
+    for job in StudyPlan.from_spec(before):  # everything the first version planned is finished
+        if store.marker(job) is not None:
+            store.mark_done(store.marker(job), {"run_id": "r", "metrics": {}})
+    status = study_status(before)
+    assert (status["diffusion_trials"], status["diffusion_finished"]) == (4, 4)
+
+    data["diffusion"]["seeds"] = [1, 2]  # seed 0 dropped (its results are stale), seed 2 added
+    data["tokenizers"]["variants"] = data["tokenizers"]["variants"][:1]
+    after = parse_study(data)
+    status = study_status(after)
+    assert (status["diffusion_trials"], status["diffusion_finished"]) == (2, 1)
+    assert [t["id"] for t in status["tokenizers"]] == [after.tokenizer_trials[0].id]
+    assert status["tokenizers"][0]["trained"] and status["tokenizers"][0]["metrics"]
+    assert len(list((before.root / "diffusion").glob("*/result.json"))) == 4  # on disk, but not planned
+    assert "diffusion: 1/2 finished" in study_status(after, text=True)
