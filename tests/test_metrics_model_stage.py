@@ -11,17 +11,12 @@ import torch
 from raysweep.config.spec import DatasetSpec
 from raysweep.data import write_latents
 from raysweep.diffusion import build_backbone
+from raysweep.diffusion.velocity_model import save_velocity_model
 from raysweep.features.domain_net import DomainNet, save_domain_net
 from raysweep.pipeline.context import TrialContext
 from raysweep.pipeline.images import load_images, prepare_images
-from raysweep.pipeline.model_metric_stage import (
-    VELOCITY_MODEL_FILE,
-    run_diffusion_fisher,
-    run_model_metrics,
-    save_velocity_model,
-)
+from raysweep.pipeline.model_metric_stage import run_diffusion_fisher, run_model_metrics
 from raysweep.pipeline.store import Store
-from raysweep.pipeline.tokenizer_stage import TOKENIZER_FILE
 from raysweep.tokenizers import build_tokenizer, save_tokenizer
 
 KEY = "tok0"
@@ -34,7 +29,7 @@ def ctx(tmp_path_factory) -> TrialContext:
     dataset_key = prepare_images(DatasetSpec(image_size=16, num_classes=2, train_size=24, val_size=16), store)
     torch.manual_seed(0)
     tokenizer = build_tokenizer("conv-tiny", "f4d4", 16).eval()
-    save_tokenizer(tokenizer, store.tokenizer(KEY) / TOKENIZER_FILE, "conv-tiny", "f4d4", 16)
+    save_tokenizer(tokenizer, store.tokenizer_file(KEY), "conv-tiny", "f4d4", 16)
     for split in ("train", "val"):
         images = load_images(root, dataset_key, split)
         with torch.no_grad():
@@ -76,7 +71,7 @@ def test_diffusion_fisher_from_the_saved_model_equals_the_model_in_memory(ctx):
     build = {"name": "SiT-T", "in_channels": 4, "input_size": 4, "num_classes": 2, "patch_size": 2}
     model = build_backbone(**build).eval()
     torch.nn.init.normal_(model.final_layer.linear.weight, std=0.1)  # zero-initialised output: make it non-trivial
-    save_velocity_model(Store(ctx.store.root).diffusion("run0") / VELOCITY_MODEL_FILE, model, build)
+    save_velocity_model(Store(ctx.store.root).velocity_model_file("run0"), model, build)
     params = {"t_points": 4}
     loaded = run_diffusion_fisher(ctx, "run0", KEY, params)
     in_memory = run_diffusion_fisher(ctx, "run0", KEY, params, model=model)

@@ -39,6 +39,7 @@ class Job:
     """One unit of work: `id` is its study id, `key` its content key in the store, `deps` the refs it waits for."""
 
     stage: ClassVar[str]
+    tolerate_failed_deps: ClassVar[bool] = False  # runs after its deps even when some failed
     id: str
     key: str
     deps: tuple[JobRef, ...] = field(default=(), kw_only=True)
@@ -93,7 +94,10 @@ class DiffusionMetricJob(Job):
 
 @dataclass(frozen=True)
 class AnalysisJob(Job):
+    """The correlation analysis of every tracked run; it also reports the failed ones."""
+
     stage: ClassVar[str] = "analysis"
+    tolerate_failed_deps: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)

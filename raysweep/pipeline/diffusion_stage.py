@@ -23,25 +23,21 @@ from raysweep.diffusion import (
     straightness,
 )
 from raysweep.diffusion.precision import backbone_autocast, sampling_precision
+from raysweep.diffusion.velocity_model import save_velocity_model
 from raysweep.features import EvalCard, generation_card
 from raysweep.pipeline.checkpointing import report, train_with_checkpoints
 from raysweep.pipeline.context import TrialContext, setup_worker
 from raysweep.pipeline.figures import save_image_grid
-from raysweep.pipeline.model_metric_stage import VELOCITY_MODEL_FILE, save_velocity_model
 from raysweep.pipeline.scoring import GENERATION_REFERENCE, GenerationScorer, feature_network, save_cfg_curve, to_uint8
 from raysweep.pipeline.store import Store
-from raysweep.pipeline.tokenizer_stage import TOKENIZER_FILE
 from raysweep.tokenizers import load_tokenizer
 from raysweep.tracking import Tracker
+from raysweep.tracking.keys import BEST_CFG_SCALE, BEST_VIEW, NO_CFG_VIEW, cfg_view, gen_key
 
 STAGE = "diffusion"
 NO_CFG = 1.0
 SAMPLER = "euler-ode, uniform time grid"
 TOKENIZER_KEY = "raysweep.tokenizer_key"  # latent metadata written by the tokenizer stage
-
-
-def cfg_name(scale: float) -> str:
-    return f"cfg{scale:g}"
 
 
 def diffusion_payload(trial: DiffusionTrial, seed: int, tokenizer: dict[str, Any], evaluation: EvaluationSpec,
@@ -81,7 +77,7 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
     card = run_card(scorer, ctx.dataset_key, evaluation, payload["seed"], device)
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
     run_id = tracker.open_run(
-        f"diffusion/{trial.backbone}/{payload['seed']}", STAGE, key, parent_id=tok["run_id"],
+        payload["id"], STAGE, key, parent_id=tok["run_id"],  # named by its study id, found by its tags
         tags={"tokenizer_id": tok["id"], "backbone": trial.backbone, "seed": payload["seed"], **card.tags()},
         params={**flatten(trial.model_dump()), "seed": payload["seed"], "tokenizer_id": tok["id"],
                 **flatten(payload["evaluation"], "eval"), **card.params()})
@@ -122,11 +118,11 @@ def _train_and_evaluate(trial: DiffusionTrial, evaluation: EvaluationSpec, paylo
     train_with_checkpoints(trainer, lambda n, on_log: trainer.fit(z, y, n, trial.batch_size, on_log=on_log),
                            trial.steps, ctx.log_every, tracker, run_id)
     out = ctx.store.diffusion(payload["key"])
-    save_velocity_model(out / VELOCITY_MODEL_FILE, trainer.ema,  # for the velocity-Fisher metric after stage 3
+    save_velocity_model(ctx.store.velocity_model_file(payload["key"]), trainer.ema,  # for the velocity Fisher
                         {"name": trial.backbone, "in_channels": c, "input_size": h, "num_classes": ctx.num_classes,
                          "patch_size": trial.patch_size, "label_dropout": trial.label_dropout})
 
-    decoder = load_tokenizer(ctx.store.tokenizer(tok_key) / TOKENIZER_FILE).eval().to(device)
+    decoder = load_tokenizer(ctx.store.tokenizer_file(tok_key)).eval().to(device)
     gen = torch.Generator().manual_seed(10_000 + seed)
     noise = torch.randn((evaluation.num_samples, c, h, h), generator=gen)
     labels = torch.arange(evaluation.num_samples) % ctx.num_classes  # class-balanced
@@ -134,10 +130,10 @@ def _train_and_evaluate(trial: DiffusionTrial, evaluation: EvaluationSpec, paylo
     for scale in sorted({NO_CFG, *evaluation.cfg_scales}):  # each scale sampled, decoded, featurised once
         images = _sample_and_decode(trainer.ema, decoder, noise, labels, scale, evaluation, meta)
         scores[scale] = scorer.score(images)
-        grid = save_image_grid(images[:64], out / f"samples_{cfg_name(scale)}.png", nrow=16)
+        grid = save_image_grid(images[:64], out / f"samples_{cfg_view(scale)}.png", nrow=16)
         tracker.log_artifact(run_id, grid, "samples")
     metrics = cfg_views(scores, evaluation.cfg_scales)
-    best = metrics["gen/best/cfg_scale"]
+    best = metrics[BEST_CFG_SCALE]
     curve = save_cfg_curve({s: scores[s]["gfid"] for s in evaluation.cfg_scales}, best, out / "cfg_curve.png")
     tracker.log_artifact(run_id, curve, "figures")
     trajectory, ratios = _trajectory_metrics(trainer.ema, noise, labels, evaluation)
@@ -152,9 +148,9 @@ def cfg_views(scores: dict[float, dict[str, float]], grid: list[float]) -> dict[
     """{scale: scores} -> `gen/cfg<s>/*` for the swept grid, `gen/nocfg/*` (scale 1, sampled even when not in
     the grid), `gen/best/*` at the grid scale of lowest gFID, and `gen/best/cfg_scale`."""
     best = min(grid, key=lambda s: scores[s]["gfid"])
-    views = {**{cfg_name(s): scores[s] for s in grid}, "nocfg": scores[NO_CFG], "best": scores[best]}
-    metrics = {f"gen/{view}/{name}": value for view, values in views.items() for name, value in values.items()}
-    metrics["gen/best/cfg_scale"] = best
+    views = {**{cfg_view(s): scores[s] for s in grid}, NO_CFG_VIEW: scores[NO_CFG], BEST_VIEW: scores[best]}
+    metrics = {gen_key(view, name): value for view, values in views.items() for name, value in values.items()}
+    metrics[BEST_CFG_SCALE] = best
     return metrics
 
 

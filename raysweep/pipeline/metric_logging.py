@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # MLflow and matplotlib stay out of `raysweep metrics`, which only needs `split_values`
+    from raysweep.pipeline.store import Store
     from raysweep.tracking import Tracker
 
 GRID_SUFFIX = "_grid"
@@ -53,3 +54,13 @@ def log_latent_metrics(tracker: Tracker, run_id: str, values: dict[str, Any], di
         for path in curve_plot(grid, {key: arr}, directory / f"{name}.png", title=key, xlabel=curve_xlabel(key),
                                ylabel=key):
             tracker.log_artifact(run_id, path, "figures")
+
+
+def record_metrics(tracker: Tracker, store: Store, run_id: str, marker: Path, values: dict[str, Any],
+                   artifacts: list[Path] | None = None, params: dict[str, Any] | None = None) -> None:
+    """Log a metric job's values (and its files under `figures/`) on its run, then mark the job done: a resumed
+    study finds the marker and logs nothing twice."""
+    log_latent_metrics(tracker, run_id, values, marker, params)
+    for path in artifacts or []:
+        tracker.log_artifact(run_id, path, "figures")
+    store.mark_done(marker, {"metrics": sorted(values), "run_id": run_id})

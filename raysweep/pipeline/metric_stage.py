@@ -12,10 +12,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from raysweep.data import LatentMeta, latent_batch_from_columns, read_latent_meta
+from raysweep.config.plan import LatentMetricJob
+from raysweep.config.spec import MetricsSpec
+from raysweep.data import LatentMeta, latent_batch_from_columns, latent_files, read_latent_meta, read_latents
 from raysweep.data.latents import latent_parts, numpy_columns
 from raysweep.data.location import Location, join
-from raysweep.metrics import Accumulator, State, build_metric, check_batch
+from raysweep.metrics import Accumulator, State, build_metric, check_batch, compute_metrics
+from raysweep.pipeline.context import TrialContext
+from raysweep.pipeline.metric_logging import record_metrics
 
 READ_CPUS = 0.25  # the CPU share of a Parquet read task
 LIST_CPUS = 1.0  # what Ray Data's ListFiles task asks (not configurable in Ray 2.60)
@@ -143,3 +147,23 @@ def compute_latent_metrics(latent_dir: Location, names: list[str], params: dict[
     for name, m in metrics.items():
         values.update(m.finalize(merged[name]))
     return values
+
+
+def run_latent_metric_job(ctx: TrialContext, job: LatentMetricJob, spec: MetricsSpec, cpus_per_actor: float,
+                          in_process: bool = False) -> None:
+    """The entry point of a latent-metric job: the pool over the tokenizer's validation latents (`in_process`:
+    one pass in this process, the same numbers), logged on the tokenizer's run, then the job's done-marker."""
+    from raysweep.tracking import Tracker
+
+    store, names = ctx.store, list(job.names)
+    latents = store.latents(job.key, "val")
+    if in_process:
+        batch, meta = read_latents(latent_files(latents))
+        params = {n: p for n, p in spec.params.items() if n in names}
+        values = compute_metrics([batch], names, with_known_stats(names, params, meta))
+    else:
+        values = compute_latent_metrics(latents, names, spec.params, spec.actors, spec.batch_size, cpus_per_actor)
+    shape = read_latent_meta(latent_files(latents)[0]).shape
+    run_id = store.result(store.tokenizer(job.key))["run_id"]
+    record_metrics(Tracker(ctx.tracking_uri, ctx.experiment), store, run_id, store.marker(job), values,
+                   params=resolved_params(names, spec.params, shape))

@@ -14,21 +14,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from raysweep.config.plan import DiffusionMetricJob, ModelMetricJob
 from raysweep.data import LatentMeta, latent_files, read_latent_meta, read_latents
 from raysweep.data.location import is_dir
-from raysweep.diffusion import build_backbone
+from raysweep.diffusion.velocity_model import load_velocity_model
 from raysweep.metrics.base import Value
 from raysweep.metrics.model import MODEL_METRICS, Codec, InterpolationFID, build_model_metric
 from raysweep.pipeline.context import TrialContext, setup_worker, trial_device
 from raysweep.pipeline.figures import save_image_grid
 from raysweep.pipeline.images import load_images
-from raysweep.pipeline.metric_logging import split_values
+from raysweep.pipeline.metric_logging import record_metrics, split_values
 from raysweep.pipeline.scoring import feature_network, to_uint8
 from raysweep.pipeline.store import MODEL_METRIC_DIR
-from raysweep.pipeline.tokenizer_stage import TOKENIZER_FILE
 from raysweep.tokenizers import load_tokenizer
 
-VELOCITY_MODEL_FILE = "velocity_model.pt"  # under the diffusion run's store directory
 FISHER_CURVES_FILE = "fisher_curves.npz"
 
 
@@ -56,7 +55,7 @@ def run_model_metrics(ctx: TrialContext, tokenizer_key: str, names: list[str], p
     _check_names(names, "tokenizer")
     setup_worker(ctx)
     dev = torch.device(device) if device else trial_device()
-    tokenizer = load_tokenizer(ctx.store.tokenizer(tokenizer_key) / TOKENIZER_FILE).eval().requires_grad_(False)
+    tokenizer = load_tokenizer(ctx.store.tokenizer_file(tokenizer_key)).eval().requires_grad_(False)
     tokenizer = tokenizer.to(dev)
     val_latents, meta = read_latents(latent_files(ctx.store.latents(tokenizer_key, "val")))
     codec = Codec(lambda x: tokenizer.encode(x).mode(), tokenizer.decode,
@@ -96,20 +95,6 @@ def _interpolation_fid(ctx: TrialContext, tokenizer_key: str, metric: Interpolat
     out.artifacts.append(save_image_grid(decoded[:64], directory / "ifid_interpolants.png", nrow=16))
 
 
-def save_velocity_model(path: Path, model: torch.nn.Module, build: dict[str, Any]) -> None:
-    """A plain dict: `build_backbone` keyword arguments (name, in_channels, input_size, num_classes, patch_size,
-    overrides) and the state dict of the (EMA) model, loadable with `torch.load(weights_only=True)`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"build": build, "state_dict": model.state_dict()}, path)
-
-
-def load_velocity_model(path: Path) -> torch.nn.Module:
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_backbone(**blob["build"])
-    model.load_state_dict(blob["state_dict"])
-    return model.eval().requires_grad_(False)
-
-
 def run_diffusion_fisher(ctx: TrialContext, diffusion_key: str, tokenizer_key: str,
                          params: dict[str, Any] | None = None, model: torch.nn.Module | None = None,
                          batch_size: int = 256, device: str | None = None) -> ModelMetricOutput:
@@ -119,7 +104,9 @@ def run_diffusion_fisher(ctx: TrialContext, diffusion_key: str, tokenizer_key: s
     setup_worker(ctx)
     dev = torch.device(device) if device else trial_device()
     directory = ctx.store.diffusion(diffusion_key)
-    velocity = (model if model is not None else load_velocity_model(directory / VELOCITY_MODEL_FILE)).to(dev)
+    if model is None:
+        model = load_velocity_model(ctx.store.velocity_model_file(diffusion_key))
+    velocity = model.to(dev)
     batch, _ = read_latents(latent_files(ctx.store.latents(tokenizer_key, "val")))
     train_meta = read_latent_meta(latent_files(ctx.store.latents(tokenizer_key, "train"))[0])
     latents = torch.from_numpy(train_meta.standardise(batch.latent))
@@ -135,3 +122,23 @@ def run_diffusion_fisher(ctx: TrialContext, diffusion_key: str, tokenizer_key: s
     directory.mkdir(parents=True, exist_ok=True)
     np.savez(path, **{k.replace("/", "_"): np.stack([g, v]) for k, (g, v) in curves.items()})
     return ModelMetricOutput(values, [path])
+
+
+def run_model_metric_job(ctx: TrialContext, job: ModelMetricJob, params: dict[str, dict[str, Any]]) -> None:
+    """The entry point of a model-metric job: its metrics of the tokenizer, logged on the tokenizer's run."""
+    from raysweep.tracking import Tracker
+
+    out = run_model_metrics(ctx, job.key, list(job.names), {n: params.get(n, {}) for n in job.names})
+    run_id = ctx.store.result(ctx.store.tokenizer(job.key))["run_id"]
+    record_metrics(Tracker(ctx.tracking_uri, ctx.experiment), ctx.store, run_id, ctx.store.marker(job), out.values,
+                   out.artifacts)
+
+
+def run_diffusion_metric_job(ctx: TrialContext, job: DiffusionMetricJob, params: dict[str, dict[str, Any]]) -> None:
+    """The entry point of a diffusion-metric job: the velocity Fisher of the trained model, on its run."""
+    from raysweep.tracking import Tracker
+
+    out = run_diffusion_fisher(ctx, job.key, job.diffusion.tokenizer.key, params.get(job.names[0], {}))
+    run_id = ctx.store.result(ctx.store.diffusion(job.key))["run_id"]
+    record_metrics(Tracker(ctx.tracking_uri, ctx.experiment), ctx.store, run_id, ctx.store.marker(job), out.values,
+                   out.artifacts)

@@ -1,32 +1,42 @@
-"""The study DAG: data -> 0 reference net -> 1 tokenizer sweep -> 2 latent metrics -> 3 diffusion sweep -> 4 analysis.
+"""A study run: data and the reference network on the driver, then the plan's jobs (tokenizers, their metrics,
+diffusion runs and theirs, the analysis) as a DAG on Ray (`scheduler.py`, `executors.py`).
 
-Every stage is idempotent (see `store.py` and `tracking.Tracker.open_run`), so `run_study` is also `resume_study`.
+Every job is idempotent (its store marker, `tracking.Tracker.open_run` by tags), so `run_study` is also
+`resume_study`.
 """
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from raysweep.config.errors import ConfigError
 from raysweep.config.hashing import config_hash, flatten
+from raysweep.config.plan import (
+    AnalysisJob,
+    DiffusionJob,
+    DiffusionMetricJob,
+    Job,
+    LatentMetricJob,
+    ModelMetricJob,
+    StudyPlan,
+    TokenizerJob,
+)
 from raysweep.config.preflight import preflight
-from raysweep.config.spec import StudySpec
+from raysweep.config.spec import StudySpec, TrialResources
 from raysweep.pipeline.context import TrialContext
-from raysweep.pipeline.diffusion_stage import diffusion_payload, train_diffusion_trial
+from raysweep.pipeline.events import EventSink, JobEvent, JobFailed, fan_out
+from raysweep.pipeline.executors import Executor, LocalExecutor, RayExecutor, Task
 from raysweep.pipeline.images import prepare_images
 from raysweep.pipeline.reference_stage import prepare_reference
+from raysweep.pipeline.scheduler import Scheduler
 from raysweep.pipeline.store import Store
-from raysweep.pipeline.tokenizer_stage import tokenizer_payload, train_tokenizer_trial
-from raysweep.pipeline.tune_stage import run_trials
 from raysweep.tracking import Tracker
-
-if TYPE_CHECKING:
-    from raysweep.pipeline.model_metric_stage import ModelMetricOutput
+from raysweep.tracking.keys import HEADLINE
 
 STUDY_STAGE = "study"
 
@@ -34,9 +44,8 @@ STUDY_STAGE = "study"
 @dataclass
 class StudyResult:
     study_run_id: str
-    tokenizers: list[dict[str, Any]] = field(default_factory=list)
-    diffusion: list[dict[str, Any]] = field(default_factory=list)
-    failed: list[dict[str, Any]] = field(default_factory=list)
+    finished: list[tuple[str, str]] = field(default_factory=list)  # (stage, id) of jobs run now or found done
+    failed: list[dict[str, Any]] = field(default_factory=list)  # {"stage", "id", "error"}
     report: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -45,16 +54,16 @@ def _log(msg: str) -> None:
     print(f"[raysweep] {msg}", flush=True)
 
 
-def _init_ray(study: StudySpec) -> None:
+def _init_ray(study: StudySpec, verbose: bool) -> None:
     import ray
 
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     if study.ray.address:
-        ray.init(address=study.ray.address, log_to_driver=True)
+        ray.init(address=study.ray.address, log_to_driver=verbose)
     else:
-        ray.init(address="local", num_cpus=study.ray.num_cpus, include_dashboard=False, log_to_driver=True)
+        ray.init(address="local", num_cpus=study.ray.num_cpus, include_dashboard=False, log_to_driver=verbose)
 
 
 def _context(study: StudySpec, dataset_key: str, study_run_id: str, weights: str | None) -> TrialContext:
@@ -79,8 +88,12 @@ def open_study_run(study: StudySpec, tracker: Tracker) -> str:
     return run_id
 
 
-def run_study(study: StudySpec, analyze: bool = True) -> StudyResult:
-    """Run (or resume) every stage of a study on the current Ray cluster."""
+def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = None, verbose: bool = False,
+              executor: Executor | None = None) -> StudyResult:
+    """Run (or resume) a study on the current Ray cluster (`executor`: another, e.g. a `LocalExecutor`).
+
+    Progress goes to `sink` as typed events; `verbose` also lets Ray workers' logs and Tune's trial tables through
+    (off: the view renders the events)."""
     preflight(study)  # bad paths, unwritable storage, missing GPUs: one-line errors before anything is written
     store = Store(study.root, study.latent_storage)
     study.root.mkdir(parents=True, exist_ok=True)
@@ -96,149 +109,98 @@ def run_study(study: StudySpec, analyze: bool = True) -> StudyResult:
     try:
         weights = prepare_reference(study.reference, store, dataset_key, tracker, study_run_id)
         result.seconds["reference"] = time.perf_counter() - t0
-        _init_ray(study)
         ctx = _context(study, dataset_key, study_run_id, weights)
-        _tokenizer_stage(study, ctx, store, result)
-        _metric_stage(study, ctx, store, tracker, result)
-        _model_metric_stage(study, ctx, store, tracker, result)
-        _diffusion_stage(study, ctx, store, result)
-        _diffusion_fisher_stage(study, ctx, store, tracker, result)
-        if analyze:
-            from raysweep.pipeline.analysis_stage import analyze_study
+        plan = StudyPlan.from_spec(study, analyze=analyze)
+        emit = fan_out(*([sink] if sink else []), _Book(result))
+        if executor is None:
+            _init_ray(study, verbose)
+            executor = RayExecutor(study.tune_storage, emit, verbose=1 if verbose else 0)
+        t0 = time.perf_counter()
+        try:
+            def keep_report(path: str) -> None:
+                result.report = path
 
-            t0 = time.perf_counter()
-            result.report = analyze_study(study, tracker, study_run_id)
-            result.seconds["analysis"] = time.perf_counter() - t0
+            local = isinstance(executor, LocalExecutor)
+            outcome = Scheduler(plan, store, executor,
+                                lambda job: job_task(job, study, ctx, tracker, keep_report, local), emit,
+                                cost=job_cost, headline=lambda job: headline(store, job)).run()
+        finally:
+            executor.close()
+        result.seconds["jobs"] = time.perf_counter() - t0
+        result.finished = outcome.cached + outcome.finished
     except BaseException as err:
         tracker.finish(study_run_id, "FAILED" if isinstance(err, Exception) else "KILLED",
                        reason=f"{type(err).__name__}: {err}")
         raise
     tracker.log_metrics(study_run_id, {f"time/{k}_s": v for k, v in result.seconds.items()})
     tracker.finish(study_run_id)
-    _log(f"done in {sum(result.seconds.values()):.0f}s; {len(result.failed)} failed trial(s)")
+    _log(f"done in {sum(result.seconds.values()):.0f}s; {len(result.failed)} failed job(s)")
     return result
 
 
-def _tokenizer_stage(study: StudySpec, ctx: TrialContext, store: Store, result: StudyResult) -> None:
-    t0 = time.perf_counter()
-    payloads = [tokenizer_payload(t, ctx) for t in study.tokenizer_trials]
-    todo = sum(store.result(store.tokenizer(p["key"])) is None for p in payloads)
-    _log(f"stage 1: {len(payloads)} tokenizer trials ({todo} to train)")
-    summaries = run_trials("tokenizers", train_tokenizer_trial, payloads, study.tune_storage,
-                           study.resources.tokenizer.model_dump())
-    result.failed += [s for s in summaries if s["error"]]
-    for p in payloads:
-        done = store.result(store.tokenizer(p["key"]))
-        if done is not None:
-            result.tokenizers.append({"id": p["id"], "key": p["key"], "run_id": done["run_id"]})
-    result.seconds["tokenizers"] = time.perf_counter() - t0
+class _Book:
+    """Keeps the study result's failures and the analysis report as events arrive."""
+
+    def __init__(self, result: StudyResult) -> None:
+        self.result = result
+
+    def __call__(self, event: JobEvent) -> None:
+        if isinstance(event, JobFailed):
+            self.result.failed.append({"stage": event.stage, "id": event.job_id, "error": event.reason})
 
 
-def _metric_stage(study: StudySpec, ctx: TrialContext, store: Store, tracker: Tracker,
-                  result: StudyResult) -> None:
-    from raysweep.data import latent_files, read_latent_meta
-    from raysweep.pipeline.metric_logging import log_latent_metrics
-    from raysweep.pipeline.metric_stage import compute_latent_metrics, resolved_params
-
-    t0 = time.perf_counter()
-    spec = study.metrics
-    names = _metric_names(study, "latents")
-    for i, tok in enumerate(result.tokenizers if names else []):
-        marker = store.tokenizer(tok["key"]) / "metrics"
-        if store.result(marker) is not None:
-            continue
-        _log(f"stage 2: latent metrics {i + 1}/{len(result.tokenizers)} ({tok['id']}) on {spec.actors} actors")
-        values = compute_latent_metrics(store.latents(tok["key"], "val"), names, spec.params, spec.actors,
-                                        spec.batch_size, study.resources.metric_actor.cpu)
-        shape = read_latent_meta(latent_files(store.latents(tok["key"], "val"))[0]).shape
-        log_latent_metrics(tracker, tok["run_id"], values, marker, resolved_params(names, spec.params, shape))
-        store.mark_done(marker, {"metrics": sorted(values)})
-    result.seconds["metrics"] = time.perf_counter() - t0
+def _resources(res: TrialResources, times: float = 1.0) -> dict[str, float]:
+    return {"CPU": res.cpu * times, **({"GPU": res.gpu * times} if res.gpu else {})}
 
 
-def _metric_names(study: StudySpec, needs: str) -> list[str]:
-    """The study's metrics that consume `needs`: latents (the Ray Data pool), a tokenizer or a diffusion model."""
-    from raysweep.metrics.model import MODEL_METRICS
-
-    return [n for n in study.metrics.names
-            if (MODEL_METRICS[n].needs if n in MODEL_METRICS else "latents") == needs]
+def job_cost(job: Job) -> float:
+    """Relative duration for the scheduler's priority: trials by their steps, metric jobs small."""
+    trial = getattr(job, "trial", None)
+    return float(trial.steps) if trial is not None else 1.0
 
 
-def _remote(fn: Any, study: StudySpec) -> Any:
-    """A Ray task with the metric actors' resources, so model metrics land on a GPU node of a cluster."""
-    import ray
-
-    res = study.resources.metric_actor
-    return ray.remote(fn).options(num_cpus=res.cpu, num_gpus=res.gpu)
-
-
-def _record(tracker: Tracker, store: Store, run_id: str, marker: Path, out: ModelMetricOutput) -> None:
-    """Log a model-metric output (values, curve plots, artifacts) on its run, then mark it done for resume."""
-    from raysweep.pipeline.metric_logging import log_latent_metrics
-
-    log_latent_metrics(tracker, run_id, out.values, marker)
-    for path in out.artifacts:
-        tracker.log_artifact(run_id, path, "figures")
-    store.mark_done(marker, {"metrics": sorted(out.values)})
+def headline(store: Store, job: Job) -> tuple[str, float] | None:
+    """The job's headline metric (`tracking.keys.HEADLINE`) from its store result, if it has one."""
+    metric = HEADLINE.get(job.stage)
+    done = store.done(job) if metric else None
+    value = (done or {}).get("metrics", {}).get(metric) if metric else None
+    return None if value is None else (metric, float(value))
 
 
-def _model_metric_stage(study: StudySpec, ctx: TrialContext, store: Store, tracker: Tracker,
-                        result: StudyResult) -> None:
-    """Stage 2b: metrics that need the tokenizer itself (equivariance, distortion, iFID), one Ray task each."""
-    import ray
+def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
+             report: Callable[[str], None] = lambda path: None, in_process: bool = False) -> Task:
+    """The runnable form of a job whose deps are finished: which stage entry point, with what, on what.
+    `report` receives the analysis report's artifact path; `in_process`: no Ray (the latent metrics in one pass)."""
+    res, params = study.resources, study.metrics.params
+    if isinstance(job, TokenizerJob):
+        from raysweep.pipeline.tokenizer_stage import tokenizer_payload, train_tokenizer_trial
 
-    from raysweep.pipeline.model_metric_stage import MODEL_METRIC_DIR, run_model_metrics
+        return Task(job.ref, "trial", train_tokenizer_trial, ({"payload": tokenizer_payload(job.trial, ctx)},),
+                    _resources(res.tokenizer), experiment=f"tokenizers-{job.key}", total_steps=job.trial.steps)
+    if isinstance(job, DiffusionJob):
+        from raysweep.pipeline.diffusion_stage import diffusion_payload, train_diffusion_trial
 
-    names = _metric_names(study, "tokenizer")
-    if not names:
-        return
-    t0 = time.perf_counter()
-    task = _remote(run_model_metrics, study)
-    for i, tok in enumerate(result.tokenizers):
-        marker = store.tokenizer(tok["key"]) / MODEL_METRIC_DIR
-        if store.result(marker) is not None:
-            continue
-        _log(f"stage 2: model metrics {i + 1}/{len(result.tokenizers)} ({tok['id']}): {', '.join(names)}")
-        out = ray.get(task.remote(ctx, tok["key"], names, {n: study.metrics.params.get(n, {}) for n in names}))
-        _record(tracker, store, tok["run_id"], marker, out)
-    result.seconds["model_metrics"] = time.perf_counter() - t0
+        tok = {"id": job.tokenizer.id, "key": job.tokenizer.key, "run_id": ctx.store.done(job.tokenizer)["run_id"]}
+        payload = diffusion_payload(job.trial, job.seed, tok, study.evaluation, ctx)
+        return Task(job.ref, "trial", train_diffusion_trial, ({"payload": payload},), _resources(res.diffusion),
+                    experiment=f"diffusion-{job.key}", total_steps=job.trial.steps)
+    if isinstance(job, LatentMetricJob):
+        from raysweep.pipeline.metric_stage import run_latent_metric_job
 
+        # the task itself asks nothing: its Ray Data actors hold what the scheduler books for it
+        return Task(job.ref, "task", run_latent_metric_job,
+                    (ctx, job, study.metrics, res.metric_actor.cpu, in_process),
+                    _resources(res.metric_actor, study.metrics.actors), ray_resources={})
+    if isinstance(job, ModelMetricJob):
+        from raysweep.pipeline.model_metric_stage import run_model_metric_job
 
-def _diffusion_fisher_stage(study: StudySpec, ctx: TrialContext, store: Store, tracker: Tracker,
-                            result: StudyResult) -> None:
-    """After stage 3: FI/FIR/mmse of each trained diffusion model's velocity field, on its diffusion run."""
-    import ray
+        return Task(job.ref, "task", run_model_metric_job, (ctx, job, params), _resources(res.metric_actor))
+    if isinstance(job, DiffusionMetricJob):
+        from raysweep.pipeline.model_metric_stage import run_diffusion_metric_job
 
-    from raysweep.pipeline.model_metric_stage import run_diffusion_fisher
+        return Task(job.ref, "task", run_diffusion_metric_job, (ctx, job, params), _resources(res.metric_actor))
+    if isinstance(job, AnalysisJob):
+        from raysweep.pipeline.analysis_stage import analyze_study
 
-    names = _metric_names(study, "diffusion")
-    if not names:
-        return
-    t0 = time.perf_counter()
-    task = _remote(run_diffusion_fisher, study)
-    for p in _diffusion_payloads(study, ctx, result):
-        out_dir = store.diffusion(p["key"])
-        done, marker = store.result(out_dir), out_dir / "fisher"
-        if done is None or store.result(marker) is not None:
-            continue
-        _log(f"stage 3: velocity Fisher of {p['id']}")
-        out = ray.get(task.remote(ctx, p["key"], p["tokenizer"]["key"], study.metrics.params.get(names[0], {})))
-        _record(tracker, store, done["run_id"], marker, out)
-    result.seconds["diffusion_fisher"] = time.perf_counter() - t0
-
-
-def _diffusion_payloads(study: StudySpec, ctx: TrialContext, result: StudyResult) -> list[dict[str, Any]]:
-    return [diffusion_payload(trial, seed, tok, study.evaluation, ctx)
-            for tok in result.tokenizers for trial in study.diffusion_trials for seed in study.diffusion_seeds]
-
-
-def _diffusion_stage(study: StudySpec, ctx: TrialContext, store: Store, result: StudyResult) -> None:
-    t0 = time.perf_counter()
-    payloads = _diffusion_payloads(study, ctx, result)
-    todo = sum(store.result(store.diffusion(p["key"])) is None for p in payloads)
-    _log(f"stage 3: {len(payloads)} diffusion trials ({todo} to train)")
-    summaries = run_trials("diffusion", train_diffusion_trial, payloads, study.tune_storage,
-                           study.resources.diffusion.model_dump())
-    result.failed += [s for s in summaries if s["error"]]
-    result.diffusion = [s for s in summaries if not s["error"]]
-    result.seconds["diffusion"] = time.perf_counter() - t0
+        return Task(job.ref, "driver", lambda: report(analyze_study(study, tracker, ctx.study_run_id)))
+    raise TypeError(f"no stage runs {type(job).__name__}")

@@ -35,6 +35,8 @@ RESULT_FILE = "result.json"
 LATENT_METRIC_DIR = "metrics"  # under the tokenizer's directory
 MODEL_METRIC_DIR = "model_metrics"  # under the tokenizer's directory
 DIFFUSION_METRIC_DIR = "fisher"  # under the diffusion run's directory
+TOKENIZER_FILE = "tokenizer.pt"  # the trained tokenizer, under its directory
+VELOCITY_MODEL_FILE = "velocity_model.pt"  # the trained (EMA) velocity field, under the diffusion run's directory
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -63,8 +65,14 @@ class Store:
         """A `Path`, or a URI string when the latents live on object storage."""
         return join(self.latent_root or self.root / "latents", key, split)
 
+    def tokenizer_file(self, key: str) -> Path:
+        return self.tokenizer(key) / TOKENIZER_FILE
+
     def diffusion(self, key: str) -> Path:
         return self.root / "diffusion" / key
+
+    def velocity_model_file(self, key: str) -> Path:
+        return self.diffusion(key) / VELOCITY_MODEL_FILE
 
     def marker(self, job: Job) -> Path | None:
         """The directory whose `result.json` says `job` is finished; None for jobs never cached (the analysis)."""

@@ -28,7 +28,6 @@ from raysweep.tokenizers import (
 from raysweep.tracking import Tracker
 
 STAGE = "tokenizer"
-TOKENIZER_FILE = "tokenizer.pt"
 
 
 def tokenizer_payload(trial: TokenizerTrial, ctx: TrialContext) -> dict[str, Any]:
@@ -48,7 +47,7 @@ def train_tokenizer_trial(config: dict[str, Any]) -> None:
         return
     device = setup_worker(ctx)
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
-    run_id = tracker.open_run(f"tokenizer/{trial.id}", STAGE, key, parent_id=ctx.study_run_id,
+    run_id = tracker.open_run(payload["id"], STAGE, key, parent_id=ctx.study_run_id,
                               tags={"tokenizer_id": trial.id, **trial.tags()},
                               params=flatten(trial.model_dump(exclude={"family", "cluster", "variant"})))
     try:
@@ -102,7 +101,7 @@ def _train_and_encode(trial: TokenizerTrial, key: str, ctx: TrialContext, tracke
 
     out = ctx.store.tokenizer(key)
     out.mkdir(parents=True, exist_ok=True)
-    save_tokenizer(trainer.model, out / TOKENIZER_FILE, architecture=trial.architecture, latent=trial.latent,
+    save_tokenizer(trainer.model, ctx.store.tokenizer_file(key), architecture=trial.architecture, latent=trial.latent,
                    image_size=ctx.image_size)
     x_val = val.as_float()
     recon = trainer.reconstruct(x_val, batch_size=256)

@@ -1,54 +1,48 @@
-"""Run a list of concrete trial payloads as one Ray Tune experiment, restoring it if a previous run was cut off.
+"""Run one trial job as a one-trial Ray Tune experiment, restoring it if a previous run was cut off.
 
-Trials are resolved on the driver (see `raysweep.config.search`), so the Tune param space is a grid over the
-resolved payloads. The experiment name is the hash of that list: the same study re-run finds and restores its own
-experiment (`Tuner.can_restore`), and finished trials also short-circuit on their store marker, so a lost Tune
-directory costs nothing either.
+The experiment's name is the job's stage and content key (`tokenizers-<key>`, `diffusion-<key>`): the same job
+re-run finds and restores its own experiment (`Tuner.can_restore`), and resumes from its last checkpoint; a finished
+trial also short-circuits on its store marker, so a lost Tune directory costs nothing either. The trial is named by
+the job's study id (`vf/SiT-T/0`; its directory `vf_SiT-T_0`).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from raysweep.config.hashing import config_hash
 
-
-def run_trials(name: str, trainable: Callable[[dict[str, Any]], None], payloads: list[dict[str, Any]],
-               storage: str, resources: dict[str, float], max_failures: int = 2,
-               verbose: int = 1) -> list[dict[str, Any]]:
-    """Run every payload as a Tune trial; return one summary per trial (payload id, metrics, error).
+def run_trial(name: str, trainable: Callable[[dict[str, Any]], None], config: dict[str, Any], storage: str,
+              resources: dict[str, float], trial_name: str, callbacks: list[Any] | None = None,
+              max_failures: int = 2, verbose: int = 0) -> str | None:
+    """Run `trainable(config)` as the experiment's trial; return its error (None: finished).
 
     `storage` is a directory (shared on a cluster: NFS) or a pyarrow.fs URI (s3://...). A trial whose node is lost
-    is retried up to `max_failures` times from its last checkpoint on another node."""
+    is retried up to `max_failures` times from its last checkpoint on another node. `resources` are Ray's
+    ({"CPU": 1, "GPU": 1, custom...})."""
     from ray import tune
 
-    if not payloads:
-        return []
-    exp_name = f"{name}-{config_hash(payloads)}"
-    path = f"{str(storage).rstrip('/')}/{exp_name}"
-    wrapped = tune.with_resources(trainable, resources)
+    path = f"{str(storage).rstrip('/')}/{name}"
+    wrapped = tune.with_resources(trainable, tune.PlacementGroupFactory([resources]))
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=wrapped, resume_errored=True)
     else:
         tuner = tune.Tuner(
             wrapped,
-            param_space={"payload": tune.grid_search(payloads)},
-            tune_config=tune.TuneConfig(num_samples=1, reuse_actors=False),
+            param_space=config,
+            tune_config=tune.TuneConfig(num_samples=1, reuse_actors=False,
+                                        trial_name_creator=lambda _: trial_name,
+                                        trial_dirname_creator=lambda _: trial_name.replace("/", "_")),
             run_config=tune.RunConfig(
-                name=exp_name,
+                name=name,
                 storage_path=str(storage),
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                callbacks=callbacks,
                 verbose=verbose,
             ),
         )
-    grid = tuner.fit()
-    summaries = []
-    for result in grid:
-        payload = result.config["payload"]
-        summaries.append({
-            "id": payload.get("id"),
-            "metrics": dict(result.metrics or {}),
-            "error": None if result.error is None else f"{type(result.error).__name__}: {result.error}",
-        })
-    return summaries
+    error = tuner.fit()[0].error
+    if error is None:
+        return None
+    cause = getattr(error, "cause", None) or error  # a RayTaskError wraps the trainable's own exception
+    return f"{type(cause).__name__}: {cause}"

@@ -3,7 +3,6 @@ scale) and the curves the figures need (trajectory length ratios, latent curves 
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,12 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from raysweep.tracking.keys import CARD_HASH_TAG, CFG_KEY, FAILURE_REASON_TAG
 from raysweep.tracking.tracker import PARENT_TAG, Tracker, mlflow_name
 
-CFG_KEY = re.compile(r"^gen/cfg([0-9.]+)/(.+)$")
 TOKENIZER_PREFIXES = ("latent/", "recon/")
 RUN_PREFIXES = ("traj/", "gen/best/", "gen/nocfg/")  # per diffusion run, repeated on each of its CFG rows
-CARD_HASH_TAG = "raysweep.eval_card_hash"  # the evaluation card of a diffusion run (issue 8)
 CARD_PREFIX = "card."  # card fields are logged as params `card.<field>`
 LENGTH_RATIO = "traj/length_ratio"  # history: step = Euler segment
 LATENT_CURVES_FILE = "curves/latent_curves.json"  # {key: {"grid": [...], "values": [...]}} on the tokenizer run
@@ -55,7 +53,7 @@ def _card_columns(run: Any) -> dict[str, Any]:
 def _status(tok: Any, diff: Any | None) -> tuple[str, str]:
     for run in (tok, diff):
         if run is not None and run.info.status != "FINISHED":
-            reason = run.data.tags.get("raysweep.failure_reason", f"run status {run.info.status}")
+            reason = run.data.tags.get(FAILURE_REASON_TAG, f"run status {run.info.status}")
             return run.info.status, f"{run.data.tags.get('mlflow.runName', run.info.run_id)}: {reason}"
     return "FINISHED", ""
 

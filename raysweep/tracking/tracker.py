@@ -19,6 +19,8 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from raysweep.tracking.keys import FAILURE_REASON_TAG
+
 STAGE_TAG = "raysweep.stage"
 HASH_TAG = "raysweep.config_hash"
 STUDY_TAG = "raysweep.study"
@@ -214,7 +216,7 @@ class Tracker:
         """Mark a run terminated, after every queued metric has reached the store."""
         self.flush()
         if reason:
-            self.set_tags(run_id, {"raysweep.failure_reason": reason[:4000]})
+            self.set_tags(run_id, {FAILURE_REASON_TAG: reason[:4000]})
         self._retry(lambda: self.client.set_terminated(run_id, status=status))
 
     @staticmethod

@@ -1,0 +1,153 @@
+"""Makespan of a simulated Table-1-shaped study: the DAG engine against today's stage barriers, on a local Ray.
+
+The jobs are the plan of experiments/paper/table1.yaml (86 tokenizers, 86 latent-metric jobs, 344 diffusion runs);
+their durations are the `raysweep plan --json` estimate (GPU-hours per tokenizer, per backbone; CPU-hours of the
+latent metrics), scaled so that the 8-slot run lasts about `--seconds`. Each job is a Ray task that sleeps: trials
+hold one slot of a custom GPU-like resource, latent-metric jobs one CPU. The same scheduler runs both schedules;
+"barrier" is the same plan with today's stage barriers added (every job waits for every job of the stage before),
+its metric jobs running in parallel (today they run one after another: the baseline is flattered).
+Trials run as Ray tasks here, not Tune trials, so the ratio measures the schedule; the Tune start per trial job is
+measured separately (`--tune-overhead`) and reported beside it.
+
+    PYTHONPATH=. python benchmarks/engine_bench.py [--seconds 30] [--out benchmarks/RESULTS-engine.md]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+from raysweep.config import load_study
+from raysweep.config.plan import DiffusionJob, Job, JobRef, LatentMetricJob, StudyPlan, TokenizerJob
+from raysweep.pipeline.estimate import estimate_gpu_hours
+from raysweep.pipeline.executors import RayExecutor
+from raysweep.pipeline.scheduler import Scheduler, remaining_path
+from raysweep.pipeline.simulation import simulated_task
+from raysweep.pipeline.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+SLOT = "sim_gpu"
+STAGE_ORDER = ("tokenizer", "latent_metrics", "model_metrics", "diffusion", "diffusion_metrics")
+
+
+def durations(plan: StudyPlan, estimate: dict) -> dict[JobRef, float]:
+    """Hours per job from the estimate: a tokenizer's training + its share of its family's evaluation; a diffusion
+    run its backbone's training, sampling and scoring over the runs of that backbone; latent metrics CPU-hours."""
+    stages, tokenizers = estimate["stages"], {t["id"]: t for t in estimate["tokenizers"]}
+    family_count: dict[str, int] = {}
+    for t in tokenizers.values():
+        family_count[t["family"]] = family_count.get(t["family"], 0) + 1
+    runs_per_backbone: dict[str, int] = {}
+    for run in plan.diffusion:
+        runs_per_backbone[run.backbone] = runs_per_backbone.get(run.backbone, 0) + 1
+    out: dict[JobRef, float] = {}
+    for job in plan:
+        if isinstance(job, TokenizerJob):
+            t = tokenizers[job.id]
+            out[job.ref] = t["gpu_hours"] + stages["tokenizer_evaluation"]["by_group"][t["family"]] / family_count[
+                t["family"]]
+        elif isinstance(job, DiffusionJob):
+            out[job.ref] = sum(stages[s]["by_group"][job.backbone] for s in
+                               ("diffusion_training", "sampling", "sample_scoring")) / runs_per_backbone[job.backbone]
+        else:
+            out[job.ref] = stages["latent_metrics"]["cpu_hours"] / len(plan.tokenizers)
+    return out
+
+
+def with_barriers(plan: StudyPlan) -> StudyPlan:
+    """Today's schedule: each job also waits for every job of the stage before it."""
+    by_stage: dict[str, list[Job]] = {s: [j for j in plan if j.stage == s] for s in STAGE_ORDER}
+    jobs: list[Job] = []
+    before: tuple[JobRef, ...] = ()
+    for stage in STAGE_ORDER:
+        jobs += [dataclasses.replace(j, deps=tuple(dict.fromkeys(j.deps + before))) for j in by_stage[stage]]
+        before = tuple(j.ref for j in by_stage[stage]) or before
+    return StudyPlan(tuple(jobs))
+
+
+def lower_bound(plan: StudyPlan, hours: dict[JobRef, float], slots: int) -> float:
+    """max(critical path, slot work / slots), in hours."""
+    path = max(remaining_path(plan, lambda j: hours[j.ref]).values())
+    work = sum(h for ref, h in hours.items() if ref[0] in ("tokenizer", "diffusion"))
+    return max(path, work / slots)
+
+
+def run(plan: StudyPlan, hours: dict[JobRef, float], scale: float, root: Path) -> float:
+    """Wall seconds of the scheduler on `plan` with sleeping jobs (`scale` s per hour)."""
+    store, jobs = Store(root), plan.by_ref()
+
+    def task(job: Job):
+        need = {"CPU": 1.0} if isinstance(job, LatentMetricJob) else {SLOT: 1.0}
+        return simulated_task(job, store, jobs, hours[job.ref] * scale, need, tune=False)
+
+    executor = RayExecutor(str(root / "tune"), lambda e: None)
+    start = time.perf_counter()
+    try:
+        result = Scheduler(plan, store, executor, task, cost=lambda j: hours[j.ref]).run()
+    finally:
+        executor.close()
+    assert not result.failed, list(result.failed.items())[:3]
+    return time.perf_counter() - start
+
+
+def tune_overhead(root: Path, n: int = 3) -> float:
+    """Median wall seconds of a one-trial Tune experiment whose trial does nothing (a trial job's fixed cost)."""
+    from raysweep.pipeline.tune_stage import run_trial
+
+    times = []
+    for i in range(n):
+        start = time.perf_counter()
+        run_trial(f"noop-{i}", _noop, {}, str(root), {"CPU": 1.0}, trial_name=f"noop/{i}")
+        times.append(time.perf_counter() - start)
+    return sorted(times)[n // 2]
+
+
+def _noop(config: dict) -> None:
+    pass
+
+
+def main() -> None:
+    import ray
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=30.0, help="target wall of the 8-slot lower bound")
+    parser.add_argument("--slots", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS-engine.md")
+    args = parser.parse_args()
+    study = load_study(ROOT / "experiments" / "paper" / "table1.yaml")
+    plan = StudyPlan.from_spec(study, analyze=False)
+    hours = durations(plan, estimate_gpu_hours(study))
+    scale = args.seconds / lower_bound(plan, hours, min(args.slots))
+    lines = [f"# Engine benchmark: simulated Table 1 ({len(plan.tokenizers)} tokenizers, {len(plan.diffusion)} "
+             f"diffusion runs, {len(plan.of(LatentMetricJob))} latent-metric jobs; durations from the plan estimate, "
+             f"{scale * 3600:.3g} s per GPU-day / 24)", "",
+             "| slots | lower bound (s) | engine (s) | engine / lower bound | barrier (s) | barrier / lower bound |",
+             "|---|---|---|---|---|---|"]
+    ratios, overhead = [], 0.0
+    for slots in args.slots:
+        ray.init(address="local", num_cpus=4, resources={SLOT: slots}, include_dashboard=False, log_to_driver=False)
+        try:
+            bound = lower_bound(plan, hours, slots) * scale
+            with tempfile.TemporaryDirectory() as tmp:
+                engine = run(plan, hours, scale, Path(tmp) / "engine")
+                barrier = run(with_barriers(plan), hours, scale, Path(tmp) / "barrier")
+                overhead = overhead or tune_overhead(Path(tmp) / "tune-noop")
+        finally:
+            ray.shutdown()
+        ratios.append((slots, engine / bound, barrier / bound))
+        lines.append(f"| {slots} | {bound:.1f} | {engine:.1f} | {engine / bound:.3f} | {barrier:.1f} | "
+                     f"{barrier / bound:.3f} |")
+        print(lines[-1], flush=True)
+    lines += ["", "Engine makespan / lower bound (max(critical path, work / slots)): "
+              + ", ".join(f"{e:.3f} at {n} slots" for n, e, _ in ratios) + "; today's barrier schedule / lower bound: "
+              + ", ".join(f"{b:.3f} at {n} slots" for n, _, b in ratios) + ".", "",
+              f"Tune start per trial job (a one-trial experiment whose trial does nothing, median of 3): "
+              f"{overhead:.2f} s on this machine, not in the simulated durations above.", ""]
+    args.out.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Run a study plan as a DAG: a job starts as soon as its dependencies are finished and its resources are free.
+
+No stage barriers: a tokenizer's metrics and diffusion runs start while other tokenizers still train. Among ready
+jobs, the one with the longest remaining path to the end of the plan (by `cost`) goes first (critical-path list
+scheduling), ties in plan order. A job found finished in the store is not run (`JobFinished(cached=True)`); a failed
+job's dependants are not run either (`JobFailed`, naming it), except jobs that `tolerate_failed_deps` (the
+analysis, which reports failed runs). Resources are those the executor reports (re-read each round, so a cluster
+that gains or loses nodes is followed); a job asking more than the whole executor has is clamped to it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from raysweep.config.plan import Job, JobRef, StudyPlan
+from raysweep.pipeline.events import JobEvent, JobFailed, JobFinished, JobQueued, JobStarted
+from raysweep.pipeline.executors import Executor, Task
+from raysweep.pipeline.store import Store
+
+POLL_S = 1.0  # how long one wait for outcomes blocks before the scheduler looks at capacity again
+
+
+@dataclass
+class ScheduleResult:
+    finished: list[JobRef] = field(default_factory=list)  # run now, in finishing order
+    cached: list[JobRef] = field(default_factory=list)  # found finished in the store
+    failed: dict[JobRef, str] = field(default_factory=dict)  # job -> reason (its own error or a failed dependency)
+
+
+def remaining_path(plan: StudyPlan, cost: Callable[[Job], float]) -> dict[JobRef, float]:
+    """For each job, its cost plus the longest chain of dependants after it (the critical-path priority)."""
+    after: dict[JobRef, list[JobRef]] = {j.ref: [] for j in plan}
+    for job in plan:
+        for dep in job.deps:
+            after[dep].append(job.ref)
+    by_ref, out = plan.by_ref(), {}
+    for job in reversed(plan.jobs):  # the plan is topologically ordered
+        out[job.ref] = cost(job) + max((out[r] for r in after[job.ref]), default=0.0)
+    return {r: out[r] for r in by_ref}
+
+
+def fits(need: dict[str, float], free: dict[str, float]) -> bool:
+    return all(free.get(k, 0.0) >= v - 1e-9 for k, v in need.items() if v > 0)
+
+
+class Scheduler:
+    """`task(job)` turns a job whose deps are done into a `Task` (it may read their results from the store);
+    `result(job)` is the job's headline (metric, value) for `JobFinished`, or None."""
+
+    def __init__(self, plan: StudyPlan, store: Store, executor: Executor, task: Callable[[Job], Task],
+                 emit: Callable[[JobEvent], None] = lambda e: None, cost: Callable[[Job], float] = lambda j: 1.0,
+                 headline: Callable[[Job], tuple[str, float] | None] = lambda j: None) -> None:
+        self.plan, self.store, self.executor, self.task, self.emit = plan, store, executor, task, emit
+        self.headline = headline
+        self.priority = remaining_path(plan, cost)
+        self.order = {j.ref: i for i, j in enumerate(plan)}
+        self.jobs = plan.by_ref()
+
+    def _finished(self, job: Job, cached: bool = False) -> None:
+        metric, value = self.headline(job) or (None, None)
+        self.emit(JobFinished(job.id, job.stage, metric=metric, value=value, cached=cached))  # type: ignore[arg-type]
+
+    def run(self) -> ScheduleResult:
+        result = ScheduleResult()
+        done: set[JobRef] = set()
+        waiting: list[Job] = []
+        for job in self.plan:
+            if self.store.done(job) is not None:
+                done.add(job.ref)
+                result.cached.append(job.ref)
+                self._finished(job, cached=True)
+            else:
+                waiting.append(job)
+                total = getattr(getattr(job, "trial", None), "steps", None)
+                self.emit(JobQueued(job.id, job.stage, total=total))  # type: ignore[arg-type]
+        running: dict[JobRef, Task] = {}
+        tasks: dict[JobRef, Task] = {}  # made once, when the job is first ready
+        while waiting or running:
+            self._skip_failed(waiting, result)
+            ready = [j for j in waiting if all(d in done or (d in result.failed and j.tolerate_failed_deps)
+                                               for d in j.deps)]
+            ready.sort(key=lambda j: (-self.priority[j.ref], self.order[j.ref]))
+            capacity = self.executor.capacity()
+            free = dict(capacity)
+            for task in running.values():
+                for k, v in self._need(task, capacity).items():
+                    free[k] = free.get(k, 0.0) - v
+            for job in ready:
+                task = tasks[job.ref] if job.ref in tasks else tasks.setdefault(job.ref, self.task(job))
+                need = self._need(task, capacity)
+                if not fits(need, free):
+                    continue  # a smaller ready job may still fit
+                for k, v in need.items():
+                    free[k] = free.get(k, 0.0) - v
+                waiting.remove(job)
+                running[job.ref] = task
+                self.emit(JobStarted(job.id, job.stage, total=task.total_steps))  # type: ignore[arg-type]
+                self.executor.submit(task)
+            for outcome in self.executor.wait(POLL_S):
+                job = self.jobs[outcome.ref]
+                running.pop(job.ref)
+                tasks.pop(job.ref)
+                if outcome.error is None:
+                    done.add(job.ref)
+                    result.finished.append(job.ref)
+                    self._finished(job)
+                else:
+                    result.failed[job.ref] = outcome.error
+                    self.emit(JobFailed(job.id, job.stage, reason=outcome.error))  # type: ignore[arg-type]
+        return result
+
+    @staticmethod
+    def _need(task: Task, capacity: dict[str, float]) -> dict[str, float]:
+        """What a task holds, clamped to the whole capacity (so a job bigger than the cluster still runs alone)."""
+        return {k: min(v, capacity.get(k, 0.0)) for k, v in task.resources.items()}
+
+    def _skip_failed(self, waiting: list[Job], result: ScheduleResult) -> None:
+        """Jobs that wait for a failed job never run: fail them (and, transitively, their dependants)."""
+        changed = True
+        while changed:
+            changed = False
+            for job in list(waiting):
+                failed = [d for d in job.deps if d in result.failed]
+                if failed and not job.tolerate_failed_deps:
+                    waiting.remove(job)
+                    reason = f"not run: {failed[0][0]} '{failed[0][1]}' failed"
+                    result.failed[job.ref] = reason
+                    self.emit(JobFailed(job.id, job.stage, reason=reason))  # type: ignore[arg-type]
+                    changed = True
+

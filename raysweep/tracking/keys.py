@@ -1,0 +1,27 @@
+"""MLflow names shared by the writers (stages) and the readers (table, analysis, views): metric keys, tags."""
+from __future__ import annotations
+
+import re
+
+FAILURE_REASON_TAG = "raysweep.failure_reason"  # why a run is FAILED or KILLED
+CARD_HASH_TAG = "raysweep.eval_card_hash"  # the evaluation card a run's scores were computed under (issue 8)
+TOKENIZER_ID_TAG, BACKBONE_TAG, SEED_TAG = "tokenizer_id", "backbone", "seed"
+
+GEN_PREFIX = "gen/"
+NO_CFG_VIEW, BEST_VIEW = "nocfg", "best"  # scale 1 (always sampled), the grid scale of lowest gFID
+BEST_CFG_SCALE = f"{GEN_PREFIX}{BEST_VIEW}/cfg_scale"
+CFG_KEY = re.compile(rf"^{GEN_PREFIX}cfg([0-9.]+)/(.+)$")  # gen/cfg<scale>/<metric>
+
+
+def cfg_view(scale: float) -> str:
+    """The view name of one CFG scale: `cfg1.5`."""
+    return f"cfg{scale:g}"
+
+
+def gen_key(view: str, name: str) -> str:
+    """`gen/<view>/<metric>`, e.g. gen/cfg1.5/gfid, gen/best/gfid; `CFG_KEY` parses the per-scale ones back."""
+    return f"{GEN_PREFIX}{view}/{name}"
+
+
+# the headline metric of a finished job, by stage (what `JobFinished` carries and a view shows)
+HEADLINE: dict[str, str] = {"tokenizer": "recon/rfid", "diffusion": gen_key(BEST_VIEW, "gfid")}
