@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pickle
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +20,9 @@ from raysweep.data.location import Location, join
 from raysweep.metrics import Accumulator, State, build_metric, check_batch, compute_metrics
 from raysweep.pipeline.context import TrialContext
 from raysweep.pipeline.metric_logging import record_metrics
+
+if TYPE_CHECKING:
+    from raysweep.pipeline.metric_pool import MetricPool
 
 READ_CPUS = 0.25  # the CPU share of a Parquet read task
 LIST_CPUS = 1.0  # what Ray Data's ListFiles task asks (not configurable in Ray 2.60)
@@ -149,21 +152,23 @@ def compute_latent_metrics(latent_dir: Location, names: list[str], params: dict[
     return values
 
 
-def run_latent_metric_job(ctx: TrialContext, job: LatentMetricJob, spec: MetricsSpec, cpus_per_actor: float,
-                          in_process: bool = False) -> None:
-    """The entry point of a latent-metric job: the pool over the tokenizer's validation latents (`in_process`:
-    one pass in this process, the same numbers), logged on the tokenizer's run, then the job's done-marker."""
+def run_latent_metric_job(ctx: TrialContext, job: LatentMetricJob, spec: MetricsSpec,
+                          pool: MetricPool | None = None) -> None:
+    """The entry point of a latent-metric job: the tokenizer's validation latents through the study's metric pool
+    (None: one pass in this process, the same numbers), logged on the tokenizer's run, then the job's marker."""
     from raysweep.tracking import Tracker
 
     store, names = ctx.store, list(job.names)
     latents = store.latents(job.key, "val")
-    if in_process:
-        batch, meta = read_latents(latent_files(latents))
-        params = {n: p for n, p in spec.params.items() if n in names}
-        values = compute_metrics([batch], names, with_known_stats(names, params, meta))
+    meta = read_latent_meta(latent_files(latents)[0])
+    params = with_known_stats(names, {n: p for n, p in spec.params.items() if n in names}, meta)
+    if pool is None:
+        values = compute_metrics([read_latents(latent_files(latents))[0]], names, params)
     else:
-        values = compute_latent_metrics(latents, names, spec.params, spec.actors, spec.batch_size, cpus_per_actor)
-    shape = read_latent_meta(latent_files(latents)[0]).shape
+        merged = pool.merged_states(latents, names, params, meta.shape, spec.batch_size)
+        values = {}
+        for name in names:
+            values.update(build_metric(name, **params.get(name, {})).finalize(merged[name]))
     run_id = store.result(store.tokenizer(job.key))["run_id"]
     record_metrics(Tracker(ctx.tracking_uri, ctx.experiment), store, run_id, store.marker(job), values,
-                   params=resolved_params(names, spec.params, shape))
+                   params=resolved_params(names, spec.params, meta.shape))

@@ -30,8 +30,9 @@ from raysweep.config.preflight import preflight
 from raysweep.config.spec import StudySpec, TrialResources
 from raysweep.pipeline.context import TrialContext
 from raysweep.pipeline.events import EventSink, JobEvent, JobFailed, fan_out
-from raysweep.pipeline.executors import Executor, LocalExecutor, RayExecutor, Task
+from raysweep.pipeline.executors import Executor, RayExecutor, Task
 from raysweep.pipeline.images import prepare_images
+from raysweep.pipeline.metric_pool import MetricPool
 from raysweep.pipeline.reference_stage import prepare_reference
 from raysweep.pipeline.scheduler import Scheduler
 from raysweep.pipeline.store import Store
@@ -112,20 +113,24 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
         ctx = _context(study, dataset_key, study_run_id, weights)
         plan = StudyPlan.from_spec(study, analyze=analyze)
         emit = fan_out(*([sink] if sink else []), _Book(result))
+        pool = None
         if executor is None:
             _init_ray(study, verbose)
             executor = RayExecutor(study.tune_storage, emit, verbose=1 if verbose else 0)
+            if plan.of(LatentMetricJob):
+                pool = MetricPool(study.metrics.actors, max(1, int(study.resources.metric_actor.cpu)))
         t0 = time.perf_counter()
         try:
             def keep_report(path: str) -> None:
                 result.report = path
 
-            local = isinstance(executor, LocalExecutor)
             outcome = Scheduler(plan, store, executor,
-                                lambda job: job_task(job, study, ctx, tracker, keep_report, local), emit,
+                                lambda job: job_task(job, study, ctx, tracker, keep_report, pool), emit,
                                 cost=job_cost, headline=lambda job: headline(store, job)).run()
         finally:
             executor.close()
+            if pool is not None:
+                pool.close()
         result.seconds["jobs"] = time.perf_counter() - t0
         result.finished = outcome.cached + outcome.finished
     except BaseException as err:
@@ -168,9 +173,9 @@ def headline(store: Store, job: Job) -> tuple[str, float] | None:
 
 
 def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
-             report: Callable[[str], None] = lambda path: None, in_process: bool = False) -> Task:
+             report: Callable[[str], None] = lambda path: None, pool: MetricPool | None = None) -> Task:
     """The runnable form of a job whose deps are finished: which stage entry point, with what, on what.
-    `report` receives the analysis report's artifact path; `in_process`: no Ray (the latent metrics in one pass)."""
+    `report` receives the analysis report's artifact path; `pool` runs the latent metrics (None: in-process)."""
     res, params = study.resources, study.metrics.params
     if isinstance(job, TokenizerJob):
         from raysweep.pipeline.tokenizer_stage import tokenizer_payload, train_tokenizer_trial
@@ -187,9 +192,8 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
     if isinstance(job, LatentMetricJob):
         from raysweep.pipeline.metric_stage import run_latent_metric_job
 
-        # the task itself asks nothing: its Ray Data actors hold what the scheduler books for it
-        return Task(job.ref, "task", run_latent_metric_job,
-                    (ctx, job, study.metrics, res.metric_actor.cpu, in_process),
+        # the task itself asks nothing: the pool's actors compute on what the scheduler books for the job
+        return Task(job.ref, "task", run_latent_metric_job, (ctx, job, study.metrics, pool),
                     _resources(res.metric_actor, study.metrics.actors), ray_resources={})
     if isinstance(job, ModelMetricJob):
         from raysweep.pipeline.model_metric_stage import run_model_metric_job
