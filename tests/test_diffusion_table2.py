@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from raysweep.config import DiffusionTrial, load_study
-from raysweep.config.hashing import flatten
 from raysweep.diffusion.backbones import build_backbone, recipe_for
-from raysweep.diffusion.backbones.blocks import Mlp, SwiGLU
+from raysweep.hashing import flatten
+from raysweep.nn.blocks import Mlp, SwiGLU
 
 # preset: (#layers, hidden dimension, #heads) — Table 2, "Architecture"
 ARCHITECTURE = {"SiT-B": (12, 768, 12), "SiT-XL": (28, 1152, 16),

@@ -1,6 +1,5 @@
 """Study configuration: typed specs, YAML loading, search spaces, stable hashes. Imports no torch or ray."""
 from raysweep.config.errors import ConfigError
-from raysweep.config.hashing import config_hash, flatten
 from raysweep.config.loader import load_study, parse_study
 from raysweep.config.preflight import preflight
 from raysweep.config.spec import (
@@ -11,6 +10,7 @@ from raysweep.config.spec import (
     StudySpec,
     TokenizerTrial,
 )
+from raysweep.hashing import config_hash, flatten
 
 __all__ = [
     "ConfigError", "DatasetSpec", "DiffusionTrial", "EvaluationSpec", "MetricsSpec", "StudySpec",

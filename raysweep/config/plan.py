@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from raysweep.config.hashing import config_hash
 from raysweep.config.spec import DiffusionTrial, EvaluationSpec, StudySpec, TokenizerTrial
+from raysweep.hashing import config_hash
 
 Needs = Literal["latents", "tokenizer", "diffusion"]
 JobRef = tuple[str, str]  # (stage, study id)

@@ -73,7 +73,7 @@ def preflight(study: StudySpec) -> None:
 def check_data(study: StudySpec) -> None:
     """Read the study's images as `raysweep run` will (writing nothing): an unreadable image, an empty class
     folder or a mask of the wrong size is a `ConfigError` now rather than after the study started."""
-    from raysweep.pipeline.images import build_splits  # imports the data stack: only when asked
+    from raysweep.data.splits import build_splits  # imports the data stack: only when asked
 
     try:
         build_splits(study.dataset)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from raysweep.config.hashing import config_hash
+from raysweep.hashing import config_hash
 
 
 class Strict(BaseModel):

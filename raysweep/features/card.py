@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from raysweep.config.hashing import config_hash
 from raysweep.features.generation import FD_PROTOCOL
 from raysweep.features.registry import FeatureSpec, feature_network
+from raysweep.hashing import config_hash
 
 CARD_TAG = "raysweep.eval_card_hash"
 CARD_PARAM_PREFIX = "card."

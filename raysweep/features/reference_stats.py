@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from raysweep.config.hashing import config_hash
 from raysweep.features.frechet import Array, sample_moments
 from raysweep.features.registry import FeatureSpec
+from raysweep.hashing import config_hash
 
 MAX_KEPT_FEATURES = 50_000
 STATS_FORMAT = "raysweep.reference_stats/1"

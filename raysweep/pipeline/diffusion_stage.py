@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from raysweep.config.hashing import flatten
 from raysweep.config.plan import diffusion_key
 from raysweep.config.spec import DiffusionTrial, EvaluationSpec
 from raysweep.data import LatentBatch, LatentMeta, latent_files, read_latents
@@ -25,6 +24,7 @@ from raysweep.diffusion import (
 from raysweep.diffusion.precision import backbone_autocast, sampling_precision
 from raysweep.diffusion.velocity_model import save_velocity_model
 from raysweep.features import EvalCard, generation_card
+from raysweep.hashing import flatten
 from raysweep.pipeline.checkpointing import report, train_with_checkpoints
 from raysweep.pipeline.context import TrialContext, setup_worker
 from raysweep.pipeline.figures import save_image_grid

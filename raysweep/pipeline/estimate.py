@@ -3,12 +3,13 @@ either measured here on the CPU or assumed for the GPU.
 
 FLOP models (E, D: tokenizer encoder / decoder forward per image; V: LPIPS's VGG16; G: PatchGAN; S: the scoring
 network, the FID Inception; F: one backbone velocity evaluation per latent; backward = 2x forward):
-  tokenizer_training    per step and image: 3(E+D), + 3D for eq / lmr (the re-decoded latent), + 3(E+D) for mae
-                        (the masked pass), + 4V with LPIPS (x, and x̂ with backward), + 9G after gan_start
+  tokenizer_training    per step and image: 3(E+D), + 3D per extra decode of the regularizer (its class's
+                        `extra_decodes`: eq, lmr re-decode a latent), + 3(E+D) per `extra_encode_decodes` (mae's
+                        masked pass), + 4V with LPIPS (x, and x̂ with backward), + 9G after gan_start
                         (generator 3G, discriminator 6G)
   tokenizer_evaluation  encode train + val (E), reconstruct val (E + D), rFID features of the reconstructions (S)
   reference             features of the real train and val images (S), once per study
-  latent_metrics        CPU only (Ray Data actors): measured seconds per latent (`LATENT_METRIC_CPU_S`)
+  latent_metrics        CPU only (the study's metric pool): measured seconds per latent (`LATENT_METRIC_CPU_S`)
   diffusion_training    per step and latent: 3F
   sampling              per sample: sampling_steps x F for CFG scale 1 (always sampled) and 2F per step inside the
                         guidance interval (F outside) for every scale > 1; + the unguided trajectory samples
@@ -43,6 +44,7 @@ from raysweep.pipeline.flops import (
     vgg_flops,
 )
 from raysweep.tokenizers import parse_latent_config
+from raysweep.tokenizers.regularizers import regularizer_class
 
 Precision = Literal["bf16", "fp32"]
 GPU = "NVIDIA H100 SXM"
@@ -53,8 +55,6 @@ ASSUMED_MFU = 0.35  # assumed: the fraction of peak a step reaches
 STAGE_PRECISION: dict[str, Precision] = {"tokenizer_training": "fp32", "tokenizer_evaluation": "fp32",
                                          "reference": "fp32", "diffusion_training": "bf16", "sampling": "bf16",
                                          "sample_scoring": "fp32"}
-EXTRA_DECODE = {"eq", "lmr"}
-EXTRA_ENCODE_DECODE = {"mae"}
 MEASURED_ON = ("the 2-core dev machine (AMD EPYC), 1 torch thread, the measuring process at top priority "
                "(autogroup -20) on a machine shared with other jobs; bare training steps, no Ray / MLflow / I/O")
 # measured 2026-11-30 with measure_tokenizer_step / measure_diffusion_step: network -> (seconds per training step,
@@ -119,8 +119,8 @@ class Stage:
 def step_flops(trial: TokenizerTrial, image_size: int, gan_on: bool) -> Flops:
     """FLOPs of one tokenizer training step at the trial's batch size (the model in the module docstring)."""
     e, d = tokenizer_flops(trial.architecture, trial.latent, image_size)
-    per_image = 3 * (e + d) + (3 * d if trial.regularizer in EXTRA_DECODE else ZERO)
-    per_image += 3 * (e + d) if trial.regularizer in EXTRA_ENCODE_DECODE else ZERO
+    reg = regularizer_class(trial.regularizer)
+    per_image = 3 * (e + d) + 3 * d * reg.extra_decodes + 3 * (e + d) * reg.extra_encode_decodes
     per_image += 4 * vgg_flops(image_size) if trial.perceptual_weight > 0 else ZERO
     per_image += 9 * patchgan_flops(image_size, trial.gan_channels) if gan_on and trial.gan_weight > 0 else ZERO
     return per_image * trial.batch_size

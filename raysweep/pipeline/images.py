@@ -5,9 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from raysweep.config.hashing import config_hash
 from raysweep.config.spec import DatasetSpec
-from raysweep.data import ImageSet, load_imagefolder, shapes_splits
+from raysweep.data import ImageSet
+from raysweep.data.splits import build_splits
+from raysweep.hashing import config_hash
 from raysweep.pipeline.store import Store
 
 SPLITS = ("train", "val")
@@ -15,19 +16,6 @@ SPLITS = ("train", "val")
 
 def dataset_key(spec: DatasetSpec) -> str:
     return config_hash(spec.model_dump())
-
-
-def build_splits(spec: DatasetSpec) -> tuple[ImageSet, ImageSet]:
-    """The train and val splits in memory (reads every image; writes nothing)."""
-    if spec.name == "shapes":
-        return shapes_splits(spec.train_size, spec.val_size, size=spec.image_size, seed=spec.seed,
-                             num_classes=spec.num_classes)
-    splits = []
-    for split, limit in ((spec.train_split, spec.train_size), (spec.val_split, spec.val_size)):
-        images = load_imagefolder(spec.root, split, spec.image_size, mask_root=spec.mask_root,
-                                  max_per_class=spec.max_per_class)
-        splits.append(images.subset(np.arange(min(limit, len(images)))))
-    return splits[0], splits[1]
 
 
 def prepare_images(spec: DatasetSpec, store: Store) -> str:

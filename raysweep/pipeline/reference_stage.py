@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from raysweep.config.hashing import config_hash
 from raysweep.config.spec import ReferenceSpec
 from raysweep.features import resolve_feature_network, save_domain_net, train_domain_net, weights_sha256
+from raysweep.hashing import config_hash
 from raysweep.pipeline.images import load_images
 from raysweep.pipeline.scoring import DOMAIN_FILE, prepare_reference_statistics, scoring_networks
 from raysweep.pipeline.store import Store

@@ -15,7 +15,6 @@ from typing import Any
 import yaml
 
 from raysweep.config.errors import ConfigError
-from raysweep.config.hashing import config_hash, flatten
 from raysweep.config.plan import (
     AnalysisJob,
     DiffusionJob,
@@ -28,6 +27,7 @@ from raysweep.config.plan import (
 )
 from raysweep.config.preflight import preflight
 from raysweep.config.spec import StudySpec, TrialResources
+from raysweep.hashing import config_hash, flatten
 from raysweep.pipeline.context import TrialContext
 from raysweep.pipeline.events import EventSink, JobEvent, JobFailed, fan_out
 from raysweep.pipeline.executors import Executor, RayExecutor, Task

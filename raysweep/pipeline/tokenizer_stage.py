@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from raysweep.config.hashing import flatten
 from raysweep.config.spec import TokenizerTrial
 from raysweep.data import pool_masks, write_latents
 from raysweep.features.pretrained import load_feature_encoder
+from raysweep.hashing import flatten
 from raysweep.pipeline.checkpointing import report, train_with_checkpoints
 from raysweep.pipeline.context import TrialContext, setup_worker
 from raysweep.pipeline.figures import save_image_grid

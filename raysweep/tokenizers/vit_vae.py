@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from raysweep.diffusion.backbones.blocks import Attention, Mlp, layer_norm, sincos_pos_embed_2d
+from raysweep.nn.blocks import Attention, Mlp, layer_norm, sincos_pos_embed_2d
 from raysweep.tokenizers.latent_config import LatentConfig
 from raysweep.tokenizers.posterior import DiagonalGaussian
 from raysweep.tokenizers.tokenizer import Tokenizer

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from raysweep.diffusion.backbones.blocks import Mlp, layer_norm
 from raysweep.diffusion.backbones.transformer import FlowTransformer
+from raysweep.nn.blocks import Mlp, layer_norm
 
 
 class SiT(FlowTransformer):

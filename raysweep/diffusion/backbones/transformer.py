@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from raysweep.diffusion.backbones.blocks import (
+from raysweep.nn.blocks import (
     AdaLNZeroBlock,
     FFNLayer,
     FinalLayer,

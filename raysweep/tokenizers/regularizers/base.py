@@ -40,6 +40,9 @@ class Regularizer(nn.Module, Generic[P]):
     Params: ClassVar[type[StrictParams]] = StrictParams
     search_space: ClassVar[dict[str, dict[str, list[Any]]]] = {}  # param -> one search domain (config/search.py)
     needs_features: ClassVar[bool] = False
+    # passes per training image beyond the model's one encode + decode (the FLOP estimate reads them)
+    extra_decodes: ClassVar[int] = 0  # e.g. decoding a transformed or masked latent again
+    extra_encode_decodes: ClassVar[int] = 0  # e.g. a whole masked pass
 
     def __init__(self, params: P) -> None:
         super().__init__()

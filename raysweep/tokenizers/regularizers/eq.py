@@ -48,6 +48,7 @@ class EqParams(StrictParams):
 class Equivariance(Regularizer[EqParams]):
     name = "eq"
     Params = EqParams
+    extra_decodes = 1  # the transformed latent is decoded too
     search_space = {"p": {"uniform": [0.25, 1.0]}, "transforms": {"choice": [["scale"], ["rotate"], ["flip"],
                                                                             ["scale", "rotate"]]}}
 

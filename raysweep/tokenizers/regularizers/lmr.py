@@ -31,6 +31,7 @@ class LmrParams(StrictParams):
 class LatentMaskedReconstruction(Regularizer[LmrParams]):
     name = "lmr"
     Params = LmrParams
+    extra_decodes = 1  # the masked latent is decoded too
     search_space = {"mask_probs": {"choice": [[0.1, 0.05, 0.05], [0.1, 0.1, 0.1], [0.1, 0.15, 0.15]]}}
 
     def bind(self, latent_channels: int, feature_dim: int | None) -> None:

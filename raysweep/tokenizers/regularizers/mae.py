@@ -22,6 +22,7 @@ class MaeParams(StrictParams):
 class TokenMasking(Regularizer[MaeParams]):
     name = "mae"
     Params = MaeParams
+    extra_encode_decodes = 1  # the masked pass
     search_space = {"max_ratio": {"uniform": [0.1, 0.9]}}
 
     def sample_mask(self, batch: int, tokens: int, generator: torch.Generator) -> torch.Tensor | None:

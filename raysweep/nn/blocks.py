@@ -1,5 +1,6 @@
-"""Building blocks shared by SiT and LightningDiT: embedders, attention with QK-norm (+ optional 2-D RoPE),
-feed-forward layers, the adaLN-Zero block and the final layer. Tokens are `(B, T, D)` with `T = h·w` row-major."""
+"""Building blocks shared by SiT, LightningDiT and the ViT-VAE: embedders, attention with QK-norm (+ optional
+2-D RoPE), feed-forward layers, the adaLN-Zero block and the final layer. Tokens are `(B, T, D)`, `T = h·w`
+row-major."""
 from __future__ import annotations
 
 import math

@@ -1,0 +1,23 @@
+"""A study's image splits in memory, from its dataset spec: what `run` materialises and `validate --preflight`
+reads to check the data."""
+from __future__ import annotations
+
+import numpy as np
+
+from raysweep.config.spec import DatasetSpec
+from raysweep.data.imagefolder import load_imagefolder
+from raysweep.data.imageset import ImageSet
+from raysweep.data.shapes import shapes_splits
+
+
+def build_splits(spec: DatasetSpec) -> tuple[ImageSet, ImageSet]:
+    """The train and val splits in memory (reads every image; writes nothing)."""
+    if spec.name == "shapes":
+        return shapes_splits(spec.train_size, spec.val_size, size=spec.image_size, seed=spec.seed,
+                             num_classes=spec.num_classes)
+    splits = []
+    for split, limit in ((spec.train_split, spec.train_size), (spec.val_split, spec.val_size)):
+        images = load_imagefolder(spec.root, split, spec.image_size, mask_root=spec.mask_root,
+                                  max_per_class=spec.max_per_class)
+        splits.append(images.subset(np.arange(min(limit, len(images)))))
+    return splits[0], splits[1]
