@@ -169,6 +169,7 @@ class RayExecutor:
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         # the Tune driver of a trial job: no CPU (its trial holds the resources), on the driver's node
         self._tune = ray.remote(run_tune_job).options(num_cpus=0, scheduling_strategy=here, max_retries=0)
+        self._call = ray.remote(_call)  # made once: each `ray.remote` exports the function again
         self._pending: dict[Any, JobRef] = {}
         self._done: list[Outcome] = []
 
@@ -178,7 +179,6 @@ class RayExecutor:
         return {k: float(v) for k, v in ray.cluster_resources().items() if not k.startswith("node:")}
 
     def submit(self, task: Task) -> None:
-        import ray
 
         if task.kind == "driver":
             try:
@@ -193,7 +193,7 @@ class RayExecutor:
             res = dict(task.resources if task.ray_resources is None else task.ray_resources)
             options = {"num_cpus": res.pop("CPU", 0.0), "num_gpus": res.pop("GPU", 0.0), "resources": res,
                        "max_retries": self.max_failures, "retry_exceptions": False}
-            ref = ray.remote(_call).options(**options).remote(task.fn, *task.args)
+            ref = self._call.options(**options).remote(task.fn, *task.args)
         self._pending[ref] = task.ref
 
     def wait(self, timeout: float) -> list[Outcome]:
