@@ -372,7 +372,8 @@ def numpy_columns(table: pa.Table, source: str) -> dict[str, np.ndarray]:
     for name in table.column_names:
         column = table[name]
         if column.null_count:
-            raise LatentDataError(f"{source}: column '{name}': {column.null_count} null value(s)")
+            raise LatentDataError(f"{source}: column '{name}': {column.null_count} null value(s); every row needs "
+                                  "a value: fill or drop those rows")
         if pa.types.is_fixed_size_list(column.type):
             width = column.type.list_size
             columns[name] = column.combine_chunks().flatten().to_numpy().reshape(-1, width)

@@ -57,6 +57,7 @@ class LatentSet:
     rows: int
     has_mask: bool
     source: str  # how messages name the set: the file, or the first file and how many more
+    first_pass: bool  # the statistics were computed (the footer has none)
 
     def batches(self) -> Iterator[LatentBatch]:
         for path, file in self.files:
@@ -95,7 +96,7 @@ def _streamed_stats(files: list[tuple[Location, pq.ParquetFile]], shape: tuple[i
                       norm_hash=compute_norm_hash(mean, std))
 
 
-def open_set(paths: Sequence[Location], shape: tuple[int, int, int] | None, say: Say) -> LatentSet:
+def open_set(paths: Sequence[Location], shape: tuple[int, int, int] | None = None) -> LatentSet:
     """Open and check the files as one set; statistics from the footer, or from a first pass when it has none."""
     files = _expand(paths)
     opened = [open_latent_file(path, shape, strict=False) for path in files]
@@ -107,14 +108,13 @@ def open_set(paths: Sequence[Location], shape: tuple[int, int, int] | None, say:
     if rows == 0:  # nothing to measure; several metrics would divide by zero
         raise LatentDataError(f"{source}: column '{LATENT}': no rows in {len(files)} file(s); nothing to measure "
                               "(write at least one latent per class)")
-    if footers[0].stats is None:
-        say(f"note: {source}: no raysweep statistics in the footer ('{MEAN_KEY}', '{STD_KEY}', '{HASH_KEY}'); "
-            f"computing them in a first pass over {rows} rows")
+    first_pass = footers[0].stats is None
+    if first_pass:
         meta = _streamed_stats(handles, footers[0].shape)
     else:
         meta = footers[0].meta(str(files[0]))
         check_norm_hash(meta, str(files[0]))
-    return LatentSet(handles, meta, rows, footers[0].has_mask, source)
+    return LatentSet(handles, meta, rows, footers[0].has_mask, source, first_pass)
 
 
 def check_degenerate(latents: LatentSet, say: Say) -> None:
@@ -202,8 +202,11 @@ def metrics_for_files(paths: Sequence[Location], only: list[str] | None = None,
     if unknown:
         allowed = ", ".join(sorted(METRICS))
         raise ConfigError("--only", "", f"unknown metric(s) {', '.join(unknown)}; allowed: {allowed}")
-    latents = open_set(paths, shape, say)
+    latents = open_set(paths, shape)
     check_degenerate(latents, say)
+    if latents.first_pass:  # said after the checks: a refused input gets its one error line and nothing else
+        say(f"note: {latents.source}: no raysweep statistics in the footer ('{MEAN_KEY}', '{STD_KEY}', "
+            f"'{HASH_KEY}'); computed them in a first pass over {latents.rows} rows")
     params = with_known_stats(names, {}, latents.meta)
     seen: dict[int, int] = {}
     with _captured(say) as capture:
