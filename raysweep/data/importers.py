@@ -78,7 +78,8 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
     except LatentDataError:
         raise
     except Exception as err:  # each library raises its own types for a damaged file; all mean the same here
-        raise LatentDataError(f"{path}: not a readable {path.suffix} file ({type(err).__name__}: {err})") from None
+        first = (str(err).strip().splitlines() or [""])[0][:200]  # torch's run to paragraphs; one line here
+        raise LatentDataError(f"{path}: not a readable {path.suffix} file ({type(err).__name__}: {first})") from None
     if not arrays:
         raise LatentDataError(f"{path}: holds no arrays")
     return arrays
