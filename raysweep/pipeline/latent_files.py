@@ -60,8 +60,7 @@ class LatentSet:
     first_pass: bool  # the statistics were computed (the footer has none)
 
     def batches(self) -> Iterator[LatentBatch]:
-        for path, file in self.files:
-            yield from iter_latent_batches(path, file, self.meta.shape, BATCH_ROWS)
+        return _batches(self.files, self.meta.shape)
 
 
 @dataclass(frozen=True)
@@ -82,14 +81,18 @@ def _expand(paths: Sequence[Location]) -> list[Location]:
     return files
 
 
+def _batches(files: list[tuple[Location, pq.ParquetFile]], shape: tuple[int, int, int]) -> Iterator[LatentBatch]:
+    for path, file in files:
+        yield from iter_latent_batches(path, file, shape, BATCH_ROWS)
+
+
 def _streamed_stats(files: list[tuple[Location, pq.ParquetFile]], shape: tuple[int, int, int]) -> LatentMeta:
     """Per-channel mean and population std over N,H,W, as `write_latents` stores them, in one streaming pass."""
     total: Moments | None = None
-    for path, file in files:
-        for batch in iter_latent_batches(path, file, shape, BATCH_ROWS):
-            if len(batch):
-                moments = channel_moments(batch.latent)
-                total = moments if total is None else total + moments
+    for batch in _batches(files, shape):
+        if len(batch):
+            moments = channel_moments(batch.latent)
+            total = moments if total is None else total + moments
     assert total is not None  # `open_set` refused an empty set first
     mean, std = total.mean, np.sqrt(total.m2 / total.count)
     return LatentMeta(shape=shape, tokenizer_id="", channel_mean=mean, channel_std=std,
@@ -185,11 +188,12 @@ def _json_ready(values: dict[str, Any], reasons: dict[str, list[str]], census: s
     undefined: dict[str, str] = {}
     for key, value in [*scalars.items(), *((k, v) for k, (_, v) in curves.items())]:
         arr = np.asarray(value, dtype=float)
-        out[key] = (float(arr) if np.isfinite(arr) else None) if arr.ndim == 0 else \
-            [float(x) if np.isfinite(x) else None for x in arr]
-        if not np.isfinite(arr).all():
-            undefined[key] = "; ".join(reasons.get(key, [])) or f"the metric is undefined (NaN) on these latents " \
-                                                                 f"({census}); see its docstring"
+        finite = np.isfinite(arr)
+        out[key] = [float(x) if ok else None for x, ok in zip(arr, finite)] if arr.ndim else \
+            (float(arr) if finite else None)
+        if not finite.all():  # the metric's own warnings, else what is known about the input
+            undefined[key] = "; ".join(reasons.get(key, [])) or \
+                f"the metric is undefined (NaN) on these latents ({census}); see its docstring"
     return MetricsReport(out, undefined)
 
 
@@ -217,7 +221,6 @@ def metrics_for_files(paths: Sequence[Location], only: list[str] | None = None,
     census = (f"{latents.rows} rows in {len(seen)} class(es), smallest {min(seen.values())} rows, "
               f"'{FG_MASK}' {'present' if latents.has_mask else 'absent'}")
     return _json_ready(values, _reasons(names, params, capture.messages), census)
-
 
 
 JSON_HELP = """\
