@@ -5,7 +5,9 @@ One row per image: `sample_id: int64`, `label: int32`, `latent: fixed_size_list<
 Schema metadata: `raysweep.latent_shape` (JSON [C,H,W]), `raysweep.tokenizer_id`, `raysweep.channel_mean` /
 `raysweep.channel_std` (JSON lists, per channel over N,H,W of the whole written set: what standardisation uses),
 `raysweep.norm_hash` (short sha256 of those stats, so stale or edited statistics are detected), plus free-form
-string metadata. Files are `part-00000.parquet`, ...; plain pyarrow / pandas / polars / duckdb read them.
+string metadata. raysweep's stages require every key; `raysweep metrics` also reads another tool's files, whose
+footer has none of the statistics keys (see `CONTRACT_HELP`, shown by `raysweep metrics --help`).
+Files are `part-00000.parquet`, ...; plain pyarrow / pandas / polars / duckdb read them.
 A latent directory is a local path or a `pyarrow.fs` URI (s3://, gs://, file://): see `raysweep.data.location`.
 """
 from __future__ import annotations

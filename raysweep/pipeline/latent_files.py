@@ -77,7 +77,8 @@ def _expand(paths: Sequence[Location]) -> list[Location]:
     for path in paths:
         files += list_files(path, "*.parquet") if is_dir(path) else [path]
     if not files:
-        raise FileNotFoundError(f"no Parquet latent files in {', '.join(map(str, paths))}")
+        raise FileNotFoundError(f"no Parquet latent files in {', '.join(map(str, paths))}: give *.parquet files or "
+                                "directories holding them (other formats: `raysweep latents import`)")
     return files
 
 
