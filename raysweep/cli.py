@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "raysweep.latent_shape")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout (null + reason where undefined)")
     latents = sub.add_parser("latents", help="latent files: import other formats into the contract").add_subparsers(
-        dest="latents_command", required=True)
+        dest="latents_command", required=True, metavar="SUBCOMMAND")
     p = latents.add_parser("import", help="turn .npy, .npz, .safetensors or torch files into latent Parquet",
                            add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter,
                            description="Write SRC's latents, labels and optional masks as latent Parquet files in "

@@ -45,7 +45,11 @@ def _numpy(tensor: object) -> np.ndarray:
 
 
 def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
-    from safetensors.torch import load_file  # through torch: safetensors' numpy loader refuses bfloat16
+    try:
+        from safetensors.torch import load_file  # through torch: safetensors' numpy loader refuses bfloat16
+    except ImportError:
+        raise LatentDataError(f"{path}: reading .safetensors needs the safetensors package "
+                              "(pip install 'raysweep[import]')") from None
 
     return {name: _numpy(tensor) for name, tensor in load_file(path).items()}
 
