@@ -209,6 +209,16 @@ def test_degenerate_latents(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     write_latents(tmp_path / "one", rng.normal(size=(24, 3, 4, 4)), np.zeros(24, int), tokenizer_id="t")
     assert main(["metrics", str(tmp_path / "one"), "--only", "sec"]) == 0
     assert "one class (0) only" in capsys.readouterr().err
+    points = rng.normal(size=(2, 3, 4, 4))[labels].astype(np.float32)  # each class a single point: VIV is 0
+    write_latents(tmp_path / "points", points, labels, tokenizer_id="t")
+    assert main(["metrics", str(tmp_path / "points"), "--only", "viv", "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["latent/velocity/viv"] == pytest.approx(0.0, abs=1e-6)
+    assert "every class are identical" in out.err and len(out.err.strip().splitlines()) == 1, out.err
+    points[0, 0, 0, 0] += 1.0  # one class with spread: no warning
+    write_latents(tmp_path / "spread", points, labels, tokenizer_id="t")
+    assert main(["metrics", str(tmp_path / "spread"), "--only", "sec"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_metrics_help_lists_every_metric_and_the_contract(capsys: pytest.CaptureFixture) -> None:

@@ -136,13 +136,28 @@ def check_degenerate(latents: LatentSet, say: Say) -> None:
             "variance (constant); the metrics are computed, those channels only add a constant")
 
 
-def _labels_seen(batches: Iterator[LatentBatch], seen: dict[int, int]) -> Iterator[LatentBatch]:
-    """Pass batches through, counting rows per label (the class census the warnings and reasons quote)."""
+def _census(batches: Iterator[LatentBatch], classes: dict[int, Moments]) -> Iterator[LatentBatch]:
+    """Pass batches through, keeping per-class moments of the latents (`count` is the class size): the class
+    census the warnings and reasons quote, and the within-class spread `_check_classes` needs."""
     for batch in batches:
-        labels, counts = np.unique(batch.label, return_counts=True)
-        for label, count in zip(labels.tolist(), counts.tolist()):
-            seen[label] = seen.get(label, 0) + count
+        for label in np.unique(batch.label).tolist():
+            moments = Moments.of(batch.latent[batch.label == label], axis=(0,))
+            classes[label] = classes[label] + moments if label in classes else moments
         yield batch
+
+
+def _check_classes(latents: LatentSet, classes: dict[int, Moments], say: Say) -> None:
+    """One class, or classes that are each a single point, leave the class-conditional metrics defined but
+    decided by construction (LNC 1, VIV 0): warned, so such a value is never read as a finding."""
+    if len(classes) == 1:
+        say(f"warning: {latents.source}: column '{LABEL}': one class ({next(iter(classes))}) only; "
+            "class-conditional metrics are trivial (LNC is 1) or undefined (linear probe): give class labels 0..K-1")
+        return
+    total = float(np.sum(latents.meta.channel_std ** 2)) * np.prod(latents.meta.shape[1:])
+    spread = [float(m.m2.sum()) / m.count for m in classes.values() if m.count > 1]
+    if spread and max(spread) <= DEAD_RELATIVE_STD ** 2 * total:
+        say(f"warning: {latents.source}: column '{LATENT}': the latents of every class are identical (zero "
+            "within-class variance); VIV is 0 and LNC 1 by construction")
 
 
 class _Capture(logging.Handler):
@@ -213,14 +228,12 @@ def metrics_for_files(paths: Sequence[Location], only: list[str] | None = None,
         say(f"note: {latents.source}: no raysweep statistics in the footer ('{MEAN_KEY}', '{STD_KEY}', "
             f"'{HASH_KEY}'); computed them in a first pass over {latents.rows} rows")
     params = with_known_stats(names, {}, latents.meta)
-    seen: dict[int, int] = {}
+    classes: dict[int, Moments] = {}
     with _captured(say) as capture:
-        values = compute_metrics(_labels_seen(latents.batches(), seen), names, params)
-    if len(seen) == 1:
-        say(f"warning: {latents.source}: column '{LABEL}': one class ({next(iter(seen))}) only; class-conditional "
-            "metrics are trivial (LNC is 1) or undefined (linear probe): give class labels 0..K-1")
-    census = (f"{latents.rows} rows in {len(seen)} class(es), smallest {min(seen.values())} rows, "
-              f"'{FG_MASK}' {'present' if latents.has_mask else 'absent'}")
+        values = compute_metrics(_census(latents.batches(), classes), names, params)
+    _check_classes(latents, classes, say)
+    census = (f"{latents.rows} rows in {len(classes)} class(es), smallest {min(m.count for m in classes.values()):g}"
+              f" rows, '{FG_MASK}' {'present' if latents.has_mask else 'absent'}")
     return _json_ready(values, _reasons(names, params, capture.messages), census)
 
 
