@@ -101,10 +101,10 @@ def _stderr(line: str) -> None:
 
 
 def _shape(text: str) -> tuple[int, int, int]:
-    """`--shape C,H,W` -> (C, H, W); argparse turns the ValueError into a one-line usage error (exit 2)."""
+    """`--shape C,H,W` -> (C, H, W); argparse turns the error into a one-line usage error (exit 2)."""
     parts = text.split(",")
     if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"expected C,H,W (three positive integers), got '{text}'")
     return int(parts[0]), int(parts[1]), int(parts[2])
 
 
@@ -203,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     _lazy_help(p, "raysweep.pipeline.latent_files", "metrics_help")
     p.add_argument("paths", nargs="+", help="latent files or directories of them (paths or pyarrow.fs URIs)")
     p.add_argument("--only", metavar="NAMES", help="comma-separated metric names (listed below)")
-    p.add_argument("--shape", type=_shape, metavar="C,H,W", help="C,H,W of one latent, for files whose footer lacks "
-                                                "raysweep.latent_shape")
+    p.add_argument("--shape", type=_shape, metavar="C,H,W",
+                   help="C,H,W of one latent, for files whose footer lacks raysweep.latent_shape")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout (null + reason where undefined)")
     latents = sub.add_parser("latents", help="latent files: import other formats into the contract").add_subparsers(
         dest="latents_command", required=True, metavar="SUBCOMMAND")
