@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from raysweep.config import ConfigError, load_study
 from raysweep.config.plan import StudyPlan
@@ -96,17 +98,62 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    """`--shape C,H,W` -> (C, H, W); argparse turns the error into a one-line usage error (exit 2)."""
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected C,H,W (three positive integers), got '{text}'")
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+def _number(value: object) -> str:
+    return "null" if value is None else f"{value:.6g}"
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
+    from raysweep.jsonout import dumps
     from raysweep.pipeline.latent_files import metrics_for_files
 
     only = [n for n in args.only.split(",") if n] if args.only else None
-    values = metrics_for_files(args.paths, only)  # paths or URIs
+    report = metrics_for_files(args.paths, only, args.shape, say=_stderr)  # paths or URIs
     if args.json:
-        print(json.dumps(values, indent=2))
-    else:
-        for key, value in values.items():
-            print(f"{key:<40} {value:.6g}" if isinstance(value, float) else f"{key:<40} {value}")
+        print(dumps({**report.values, "undefined": report.undefined}))
+        return 0
+    for key, value in report.values.items():
+        shown = f"[{', '.join(map(_number, value))}]" if isinstance(value, list) else _number(value)
+        why = f"  (undefined: {report.undefined[key]})" if key in report.undefined else ""
+        print(f"{key:<40} {shown}{why}")
     return 0
+
+
+def cmd_latents_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from raysweep.data.importers import import_latents
+
+    done = import_latents(Path(args.src), Path(args.dest), labels=args.labels and Path(args.labels),
+                          masks=args.masks and Path(args.masks), tokenizer_id=args.tokenizer_id)
+    ignored = f"; ignored keys: {', '.join(done.ignored)}" if done.ignored else ""
+    print(f"{args.dest}: {done.rows} latents of shape {list(done.shape)} in {len(done.files)} file(s){ignored}")
+    return 0
+
+
+def _lazy_help(p: argparse.ArgumentParser, module: str, function: str) -> None:
+    """`-h/--help` whose epilog `module.function()` builds only when asked: the metric registry and the importers
+    import torch, numpy and pyarrow (seconds), which no other command should pay for."""
+
+    class LazyHelp(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+            parser.epilog = getattr(importlib.import_module(module), function)()
+            parser.print_help()
+            parser.exit()
+
+    p.add_argument("-h", "--help", action=LazyHelp, nargs=0, default=argparse.SUPPRESS,
+                   help="show this help (with the tables below) and exit")
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -123,8 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raysweep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_)
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str,
+            **kwargs: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, **kwargs)
         p.set_defaults(fn=fn)
         return p
 
@@ -150,10 +198,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", cmd_status, "what is finished, running or failed")
     p.add_argument("study")
     p.add_argument("--json", action="store_true")
-    p = add("metrics", cmd_metrics, "latent metrics of Parquet latent files")
-    p.add_argument("paths", nargs="+")
-    p.add_argument("--only", help="comma-separated metric names")
-    p.add_argument("--json", action="store_true")
+    p = add("metrics", cmd_metrics, "latent metrics of Parquet latent files", add_help=False,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            description="Latent metrics of Parquet latent files (raysweep's, or any tool's that follow the contract "
+                        "below; convert other formats with `raysweep latents import`).")
+    _lazy_help(p, "raysweep.pipeline.latent_files", "metrics_help")
+    p.add_argument("paths", nargs="+", help="latent files or directories of them (paths or pyarrow.fs URIs)")
+    p.add_argument("--only", metavar="NAMES", help="comma-separated metric names (listed below)")
+    p.add_argument("--shape", type=_shape, metavar="C,H,W",
+                   help="C,H,W of one latent, for files whose footer lacks raysweep.latent_shape")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout (null + reason where undefined)")
+    latents = sub.add_parser("latents", help="latent files: import other formats into the contract").add_subparsers(
+        dest="latents_command", required=True, metavar="SUBCOMMAND")
+    p = latents.add_parser("import", help="turn .npy, .npz, .safetensors or torch files into latent Parquet",
+                           add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+                           description="Write SRC's latents, labels and optional masks as latent Parquet files in "
+                                       "DEST (a new or empty directory).")
+    _lazy_help(p, "raysweep.data.importers", "import_help")
+    p.set_defaults(fn=cmd_latents_import)
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dest", metavar="DEST")
+    p.add_argument("--labels", metavar="FILE", help="labels from another file (any SRC format)")
+    p.add_argument("--masks", metavar="FILE", help="foreground masks from another file (any SRC format)")
+    p.add_argument("--tokenizer-id", help="written as raysweep.tokenizer_id (default: SRC's file name stem)")
     p = add("ui", cmd_ui, "open the MLflow UI on a study's tracking store")
     p.add_argument("study")
     p.add_argument("--host", default="127.0.0.1")

@@ -132,6 +132,8 @@ def _columns(arrays: dict[str, np.ndarray], **change: object) -> dict[str, objec
     ({"fg_mask": np.full((11, 8), 3, np.uint8)}, "'fg_mask'"),
     ({"label": np.zeros(10, np.int64)}, "'label'"),
     ({"label": np.zeros(11, np.float32)}, "'label'"),
+    ({"label": np.full(11, -1)}, "'label': label -1 is out of range"),  # the "unlabelled" sentinel
+    ({"label": np.full(11, 2**31)}, "'label': label 2147483648 is out of range"),  # int32 would wrap it negative
 ])
 def test_bad_batches_name_the_column(arrays: dict[str, np.ndarray], change: dict[str, object], column: str) -> None:
     with pytest.raises(LatentDataError, match=f"^batch: column {column}"):

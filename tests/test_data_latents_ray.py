@@ -88,12 +88,13 @@ def test_file_uri_latent_store_goes_through_pyarrow_fs(tmp_path: Path, local_ray
     names = ["viv", "sec"]
     pooled = compute_latent_metrics(location, names, {}, actors=1, batch_size=3,
                                     cpus_per_actor=0.5)  # Ray Data on the URI's filesystem
-    in_process = metrics_for_files([location], names)  # the `raysweep metrics` reader, same URI
-    local = metrics_for_files([on_disk], names)
+    in_process = metrics_for_files([location], names).values  # the `raysweep metrics` reader, same URI
+    local = metrics_for_files([on_disk], names).values
     assert set(in_process) == set(local) and local and set(local) <= set(pooled)  # the CLI folds curve grids in
-    for key, value in local.items():  # curves hold NaN for classes too small to score
+    for key, value in local.items():  # curves hold null (NaN here) for classes too small to score
         np.testing.assert_array_equal(in_process[key], value, err_msg=key)
-        np.testing.assert_allclose(pooled[key], value, rtol=1e-6, atol=1e-9, err_msg=key)  # float32 sums, other splits
+        np.testing.assert_allclose(pooled[key], np.array(value, dtype=float), rtol=1e-6, atol=1e-9,
+                                   err_msg=key)  # float32 sums, other splits
 
 
 def test_metric_pool_does_not_starve_its_reads_on_a_one_cpu_ray(tmp_path: Path) -> None:

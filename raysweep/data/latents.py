@@ -5,7 +5,9 @@ One row per image: `sample_id: int64`, `label: int32`, `latent: fixed_size_list<
 Schema metadata: `raysweep.latent_shape` (JSON [C,H,W]), `raysweep.tokenizer_id`, `raysweep.channel_mean` /
 `raysweep.channel_std` (JSON lists, per channel over N,H,W of the whole written set: what standardisation uses),
 `raysweep.norm_hash` (short sha256 of those stats, so stale or edited statistics are detected), plus free-form
-string metadata. Files are `part-00000.parquet`, ...; plain pyarrow / pandas / polars / duckdb read them.
+string metadata. raysweep's stages require every key; `raysweep metrics` also reads another tool's files, whose
+footer has none of the statistics keys (see `CONTRACT_HELP`, shown by `raysweep metrics --help`).
+Files are `part-00000.parquet`, ...; plain pyarrow / pandas / polars / duckdb read them.
 A latent directory is a local path or a `pyarrow.fs` URI (s3://, gs://, file://): see `raysweep.data.location`.
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +33,23 @@ SHAPE_KEY, TOKENIZER_KEY = "raysweep.latent_shape", "raysweep.tokenizer_id"
 MEAN_KEY, STD_KEY, HASH_KEY = "raysweep.channel_mean", "raysweep.channel_std", "raysweep.norm_hash"
 RESERVED_KEYS: tuple[str, ...] = (SHAPE_KEY, TOKENIZER_KEY, MEAN_KEY, STD_KEY, HASH_KEY)
 PART_GLOB = "part-*.parquet"
+
+CONTRACT_HELP = f"""\
+latent file contract: Parquet files (a file, or a directory of *.parquet; a local path or s3://, gs://, file://)
+  one row per image, columns:
+    {SAMPLE_ID:<9} int64                             unique id
+    {LABEL:<9} int32 (any integer type)          class index 0..K-1
+    {LATENT:<9} fixed_size_list<float32>[C*H*W]   C-order of [C,H,W], un-normalised, finite
+    {FG_MASK:<9} fixed_size_list<uint8>[H*W]       optional: foreground 0/1 at latent resolution
+  footer (schema metadata) keys:
+    {SHAPE_KEY:<22} JSON [C,H,W]; required, or pass --shape C,H,W
+    {MEAN_KEY:<22} JSON list of C floats: per-channel mean over N,H,W of the whole set
+    {STD_KEY:<22} JSON list of C floats: per-channel population std, likewise
+    {HASH_KEY:<22} 16 hex chars of sha256 over those statistics (stale or edited stats are refused)
+    {TOKENIZER_KEY:<22} who wrote the latents
+  without the three statistics keys (another tool's file) `raysweep metrics` computes them in a first pass over
+  the files and says so on stderr; a partial set of them is refused. raysweep's own writer sets all of them.
+  `raysweep latents import` writes this contract from .npy, .npz, .safetensors and torch (.pt/.pth) files."""
 
 
 class LatentDataError(ValueError):
@@ -186,28 +205,63 @@ def _json_key(raw: dict[str, str], key: str, source: str) -> object:
     try:
         return json.loads(raw[key])
     except (KeyError, json.JSONDecodeError):
-        raise LatentDataError(f"{source}: metadata '{key}' is missing or not valid JSON") from None
+        hint = " (a plain Parquet file: give its per-image shape, `raysweep metrics --shape C,H,W`)" \
+            if key == SHAPE_KEY else ""
+        raise LatentDataError(f"{source}: metadata '{key}' is missing or not valid JSON{hint}") from None
 
 
-def _meta_from_schema(schema: pa.Schema, source: str) -> LatentMeta:
-    raw = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+@dataclass(frozen=True)
+class Footer:
+    """One file's Parquet footer as raysweep reads it. `stats` (channel mean, std, norm hash) is None when none of
+    the statistics keys is there (another tool's file): `raysweep metrics` then computes them in a first pass."""
+
+    shape: tuple[int, int, int]
+    tokenizer_id: str
+    stats: tuple[np.ndarray, np.ndarray, str] | None
+    extra: dict[str, str]
+    has_mask: bool  # the optional `fg_mask` column is there
+
+    def meta(self, source: str) -> LatentMeta:
+        """The footer as `LatentMeta`; raises naming the missing key when the statistics are absent."""
+        if self.stats is None:
+            raise LatentDataError(f"{source}: metadata '{MEAN_KEY}' is missing or not valid JSON")
+        mean, std, norm_hash = self.stats
+        return LatentMeta(shape=self.shape, tokenizer_id=self.tokenizer_id, channel_mean=mean, channel_std=std,
+                          norm_hash=norm_hash, extra=self.extra)
+
+
+def _shape_from(raw: dict[str, str], source: str, given: tuple[int, int, int] | None) -> tuple[int, int, int]:
+    """The footer's [C,H,W]; `given` stands in for a missing key and must match a present one."""
+    if given is not None and SHAPE_KEY not in raw:
+        return given
     shape = _json_key(raw, SHAPE_KEY, source)
     if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(x, int) and x >= 1 for x in shape)):
         raise LatentDataError(f"{source}: metadata '{SHAPE_KEY}' must be a JSON [C, H, W] of positive ints, "
                               f"got {raw[SHAPE_KEY]!r}")
+    if given is not None and tuple(shape) != tuple(given):
+        raise LatentDataError(f"{source}: metadata '{SHAPE_KEY}' is {shape}, not the given shape {list(given)}")
+    return shape[0], shape[1], shape[2]
+
+
+def _footer(schema: pa.Schema, source: str, shape: tuple[int, int, int] | None = None,
+            strict: bool = True) -> Footer:
+    """Parse the footer. `strict` (raysweep's own stages) requires every key; otherwise the statistics and the
+    tokenizer id may all be absent, but a partial set is refused (an edited footer, not another tool's file)."""
+    raw = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+    c, h, w = _shape_from(raw, source, shape)
+    extra, has_mask = {k: v for k, v in raw.items() if k not in RESERVED_KEYS}, FG_MASK in schema.names
+    if not strict and not any(k in raw for k in (MEAN_KEY, STD_KEY, HASH_KEY)):
+        return Footer((c, h, w), raw.get(TOKENIZER_KEY, ""), None, extra, has_mask)
     stats = []
     for key in (MEAN_KEY, STD_KEY):
         values = _json_key(raw, key, source)
-        if not (isinstance(values, list) and len(values) == shape[0]
-                and all(isinstance(x, (int, float)) for x in values)):
-            raise LatentDataError(f"{source}: metadata '{key}' must be a JSON list of {shape[0]} numbers")
+        if not (isinstance(values, list) and len(values) == c and all(isinstance(x, (int, float)) for x in values)):
+            raise LatentDataError(f"{source}: metadata '{key}' must be a JSON list of {c} numbers")
         stats.append(np.asarray(values, np.float64))
     for key in (TOKENIZER_KEY, HASH_KEY):
         if not raw.get(key):
             raise LatentDataError(f"{source}: metadata '{key}' is missing")
-    return LatentMeta(shape=(shape[0], shape[1], shape[2]), tokenizer_id=raw[TOKENIZER_KEY], channel_mean=stats[0],
-                      channel_std=stats[1], norm_hash=raw[HASH_KEY],
-                      extra={k: v for k, v in raw.items() if k not in RESERVED_KEYS})
+    return Footer((c, h, w), raw[TOKENIZER_KEY], (stats[0], stats[1], raw[HASH_KEY]), extra, has_mask)
 
 
 def _open(path: Location) -> pq.ParquetFile:
@@ -220,7 +274,7 @@ def _open(path: Location) -> pq.ParquetFile:
 
 def read_latent_meta(path: Location) -> LatentMeta:
     """Metadata from the Parquet footer only (cheap: no column data is read)."""
-    return _meta_from_schema(_open(path).schema_arrow, str(path))
+    return _footer(_open(path).schema_arrow, str(path)).meta(str(path))
 
 
 def _rows(values: np.ndarray, width: int, name: str, source: str) -> np.ndarray:
@@ -231,6 +285,18 @@ def _rows(values: np.ndarray, width: int, name: str, source: str) -> np.ndarray:
         raise LatentDataError(f"{source}: column '{name}': rows hold {values.size // max(len(values), 1)} values, "
                               f"expected {width}")
     return values.reshape(len(values), width)
+
+
+def check_labels(labels: np.ndarray, source: str) -> None:
+    """Labels are class indices 0..K-1 stored as int32: a float label, a negative sentinel (-1 = "unlabelled")
+    or a value past int32 would silently become a wrong class (int32 casting wraps), so each is refused."""
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise LatentDataError(f"{source}: column '{LABEL}': expected integers, got {labels.dtype}; store class "
+                              "indices 0..K-1 as int32")
+    if len(labels) and (labels.min() < 0 or labels.max() > np.iinfo(np.int32).max):
+        bad = labels.min() if labels.min() < 0 else labels.max()
+        raise LatentDataError(f"{source}: column '{LABEL}': label {bad} is out of range; labels are class indices "
+                              f"0..K-1 (at most {np.iinfo(np.int32).max}): map them to 0..K-1")
 
 
 def latent_batch_from_columns(columns: dict[str, np.ndarray], shape: tuple[int, int, int],
@@ -246,9 +312,9 @@ def latent_batch_from_columns(columns: dict[str, np.ndarray], shape: tuple[int, 
         mask = _rows(np.asarray(columns[FG_MASK]), h * w, FG_MASK, source).astype(np.uint8, copy=False)
         mask = mask.reshape(-1, h, w)
     ids, labels = np.asarray(columns[SAMPLE_ID]), np.asarray(columns[LABEL])
-    for name, values in ((SAMPLE_ID, ids), (LABEL, labels)):
-        if not np.issubdtype(values.dtype, np.integer):
-            raise LatentDataError(f"{source}: column '{name}': expected integers, got {values.dtype}")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise LatentDataError(f"{source}: column '{SAMPLE_ID}': expected integers, got {ids.dtype}")
+    check_labels(labels, source)
     batch = LatentBatch(sample_id=ids.astype(np.int64, copy=False), label=labels.astype(np.int32, copy=False),
                         latent=latent.reshape(-1, c, h, w), fg_mask=mask)
     for name, values in ((SAMPLE_ID, batch.sample_id), (LABEL, batch.label), (FG_MASK, batch.fg_mask)):
@@ -262,21 +328,43 @@ def latent_batch_from_columns(columns: dict[str, np.ndarray], shape: tuple[int, 
     return batch
 
 
-def _read_file(path: Location) -> tuple[LatentBatch, LatentMeta]:
-    file = _open(path)
-    meta = _meta_from_schema(file.schema_arrow, str(path))
-    c, h, w = meta.shape
+def _check_column_types(schema: pa.Schema, shape: tuple[int, int, int], path: Location) -> None:
+    c, h, w = shape
     for name, width in ((LATENT, c * h * w), (FG_MASK, h * w)):
-        if name in file.schema_arrow.names:
-            kind = file.schema_arrow.field(name).type
+        if name in schema.names:
+            kind = schema.field(name).type
             if not pa.types.is_fixed_size_list(kind) or kind.list_size != width:
                 raise LatentDataError(f"{path}: column '{name}': type {kind} is not a fixed_size_list of {width} "
                                       f"values (latent shape {[c, h, w]})")
+
+
+def open_latent_file(path: Location, shape: tuple[int, int, int] | None = None,
+                     strict: bool = True) -> tuple[pq.ParquetFile, Footer]:
+    """The open file and its footer (see `Footer`; `shape` stands in for a missing shape key), column types
+    checked against the shape. Reads no column data."""
+    file = _open(path)
+    footer = _footer(file.schema_arrow, str(path), shape, strict)
+    _check_column_types(file.schema_arrow, footer.shape, path)
+    return file, footer
+
+
+def iter_latent_batches(path: Location, file: pq.ParquetFile, shape: tuple[int, int, int],
+                        rows: int = 4096) -> Iterator[LatentBatch]:
+    """Validated batches of at most `rows` rows of an open latent file: memory bounded by `rows`, not the file."""
+    try:
+        for record_batch in file.iter_batches(batch_size=rows):
+            table = pa.Table.from_batches([record_batch])
+            yield latent_batch_from_columns(numpy_columns(table, str(path)), shape, str(path))
+    except (OSError, pa.ArrowException) as err:
+        raise LatentDataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from None
+
+
+def _read_file(path: Location, file: pq.ParquetFile, shape: tuple[int, int, int]) -> LatentBatch:
     try:
         table = file.read()
     except (OSError, pa.ArrowException) as err:
         raise LatentDataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from None
-    return latent_batch_from_columns(numpy_columns(table, str(path)), meta.shape, str(path)), meta
+    return latent_batch_from_columns(numpy_columns(table, str(path)), shape, str(path))
 
 
 def numpy_columns(table: pa.Table, source: str) -> dict[str, np.ndarray]:
@@ -286,7 +374,8 @@ def numpy_columns(table: pa.Table, source: str) -> dict[str, np.ndarray]:
     for name in table.column_names:
         column = table[name]
         if column.null_count:
-            raise LatentDataError(f"{source}: column '{name}': {column.null_count} null value(s)")
+            raise LatentDataError(f"{source}: column '{name}': {column.null_count} null value(s); every row needs "
+                                  "a value: fill or drop those rows")
         if pa.types.is_fixed_size_list(column.type):
             width = column.type.list_size
             columns[name] = column.combine_chunks().flatten().to_numpy().reshape(-1, width)
@@ -295,25 +384,32 @@ def numpy_columns(table: pa.Table, source: str) -> dict[str, np.ndarray]:
     return columns
 
 
+def check_one_set(paths: Sequence[Location], footers: Sequence[Footer]) -> None:
+    """Files read together must come from one write: same shape, tokenizer and statistics (where present), and
+    the optional mask column in all or none. The message names the first file that differs from the first."""
+    first = footers[0]
+    for path, footer in zip(paths[1:], footers[1:]):
+        if footer.shape != first.shape:
+            raise LatentDataError(f"{path}: column '{LATENT}': shape {list(footer.shape)} differs from "
+                                  f"{list(first.shape)} in {paths[0]}")
+        stats = (footer.tokenizer_id, footer.stats and footer.stats[2])
+        if stats != (first.tokenizer_id, first.stats and first.stats[2]):
+            raise LatentDataError(f"{path}: metadata '{TOKENIZER_KEY}'/'{HASH_KEY}' differ from {paths[0]}: "
+                                  "files come from different writes")
+        if footer.has_mask != first.has_mask:
+            raise LatentDataError(f"{path}: column '{FG_MASK}' is present in some files and missing in others "
+                                  f"(compare {paths[0]})")
+
+
 def read_latents(paths: Sequence[Location]) -> tuple[LatentBatch, LatentMeta]:
     """Read whole files of one written set (same shape, tokenizer and stats; hash checked) into one batch."""
     if not paths:
         raise LatentDataError("read_latents: no latent files given")
-    batches, meta = [], None
-    for path in paths:
-        batch, file_meta = _read_file(path)
-        if meta is None:
-            check_norm_hash(file_meta, str(path))
-            meta = file_meta
-        elif file_meta.shape != meta.shape:
-            raise LatentDataError(f"{path}: column '{LATENT}': shape {list(file_meta.shape)} differs from "
-                                  f"{list(meta.shape)} in {paths[0]}")
-        elif (file_meta.tokenizer_id, file_meta.norm_hash) != (meta.tokenizer_id, meta.norm_hash):
-            raise LatentDataError(f"{path}: metadata '{TOKENIZER_KEY}'/'{HASH_KEY}' differ from {paths[0]}: "
-                                  "files come from different writes")
-        batches.append(batch)
-    if len({b.fg_mask is None for b in batches}) > 1:
-        raise LatentDataError(f"{paths[0]}: column '{FG_MASK}' is present in some files and missing in others")
+    opened = [open_latent_file(path) for path in paths]
+    meta = opened[0][1].meta(str(paths[0]))
+    check_norm_hash(meta, str(paths[0]))
+    check_one_set(paths, [footer for _, footer in opened])
+    batches = [_read_file(path, file, meta.shape) for path, (file, _) in zip(paths, opened)]
     masks = None if batches[0].fg_mask is None else np.concatenate([b.fg_mask for b in batches])
     return LatentBatch(np.concatenate([b.sample_id for b in batches]), np.concatenate([b.label for b in batches]),
                        np.concatenate([b.latent for b in batches]), masks), meta

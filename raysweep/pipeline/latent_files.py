@@ -1,37 +1,253 @@
-"""`raysweep metrics PATH...`: latent metrics of any Parquet latent files (yours or a study's), in-process."""
+"""`raysweep metrics PATH...`: latent metrics of any Parquet latent files (yours, a study's, another tool's).
+
+Files are streamed in batches of `BATCH_ROWS` rows. Without raysweep's statistics footer the per-channel mean and
+std are computed in a first streaming pass (said once). Inputs on which the metrics are meaningless stop with a
+one-line error; inputs on which they are defined but weaker are warned about. A metric that is still undefined
+(NaN) comes back as None with its reason in `MetricsReport.undefined`.
+"""
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pyarrow.parquet as pq
+
 from raysweep.config import ConfigError
-from raysweep.data import read_latents
+from raysweep.data.latents import (
+    FG_MASK,
+    HASH_KEY,
+    LABEL,
+    LATENT,
+    MEAN_KEY,
+    STD_KEY,
+    Footer,
+    LatentBatch,
+    LatentDataError,
+    LatentMeta,
+    check_norm_hash,
+    check_one_set,
+    compute_norm_hash,
+    iter_latent_batches,
+    open_latent_file,
+)
 from raysweep.data.location import Location, is_dir, list_files
-from raysweep.metrics import METRICS, compute_metrics
+from raysweep.metrics import METRICS, build_metric, compute_metrics
+from raysweep.metrics.base import Moments, channel_moments
 from raysweep.pipeline.metric_logging import split_values
 from raysweep.pipeline.metric_stage import with_known_stats
 
+log = logging.getLogger(__name__)
+BATCH_ROWS = 4096  # rows per streamed batch: bounds memory; metrics are exact under any split
+DEAD_RELATIVE_STD = 1e-6  # a channel whose std is below this share of |mean| is constant up to float32 rounding
+Say = Callable[[str], None]
 
-def _expand(paths: Sequence[Location]) -> list[str | Path]:
+JsonValue = float | list[float | None] | None
+
+
+@dataclass(frozen=True)
+class LatentSet:
+    """The files of one latent set, opened, with the statistics the metrics standardise with."""
+
+    files: list[tuple[Location, pq.ParquetFile]]
+    meta: LatentMeta
+    rows: int
+    has_mask: bool
+    source: str  # how messages name the set: the file, or the first file and how many more
+    first_pass: bool  # the statistics were computed (the footer has none)
+
+    def batches(self) -> Iterator[LatentBatch]:
+        return _batches(self.files, self.meta.shape)
+
+
+@dataclass(frozen=True)
+class MetricsReport:
+    """JSON-ready values (NaN -> None, inside curves too) and, for every key holding a None, why."""
+
+    values: dict[str, JsonValue]
+    undefined: dict[str, str]
+
+
+def _expand(paths: Sequence[Location]) -> list[Location]:
     """Directories (local or pyarrow.fs URIs) become their Parquet files; files stay as given."""
-    files: list[str | Path] = []
+    files: list[Location] = []
     for path in paths:
         files += list_files(path, "*.parquet") if is_dir(path) else [path]
     if not files:
-        raise FileNotFoundError(f"no Parquet latent files in {', '.join(map(str, paths))}")
+        raise FileNotFoundError(f"no Parquet latent files in {', '.join(map(str, paths))}: give *.parquet files or "
+                                "directories holding them (other formats: `raysweep latents import`)")
     return files
 
 
-def metrics_for_files(paths: Sequence[Location], only: list[str] | None = None) -> dict[str, Any]:
-    """Scalars keyed by MLflow name; curves as lists. Files are validated (one-line errors naming the file)."""
+def _batches(files: list[tuple[Location, pq.ParquetFile]], shape: tuple[int, int, int]) -> Iterator[LatentBatch]:
+    for path, file in files:
+        yield from iter_latent_batches(path, file, shape, BATCH_ROWS)
+
+
+def _streamed_stats(files: list[tuple[Location, pq.ParquetFile]], shape: tuple[int, int, int]) -> LatentMeta:
+    """Per-channel mean and population std over N,H,W, as `write_latents` stores them, in one streaming pass."""
+    total: Moments | None = None
+    for batch in _batches(files, shape):
+        if len(batch):
+            moments = channel_moments(batch.latent)
+            total = moments if total is None else total + moments
+    assert total is not None  # `open_set` refused an empty set first
+    mean, std = total.mean, np.sqrt(total.m2 / total.count)
+    return LatentMeta(shape=shape, tokenizer_id="", channel_mean=mean, channel_std=std,
+                      norm_hash=compute_norm_hash(mean, std))
+
+
+def open_set(paths: Sequence[Location], shape: tuple[int, int, int] | None = None) -> LatentSet:
+    """Open and check the files as one set; statistics from the footer, or from a first pass when it has none."""
+    files = _expand(paths)
+    opened = [open_latent_file(path, shape, strict=False) for path in files]
+    footers: list[Footer] = [footer for _, footer in opened]
+    check_one_set(files, footers)
+    handles = [(path, file) for path, (file, _) in zip(files, opened)]
+    rows = sum(file.metadata.num_rows for _, file in handles)
+    source = str(files[0]) if len(files) == 1 else f"{files[0]} (+{len(files) - 1} more file(s))"
+    if rows == 0:  # nothing to measure; several metrics would divide by zero
+        raise LatentDataError(f"{source}: column '{LATENT}': no rows in {len(files)} file(s); nothing to measure "
+                              "(write at least one latent per class)")
+    first_pass = footers[0].stats is None
+    if first_pass:
+        meta = _streamed_stats(handles, footers[0].shape)
+    else:
+        meta = footers[0].meta(str(files[0]))
+        check_norm_hash(meta, str(files[0]))
+    return LatentSet(handles, meta, rows, footers[0].has_mask, source, first_pass)
+
+
+def check_degenerate(latents: LatentSet, say: Say) -> None:
+    """Constant latents carry no information: every metric is 0 by construction or undefined (VIV reads 0.0, the
+    t-SNE of uniformity crashes), so they stop here. One constant channel leaves the metrics defined over the
+    others (it is only centred, never divided by its zero std): a warning."""
+    mean, std = latents.meta.channel_mean, latents.meta.channel_std
+    dead = np.flatnonzero(std <= DEAD_RELATIVE_STD * np.abs(mean))
+    if len(dead) == len(std):
+        raise LatentDataError(f"{latents.source}: column '{LATENT}': every channel is constant (values "
+                              f"{np.round(mean, 6).tolist()}); the metrics are undefined on latents that carry no "
+                              "information: check the encoder's output")
+    if len(dead):
+        say(f"warning: {latents.source}: column '{LATENT}': channel(s) {dead.tolist()} of {len(std)} have zero "
+            "variance (constant); the metrics are computed, those channels only add a constant")
+
+
+def _census(batches: Iterator[LatentBatch], classes: dict[int, Moments]) -> Iterator[LatentBatch]:
+    """Pass batches through, keeping per-class moments of the latents (`count` is the class size): the class
+    census the warnings and reasons quote, and the within-class spread `_check_classes` needs."""
+    for batch in batches:
+        for label in np.unique(batch.label).tolist():
+            moments = Moments.of(batch.latent[batch.label == label], axis=(0,))
+            classes[label] = classes[label] + moments if label in classes else moments
+        yield batch
+
+
+def _check_classes(latents: LatentSet, classes: dict[int, Moments], say: Say) -> None:
+    """One class, or classes that are each a single point, leave the class-conditional metrics defined but
+    decided by construction (LNC 1, VIV 0): warned, so such a value is never read as a finding."""
+    if len(classes) == 1:
+        say(f"warning: {latents.source}: column '{LABEL}': one class ({next(iter(classes))}) only; "
+            "class-conditional metrics are trivial (LNC is 1) or undefined (linear probe): give class labels 0..K-1")
+        return
+    total = float(np.sum(latents.meta.channel_std ** 2)) * np.prod(latents.meta.shape[1:])
+    spread = [float(m.m2.sum()) / m.count for m in classes.values() if m.count > 1]
+    if spread and max(spread) <= DEAD_RELATIVE_STD ** 2 * total:
+        say(f"warning: {latents.source}: column '{LATENT}': the latents of every class are identical (zero "
+            "within-class variance); VIV is 0 and LNC 1 by construction")
+
+
+class _Capture(logging.Handler):
+    """Metric warnings: said as they come, and kept as the reasons of the values they explain."""
+
+    def __init__(self, say: Say) -> None:
+        super().__init__(logging.WARNING)
+        self.say, self.messages = say, []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        self.messages.append(message)
+        self.say(f"warning: {message}")
+
+
+@contextmanager
+def _captured(say: Say) -> Iterator[_Capture]:
+    """Route `raysweep.metrics` warnings through `say` only (no propagation: a configured root logger would
+    print them twice)."""
+    logger, handler = logging.getLogger("raysweep.metrics"), _Capture(say)
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _reasons(names: list[str], params: dict[str, dict[str, Any]], messages: list[str]) -> dict[str, list[str]]:
+    """Metric key -> the warnings its metric logged. A warning starts with `latent/<perspective>/<name>:`; it
+    belongs to the metric that has that key, or keys `<that>@...` (lnc@5, lnc@10)."""
+    out: dict[str, list[str]] = {}
+    for name in names:
+        keys = build_metric(name, **params.get(name, {})).keys
+        mine = [m for m in messages if (p := m.split(": ", 1)[0]) in keys or any(k.startswith(p + "@") for k in keys)]
+        out.update({key: mine for key in keys})
+    return out
+
+
+def _json_ready(values: dict[str, Any], reasons: dict[str, list[str]], census: str) -> MetricsReport:
+    scalars, curves = split_values(values)
+    out: dict[str, JsonValue] = {}
+    undefined: dict[str, str] = {}
+    for key, value in [*scalars.items(), *((k, v) for k, (_, v) in curves.items())]:
+        arr = np.asarray(value, dtype=float)
+        finite = np.isfinite(arr)
+        out[key] = [float(x) if ok else None for x, ok in zip(arr, finite)] if arr.ndim else \
+            (float(arr) if finite else None)
+        if not finite.all():  # the metric's own warnings, else what is known about the input
+            undefined[key] = "; ".join(reasons.get(key, [])) or \
+                f"the metric is undefined (NaN) on these latents ({census}); see its docstring"
+    return MetricsReport(out, undefined)
+
+
+def metrics_for_files(paths: Sequence[Location], only: list[str] | None = None,
+                      shape: tuple[int, int, int] | None = None, say: Say = log.warning) -> MetricsReport:
+    """Metric values keyed by MLflow name (curves as lists), None where undefined with the reason beside it.
+    Files are validated (one-line errors naming the file and column); notes and warnings go through `say`."""
     names = only or sorted(METRICS)
     unknown = [n for n in names if n not in METRICS]
     if unknown:
         allowed = ", ".join(sorted(METRICS))
         raise ConfigError("--only", "", f"unknown metric(s) {', '.join(unknown)}; allowed: {allowed}")
-    files = _expand(paths)
-    batch, meta = read_latents(files)
-    values = compute_metrics([batch], names, with_known_stats(names, {}, meta))
-    scalars, curves = split_values(values)
-    return {**scalars, **{k: v.tolist() for k, (_, v) in curves.items()}}
+    latents = open_set(paths, shape)
+    check_degenerate(latents, say)
+    if latents.first_pass:  # said after the checks: a refused input gets its one error line and nothing else
+        say(f"note: {latents.source}: no raysweep statistics in the footer ('{MEAN_KEY}', '{STD_KEY}', "
+            f"'{HASH_KEY}'); computed them in a first pass over {latents.rows} rows")
+    params = with_known_stats(names, {}, latents.meta)
+    classes: dict[int, Moments] = {}
+    with _captured(say) as capture:
+        values = compute_metrics(_census(latents.batches(), classes), names, params)
+    _check_classes(latents, classes, say)
+    census = (f"{latents.rows} rows in {len(classes)} class(es), smallest {min(m.count for m in classes.values()):g}"
+              f" rows, '{FG_MASK}' {'present' if latents.has_mask else 'absent'}")
+    return _json_ready(values, _reasons(names, params, capture.messages), census)
+
+
+JSON_HELP = """\
+--json: one JSON object: every metric key -> a number, a list (curves, per-class arrays) or null where the
+  value is undefined; "undefined" maps each key holding a null (itself or inside its list) to the reason.
+  Never NaN or Infinity, so jq and browsers read it."""
+
+
+def metrics_help() -> str:
+    """The `raysweep metrics --help` epilog: the registered metrics by perspective, the file contract, --json."""
+    from raysweep.data.latents import CONTRACT_HELP
+
+    rows = [f"  {name:<13} {info.perspective:<11} {info.summary}"
+            for name, info in sorted(METRICS.items(), key=lambda kv: (kv[1].perspective, kv[0]))]
+    return "\n\n".join(["metrics (--only NAME,...; default all):\n  name          perspective summary\n"
+                        + "\n".join(rows), CONTRACT_HELP, JSON_HELP])

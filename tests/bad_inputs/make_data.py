@@ -69,6 +69,7 @@ def main() -> None:
                 Image.fromarray(np.full((4, 4), 255, np.uint8)).save(mask)  # 4x4 mask for an 8x8 image
 
     broken_image_folders(data_dir)
+    latent_contract_cases(out)
 
 
 def broken_image_folders(data_dir: Path) -> None:
@@ -82,6 +83,51 @@ def broken_image_folders(data_dir: Path) -> None:
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(good)
         (good.parent.parent / "b").mkdir(exist_ok=True)
         (good.parent.parent / "b" / "notes.txt").write_text("not an image\n")
+
+
+def _with_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    return table.set_column(table.column_names.index(name), name, values)
+
+
+def _shape_only(table: pa.Table) -> pa.Table:
+    """Another tool's file: the shape key and none of raysweep's statistics."""
+    return table.replace_schema_metadata({"raysweep.latent_shape": table.schema.metadata[b"raysweep.latent_shape"]})
+
+
+def latent_contract_cases(out: Path) -> None:
+    """Latent inputs beyond the columns' basics: empty, degenerate, bad labels, footers that do not fit together.
+    Its own generator, so the files above keep their bytes."""
+    rng = np.random.default_rng(17)
+    good = rng.normal(size=(16, 4, 4, 4))
+    pq.write_table(latent_table(good[:0]), out / "empty_rows.parquet")
+    pq.write_table(_shape_only(latent_table(good[:0])), out / "empty_rows_plain.parquet")
+    (out / "no_parts").mkdir(exist_ok=True)
+    (out / "no_parts" / "README.txt").write_text("a latent directory whose writer never wrote a part\n")
+    pq.write_table(latent_table(np.full_like(good, 0.25)), out / "constant_latents.parquet")
+    pq.write_table(_shape_only(latent_table(np.full_like(good, -3.0))), out / "constant_latents_plain.parquet")
+    table = latent_table(good)
+    labels = np.arange(16) % 2
+    pq.write_table(_with_column(table, "label", pa.array(labels - 1, pa.int32())), out / "negative_labels.parquet")
+    pq.write_table(_with_column(table, "label", pa.array(labels + 0.5)), out / "float_labels.parquet")
+    pq.write_table(_with_column(table, "label", pa.array(labels + 2**31, pa.int64())),
+                   out / "labels_beyond_int32.parquet")
+    pq.write_table(_with_column(table, "label", pa.array([None, *labels[1:].tolist()], pa.int32())),
+                   out / "null_labels.parquet")
+    inf = good.copy()
+    inf[5, 0, 1, 1] = np.inf
+    pq.write_table(_shape_only(latent_table(inf)), out / "inf_latents_plain.parquet")
+    flat = good.astype(np.float32).reshape(16, -1)
+    pq.write_table(_with_column(table, "latent", pa.array(list(flat), pa.list_(pa.float32()))),
+                   out / "variable_length_latents.parquet")
+    pq.write_table(table.replace_schema_metadata({k: v for k, v in table.schema.metadata.items()
+                                                  if k != b"raysweep.channel_std"}), out / "partial_statistics.parquet")
+    for name, parts in (("mismatched_shapes_plain", (good, rng.normal(size=(16, 2, 4, 4)))),
+                        ("mixed_footers", (good, good + 1.0))):
+        (out / name).mkdir(exist_ok=True)
+        for i, part in enumerate(parts):
+            written = latent_table(part)
+            pq.write_table(_shape_only(written) if name.endswith("plain") or i else written,
+                           out / name / f"part-{i:05d}.parquet")
 
 
 if __name__ == "__main__":
