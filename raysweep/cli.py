@@ -108,12 +108,19 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    """MLflow's UI on the study's store, and the URL that opens straight on its runs with the headline metrics
+    (raysweep.tracking.ui says why the URL, not the experiment alone, decides that)."""
     import subprocess
 
+    from raysweep.tracking import Tracker
+    from raysweep.tracking.ui import runs_url
+
     study = load_study(args.study)
+    experiment_id = Tracker(study.tracking_uri, study.experiment_name).experiment_id  # (re)tags the experiment
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", study.tracking_uri,
            "--host", args.host, "--port", str(args.port)]
     print(" ".join(cmd))
+    print(f"open {runs_url(f'http://{args.host}:{args.port}', experiment_id)}", flush=True)
     return subprocess.call(cmd)
 
 
