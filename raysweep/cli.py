@@ -87,10 +87,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from raysweep.pipeline.status import study_status
+    """The live view's table from the tracking store (no Ray); `--json`: the store's stage-by-stage status."""
+    study = load_study(args.study)
+    if args.json:
+        from raysweep.pipeline.status import study_status
 
-    print(json.dumps(study_status(load_study(args.study)), indent=2) if args.json
-          else study_status(load_study(args.study), text=True))
+        print(json.dumps(study_status(study), indent=2))
+        return 0
+    from raysweep.tracking.table import open_study
+    from raysweep.view.snapshot import render_status, snapshot_events
+
+    try:
+        tracker = open_study(study.tracking_uri, study.experiment_name)
+    except ValueError as err:
+        raise ConfigError(args.study, "name", f"{err}; run `raysweep run` first") from None
+    render_status(snapshot_events(tracker.runs()), title=f"study {study.name} ({study.tracking_uri})")
     return 0
 
 
