@@ -129,7 +129,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     study = load_study(args.study)
     experiment_id = Tracker(study.tracking_uri, study.experiment_name).experiment_id  # (re)tags the experiment
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", study.tracking_uri,
-           "--host", args.host, "--port", str(args.port)]
+           "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
     print(" ".join(cmd))
     print(f"open {runs_url(f'http://{args.host}:{args.port}', experiment_id)}", flush=True)
     return subprocess.call(cmd)
@@ -174,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes (MLflow's own default, 4, is for shared servers; one person needs one)")
     return parser
 
 

@@ -63,7 +63,7 @@ def ranking_figure(ranking: pd.DataFrame, paper: pd.DataFrame, out_path: str | P
     ax.invert_yaxis()
     ax.axvline(0.0, color="black", lw=0.8)
     ax.set_xlim(-1.05, 1.05)
-    ax.set_xlabel("Pearson r of the sign-normalised metric vs gFID (95% bootstrap CI); r < 0: predicts better gFID")
+    ax.set_xlabel("Pearson r vs gFID, 95% bootstrap CI (r < 0: better latent, better gFID)", fontsize=8)
     ax.set_title("Which latent property predicts gFID: perspectives ranked", fontsize=10)
     return save(fig, out_path, svg)
 
