@@ -58,8 +58,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.address:
         study.ray.address = args.address
     from raysweep.pipeline.runner import run_study
+    from raysweep.view import open_view, route_logs
 
-    result = run_study(study, analyze=not args.no_analysis)
+    log = route_logs(study.root, args.verbose)
+    print(f"library logs: {log}" + ("" if args.verbose else "   (-v shows them here too)"), flush=True)
+    with open_view(title=f"study {study.name}") as view:  # live table on a terminal, plain lines otherwise
+        result = run_study(study, analyze=not args.no_analysis, sink=view, verbose=args.verbose)
     print(f"MLflow UI: raysweep ui {args.study}   (tracking URI {study.tracking_uri})")
     if result.report:
         print(f"report: artifact '{result.report}' of run {result.study_run_id}")
@@ -155,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study")
     p.add_argument("--address", help="Ray address, e.g. 'auto' on a cluster head")
     p.add_argument("--no-analysis", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="Ray, Ray Data, Ray Tune and MLflow logs and Tune's tables on the terminal too")
     p = add("analyze", cmd_analyze, "recompute the analysis of a tracked study")
     p.add_argument("study")
     p.add_argument("--compare-paper", action="store_true", help="print our coefficients beside the paper's")
