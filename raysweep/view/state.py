@@ -31,10 +31,8 @@ class JobRow:
     total: int | None = None
     metric: str | None = None
     value: float | None = None
-    queued: float | None = None
     started: float | None = None
     ended: float | None = None
-    last: float | None = None  # time of the latest event
     first_step: int | None = None
     first_step_time: float | None = None
     step_time: float | None = None  # time of the latest step event
@@ -98,9 +96,9 @@ class StudyState:
         self.last_time = t if self.last_time is None else max(self.last_time, t)
         before = self.rows.get(event.job_id)
         row = before or JobRow(event.job_id, event.stage)
-        row = replace(row, stage=event.stage, last=t)
+        row = replace(row, stage=event.stage)
         if isinstance(event, JobQueued):
-            row = replace(row, status="queued", queued=t, total=event.total if event.total is not None else row.total)
+            row = replace(row, status="queued", total=event.total if event.total is not None else row.total)
         elif isinstance(event, JobStarted):
             row = replace(row, status="running", started=t, ended=None, step=0, first_step=None, first_step_time=None,
                           step_time=None, total=event.total if event.total is not None else row.total)

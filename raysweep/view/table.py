@@ -7,7 +7,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from raysweep.view.state import JobRow, Overview, StudyState
+from raysweep.view.state import DONE, JobRow, Overview, StudyState
 
 STATUS_STYLE = {"queued": "dim", "running": "cyan", "finished": "green", "cached": "green dim", "failed": "bold red"}
 PRIORITY = {"running": 0, "failed": 1, "queued": 2, "finished": 3, "cached": 3}  # kept first when rows must go
@@ -58,7 +58,7 @@ def jobs_table(state: StudyState, now: float, max_rows: int | None = None, title
                           ("metric", "left"), ("elapsed", "right"), ("ETA", "right")):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for r in rows:
-        eta = state.remaining(r) if r.status not in ("finished", "cached", "failed") else None
+        eta = state.remaining(r) if r.status not in DONE else None
         table.add_row(r.job_id, r.stage, Text(r.status, style=STATUS_STYLE[r.status]), fmt_progress(r),
                       fmt_metric(r.metric, r.value) if r.status != "failed" else Text(r.reason[:60], style="red"),
                       fmt_duration(r.elapsed(now)), fmt_duration(eta) if eta is not None else "")
