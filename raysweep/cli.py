@@ -62,8 +62,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.address:
         study.ray.address = args.address
     from raysweep.pipeline.runner import run_study
+    from raysweep.view import open_view, route_logs
 
-    result = run_study(study, analyze=not args.no_analysis)
+    log = route_logs(study.root, args.verbose)
+    print(f"library logs: {log}" + ("" if args.verbose else "   (-v shows them here too)"), flush=True)
+    with open_view(title=f"study {study.name}") as view:  # live table on a terminal, plain lines otherwise
+        result = run_study(study, analyze=not args.no_analysis, sink=view, verbose=args.verbose)
     print(f"MLflow UI: raysweep ui {args.study}   (tracking URI {study.tracking_uri})")
     if result.report:
         print(f"report: artifact '{result.report}' of run {result.study_run_id}")
@@ -91,10 +95,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from raysweep.pipeline.status import study_status
+    """The live view's table from the tracking store (no Ray); `--json`: the store's stage-by-stage status."""
+    study = load_study(args.study)
+    if args.json:
+        from raysweep.pipeline.status import study_status
 
-    print(json.dumps(study_status(load_study(args.study)), indent=2) if args.json
-          else study_status(load_study(args.study), text=True))
+        print(json.dumps(study_status(study), indent=2))
+        return 0
+    from raysweep.tracking.table import open_study
+    from raysweep.view.snapshot import render_status, snapshot_events
+
+    try:
+        tracker = open_study(study.tracking_uri, study.experiment_name)
+    except ValueError as err:
+        raise ConfigError(args.study, "name", f"{err}; run `raysweep run` first") from None
+    render_status(snapshot_events(tracker.runs()), title=f"study {study.name} ({study.tracking_uri})")
     return 0
 
 
@@ -157,12 +172,19 @@ def _lazy_help(p: argparse.ArgumentParser, module: str, function: str) -> None:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    """MLflow's UI on the study's store, and the URL that opens straight on its runs with the headline metrics
+    (raysweep.tracking.ui says why the URL, not the experiment alone, decides that)."""
     import subprocess
 
+    from raysweep.tracking import Tracker
+    from raysweep.tracking.ui import runs_url
+
     study = load_study(args.study)
+    experiment_id = Tracker(study.tracking_uri, study.experiment_name).experiment_id  # (re)tags the experiment
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", study.tracking_uri,
-           "--host", args.host, "--port", str(args.port)]
+           "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
     print(" ".join(cmd))
+    print(f"open {runs_url(f'http://{args.host}:{args.port}', experiment_id)}", flush=True)
     return subprocess.call(cmd)
 
 
@@ -187,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study")
     p.add_argument("--address", help="Ray address, e.g. 'auto' on a cluster head")
     p.add_argument("--no-analysis", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="Ray, Ray Data, Ray Tune and MLflow logs and Tune's tables on the terminal too")
     p = add("analyze", cmd_analyze, "recompute the analysis of a tracked study")
     p.add_argument("study")
     p.add_argument("--compare-paper", action="store_true", help="print our coefficients beside the paper's")
@@ -225,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes (MLflow's own default, 4, is for shared servers; one person needs one)")
     return parser
 
 

@@ -106,3 +106,39 @@ def test_report_accepts_ols_results_and_excluded_dicts(tmp_path: Path) -> None:
     failed = [{"tokenizer_id": "tok-oom", "status": "FAILED", "reason": "CUDA out of memory"}]
     page = ra.write_report(tmp_path, "s", ok, corr, [fit], [], failed).read_text()
     assert "tok-oom" in page and "CUDA out of memory" in page and " + ".join(METRICS[:2]) in page
+
+
+def test_report_leads_with_the_answer_then_folds_the_tables(tmp_path: Path) -> None:
+    from raysweep.analysis.lead_figures import lead_figures
+
+    ok, excluded = ra.split_excluded(_study())
+    best = ra.best_cfg_rows(ok)
+    corr = ra.correlate(best, METRICS, DIRECTIONS, n_boot=50)
+    ranking = ra.perspective_ranking(corr)
+    paper = ra.compare_with_paper(corr, best)
+    lead = lead_figures(best, ranking, paper, DIRECTIONS, tmp_path / "figures", svg=True)
+    assert [p.name for p in lead.pngs()] == ["lead_ranking.png", "lead_headline.png", "lead_parallel.png"]
+    assert {p.suffix for p in lead.ranking} == {".png", ".svg"}
+    for png in lead.pngs():
+        _assert_drawn(png)
+    fragment = '<section id="measurement"><h2>Measurement</h2></section>'
+    page = ra.write_report(tmp_path, "demo", best, corr, [], [], excluded, ranking=ranking, lead=lead.pngs(),
+                           measurement_html=fragment).read_text()
+    first_image = page.index("data:image/png;base64,")
+    assert base64.b64encode(lead.ranking[0].read_bytes()).decode() == page[first_image:].split('"')[0].split(",")[1]
+    # the answer (facts, lead figures), then the measurement fragment, then the full tables, each folded
+    assert page.index("The answer") < first_image < page.index(fragment) < page.index("<details")
+    folded = re.findall(r"<details[^>]*><summary><h2>([^<]+)</h2>", page)
+    assert folded[:3] == ["Perspective ranking", "Correlations with the target", "Joint regressions"]
+    assert "Excluded trials" in folded and "All figures" in folded
+    assert re.search(r"<details><summary><h2>Correlations with the target</h2> <span class=\"note\">"
+                     rf"{len(corr)} rows", page)
+
+
+def test_lead_figures_need_a_ranking(tmp_path: Path) -> None:
+    from raysweep.analysis.lead_figures import lead_figures
+
+    ok, _ = ra.split_excluded(_study())
+    empty = pd.DataFrame(columns=["perspective", "metric", "r", "ci_low", "ci_high", "n", "agreement"])
+    lead = lead_figures(ok, empty, pd.DataFrame(), DIRECTIONS, tmp_path)
+    assert lead.pngs() == [] and not list(tmp_path.iterdir())

@@ -128,7 +128,8 @@ def test_analyze_command_logs_every_artifact(store: tuple[Path, str, dict],
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tracker.client.download_artifacts(study_id, "analysis", tmp))
         names = {p.name for p in (local / "figures").iterdir()}
-        stems = {"scatter_gen_gfid", "scatter_gen_is", "correlations_gen_gfid", "correlations_gen_is",
+        stems = {"lead_ranking", "lead_headline", "lead_parallel", "scatter_gen_gfid", "scatter_gen_is",
+                 "correlations_gen_gfid", "correlations_gen_is",
                  "metric_heatmap", "bubble_1", "bubble_2", "bubble_3", "trajectory_vs_gfid", "length_ratio_viv"}
         assert names == {f"{s}{ext}" for s in stems for ext in (".png", ".svg")}
         for png in (local / "figures").glob("*.png"):

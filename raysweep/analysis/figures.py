@@ -25,7 +25,7 @@ DPI = 110
 PANEL_INCHES = 3.2
 
 
-def _save(fig: Figure, out_path: str | Path, svg: bool) -> list[Path]:
+def save(fig: Figure, out_path: str | Path, svg: bool) -> list[Path]:
     """Write `out_path` as .png (and .svg when asked), creating the folder; returns the written paths."""
     path = Path(out_path)
     stem = path.stem if path.suffix.lower() in (".png", ".svg") else path.name  # keep dots in "sec@0.5"
@@ -37,7 +37,7 @@ def _save(fig: Figure, out_path: str | Path, svg: bool) -> list[Path]:
     return paths
 
 
-def _draw_scatter(ax: Axes, table: pd.DataFrame, metric: str, target: str, directions: Mapping[str, bool],
+def draw_scatter(ax: Axes, table: pd.DataFrame, metric: str, target: str, directions: Mapping[str, bool],
                   hue: str | None) -> None:
     """Sign-normalised metric (higher = better latent) against the target, a least-squares line and Pearson r."""
     x = signed_metric(table, metric, directions)
@@ -65,8 +65,8 @@ def scatter(table: pd.DataFrame, metric: str, target: str, directions: Mapping[s
     """One metric against the target (points coloured by `hue` when that column exists)."""
     require_columns(table, [metric, target])
     fig = Figure(figsize=(4.2, 3.6), layout="constrained")
-    _draw_scatter(fig.add_subplot(), table, metric, target, directions, hue)
-    return _save(fig, out_path, svg)
+    draw_scatter(fig.add_subplot(), table, metric, target, directions, hue)
+    return save(fig, out_path, svg)
 
 
 def scatter_grid(table: pd.DataFrame, metrics: Sequence[str], target: str, directions: Mapping[str, bool],
@@ -80,10 +80,10 @@ def scatter_grid(table: pd.DataFrame, metrics: Sequence[str], target: str, direc
     fig = Figure(figsize=(PANEL_INCHES * ncols, PANEL_INCHES * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, metric in zip(axes, metrics):
-        _draw_scatter(ax, table, metric, target, directions, hue)
+        draw_scatter(ax, table, metric, target, directions, hue)
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
-    return _save(fig, out_path, svg)
+    return save(fig, out_path, svg)
 
 
 def correlation_bar(corr_df: pd.DataFrame, out_path: str | Path, method: str = "pearson",
@@ -106,7 +106,7 @@ def correlation_bar(corr_df: pd.DataFrame, out_path: str | Path, method: str = "
     ax.axvline(0.0, color="black", lw=0.8)
     ax.set_xlim(-1.05, 1.05)
     ax.set_xlabel(f"{method} r (sign-normalised metric vs target)")
-    return _save(fig, out_path, svg)
+    return save(fig, out_path, svg)
 
 
 def heatmap(table: pd.DataFrame, metrics: Sequence[str], out_path: str | Path, svg: bool = False) -> list[Path]:
@@ -124,7 +124,7 @@ def heatmap(table: pd.DataFrame, metrics: Sequence[str], out_path: str | Path, s
             colour = "white" if abs(corr[i, j]) > 0.6 else "black"  # readable on saturated cells
             ax.text(j, i, f"{corr[i, j]:.2f}", ha="center", va="center", fontsize=6, color=colour)
     fig.colorbar(image, ax=ax, label="Spearman rho")
-    return _save(fig, out_path, svg)
+    return save(fig, out_path, svg)
 
 
 def bubble(table: pd.DataFrame, x: str, y: str, target: str, out_path: str | Path,
@@ -144,7 +144,7 @@ def bubble(table: pd.DataFrame, x: str, y: str, target: str, out_path: str | Pat
     ax.set_title(f"{target} ~ {x} + {y}: R² = {r2:.2f}", fontsize=9)
     ax.set_xlabel(x, fontsize=8)
     ax.set_ylabel(y, fontsize=8)
-    return _save(fig, out_path, svg)
+    return save(fig, out_path, svg)
 
 
 def curve_plot(x: np.ndarray, ys: Mapping[str, np.ndarray], out_path: str | Path, title: str, xlabel: str,
@@ -166,7 +166,7 @@ def curve_plot(x: np.ndarray, ys: Mapping[str, np.ndarray], out_path: str | Path
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)
-    return _save(fig, out_path, svg)
+    return save(fig, out_path, svg)
 
 
 def length_ratio_overlay(ratios: pd.DataFrame, viv: pd.DataFrame, out_path: str | Path, max_legend: int = 12,
@@ -200,4 +200,4 @@ def length_ratio_overlay(ratios: pd.DataFrame, viv: pd.DataFrame, out_path: str 
     if len(names) <= max_legend:
         ax.legend(fontsize=7, loc="best")
     ax.set_title("Trajectory length ratio and velocity ambiguity", fontsize=10)
-    return _save(fig, out_path, svg)
+    return save(fig, out_path, svg)

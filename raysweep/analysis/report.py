@@ -26,6 +26,8 @@ table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
 th, td { border: 1px solid #ddd; padding: 0.25rem 0.55rem; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 figure { display: inline-block; margin: 0.6rem; } figure img { max-width: 100%; border: 1px solid #eee; }
+figure.lead { display: block; margin: 1rem 0; } summary h2 { display: inline; border: none; }
+details { margin-top: 1.2rem; } summary { cursor: pointer; }
 figcaption { font-size: 0.8rem; color: #555; } .note { color: #555; font-size: 0.85rem; }
 .warn { background: #fff4d6; border-left: 4px solid #d9a400; padding: 0.4rem 0.8rem; }
 """
@@ -124,50 +126,59 @@ def _image_tag(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:{mime};base64,{data}">'
 
 
+def _details(title: str, count: str, body: str, note: str = "", open_: bool = False) -> str:
+    """A full table folded under its title (`open_` unfolds it): the report leads with figures, tables follow."""
+    note_html = f'<p class="note">{note}</p>' if note else ""
+    return (f"<details{' open' if open_ else ''}><summary><h2>{html.escape(title)}</h2> "
+            f'<span class="note">{html.escape(count)}</span></summary>{note_html}{body}</details>')
+
+
 def _html_section(section: ReportSection) -> str:
-    """A titled table, folded into <details> when collapsed (long grouped tables)."""
-    note = f'<p class="note">{html.escape(section.note)}</p>' if section.note else ""
     body = _html_table(section.frame, _agreement_style) if len(section.frame) else '<p class="note">None.</p>'
-    title = html.escape(section.title)
-    if section.collapsed:
-        return f"<h2>{title}</h2>{note}<details><summary>{len(section.frame)} rows</summary>{body}</details>"
-    return f"<h2>{title}</h2>{note}{body}"
+    return _details(section.title, f"{len(section.frame)} rows", body, html.escape(section.note),
+                    open_=not section.collapsed)
+
+
+def _figure(path: Path, css: str = "") -> str:
+    return f'<figure class="{css}">{_image_tag(path)}<figcaption>{html.escape(path.name)}</figcaption></figure>'
 
 
 def _html_page(title: str, facts: dict[str, str], corr: pd.DataFrame, ranking: pd.DataFrame,
                regressions: pd.DataFrame, figures: Sequence[Path], excluded: pd.DataFrame,
-               sections: Sequence[ReportSection], notes: Sequence[str]) -> str:
-    """The whole report as one HTML document; every table cell is escaped, every image inlined."""
+               sections: Sequence[ReportSection], notes: Sequence[str], lead: Sequence[Path],
+               measurement_html: str) -> str:
+    """The whole report as one HTML document: the answer first (headline facts, the lead figures, the
+    measurement-quality fragment), then every full table folded; every cell escaped, every image inlined."""
     summary = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items())
-    images = "".join(f"<figure>{_image_tag(p)}<figcaption>{html.escape(p.name)}</figcaption></figure>"
-                     for p in figures if p.suffix.lower() == ".png")  # the SVG twins would only repeat them
+    pngs = [p for p in figures if p.suffix.lower() == ".png"]  # the SVG twins would only repeat them
+    lead_html = "".join(_figure(p, "lead") for p in lead if p.suffix.lower() == ".png")
     notes_html = "".join(f'<p class="warn">{html.escape(n)}</p>' for n in notes)
-    extra = "".join(_html_section(s) for s in sections)
     excluded_html = _html_table(excluded) if len(excluded) else '<p class="note">No trials excluded.</p>'
+    corr_note = ("r = corr(sign-normalised metric, target); metrics are oriented so that higher means a better "
+                 "latent. Against gFID (lower is better) a good predictor has r &lt; 0. Colour: agreement (green = "
+                 "better latent, better generation). CI: percentile bootstrap over rows.")
     title = html.escape(title)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{CSS}</style></head><body>
 <h1>{title}</h1>
-{notes_html}<h2>Summary</h2><table>{summary}</table>
-<h2>Correlations with the target</h2>
-<p class="note">r = corr(sign-normalised metric, target); metrics are oriented so that higher means a better latent.
-Against gFID (lower is better) a good predictor has r &lt; 0. Colour: agreement (green = better latent, better
-generation). CI: percentile bootstrap over rows.</p>
-{_html_table(corr, _agreement_style)}
-<h2>Perspective ranking</h2>{_html_table(ranking)}
-<h2>Joint regressions</h2>
-<p class="note">OLS of the target on pairs of metrics; loo_r2 is the exact leave-one-out R² (PRESS).</p>
-{_html_table(regressions)}
-{extra}
-<h2>Figures</h2>{images}
-<h2>Excluded trials</h2>{excluded_html}
+{notes_html}<section id="answer"><h2>The answer</h2><table>{summary}</table>
+{lead_html or '<p class="note">Too few analysed runs for the lead figures.</p>'}</section>
+{measurement_html}
+{_details("Perspective ranking", f"{len(ranking)} rows", _html_table(ranking), open_=True)}
+{_details("Correlations with the target", f"{len(corr)} rows", _html_table(corr, _agreement_style), corr_note)}
+{_details("Joint regressions", f"{len(regressions)} rows", _html_table(regressions),
+          "OLS of the target on pairs of metrics; loo_r2 is the exact leave-one-out R² (PRESS).")}
+{"".join(_html_section(s) for s in sections)}
+{_details("All figures", f"{len(pngs)} figures", "".join(_figure(p) for p in pngs))}
+{_details("Excluded trials", f"{len(excluded)} rows", excluded_html, open_=bool(len(excluded)))}
 </body></html>
 """
 
 
 def _markdown(title: str, facts: dict[str, str], corr: pd.DataFrame, ranking: pd.DataFrame,
               regressions: pd.DataFrame, figures: Sequence[Path], excluded: pd.DataFrame,
-              sections: Sequence[ReportSection], notes: Sequence[str]) -> str:
+              sections: Sequence[ReportSection], notes: Sequence[str], lead: Sequence[Path],
+              measurement_html: str) -> str:
     """A short summary: headline facts, ranking, the ten strongest correlations and regressions, the first rows of
     each extra section, exclusions."""
     strongest = corr.sort_values("agreement", ascending=False) if "agreement" in corr.columns else corr
@@ -177,7 +188,7 @@ def _markdown(title: str, facts: dict[str, str], corr: pd.DataFrame, ranking: pd
              "## Perspective ranking", "", _md_table(ranking), "",
              "## Strongest correlations", "", _md_table(strongest.head(10)), "",
              "## Joint regressions (best 10)", "", _md_table(regressions.head(10)), "", *extra,
-             "## Figures", "", *(f"- {p.name}" for p in figures), "",
+             "## Figures", "", *(f"- {p.name}" for p in [*lead, *figures]), "",
              "## Excluded trials", "", _md_table(excluded) if len(excluded) else "None.", ""]
     return "\n".join(lines)
 
@@ -193,13 +204,17 @@ def write_report(
     ranking: pd.DataFrame | None = None,
     sections: Sequence[ReportSection] = (),
     notes: Sequence[str] = (),
+    lead: Sequence[Path] = (),
+    measurement_html: str = "",
 ) -> Path:
     """Write `<out_dir>/report.html` (self-contained) and `<out_dir>/report.md`; returns the HTML path.
 
     `table` is the analysed (ok) table, `corr_df` comes from `correlate`, `regressions` from `pairwise_joint`
     (or a list of `OLSResult`), `excluded` lists failed/incomplete trials with a `reason` each. `ranking` replaces
     the Pearson perspective ranking of `corr_df` (needed when `corr_df` spans several targets); `sections` add
-    tables; `notes` are highlighted warnings at the top (e.g. mixed evaluation cards).
+    tables; `notes` are highlighted warnings at the top (e.g. mixed evaluation cards). `lead` are the figures the
+    page opens with (`lead_figures`), `measurement_html` a trusted HTML fragment shown right after them: the
+    measurement-quality section (seed-noise ICC, power) from `raysweep.analysis.noise`.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,7 +222,7 @@ def write_report(
     ranking = _ranking(corr_df) if ranking is None else ranking
     parts = (f"raysweep study report: {study_name}", _summary(study_name, table, ranking, excluded_df),
              _shown(corr_df, CORRELATION_SHOWN), ranking, _shown(_regression_frame(regressions), REGRESSION_SHOWN),
-             [Path(f) for f in figures], excluded_df, sections, notes)
+             [Path(f) for f in figures], excluded_df, sections, notes, [Path(f) for f in lead], measurement_html)
     html_path = out / "report.html"
     html_path.write_text(_html_page(*parts), encoding="utf-8")
     (out / "report.md").write_text(_markdown(*parts), encoding="utf-8")

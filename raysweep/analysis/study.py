@@ -18,6 +18,7 @@ import pandas as pd
 from raysweep.analysis.cards import GENERATION, RECONSTRUCTION, check_cards, is_mixed
 from raysweep.analysis.correlation import CORRELATION_COLUMNS, best_cfg_rows, correlate, perspective_ranking
 from raysweep.analysis.figures import bubble, correlation_bar, heatmap, length_ratio_overlay, scatter_grid
+from raysweep.analysis.lead_figures import lead_figures
 from raysweep.analysis.paper import compare_with_paper
 from raysweep.analysis.regression import leave_group_out, pairwise_joint
 from raysweep.analysis.report import ReportSection, write_report
@@ -212,8 +213,11 @@ def analyze(table: pd.DataFrame, out_dir: str | Path, latent_directions: Mapping
         ReportSection("Comparison with the paper", paper,
                       "Paper: conv f16d32 tokenizers, SiT-B, Pearson r vs gFID; ours: all runs at their best CFG."),
     ]
-    report = write_report(out, study_name, best, overall, joint, figures,
-                          excluded, ranking=ranking, sections=sections, notes=notes)
-    return StudyAnalysis(table, excluded, best, cards, correlations, ranking, joint, general, paper, figures,
-                         report)
+    lead = lead_figures(best, ranking, paper, directions, figures_dir, svg=options.svg) if len(best) else None
+    lead_paths = [*lead.ranking, *lead.headline, *lead.parallel] if lead else []
+    report = write_report(out, study_name, best, overall, joint, figures, excluded, ranking=ranking,
+                          sections=sections, notes=notes, lead=lead.pngs() if lead else [],
+                          measurement_html="")  # the measurement section (raysweep.analysis.noise) goes here
+    return StudyAnalysis(table, excluded, best, cards, correlations, ranking, joint, general, paper,
+                         [*lead_paths, *figures], report)
 

@@ -88,15 +88,24 @@ class Tracker:
         return _retry(fn, self.retry_timeout)
 
     def _ensure_experiment(self) -> str:
+        """Find or create the study's experiment, with the tags that make the MLflow UI open on its runs
+        (raysweep.tracking.ui); an older experiment gets the tags it lacks."""
+        from raysweep.tracking.ui import experiment_tags
+
+        tags = experiment_tags()
         exp = self._retry(lambda: self.client.get_experiment_by_name(self.experiment))
-        if exp is not None:
-            if exp.lifecycle_stage == "deleted":
-                self._retry(lambda: self.client.restore_experiment(exp.experiment_id))
-            return exp.experiment_id
-        try:
-            return self._retry(lambda: self.client.create_experiment(self.experiment, self._artifact_location()))
-        except MlflowException:  # created concurrently by another process
-            return self._retry(lambda: self.client.get_experiment_by_name(self.experiment)).experiment_id
+        if exp is None:
+            try:
+                return self._retry(lambda: self.client.create_experiment(self.experiment, self._artifact_location(),
+                                                                         tags=tags))
+            except MlflowException:  # created concurrently by another process
+                exp = self._retry(lambda: self.client.get_experiment_by_name(self.experiment))
+        if exp.lifecycle_stage == "deleted":
+            self._retry(lambda: self.client.restore_experiment(exp.experiment_id))
+        for key, value in tags.items():
+            if exp.tags.get(key) != value:
+                self._retry(lambda k=key, v=value: self.client.set_experiment_tag(exp.experiment_id, k, v))
+        return exp.experiment_id
 
     def _artifact_location(self) -> str | None:
         """A sqlite store keeps its artifacts next to the DB (in the study directory, shared on a cluster), not in
