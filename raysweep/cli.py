@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from raysweep.config import ConfigError, load_study
 from raysweep.config.spec import StudySpec
+from raysweep.jsonout import dumps, print_json
 
 EXIT_BAD_INPUT = 2
 
@@ -42,7 +43,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         from raysweep.pipeline.estimate import estimate_gpu_hours  # imports torch: only for --json
 
         plan["estimate"] = estimate_gpu_hours(study)
-        print(json.dumps(plan, indent=2))
+        print_json(plan)
         return 0
     print(f"study {plan['study']} -> {plan['root']}")
     print(f"{'tokenizer':<28} {'family':<12} {'cluster':<10} {'variant':<30} steps")
@@ -89,7 +90,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from raysweep.pipeline.status import study_status
 
-    print(json.dumps(study_status(load_study(args.study)), indent=2) if args.json
+    print(dumps(study_status(load_study(args.study))) if args.json
           else study_status(load_study(args.study), text=True))
     return 0
 
