@@ -58,9 +58,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = load_study(args.study)
     if args.address:
         study.ray.address = args.address
+    from raysweep.config.preflight import preflight
+    from raysweep.pipeline.lock import study_lock
     from raysweep.pipeline.runner import run_study
 
-    result = run_study(study, analyze=not args.no_analysis)
+    preflight(study)  # first: a study that cannot run leaves no lock file behind (and the lock needs the root)
+    with study_lock(study.root, hint=f"raysweep status {args.study}"):
+        result = run_study(study, analyze=not args.no_analysis)
     print(f"MLflow UI: raysweep ui {args.study}   (tracking URI {study.tracking_uri})")
     if result.report:
         print(f"report: artifact '{result.report}' of run {result.study_run_id}")
