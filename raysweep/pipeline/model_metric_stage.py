@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from raysweep.atomic import atomic_file
 from raysweep.data import LatentMeta, latent_files, read_latent_meta, read_latents
 from raysweep.data.location import is_dir
 from raysweep.diffusion import build_backbone
@@ -99,8 +100,8 @@ def _interpolation_fid(ctx: TrialContext, tokenizer_key: str, metric: Interpolat
 def save_velocity_model(path: Path, model: torch.nn.Module, build: dict[str, Any]) -> None:
     """A plain dict: `build_backbone` keyword arguments (name, in_channels, input_size, num_classes, patch_size,
     overrides) and the state dict of the (EMA) model, loadable with `torch.load(weights_only=True)`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"build": build, "state_dict": model.state_dict()}, path)
+    with atomic_file(path) as tmp:
+        torch.save({"build": build, "state_dict": model.state_dict()}, tmp)
 
 
 def load_velocity_model(path: Path) -> torch.nn.Module:
@@ -132,6 +133,6 @@ def run_diffusion_fisher(ctx: TrialContext, diffusion_key: str, tokenizer_key: s
     values = metric.finalize(state)
     _, curves = split_values(values)
     path = directory / FISHER_CURVES_FILE
-    directory.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **{k.replace("/", "_"): np.stack([g, v]) for k, (g, v) in curves.items()})
+    with atomic_file(path) as tmp:
+        np.savez(tmp, **{k.replace("/", "_"): np.stack([g, v]) for k, (g, v) in curves.items()})
     return ModelMetricOutput(values, [path])
