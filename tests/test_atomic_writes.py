@@ -98,3 +98,31 @@ def test_only_dead_writers_temps_are_removed(tmp_path: Path) -> None:
         assert tmp == mine
         tmp.write_text("whole")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["x.npz", other_host.name])
+
+
+def _open_tracker(uri: str) -> None:
+    from raysweep.tracking import Tracker
+
+    Tracker(uri, "e")
+
+
+def test_tracking_db_creation_killed_at_random_moments_leaves_a_usable_store(tmp_path: Path) -> None:
+    """MLflow migrates a new sqlite DB in ~60 steps; a kill among them used to leave a DB no run could open."""
+    from raysweep.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    rng = random.Random(5)
+    fork = multiprocessing.get_context("fork")
+    for _ in range(3):
+        proc = fork.Process(target=_open_tracker, args=(uri,))
+        proc.start()
+        time.sleep(rng.uniform(0.2, 2.0))
+        if proc.pid is not None and proc.is_alive():
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+
+    tracker = Tracker(uri, "e")
+    run_id = tracker.open_run("r", "tokenizer", "h")
+    tracker.finish(run_id)
+    assert [r.info.run_id for r in tracker.runs()] == [run_id]
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["mlflow.db"], ["artifacts", "mlflow.db"])

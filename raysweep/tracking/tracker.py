@@ -19,6 +19,8 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from raysweep.atomic import fsync_path, remove_dead_temps, temp_name
+
 STAGE_TAG = "raysweep.stage"
 HASH_TAG = "raysweep.config_hash"
 STUDY_TAG = "raysweep.study"
@@ -59,6 +61,31 @@ def _retry(fn: Callable[[], T], timeout: float = 300.0, base_delay: float = 0.2,
             delay = min(2 * delay, max_delay)
 
 
+def create_sqlite_store(tracking_uri: str) -> None:
+    """Create a missing sqlite tracking DB all at once. MLflow builds a new DB by running ~60 schema migrations in
+    place; a driver killed among them leaves a DB that every later run fails to open ("table _alembic_tmp_...
+    already exists"). So the DB is built under a temp name and linked into place: link fails if another process
+    got there first, which keeps theirs."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    path = Path(tracking_uri.removeprefix("sqlite:///"))
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temps(path.parent, path.name)
+    tmp = path.with_name(temp_name(path.name))
+    try:
+        MlflowClient(f"sqlite:///{tmp}")  # creates and migrates the schema
+        fsync_path(tmp)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+
+
 class Tracker:
     """A study's MLflow experiment. Cheap to construct; pickles as (uri, experiment) for Ray workers.
 
@@ -75,6 +102,7 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.retry_timeout = retry_timeout
+        create_sqlite_store(tracking_uri)
         self.client = MlflowClient(tracking_uri)
         self.pending: list[tuple[str, list[Metric]]] = []  # (run id, metrics) not yet accepted by the store
         self.experiment_id = self._ensure_experiment()
