@@ -4,6 +4,7 @@ and `Tracker.runs` leaving the garbage collector as it found it."""
 from __future__ import annotations
 
 import gc
+
 import numpy as np
 import pytest
 
