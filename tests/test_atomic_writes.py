@@ -89,15 +89,30 @@ def test_atomic_file_keeps_the_old_file_when_the_write_fails(tmp_path: Path) -> 
 def test_only_dead_writers_temps_are_removed(tmp_path: Path) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    mine = tmp_path / temp_name("x.npz")  # this (live) process's temp name
-    theirs = tmp_path / mine.name.replace(f".{os.getpid()}.", f".{dead.pid}.")
-    other_host = tmp_path / f".x.npz.elsewhere.{dead.pid}.tmp.npz"
-    for p in (mine, theirs, other_host):
+    theirs = tmp_path / temp_name("x.npz").replace(f".{os.getpid()}.", f".{dead.pid}.")
+    other_host = tmp_path / f".x.npz.elsewhere.{dead.pid}.tmp"
+    live_file = tmp_path / temp_name("x.npz").replace(f".{os.getpid()}.", f".{os.getppid()}.")
+    theirs.mkdir()
+    (theirs / "x.npz").write_text("partial")
+    for p in (other_host, live_file):
         p.write_text("partial")
     with atomic_file(tmp_path / "x.npz") as tmp:
-        assert tmp == mine
+        assert tmp.name == "x.npz" and tmp.parent.name.startswith(".x.npz.")
         tmp.write_text("whole")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["x.npz", other_host.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["x.npz", other_host.name, live_file.name])
+
+
+def test_checkpoint_bytes_do_not_depend_on_the_writer(tmp_path: Path) -> None:
+    """torch.save names its zip records after the file: a temp name with a pid would change every checkpoint's
+    sha256 (and with it the evaluation card hash of every score made with it)."""
+    import torch
+
+    state = {"w": torch.arange(6.0).reshape(2, 3)}
+    (tmp_path / "a").mkdir()
+    torch.save(state, tmp_path / "a" / "domain.pt")
+    with atomic_file(tmp_path / "domain.pt") as tmp:
+        torch.save(state, tmp)
+    assert (tmp_path / "domain.pt").read_bytes() == (tmp_path / "a" / "domain.pt").read_bytes()
 
 
 def _open_tracker(uri: str) -> None:

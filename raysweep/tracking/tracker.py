@@ -10,6 +10,7 @@ import gc
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -86,7 +87,9 @@ def create_sqlite_store(tracking_uri: str) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_temps(path.parent, path.name)
-    tmp = path.with_name(temp_name(path.name))
+    folder = path.parent / temp_name(path.name)
+    folder.mkdir(exist_ok=True)
+    tmp = folder / path.name
     try:
         MlflowClient(f"sqlite:///{tmp}")  # creates and migrates the schema
         fsync_path(tmp)
@@ -95,8 +98,7 @@ def create_sqlite_store(tracking_uri: str) -> None:
         except FileExistsError:
             pass
     finally:
-        for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
-            leftover.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)  # the temp DB (and its journal); `path` keeps its own link
 
 
 class Tracker:
