@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from raysweep.config import ConfigError, load_study
 from raysweep.config.plan import StudyPlan
 from raysweep.config.spec import StudySpec
+from raysweep.jsonout import dumps, print_json
 
 EXIT_BAD_INPUT = 2
 
@@ -46,7 +46,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         from raysweep.pipeline.estimate import estimate_gpu_hours  # imports torch: only for --json
 
         plan["estimate"] = estimate_gpu_hours(study)
-        print(json.dumps(plan, indent=2))
+        print_json(plan)
         return 0
     print(f"study {plan['study']} -> {plan['root']}")
     print(f"{'tokenizer':<28} {'family':<12} {'cluster':<10} {'variant':<30} steps")
@@ -61,13 +61,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = load_study(args.study)
     if args.address:
         study.ray.address = args.address
+    from raysweep.config.preflight import preflight
+    from raysweep.pipeline.lock import study_lock
     from raysweep.pipeline.runner import run_study
     from raysweep.view import open_view, route_logs
 
-    log = route_logs(study.root, args.verbose)
-    print(f"library logs: {log}" + ("" if args.verbose else "   (-v shows them here too)"), flush=True)
-    with open_view(title=f"study {study.name}") as view:  # live table on a terminal, plain lines otherwise
-        result = run_study(study, analyze=not args.no_analysis, sink=view, verbose=args.verbose)
+    preflight(study)  # first: a study that cannot run leaves no lock file behind (and the lock needs the root)
+    with study_lock(study.root, hint=f"raysweep status {args.study}"):
+        log = route_logs(study.root, args.verbose)
+        print(f"library logs: {log}" + ("" if args.verbose else "   (-v shows them here too)"), flush=True)
+        with open_view(title=f"study {study.name}") as view:  # live table on a terminal, plain lines otherwise
+            result = run_study(study, analyze=not args.no_analysis, sink=view, verbose=args.verbose)
     print(f"MLflow UI: raysweep ui {args.study}   (tracking URI {study.tracking_uri})")
     if result.report:
         print(f"report: artifact '{result.report}' of run {result.study_run_id}")
@@ -100,7 +104,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         from raysweep.pipeline.status import study_status
 
-        print(json.dumps(study_status(study), indent=2))
+        print(dumps(study_status(study)))
         return 0
     from raysweep.tracking.table import open_study
     from raysweep.view.snapshot import render_status, snapshot_events
@@ -109,7 +113,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         tracker = open_study(study.tracking_uri, study.experiment_name)
     except ValueError as err:
         raise ConfigError(args.study, "name", f"{err}; run `raysweep run` first") from None
-    render_status(snapshot_events(tracker.runs()), title=f"study {study.name} ({study.tracking_uri})")
+    # trials have runs of their own; metric jobs log on their tokenizer's or diffusion model's run
+    planned = [(job.id, job.stage) for job in StudyPlan.from_spec(study).jobs
+               if job.stage in ("tokenizer", "diffusion")]
+    render_status(snapshot_events(tracker.runs(), planned=planned),
+                  title=f"study {study.name} ({study.tracking_uri})")
     return 0
 
 
@@ -130,7 +138,6 @@ def _number(value: object) -> str:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from raysweep.jsonout import dumps
     from raysweep.pipeline.latent_files import metrics_for_files
 
     only = [n for n in args.only.split(",") if n] if args.only else None

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from raysweep.diffusion.backbones import BACKBONES, build_backbone
-from raysweep.diffusion.backbones.blocks import Rope2D, sincos_pos_embed_2d
+from raysweep.nn.blocks import Rope2D, sincos_pos_embed_2d
 
 # depth, width, heads of DiT / SiT (Peebles & Xie 2023, Table 1), independent of the code under test
 SIZES = {"S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}

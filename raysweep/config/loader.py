@@ -1,17 +1,20 @@
 """YAML -> validated, resolved `StudySpec`, with one-line errors naming the file, key path and allowed values."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from raysweep.config.errors import ConfigError, allowed, format_key_path
 from raysweep.config.search import has_random_domain, resolve
 from raysweep.config.spec import DiffusionTrial, StudySpec, TokenizerTrial
+from raysweep.config.yamlfile import check_finite, read_yaml
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T", TokenizerTrial, DiffusionTrial)
+log = logging.getLogger(__name__)
 BLOCK_KEYS = ("variants", "num_samples")
 SEARCH = "search"  # a tokenizer param (or all `params`) set to this sweeps the regularizer's declared search_space
 
@@ -52,9 +55,11 @@ def _validate(model: type[M], data: Any, source: str, prefix: str = "") -> M:
         raise ConfigError(source, prefix, str(err)) from None
 
 
-def _resolve_block(block: dict[str, Any], model: type[M], source: str, name: str, seed: int,
-                   extra_keys: tuple[str, ...] = ()) -> list[M]:
-    """Defaults + variants -> resolved search space -> validated trials, in file order."""
+def _resolve_block(block: dict[str, Any], model: type[T], source: str, name: str, seed: int,
+                   extra_keys: tuple[str, ...] = ()) -> list[T]:
+    """Defaults + variants -> resolved search space -> validated trials, in file order. Random draws of one
+    variant that coincide are dropped with a warning (the study is still well defined: that trial runs once); any
+    other two identical trials are an error naming both entries."""
     if not isinstance(block, dict):
         raise ConfigError(source, name, f"expected a mapping, got {type(block).__name__}")
     num_samples = block.get("num_samples", 1)
@@ -64,7 +69,7 @@ def _resolve_block(block: dict[str, Any], model: type[M], source: str, name: str
     if not isinstance(variants, list) or not variants:
         raise ConfigError(source, f"{name}.variants", "must be a non-empty list of mappings")
     defaults = {k: v for k, v in block.items() if k not in BLOCK_KEYS + extra_keys}
-    trials: list[M] = []
+    trials: list[tuple[str, T]] = []
     for i, variant in enumerate(variants):
         path = f"{name}.variants[{i}]" if "variants" in block else name
         if not isinstance(variant, dict):
@@ -74,10 +79,30 @@ def _resolve_block(block: dict[str, Any], model: type[M], source: str, name: str
             merged["params"] = {**defaults["params"], **variant["params"]}
         if model is TokenizerTrial:
             merged = _declared_search(merged, source, path)
-        samples = num_samples if has_random_domain(merged) else 1
-        for resolved in resolve(merged, samples, seed + i, source, path):
-            trials.append(_validate(model, resolved, source, path))
-    return trials
+        random = has_random_domain(merged)
+        resolved = resolve(merged, num_samples if random else 1, seed + i, source, path)
+        drawn: set[str] = set()
+        for j, config in enumerate(resolved):
+            trial = _validate(model, config, source, path)
+            check_finite(trial.model_dump(), source, [path])  # strings such as "1e999" that pydantic coerced
+            if random and trial.key() in drawn:
+                log.warning("%s: %s: draw %d repeats an earlier draw of the same entry; it runs once "
+                            "(num_samples %d gave fewer distinct trials)", source, path, j, num_samples)
+                continue
+            drawn.add(trial.key())
+            trials.append((f"{path} (trial {j} of its search space)" if len(resolved) > 1 else path, trial))
+    _refuse_duplicates(trials, source)
+    return [trial for _, trial in trials]
+
+
+def _refuse_duplicates(trials: list[tuple[str, T]], source: str) -> None:
+    first: dict[str, str] = {}
+    for where, trial in trials:
+        key = trial.key()
+        if key in first:
+            raise ConfigError(source, where, f"resolves to the same configuration as {first[key]}; remove the "
+                                             "duplicate")
+        first[key] = where
 
 
 def _declared_search(trial: dict[str, Any], source: str, path: str) -> dict[str, Any]:
@@ -108,25 +133,24 @@ def _assign_tokenizer_ids(trials: list[TokenizerTrial], source: str) -> None:
     for t in trials:
         if t.id is None:
             unnamed[t.regularizer] = unnamed.get(t.regularizer, 0) + 1
-    seen: dict[str, str] = {}
+    seen: dict[str, int] = {}
     for i, t in enumerate(trials):
         if t.id is None:
             unique = unnamed[t.regularizer] == 1 and t.regularizer not in explicit
             t.id = t.regularizer if unique else f"{t.regularizer}-{t.key()[:6]}"
-        key = t.key()
-        if key in seen.values():
-            raise ConfigError(source, f"tokenizers (trial {i}, '{t.id}')",
-                              "resolves to the same configuration as an earlier tokenizer; remove the duplicate")
         if t.id in seen:
-            raise ConfigError(source, f"tokenizers (trial {i})", f"duplicate tokenizer id '{t.id}'")
-        seen[t.id] = key
+            raise ConfigError(source, f"tokenizers (trial {i})",
+                              f"duplicate tokenizer id '{t.id}' (also trial {seen[t.id]}); ids name trials uniquely")
+        seen[t.id] = i
 
 
 def parse_study(data: Any, source: str = "<study>") -> StudySpec:
     """Validate a parsed YAML mapping and resolve its search spaces."""
     if isinstance(data, dict) and "source" in data:
         raise ConfigError(source, "source", "unknown key; it is set by raysweep")
+    check_finite(data, source)  # .nan / .inf / 1.0e999 literals, before anything uses them
     study = _validate(StudySpec, data, source)
+    check_finite(study.model_dump(), source)  # numbers pydantic parsed from strings such as "1e999"
     study.source = source
     study.tokenizer_trials = _resolve_block(study.tokenizers or {}, TokenizerTrial, source, "tokenizers",
                                             study.seed)
@@ -135,6 +159,10 @@ def parse_study(data: Any, source: str = "<study>") -> StudySpec:
     seeds = diffusion.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise ConfigError(source, "diffusion.seeds", f"must be a non-empty list of integers, got {seeds!r}")
+    for i, seed in enumerate(seeds):
+        if seeds.index(seed) != i:
+            raise ConfigError(source, f"diffusion.seeds[{i}]", f"seed {seed} is also diffusion.seeds"
+                              f"[{seeds.index(seed)}]; it would train the same runs twice")
     study.diffusion_seeds = seeds
     study.diffusion_trials = _resolve_block(diffusion, DiffusionTrial, source, "diffusion", study.seed,
                                             extra_keys=("seeds",))
@@ -162,12 +190,7 @@ def load_study(path: str | Path) -> StudySpec:
     source = str(path)
     if not path.is_file():
         raise ConfigError(source, "", "file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        raise ConfigError(source, "", f"invalid YAML at {where}: {getattr(err, 'problem', err)}") from None
+    data = read_yaml(path)
     if data is None:
         raise ConfigError(source, "", "the file is empty; a study needs at least 'name'")
     return parse_study(data, source)

@@ -5,6 +5,7 @@ concrete, validated `TokenizerTrial` / `DiffusionTrial` lists, each keyed by a c
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -13,11 +14,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from raysweep.hashing import config_hash
 
+log = logging.getLogger(__name__)
+
 
 class Strict(BaseModel):
-    """Base: unknown keys are errors, values are validated on assignment too."""
+    """Base: unknown keys are errors, values are validated on assignment too, NaN/inf (also as "nan", "1e999")
+    are refused."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
+
+
+def _no_repeats(kind: str, values: list[Any]) -> None:
+    """Listing a name twice would compute (and log) it twice under one key: refuse, naming both entries."""
+    for i, v in enumerate(values):
+        if values.index(v) != i:
+            raise ValueError(f"{kind} {v!r} is listed twice (entries {values.index(v)} and {i}); remove one")
 
 
 def _check_name(kind: str, name: str, names: Any) -> str:
@@ -206,6 +217,8 @@ class EvaluationSpec(Strict):
     def _scales(cls, v: list[float]) -> list[float]:
         if not v or any(s < 1.0 for s in v):
             raise ValueError(f"cfg_scales must be a non-empty list of values >= 1.0, got {v}")
+        if len(set(v)) < len(v):  # well defined: each scale is sampled once
+            log.warning("evaluation.cfg_scales: %s repeats a scale; each scale is evaluated once", v)
         return sorted(set(v))
 
 
@@ -224,6 +237,7 @@ class MetricsSpec(Strict):
 
         for name in self.names:
             _check_name("metric", name, {**METRICS, **MODEL_METRICS})
+        _no_repeats("metric", self.names)
         for name in self.params:
             if name not in self.names:
                 raise ValueError(f"params given for metric '{name}' that is not in names {self.names}")
@@ -320,6 +334,7 @@ class AnalysisSpec(Strict):
 
         if not v:
             raise ValueError(f"must name at least one method; allowed: {', '.join(sorted(METHODS))}")
+        _no_repeats("correlation method", v)
         return [_check_name("correlation method", name, METHODS) for name in v]
 
 

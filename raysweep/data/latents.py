@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from raysweep.atomic import atomic_file, remove_dead_temps, temp_name
 from raysweep.data.location import Location, file_names, join, resolve
 
 SAMPLE_ID, LABEL, LATENT, FG_MASK = "sample_id", "label", "latent", "fg_mask"
@@ -170,6 +170,8 @@ def write_latents(directory: Location, latents: np.ndarray, labels: np.ndarray, 
     schema = latent_schema((c, h, w), fg_masks is not None, metadata)
     fs, root = resolve(directory)
     fs.create_dir(root, recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):  # parts a killed writer left half-written, whatever their number
+        remove_dead_temps(Path(root), PART_GLOB)
     names: list[str] = []
     for part, start in enumerate(range(0, n, rows_per_file)):
         sl = slice(start, min(n, start + rows_per_file))
@@ -178,13 +180,31 @@ def write_latents(directory: Location, latents: np.ndarray, labels: np.ndarray, 
         if fg_masks is not None:
             columns.append(pa.FixedSizeListArray.from_arrays(fg_masks[sl].astype(np.uint8).reshape(-1), h * w))
         name = f"part-{part:05d}.parquet"
-        tmp = f"{root}/.{name}.{os.getpid()}.tmp"  # hidden: Ray Data and pyarrow datasets skip it
-        pq.write_table(pa.Table.from_arrays(columns, schema=schema), tmp, filesystem=fs)
-        fs.move(tmp, f"{root}/{name}")  # a rename locally; on object stores readers never see a partial part
+        _write_part(pa.Table.from_arrays(columns, schema=schema), fs, root, name)
         names.append(name)
     for stale in set(file_names(fs, root, PART_GLOB)) - set(names):
         fs.delete_file(f"{root}/{stale}")
     return [join(directory, name) for name in names]
+
+
+OBJECT_STORES = ("s3", "gcs")  # pyarrow.fs type names: no rename, but an object appears only once fully uploaded
+
+
+def _write_part(table: pa.Table, fs: pafs.FileSystem, root: str, name: str) -> None:
+    """One part, all or nothing. Local (and file://): temp + fsync + rename (`raysweep.atomic`). Object stores have
+    no rename (pyarrow's move is copy + delete), but a PUT or multipart upload becomes visible only when it
+    completes, so the part is written under its final name; a killed upload leaves no object (only an incomplete
+    multipart upload, which the bucket's abort-incomplete-uploads lifecycle rule removes). Other filesystems
+    (HDFS...): hidden temp + `fs.move`, a rename there."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        with atomic_file(Path(root) / name) as tmp:
+            pq.write_table(table, str(tmp))
+    elif fs.type_name in OBJECT_STORES:
+        pq.write_table(table, f"{root}/{name}", filesystem=fs)
+    else:
+        tmp = f"{root}/{temp_name(name)}"  # hidden: Ray Data and pyarrow datasets skip it
+        pq.write_table(table, tmp, filesystem=fs)
+        fs.move(tmp, f"{root}/{name}")
 
 
 def latent_parts(directory: Location) -> tuple[pafs.FileSystem, str, list[str]]:

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from raysweep.atomic import atomic_file
+
 MIN_IMAGE_SIZE = 16  # two stride-2 stages leave a 4x4 token grid
 CHECKPOINT_FORMAT = "raysweep.domain_net/1"
 
@@ -63,10 +65,10 @@ class DomainNet(nn.Module):
 
 def save_domain_net(model: DomainNet, path: str | Path, meta: dict[str, Any] | None = None) -> None:
     """A plain dict (constructor args, state dict, meta of python scalars/strings), loadable with weights_only."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": CHECKPOINT_FORMAT, "config": model.config(), "state_dict": state,
-                "meta": dict(meta or {})}, path)
+    with atomic_file(Path(path)) as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, "config": model.config(), "state_dict": state,
+                    "meta": dict(meta or {})}, tmp)
 
 
 def load_domain_checkpoint(path: str | Path) -> tuple[DomainNet, dict[str, Any]]:

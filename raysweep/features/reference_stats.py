@@ -7,13 +7,13 @@ Writes are atomic (temp file, rename), so trials racing on a cold cache each wri
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from raysweep.atomic import atomic_file
 from raysweep.features.frechet import Array, sample_moments
 from raysweep.features.registry import FeatureSpec
 from raysweep.hashing import config_hash
@@ -49,11 +49,9 @@ def reference_key(dataset_key: str, split: str, network: FeatureSpec, preprocess
 
 
 def save_reference_stats(stats: ReferenceStats, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, format=STATS_FORMAT, key=stats.key, mu=stats.mu, sigma=stats.sigma, n=stats.n,
-             features=stats.features)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        np.savez(tmp, format=STATS_FORMAT, key=stats.key, mu=stats.mu, sigma=stats.sigma, n=stats.n,
+                 features=stats.features)
 
 
 def load_reference_stats(path: Path) -> ReferenceStats:

@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from raysweep.atomic import atomic_file
+
 
 def save_image_grid(images: np.ndarray, path: Path, nrow: int = 8, scale: int = 2) -> Path:
     """uint8 [N,3,H,W] -> one PNG with `nrow` images per row, upscaled so small images stay visible."""
@@ -15,6 +17,6 @@ def save_image_grid(images: np.ndarray, path: Path, nrow: int = 8, scale: int = 
     for i, img in enumerate(images):
         r, c = divmod(i, nrow)
         canvas[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + c * (w + 2):2 + c * (w + 2) + w] = img.transpose(1, 2, 0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas).resize((canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST).save(path)
+    with atomic_file(path, durable=False) as tmp:  # a lost picture is redrawn; a torn one would be kept
+        Image.fromarray(canvas).resize((canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST).save(tmp)
     return path

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from raysweep.atomic import atomic_file
 from raysweep.config.spec import DatasetSpec
 from raysweep.data import ImageSet
 from raysweep.data.splits import build_splits
@@ -27,11 +28,10 @@ def prepare_images(spec: DatasetSpec, store: Store) -> str:
     splits = build_splits(spec)  # bad image data raises here, before anything is written
     directory.mkdir(parents=True, exist_ok=True)
     for split, images in zip(SPLITS, splits):
-        tmp = directory / f"{split}.tmp.npz"
-        np.savez(tmp, images=images.images, labels=images.labels,
-                 masks=images.masks if images.masks is not None else np.zeros(0, np.uint8),
-                 class_names=np.array(images.class_names))
-        tmp.replace(directory / f"{split}.npz")
+        with atomic_file(directory / f"{split}.npz") as tmp:
+            np.savez(tmp, images=images.images, labels=images.labels,
+                     masks=images.masks if images.masks is not None else np.zeros(0, np.uint8),
+                     class_names=np.array(images.class_names))
     return key
 
 

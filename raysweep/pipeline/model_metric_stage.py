@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from raysweep.atomic import atomic_file
 from raysweep.config.plan import DiffusionMetricJob, ModelMetricJob
 from raysweep.data import LatentMeta, latent_files, read_latent_meta, read_latents
 from raysweep.data.location import is_dir
@@ -119,8 +120,8 @@ def run_diffusion_fisher(ctx: TrialContext, diffusion_key: str, tokenizer_key: s
     values = metric.finalize(state)
     _, curves = split_values(values)
     path = directory / FISHER_CURVES_FILE
-    directory.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **{k.replace("/", "_"): np.stack([g, v]) for k, (g, v) in curves.items()})
+    with atomic_file(path) as tmp:
+        np.savez(tmp, **{k.replace("/", "_"): np.stack([g, v]) for k, (g, v) in curves.items()})
     return ModelMetricOutput(values, [path])
 
 

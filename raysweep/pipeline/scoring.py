@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from raysweep.atomic import atomic_file
 from raysweep.features import (
     FEATURE_NETWORKS,
     EvalCard,
@@ -150,7 +151,7 @@ def save_cfg_curve(gfid: dict[float, float], best: float, path: Path, metric: st
     ax.set(xlabel="CFG scale", ylabel=metric, title=f"{metric} vs CFG scale")
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_file(path, durable=False) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path

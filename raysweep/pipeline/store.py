@@ -11,16 +11,17 @@
     <root>/diffusion/<run-key>/              result.json, sample grids; fisher/ the marker of its metric job
     <root>/tune/                             Ray Tune experiment state (restored on re-run)
 
-A stage output is finished exactly when its `result.json` exists; it is written last and atomically.
+A stage output is finished exactly when its `result.json` exists; it is written last and atomically. Every file
+here is written through `raysweep.atomic` (temp + fsync + rename), so a kill leaves the old file or the new one.
 """
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from raysweep.atomic import write_text_atomic
 from raysweep.config.plan import (
     DiffusionJob,
     DiffusionMetricJob,
@@ -40,11 +41,8 @@ VELOCITY_MODEL_FILE = "velocity_model.pt"  # the trained (EMA) velocity field, u
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write-then-rename so a crash never leaves a half-written marker that looks finished."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    """Write-then-rename (fsync-ed) so a crash never leaves a half-written marker that looks finished."""
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from raysweep.atomic import atomic_file
 from raysweep.tokenizers.conv_vae import ConvVAE, ConvVAEConfig
 from raysweep.tokenizers.latent_config import LatentConfig, parse_latent_config
 from raysweep.tokenizers.tokenizer import Tokenizer
@@ -45,9 +46,9 @@ def build_tokenizer(arch: str, latent: str | LatentConfig, image_size: int) -> T
 
 def save_tokenizer(model: Tokenizer, path: str | Path, architecture: str, latent: str, image_size: int) -> None:
     """A plain dict (build arguments + state dict), loadable with `torch.load(weights_only=True)`."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"architecture": architecture, "latent": latent, "image_size": image_size,
-                "state_dict": model.state_dict()}, path)
+    with atomic_file(Path(path)) as tmp:
+        torch.save({"architecture": architecture, "latent": latent, "image_size": image_size,
+                    "state_dict": model.state_dict()}, tmp)
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

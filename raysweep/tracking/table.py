@@ -19,6 +19,7 @@ CARD_PREFIX = "card."  # card fields are logged as params `card.<field>`
 LENGTH_RATIO = "traj/length_ratio"  # history: step = Euler segment
 LATENT_CURVES_FILE = "curves/latent_curves.json"  # {key: {"grid": [...], "values": [...]}} on the tokenizer run
 SORT_KEYS = ["tokenizer_id", "backbone", "seed", "cfg_scale"]
+HISTORY_THREADS = 8
 
 
 def open_study(tracking_uri: str, experiment: str) -> Tracker:
@@ -106,27 +107,54 @@ def length_ratio_curves(tracker: Tracker, run_ids: list[str]) -> pd.DataFrame:
 
     Columns: diffusion_run_id, segment, n_segments, length_ratio; runs without the history contribute no rows.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fetch(run_id: str) -> list[Any]:  # one call per run: MLflow's client has no bulk history read
+        return tracker.client.get_metric_history(run_id, mlflow_name(LENGTH_RATIO))
+
     rows = []
-    for run_id in run_ids:
-        history = tracker.client.get_metric_history(run_id, mlflow_name(LENGTH_RATIO))
-        n_segments = len({m.step for m in history})
-        rows += [(run_id, m.step, n_segments, m.value) for m in history]
+    with ThreadPoolExecutor(HISTORY_THREADS) as pool:  # overlaps the round trips to a tracking server
+        for run_id, history in zip(run_ids, pool.map(fetch, run_ids)):
+            n_segments = len({m.step for m in history})
+            rows += [(run_id, m.step, n_segments, m.value) for m in history]
     return pd.DataFrame(rows, columns=["diffusion_run_id", "segment", "n_segments", "length_ratio"])
+
+
+def _local_artifact_root(tracker: Tracker) -> Path | None:
+    """The experiment's artifact directory when it is on this machine's filesystem (the sqlite store's default,
+    `<study>/artifacts`), else None."""
+    from urllib.parse import urlparse
+
+    location = tracker.client.get_experiment(tracker.experiment_id).artifact_location
+    parsed = urlparse(location)
+    if parsed.scheme in ("", "file"):
+        root = Path(parsed.path)
+        return root if root.is_dir() else None
+    return None
 
 
 def latent_curve(tracker: Tracker, run_ids: list[str], key: str) -> pd.DataFrame:
     """One latent curve (e.g. `latent/velocity/viv_t`) of the given tokenizer runs, read from their curve JSON.
 
-    Columns: tokenizer_run_id, t, value; runs that did not log the curve contribute no rows.
+    Columns: tokenizer_run_id, t, value; runs that did not log the curve contribute no rows. On a local artifact
+    store the JSON is read in place (MLflow's `<artifact root>/<run id>/artifacts/<path>` layout): per-run
+    `list_artifacts` + `download_artifacts` took ~0.35 s a run, 70 s for a 200-tokenizer study.
     """
     rows = []
+    local = _local_artifact_root(tracker)
     with tempfile.TemporaryDirectory() as tmp:
         for run_id in run_ids:
-            folder = str(Path(LATENT_CURVES_FILE).parent)
-            if not any(a.path == LATENT_CURVES_FILE for a in tracker.client.list_artifacts(run_id, folder)):
-                continue
-            local = tracker.client.download_artifacts(run_id, LATENT_CURVES_FILE, tmp)
-            curve = json.loads(Path(local).read_text()).get(key)
+            run_dir = None if local is None else local / run_id / "artifacts"
+            if run_dir is not None and run_dir.is_dir():
+                path = run_dir / LATENT_CURVES_FILE
+                if not path.is_file():
+                    continue
+            else:
+                folder = str(Path(LATENT_CURVES_FILE).parent)
+                if not any(a.path == LATENT_CURVES_FILE for a in tracker.client.list_artifacts(run_id, folder)):
+                    continue
+                path = Path(tracker.client.download_artifacts(run_id, LATENT_CURVES_FILE, tmp))
+            curve = json.loads(path.read_text()).get(key)
             if curve is not None:
                 rows += [(run_id, float(t), float(v)) for t, v in zip(curve["grid"], curve["values"])]
     return pd.DataFrame(rows, columns=["tokenizer_run_id", "t", "value"])

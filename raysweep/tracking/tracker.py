@@ -6,12 +6,15 @@ explicit run ids: no fluent global state, which is what makes it safe inside Ray
 """
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +22,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from raysweep.atomic import fsync_path, remove_dead_temps, temp_name
 from raysweep.tracking.keys import FAILURE_REASON_TAG
 
 STAGE_TAG = "raysweep.stage"
@@ -61,6 +65,43 @@ def _retry(fn: Callable[[], T], timeout: float = 300.0, base_delay: float = 0.2,
             delay = min(2 * delay, max_delay)
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def create_sqlite_store(tracking_uri: str) -> None:
+    """Create a missing sqlite tracking DB all at once. MLflow builds a new DB by running ~60 schema migrations in
+    place; a driver killed among them leaves a DB that every later run fails to open ("table _alembic_tmp_...
+    already exists"). So the DB is built under a temp name and linked into place: link fails if another process
+    got there first, which keeps theirs."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    path = Path(tracking_uri.removeprefix("sqlite:///"))
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temps(path.parent, path.name)
+    folder = path.parent / temp_name(path.name)
+    folder.mkdir(exist_ok=True)
+    tmp = folder / path.name
+    try:
+        MlflowClient(f"sqlite:///{tmp}")  # creates and migrates the schema
+        fsync_path(tmp)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # the temp DB (and its journal); `path` keeps its own link
+
+
 class Tracker:
     """A study's MLflow experiment. Cheap to construct; pickles as (uri, experiment) for Ray workers.
 
@@ -77,6 +118,7 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.retry_timeout = retry_timeout
+        create_sqlite_store(tracking_uri)
         self.client = MlflowClient(tracking_uri)
         self.pending: list[tuple[str, list[Metric]]] = []  # (run id, metrics) not yet accepted by the store
         self.experiment_id = self._ensure_experiment()
@@ -234,14 +276,18 @@ class Tracker:
         return {raysweep_key(k): v for k, v in run.data.metrics.items()}
 
     def runs(self, stage: str | None = None) -> list[Any]:
-        """All runs of the study (optionally one stage), paging through the store."""
+        """All runs of the study (optionally one stage), paging through the store. The cyclic garbage collector
+        is paused meanwhile: a page of 1,000 runs is ~80,000 ORM objects (params, tags, metrics) on a sqlite
+        store, and the collections they trigger cost 2.5x the read itself (measured: 1.5 -> 0.6 CPU s for 1,100
+        runs); what they would have freed is collected right after."""
         filt = f"tags.`{STAGE_TAG}` = '{stage}'" if stage else ""
         out: list[Any] = []
         token = None
-        while True:
-            page = self._retry(lambda: self.client.search_runs([self.experiment_id], filter_string=filt,
-                                                          max_results=1000, page_token=token))
-            out.extend(page)
-            token = page.token
-            if not token:
-                return out
+        with _gc_paused():
+            while True:
+                page = self._retry(lambda: self.client.search_runs([self.experiment_id], filter_string=filt,
+                                                              max_results=1000, page_token=token))
+                out.extend(page)
+                token = page.token
+                if not token:
+                    return out
