@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from raysweep.config.hashing import config_hash
+from raysweep.pipeline.data_parallel import with_resources
 
 
 def run_trials(name: str, trainable: Callable[[dict[str, Any]], None], payloads: list[dict[str, Any]],
@@ -26,7 +27,7 @@ def run_trials(name: str, trainable: Callable[[dict[str, Any]], None], payloads:
         return []
     exp_name = f"{name}-{config_hash(payloads)}"
     path = f"{str(storage).rstrip('/')}/{exp_name}"
-    wrapped = tune.with_resources(trainable, resources)
+    wrapped = with_resources(trainable, resources)  # `workers > 1`: a data-parallel launcher
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=wrapped, resume_errored=True)
     else:
