@@ -15,7 +15,7 @@ encoder, the decoder, the perceptual network's convolutions, the frozen feature 
 forward in the generator term. Kept float32: the posterior (mean, log-variance, the sample and the KL), L1, the
 regularizer's loss (its statistics vary by regularizer: Gram matrices, cosines, mixtures) and the discriminator's
 own update (`Adversarial.discriminator_step` runs backward inside the call, which PyTorch advises against under
-autocast).
+autocast). `mixed_precision=False` keeps CUDA in float32 (the benchmark's baseline).
 
 Data-parallel (`shard`, in a Ray Train worker): every rank draws the same global minibatch indices from the shared
 generator and trains on its shard; gradients of the autoencoder, the regularizer and the discriminator are averaged
@@ -25,6 +25,7 @@ matches single-process training in distribution, not draw for draw, and the GAN'
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -56,7 +57,7 @@ class TokenizerTrainer:
                  batch_size: int = 32, seed: int = 0, feature_fn: FeatureFn | None = None, kl_weight: float = 1e-6,
                  reg_weight: float = 1.0, perceptual_weight: float = 0.0,
                  perceptual_fn: PerceptualFn | None = None, gan: GanConfig | None = None,
-                 shard: Shard | None = None) -> None:
+                 shard: Shard | None = None, mixed_precision: bool = True) -> None:
         if regularizer.needs_features and feature_fn is None:
             raise ValueError(f"regularizer {regularizer.name!r} needs a feature network: pass feature_fn")
         self.model = model
@@ -69,6 +70,7 @@ class TokenizerTrainer:
         self.generator = torch.Generator().manual_seed(seed)
         self.seed = seed
         self.shard = shard
+        self.mixed_precision = mixed_precision  # False: float32 on CUDA too (gpu_check's baseline)
         self.step = 0
         with torch.random.fork_rng(devices=[]):  # projector / mask token / discriminator: seeded, global RNG untouched
             torch.manual_seed(seed)
@@ -94,22 +96,22 @@ class TokenizerTrainer:
         self.regularizer.train()
         images = images.to(self.device)
         generator = self._noise_generator()
-        with backbone_autocast(self.device):
+        with self._autocast():
             posterior = _float32(self.model.encode(images))
         z = posterior.sample(generator)  # (B, C, h, w)
-        with backbone_autocast(self.device):
+        with self._autocast():
             recon = self.model.decode(z).float()  # (B, 3, H, W)
             recon_loss, logs = self.objective(images, recon, posterior)
         features = None
         if self.feature_fn is not None:
-            with torch.no_grad(), backbone_autocast(self.device):
+            with torch.no_grad(), self._autocast():
                 features = self.feature_fn(images).float()  # (B, D, h', w')
         ctx = RegContext(images, posterior, z, self.model, features, generator, recon_loss)
         reg, reg_logs = self.regularizer.loss(ctx)
         loss = recon_loss + self.reg_weight * reg
         gan = self.adversarial if self.adversarial is not None and self.adversarial.active(self.step) else None
         if gan is not None:
-            with backbone_autocast(self.device):
+            with self._autocast():
                 gan_loss, gan_logs = gan.generator_loss(recon, recon_loss, self.model.decoder_output_layer)
             loss = loss + gan_loss
             logs.update(gan_logs)
@@ -124,6 +126,9 @@ class TokenizerTrainer:
             return logs
         mean = self.shard.mean({k: torch.tensor(v, device=self.device) for k, v in logs.items()})
         return {k: float(v) for k, v in mean.items()}
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        return backbone_autocast(self.device) if self.mixed_precision else contextlib.nullcontext()
 
     def _noise_generator(self) -> torch.Generator:
         """The trainer's generator; in a data-parallel rank one seeded by (seed, step, rank): independent per rank,
