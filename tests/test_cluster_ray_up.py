@@ -177,8 +177,12 @@ def test_ray_up_runs_a_study_on_the_onprem_head(sshd: Path, tmp_path: Path) -> N
         stages = sorted(r.data.tags.get(STAGE_TAG, "") for r in runs)
         assert stages == ["diffusion", "study", "tokenizer"], stages
         assert all(r.info.status == "FINISHED" for r in runs)
+        down = _run(ray, "down", "-y", str(cluster), cwd=ROOT, env=env, timeout=120, check=False)
+        assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
+        raylets = _run("pgrep", "-u", USER, "raylet", check=False).stdout.split()
+        assert not raylets, f"ray down left the head's Ray running: raylet {raylets}"
     finally:
-        _run(ray, "down", "-y", str(cluster), cwd=ROOT, env=env, timeout=120, check=False)
-        pid = HOME / "mlflow.pid"  # ray down leaves the MLflow server of head_start_ray_commands running
-        if pid.exists():
-            _run("kill", pid.read_text().strip(), check=False)
+        _run(ray, "down", "-y", str(cluster), cwd=ROOT, env=env, timeout=120, check=False)  # after a failure
+        # ray down leaves the head's MLflow server (and its job workers) running: stop what the test's user runs
+        for pid in _run("pgrep", "-u", USER, check=False).stdout.split():
+            _run("kill", pid, check=False)
