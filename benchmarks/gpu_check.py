@@ -22,10 +22,12 @@ Sections of the JSON (ratios are from the same run, so other load hits both side
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ class Sizes:
     tokenizer_batch: int
     pool_latents: int
     study_gpu: float  # GPUs per trial in the micro study
+    compile: bool  # also time the torch.compile variant (inductor's C++ build takes many minutes on a small CPU)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -66,8 +69,8 @@ class Sizes:
         return parse_latent_config(self.latent).latent_shape(self.image_size)
 
 
-GPU = Sizes("cuda", "SiT-B", "f16d32", 256, 256, 50, 3, 256, "conv-f16d32", 32, 20_000, 0.25)
-DRY = Sizes("cpu", "SiT-T", "f2d4", 16, 16, 3, 1, 8, "conv-tiny", 8, 400, 0.0)
+GPU = Sizes("cuda", "SiT-B", "f16d32", 256, 256, 50, 3, 256, "conv-f16d32", 32, 20_000, 0.25, True)
+DRY = Sizes("cpu", "SiT-T", "f2d4", 16, 16, 3, 1, 8, "conv-tiny", 8, 400, 0.0, False)
 
 
 def nvidia_smi() -> str:
@@ -83,7 +86,8 @@ def sit_train(s: Sizes) -> dict[str, Any]:
     flops = 3 * backbone_flops(s.backbone, s.latent, s.image_size, 10, 2).total * s.batch_size
     out: dict[str, Any] = {"preset": f"{s.backbone}/2", "latent": s.shape, "batch_size": s.batch_size,
                            "flops_per_step": flops, "peak_flops": GPU_PEAK_FLOPS["bf16"]}
-    for name, compiled in (("eager", False), ("compiled", True)):
+    out["compiled"] = "not run: --dry (compile is checked on the GPU)"
+    for name, compiled in (("eager", False), ("compiled", True))[:2 if s.compile else 1]:
         setup = Setup(torch.device(s.device), s.shape, s.batch_size, s.steps, s.repeats, compile=compiled)
         r = train_throughput(s.backbone, setup)
         out[name] = {"trainer_step_s": 1 / r["trainer_steps_s"], "bare_step_s": 1 / r["plain_steps_s"],
@@ -157,7 +161,8 @@ def metric_pool(s: Sizes, root: Path) -> dict[str, Any]:
     directory = root / "pool"
     write_latents(directory, latents, labels, tokenizer_id="gpu-check", rows_per_file=max(1, s.pool_latents // 32))
     ray_stage(directory, 1, 256, False)  # warm-up: worker start-up and imports are not throughput
-    seconds = {n: timed(lambda n=n: ray_stage(directory, n, 256, False))[0] for n in ACTORS}
+    cpu = torch.device("cpu")
+    seconds = {n: 1 / timed(lambda _, n=n: ray_stage(directory, n, 256, False), 1, cpu)[0] for n in ACTORS}
     out: dict[str, Any] = {f"latents_s_{n}": s.pool_latents / t for n, t in seconds.items()}
     out["speedup_8_over_1"] = seconds[1] / seconds[8]
     return out
@@ -226,19 +231,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry", action="store_true", help="tiny sizes on the CPU")
     args = parser.parse_args()
+    with contextlib.redirect_stdout(sys.stderr):  # the study's progress: stdout carries the JSON alone
+        result = run(args.dry)
+    print(json.dumps(result))
+
+
+def run(dry: bool) -> dict[str, Any]:
     import ray
 
-    s = DRY if args.dry else GPU
-    if not args.dry and not torch.cuda.is_available():
+    s = DRY if dry else GPU
+    if not dry and not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA device; use --dry on a CPU machine")
     t0 = time.perf_counter()
-    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "dry": args.dry,
+    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "dry": dry,
                               "device": nvidia_smi(), "torch": torch.__version__, "ray": ray.__version__}
     result["sit_train"] = sit_train(s)
     result["cfg_sampling"] = cfg_sampling(s)
     result["tokenizer_step"] = tokenizer_step(s)
     with tempfile.TemporaryDirectory() as tmp:
-        ray.init(address="local", num_cpus=16 if not args.dry else 8, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=8 if dry else 16, include_dashboard=False, log_to_driver=False)
         try:
             result["micro_study"] = micro_study(s, Path(tmp))
             result["metric_pool"] = metric_pool(s, Path(tmp))
@@ -246,7 +257,7 @@ def main() -> None:
         finally:
             ray.shutdown()
     result["seconds"] = time.perf_counter() - t0
-    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""`benchmarks/gpu_check.py --dry` runs every section of the GPU check at tiny sizes on the CPU and prints one JSON
-object with every section's keys and only finite numbers."""
+"""`benchmarks/gpu_check.py --dry` runs every section of the GPU check at tiny sizes on the CPU (torch.compile
+apart) and prints one JSON object, alone on stdout, with every section's keys and only finite numbers."""
 from __future__ import annotations
 
 import json
@@ -21,13 +21,12 @@ def test_dry_run_prints_one_json_with_every_section() -> None:
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry"], capture_output=True,
                           text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout)  # the study's progress goes to stderr
     assert {"device", "sit_train", "cfg_sampling", "tokenizer_step", "micro_study", "metric_pool", "ddp"} <= set(result)
     assert result["dry"] is True and finite(result)
-    for variant in ("eager", "compiled"):
-        run = result["sit_train"][variant]
-        assert run["trainer_step_s"] > 0 and run["bare_step_s"] > 0 and 0 < run["mfu"] < 1
-        assert run["trainer_over_bare"] == pytest.approx(run["bare_step_s"] / run["trainer_step_s"], rel=1.0)
+    run = result["sit_train"]["eager"]
+    assert run["trainer_step_s"] > 0 and run["bare_step_s"] > 0 and 0 < run["mfu"] < 1
+    assert result["sit_train"]["compiled"].startswith("not run: --dry")  # inductor's CPU build: minutes
     assert result["cfg_sampling"]["samples_s"] > 0
     assert result["tokenizer_step"]["bf16_step_s"] > 0 and result["tokenizer_step"]["fp32_step_s"] > 0
     study = result["micro_study"]
