@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 Trainable = Callable[[dict[str, Any]], None]
-LAUNCHER_CPU = 0.01  # the launcher only waits on the TorchTrainer; Ray refuses an all-zero bundle
+LAUNCHER_CPU = 0.01  # a token share: the launcher only waits on its TorchTrainer, whose workers hold the resources
 TRAIN_DIR = "train"  # the Train run's name inside the Tune trial directory
 
 
@@ -95,6 +95,7 @@ def average_gradients(params: list[torch.nn.Parameter], shard: Shard) -> None:
     """Average each parameter's gradient over the ranks as soon as backward accumulates it: data parallelism for
     modules trained through methods other than `forward` (a tokenizer's encode/decode, its regularizer, the
     discriminator), which `DistributedDataParallel` cannot wrap."""
+
     def hook(p: torch.Tensor) -> None:
         assert p.grad is not None
         dist.all_reduce(p.grad)
