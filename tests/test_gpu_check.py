@@ -21,7 +21,9 @@ def test_dry_run_prints_one_json_with_every_section() -> None:
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry"], capture_output=True,
                           text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)  # the study's progress goes to stderr
+    lines = done.stdout.strip().splitlines()  # the study's progress goes to stderr
+    assert len(lines) == 1, lines[:-1]
+    result = json.loads(lines[0])
     assert {"device", "sit_train", "cfg_sampling", "tokenizer_step", "micro_study", "metric_pool", "ddp"} <= set(result)
     assert result["dry"] is True and finite(result)
     run = result["sit_train"]["eager"]
