@@ -49,6 +49,7 @@ class Setup:
     repeats: int
     num_classes: int = 10
     n_latents: int = 2048
+    compile: bool = False  # torch.compile the trainer's forward and the plain loop's model alike
 
 
 def sync(device: torch.device) -> None:
@@ -65,7 +66,8 @@ def make_model(name: str, setup: Setup) -> FlowTransformer:
 def trainer_run(name: str, setup: Setup, latents: torch.Tensor, labels: torch.Tensor) -> Callable[[int], None]:
     """The trial's path: trainer as the stage builds it for a trial naming only the preset (its recipe), `fit`
     with the checkpointing callback."""
-    trainer = DiffusionTrainer(make_model(name, setup), seed=0, **DiffusionTrial(backbone=name).trainer_kwargs())
+    trial = DiffusionTrial(backbone=name, compile=setup.compile)
+    trainer = DiffusionTrainer(make_model(name, setup), seed=0, **trial.trainer_kwargs())
     history: list[tuple[int, dict[str, float]]] = []
     return lambda steps: trainer.fit(latents, labels, steps, setup.batch_size,
                                      on_log=lambda step, logs: history.append((step, dict(logs))))
@@ -81,6 +83,7 @@ def plain_run(name: str, setup: Setup, latents: torch.Tensor, labels: torch.Tens
                             weight_decay=recipe.weight_decay)
     loss_fn = get_loss(recipe.loss)
     dropout, null, dev = model.y_embedder.dropout, model.null_class, setup.device
+    forward = torch.compile(model) if setup.compile else model
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
 
     def run(steps: int) -> None:
@@ -94,7 +97,7 @@ def plain_run(name: str, setup: Setup, latents: torch.Tensor, labels: torch.Tens
                 t = torch.sigmoid(torch.randn(setup.batch_size, device=dev))
             y = torch.where(torch.rand(setup.batch_size, device=dev) < dropout, null, y)
             with autocast:
-                pred = model(interpolate(x0, x1, t), t, y).float()
+                pred = forward(interpolate(x0, x1, t), t, y).float()
             loss, _ = loss_fn(pred, velocity_target(x0, x1))
             opt.zero_grad(set_to_none=True)
             loss.backward()

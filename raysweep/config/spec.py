@@ -245,8 +245,13 @@ class MetricsSpec(Strict):
 
 
 class TrialResources(Strict):
+    """What one trial holds. `workers > 1` makes it a data-parallel trial (`pipeline/data_parallel.py`): `cpu` and
+    `gpu` are then the totals over its Ray Train workers, split evenly, and each worker needs whole GPUs (NCCL
+    refuses two ranks on one device)."""
+
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
+    workers: int = Field(1, ge=1)
 
     @field_validator("gpu")
     @classmethod
@@ -255,12 +260,27 @@ class TrialResources(Strict):
             raise ValueError(f"gpu must be a fraction <= 1 or a whole number (Ray's rule), got {v}")
         return v
 
+    @model_validator(mode="after")
+    def _even_split(self) -> TrialResources:
+        if self.workers > 1 and self.gpu > 0 and self.gpu % self.workers:
+            raise ValueError(f"gpu ({self.gpu:g}) must be a multiple of workers ({self.workers}): each data-parallel "
+                             "worker needs whole GPUs")
+        return self
+
 
 class ResourcesSpec(Strict):
     tokenizer: TrialResources = Field(default_factory=TrialResources)
     diffusion: TrialResources = Field(default_factory=TrialResources)
     metric_actor: TrialResources = Field(default_factory=TrialResources)
     torch_threads: int | None = Field(None, ge=1)
+
+    @field_validator("metric_actor")
+    @classmethod
+    def _one_actor(cls, v: TrialResources) -> TrialResources:
+        if v.workers != 1:
+            raise ValueError(f"workers applies to tokenizer and diffusion trials only, got {v.workers} "
+                             "for metric_actor")
+        return v
 
 
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")

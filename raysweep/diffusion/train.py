@@ -1,7 +1,11 @@
 """Flow-matching training of a backbone on standardised latents: AdamW, EMA copy, seeded minibatches and noise
 from one generator on the model's device, so a run resumed from `state_dict()` reproduces the uninterrupted loss
 sequence (bit-exact on CPU), and no step waits for the host: noise, indices and t are drawn on the device, and logs
-reach the host in one transfer per `LOG_SYNC_EVERY` steps."""
+reach the host in one transfer per `LOG_SYNC_EVERY` steps.
+
+Data-parallel (`shard`, in a Ray Train worker): the backbone is wrapped in `DistributedDataParallel`, every rank
+draws the same global batch and noise and computes its `shard` of it, and the logs are averaged over the ranks, so
+N ranks reproduce the single-process loss sequence of the same global batch (up to float summation order)."""
 from __future__ import annotations
 
 import copy
@@ -10,10 +14,12 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from raysweep.diffusion.backbones import FlowTransformer
 from raysweep.diffusion.precision import backbone_autocast
 from raysweep.diffusion.transport import get_loss, get_timestep_sampler, training_loss
+from raysweep.pipeline.data_parallel import Shard
 
 OnLog = Callable[[int, dict[str, float]], None]  # (step after the update, logs)
 LOG_SYNC_EVERY = 50  # default number of steps whose logs are copied to the host together (one device sync)
@@ -35,7 +41,7 @@ class DiffusionTrainer:
                  weight_decay: float = 0.0, ema_decay: float = 0.9999, timestep_sampler: str = "uniform",
                  loss: str = "mse", seed: int = 0, grad_clip: float | None = None,
                  sampler_params: Mapping[str, float] | None = None, compile: bool = False,
-                 grad_checkpointing: bool = False, ema_warmup: bool = True) -> None:
+                 grad_checkpointing: bool = False, ema_warmup: bool = True, shard: Shard | None = None) -> None:
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
         self.model = model
@@ -49,7 +55,9 @@ class DiffusionTrainer:
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.step = 0
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(beta1, beta2), weight_decay=weight_decay)
-        self._forward: nn.Module = torch.compile(model) if compile else model  # type: ignore[assignment]
+        self.shard = shard
+        forward: nn.Module = model if shard is None else _VelocityDDP(model)
+        self._forward: nn.Module = torch.compile(forward) if compile else forward  # type: ignore[assignment]
         self._params = list(model.parameters())
         self._ema_params = list(self.ema.parameters())
 
@@ -59,8 +67,11 @@ class DiffusionTrainer:
 
     def _step(self, x1: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """One AdamW + EMA update on a batch x1 (B, C, H, W), y (B,) on the device; logs stay 0-d tensors."""
+        rows = slice(None) if self.shard is None else self.shard.of(len(x1))
         with backbone_autocast(self.device):
-            loss, logs = training_loss(self._forward, x1, y, self.sampler, self.loss, self.generator)
+            loss, logs = training_loss(self._forward, x1, y, self.sampler, self.loss, self.generator, rows)
+        if self.shard is not None:
+            logs = self.shard.mean(logs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.get_total_norm([p.grad for p in self._params if p.grad is not None])
@@ -116,6 +127,13 @@ class DiffusionTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self.generator.set_state(state["rng"])
+
+
+class _VelocityDDP(DistributedDataParallel):
+    """DDP over a backbone that still offers the backbone's `drop_labels` (training_loss calls it)."""
+
+    def drop_labels(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.module.drop_labels(y, generator)
 
 
 def _flush(pending: list[tuple[int, dict[str, torch.Tensor]]], on_log: OnLog) -> None:

@@ -100,14 +100,17 @@ def get_loss(name: str) -> LossFn:
 
 
 def training_loss(model: TrainableVelocityModel, x1: torch.Tensor, y: torch.Tensor,
-                  sampler: TimestepSampler, loss: LossFn,
-                  generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                  sampler: TimestepSampler, loss: LossFn, generator: torch.Generator,
+                  shard: slice = slice(None)) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One flow-matching loss on data x1 (B, C, H, W) with labels y (B,). All randomness (noise, t, label
     dropout) comes from `generator` (on x1's device for speed; any device works), so the sequence is
-    reproducible and resumable. Logs are detached 0-d tensors: reading them (`float`) waits for the device."""
+    reproducible and resumable. Logs are detached 0-d tensors: reading them (`float`) waits for the device.
+    `shard`: the rows a data-parallel rank computes; the randomness is still drawn for the whole batch, so the
+    shards of all ranks together are exactly the single-process step."""
     x0 = torch.randn(x1.shape, generator=generator, device=generator.device).to(x1.device)  # (B, C, H, W)
     t = sampler(x1.shape[0], generator).to(x1.device)  # (B,)
     y = model.drop_labels(y, generator)  # (B,)
-    pred = model(interpolate(x0, x1, t), t, y).float()  # (B, C, H, W)
+    x0, x1, t, y = x0[shard], x1[shard], t[shard], y[shard]  # (b, ...) with b = B / ranks
+    pred = model(interpolate(x0, x1, t), t, y).float()  # (b, C, H, W)
     value, parts = loss(pred, velocity_target(x0, x1))
     return value, {"loss": value.detach(), **parts}

@@ -6,6 +6,10 @@ trial stays continuous and never duplicated. Each checkpoint also carries the me
 tracking server that is down), so a restored trial sends them instead of losing them with its node. A diverged
 trial checkpoints its reason instead of its state: Tune's retries (meant for lost nodes) then fail at once
 instead of re-training into the same NaN.
+
+In a data-parallel trial (`data_parallel`) the same loop runs on every Ray Train worker: checkpoints go through
+Ray Train, only rank 0 attaches its state and has a tracker; all ranks see the same (all-reduced) logs, so they
+checkpoint, diverge and stop together.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
+from raysweep.pipeline.data_parallel import in_train_worker, is_chief
 from raysweep.tracking import Tracker
 
 STATE_FILE = "state.pt"
@@ -36,24 +41,34 @@ class Trainer(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def report(metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None:
-    """`tune.report`, with the trainer state as a checkpoint directory when given."""
+def _session() -> Any:
+    """`ray.train` in a data-parallel trial's workers, else `ray.tune`: both offer report, get_checkpoint and
+    Checkpoint (inside Train workers `tune.report` is refused, inside Tune functions `train.report`)."""
+    if in_train_worker():
+        from ray import train
+
+        return train
     from ray import tune
 
-    if state is None:
-        tune.report(metrics)
+    return tune
+
+
+def report(metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None:
+    """`tune.report` (`train.report` in a data-parallel worker), with the trainer state as a checkpoint directory
+    when given; only rank 0 attaches it."""
+    session = _session()
+    if state is None or not is_chief():
+        session.report(metrics)
         return
     with tempfile.TemporaryDirectory() as tmp:
         torch.save(state, Path(tmp) / STATE_FILE)
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        session.report(metrics, checkpoint=session.Checkpoint.from_directory(tmp))
 
 
 def restore(trainer: Trainer) -> list[tuple[str, float, int, int]] | None:
     """Load the trial's last Tune checkpoint into the trainer, if there is one (else None); re-raise a recorded
     divergence. Returns the metric rows the tracker had not sent when the checkpoint was taken."""
-    from ray import tune
-
-    checkpoint = tune.get_checkpoint()
+    checkpoint = _session().get_checkpoint()
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as directory:
@@ -66,12 +81,13 @@ def restore(trainer: Trainer) -> list[tuple[str, float, int, int]] | None:
 
 
 def train_with_checkpoints(trainer: Trainer, fit: Callable[[int, Callable[[int, dict[str, float]], None]], None],
-                           total_steps: int, every: int, tracker: Tracker, run_id: str,
+                           total_steps: int, every: int, tracker: Tracker | None, run_id: str | None,
                            prefix: str = "train/") -> dict[str, float]:
-    """Run `fit(n_steps, on_log)` in chunks of `every` steps until `total_steps`; return the last logs."""
+    """Run `fit(n_steps, on_log)` in chunks of `every` steps until `total_steps`; return the last logs.
+    `tracker` is None on the non-zero ranks of a data-parallel trial: they log nothing."""
     unsent = restore(trainer)
     logged = None
-    if unsent is not None:
+    if unsent is not None and tracker is not None and run_id is not None:
         tracker.requeue(run_id, unsent)
         logged = tracker.last_step(run_id, f"{prefix}loss")
     last: dict[str, float] = {}
@@ -84,8 +100,11 @@ def train_with_checkpoints(trainer: Trainer, fit: Callable[[int, Callable[[int, 
                 reason = f"non-finite {', '.join(bad)} at step {step}"
                 report({"step": step, DIVERGED: 1}, {DIVERGED: reason})
                 raise DivergenceError(reason)
+        last = history[-1][1] if history else last
+        if tracker is None or run_id is None:
+            report({"step": trainer.step, **last})  # a data-parallel rank > 0: rank 0 checkpoints the state
+            continue
         tracker.log_history(run_id, [(s, {f"{prefix}{k}": v for k, v in logs.items()}) for s, logs in history
                                      if logged is None or s > logged])
-        last = history[-1][1] if history else last
         report({"step": trainer.step, **last}, {**trainer.state_dict(), UNSENT: tracker.unsent(run_id)})
     return last

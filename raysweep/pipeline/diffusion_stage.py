@@ -27,6 +27,7 @@ from raysweep.features import EvalCard, generation_card
 from raysweep.hashing import flatten
 from raysweep.pipeline.checkpointing import report, train_with_checkpoints
 from raysweep.pipeline.context import TrialContext, setup_worker
+from raysweep.pipeline.data_parallel import current_shard, is_chief
 from raysweep.pipeline.figures import save_image_grid
 from raysweep.pipeline.scoring import GENERATION_REFERENCE, GenerationScorer, feature_network, save_cfg_curve, to_uint8
 from raysweep.pipeline.store import Store
@@ -70,6 +71,10 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
         return
     device = setup_worker(ctx)
     trial = DiffusionTrial(**payload["trial"])
+    if not is_chief():  # a data-parallel rank > 0 only trains, in step with rank 0
+        _fit(trial, payload, ctx, None, None, device)
+        report({})  # meets rank 0's final report
+        return
     evaluation = EvaluationSpec(**payload["evaluation"])
     tok = payload["tokenizer"]
     scorer = GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, evaluation.num_samples,
@@ -102,21 +107,29 @@ def load_latents(store: Store, tokenizer_key: str, split: str) -> tuple[LatentBa
     return batch, meta
 
 
-def _train_and_evaluate(trial: DiffusionTrial, evaluation: EvaluationSpec, payload: dict[str, Any],
-                        ctx: TrialContext, scorer: GenerationScorer, tracker: Tracker, run_id: str,
-                        device: torch.device) -> dict[str, float]:
-    seed = payload["seed"]
-    tok_key = payload["tokenizer"]["key"]
-    torch.manual_seed(seed)
-    batch, meta = load_latents(ctx.store, tok_key, "train")
+def _fit(trial: DiffusionTrial, payload: dict[str, Any], ctx: TrialContext, tracker: Tracker | None,
+         run_id: str | None, device: torch.device) -> tuple[DiffusionTrainer, LatentMeta]:
+    """Train the trial's backbone with checkpoints; on every rank of a data-parallel trial (tracker: rank 0's)."""
+    torch.manual_seed(payload["seed"])
+    batch, meta = load_latents(ctx.store, payload["tokenizer"]["key"], "train")
     z = torch.from_numpy(meta.standardise(batch.latent))  # (N, C, H, W), what the diffusion model sees
     y = torch.from_numpy(batch.label.astype(np.int64))
     c, h, _ = meta.shape
     model = build_backbone(trial.backbone, in_channels=c, input_size=h, num_classes=ctx.num_classes,
                            patch_size=trial.patch_size, label_dropout=trial.label_dropout).to(device)
-    trainer = DiffusionTrainer(model, seed=seed, **trial.trainer_kwargs())
+    trainer = DiffusionTrainer(model, seed=payload["seed"], shard=current_shard(), **trial.trainer_kwargs())
     train_with_checkpoints(trainer, lambda n, on_log: trainer.fit(z, y, n, trial.batch_size, on_log=on_log),
                            trial.steps, ctx.log_every, tracker, run_id)
+    return trainer, meta
+
+
+def _train_and_evaluate(trial: DiffusionTrial, evaluation: EvaluationSpec, payload: dict[str, Any],
+                        ctx: TrialContext, scorer: GenerationScorer, tracker: Tracker, run_id: str,
+                        device: torch.device) -> dict[str, float]:
+    seed = payload["seed"]
+    tok_key = payload["tokenizer"]["key"]
+    trainer, meta = _fit(trial, payload, ctx, tracker, run_id, device)
+    c, h, _ = meta.shape
     out = ctx.store.diffusion(payload["key"])
     save_velocity_model(ctx.store.velocity_model_file(payload["key"]), trainer.ema,  # for the velocity Fisher
                         {"name": trial.backbone, "in_channels": c, "input_size": h, "num_classes": ctx.num_classes,

@@ -48,6 +48,7 @@ class Task:
     ray_resources: dict[str, float] | None = None
     experiment: str = ""
     total_steps: int | None = None
+    workers: int = 1  # a trial's data-parallel Ray Train workers (they split `resources`)
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def run_tune_job(task: Task, storage: str, max_failures: int, verbose: int) -> N
     job_stage, job_id = task.ref
     error = run_trial(task.experiment, task.fn, task.args[0], storage, task.resources, trial_name=job_id,
                       callbacks=[_step_callback(job_id, job_stage, task.total_steps)],  # type: ignore[arg-type]
-                      max_failures=max_failures, verbose=verbose)
+                      max_failures=max_failures, verbose=verbose, workers=task.workers)
     if error is not None:
         raise RuntimeError(error)
 

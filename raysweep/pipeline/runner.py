@@ -68,7 +68,8 @@ def _init_ray(study: StudySpec, verbose: bool) -> None:
 
 
 def _context(study: StudySpec, dataset_key: str, study_run_id: str, weights: str | None) -> TrialContext:
-    threads = study.resources.torch_threads or max(1, int(study.resources.tokenizer.cpu))
+    tok = study.resources.tokenizer  # a data-parallel trial's cpu is its workers' total
+    threads = study.resources.torch_threads or max(1, int(tok.cpu / tok.workers))
     return TrialContext(root=str(study.root), tracking_uri=study.tracking_uri, experiment=study.experiment_name,
                         study_run_id=study_run_id, dataset_key=dataset_key, num_classes=study.dataset.num_classes,
                         image_size=study.dataset.image_size, feature_network=study.reference.feature_network,
@@ -181,14 +182,16 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
         from raysweep.pipeline.tokenizer_stage import tokenizer_payload, train_tokenizer_trial
 
         return Task(job.ref, "trial", train_tokenizer_trial, ({"payload": tokenizer_payload(job.trial, ctx)},),
-                    _resources(res.tokenizer), experiment=f"tokenizers-{job.key}", total_steps=job.trial.steps)
+                    _resources(res.tokenizer), experiment=f"tokenizers-{job.key}", total_steps=job.trial.steps,
+                    workers=res.tokenizer.workers)
     if isinstance(job, DiffusionJob):
         from raysweep.pipeline.diffusion_stage import diffusion_payload, train_diffusion_trial
 
         tok = {"id": job.tokenizer.id, "key": job.tokenizer.key, "run_id": ctx.store.done(job.tokenizer)["run_id"]}
         payload = diffusion_payload(job.trial, job.seed, tok, study.evaluation, ctx)
         return Task(job.ref, "trial", train_diffusion_trial, ({"payload": payload},), _resources(res.diffusion),
-                    experiment=f"diffusion-{job.key}", total_steps=job.trial.steps)
+                    experiment=f"diffusion-{job.key}", total_steps=job.trial.steps,
+                    workers=res.diffusion.workers)
     if isinstance(job, LatentMetricJob):
         from raysweep.pipeline.metric_stage import run_latent_metric_job
 

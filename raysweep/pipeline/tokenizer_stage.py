@@ -9,10 +9,12 @@ import torch
 
 from raysweep.config.spec import TokenizerTrial
 from raysweep.data import pool_masks, write_latents
+from raysweep.data.imageset import ImageSet
 from raysweep.features.pretrained import load_feature_encoder
 from raysweep.hashing import flatten
 from raysweep.pipeline.checkpointing import report, train_with_checkpoints
 from raysweep.pipeline.context import TrialContext, setup_worker
+from raysweep.pipeline.data_parallel import current_shard, is_chief
 from raysweep.pipeline.figures import save_image_grid
 from raysweep.pipeline.images import load_images
 from raysweep.pipeline.scoring import feature_network, reconstruction_scores, to_uint8
@@ -46,6 +48,10 @@ def train_tokenizer_trial(config: dict[str, Any]) -> None:
         report(done["metrics"])
         return
     device = setup_worker(ctx)
+    if not is_chief():  # a data-parallel rank > 0 only trains, in step with rank 0
+        _fit(trial, ctx, None, None, device)
+        report({})  # meets rank 0's final report
+        return
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
     run_id = tracker.open_run(payload["id"], STAGE, key, parent_id=ctx.study_run_id,
                               tags={"tokenizer_id": trial.id, **trial.tags()},
@@ -82,22 +88,30 @@ def _objective(trial: TokenizerTrial, ctx: TrialContext, device: torch.device) -
     return terms
 
 
-def _train_and_encode(trial: TokenizerTrial, key: str, ctx: TrialContext, tracker: Tracker, run_id: str,
-                      device: torch.device) -> dict[str, float]:
+def _fit(trial: TokenizerTrial, ctx: TrialContext, tracker: Tracker | None, run_id: str | None,
+         device: torch.device) -> tuple[TokenizerTrainer, ImageSet, torch.Tensor]:
+    """Train the tokenizer with checkpoints; on every rank of a data-parallel trial (tracker: rank 0's).
+    Returns the trainer, the train split and its float images."""
     torch.manual_seed(trial.seed)
-    train = load_images(ctx.root, ctx.dataset_key, "train")
-    val = load_images(ctx.root, ctx.dataset_key, "val")
     model = build_tokenizer(trial.architecture, trial.latent, ctx.image_size).to(device)
     regularizer = build_regularizer(trial.regularizer, trial.params)
     feature_fn = _feature_fn(trial, ctx, device) if regularizer.needs_features else None
     trainer = TokenizerTrainer(model, regularizer, lr=trial.lr, weight_decay=trial.weight_decay,
                                batch_size=trial.batch_size, seed=trial.seed, feature_fn=feature_fn,
-                               kl_weight=trial.kl_weight, reg_weight=trial.reg_weight,
+                               kl_weight=trial.kl_weight, reg_weight=trial.reg_weight, shard=current_shard(),
                                **_objective(trial, ctx, device))
+    train = load_images(ctx.root, ctx.dataset_key, "train")
     x_train = train.as_float()
     train_with_checkpoints(
         trainer, lambda n, on_log: trainer.fit(x_train, n, trial.batch_size, on_log=on_log),
         trial.steps, ctx.log_every, tracker, run_id)
+    return trainer, train, x_train
+
+
+def _train_and_encode(trial: TokenizerTrial, key: str, ctx: TrialContext, tracker: Tracker, run_id: str,
+                      device: torch.device) -> dict[str, float]:
+    trainer, train, x_train = _fit(trial, ctx, tracker, run_id, device)
+    val = load_images(ctx.root, ctx.dataset_key, "val")
 
     out = ctx.store.tokenizer(key)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,19 +10,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from raysweep.pipeline.data_parallel import with_resources
+
 
 def run_trial(name: str, trainable: Callable[[dict[str, Any]], None], config: dict[str, Any], storage: str,
               resources: dict[str, float], trial_name: str, callbacks: list[Any] | None = None,
-              max_failures: int = 2, verbose: int = 0) -> str | None:
+              max_failures: int = 2, verbose: int = 0, workers: int = 1) -> str | None:
     """Run `trainable(config)` as the experiment's trial; return its error (None: finished).
 
     `storage` is a directory (shared on a cluster: NFS) or a pyarrow.fs URI (s3://...). A trial whose node is lost
     is retried up to `max_failures` times from its last checkpoint on another node. `resources` are Ray's
-    ({"CPU": 1, "GPU": 1, custom...})."""
+    ({"CPU": 1, "GPU": 1, custom...}), the trial's totals: `workers > 1` runs it on that many Ray Train workers
+    (`pipeline/data_parallel.py`)."""
     from ray import tune
 
     path = f"{str(storage).rstrip('/')}/{name}"
-    wrapped = tune.with_resources(trainable, tune.PlacementGroupFactory([resources]))
+    wrapped = with_resources(trainable, resources, workers)  # `workers > 1`: a data-parallel launcher
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=wrapped, resume_errored=True)
     else:

@@ -9,16 +9,33 @@ One CPU generator drives every random choice (minibatch indices, posterior noise
 part of `state_dict()` together with the discriminator and its optimizer (when `gan` is on), so a run restored
 from a checkpoint continues the very same sequence. Paper eq. 12 in full: `perceptual_weight=1.0` with an LPIPS
 `perceptual_fn` (`perceptual.py`) and `gan=GanConfig(weight=0.5, start=...)`.
+
+On CUDA the step runs under bf16 autocast (`precision.backbone_autocast`; float32 on the CPU, unchanged): the
+encoder, the decoder, the perceptual network's convolutions, the frozen feature network and the discriminator's
+forward in the generator term. Kept float32: the posterior (mean, log-variance, the sample and the KL), L1, the
+regularizer's loss (its statistics vary by regularizer: Gram matrices, cosines, mixtures) and the discriminator's
+own update (`Adversarial.discriminator_step` runs backward inside the call, which PyTorch advises against under
+autocast). `mixed_precision=False` keeps CUDA in float32 (the benchmark's baseline).
+
+Data-parallel (`shard`, in a Ray Train worker): every rank draws the same global minibatch indices from the shared
+generator and trains on its shard; gradients of the autoencoder, the regularizer and the discriminator are averaged
+over the ranks as backward produces them. Posterior noise and regularizer draws come from a generator seeded by
+(seed, step, rank), so ranks draw independent noise and a resumed run repeats it; unlike the diffusion trainer this
+matches single-process training in distribution, not draw for draw, and the GAN's adaptive weight is each rank's own.
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from raysweep.diffusion.precision import backbone_autocast
+from raysweep.pipeline.data_parallel import Shard, average_gradients
 from raysweep.tokenizers.adversarial import Adversarial, GanConfig
 from raysweep.tokenizers.losses import PerceptualFn, ReconstructionObjective
+from raysweep.tokenizers.posterior import DiagonalGaussian
 from raysweep.tokenizers.regularizers import RegContext, Regularizer
 from raysweep.tokenizers.tokenizer import Tokenizer
 
@@ -39,7 +56,8 @@ class TokenizerTrainer:
     def __init__(self, model: Tokenizer, regularizer: Regularizer[Any], lr: float = 2e-4, weight_decay: float = 0.0,
                  batch_size: int = 32, seed: int = 0, feature_fn: FeatureFn | None = None, kl_weight: float = 1e-6,
                  reg_weight: float = 1.0, perceptual_weight: float = 0.0,
-                 perceptual_fn: PerceptualFn | None = None, gan: GanConfig | None = None) -> None:
+                 perceptual_fn: PerceptualFn | None = None, gan: GanConfig | None = None,
+                 shard: Shard | None = None, mixed_precision: bool = True) -> None:
         if regularizer.needs_features and feature_fn is None:
             raise ValueError(f"regularizer {regularizer.name!r} needs a feature network: pass feature_fn")
         self.model = model
@@ -50,6 +68,9 @@ class TokenizerTrainer:
         self.objective = ReconstructionObjective(kl_weight, perceptual_weight, perceptual_fn)
         self.device = next(model.parameters()).device
         self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.shard = shard
+        self.mixed_precision = mixed_precision  # False: float32 on CUDA too (gpu_check's baseline)
         self.step = 0
         with torch.random.fork_rng(devices=[]):  # projector / mask token / discriminator: seeded, global RNG untouched
             torch.manual_seed(seed)
@@ -58,6 +79,9 @@ class TokenizerTrainer:
         regularizer.to(self.device)
         self.optimizer = torch.optim.AdamW([*model.parameters(), *regularizer.parameters()], lr=lr,
                                            weight_decay=weight_decay, betas=ADAM_BETAS)
+        if shard is not None:
+            discriminator = [] if self.adversarial is None else list(self.adversarial.discriminator.parameters())
+            average_gradients([*model.parameters(), *regularizer.parameters(), *discriminator], shard)
 
     def _feature_dim(self) -> int | None:
         if self.feature_fn is None:
@@ -71,20 +95,24 @@ class TokenizerTrainer:
         self.model.train()
         self.regularizer.train()
         images = images.to(self.device)
-        posterior = self.model.encode(images)
-        z = posterior.sample(self.generator)  # (B, C, h, w)
-        recon = self.model.decode(z)  # (B, 3, H, W)
-        recon_loss, logs = self.objective(images, recon, posterior)
+        generator = self._noise_generator()
+        with self._autocast():
+            posterior = _float32(self.model.encode(images))
+        z = posterior.sample(generator)  # (B, C, h, w)
+        with self._autocast():
+            recon = self.model.decode(z).float()  # (B, 3, H, W)
+            recon_loss, logs = self.objective(images, recon, posterior)
         features = None
         if self.feature_fn is not None:
-            with torch.no_grad():
-                features = self.feature_fn(images)  # (B, D, h', w')
-        ctx = RegContext(images, posterior, z, self.model, features, self.generator, recon_loss)
+            with torch.no_grad(), self._autocast():
+                features = self.feature_fn(images).float()  # (B, D, h', w')
+        ctx = RegContext(images, posterior, z, self.model, features, generator, recon_loss)
         reg, reg_logs = self.regularizer.loss(ctx)
         loss = recon_loss + self.reg_weight * reg
         gan = self.adversarial if self.adversarial is not None and self.adversarial.active(self.step) else None
         if gan is not None:
-            gan_loss, gan_logs = gan.generator_loss(recon, recon_loss, self.model.decoder_output_layer)
+            with self._autocast():
+                gan_loss, gan_logs = gan.generator_loss(recon, recon_loss, self.model.decoder_output_layer)
             loss = loss + gan_loss
             logs.update(gan_logs)
         self.optimizer.zero_grad(set_to_none=True)
@@ -93,15 +121,31 @@ class TokenizerTrainer:
         if gan is not None:
             logs.update(gan.discriminator_step(images, recon))
         self.step += 1
-        return {"loss": loss.item(), **logs, "reg": reg.item(), **reg_logs}
+        logs = {"loss": loss.item(), **logs, "reg": reg.item(), **reg_logs}
+        if self.shard is None:
+            return logs
+        mean = self.shard.mean({k: torch.tensor(v, device=self.device) for k, v in logs.items()})
+        return {k: float(v) for k, v in mean.items()}
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        return backbone_autocast(self.device) if self.mixed_precision else contextlib.nullcontext()
+
+    def _noise_generator(self) -> torch.Generator:
+        """The trainer's generator; in a data-parallel rank one seeded by (seed, step, rank): independent per rank,
+        repeated by a resumed run without extra state."""
+        if self.shard is None:
+            return self.generator
+        return torch.Generator().manual_seed(hash((self.seed, self.step, self.shard.rank)) % 2**63)
 
     def fit(self, images: torch.Tensor, steps: int, batch_size: int | None = None,
             on_log: OnLog | None = None) -> list[dict[str, float]]:
-        """`steps` steps on minibatches drawn with replacement from `images` (N, 3, H, W); per-step logs."""
+        """`steps` steps on minibatches drawn with replacement from `images` (N, 3, H, W); per-step logs.
+        A data-parallel rank trains on its shard of each global minibatch (logs averaged over the ranks)."""
         size = batch_size or self.batch_size
+        rows = slice(None) if self.shard is None else self.shard.of(size)
         history = []
         for _ in range(steps):
-            idx = torch.randint(len(images), (size,), generator=self.generator)
+            idx = torch.randint(len(images), (size,), generator=self.generator)[rows]
             logs = self.train_step(images[idx])
             history.append(logs)
             if on_log is not None:
@@ -137,3 +181,10 @@ class TokenizerTrainer:
         self.generator.set_state(state["generator"])
         if self.adversarial is not None:
             self.adversarial.load_state_dict(state["adversarial"])
+
+
+def _float32(posterior: DiagonalGaussian) -> DiagonalGaussian:
+    """The posterior in float32 (from a bf16 encoder: its sample, KL and the regularizers stay full precision)."""
+    if posterior.mean.dtype == torch.float32:
+        return posterior
+    return DiagonalGaussian(torch.cat([posterior.mean, posterior.logvar], dim=1).float())

@@ -166,10 +166,12 @@ class Tracker:
         return runs[0] if runs else None
 
     def open_run(self, name: str, stage: str, config_hash: str, parent_id: str | None = None,
-                 tags: Mapping[str, str] | None = None, params: Mapping[str, Any] | None = None) -> str:
-        """Return the run id for (stage, config_hash), creating it once. Reopened runs are marked RUNNING."""
+                 tags: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None) -> str:
+        """Return the run id for (stage, config_hash), creating it once. Reopened runs are marked RUNNING. Tag
+        values are sent as strings (an http tracking server refuses others; sqlite stores coerce them)."""
         existing = self.find_run(stage, config_hash)
-        all_tags = {STAGE_TAG: stage, HASH_TAG: config_hash, STUDY_TAG: self.experiment, **(tags or {})}
+        all_tags = {STAGE_TAG: stage, HASH_TAG: config_hash, STUDY_TAG: self.experiment,
+                    **{k: str(v) for k, v in (tags or {}).items()}}
         if parent_id:
             all_tags[PARENT_TAG] = parent_id
         if existing is not None:
