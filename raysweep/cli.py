@@ -68,9 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     preflight(study)  # first: a study that cannot run leaves no lock file behind (and the lock needs the root)
     with study_lock(study.root, hint=f"raysweep status {args.study}"):
-        log = route_logs(study.root, args.verbose)
-        print(f"library logs: {log}" + ("" if args.verbose else "   (-v shows them here too)"), flush=True)
-        with open_view(title=f"study {study.name}") as view:  # live table on a terminal, plain lines otherwise
+        with route_logs(study.root, args.verbose) as log, open_view(title=f"study {study.name}") as view:
+            print(f"library logs: {log}" + ("" if args.verbose else "   (-v shows them here too)"), flush=True)
             result = run_study(study, analyze=not args.no_analysis, sink=view, verbose=args.verbose)
     print(f"MLflow UI: raysweep ui {args.study}   (tracking URI {study.tracking_uri})")
     if result.report:

@@ -154,28 +154,29 @@ def restore_logging(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped
 @pytest.mark.usefixtures("restore_logging")
 def test_route_logs_sends_ray_data_and_mlflow_to_the_study_file_and_v_brings_them_back(
         tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    path = route_logs(tmp_path, verbose=False)
-    assert path == tmp_path / "logs" / "raysweep.log"
-    import ray.data  # configures `ray.data` from RAY_DATA_LOGGING_CONFIG (at import or again here)
+    with route_logs(tmp_path, verbose=False) as path:
+        assert path == tmp_path / "logs" / "raysweep.log"
+        import ray.data  # configures `ray.data` from RAY_DATA_LOGGING_CONFIG (at import or again here)
 
-    assert os.environ["RAY_DATA_DISABLE_PROGRESS_BARS"] == "1"
-    assert not ray.data.DataContext.get_current().enable_progress_bars
-    logging.getLogger("ray.data").info("data-quiet")
-    logging.getLogger("ray.tune").warning("tune-quiet")
-    logging.getLogger("mlflow.store").warning("mlflow-quiet")
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        logging.captureWarnings(True)
-        warnings.warn("warn-quiet", stacklevel=1)
-    captured = capfd.readouterr()
-    assert "quiet" not in captured.out + captured.err
-    logged = path.read_text()
-    for word in ("data-quiet", "tune-quiet", "mlflow-quiet", "warn-quiet"):
-        assert word in logged
-    route_logs(tmp_path, verbose=True)  # -v: the file still gets everything, the terminal too
-    logging.getLogger("ray.data").warning("data-loud")
-    logging.getLogger("mlflow").warning("mlflow-loud")
-    assert "data-loud" in path.read_text()
-    assert sum(h.get_name() == HANDLER_NAME for h in logging.getLogger("ray").handlers) == 1
-    err = capfd.readouterr().err
-    assert "data-loud" in err and "mlflow-loud" in err
+        assert os.environ["RAY_DATA_DISABLE_PROGRESS_BARS"] == "1"
+        assert not ray.data.DataContext.get_current().enable_progress_bars
+        logging.getLogger("ray.data").info("data-quiet")
+        logging.getLogger("ray.tune").warning("tune-quiet")
+        logging.getLogger("mlflow.store").warning("mlflow-quiet")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("warn-quiet", stacklevel=1)
+        captured = capfd.readouterr()
+        assert "quiet" not in captured.out + captured.err
+        logged = path.read_text()
+        for word in ("data-quiet", "tune-quiet", "mlflow-quiet", "warn-quiet"):
+            assert word in logged
+    logging.getLogger("mlflow").warning("mlflow-after")  # closed: back to the terminal, not the file
+    assert "mlflow-after" not in path.read_text() and "mlflow-after" in capfd.readouterr().err
+    with route_logs(tmp_path, verbose=True):  # -v: the file still gets everything, the terminal too
+        logging.getLogger("ray.data").warning("data-loud")
+        logging.getLogger("mlflow").warning("mlflow-loud")
+        assert "data-loud" in path.read_text()
+        assert sum(h.get_name() == HANDLER_NAME for h in logging.getLogger("ray").handlers) == 1
+        err = capfd.readouterr().err
+        assert "data-loud" in err and "mlflow-loud" in err
