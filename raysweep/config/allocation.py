@@ -89,6 +89,7 @@ class FidelitySpec(Strict):
     successive halving by `reduction_factor` (ASHA) promotes the best toward the full tier."""
 
     grace_fraction: float = Field(0.25, gt=0, lt=1)
+    sample_fraction: float = Field(0.25, gt=0, le=1)  # of evaluation.num_samples scored below the full tier
     reduction_factor: int = Field(3, ge=2)
 
 
