@@ -53,7 +53,8 @@ def test_predicted_values_never_appear_under_measured_keys() -> None:
 def _estimate(diffusion: tuple[float, float, float], other: float, trials: int) -> dict:
     stages = {name: {"gpu_hours": h} for name, h in zip(DIFFUSION_STAGES, diffusion)}
     stages["tokenizer_training"] = {"gpu_hours": other}
-    return {"gpu_hours": sum(diffusion) + other, "stages": stages, "counts": {"diffusion_trials": trials}}
+    return {"gpu_hours": sum(diffusion) + other, "stages": stages,
+            "counts": {"diffusion_trials": trials, "tokenizers": trials // 2}}
 
 
 def test_plan_estimate_beside_brute_force() -> None:
@@ -63,6 +64,8 @@ def test_plan_estimate_beside_brute_force() -> None:
     assert out["brute_force"]["gpu_hours"] == 140.0 and out["brute_force"]["diffusion_gpu_hours"] == 100.0
     assert out["proxy"]["diffusion_trials"] == 30
     assert out["proxy"]["gpu_hours"] == pytest.approx(40.0 + 30.0)
+    odd = proxy_estimate(est, ProxyAllocation(budget={"trials": 0.35}))  # 35 trials = 17 whole tokenizers of 2
+    assert odd["proxy"]["diffusion_trials"] == 34 and odd["proxy"]["diffusion_gpu_hours"] == pytest.approx(34.0)
     capped = proxy_estimate(est, ProxyAllocation(budget={"trials": 0.3, "gpu_hours": 12.0}))
     assert capped["proxy"]["diffusion_gpu_hours"] == 12.0
 

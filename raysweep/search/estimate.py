@@ -27,7 +27,8 @@ def fidelity_fractions(spec: ProxyAllocation, checkpoints: int) -> tuple[float, 
 
 def proxy_estimate(estimate: dict[str, Any], spec: ProxyAllocation | None, checkpoints: int = 1) -> dict[str, Any]:
     """`{"brute_force": {...}, "proxy": {...} | None}`; `checkpoints` = diffusion steps / storage.checkpoint_every
-    (ASHA's rungs). GPU-hours of the non-diffusion stages are the same in both."""
+    (ASHA's rungs). The trial budget is spent in whole tokenizers (all of a tokenizer's diffusion trials), as the
+    allocator spends it. GPU-hours of the non-diffusion stages are the same in both."""
     stages = estimate["stages"]
     diffusion = sum(stages[s]["gpu_hours"] for s in DIFFUSION_STAGES)
     other = estimate["gpu_hours"] - diffusion
@@ -35,7 +36,8 @@ def proxy_estimate(estimate: dict[str, Any], spec: ProxyAllocation | None, check
     brute = {"gpu_hours": estimate["gpu_hours"], "diffusion_gpu_hours": diffusion, "diffusion_trials": total_trials}
     if spec is None:
         return {"brute_force": brute, "proxy": None}
-    trials = spec.budget.max_trials(total_trials)
+    per_tokenizer = total_trials // max(1, int(estimate["counts"].get("tokenizers", 1)))
+    trials = spec.budget.max_trials(total_trials) // max(1, per_tokenizer) * per_tokenizer  # whole tokenizers
     share = trials / total_trials if total_trials else 0.0
     train_f, sample_f = fidelity_fractions(spec, checkpoints)
     hours = share * (stages["diffusion_training"]["gpu_hours"] * train_f
