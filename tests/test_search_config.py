@@ -71,3 +71,13 @@ def test_tokenizer_search_block() -> None:
     data["tokenizers"]["search"]["algorithm"] = "grid"
     with pytest.raises(ConfigError, match=r"tokenizers\.search\.algorithm"):
         parse_study(data)
+
+
+def test_readme_proxy_study_is_valid() -> None:
+    text = (QUICKSTART.parents[1] / "README.md").read_text()
+    section = text[text.index("## Proxy-guided studies"):]
+    block = section[section.index("```yaml") + len("```yaml"):section.index("```\n", section.index("```yaml") + 7)]
+    study = parse_study(yaml.safe_load(block), "README.md")
+    spec = allocation_of(study)
+    assert spec is not None and spec.budget.trials == 0.3 and spec.fidelity is not None
+    assert len(study.tokenizer_trials) == 6
