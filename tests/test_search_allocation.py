@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from raysweep.config.allocation import ProxyAllocation
@@ -114,3 +115,14 @@ def test_a_strong_proxy_settles_before_brute_force_and_a_weak_one_measures_more(
 def test_everything_measured_is_exhausted() -> None:
     state, _ = _run(_allocator(stop={"never": True}))
     assert state.done == EXHAUSTED and state.measured_ids() == set(STUDY.ids)
+
+
+def test_from_table_takes_the_tokenizer_columns() -> None:
+    table = pd.DataFrame({"tokenizer_id": list(STUDY.ids), "latent/velocity/viv": STUDY.features[:, 0],
+                          "recon/psnr": STUDY.features[:, 1], "gen/gfid": STUDY.gfid, "backbone": "SiT-T"})
+    table.loc[3, "recon/psnr"] = np.nan
+    allocator = Allocator.from_table(ProxyAllocation(), table)
+    np.testing.assert_array_equal(allocator.features, STUDY.features[:, :1])  # psnr is incomplete: left out
+    np.testing.assert_array_equal(allocator.metric, STUDY.metric)
+    with pytest.raises(ValueError, match="tok03"):
+        Allocator.from_table(ProxyAllocation(features=["latent/velocity/viv", "recon/psnr"]), table)

@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from raysweep.analysis.tidy import metric_columns, require_columns
 from raysweep.config.allocation import ProxyAllocation
 from raysweep.pipeline.store import write_json_atomic
 from raysweep.search.acquisition import AnswerPosterior, answer_posterior, calibration_picks, pick, scores
@@ -91,6 +93,24 @@ class Allocator:
         hours = np.zeros(len(ids)) if gpu_hours is None else np.asarray(gpu_hours, dtype=float)
         return cls(spec, tuple(ids), np.asarray(features, dtype=float), np.asarray(metric, dtype=float),
                    trials_per_tokenizer, hours, seed)
+
+    @classmethod
+    def from_table(cls, spec: ProxyAllocation, tokenizers: pd.DataFrame, trials_per_tokenizer: int = 1,
+                   gpu_hours: np.ndarray | None = None, seed: int = 0) -> Allocator:
+        """From one row per tokenizer (`tokenizer_id` and its latent/ and recon/ metric columns, e.g. the tidy
+        table's tokenizer columns). Features: `spec.features`, default every latent/ and recon/ column with a value
+        for every tokenizer; the correlation metric: `acquisition.correlation_metric`, default the first feature.
+        A tokenizer without a value for a named feature is refused (ValueError naming it)."""
+        names = spec.features or [c for c in metric_columns(tokenizers, ("latent/", "recon/"))
+                                  if np.isfinite(pd.to_numeric(tokenizers[c], errors="coerce")).all()]
+        metric = spec.acquisition.correlation_metric or (names[0] if names else "")
+        require_columns(tokenizers, ["tokenizer_id", *names, metric])
+        values = tokenizers[[*names, metric]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+        bad = tokenizers["tokenizer_id"][~np.isfinite(values).all(axis=1)].tolist()
+        if bad or not names:
+            raise ValueError(f"proxy features {names} need a finite value for every tokenizer; missing for {bad}")
+        return cls.create(spec, [str(t) for t in tokenizers["tokenizer_id"]], values[:, :len(names)], values[:, -1],
+                          trials_per_tokenizer, gpu_hours, seed)
 
     @property
     def max_trials(self) -> int:
