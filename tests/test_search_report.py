@@ -11,7 +11,7 @@ from raysweep.search.estimate import DIFFUSION_STAGES, fidelity_fractions, proxy
 from raysweep.search.fidelity import rungs, tier_agreement
 from raysweep.search.keys import MEASURED, PRED_GFID, PRED_GFID_HI, PRED_GFID_LO, PRED_PREFIX, PREDICTED
 from raysweep.search.replay import synthetic_study
-from raysweep.search.report import allocation_section, predicted_metrics
+from raysweep.search.report import allocation_section, fidelity_section, predicted_metrics
 
 STUDY = synthetic_study(0.87, seed=1, n=20)
 
@@ -88,3 +88,5 @@ def test_tier_agreement() -> None:
     assert same.spearman == pytest.approx(1.0) and same.top_k_overlap == 1.0 and same.n == 6
     swapped = tier_agreement({**full, "t0": 1.5, "t1": 0.5, "t2": 5.5, "x": 0.0}, full, top_k=3)
     assert swapped.n == 6 and swapped.top_k_overlap == pytest.approx(2 / 3)
+    row = fidelity_section({"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 3.0, "b": 2.0, "c": 1.0}, 1).frame.iloc[0]
+    assert row["spearman"] == pytest.approx(-1.0) and row["top_k_overlap"] == 0.0 and row["trials_with_both"] == 3

@@ -10,6 +10,7 @@ from scipy import stats
 
 from raysweep.analysis.report import ReportSection
 from raysweep.search.allocation import AllocationState, Allocator
+from raysweep.search.fidelity import tier_agreement
 from raysweep.search.keys import (
     MEASURED,
     PRED_GFID,
@@ -87,3 +88,13 @@ def allocation_section(allocator: Allocator, state: AllocationState) -> ReportSe
             f"tokenizers (leave-one-out, n = {q.n}): RMSE {q.rmse:.3g}, Spearman {q.spearman:.2f}, "
             f"{q.coverage:.0%} inside their {q.level:.0%} intervals.")
     return ReportSection("Proxy-guided allocation: measured and predicted gFID", table, note)
+
+
+def fidelity_section(cheap: dict[str, float], full: dict[str, float], top_k: int = 3) -> ReportSection:
+    """Whether the cheap tier could be trusted: rank agreement with the full tier where both were measured."""
+    a = tier_agreement(cheap, full, top_k)
+    frame = pd.DataFrame([{"trials_with_both": a.n, "spearman": a.spearman, "top_k": a.top_k,
+                           "top_k_overlap": a.top_k_overlap}])
+    note = (f"Cheap-tier gFID (ASHA's first rung) against full-tier gFID over the {a.n} trials promoted to the full "
+            f"tier. Promoted trials are the cheap tier's best, so this agreement is measured on a truncated range.")
+    return ReportSection("Multi-fidelity gFID: cheap vs full tier", frame, note)
