@@ -87,8 +87,10 @@ def main() -> None:
     parser.add_argument("--experiment")
     parser.add_argument("--features", nargs="+", default=["latent/velocity/viv"])
     parser.add_argument("--metric", default="latent/velocity/viv")
+    parser.add_argument("--top-weight", type=float, default=1.0, help="acquisition.top_weight")
+    parser.add_argument("--correlation-weight", type=float, default=1.0, help="acquisition.correlation_weight")
     args = parser.parse_args()
-    spec = ProxyAllocation()
+    spec = ProxyAllocation(acquisition={"top_weight": args.top_weight, "correlation_weight": args.correlation_weight})
     rows = []
     if args.store:
         study = load_replay(args.store, args.experiment, args.features, args.metric)
