@@ -51,6 +51,8 @@ def test_proxy_allocation_keeps_the_trials_and_parses() -> None:
     ({"budgets": {}}, "diffusion.allocation.budgets", "allowed: acquisition, budget"),
     ({"features": ["gen/gfid"]}, "diffusion.allocation.features", "latent/ or recon/"),
     ({"acquisition": {"top_weight": 0, "correlation_weight": 0}}, "diffusion.allocation.acquisition", "both be 0"),
+    ({"features": ["latent/velocity/viv"], "calibration": {"by": "recon/psnr"}}, "diffusion.allocation",
+     "allowed: latent/velocity/viv"),
 ])
 def test_bad_allocation_is_one_line_naming_the_key(allocation: Any, where: str, says: str) -> None:
     with pytest.raises(ConfigError) as err:

@@ -112,6 +112,14 @@ class ProxyAllocation(Strict):
             raise ValueError(f"must be a non-empty list of latent/ or recon/ metric keys, got {v!r}")
         return v
 
+    @model_validator(mode="after")
+    def _calibration_by_a_feature(self) -> ProxyAllocation:
+        by = self.calibration.by
+        if by is not None and by not in (self.features or []):
+            raise ValueError(f"calibration.by must be one of the listed features; allowed: "
+                             f"{allowed(self.features or [])}")
+        return self
+
 
 class TokenizerSearch(Strict):
     """`tokenizers.search`: a Ray Tune search over the tokenizer block's domains (e.g. `params: search`)."""
