@@ -75,7 +75,7 @@ def _check(result: Any, spec: TokenizerSearch) -> None:
 
 def test_random_search_is_seeded_and_respects_the_constraint(tmp_path: Path) -> None:
     space = search_space({"regularizer": "lcr", "params": "search", "steps": 5, "num_samples": 3})
-    spec = TokenizerSearch(objective="latent/x", algorithm="random", num_samples=4, constraint="recon/psnr >= 23")
+    spec = TokenizerSearch(objective="latent/x", algorithm="random", num_samples=3, constraint="recon/psnr >= 23")
     first = run_tokenizer_search(space, lcr_objective, spec, 11, str(tmp_path), "random_a")
     again = run_tokenizer_search(space, lcr_objective, spec, 11, str(tmp_path), "random_b")
     _check(first, spec)
