@@ -13,7 +13,10 @@ from raysweep.config.spec import DiffusionTrial, StudySpec, TokenizerTrial
 
 M = TypeVar("M", bound=BaseModel)
 BLOCK_KEYS = ("variants", "num_samples")
-SEARCH = "search"  # a tokenizer param (or all `params`) set to this sweeps the regularizer's declared search_space
+ALLOCATION = "allocation"  # diffusion.allocation: how diffusion compute is spread (config/allocation.py)
+# a tokenizer param (or all `params`) set to this sweeps the regularizer's declared search_space; as a key of the
+# tokenizers block, a Ray Tune search over those domains (config/allocation.py TokenizerSearch)
+SEARCH = "search"
 
 
 def _first_error(err: ValidationError, model: type[BaseModel], source: str, prefix: str) -> ConfigError:
@@ -129,7 +132,7 @@ def parse_study(data: Any, source: str = "<study>") -> StudySpec:
     study = _validate(StudySpec, data, source)
     study.source = source
     study.tokenizer_trials = _resolve_block(study.tokenizers or {}, TokenizerTrial, source, "tokenizers",
-                                            study.seed)
+                                            study.seed, extra_keys=(SEARCH,))
     _assign_tokenizer_ids(study.tokenizer_trials, source)
     diffusion = dict(study.diffusion or {})
     seeds = diffusion.get("seeds", [0])
@@ -137,9 +140,18 @@ def parse_study(data: Any, source: str = "<study>") -> StudySpec:
         raise ConfigError(source, "diffusion.seeds", f"must be a non-empty list of integers, got {seeds!r}")
     study.diffusion_seeds = seeds
     study.diffusion_trials = _resolve_block(diffusion, DiffusionTrial, source, "diffusion", study.seed,
-                                            extra_keys=("seeds",))
+                                            extra_keys=("seeds", ALLOCATION))
+    _check_search_blocks(study, source)
     _check_cross_fields(study, source)
     return study
+
+
+def _check_search_blocks(study: StudySpec, source: str) -> None:
+    """`diffusion.allocation` and `tokenizers.search` fail at load time; they never change the resolved trials."""
+    from raysweep.config.allocation import parse_allocation, parse_tokenizer_search
+
+    parse_allocation((study.diffusion or {}).get(ALLOCATION), source)
+    parse_tokenizer_search((study.tokenizers or {}).get(SEARCH), source)
 
 
 def _check_cross_fields(study: StudySpec, source: str) -> None:
