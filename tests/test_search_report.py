@@ -9,9 +9,9 @@ from raysweep.config.allocation import FidelitySpec, ProxyAllocation
 from raysweep.search.allocation import Allocator
 from raysweep.search.estimate import DIFFUSION_STAGES, fidelity_fractions, proxy_estimate
 from raysweep.search.fidelity import rungs, tier_agreement
-from raysweep.search.keys import MEASURED, PRED_GFID, PRED_GFID_HI, PRED_GFID_LO, PRED_PREFIX, PREDICTED
 from raysweep.search.replay import synthetic_study
 from raysweep.search.report import allocation_section, fidelity_section, predicted_metrics
+from raysweep.tracking.keys import MEASURED, PRED_GFID, PRED_GFID_HI, PRED_GFID_LO, PRED_PREFIX, PREDICTED
 
 STUDY = synthetic_study(0.87, seed=1, n=20)
 

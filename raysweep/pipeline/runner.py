@@ -47,6 +47,7 @@ class StudyResult:
     study_run_id: str
     finished: list[tuple[str, str]] = field(default_factory=list)  # (stage, id) of jobs run now or found done
     failed: list[dict[str, Any]] = field(default_factory=list)  # {"stage", "id", "error"}
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # {"stage", "id", "reason"}: not run on purpose
     report: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -124,15 +125,18 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
             def keep_report(path: str) -> None:
                 result.report = path
 
+            gate = proxy_gate(study, plan, store, tracker)
             outcome = Scheduler(plan, store, executor,
-                                lambda job: job_task(job, study, ctx, tracker, keep_report, pool), emit,
-                                cost=job_cost, headline=lambda job: headline(store, job)).run()
+                                lambda job: job_task(job, study, ctx, tracker, keep_report, pool, gate), emit,
+                                cost=job_cost, headline=lambda job: headline(store, job), gate=gate).run()
         finally:
             executor.close()
             if pool is not None:
                 pool.close()
         result.seconds["jobs"] = time.perf_counter() - t0
         result.finished = outcome.cached + outcome.finished
+        result.skipped = [{"stage": stage, "id": job_id, "reason": why}
+                          for (stage, job_id), why in outcome.skipped.items()]
     except BaseException as err:
         tracker.finish(study_run_id, "FAILED" if isinstance(err, Exception) else "KILLED",
                        reason=f"{type(err).__name__}: {err}")
@@ -172,10 +176,70 @@ def headline(store: Store, job: Job) -> tuple[str, float] | None:
     return None if value is None else (metric, float(value))
 
 
+def tokenizer_metrics(store: Store, tracker: Tracker) -> Callable[[list[TokenizerJob]], Any]:
+    """Finished tokenizers -> one row each: `tokenizer_id` and the latent/ and recon/ metrics of its MLflow run
+    (what the proxy allocation fits on)."""
+    import pandas as pd
+
+    from raysweep.tracking.table import TOKENIZER_PREFIXES
+
+    def table(jobs: list[TokenizerJob]) -> pd.DataFrame:
+        runs = {r.info.run_id: r for r in tracker.runs("tokenizer")}
+        rows = []
+        for job in jobs:
+            run = runs[store.done(job)["run_id"]]
+            rows.append({"tokenizer_id": job.id, **{k: v for k, v in Tracker.metrics_of(run).items()
+                                                    if k.startswith(TOKENIZER_PREFIXES)}})
+        return pd.DataFrame(rows)
+
+    return table
+
+
+def log_predictions(store: Store, tracker: Tracker, plan: StudyPlan) -> Callable[[Any, Any], None]:
+    """Once the allocation is done: `pred/*` values on the unmeasured tokenizers' runs (never `gen/*`), and the
+    `raysweep.gfid_source` tag (measured / predicted) on every allocated tokenizer's run."""
+    from raysweep.search.report import predicted_metrics
+    from raysweep.tracking.keys import MEASURED, PRED_TAG, PREDICTED
+
+    def log(allocator: Any, state: Any) -> None:
+        tokenizers = {t.id: t for t in plan.tokenizers}
+        predicted = predicted_metrics(allocator, state)
+        for tid in allocator.ids:
+            run_id = store.done(tokenizers[tid])["run_id"]
+            if tid in predicted:
+                tracker.log_metrics(run_id, predicted[tid])
+            tracker.set_tags(run_id, {PRED_TAG: PREDICTED if tid in predicted else MEASURED})
+
+    return log
+
+
+def proxy_gate(study: StudySpec, plan: StudyPlan, store: Store, tracker: Tracker) -> Any:
+    """The scheduler gate of `diffusion.allocation: proxy` (`allocation_gate.ProxyGate`), or None for `all`
+    (every diffusion job released, today's schedule)."""
+    from raysweep.config.allocation import allocation_of
+
+    spec = allocation_of(study)
+    if spec is None or not plan.diffusion:
+        return None
+    from raysweep.pipeline.allocation_gate import ProxyGate
+
+    hours = None
+    if spec.budget.gpu_hours is not None:
+        from raysweep.pipeline.estimate import estimate_gpu_hours
+        from raysweep.search.estimate import proxy_estimate
+
+        brute = proxy_estimate(estimate_gpu_hours(study), None)["brute_force"]
+        hours = brute["diffusion_gpu_hours"] / max(1, len(plan.tokenizers))
+    return ProxyGate(spec, plan, store, tokenizer_metrics(store, tracker), seed=study.seed, gpu_hours=hours,
+                     on_done=log_predictions(store, tracker, plan))
+
+
 def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
-             report: Callable[[str], None] = lambda path: None, pool: MetricPool | None = None) -> Task:
+             report: Callable[[str], None] = lambda path: None, pool: MetricPool | None = None,
+             gate: Any = None) -> Task:
     """The runnable form of a job whose deps are finished: which stage entry point, with what, on what.
-    `report` receives the analysis report's artifact path; `pool` runs the latent metrics (None: in-process)."""
+    `report` receives the analysis report's artifact path; `pool` runs the latent metrics (None: in-process);
+    `gate` (a `ProxyGate`, or None) adds its allocation section and skipped tokenizers to the analysis."""
     res, params = study.resources, study.metrics.params
     if isinstance(job, TokenizerJob):
         from raysweep.pipeline.tokenizer_stage import tokenizer_payload, train_tokenizer_trial
@@ -206,5 +270,9 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
     if isinstance(job, AnalysisJob):
         from raysweep.pipeline.analysis_stage import analyze_study
 
-        return Task(job.ref, "driver", lambda: report(analyze_study(study, tracker, ctx.study_run_id)))
+        def analysis() -> None:
+            extra = {} if gate is None else {"sections": gate.sections(), "skipped": gate.skipped_tokenizers()}
+            report(analyze_study(study, tracker, ctx.study_run_id, **extra))
+
+        return Task(job.ref, "driver", analysis)
     raise TypeError(f"no stage runs {type(job).__name__}")

@@ -5,10 +5,10 @@ acquisition.py       which tokenizer's measured gFID most changes the answer (to
 allocation.py        the allocation state machine (budget, calibration, acquisition, stop), JSON-serialisable
 fidelity.py          multi-fidelity gFID through Ray Tune's ASHA, and tier rank agreement
 tokenizer_search.py  tokenizers.search through a Ray Tune search algorithm (Optuna TPE or random)
-keys.py              MLflow keys of predicted values (pred/*, never gen/*)
 report.py            the report section: measured vs predicted, held-out proxy error
 estimate.py          `raysweep plan --json` GPU-hours of the proxy-guided study beside brute force
 replay.py            replays of finished studies (benchmarks/allocation_bench.py)
+MLflow keys of predicted values (pred/*, never gen/*) live in raysweep/tracking/keys.py with the measured ones.
 
 Wiring into the study engine (`spec = allocation_of(study)`; None = brute force, today's plan):
 1. plan --json: `proxy_estimate(estimate_gpu_hours(study), spec, checkpoints=steps // storage.checkpoint_every)`.

@@ -11,7 +11,8 @@ from scipy import stats
 from raysweep.analysis.report import ReportSection
 from raysweep.search.allocation import AllocationState, Allocator
 from raysweep.search.fidelity import tier_agreement
-from raysweep.search.keys import (
+from raysweep.search.proxy import loo_predictions
+from raysweep.tracking.keys import (
     MEASURED,
     PRED_GFID,
     PRED_GFID_HI,
@@ -20,7 +21,6 @@ from raysweep.search.keys import (
     PRED_TOP_PROB,
     PREDICTED,
 )
-from raysweep.search.proxy import loo_predictions
 
 
 @dataclass(frozen=True)

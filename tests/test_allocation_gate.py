@@ -1,0 +1,134 @@
+"""`diffusion.allocation: proxy` in the scheduler: the ProxyGate releases only chosen tokenizers' diffusion jobs,
+skips the rest (not failed), persists its state and continues it after a driver restart. Jobs are the plan's real
+jobs run in-process (LocalExecutor) writing real store markers; a diffusion job's gFID is a known function of its
+tokenizer, and the proxy features are that gFID plus noise, so the proxy is strong and the choices are checkable."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_e2e_study import micro_study
+
+from raysweep.config import parse_study
+from raysweep.config.allocation import allocation_of
+from raysweep.config.plan import DiffusionJob, Job, StudyPlan, TokenizerJob
+from raysweep.pipeline.allocation_gate import GFID, NOT_CHOSEN, ProxyGate
+from raysweep.pipeline.events import JobEvent, JobFailed, JobSkipped, JobStarted
+from raysweep.pipeline.executors import LocalExecutor, Task
+from raysweep.pipeline.scheduler import Scheduler
+from raysweep.pipeline.simulation import simulated_task
+from raysweep.pipeline.store import Store
+from raysweep.search.allocation import load_state
+
+N = 8
+
+
+def _study(root: Path, allocation: object = None, tokenizers: int = N):
+    data = micro_study(root)
+    data["tokenizers"]["variants"] = [{"regularizer": "baseline", "kl_weight": 10.0 ** -i, "id": f"t{i}"}
+                                      for i in range(tokenizers)]
+    if allocation is not None:
+        data["diffusion"]["allocation"] = allocation
+    return parse_study(data)
+
+
+PROXY = {"mode": "proxy", "budget": {"trials": 4}, "calibration": {"count": 2}, "acquisition": {"draws": 100},
+         "stop": {"never": True}}
+
+
+def _truth(tokenizer_id: str) -> float:
+    """The gFID a tokenizer's diffusion runs measure: t3 is best."""
+    return 10.0 + (int(tokenizer_id[1:]) - 3) ** 2
+
+
+def _features(jobs: list[TokenizerJob]) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame([{"tokenizer_id": j.id, "latent/x": _truth(j.id) + rng.normal(0, 0.5),
+                          "recon/psnr": 20.0 + rng.normal()} for j in jobs])
+
+
+def _gfid_job(marker: str, value: float, interrupt: list[int]) -> None:
+    if interrupt and interrupt[0] == 0:
+        raise KeyboardInterrupt("driver killed")
+    if interrupt:
+        interrupt[0] -= 1
+    Store.mark_done(Path(marker), {"metrics": {GFID: value}, "run_id": None})
+
+
+def _scheduler(study, interrupt: list[int] | None = None, gate: bool = True
+               ) -> tuple[Scheduler, ProxyGate | None, list[JobEvent]]:
+    plan, store = StudyPlan.from_spec(study, analyze=True), Store(study.root)
+    jobs, events = plan.by_ref(), []
+
+    def task(job: Job) -> Task:
+        if isinstance(job, DiffusionJob):
+            return Task(job.ref, "task", _gfid_job, (str(store.marker(job)), _truth(job.tokenizer.id),
+                                                     interrupt if interrupt is not None else []))
+        if job.stage == "analysis":
+            return Task(job.ref, "driver", lambda: None)
+        return simulated_task(job, store, jobs, 0.0, {"CPU": 1}, tune=False)
+
+    spec = allocation_of(study)
+    proxy = ProxyGate(spec, plan, store, _features, seed=study.seed) if gate and spec else None
+    return Scheduler(plan, store, LocalExecutor({"CPU": 2}), task, events.append, gate=proxy), proxy, events
+
+
+def test_proxy_releases_only_chosen_tokenizers_and_skips_the_rest(tmp_path: Path) -> None:
+    study = _study(tmp_path, PROXY)
+    scheduler, gate, events = _scheduler(study)
+    result = scheduler.run()
+    assert not result.failed and gate is not None
+    state = load_state(Store(study.root).allocation_state)
+    assert state is not None and state.done == "budget" and state.trials_spent == 4 and not state.pending
+    chosen = {t for t, _ in state.measured}
+    assert len(chosen) == 4 and "t3" in chosen  # the proxy is strong: the best tokenizer is measured
+    started = [e for e in events if isinstance(e, JobStarted)]
+    assert {e.job_id.split("/")[0] for e in started if e.stage == "diffusion"} == chosen
+    # no diffusion job starts before every tokenizer's metric jobs are over (the allocator needs all of them)
+    first_diffusion = next(i for i, e in enumerate(started) if e.stage == "diffusion")
+    assert all(e.stage not in ("tokenizer", "latent_metrics", "model_metrics") for e in started[first_diffusion:])
+    unchosen = {f"t{i}" for i in range(N)} - chosen
+    assert {r for r, why in result.skipped.items() if why == NOT_CHOSEN} == {("diffusion", f"{t}/SiT-T/0")
+                                                                              for t in unchosen}
+    assert {r for r in result.skipped if r[0] == "diffusion_metrics"} == {("diffusion_metrics", f"{t}/SiT-T/0")
+                                                                          for t in unchosen}
+    skipped_events = [e for e in events if isinstance(e, JobSkipped)]
+    assert len(skipped_events) == 2 * len(unchosen) and not any(isinstance(e, JobFailed) for e in events)
+    assert ("analysis", "analysis") in result.finished  # the analysis runs after skipped jobs
+    assert dict(state.measured) == {t: _truth(t) for t in chosen}
+    assert gate.skipped_tokenizers() == unchosen
+
+
+def test_allocation_all_runs_exactly_todays_jobs(tmp_path: Path) -> None:
+    plain = _study(tmp_path / "a")
+    explicit = _study(tmp_path / "b", "all")
+    assert allocation_of(explicit) is None
+    assert [j.key for j in StudyPlan.from_spec(plain)][:-1] == [j.key for j in StudyPlan.from_spec(explicit)][:-1]
+    ran = []
+    for study in (plain, explicit):
+        scheduler, gate, events = _scheduler(study)
+        assert gate is None
+        result = scheduler.run()
+        assert not result.failed and not result.skipped
+        ran.append(sorted(result.finished))
+    assert ran[0] == ran[1] and len(ran[0]) == len(StudyPlan.from_spec(plain))
+
+
+def test_a_restarted_driver_continues_the_saved_allocation(tmp_path: Path) -> None:
+    whole = _study(tmp_path / "whole", PROXY)
+    _scheduler(whole)[0].run()
+    reference = load_state(Store(whole.root).allocation_state)
+
+    study = _study(tmp_path / "resumed", PROXY)
+    with pytest.raises(KeyboardInterrupt):
+        _scheduler(study, interrupt=[2])[0].run()  # killed while the third diffusion job runs
+    mid = load_state(Store(study.root).allocation_state)
+    assert mid is not None and mid.done is None and mid.pending  # killed mid-allocation
+    scheduler, _, events = _scheduler(study)
+    result = scheduler.run()
+    final = load_state(Store(study.root).allocation_state)
+    assert final == reference  # the same choices, in the same order, as without the restart
+    rerun = {e.job_id for e in events if isinstance(e, JobStarted) and e.stage == "diffusion"}
+    assert len(rerun) == 4 - 2 and not result.failed  # the two finished runs are cached, not run again
