@@ -132,3 +132,55 @@ def test_a_restarted_driver_continues_the_saved_allocation(tmp_path: Path) -> No
     assert final == reference  # the same choices, in the same order, as without the restart
     rerun = {e.job_id for e in events if isinstance(e, JobStarted) and e.stage == "diffusion"}
     assert len(rerun) == 4 - 2 and not result.failed  # the two finished runs are cached, not run again
+
+
+def test_proxy_study_end_to_end_in_process(tmp_path: Path) -> None:
+    """`raysweep run` of a proxy-guided study (LocalExecutor, real MLflow and Parquet): only chosen tokenizers get
+    diffusion runs; the others get pred/* values (never gen/*) and SKIPPED rows; the analysis correlates measured
+    rows only and the report has the allocation section."""
+    import mlflow
+
+    from raysweep.pipeline.runner import run_study
+    from raysweep.tracking import Tracker
+    from raysweep.tracking.keys import GEN_PREFIX, PRED_GFID, PRED_PREFIX, PRED_TAG, PREDICTED
+
+    data = micro_study(tmp_path / "study")
+    data["tokenizers"]["variants"] = [{"regularizer": "baseline", "kl_weight": w, "id": f"t{i}"}
+                                      for i, w in enumerate((1e-6, 1e-3, 1e-1, 1.0))]
+    data["metrics"] = {"names": ["viv", "sec"], "actors": 1, "batch_size": 32}
+    data["diffusion"]["allocation"] = {"mode": "proxy", "budget": {"trials": 3}, "calibration": {"count": 2},
+                                       "acquisition": {"draws": 100}, "stop": {"never": True}}
+    study = parse_study(data)
+    result = run_study(study, executor=LocalExecutor({"CPU": 2}))
+    assert not result.failed, result.failed
+    state = load_state(Store(study.root).allocation_state)
+    assert state is not None and state.done == "budget" and len(state.measured) == 3
+    measured = state.measured_ids()
+    (unmeasured,) = {"t0", "t1", "t2", "t3"} - measured
+    assert result.skipped == [{"stage": "diffusion", "id": f"{unmeasured}/SiT-T/0", "reason": NOT_CHOSEN}]
+
+    tracker = Tracker(study.tracking_uri, study.experiment_name)
+    assert sorted(r.data.tags["tokenizer_id"] for r in tracker.runs("diffusion")) == sorted(measured)
+    for run in tracker.runs("tokenizer"):
+        keys = set(Tracker.metrics_of(run))
+        assert not any(k.startswith(GEN_PREFIX) for k in keys)
+        if run.data.tags["tokenizer_id"] == unmeasured:
+            assert PRED_GFID in keys and run.data.tags[PRED_TAG] == PREDICTED
+        else:
+            assert not any(k.startswith(PRED_PREFIX) for k in keys)
+    for run in tracker.runs("diffusion"):
+        assert not any(k.startswith(PRED_PREFIX) for k in Tracker.metrics_of(run))
+
+    out = Path(mlflow.artifacts.download_artifacts(run_id=result.study_run_id, artifact_path="analysis",
+                                                   tracking_uri=study.tracking_uri, dst_path=str(tmp_path / "a")))
+    table = pd.read_csv(out / "table.csv")
+    assert not any(c.startswith(PRED_PREFIX) for c in table.columns)
+    skipped = table[table["status"] == "SKIPPED"]
+    assert list(skipped["tokenizer_id"]) == [unmeasured]
+    correlations = pd.read_csv(out / "correlations.csv")
+    overall = correlations[(correlations["scope"] == "best_cfg") & correlations["r"].notna()]
+    assert len(overall) and (overall["n"] == 3).all()  # the three measured tokenizers, not the predicted one
+    excluded = pd.read_csv(out / "excluded.csv")
+    assert unmeasured in set(excluded["tokenizer_id"])
+    report = (out / "report.md").read_text()
+    assert "Proxy-guided allocation" in report and "predicted" in report
