@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from raysweep.config import ConfigError, load_study
+from raysweep.config.allocation import allocation_of
 from raysweep.config.plan import StudyPlan
 from raysweep.config.spec import StudySpec
 
@@ -44,6 +45,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         from raysweep.pipeline.estimate import estimate_gpu_hours  # imports torch: only for --json
 
         plan["estimate"] = estimate_gpu_hours(study)
+        spec = allocation_of(study)
+        if spec is not None:  # diffusion.allocation: proxy — its GPU-hours beside brute force
+            from raysweep.search.estimate import proxy_estimate
+
+            steps = max((d.steps for d in study.diffusion_trials), default=0)
+            plan["proxy_estimate"] = proxy_estimate(plan["estimate"], spec,
+                                                    checkpoints=max(1, steps // study.storage.checkpoint_every))
         print(json.dumps(plan, indent=2))
         return 0
     print(f"study {plan['study']} -> {plan['root']}")
