@@ -19,6 +19,7 @@ from raysweep.pipeline.events import JobEvent, JobFailed, JobSkipped, JobStarted
 from raysweep.pipeline.executors import LocalExecutor, Task
 from raysweep.pipeline.scheduler import Scheduler
 from raysweep.pipeline.simulation import simulated_task
+from raysweep.pipeline.status import study_status
 from raysweep.pipeline.store import Store
 from raysweep.search.allocation import load_state
 
@@ -99,6 +100,10 @@ def test_proxy_releases_only_chosen_tokenizers_and_skips_the_rest(tmp_path: Path
     assert ("analysis", "analysis") in result.finished  # the analysis runs after skipped jobs
     assert dict(state.measured) == {t: _truth(t) for t in chosen}
     assert gate.skipped_tokenizers() == unchosen
+    status = study_status(study)["allocation"]
+    assert status["done"] == "budget" and status["diffusion_skipped"] == len(unchosen)
+    assert set(status["measured"]) == chosen and not status["pending"]
+    assert "4 diffusion trials not chosen" in study_status(study, text=True)
 
 
 def test_allocation_all_runs_exactly_todays_jobs(tmp_path: Path) -> None:
@@ -130,6 +135,7 @@ def test_a_restarted_driver_continues_the_saved_allocation(tmp_path: Path) -> No
     result = scheduler.run()
     final = load_state(Store(study.root).allocation_state)
     assert final == reference  # the same choices, in the same order, as without the restart
+    assert study_status(study)["allocation"]["done"] == "budget"
     rerun = {e.job_id for e in events if isinstance(e, JobStarted) and e.stage == "diffusion"}
     assert len(rerun) == 4 - 2 and not result.failed  # the two finished runs are cached, not run again
 
@@ -184,3 +190,10 @@ def test_proxy_study_end_to_end_in_process(tmp_path: Path) -> None:
     assert unmeasured in set(excluded["tokenizer_id"])
     report = (out / "report.md").read_text()
     assert "Proxy-guided allocation" in report and "predicted" in report
+
+
+def test_a_saved_allocation_of_tokenizers_the_study_no_longer_has_is_refused(tmp_path: Path) -> None:
+    _scheduler(_study(tmp_path, PROXY))[0].run()
+    fewer = _study(tmp_path, PROXY, tokenizers=2)  # the same root, most tokenizers removed
+    with pytest.raises(ValueError, match="remove the file"):
+        _scheduler(fewer)[0].run()

@@ -92,6 +92,10 @@ class ProxyGate:
         self.allocator = Allocator.from_table(self.spec, table, trials_per_tokenizer=per_tokenizer,
                                               gpu_hours=hours, seed=self.seed)
         self.state = load_state(self.store.allocation_state) or self.allocator.start()
+        unknown = (self.state.measured_ids() | set(self.state.pending) | set(self.state.failed)) - set(ok)
+        if unknown:
+            raise ValueError(f"{self.store.allocation_state} allocates tokenizers this study no longer has finished: "
+                             f"{sorted(unknown)}; remove the file to start the allocation again")
         self._advance()
 
     def _over(self, tokenizer_id: str) -> bool:
