@@ -190,6 +190,7 @@ def test_proxy_study_end_to_end_in_process(tmp_path: Path) -> None:
     assert unmeasured in set(excluded["tokenizer_id"])
     report = (out / "report.md").read_text()
     assert "Proxy-guided allocation" in report and "predicted" in report
+    assert "3 tokenizers measured, 1 predicted" in (out / "report.html").read_text()
 
 
 def test_a_saved_allocation_of_tokenizers_the_study_no_longer_has_is_refused(tmp_path: Path) -> None:

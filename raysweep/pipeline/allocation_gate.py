@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from raysweep.config.allocation import ProxyAllocation
+from raysweep.config.allocation import ProxyAllocation, allocation_of
 from raysweep.config.plan import DiffusionJob, Job, JobRef, StudyPlan, TokenizerJob
+from raysweep.config.spec import StudySpec
 from raysweep.pipeline.store import Store
 from raysweep.search.allocation import AllocationState, Allocator, load_state, save_state
+from raysweep.tracking import Tracker
 from raysweep.tracking.keys import BEST_VIEW, gen_key
 
 NOT_CHOSEN = "not chosen by the proxy allocation"
@@ -84,13 +86,21 @@ class ProxyGate:
         s = self.state
         return set() if s is None else s.measured_ids() | set(s.pending) | set(s.failed)
 
-    def _start(self) -> None:
-        ok = [t for t, refs in self.prereqs.items() if refs and all(self.outcome[r] is None for r in refs)]
+    def finished_tokenizers(self) -> list[str]:
+        """Tokenizers (plan order) whose prerequisites all finished: those the allocator chooses among."""
+        return [t for t, refs in self.prereqs.items() if refs and all(self.outcome.get(r, "") is None for r in refs)]
+
+    def build(self, ok: list[str]) -> Allocator:
+        """The allocator over the tokenizers `ok`, fitted on their tracked metrics."""
         table = self.features([self.tokenizers[t] for t in ok])
         per_tokenizer = len(next(iter(self.runs.values()), []))
         hours = None if self.gpu_hours is None else np.full(len(table), self.gpu_hours)
-        self.allocator = Allocator.from_table(self.spec, table, trials_per_tokenizer=per_tokenizer,
-                                              gpu_hours=hours, seed=self.seed)
+        return Allocator.from_table(self.spec, table, trials_per_tokenizer=per_tokenizer, gpu_hours=hours,
+                                    seed=self.seed)
+
+    def _start(self) -> None:
+        ok = self.finished_tokenizers()
+        self.allocator = self.build(ok)
         self.state = load_state(self.store.allocation_state) or self.allocator.start()
         unknown = (self.state.measured_ids() | set(self.state.pending) | set(self.state.failed)) - set(ok)
         if unknown:
@@ -122,16 +132,66 @@ class ProxyGate:
             if not batch or not any(self._over(t) for t in batch):
                 return
 
-    def sections(self) -> list[Any]:
-        """The report's allocation section (empty before the allocation started)."""
-        from raysweep.search.report import allocation_section
-
-        if self.allocator is None or self.state is None:
-            return []
-        return [allocation_section(self.allocator, self.state)]
-
     def skipped_tokenizers(self) -> set[str]:
         """Tokenizers whose diffusion runs were not chosen (once the allocation is done)."""
         if self.allocator is None or self.state is None or not self.state.done:
             return set()
         return set(self.allocator.ids) - self.chosen()
+
+
+def tokenizer_metrics(store: Store, tracker: Tracker) -> Features:
+    """Finished tokenizers -> one row each: `tokenizer_id` and the latent/ and recon/ metrics of its MLflow run
+    (what the proxy is fitted on)."""
+    from raysweep.tracking.table import TOKENIZER_PREFIXES
+
+    def table(jobs: list[TokenizerJob]) -> pd.DataFrame:
+        runs = {r.info.run_id: r for r in tracker.runs("tokenizer")}
+        rows = []
+        for job in jobs:
+            run = runs[store.done(job)["run_id"]]
+            rows.append({"tokenizer_id": job.id, **{k: v for k, v in Tracker.metrics_of(run).items()
+                                                    if k.startswith(TOKENIZER_PREFIXES)}})
+        return pd.DataFrame(rows)
+
+    return table
+
+
+def diffusion_gpu_hours(study: StudySpec, plan: StudyPlan) -> float:
+    """Estimated diffusion GPU-hours of one tokenizer (all its trials), for a GPU-hour budget."""
+    from raysweep.pipeline.estimate import estimate_gpu_hours
+    from raysweep.search.estimate import proxy_estimate
+
+    brute = proxy_estimate(estimate_gpu_hours(study), None)["brute_force"]
+    return float(brute["diffusion_gpu_hours"]) / max(1, len(plan.tokenizers))
+
+
+def proxy_gate(study: StudySpec, plan: StudyPlan, store: Store, tracker: Tracker,
+               on_done: Callable[[Allocator, AllocationState], None] | None = None) -> ProxyGate | None:
+    """The gate of a study with `diffusion.allocation: proxy`, or None for `all` (every diffusion job released)."""
+    spec = allocation_of(study)
+    if spec is None or not plan.diffusion:
+        return None
+    hours = diffusion_gpu_hours(study, plan) if spec.budget.gpu_hours is not None else None
+    return ProxyGate(spec, plan, store, tokenizer_metrics(store, tracker), seed=study.seed, gpu_hours=hours,
+                     on_done=on_done)
+
+
+def allocation_report(study: StudySpec, tracker: Tracker) -> tuple[list[Any], set[str]]:
+    """For the analysis of a proxy-guided study: the report's allocation section and the tokenizers whose diffusion
+    trials were not chosen, from the saved state and the tracked metrics (the allocator rebuilt as the run built it).
+    ([], set()) for `allocation: all` or before the allocation started."""
+    from raysweep.search.report import allocation_section
+
+    store = Store(study.root, study.latent_storage)
+    plan = StudyPlan.from_spec(study, analyze=False)
+    gate = proxy_gate(study, plan, store, tracker)
+    state = load_state(store.allocation_state)
+    if gate is None or state is None:
+        return [], set()
+    for refs in gate.prereqs.values():  # the outcomes the store knows, as a resumed run sees them
+        for ref in refs:
+            gate.outcome[ref] = None if store.done(plan.by_ref()[ref]) is not None else "not finished"
+    allocator = gate.build(gate.finished_tokenizers())
+    chosen = state.measured_ids() | set(state.pending) | set(state.failed)
+    skipped = set(allocator.ids) - chosen if state.done and not state.pending else set()
+    return [allocation_section(allocator, state)], skipped

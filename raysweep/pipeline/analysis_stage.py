@@ -64,6 +64,10 @@ def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
     on `analysis.allow_mixed_cards`, the tracked runs untouched. `sections` are added to the report (e.g. the proxy
     allocation's); `skipped`: tokenizers whose diffusion trials a proxy allocation did not choose."""
     options = options or analysis_options(study)
+    if not sections and not skipped:  # diffusion.allocation: proxy — its report section and unchosen tokenizers
+        from raysweep.pipeline.allocation_gate import allocation_report
+
+        sections, skipped = allocation_report(study, tracker)
     table = study_table(tracker)
     missing = missing_trials(study, table, skipped)
     if len(missing):

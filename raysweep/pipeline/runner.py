@@ -28,6 +28,7 @@ from raysweep.config.plan import (
 from raysweep.config.preflight import preflight
 from raysweep.config.spec import StudySpec, TrialResources
 from raysweep.hashing import config_hash, flatten
+from raysweep.pipeline.allocation_gate import proxy_gate
 from raysweep.pipeline.context import TrialContext
 from raysweep.pipeline.events import EventSink, JobEvent, JobFailed, fan_out
 from raysweep.pipeline.executors import Executor, RayExecutor, Task
@@ -125,9 +126,9 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
             def keep_report(path: str) -> None:
                 result.report = path
 
-            gate = proxy_gate(study, plan, store, tracker)
+            gate = proxy_gate(study, plan, store, tracker, on_done=log_predictions(store, tracker, plan))
             outcome = Scheduler(plan, store, executor,
-                                lambda job: job_task(job, study, ctx, tracker, keep_report, pool, gate), emit,
+                                lambda job: job_task(job, study, ctx, tracker, keep_report, pool), emit,
                                 cost=job_cost, headline=lambda job: headline(store, job), gate=gate).run()
         finally:
             executor.close()
@@ -176,25 +177,6 @@ def headline(store: Store, job: Job) -> tuple[str, float] | None:
     return None if value is None else (metric, float(value))
 
 
-def tokenizer_metrics(store: Store, tracker: Tracker) -> Callable[[list[TokenizerJob]], Any]:
-    """Finished tokenizers -> one row each: `tokenizer_id` and the latent/ and recon/ metrics of its MLflow run
-    (what the proxy allocation fits on)."""
-    import pandas as pd
-
-    from raysweep.tracking.table import TOKENIZER_PREFIXES
-
-    def table(jobs: list[TokenizerJob]) -> pd.DataFrame:
-        runs = {r.info.run_id: r for r in tracker.runs("tokenizer")}
-        rows = []
-        for job in jobs:
-            run = runs[store.done(job)["run_id"]]
-            rows.append({"tokenizer_id": job.id, **{k: v for k, v in Tracker.metrics_of(run).items()
-                                                    if k.startswith(TOKENIZER_PREFIXES)}})
-        return pd.DataFrame(rows)
-
-    return table
-
-
 def log_predictions(store: Store, tracker: Tracker, plan: StudyPlan) -> Callable[[Any, Any], None]:
     """Once the allocation is done: `pred/*` values on the unmeasured tokenizers' runs (never `gen/*`), and the
     `raysweep.gfid_source` tag (measured / predicted) on every allocated tokenizer's run."""
@@ -213,33 +195,10 @@ def log_predictions(store: Store, tracker: Tracker, plan: StudyPlan) -> Callable
     return log
 
 
-def proxy_gate(study: StudySpec, plan: StudyPlan, store: Store, tracker: Tracker) -> Any:
-    """The scheduler gate of `diffusion.allocation: proxy` (`allocation_gate.ProxyGate`), or None for `all`
-    (every diffusion job released, today's schedule)."""
-    from raysweep.config.allocation import allocation_of
-
-    spec = allocation_of(study)
-    if spec is None or not plan.diffusion:
-        return None
-    from raysweep.pipeline.allocation_gate import ProxyGate
-
-    hours = None
-    if spec.budget.gpu_hours is not None:
-        from raysweep.pipeline.estimate import estimate_gpu_hours
-        from raysweep.search.estimate import proxy_estimate
-
-        brute = proxy_estimate(estimate_gpu_hours(study), None)["brute_force"]
-        hours = brute["diffusion_gpu_hours"] / max(1, len(plan.tokenizers))
-    return ProxyGate(spec, plan, store, tokenizer_metrics(store, tracker), seed=study.seed, gpu_hours=hours,
-                     on_done=log_predictions(store, tracker, plan))
-
-
 def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
-             report: Callable[[str], None] = lambda path: None, pool: MetricPool | None = None,
-             gate: Any = None) -> Task:
+             report: Callable[[str], None] = lambda path: None, pool: MetricPool | None = None) -> Task:
     """The runnable form of a job whose deps are finished: which stage entry point, with what, on what.
-    `report` receives the analysis report's artifact path; `pool` runs the latent metrics (None: in-process);
-    `gate` (a `ProxyGate`, or None) adds its allocation section and skipped tokenizers to the analysis."""
+    `report` receives the analysis report's artifact path; `pool` runs the latent metrics (None: in-process)."""
     res, params = study.resources, study.metrics.params
     if isinstance(job, TokenizerJob):
         from raysweep.pipeline.tokenizer_stage import tokenizer_payload, train_tokenizer_trial
@@ -270,9 +229,5 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
     if isinstance(job, AnalysisJob):
         from raysweep.pipeline.analysis_stage import analyze_study
 
-        def analysis() -> None:
-            extra = {} if gate is None else {"sections": gate.sections(), "skipped": gate.skipped_tokenizers()}
-            report(analyze_study(study, tracker, ctx.study_run_id, **extra))
-
-        return Task(job.ref, "driver", analysis)
+        return Task(job.ref, "driver", lambda: report(analyze_study(study, tracker, ctx.study_run_id)))
     raise TypeError(f"no stage runs {type(job).__name__}")
