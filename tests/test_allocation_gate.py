@@ -58,12 +58,18 @@ def _gfid_job(marker: str, value: float, interrupt: list[int]) -> None:
     Store.mark_done(Path(marker), {"metrics": {GFID: value}, "run_id": None})
 
 
-def _scheduler(study, interrupt: list[int] | None = None, gate: bool = True
+def _diverge(job_id: str) -> None:
+    raise RuntimeError(f"{job_id} diverged")
+
+
+def _scheduler(study, interrupt: list[int] | None = None, gate: bool = True, fail: str = ""
                ) -> tuple[Scheduler, ProxyGate | None, list[JobEvent]]:
     plan, store = StudyPlan.from_spec(study, analyze=True), Store(study.root)
     jobs, events = plan.by_ref(), []
 
     def task(job: Job) -> Task:
+        if isinstance(job, TokenizerJob) and job.id == fail:
+            return Task(job.ref, "task", _diverge, (job.id,))
         if isinstance(job, DiffusionJob):
             return Task(job.ref, "task", _gfid_job, (str(store.marker(job)), _truth(job.tokenizer.id),
                                                      interrupt if interrupt is not None else []))
@@ -198,3 +204,14 @@ def test_a_saved_allocation_of_tokenizers_the_study_no_longer_has_is_refused(tmp
     fewer = _study(tmp_path, PROXY, tokenizers=2)  # the same root, most tokenizers removed
     with pytest.raises(ValueError, match="remove the file"):
         _scheduler(fewer)[0].run()
+
+
+def test_a_failed_tokenizer_is_left_out_of_the_allocation_and_its_runs_fail(tmp_path: Path) -> None:
+    study = _study(tmp_path, PROXY)
+    result = _scheduler(study, fail="t3")[0].run()
+    state = load_state(Store(study.root).allocation_state)
+    assert state is not None and state.done == "budget" and len(state.measured) == 4
+    assert "t3" not in state.measured_ids()
+    assert result.failed[("diffusion", "t3/SiT-T/0")] == "not run: tokenizer 't3' failed"
+    assert ("diffusion", "t3/SiT-T/0") not in result.skipped
+    assert len([r for r in result.skipped if r[0] == "diffusion"]) == N - 1 - 4

@@ -100,6 +100,8 @@ class ProxyGate:
 
     def _start(self) -> None:
         ok = self.finished_tokenizers()
+        if not ok:  # every tokenizer failed: their diffusion jobs fail with them, there is nothing to allocate
+            return
         self.allocator = self.build(ok)
         self.state = load_state(self.store.allocation_state) or self.allocator.start()
         unknown = (self.state.measured_ids() | set(self.state.pending) | set(self.state.failed)) - set(ok)

@@ -33,9 +33,10 @@ class ScheduleResult:
 
 
 class Gate(Protocol):
-    """Decides which of the jobs it gates run. The scheduler tells it every job's outcome (`observe`, cached jobs
-    first), asks it about each gated job whose deps are done (`release`), and each round collects the jobs it will
-    never release (`skip`: ref -> reason; each reported once)."""
+    """Decides which of the jobs it gates run. The scheduler tells it every job's outcome (`observe`: cached jobs
+    first, then each job as it finishes or fails, including jobs failed because a dependency did), asks it about
+    each gated job whose deps are done (`release`), and each round collects the jobs it will never release (`skip`:
+    ref -> reason; each reported once)."""
 
     def gates(self, job: Job) -> bool: ...
 
@@ -175,5 +176,7 @@ class Scheduler:
                     reason = f"not run: {failed[0][0]} '{failed[0][1]}' failed"
                     result.failed[job.ref] = reason
                     self.emit(JobFailed(job.id, job.stage, reason=reason))  # type: ignore[arg-type]
+                    if self.gate is not None:
+                        self.gate.observe(job, reason)
                     changed = True
 
