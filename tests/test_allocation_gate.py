@@ -215,3 +215,49 @@ def test_a_failed_tokenizer_is_left_out_of_the_allocation_and_its_runs_fail(tmp_
     assert result.failed[("diffusion", "t3/SiT-T/0")] == "not run: tokenizer 't3' failed"
     assert ("diffusion", "t3/SiT-T/0") not in result.skipped
     assert len([r for r in result.skipped if r[0] == "diffusion"]) == N - 1 - 4
+
+
+@pytest.mark.e2e
+def test_on_ray_the_proxy_gate_releases_chosen_diffusion_trials_as_tune_trials(tmp_path: Path) -> None:
+    """The same gate on the RayExecutor: chosen tokenizers' diffusion jobs run as one-trial Tune experiments, the
+    others are skipped and have no Tune experiment."""
+    import ray
+
+    from raysweep.pipeline.executors import RayExecutor
+
+    study = _study(tmp_path, {**PROXY, "budget": {"trials": 3}}, tokenizers=5)
+    plan, store = StudyPlan.from_spec(study, analyze=False), Store(study.root)
+    jobs, events = plan.by_ref(), []
+
+    def _gfid_trial(config: dict) -> None:  # defined here: Ray workers cannot import this test module
+        """A Tune trainable: one reported step, then the diffusion job's marker with its gFID."""
+        from ray import tune
+
+        from raysweep.pipeline.store import Store
+
+        tune.report({"step": 1, "loss": 1.0})
+        Store.mark_done(Path(config["marker"]), {"metrics": {"gen/best/gfid": config["gfid"]}, "run_id": None})
+
+    def task(job: Job) -> Task:
+        if isinstance(job, DiffusionJob):
+            config = {"marker": str(store.marker(job)), "gfid": _truth(job.tokenizer.id)}
+            return Task(job.ref, "trial", _gfid_trial, (config,), {"CPU": 1}, experiment=f"diffusion-{job.key}",
+                        total_steps=1)
+        return simulated_task(job, store, jobs, 0.0, {"CPU": 1}, tune=False)
+
+    gate = ProxyGate(allocation_of(study), plan, store, _features, seed=study.seed)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        executor = RayExecutor(str(tmp_path / "tune"), events.append)
+        try:
+            result = Scheduler(plan, store, executor, task, events.append, gate=gate).run()
+        finally:
+            executor.close()
+    finally:
+        ray.shutdown()
+    assert not result.failed, result.failed
+    state = load_state(store.allocation_state)
+    assert state is not None and state.done == "budget" and len(state.measured) == 3
+    trials = sorted(p.name.split("_")[0] for p in (tmp_path / "tune").glob("diffusion-*/*") if p.is_dir())
+    assert trials == sorted(state.measured_ids())
+    assert len([r for r in result.skipped if r[0] == "diffusion"]) == 2
