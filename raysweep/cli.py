@@ -73,6 +73,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"MLflow UI: raysweep ui {args.study}   (tracking URI {study.tracking_uri})")
     if result.report:
         print(f"report: artifact '{result.report}' of run {result.study_run_id}")
+    not_chosen = [s for s in result.skipped if s["stage"] == "diffusion"]
+    if not_chosen:
+        print(f"{len(not_chosen)} diffusion trial(s) skipped ({not_chosen[0]['reason']}); their tokenizers' gFID is "
+              "predicted (pred/gfid on the tokenizer runs, and the report's allocation section)")
     return 1 if result.failed else 0
 
 

@@ -14,7 +14,7 @@ from test_e2e_study import micro_study
 from raysweep.config import parse_study
 from raysweep.config.allocation import allocation_of
 from raysweep.config.plan import DiffusionJob, Job, StudyPlan, TokenizerJob
-from raysweep.pipeline.allocation_gate import GFID, NOT_CHOSEN, ProxyGate
+from raysweep.pipeline.allocation_gate import GFID, NOT_CHOSEN, ProxyGate, proxy_gate
 from raysweep.pipeline.events import JobEvent, JobFailed, JobSkipped, JobStarted
 from raysweep.pipeline.executors import LocalExecutor, Task
 from raysweep.pipeline.scheduler import Scheduler
@@ -22,6 +22,7 @@ from raysweep.pipeline.simulation import simulated_task
 from raysweep.pipeline.status import study_status
 from raysweep.pipeline.store import Store
 from raysweep.search.allocation import load_state
+from raysweep.tracking import Tracker
 
 N = 8
 
@@ -116,6 +117,9 @@ def test_allocation_all_runs_exactly_todays_jobs(tmp_path: Path) -> None:
     plain = _study(tmp_path / "a")
     explicit = _study(tmp_path / "b", "all")
     assert allocation_of(explicit) is None
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "allocation-all")
+    for study in (plain, explicit):  # what raysweep run builds: no gate, so today's scheduler loop
+        assert proxy_gate(study, StudyPlan.from_spec(study), Store(study.root), tracker) is None
     assert [j.key for j in StudyPlan.from_spec(plain)][:-1] == [j.key for j in StudyPlan.from_spec(explicit)][:-1]
     ran = []
     for study in (plain, explicit):
@@ -153,7 +157,6 @@ def test_proxy_study_end_to_end_in_process(tmp_path: Path) -> None:
     import mlflow
 
     from raysweep.pipeline.runner import run_study
-    from raysweep.tracking import Tracker
     from raysweep.tracking.keys import GEN_PREFIX, PRED_GFID, PRED_PREFIX, PRED_TAG, PREDICTED
 
     data = micro_study(tmp_path / "study")

@@ -144,7 +144,8 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
         raise
     tracker.log_metrics(study_run_id, {f"time/{k}_s": v for k, v in result.seconds.items()})
     tracker.finish(study_run_id)
-    _log(f"done in {sum(result.seconds.values()):.0f}s; {len(result.failed)} failed job(s)")
+    _log(f"done in {sum(result.seconds.values()):.0f}s; {len(result.failed)} failed job(s)"
+         + (f", {len(result.skipped)} skipped" if result.skipped else ""))
     return result
 
 
