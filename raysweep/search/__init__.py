@@ -10,15 +10,10 @@ estimate.py          `raysweep plan --json` GPU-hours of the proxy-guided study 
 replay.py            replays of finished studies (benchmarks/allocation_bench.py)
 MLflow keys of predicted values (pred/*, never gen/*) live in raysweep/tracking/keys.py with the measured ones.
 
-Wiring into the study engine (`spec = allocation_of(study)`; None = brute force, today's plan):
-1. plan --json: `proxy_estimate(estimate_gpu_hours(study), spec, checkpoints=steps // storage.checkpoint_every)`.
-2. When every tokenizer's latent (and recon) metrics are in: `allocator = Allocator.from_table(spec, per_tokenizer,
-   trials_per_tokenizer=len(diffusion_trials) * len(seeds), gpu_hours=..., seed=study.seed)`;
-   `state = load_state(root / "allocation.json") or allocator.start()`.
-3. Loop: `state, batch = allocator.propose(state)`; `save_state(...)`; enqueue the DiffusionJobs (every backbone x
-   seed) of the tokenizers in `batch`; when all of one tokenizer's DiffusionMetricJobs are done,
-   `state = allocator.record(state, tid, gfid)` (mean best-CFG gen/gfid, None if they failed); save; propose again.
-   Stop when `state.done` and nothing is pending. A resumed study records pending tokenizers whose jobs are done.
-4. Then log `predicted_metrics(allocator, state)` on the unmeasured tokenizers' runs and pass
-   `allocation_section(allocator, state)` to the report.
+Wired into the study engine by `raysweep/pipeline/allocation_gate.py` (`ProxyGate`, a scheduler `Gate`): it builds
+the `Allocator` from the tracked latent/recon metrics once every tokenizer's metric jobs are over, releases the
+chosen tokenizers' diffusion jobs, records their mean best-CFG gFID, saves the state in `Store.allocation_state`,
+and skips the rest; the runner logs `predicted_metrics` on the unmeasured tokenizers' runs, the analysis adds
+`allocation_section` (`allocation_report`), `raysweep plan --json` shows `proxy_estimate`, `raysweep status` the
+allocation. Not wired yet: `fidelity.py` (ASHA tiers) and `tokenizer_search.py` (`tokenizers.search`).
 """
