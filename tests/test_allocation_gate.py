@@ -14,7 +14,7 @@ from test_e2e_study import micro_study
 from raysweep.config import parse_study
 from raysweep.config.allocation import allocation_of
 from raysweep.config.plan import DiffusionJob, Job, StudyPlan, TokenizerJob
-from raysweep.pipeline.allocation_gate import GFID, NOT_CHOSEN, ProxyGate, proxy_gate
+from raysweep.pipeline.allocation_gate import GFID, NOT_CHOSEN, ProxyGate, diffusion_gpu_hours, proxy_gate
 from raysweep.pipeline.events import JobEvent, JobFailed, JobSkipped, JobStarted
 from raysweep.pipeline.executors import LocalExecutor, Task
 from raysweep.pipeline.scheduler import Scheduler
@@ -63,8 +63,8 @@ def _diverge(job_id: str) -> None:
     raise RuntimeError(f"{job_id} diverged")
 
 
-def _scheduler(study, interrupt: list[int] | None = None, gate: bool = True, fail: str = ""
-               ) -> tuple[Scheduler, ProxyGate | None, list[JobEvent]]:
+def _scheduler(study, interrupt: list[int] | None = None, gate: bool = True, fail: str = "",
+               gpu_hours: float | None = None) -> tuple[Scheduler, ProxyGate | None, list[JobEvent]]:
     plan, store = StudyPlan.from_spec(study, analyze=True), Store(study.root)
     jobs, events = plan.by_ref(), []
 
@@ -79,7 +79,7 @@ def _scheduler(study, interrupt: list[int] | None = None, gate: bool = True, fai
         return simulated_task(job, store, jobs, 0.0, {"CPU": 1}, tune=False)
 
     spec = allocation_of(study)
-    proxy = ProxyGate(spec, plan, store, _features, seed=study.seed) if gate and spec else None
+    proxy = ProxyGate(spec, plan, store, _features, seed=study.seed, gpu_hours=gpu_hours) if gate and spec else None
     return Scheduler(plan, store, LocalExecutor({"CPU": 2}), task, events.append, gate=proxy), proxy, events
 
 
@@ -264,3 +264,15 @@ def test_on_ray_the_proxy_gate_releases_chosen_diffusion_trials_as_tune_trials(t
     trials = sorted(p.name.split("_")[0] for p in (tmp_path / "tune").glob("diffusion-*/*") if p.is_dir())
     assert trials == sorted(state.measured_ids())
     assert len([r for r in result.skipped if r[0] == "diffusion"]) == 2
+
+
+def test_a_gpu_hour_budget_stops_the_allocation(tmp_path: Path) -> None:
+    probe = _study(tmp_path / "probe")
+    per_tokenizer = diffusion_gpu_hours(probe, StudyPlan.from_spec(probe))  # the plan estimate's, as the runner's
+    assert per_tokenizer > 0
+    study = _study(tmp_path, {**PROXY, "budget": {"gpu_hours": 3.5 * per_tokenizer}})
+    result = _scheduler(study, gpu_hours=per_tokenizer)[0].run()
+    state = load_state(Store(study.root).allocation_state)
+    assert state is not None and state.done == "budget" and len(state.measured) == 3
+    assert state.gpu_hours_spent == pytest.approx(3 * per_tokenizer)
+    assert len([r for r in result.skipped if r[0] == "diffusion"]) == N - 3
