@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from raysweep.config import ConfigError, load_study
+from raysweep.config.allocation import allocation_of
 from raysweep.config.plan import StudyPlan
 from raysweep.config.spec import StudySpec
 from raysweep.jsonout import dumps, print_json
@@ -46,6 +47,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         from raysweep.pipeline.estimate import estimate_gpu_hours  # imports torch: only for --json
 
         plan["estimate"] = estimate_gpu_hours(study)
+        spec = allocation_of(study)
+        if spec is not None:  # diffusion.allocation: proxy — its GPU-hours beside brute force
+            from raysweep.search.estimate import proxy_estimate
+
+            steps = max((d.steps for d in study.diffusion_trials), default=0)
+            plan["proxy_estimate"] = proxy_estimate(plan["estimate"], spec,
+                                                    checkpoints=max(1, steps // study.storage.checkpoint_every))
         print_json(plan)
         return 0
     print(f"study {plan['study']} -> {plan['root']}")
@@ -74,6 +82,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"MLflow UI: raysweep ui {args.study}   (tracking URI {study.tracking_uri})")
     if result.report:
         print(f"report: artifact '{result.report}' of run {result.study_run_id}")
+    not_chosen = [s for s in result.skipped if s["stage"] == "diffusion"]
+    if not_chosen:
+        print(f"{len(not_chosen)} diffusion trial(s) skipped ({not_chosen[0]['reason']}); their tokenizers' gFID is "
+              "predicted (pred/gfid on the tokenizer runs, and the report's allocation section)")
     return 1 if result.failed else 0
 
 

@@ -160,3 +160,18 @@ def test_cluster_environment_sets_storage_and_tracking_defaults(monkeypatch: pyt
     own = parse_study({"name": "s", "storage": {"root": str(tmp_path / "own")}, "tracking": {"uri": "sqlite:///x.db"}})
     assert own.root == tmp_path / "own" and own.tracking_uri == "sqlite:///x.db"
     assert own.tune_storage == str(tmp_path / "own" / "tune")
+
+
+def test_cli_plan_json_shows_the_proxy_estimate_beside_brute_force(tmp_path: Path) -> None:
+    data = yaml.safe_load(QUICKSTART.read_text())
+    data["storage"] = {**data.get("storage", {}), "root": str(tmp_path / "out")}
+    data["diffusion"]["allocation"] = {"mode": "proxy", "budget": {"trials": 0.5}}
+    proc = run_cli("plan", str(write(tmp_path, data)), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    brute, proxy = plan["proxy_estimate"]["brute_force"], plan["proxy_estimate"]["proxy"]
+    assert brute["gpu_hours"] == pytest.approx(plan["estimate"]["gpu_hours"])
+    assert 0 < proxy["diffusion_trials"] <= brute["diffusion_trials"] / 2
+    assert proxy["gpu_hours"] < brute["gpu_hours"]
+    plain = json.loads(run_cli("plan", str(QUICKSTART), "--json", cwd=tmp_path).stdout)
+    assert "proxy_estimate" not in plain  # allocation: all (the default) shows the brute-force estimate only

@@ -164,11 +164,12 @@ def _figures(analysed: pd.DataFrame, best: pd.DataFrame, metrics: list[str], dir
 
 def analyze(table: pd.DataFrame, out_dir: str | Path, latent_directions: Mapping[str, bool],
             options: AnalysisOptions | None = None, curves: tuple[pd.DataFrame, pd.DataFrame] | None = None,
-            study_name: str = "study") -> StudyAnalysis:
+            study_name: str = "study", sections: Sequence[ReportSection] = ()) -> StudyAnalysis:
     """Analyse a `study_table` and write every artifact to `out_dir`.
 
     `latent_directions` maps latent metric keys to higher-is-better (the metric registry's); recon, trajectory and
     target directions are built in. `curves` = (length ratios, VIV(t)) from the tracking loaders, or None.
+    `sections` are added to the report after the built-in ones (e.g. a proxy allocation's).
     Raises `MixedCardsError` when the analysed rows span several evaluation cards, unless allowed.
     """
     options = options or AnalysisOptions()
@@ -204,7 +205,7 @@ def analyze(table: pd.DataFrame, out_dir: str | Path, latent_directions: Mapping
              "--allow-mixed-cards): they may not be comparable; see 'Evaluation cards'."
              for kind in (GENERATION, RECONSTRUCTION) if is_mixed(analysed, kind)]
     grouped = correlations[correlations["scope"] != "best_cfg"]
-    sections = [
+    built_in = [
         ReportSection("Correlations per backbone, family and CFG scale", grouped,
                       "scope = the column grouped by; backbone and family use each run's best CFG.", collapsed=True),
         ReportSection("Generalisation of the joint models", general,
@@ -216,7 +217,7 @@ def analyze(table: pd.DataFrame, out_dir: str | Path, latent_directions: Mapping
     lead = lead_figures(best, ranking, paper, directions, figures_dir, svg=options.svg) if len(best) else None
     lead_paths = [*lead.ranking, *lead.headline, *lead.parallel] if lead else []
     report = write_report(out, study_name, best, overall, joint, figures, excluded, ranking=ranking,
-                          sections=sections, notes=notes, lead=lead.pngs() if lead else [],
+                          sections=[*built_in, *sections], notes=notes, lead=lead.pngs() if lead else [],
                           measurement_html="")  # the measurement section (raysweep.analysis.noise) goes here
     return StudyAnalysis(table, excluded, best, cards, correlations, ranking, joint, general, paper,
                          [*lead_paths, *figures], report)

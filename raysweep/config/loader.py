@@ -16,7 +16,10 @@ M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T", TokenizerTrial, DiffusionTrial)
 log = logging.getLogger(__name__)
 BLOCK_KEYS = ("variants", "num_samples")
-SEARCH = "search"  # a tokenizer param (or all `params`) set to this sweeps the regularizer's declared search_space
+ALLOCATION = "allocation"  # diffusion.allocation: how diffusion compute is spread (config/allocation.py)
+# a tokenizer param (or all `params`) set to this sweeps the regularizer's declared search_space; as a key of the
+# tokenizers block, a Ray Tune search over those domains (config/allocation.py TokenizerSearch)
+SEARCH = "search"
 
 
 def _first_error(err: ValidationError, model: type[BaseModel], source: str, prefix: str) -> ConfigError:
@@ -153,7 +156,7 @@ def parse_study(data: Any, source: str = "<study>") -> StudySpec:
     check_finite(study.model_dump(), source)  # numbers pydantic parsed from strings such as "1e999"
     study.source = source
     study.tokenizer_trials = _resolve_block(study.tokenizers or {}, TokenizerTrial, source, "tokenizers",
-                                            study.seed)
+                                            study.seed, extra_keys=(SEARCH,))
     _assign_tokenizer_ids(study.tokenizer_trials, source)
     diffusion = dict(study.diffusion or {})
     seeds = diffusion.get("seeds", [0])
@@ -165,9 +168,18 @@ def parse_study(data: Any, source: str = "<study>") -> StudySpec:
                               f"[{seeds.index(seed)}]; it would train the same runs twice")
     study.diffusion_seeds = seeds
     study.diffusion_trials = _resolve_block(diffusion, DiffusionTrial, source, "diffusion", study.seed,
-                                            extra_keys=("seeds",))
+                                            extra_keys=("seeds", ALLOCATION))
+    _check_search_blocks(study, source)
     _check_cross_fields(study, source)
     return study
+
+
+def _check_search_blocks(study: StudySpec, source: str) -> None:
+    """`diffusion.allocation` and `tokenizers.search` fail at load time; they never change the resolved trials."""
+    from raysweep.config.allocation import parse_allocation, parse_tokenizer_search
+
+    parse_allocation((study.diffusion or {}).get(ALLOCATION), source)
+    parse_tokenizer_search((study.tokenizers or {}).get(SEARCH), source)
 
 
 def _check_cross_fields(study: StudySpec, source: str) -> None:

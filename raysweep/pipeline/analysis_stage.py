@@ -6,12 +6,13 @@ with the failed ones instead of silently analysing fewer trials.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from raysweep.analysis import AnalysisOptions, MixedCardsError, StudyAnalysis, analyze
+from raysweep.analysis import AnalysisOptions, MixedCardsError, ReportSection, StudyAnalysis, analyze
 from raysweep.config.errors import ConfigError
 from raysweep.config.plan import StudyPlan
 from raysweep.config.spec import StudySpec
@@ -23,8 +24,12 @@ ARTIFACT_DIR = "analysis"
 VIV_CURVE = "latent/velocity/viv_t"  # logged by the metric stage in the tokenizer run's curve JSON
 
 
-def missing_trials(study: StudySpec, table: pd.DataFrame) -> pd.DataFrame:
-    """Rows (status MISSING) for planned tokenizer x backbone x seed trials that have no tracked run at all."""
+SKIPPED = "SKIPPED"  # status of planned diffusion trials a proxy allocation did not choose
+
+
+def missing_trials(study: StudySpec, table: pd.DataFrame, skipped: Collection[str] = ()) -> pd.DataFrame:
+    """Rows (status MISSING) for planned tokenizer x backbone x seed trials that have no tracked run at all; those
+    of the `skipped` tokenizers (not chosen by a proxy allocation) get status SKIPPED instead."""
     tracked_tokenizers = set(table["tokenizer_id"]) if "tokenizer_id" in table.columns else set()
     tracked_runs: set[tuple[str, str, int]] = set()
     if "backbone" in table.columns:
@@ -35,7 +40,10 @@ def missing_trials(study: StudySpec, table: pd.DataFrame) -> pd.DataFrame:
              "reason": "planned tokenizer trial without a tracked run"}
             for tok in plan.tokenizers if tok.id not in tracked_tokenizers]
     rows += [{"tokenizer_id": run.tokenizer.id, **run.tokenizer.trial.tags(), "backbone": run.backbone,
-              "seed": run.seed, "status": "MISSING", "reason": "planned diffusion trial without a tracked run"}
+              "seed": run.seed,
+              **({"status": SKIPPED, "reason": "not chosen by the proxy allocation (see its report section)"}
+                 if run.tokenizer.id in skipped else
+                 {"status": "MISSING", "reason": "planned diffusion trial without a tracked run"})}
              for run in plan.diffusion if run.tokenizer.id in tracked_tokenizers
              and (run.tokenizer.id, run.backbone, run.seed) not in tracked_runs]
     return pd.DataFrame(rows)
@@ -48,14 +56,20 @@ def analysis_options(study: StudySpec, **overrides: Any) -> AnalysisOptions:
 
 
 def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
-                 options: AnalysisOptions | None = None) -> StudyAnalysis:
+                 options: AnalysisOptions | None = None, sections: Sequence[ReportSection] = (),
+                 skipped: Collection[str] = ()) -> StudyAnalysis:
     """Analyse the tracked study (with its `analysis:` options unless given) and log every artifact to the study
     run. The returned frames stay usable; its file paths pointed into a temporary folder that is gone (the files
     live on as MLflow artifacts). Scores from incomparable evaluation cards are bad input: a one-line ConfigError
-    on `analysis.allow_mixed_cards`, the tracked runs untouched."""
+    on `analysis.allow_mixed_cards`, the tracked runs untouched. `sections` are added to the report (e.g. the proxy
+    allocation's); `skipped`: tokenizers whose diffusion trials a proxy allocation did not choose."""
     options = options or analysis_options(study)
+    if not sections and not skipped:  # diffusion.allocation: proxy — its report section and unchosen tokenizers
+        from raysweep.pipeline.allocation_gate import allocation_report
+
+        sections, skipped = allocation_report(study, tracker)
     table = study_table(tracker)
-    missing = missing_trials(study, table)
+    missing = missing_trials(study, table, skipped)
     if len(missing):
         table = pd.concat([table, missing.assign(cfg_scale=float("nan"), **{"gen/gfid": float("nan")})],
                           ignore_index=True)
@@ -69,7 +83,7 @@ def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / ARTIFACT_DIR
         try:
-            result = analyze(table, out, metric_directions(), options, curves, study.name)
+            result = analyze(table, out, metric_directions(), options, curves, study.name, sections)
         except MixedCardsError as err:
             raise ConfigError(study.source, "analysis.allow_mixed_cards", str(err)) from None
         tracker.log_artifact(study_run_id, out, None)
@@ -77,6 +91,7 @@ def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
 
 
 def analyze_study(study: StudySpec, tracker: Tracker, study_run_id: str,
-                  options: AnalysisOptions | None = None) -> str:
+                  options: AnalysisOptions | None = None, sections: Sequence[ReportSection] = (),
+                  skipped: Collection[str] = ()) -> str:
     """`run_analysis`, returning the report's artifact path on the study run (what `raysweep run` prints)."""
-    return f"{ARTIFACT_DIR}/{run_analysis(study, tracker, study_run_id, options).report.name}"
+    return f"{ARTIFACT_DIR}/{run_analysis(study, tracker, study_run_id, options, sections, skipped).report.name}"

@@ -63,7 +63,14 @@ class JobFailed(JobEvent):
     reason: str = ""
 
 
-Event = JobQueued | JobStarted | JobStep | JobFinished | JobFailed
+@dataclass(frozen=True)
+class JobSkipped(JobEvent):
+    """Planned but deliberately not run (e.g. a diffusion run a proxy allocation did not choose); not a failure."""
+
+    reason: str = ""
+
+
+Event = JobQueued | JobStarted | JobStep | JobFinished | JobFailed | JobSkipped
 
 
 class EventSink(Protocol):

@@ -28,6 +28,7 @@ from raysweep.config.plan import (
 from raysweep.config.preflight import preflight
 from raysweep.config.spec import StudySpec, TrialResources
 from raysweep.hashing import config_hash, flatten
+from raysweep.pipeline.allocation_gate import proxy_gate
 from raysweep.pipeline.context import TrialContext
 from raysweep.pipeline.events import EventSink, JobEvent, JobFailed, fan_out
 from raysweep.pipeline.executors import Executor, RayExecutor, Task
@@ -47,6 +48,7 @@ class StudyResult:
     study_run_id: str
     finished: list[tuple[str, str]] = field(default_factory=list)  # (stage, id) of jobs run now or found done
     failed: list[dict[str, Any]] = field(default_factory=list)  # {"stage", "id", "error"}
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # {"stage", "id", "reason"}: not run on purpose
     report: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -125,22 +127,26 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
             def keep_report(path: str) -> None:
                 result.report = path
 
+            gate = proxy_gate(study, plan, store, tracker, on_done=log_predictions(store, tracker, plan))
             outcome = Scheduler(plan, store, executor,
                                 lambda job: job_task(job, study, ctx, tracker, keep_report, pool), emit,
-                                cost=job_cost, headline=lambda job: headline(store, job)).run()
+                                cost=job_cost, headline=lambda job: headline(store, job), gate=gate).run()
         finally:
             executor.close()
             if pool is not None:
                 pool.close()
         result.seconds["jobs"] = time.perf_counter() - t0
         result.finished = outcome.cached + outcome.finished
+        result.skipped = [{"stage": stage, "id": job_id, "reason": why}
+                          for (stage, job_id), why in outcome.skipped.items()]
     except BaseException as err:
         tracker.finish(study_run_id, "FAILED" if isinstance(err, Exception) else "KILLED",
                        reason=f"{type(err).__name__}: {err}")
         raise
     tracker.log_metrics(study_run_id, {f"time/{k}_s": v for k, v in result.seconds.items()})
     tracker.finish(study_run_id)
-    _log(f"done in {sum(result.seconds.values()):.0f}s; {len(result.failed)} failed job(s)")
+    _log(f"done in {sum(result.seconds.values()):.0f}s; {len(result.failed)} failed job(s)"
+         + (f", {len(result.skipped)} skipped" if result.skipped else ""))
     return result
 
 
@@ -171,6 +177,24 @@ def headline(store: Store, job: Job) -> tuple[str, float] | None:
     done = store.done(job) if metric else None
     value = (done or {}).get("metrics", {}).get(metric) if metric else None
     return None if value is None else (metric, float(value))
+
+
+def log_predictions(store: Store, tracker: Tracker, plan: StudyPlan) -> Callable[[Any, Any], None]:
+    """Once the allocation is done: `pred/*` values on the unmeasured tokenizers' runs (never `gen/*`), and the
+    `raysweep.gfid_source` tag (measured / predicted) on every allocated tokenizer's run."""
+    from raysweep.search.report import predicted_metrics
+    from raysweep.tracking.keys import MEASURED, PRED_TAG, PREDICTED
+
+    def log(allocator: Any, state: Any) -> None:
+        tokenizers = {t.id: t for t in plan.tokenizers}
+        predicted = predicted_metrics(allocator, state)
+        for tid in allocator.ids:
+            run_id = store.done(tokenizers[tid])["run_id"]
+            if tid in predicted:
+                tracker.log_metrics(run_id, predicted[tid])
+            tracker.set_tags(run_id, {PRED_TAG: PREDICTED if tid in predicted else MEASURED})
+
+    return log
 
 
 def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,

@@ -4,16 +4,20 @@ No stage barriers: a tokenizer's metrics and diffusion runs start while other to
 jobs, the one with the longest remaining path to the end of the plan (by `cost`) goes first (critical-path list
 scheduling), ties in plan order. A job found finished in the store is not run (`JobFinished(cached=True)`); a failed
 job's dependants are not run either (`JobFailed`, naming it), except jobs that `tolerate_failed_deps` (the
-analysis, which reports failed runs). Resources are those the executor reports (re-read each round, so a cluster
+analysis, which reports failed runs). A `Gate` may hold jobs back: a job it gates starts only once the gate
+releases it, and the jobs it skips (e.g. diffusion runs a proxy allocation did not choose) are reported as
+`JobSkipped`, not failed, with their dependants (the analysis still runs). Without a gate every job is released.
+Resources are those the executor reports (re-read each round, so a cluster
 that gains or loses nodes is followed); a job asking more than the whole executor has is clamped to it.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from raysweep.config.plan import Job, JobRef, StudyPlan
-from raysweep.pipeline.events import JobEvent, JobFailed, JobFinished, JobQueued, JobStarted
+from raysweep.pipeline.events import JobEvent, JobFailed, JobFinished, JobQueued, JobSkipped, JobStarted
 from raysweep.pipeline.executors import Executor, Task
 from raysweep.pipeline.store import Store
 
@@ -25,6 +29,22 @@ class ScheduleResult:
     finished: list[JobRef] = field(default_factory=list)  # run now, in finishing order
     cached: list[JobRef] = field(default_factory=list)  # found finished in the store
     failed: dict[JobRef, str] = field(default_factory=dict)  # job -> reason (its own error or a failed dependency)
+    skipped: dict[JobRef, str] = field(default_factory=dict)  # job -> why its gate (or a skipped dep) left it out
+
+
+class Gate(Protocol):
+    """Decides which of the jobs it gates run. The scheduler tells it every job's outcome (`observe`: cached jobs
+    first, then each job as it finishes or fails, including jobs failed because a dependency did), asks it about
+    each gated job whose deps are done (`release`), and each round collects the jobs it will never release (`skip`:
+    ref -> reason; each reported once)."""
+
+    def gates(self, job: Job) -> bool: ...
+
+    def observe(self, job: Job, error: str | None) -> None: ...
+
+    def release(self, job: Job) -> bool: ...
+
+    def skip(self) -> dict[JobRef, str]: ...
 
 
 def remaining_path(plan: StudyPlan, cost: Callable[[Job], float]) -> dict[JobRef, float]:
@@ -49,8 +69,10 @@ class Scheduler:
 
     def __init__(self, plan: StudyPlan, store: Store, executor: Executor, task: Callable[[Job], Task],
                  emit: Callable[[JobEvent], None] = lambda e: None, cost: Callable[[Job], float] = lambda j: 1.0,
-                 headline: Callable[[Job], tuple[str, float] | None] = lambda j: None) -> None:
+                 headline: Callable[[Job], tuple[str, float] | None] = lambda j: None,
+                 gate: Gate | None = None) -> None:
         self.plan, self.store, self.executor, self.task, self.emit = plan, store, executor, task, emit
+        self.gate = gate
         self.headline = headline
         self.priority = remaining_path(plan, cost)
         self.order = {j.ref: i for i, j in enumerate(plan)}
@@ -69,6 +91,8 @@ class Scheduler:
                 done.add(job.ref)
                 result.cached.append(job.ref)
                 self._finished(job, cached=True)
+                if self.gate is not None:
+                    self.gate.observe(job, None)
             else:
                 waiting.append(job)
                 total = getattr(getattr(job, "trial", None), "steps", None)
@@ -77,8 +101,12 @@ class Scheduler:
         tasks: dict[JobRef, Task] = {}  # made once, when the job is first ready
         while waiting or running:
             self._skip_failed(waiting, result)
-            ready = [j for j in waiting if all(d in done or (d in result.failed and j.tolerate_failed_deps)
-                                               for d in j.deps)]
+            self._skip_gated(waiting, result)
+            ready = [j for j in waiting if all(d in done or d in result.skipped
+                                               or (d in result.failed and j.tolerate_failed_deps) for d in j.deps)]
+            if self.gate is not None:
+                gate = self.gate
+                ready = [j for j in ready if not gate.gates(j) or gate.release(j)]
             ready.sort(key=lambda j: (-self.priority[j.ref], self.order[j.ref]))
             capacity = self.executor.capacity()
             free = dict(capacity)
@@ -96,6 +124,9 @@ class Scheduler:
                 running[job.ref] = task
                 self.emit(JobStarted(job.id, job.stage, total=task.total_steps))  # type: ignore[arg-type]
                 self.executor.submit(task)
+            if waiting and not running and not ready:
+                raise RuntimeError(f"{len(waiting)} job(s) held with nothing running, e.g. {waiting[0].ref}: "
+                                   "the gate neither released nor skipped them")
             for outcome in self.executor.wait(POLL_S):
                 job = self.jobs[outcome.ref]
                 running.pop(job.ref)
@@ -107,7 +138,26 @@ class Scheduler:
                 else:
                     result.failed[job.ref] = outcome.error
                     self.emit(JobFailed(job.id, job.stage, reason=outcome.error))  # type: ignore[arg-type]
+                if self.gate is not None:
+                    self.gate.observe(job, outcome.error)
         return result
+
+    def _skip_gated(self, waiting: list[Job], result: ScheduleResult) -> None:
+        """Jobs the gate will never release, and (transitively) their dependants that cannot run without them."""
+        skipped = self.gate.skip() if self.gate is not None else {}
+        changed = True
+        while changed:
+            changed = False
+            for job in list(waiting):
+                reason = skipped.get(job.ref)
+                if reason is None and not job.tolerate_failed_deps:
+                    dep = next((d for d in job.deps if d in result.skipped), None)
+                    reason = None if dep is None else f"not run: {dep[0]} '{dep[1]}' skipped"
+                if reason is not None:
+                    waiting.remove(job)
+                    result.skipped[job.ref] = reason
+                    self.emit(JobSkipped(job.id, job.stage, reason=reason))  # type: ignore[arg-type]
+                    changed = True
 
     @staticmethod
     def _need(task: Task, capacity: dict[str, float]) -> dict[str, float]:
@@ -126,5 +176,7 @@ class Scheduler:
                     reason = f"not run: {failed[0][0]} '{failed[0][1]}' failed"
                     result.failed[job.ref] = reason
                     self.emit(JobFailed(job.id, job.stage, reason=reason))  # type: ignore[arg-type]
+                    if self.gate is not None:
+                        self.gate.observe(job, reason)
                     changed = True
 

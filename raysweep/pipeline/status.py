@@ -34,11 +34,24 @@ def study_status(study: StudySpec, text: bool = False) -> Any:
               "diffusion_trials": len(runs), "diffusion_finished": len(finished),
               "diffusion_metrics_finished": sum(job_done(store, j) for j in plan.of(DiffusionMetricJob)),
               "jobs": len(plan), "jobs_finished": sum(job_done(store, j) for j in plan)}
+    if store.allocation_state.is_file():  # diffusion.allocation: proxy
+        from raysweep.search.allocation import AllocationState
+
+        state = AllocationState.from_json(store.allocation_state.read_text())
+        chosen = state.measured_ids() | set(state.pending) | set(state.failed)
+        skipped = [j for j in runs if state.done and not state.pending and j.tokenizer.id not in chosen]
+        status["allocation"] = {"done": state.done, "measured": sorted(state.measured_ids()),
+                                "pending": list(state.pending), "failed": list(state.failed),
+                                "trials_spent": state.trials_spent, "diffusion_skipped": len(skipped)}
     if not text:
         return status
     lines = [f"study {study.name} ({study.root})"]
     lines += [f"  {t['id']:<28} trained={'yes' if t['trained'] else 'no ':<3} metrics={'yes' if t['metrics'] else 'no'}"
               for t in status["tokenizers"]]
     lines.append(f"  diffusion: {len(finished)}/{len(runs)} finished")
+    if "allocation" in status:
+        a = status["allocation"]
+        lines.append(f"  proxy allocation: {a['done'] or 'in progress'}; {len(a['measured'])} tokenizers measured, "
+                     f"{len(a['pending'])} pending; {a['diffusion_skipped']} diffusion trials not chosen")
     return "\n".join(lines)
 

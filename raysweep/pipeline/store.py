@@ -10,6 +10,7 @@
                                              default <root>/latents
     <root>/diffusion/<run-key>/              result.json, sample grids; fisher/ the marker of its metric job
     <root>/tune/                             Ray Tune experiment state (restored on re-run)
+    <root>/allocation.json                   a proxy-guided study's allocation state (raysweep.search.allocation)
 
 A stage output is finished exactly when its `result.json` exists; it is written last and atomically. Every file
 here is written through `raysweep.atomic` (temp + fsync + rename), so a kill leaves the old file or the new one.
@@ -33,6 +34,7 @@ from raysweep.config.plan import (
 from raysweep.data.location import join
 
 RESULT_FILE = "result.json"
+ALLOCATION_FILE = "allocation.json"
 LATENT_METRIC_DIR = "metrics"  # under the tokenizer's directory
 MODEL_METRIC_DIR = "model_metrics"  # under the tokenizer's directory
 DIFFUSION_METRIC_DIR = "fisher"  # under the diffusion run's directory
@@ -93,6 +95,11 @@ class Store:
     @property
     def tune(self) -> Path:
         return self.root / "tune"
+
+    @property
+    def allocation_state(self) -> Path:
+        """The saved state of a proxy-guided study's allocation (`diffusion.allocation: proxy`)."""
+        return self.root / ALLOCATION_FILE
 
     @staticmethod
     def result(directory: Path) -> dict[str, Any] | None:

@@ -25,3 +25,15 @@ def gen_key(view: str, name: str) -> str:
 
 # the headline metric of a finished job, by stage (what `JobFinished` carries and a view shows)
 HEADLINE: dict[str, str] = {"tokenizer": "recon/rfid", "diffusion": gen_key(BEST_VIEW, "gfid")}
+
+# predicted values of a proxy-guided study (raysweep.search): a predicted gFID is never logged under `gen/...`
+# (measured only), so the tidy table's metric columns (`analysis/tidy.py METRIC_PREFIXES`) never pick it up and
+# correlations and regressions use measured rows only
+PRED_PREFIX = "pred/"
+PRED_GFID = "pred/gfid"          # posterior-predictive mean of the tokenizer's gFID
+PRED_GFID_LO = "pred/gfid_lo"    # lower end of the central `pred/level` interval
+PRED_GFID_HI = "pred/gfid_hi"
+PRED_LEVEL = "pred/level"        # e.g. 0.9
+PRED_TOP_PROB = "pred/top_prob"  # P(tokenizer among the study's top-k)
+PRED_TAG = "raysweep.gfid_source"  # tokenizer run tag: "measured" or "predicted"
+MEASURED, PREDICTED = "measured", "predicted"

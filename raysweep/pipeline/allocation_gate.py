@@ -1,0 +1,199 @@
+"""`diffusion.allocation: proxy` in the study engine: a scheduler `Gate` that releases only the diffusion runs of the
+tokenizers the allocator (`raysweep.search.allocation`) chooses.
+
+The gate holds every `DiffusionJob` (their `DiffusionMetricJob`s wait on them anyway). Once every tokenizer's
+prerequisites (the tokenizer and its metric jobs: a diffusion job's deps) have finished or failed, it builds the
+`Allocator` from the finished tokenizers' latent and reconstruction metrics (`features`), restores the saved state
+(`Store.allocation_state`) or starts one, and proposes batches. The diffusion jobs of proposed tokenizers are
+released; when all of one tokenizer's diffusion jobs are over, its gFID (mean best-CFG `gen/best/gfid` of the runs
+that finished; None if none did) is recorded and the allocator proposes again. The state is saved after every
+transition, so a restarted driver continues the same allocation. When the allocator is done and nothing is pending,
+the unchosen tokenizers' diffusion jobs are skipped ("not chosen by the proxy allocation") and `on_done` runs once
+(the runner logs `pred/*` values there).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from raysweep.config.allocation import ProxyAllocation, allocation_of
+from raysweep.config.plan import DiffusionJob, Job, JobRef, StudyPlan, TokenizerJob
+from raysweep.config.spec import StudySpec
+from raysweep.pipeline.store import Store
+from raysweep.search.allocation import AllocationState, Allocator, load_state, save_state
+from raysweep.tracking import Tracker
+from raysweep.tracking.keys import BEST_VIEW, gen_key
+
+NOT_CHOSEN = "not chosen by the proxy allocation"
+GFID = gen_key(BEST_VIEW, "gfid")
+Features = Callable[[list[TokenizerJob]], pd.DataFrame]  # finished tokenizers -> one row each: tokenizer_id, metrics
+
+
+class ProxyGate:
+    """The scheduler gate of a proxy-guided study (see the module docstring). `gpu_hours` is the estimated diffusion
+    GPU-hours of one tokenizer (all its trials), needed only for a GPU-hour budget."""
+
+    def __init__(self, spec: ProxyAllocation, plan: StudyPlan, store: Store, features: Features, seed: int = 0,
+                 gpu_hours: float | None = None,
+                 on_done: Callable[[Allocator, AllocationState], None] | None = None) -> None:
+        self.spec, self.store, self.features, self.seed = spec, store, features, seed
+        self.gpu_hours, self.on_done = gpu_hours, on_done
+        self.tokenizers = {t.id: t for t in plan.tokenizers}
+        self.runs: dict[str, list[DiffusionJob]] = {t: [] for t in self.tokenizers}
+        for run in plan.diffusion:
+            self.runs[run.tokenizer.id].append(run)
+        self.prereqs = {t: set(runs[0].deps) if runs else set() for t, runs in self.runs.items()}
+        self.outcome: dict[JobRef, str | None] = {}  # observed jobs -> error (None: finished)
+        self.allocator: Allocator | None = None
+        self.state: AllocationState | None = None
+        self._skipped: set[JobRef] = set()
+        self._finalised = False
+
+    # --- the Gate interface -------------------------------------------------------------------------------------
+    def gates(self, job: Job) -> bool:
+        return isinstance(job, DiffusionJob)
+
+    def observe(self, job: Job, error: str | None) -> None:
+        self.outcome[job.ref] = error
+        if self.allocator is None:
+            if all(r in self.outcome for refs in self.prereqs.values() for r in refs):
+                self._start()
+        elif isinstance(job, DiffusionJob):
+            self._advance()
+
+    def release(self, job: Job) -> bool:
+        return self.state is not None and isinstance(job, DiffusionJob) and job.tokenizer.id in self.chosen()
+
+    def skip(self) -> dict[JobRef, str]:
+        if self.state is None or not self.state.done or self.state.pending or self.allocator is None:
+            return {}
+        chosen = self.chosen()
+        out = {r.ref: NOT_CHOSEN for t in self.allocator.ids if t not in chosen for r in self.runs[t]
+               if r.ref not in self._skipped}
+        self._skipped |= set(out)
+        if not self._finalised:
+            self._finalised = True
+            if self.on_done is not None:
+                self.on_done(self.allocator, self.state)
+        return out
+
+    # --- the allocation -----------------------------------------------------------------------------------------
+    def chosen(self) -> set[str]:
+        """Tokenizers ever proposed (pending, measured or failed)."""
+        s = self.state
+        return set() if s is None else s.measured_ids() | set(s.pending) | set(s.failed)
+
+    def finished_tokenizers(self) -> list[str]:
+        """Tokenizers (plan order) whose prerequisites all finished: those the allocator chooses among."""
+        return [t for t, refs in self.prereqs.items() if refs and all(self.outcome.get(r, "") is None for r in refs)]
+
+    def build(self, ok: list[str]) -> Allocator:
+        """The allocator over the tokenizers `ok`, fitted on their tracked metrics."""
+        table = self.features([self.tokenizers[t] for t in ok])
+        per_tokenizer = len(next(iter(self.runs.values()), []))
+        hours = None if self.gpu_hours is None else np.full(len(table), self.gpu_hours)
+        return Allocator.from_table(self.spec, table, trials_per_tokenizer=per_tokenizer, gpu_hours=hours,
+                                    seed=self.seed)
+
+    def _start(self) -> None:
+        ok = self.finished_tokenizers()
+        if not ok:  # every tokenizer failed: their diffusion jobs fail with them, there is nothing to allocate
+            return
+        self.allocator = self.build(ok)
+        self.state = load_state(self.store.allocation_state) or self.allocator.start()
+        unknown = (self.state.measured_ids() | set(self.state.pending) | set(self.state.failed)) - set(ok)
+        if unknown:
+            raise ValueError(f"{self.store.allocation_state} allocates tokenizers this study no longer has finished: "
+                             f"{sorted(unknown)}; remove the file to start the allocation again")
+        self._advance()
+
+    def _over(self, tokenizer_id: str) -> bool:
+        return all(r.ref in self.outcome for r in self.runs[tokenizer_id])
+
+    def gfid(self, tokenizer_id: str) -> float | None:
+        """Mean best-CFG gFID of the tokenizer's finished diffusion runs; None when none finished."""
+        values = []
+        for run in self.runs[tokenizer_id]:
+            done = self.store.done(run) if self.outcome.get(run.ref, "") is None else None
+            value = (done or {}).get("metrics", {}).get(GFID)
+            if value is not None and np.isfinite(value):
+                values.append(float(value))
+        return float(np.mean(values)) if values else None
+
+    def _advance(self) -> None:
+        """Record every pending tokenizer whose runs are over, then propose until nothing new can be decided."""
+        assert self.allocator is not None and self.state is not None
+        while True:
+            for t in [t for t in self.state.pending if self._over(t)]:
+                self.state = self.allocator.record(self.state, t, self.gfid(t))
+            self.state, batch = self.allocator.propose(self.state)
+            save_state(self.store.allocation_state, self.state)
+            if not batch or not any(self._over(t) for t in batch):
+                return
+
+    def skipped_tokenizers(self) -> set[str]:
+        """Tokenizers whose diffusion runs were not chosen (once the allocation is done)."""
+        if self.allocator is None or self.state is None or not self.state.done:
+            return set()
+        return set(self.allocator.ids) - self.chosen()
+
+
+def tokenizer_metrics(store: Store, tracker: Tracker) -> Features:
+    """Finished tokenizers -> one row each: `tokenizer_id` and the latent/ and recon/ metrics of its MLflow run
+    (what the proxy is fitted on)."""
+    from raysweep.tracking.table import TOKENIZER_PREFIXES
+
+    def table(jobs: list[TokenizerJob]) -> pd.DataFrame:
+        runs = {r.info.run_id: r for r in tracker.runs("tokenizer")}
+        rows = []
+        for job in jobs:
+            run = runs[store.done(job)["run_id"]]
+            rows.append({"tokenizer_id": job.id, **{k: v for k, v in Tracker.metrics_of(run).items()
+                                                    if k.startswith(TOKENIZER_PREFIXES)}})
+        return pd.DataFrame(rows)
+
+    return table
+
+
+def diffusion_gpu_hours(study: StudySpec, plan: StudyPlan) -> float:
+    """Estimated diffusion GPU-hours of one tokenizer (all its trials), for a GPU-hour budget."""
+    from raysweep.pipeline.estimate import estimate_gpu_hours
+    from raysweep.search.estimate import proxy_estimate
+
+    brute = proxy_estimate(estimate_gpu_hours(study), None)["brute_force"]
+    return float(brute["diffusion_gpu_hours"]) / max(1, len(plan.tokenizers))
+
+
+def proxy_gate(study: StudySpec, plan: StudyPlan, store: Store, tracker: Tracker,
+               on_done: Callable[[Allocator, AllocationState], None] | None = None) -> ProxyGate | None:
+    """The gate of a study with `diffusion.allocation: proxy`, or None for `all` (every diffusion job released)."""
+    spec = allocation_of(study)
+    if spec is None or not plan.diffusion:
+        return None
+    hours = diffusion_gpu_hours(study, plan) if spec.budget.gpu_hours is not None else None
+    return ProxyGate(spec, plan, store, tokenizer_metrics(store, tracker), seed=study.seed, gpu_hours=hours,
+                     on_done=on_done)
+
+
+def allocation_report(study: StudySpec, tracker: Tracker) -> tuple[list[Any], set[str]]:
+    """For the analysis of a proxy-guided study: the report's allocation section and the tokenizers whose diffusion
+    trials were not chosen, from the saved state and the tracked metrics (the allocator rebuilt as the run built it).
+    ([], set()) for `allocation: all` or before the allocation started."""
+    from raysweep.search.report import allocation_section
+
+    store = Store(study.root, study.latent_storage)
+    plan = StudyPlan.from_spec(study, analyze=False)
+    gate = proxy_gate(study, plan, store, tracker)
+    state = load_state(store.allocation_state)
+    if gate is None or state is None:
+        return [], set()
+    for refs in gate.prereqs.values():  # the outcomes the store knows, as a resumed run sees them
+        for ref in refs:
+            gate.outcome[ref] = None if store.done(plan.by_ref()[ref]) is not None else "not finished"
+    allocator = gate.build(gate.finished_tokenizers())
+    chosen = state.measured_ids() | set(state.pending) | set(state.failed)
+    skipped = set(allocator.ids) - chosen if state.done and not state.pending else set()
+    return [allocation_section(allocator, state)], skipped

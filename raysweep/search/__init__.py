@@ -1,0 +1,19 @@
+"""Proxy-guided studies: a calibrated proxy of gFID from latent metrics decides where diffusion compute goes.
+
+proxy.py             Bayesian linear model: latent + reconstruction metrics -> gFID with Student-t intervals
+acquisition.py       which tokenizer's measured gFID most changes the answer (top-k set, metric-gFID r)
+allocation.py        the allocation state machine (budget, calibration, acquisition, stop), JSON-serialisable
+fidelity.py          multi-fidelity gFID through Ray Tune's ASHA, and tier rank agreement
+tokenizer_search.py  tokenizers.search through a Ray Tune search algorithm (Optuna TPE or random)
+report.py            the report section: measured vs predicted, held-out proxy error
+estimate.py          `raysweep plan --json` GPU-hours of the proxy-guided study beside brute force
+replay.py            replays of finished studies (benchmarks/allocation_bench.py)
+MLflow keys of predicted values (pred/*, never gen/*) live in raysweep/tracking/keys.py with the measured ones.
+
+Wired into the study engine by `raysweep/pipeline/allocation_gate.py` (`ProxyGate`, a scheduler `Gate`): it builds
+the `Allocator` from the tracked latent/recon metrics once every tokenizer's metric jobs are over, releases the
+chosen tokenizers' diffusion jobs, records their mean best-CFG gFID, saves the state in `Store.allocation_state`,
+and skips the rest; the runner logs `predicted_metrics` on the unmeasured tokenizers' runs, the analysis adds
+`allocation_section` (`allocation_report`), `raysweep plan --json` shows `proxy_estimate`, `raysweep status` the
+allocation. Not wired yet: `fidelity.py` (ASHA tiers) and `tokenizer_search.py` (`tokenizers.search`).
+"""

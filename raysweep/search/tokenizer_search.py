@@ -1,0 +1,96 @@
+"""`tokenizers.search`: find a regularizer's most diffusable setting at a fixed reconstruction quality with a Ray Tune
+search algorithm — Optuna's TPE (`OptunaSearch`) or random draws (`BasicVariantGenerator`) — over the tokenizer
+block's search domains (`params: search` expands to the regularizer's declared `search_space`).
+
+The trainable (`objective`) trains and scores one tokenizer and returns its metrics; each trial reports them plus
+`SEARCH_SCORE`: the objective oriented for minimisation, plus `PENALTY` times the constraint's violation when the
+constraint fails, so TPE learns to avoid infeasible regions while the best trial is chosen among feasible ones only.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from raysweep.config.allocation import TokenizerSearch
+from raysweep.config.loader import BLOCK_KEYS, SEARCH, _declared_search
+from raysweep.config.search import to_tune
+
+SEARCH_SCORE = "search/score"
+PENALTY = 1e6
+Objective = Callable[[dict[str, Any]], Mapping[str, float]]
+
+
+@dataclass(frozen=True)
+class SearchTrial:
+    config: dict[str, Any]
+    metrics: dict[str, float]
+    feasible: bool
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """All finished trials in Tune's order; `best` is the best feasible one (None if none is)."""
+
+    trials: tuple[SearchTrial, ...]
+    best: SearchTrial | None
+
+
+def search_space(block: Mapping[str, Any], source: str = "<study>") -> dict[str, Any]:
+    """The tokenizer block's trial fields with their search domains (declared ones expanded), for Tune."""
+    trial = {k: v for k, v in block.items() if k not in (*BLOCK_KEYS, SEARCH)}
+    return _declared_search(trial, source, "tokenizers")
+
+
+def violation(metrics: Mapping[str, float], spec: TokenizerSearch) -> float:
+    """How far the constraint is missed (0 when met or absent); a missing constraint metric is infinitely far."""
+    parts = spec.constraint_parts()
+    if parts is None:
+        return 0.0
+    name, op, bound = parts
+    value = metrics.get(name)
+    if value is None or value != value:
+        return float("inf")
+    return max(0.0, bound - value) if op == ">=" else max(0.0, value - bound)
+
+
+def score(metrics: Mapping[str, float], spec: TokenizerSearch) -> float:
+    """The objective for minimisation, penalised by the constraint's violation."""
+    value = float(metrics[spec.objective]) * (1.0 if spec.mode == "min" else -1.0)
+    return value + PENALTY * min(violation(metrics, spec), 1e6)
+
+
+def _search_alg(spec: TokenizerSearch, seed: int) -> Any:
+    if spec.algorithm == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        return OptunaSearch(metric=SEARCH_SCORE, mode="min", seed=seed)
+    from ray.tune.search import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=seed)
+
+
+def run_tokenizer_search(space: dict[str, Any], objective: Objective, spec: TokenizerSearch, seed: int,
+                         storage_path: str, name: str = "tokenizer_search",
+                         resources: Mapping[str, float] | None = None) -> SearchResult:
+    """Run `spec.num_samples` trials of `objective` over `space` (study-file domains) on the current Ray."""
+    from ray import tune
+
+    def trainable(config: dict[str, Any]) -> None:
+        metrics = {k: float(v) for k, v in objective(config).items()}
+        tune.report({**metrics, SEARCH_SCORE: score(metrics, spec)})
+
+    runnable = tune.with_resources(trainable, dict(resources or {"cpu": 1}))
+    tuner = tune.Tuner(runnable, param_space=to_tune(space),
+                       tune_config=tune.TuneConfig(search_alg=_search_alg(spec, seed), num_samples=spec.num_samples,
+                                                   metric=SEARCH_SCORE, mode="min", reuse_actors=True),
+                       run_config=tune.RunConfig(storage_path=storage_path, name=name, verbose=0))
+    grid = tuner.fit()
+    trials = []
+    for result in grid:
+        if result.error is None and result.metrics and SEARCH_SCORE in result.metrics:
+            metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(k, str) and "/" in k
+                       and isinstance(v, (int, float))}
+            trials.append(SearchTrial(dict(result.config), metrics, violation(metrics, spec) == 0))
+    feasible = [t for t in trials if t.feasible]
+    return SearchResult(tuple(trials), min(feasible, key=lambda t: t.metrics[SEARCH_SCORE]) if feasible else None)

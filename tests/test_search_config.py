@@ -1,0 +1,85 @@
+"""`diffusion.allocation` and `tokenizers.search` in the study file: `all` is today's study; bad values are one line."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from raysweep.config.allocation import allocation_of, tokenizer_search_of
+from raysweep.config.errors import ConfigError
+from raysweep.config.loader import parse_study
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
+
+
+def _quickstart(**diffusion: Any) -> dict[str, Any]:
+    data = yaml.safe_load(QUICKSTART.read_text())
+    data["diffusion"] = {**data.get("diffusion", {}), **diffusion}
+    return data
+
+
+def _shape(study: Any) -> tuple:
+    return ([(t.id, t.key()) for t in study.tokenizer_trials], [d.key() for d in study.diffusion_trials],
+            study.diffusion_seeds)
+
+
+@pytest.mark.parametrize("allocation", ["all", {"mode": "all"}])
+def test_allocation_all_is_todays_study(allocation: Any) -> None:
+    today = parse_study(_quickstart())
+    same = parse_study(_quickstart(allocation=allocation))
+    assert _shape(same) == _shape(today) and len(today.diffusion_trials) > 0
+    assert allocation_of(today) is None and allocation_of(same) is None
+
+
+def test_proxy_allocation_keeps_the_trials_and_parses() -> None:
+    study = parse_study(_quickstart(allocation={"mode": "proxy", "budget": {"trials": 0.3, "gpu_hours": 5},
+                                                "fidelity": {"reduction_factor": 2}}))
+    assert _shape(study) == _shape(parse_study(_quickstart()))
+    spec = allocation_of(study)
+    assert spec is not None and spec.budget.max_trials(20) == 6 and spec.fidelity.reduction_factor == 2
+    assert spec.budget.max_trials(2) == 1  # a fraction never rounds to nothing
+
+
+@pytest.mark.parametrize(("allocation", "where", "says"), [
+    ("some", "diffusion.allocation", "all, proxy"),
+    ({"mode": "bandit"}, "diffusion.allocation.mode", "allowed: all, proxy"),
+    ({"mode": "all", "budget": {"trials": 3}}, "diffusion.allocation", "no other keys"),
+    ({"budget": {"trials": 1.5}}, "diffusion.allocation.budget.trials", "fraction in (0, 1]"),
+    ({"budget": {"trials": 0}}, "diffusion.allocation.budget.trials", "positive count"),
+    ({"budgets": {}}, "diffusion.allocation.budgets", "allowed: acquisition, budget"),
+    ({"features": ["gen/gfid"]}, "diffusion.allocation.features", "latent/ or recon/"),
+    ({"acquisition": {"top_weight": 0, "correlation_weight": 0}}, "diffusion.allocation.acquisition", "both be 0"),
+    ({"features": ["latent/velocity/viv"], "calibration": {"by": "recon/psnr"}}, "diffusion.allocation",
+     "allowed: latent/velocity/viv"),
+])
+def test_bad_allocation_is_one_line_naming_the_key(allocation: Any, where: str, says: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_study(_quickstart(allocation=allocation), "study.yaml")
+    assert str(err.value).startswith(f"study.yaml: {where}:") and says in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_tokenizer_search_block() -> None:
+    data = _quickstart()
+    data["tokenizers"] = {"regularizer": "lcr", "params": "search",
+                          "search": {"objective": "latent/velocity/viv", "algorithm": "random", "num_samples": 4,
+                                     "constraint": "recon/psnr >= 20"}}
+    study = parse_study(data)
+    spec = tokenizer_search_of(study)
+    assert spec is not None and spec.constraint_parts() == ("recon/psnr", ">=", 20.0)
+    assert [t.regularizer for t in study.tokenizer_trials] == ["lcr"]  # `search` is no trial field
+    data["tokenizers"]["search"]["algorithm"] = "grid"
+    with pytest.raises(ConfigError, match=r"tokenizers\.search\.algorithm"):
+        parse_study(data)
+
+
+def test_readme_proxy_study_is_valid() -> None:
+    text = (QUICKSTART.parents[1] / "README.md").read_text()
+    section = text[text.index("## Proxy-guided studies"):]
+    block = section[section.index("```yaml") + len("```yaml"):section.index("```\n", section.index("```yaml") + 7)]
+    study = parse_study(yaml.safe_load(block), "README.md")
+    spec = allocation_of(study)
+    assert spec is not None and spec.budget.trials == 0.3 and spec.fidelity is not None
+    assert len(study.tokenizer_trials) == 6
