@@ -7,7 +7,7 @@ import numpy as np
 
 from raysweep.config.hashing import config_hash
 from raysweep.config.spec import DatasetSpec
-from raysweep.data import ImageSet, load_imagefolder, shapes_splits
+from raysweep.data import ImageSet, load_imagefolder, mnist_splits, shapes_splits
 from raysweep.pipeline.store import Store
 
 SPLITS = ("train", "val")
@@ -19,9 +19,10 @@ def dataset_key(spec: DatasetSpec) -> str:
 
 def build_splits(spec: DatasetSpec) -> tuple[ImageSet, ImageSet]:
     """The train and val splits in memory (reads every image; writes nothing)."""
-    if spec.name == "shapes":
-        return shapes_splits(spec.train_size, spec.val_size, size=spec.image_size, seed=spec.seed,
-                             num_classes=spec.num_classes)
+    if spec.name in ("shapes", "mnist"):
+        splits = shapes_splits if spec.name == "shapes" else mnist_splits
+        return splits(spec.train_size, spec.val_size, size=spec.image_size, seed=spec.seed,
+                      num_classes=spec.num_classes)
     splits = []
     for split, limit in ((spec.train_split, spec.train_size), (spec.val_split, spec.val_size)):
         images = load_imagefolder(spec.root, split, spec.image_size, mask_root=spec.mask_root,
