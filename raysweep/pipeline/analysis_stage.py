@@ -71,7 +71,8 @@ def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / ARTIFACT_DIR
         try:
-            result = analyze(table, out, metric_directions(), options, curves, study.name)
+            result = analyze(table, out, metric_directions(), options, curves, study.name,
+                             class_counts=study.dataset.val_class_counts())
         except MixedCardsError as err:
             raise ConfigError(study.source, "analysis.allow_mixed_cards", str(err)) from None
         tracker.log_artifact(study_run_id, out, None)
