@@ -104,3 +104,5 @@ def test_a_big_quiet_study_concludes_and_a_small_one_says_it_cannot():
     fragment = small.html()
     assert fragment.startswith('<p class="warn">Too small') and "<table>" in fragment
     assert measure_noise(pd.DataFrame({"x": [1.0]}), {}).n_tokenizers == 0  # tables without runs: empty
+    two = pd.concat([study(5, 2, 0.1).assign(backbone="a"), study(5, 2, 0.1, seed=1).assign(backbone="b")])
+    assert measure_noise(two, {}, n_boot=20).n_tokenizers == 10  # (tokenizer, backbone) units

@@ -206,15 +206,17 @@ def measure_noise(table: pd.DataFrame, directions: Mapping[str, bool] | None = N
     """The measurement section from a study table with one row per diffusion run (columns `tokenizer_id`, `seed`,
     the target `gen/gfid` and latent metrics). `directions` (True = higher is better) sign-normalise the metrics,
     as the report's correlations do (default: the metric registry's); `class_counts` of the validation split enable
-    the chance levels. A table without those columns gives an empty report (n_tokenizers 0)."""
+    the chance levels. A table without those columns gives an empty report (n_tokenizers 0). With several
+    backbones the unit is (tokenizer, backbone): seeds repeat within it."""
     if directions is None:
         from raysweep.metrics.registry import metric_directions
 
         directions = metric_directions()
     columns = {"tokenizer_id", "seed", TARGET}
-    runs = table.dropna(subset=[TARGET]).drop_duplicates(["tokenizer_id", "seed"]) if columns <= set(
+    unit = ["tokenizer_id", "backbone"] if "backbone" in table.columns else ["tokenizer_id"]
+    runs = table.dropna(subset=[TARGET]).drop_duplicates([*unit, "seed"]) if columns <= set(
         table.columns) else pd.DataFrame(columns=sorted(columns))
-    groups = [g[TARGET].to_numpy(float) for _, g in runs.groupby("tokenizer_id", sort=True)] if len(runs) else []
+    groups = [g[TARGET].to_numpy(float) for _, g in runs.groupby(unit, sort=True)] if len(runs) else []
     sizes = np.array([len(g) for g in groups], float)
     n_tok, n_runs = len(groups), sizes.sum()
     k0 = float((n_runs - (sizes**2).sum() / n_runs) / (n_tok - 1)) if n_tok > 1 else float("nan")
@@ -226,7 +228,7 @@ def measure_noise(table: pd.DataFrame, directions: Mapping[str, bool] | None = N
     within = [g - g.mean() for g in groups if len(g) > 1]
     dof = sum(len(w) - 1 for w in within)
     seed_sd = float(np.sqrt(sum((w**2).sum() for w in within) / dof)) if dof else float("nan")
-    means = runs.groupby("tokenizer_id", sort=True).mean(numeric_only=True) if len(runs) else pd.DataFrame()
+    means = runs.groupby(unit, sort=True).mean(numeric_only=True) if len(runs) else pd.DataFrame()
     rows = []
     for metric in metrics:
         if metric not in means.columns:
