@@ -10,6 +10,7 @@ from scipy import stats
 from raysweep.analysis.noise import (
     bootstrap_ci,
     detectable_r,
+    fisher_ci,
     icc_oneway,
     lnc_chance,
     measure_noise,
@@ -49,6 +50,10 @@ def test_detectable_r_has_the_stated_power_by_simulation():
     sample_r = (xc * yc).sum(1) / np.sqrt((xc**2).sum(1) * (yc**2).sum(1))
     power = (np.abs(np.arctanh(sample_r)) * np.sqrt(n - 3) > 1.959964).mean()
     assert 0.8 <= power <= 0.835
+    lo, hi = fisher_ci(r, n)  # the interval is the acceptance region of the same test, shifted to r
+    assert np.arctanh(hi) - np.arctanh(lo) == pytest.approx(2 * 1.959964 / np.sqrt(n - 3), rel=1e-5)
+    covered = np.mean([lo < r < hi for lo, hi in (fisher_ci(v, n) for v in sample_r[:5000])])
+    assert covered == pytest.approx(0.95, abs=0.012)
     assert tokenizers_needed(r) == n and detectable_r(tokenizers_needed(0.5)) <= 0.5 < detectable_r(
         tokenizers_needed(0.5) - 1)
 

@@ -7,7 +7,7 @@ two tokenizers do, no latent metric can predict gFID. This module measures that,
   repeats; Shrout & Fleiss 1979), with k0 for unequal seed counts, and the reliability of the seed mean by
   Spearman-Brown; the largest |r| any metric can reach against the seed-mean gFID is sqrt(reliability);
 * correlations over tokenizers (the seed-mean gFID; rows of one tokenizer are not independent), each with a
-  percentile-bootstrap CI over tokenizers;
+  percentile-bootstrap CI over tokenizers and the Fisher-z interval beside it;
 * power: the smallest |r| a two-sided Fisher-z test at alpha = 0.05 detects with power 0.8 given n tokenizers,
   |r| >= tanh((z_{0.975} + z_{0.8}) / sqrt(n - 3));
 * chance levels of the label metrics, from the class counts of the split they are computed on: LNC@k's chance is
@@ -83,6 +83,16 @@ def tokenizers_needed(r: float, alpha: float = ALPHA, power: float = POWER) -> i
     return int(np.ceil((z / np.arctanh(abs(r))) ** 2 + 3))
 
 
+def fisher_ci(r: float, n: int, ci: float = 0.95) -> tuple[float, float]:
+    """The Fisher-z interval tanh(atanh r -+ z / sqrt(n - 3)): the parametric check on a bootstrap CI, which
+    with few tokenizers comes out too narrow."""
+    if n <= 3 or not np.isfinite(r):
+        return float("nan"), float("nan")
+    half = NormalDist().inv_cdf(0.5 + ci / 2) / np.sqrt(n - 3)
+    z = np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12))
+    return float(np.tanh(z - half)), float(np.tanh(z + half))
+
+
 def lnc_chance(class_counts: Sequence[int]) -> float:
     """Expected LNC@k of features that carry no label information: P(a random other image shares the label)."""
     c = np.asarray(class_counts, float)
@@ -121,7 +131,7 @@ class NoiseReport:
     seed_sd: float                     # pooled within-tokenizer SD of gFID
     tokenizer_sd: float                # SD of the tokenizers' seed-mean gFID
     detectable_r: float                # at ALPHA, POWER with n_tokenizers
-    correlations: pd.DataFrame         # metric, r, ci_low, ci_high, ci_width, n (over tokenizer means)
+    correlations: pd.DataFrame         # metric, r, ci_low, ci_high, ci_width, fisher_low, fisher_high, n
     chance: pd.DataFrame = field(default_factory=pd.DataFrame)  # metric, value, chance, at_chance
 
     @property
@@ -162,7 +172,8 @@ class NoiseReport:
                   f"mean."),
                  ("Measurement: correlations over tokenizers", self.correlations,
                   "Pearson r of the sign-normalised metric with the seed-mean gFID, one row per tokenizer; CI: "
-                  "percentile bootstrap over tokenizers.")]
+                  "percentile bootstrap over tokenizers (fisher_low/high: the Fisher-z interval, wider and more "
+                  "honest when there are few tokenizers).")]
         if len(self.chance):
             parts.append(("Measurement: chance levels", self.chance,
                           f"Chance = the value of label-blind features; flagged within {CHANCE_SE:g} binomial SE."))
@@ -237,8 +248,10 @@ def measure_noise(table: pd.DataFrame, directions: Mapping[str, bool] | None = N
         xy = np.column_stack([sign * means[metric].to_numpy(float), means[TARGET].to_numpy(float)])
         xy = xy[np.isfinite(xy).all(axis=1)]
         lo, hi = bootstrap_ci(xy, _pearson, n_boot, ci, seed) if len(xy) >= 4 else (float("nan"), float("nan"))
-        rows.append((metric, _pearson(xy) if len(xy) >= 3 else float("nan"), lo, hi, hi - lo, len(xy)))
-    correlations = pd.DataFrame(rows, columns=["metric", "r", "ci_low", "ci_high", "ci_width", "n"])
+        r = _pearson(xy) if len(xy) >= 3 else float("nan")
+        rows.append((metric, r, lo, hi, hi - lo, *fisher_ci(r, len(xy), ci), len(xy)))
+    correlations = pd.DataFrame(rows, columns=["metric", "r", "ci_low", "ci_high", "ci_width", "fisher_low",
+                                               "fisher_high", "n"])
     chance = _chance_frame(means, class_counts) if class_counts is not None and len(means) else pd.DataFrame(
         columns=["metric", "value", "chance", "at_chance"])
     return NoiseReport(
