@@ -103,6 +103,10 @@ def test_a_big_quiet_study_concludes_and_a_small_one_says_it_cannot():
     assert viv["r"] < -0.95 and viv["n"] == 24 and viv["ci_width"] < 0.1  # -viv vs gFID: the paper's sign
     assert big.chance.set_index("metric").loc["latent/semantic/lnc@5", "at_chance"]
     assert any("lnc@5 sits at chance" in n for n in big.notes())
+    from raysweep.analysis.noise import CLASS_COUNTS
+
+    column = measure_noise(study(24, 2, 0.1).assign(**{CLASS_COUNTS: ",".join(["100"] * 10)}), {}, n_boot=20)
+    assert column.chance.set_index("metric").loc["latent/semantic/lnc@5", "chance"] == pytest.approx(99 / 999)
     small = measure_noise(study(6, 1, 0.1), {"latent/velocity/viv": False}, n_boot=100)
     assert small.too_small and np.isnan(small.icc)
     assert "Too small to conclude" in small.notes()[0] and "benchmark.yaml" in small.notes()[0]

@@ -51,3 +51,14 @@ def test_the_study_config_reaches_it():
 def test_the_study_config_refuses_more_digits_than_exist():
     with pytest.raises(ValueError, match="10 classes of 500 digits"):
         DatasetSpec(name="mnist", train_size=4500, val_size=1000)
+
+
+@pytest.mark.parametrize(("name", "val_size", "num_classes"), [("mnist", 95, 10), ("shapes", 53, 7)])
+def test_val_class_counts_are_the_split_s_own(name: str, val_size: int, num_classes: int):
+    from raysweep.data.class_counts import val_class_counts
+
+    _, val = build_splits(DatasetSpec(name=name, image_size=16, train_size=40, val_size=val_size,
+                                      num_classes=num_classes))
+    np.testing.assert_array_equal(val_class_counts(name, val_size, num_classes),
+                                  np.bincount(val.labels, minlength=num_classes))
+    assert val_class_counts("imagefolder", val_size, num_classes) is None

@@ -32,6 +32,7 @@ POWER = 0.8
 CHANCE_SE = 3.0       # a label metric within this many binomial standard errors of chance is flagged
 KEY_METRICS = ("latent/velocity/viv", "latent/semantic/lnc@5", "latent/spatial/srss", "latent/smoothness/sec@0.5")
 TARGET = "gen/gfid"
+CLASS_COUNTS = "dataset/val_class_counts"  # table column "n_0,n_1,...": set by the analysis stage when known
 Statistic = Callable[[np.ndarray], float]
 
 
@@ -216,13 +217,16 @@ def measure_noise(table: pd.DataFrame, directions: Mapping[str, bool] | None = N
                   n_boot: int = 1000, ci: float = 0.95, seed: int = 0) -> NoiseReport:
     """The measurement section from a study table with one row per diffusion run (columns `tokenizer_id`, `seed`,
     the target `gen/gfid` and latent metrics). `directions` (True = higher is better) sign-normalise the metrics,
-    as the report's correlations do (default: the metric registry's); `class_counts` of the validation split enable
-    the chance levels. A table without those columns gives an empty report (n_tokenizers 0). With several
-    backbones the unit is (tokenizer, backbone): seeds repeat within it."""
+    as the report's correlations do (default: the metric registry's); `class_counts` of the validation split
+    (default: the table's `CLASS_COUNTS` column, if any) enable the chance levels. A table without those columns
+    gives an empty report (n_tokenizers 0). With several backbones the unit is (tokenizer, backbone): seeds repeat
+    within it."""
     if directions is None:
         from raysweep.metrics.registry import metric_directions
 
         directions = metric_directions()
+    if class_counts is None and CLASS_COUNTS in table.columns and table[CLASS_COUNTS].notna().any():
+        class_counts = [int(c) for c in str(table[CLASS_COUNTS].dropna().iloc[0]).split(",")]
     columns = {"tokenizer_id", "seed", TARGET}
     unit = ["tokenizer_id", "backbone"] if "backbone" in table.columns else ["tokenizer_id"]
     runs = table.dropna(subset=[TARGET]).drop_duplicates([*unit, "seed"]) if columns <= set(

@@ -194,7 +194,6 @@ def write_report(
     ranking: pd.DataFrame | None = None,
     sections: Sequence[ReportSection] = (),
     notes: Sequence[str] = (),
-    class_counts: Sequence[int] | None = None,
 ) -> Path:
     """Write `<out_dir>/report.html` (self-contained) and `<out_dir>/report.md`; returns the HTML path.
 
@@ -205,7 +204,7 @@ def write_report(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    noise = measure_noise(table, class_counts=class_counts)  # seed noise, power, chance levels (analysis/noise.py)
+    noise = measure_noise(table)  # seed noise, power, chance levels: the measurement section (analysis/noise.py)
     sections, notes = [*(ReportSection(*s) for s in noise.sections()), *sections], [*noise.notes(), *notes]
     excluded_df = _shown(pd.DataFrame(excluded), EXCLUDED_COLUMNS)
     ranking = _ranking(corr_df) if ranking is None else ranking

@@ -163,13 +163,12 @@ def _figures(analysed: pd.DataFrame, best: pd.DataFrame, metrics: list[str], dir
 
 def analyze(table: pd.DataFrame, out_dir: str | Path, latent_directions: Mapping[str, bool],
             options: AnalysisOptions | None = None, curves: tuple[pd.DataFrame, pd.DataFrame] | None = None,
-            study_name: str = "study", class_counts: Sequence[int] | None = None) -> StudyAnalysis:
+            study_name: str = "study") -> StudyAnalysis:
     """Analyse a `study_table` and write every artifact to `out_dir`.
 
     `latent_directions` maps latent metric keys to higher-is-better (the metric registry's); recon, trajectory and
     target directions are built in. `curves` = (length ratios, VIV(t)) from the tracking loaders, or None.
-    Raises `MixedCardsError` when the analysed rows span several evaluation cards, unless allowed. `class_counts`
-    (of the validation split) let the report flag label metrics at chance level.
+    Raises `MixedCardsError` when the analysed rows span several evaluation cards, unless allowed.
     """
     options = options or AnalysisOptions()
     out = Path(out_dir)
@@ -214,7 +213,7 @@ def analyze(table: pd.DataFrame, out_dir: str | Path, latent_directions: Mapping
                       "Paper: conv f16d32 tokenizers, SiT-B, Pearson r vs gFID; ours: all runs at their best CFG."),
     ]
     report = write_report(out, study_name, best, overall, joint, figures,
-                          excluded, ranking=ranking, sections=sections, notes=notes, class_counts=class_counts)
+                          excluded, ranking=ranking, sections=sections, notes=notes)
     return StudyAnalysis(table, excluded, best, cards, correlations, ranking, joint, general, paper, figures,
                          report)
 

@@ -42,15 +42,6 @@ class DatasetSpec(Strict):
     val_split: str = "val"
     max_per_class: int | None = Field(None, ge=1)
 
-    def val_class_counts(self) -> list[int] | None:
-        """Images per class in the validation split, known without reading it for the generated and packaged
-        datasets (shapes: a shuffled round-robin; mnist: val_size // num_classes each); None for imagefolder."""
-        if self.name == "shapes":
-            return [len(range(k, self.val_size, self.num_classes)) for k in range(self.num_classes)]
-        if self.name == "mnist":
-            return [self.val_size // self.num_classes] * self.num_classes
-        return None
-
     @model_validator(mode="after")
     def _imagefolder_needs_root(self) -> DatasetSpec:
         if self.name == "imagefolder" and not self.root:

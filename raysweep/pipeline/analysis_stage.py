@@ -12,8 +12,10 @@ from typing import Any
 import pandas as pd
 
 from raysweep.analysis import AnalysisOptions, MixedCardsError, StudyAnalysis, analyze
+from raysweep.analysis.noise import CLASS_COUNTS
 from raysweep.config.errors import ConfigError
 from raysweep.config.spec import StudySpec
+from raysweep.data.class_counts import val_class_counts
 from raysweep.metrics import metric_directions
 from raysweep.tracking import Tracker
 from raysweep.tracking.table import SORT_KEYS, latent_curve, length_ratio_curves, study_table
@@ -63,6 +65,9 @@ def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
                           ignore_index=True)
         table = table.sort_values([k for k in SORT_KEYS if k in table.columns], na_position="last",
                                   ignore_index=True)
+    counts = val_class_counts(study.dataset.name, study.dataset.val_size, study.dataset.num_classes)
+    if counts is not None:  # the report's chance levels of label metrics
+        table = table.assign(**{CLASS_COUNTS: ",".join(map(str, counts))})
     finished = table[table["status"] == "FINISHED"] if "status" in table.columns else table
     curves = None
     if "diffusion_run_id" in finished.columns:
@@ -71,8 +76,7 @@ def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / ARTIFACT_DIR
         try:
-            result = analyze(table, out, metric_directions(), options, curves, study.name,
-                             class_counts=study.dataset.val_class_counts())
+            result = analyze(table, out, metric_directions(), options, curves, study.name)
         except MixedCardsError as err:
             raise ConfigError(study.source, "analysis.allow_mixed_cards", str(err)) from None
         tracker.log_artifact(study_run_id, out, None)
