@@ -79,7 +79,8 @@ def test_training_is_deterministic_under_a_seed(trained: tuple[DomainNet, dict[s
 def test_holds_out_a_validation_split_when_none_is_given() -> None:
     x, y = blobs(40, seed=3)
     _, stats = train_domain_net(x, y, steps=2, batch_size=8, seed=0, val_fraction=0.25, width=4, feature_dim=8)
-    assert {k: v * 10 % 1 for k, v in stats.items()} == {"train_accuracy": 0.0, "val_accuracy": 0.0}  # 30 / 10
+    assert {k: stats[k] * 10 % 1 for k in ("train_accuracy", "val_accuracy")} == {"train_accuracy": 0.0,
+                                                                                 "val_accuracy": 0.0}  # 30 / 10
 
 
 @pytest.mark.parametrize("size", [16, 24, 33])
@@ -176,3 +177,22 @@ def test_score_images_rejects_bad_requests(trained: tuple[DomainNet, dict[str, f
     with pytest.raises(ValueError, match="no classifier"):
         score_images(a, a, no_classifier, metrics=("isc",))
     assert np.isfinite(score_images(a.numpy(), a.numpy(), spec, metrics=("fid",))["fid"])
+
+
+def test_blur_check_is_the_fd_the_scorer_computes(trained: tuple[DomainNet, dict[str, float], FeatureSpec]) -> None:
+    """The check's numbers are torch-fidelity's features of the uint8 images, by an independent blur (scipy)."""
+    from scipy.ndimage import gaussian_filter
+
+    from raysweep.features.domain_train import blur_check
+
+    _, _, spec = trained
+    x, _ = blobs(128, seed=11)
+    a, b = to_uint8(x[0::2]), to_uint8(x[1::2])
+    # the same blur by scipy: sigma 1, truncated at radius 2 (truncate = 2.0 sigmas), replicate ("nearest") edges
+    soft = torch.from_numpy(gaussian_filter(x[0::2].numpy().astype(np.float64), sigma=(0, 0, 1, 1), truncate=2.0,
+                                            mode="nearest")).float()
+    feats = {name: extract_features(imgs, spec)[spec.layers.fid] for name, imgs in
+             (("a", a), ("b", b), ("soft", to_uint8(soft)))}
+    got = blur_check(load_domain_net(spec.weights_path), x)
+    assert got["check_fd_real_halves"] == pytest.approx(feature_frechet_distance(feats["a"], feats["b"]), rel=1e-4)
+    assert got["check_fd_blurred"] == pytest.approx(feature_frechet_distance(feats["soft"], feats["b"]), rel=1e-3)

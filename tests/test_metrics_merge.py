@@ -11,7 +11,7 @@ import pytest
 from raysweep.metrics import METRICS, build_metric, compute_metrics, merge_all, run_accumulator
 
 N, C, H, W = 90, 4, 8, 8
-FAST = {"uniformity": {"iterations": 250, "seeds": [0]}, "viv_mixture": {"samples": 64, "curve_samples": 2}}
+FAST = {"uniformity": {"iterations": 250, "repeats": 1}, "viv_mixture": {"samples": 64, "curve_samples": 2}}
 
 
 def dataset(seed: int = 0) -> SimpleNamespace:

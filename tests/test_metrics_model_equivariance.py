@@ -17,10 +17,10 @@ def conv1x1() -> torch.nn.Conv2d:
     return torch.nn.Conv2d(3, 4, kernel_size=1).requires_grad_(False)
 
 
-@pytest.mark.parametrize("stats", [False, True])
-def test_a_1x1_conv_is_exactly_equivariant(stats):
+@pytest.mark.parametrize("stats,antialias", [(False, False), (True, False), (True, True)])
+def test_a_1x1_conv_is_exactly_equivariant(stats, antialias):
     mean, std = (torch.tensor([0.5, -1.0, 2.0, 0.0]), torch.tensor([2.0, 0.5, 1.0, 3.0])) if stats else (None, None)
-    metric = Equivariance(rotations=[1, 2, 3], scales=[0.25, 0.5, 0.75])
+    metric = Equivariance(rotations=[1, 2, 3], scales=[0.25, 0.5, 0.75], antialias=antialias)
     values = metric.finalize(metric.update(metric.init(), images(), Codec(conv1x1(), None, mean, std)))
     assert set(values) == set(metric.keys)
     for family in ("", "_rotate", "_scale"):
@@ -60,3 +60,44 @@ def test_bad_transforms_are_refused():
         Equivariance(scales=[1.5])
     with pytest.raises(ValueError, match="rotations"):
         Equivariance(rotations=[4])
+
+
+def eq_vae_scale_consistency(x: torch.Tensor, encoder: torch.nn.Module, s: float) -> float:
+    """EQ-VAE's scale pair, written from its definition (zelaki/eqvae train_eqvae/ldm/models/autoencoder.py,
+    commit c34589c4fb0d2a93da00ef403602a6b4ae223345): the latent is scaled with `interpolate(scale_factor=s,
+    mode="bilinear", align_corners=False)` and compared with the encoding of the image scaled the same way; here the
+    per-image cosine of the two, averaged, by explicit bilinear weights (half-pixel centres, edge clamped)."""
+    def bilinear(t: torch.Tensor) -> torch.Tensor:
+        n, m = t.shape[-2], int(t.shape[-2] * s)
+        src = np.clip((np.arange(m) + 0.5) / s - 0.5, 0, n - 1)
+        lo = np.minimum(np.floor(src).astype(int), n - 1)
+        hi = np.minimum(lo + 1, n - 1)
+        frac = src - lo
+        weights = np.zeros((m, n))
+        weights[np.arange(m), lo] += 1 - frac
+        weights[np.arange(m), hi] += frac
+        wt = torch.from_numpy(weights).to(t)
+        return torch.einsum("ih,bchw,jw->bcij", wt, t, wt)
+
+    with torch.no_grad():
+        a, b = encoder(bilinear(x)).flatten(1).double(), bilinear(encoder(x)).flatten(1).double()
+    return float(((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).mean())
+
+
+def test_scale_consistency_matches_eq_vae_and_differs_from_antialias():
+    torch.manual_seed(3)
+    encoder = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), torch.nn.Tanh()).requires_grad_(False)
+    x, codec = images(8), Codec(encoder)
+    plain = Equivariance(rotations=[], scales=[0.5])
+    got = plain.finalize(plain.update(plain.init(), x, codec))["latent/equivariance/consistency"]
+    assert got == pytest.approx(eq_vae_scale_consistency(x, encoder, 0.5), rel=1e-9)
+    smooth = Equivariance(rotations=[], scales=[0.5], antialias=True)
+    other = smooth.finalize(smooth.update(smooth.init(), x, codec))["latent/equivariance/consistency"]
+    assert abs(other - got) > 1e-3
+
+
+def test_a_scale_that_misses_the_latent_grid_says_so():
+    encoder = torch.nn.Conv2d(3, 4, 3, stride=2, padding=1).requires_grad_(False)
+    metric = Equivariance(rotations=[], scales=[0.6])  # 16 -> 9 pixels -> 5 latents, but 8 latents -> 4
+    with pytest.raises(ValueError, match="antialias: true"):
+        metric.update(metric.init(), images(2), Codec(encoder))

@@ -20,7 +20,7 @@ EXPECTED_KEYS = {
     "latent/fisher/mmse", "latent/fisher/fisher_classes_skipped", "latent/fisher/fi_t", "latent/fisher/fi_t_grid",
     "latent/fisher/fir_t", "latent/fisher/fir_t_grid", "latent/fisher/mmse_t", "latent/fisher/mmse_t_grid",
 }
-FAST = {"uniformity": {"iterations": 250, "seeds": [0]}, "viv_mixture": {"samples": 8, "curve_samples": 1}}
+FAST = {"uniformity": {"iterations": 250, "repeats": 1}, "viv_mixture": {"samples": 8, "curve_samples": 1}}
 
 
 def batch(n: int = 12, c: int = 2, h: int = 4, w: int = 4, seed: int = 0, **override) -> SimpleNamespace:

@@ -29,14 +29,20 @@ def test_distances_scale_with_the_grid():
         resolve_distances(1, 2)
 
 
-def brute_force(latent: np.ndarray, mask: np.ndarray, d: SpatialDistances) -> tuple[float, float, float]:
-    """The definitions, pair by pair and anchor by anchor, on whole-set per-channel standardised latents."""
+def brute_force(latent: np.ndarray, mask: np.ndarray, d: SpatialDistances,
+                per_image: bool = True) -> tuple[float, float, float]:
+    """The definitions, pair by pair and anchor by anchor, on whole-set per-channel standardised latents.
+
+    SRSS as iREPA defines it (End2End-Diffusion/iREPA metrics/spatial_metrics.py `metric_srss`, commit
+    99ad4ac234efe8de52ce157120f72856e836d09f): per image the mean over its valid foreground anchors, then the mean
+    over the images that have one; `per_image=False` pools all anchors instead."""
     x = (latent - latent.mean(axis=(0, 2, 3), keepdims=True)) / latent.std(axis=(0, 2, 3), keepdims=True)
     n, _, h, w = x.shape
     positions = [(r, c) for r in range(h) for c in range(w)]
     by_distance: dict[int, list[float]] = {}
-    anchor_scores = []
+    anchor_scores, image_scores = [], []
     for i in range(n):
+        mine = []
         tokens = [x[i, :, r, c] / np.linalg.norm(x[i, :, r, c]) for r, c in positions]
         fg = [bool(mask[i, r, c]) for r, c in positions]
         for p, (rp, cp) in enumerate(positions):
@@ -50,12 +56,14 @@ def brute_force(latent: np.ndarray, mask: np.ndarray, d: SpatialDistances) -> tu
                 if dist >= d.d_neg and not fg[q]:
                     neg.append(cos)
             if fg[p] and pos and neg and 2 <= sum(fg) < len(fg):
-                anchor_scores.append(np.mean(pos) - np.mean(neg))
+                mine.append(np.mean(pos) - np.mean(neg))
+        anchor_scores += mine
+        image_scores += [np.mean(mine)] if mine else []
     far = [c for dist, cs in by_distance.items() if dist >= d.far_dist for c in cs]
     lds = np.mean(by_distance[1]) - np.mean(far)
     ds = np.arange(1, d.dmax + 1)
     slope = np.polyfit(ds, [np.mean(by_distance[k]) for k in ds], 1)[0]
-    return float(lds), float(-slope), float(np.mean(anchor_scores))
+    return float(lds), float(-slope), float(np.mean(image_scores if per_image else anchor_scores))
 
 
 def test_matches_brute_force_definitions():
@@ -111,3 +119,33 @@ def test_statistics_must_match_the_channel_count():
         run(metric, np.zeros((2, 3, 4, 4)), None)
     with pytest.raises(ValueError, match="both"):
         SpatialStructure(channel_mean=[0.0])
+
+
+def test_srss_averages_per_image_as_irepa_and_merges_exactly():
+    """Objects of very different sizes: iREPA's per-image mean and the anchor-pooled mean differ, each matches its
+    brute-force reference, and any split of the images gives the same per-image value."""
+    rng = np.random.default_rng(5)
+    latent = gaussian_filter(rng.normal(size=(6, 3, 8, 8)), sigma=(0, 0, 1, 1)).astype(np.float32)
+    mask = np.zeros((6, 8, 8), np.uint8)
+    for i, side in enumerate((2, 2, 3, 5, 6, 6)):
+        mask[i, :side, :side] = 1
+    latent[:, 0] += 2.0 * mask  # foreground tokens lean one way: SRSS is clearly positive
+    d = resolve_distances(8, 8)
+    image = run(SpatialStructure(), latent, mask)[2]
+    anchor = run(SpatialStructure(srss_average="anchor"), latent, mask)[2]
+    assert image == pytest.approx(brute_force(latent.astype(np.float64), mask, d)[2], rel=1e-6)
+    assert anchor == pytest.approx(brute_force(latent.astype(np.float64), mask, d, per_image=False)[2], rel=1e-6)
+    assert abs(image - anchor) > 0.01 * abs(anchor)
+    stats = {"channel_mean": list(latent.mean(axis=(0, 2, 3)).astype(np.float64)),
+             "channel_std": list(latent.std(axis=(0, 2, 3)).astype(np.float64))}
+    metric = SpatialStructure(**stats)
+    parts = [SimpleNamespace(sample_id=np.arange(len(latent))[sl], label=np.zeros(len(latent), int)[sl],
+                             latent=latent[sl], fg_mask=mask[sl]) for sl in (slice(0, 1), slice(1, 4), slice(4, 6))]
+    whole = run_accumulator(metric, [SimpleNamespace(sample_id=np.arange(6), label=np.zeros(6, int), latent=latent,
+                                                     fg_mask=mask)])
+    assert run_accumulator(metric, parts)[KEYS[2]] == pytest.approx(whole[KEYS[2]], rel=1e-7)  # float32 tokens
+
+
+def test_srss_average_is_checked():
+    with pytest.raises(ValueError, match="srss_average must be one of image, anchor"):
+        SpatialStructure(srss_average="pixel")

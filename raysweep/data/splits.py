@@ -7,14 +7,16 @@ import numpy as np
 from raysweep.config.spec import DatasetSpec
 from raysweep.data.imagefolder import load_imagefolder
 from raysweep.data.imageset import ImageSet
+from raysweep.data.mnist import mnist_splits
 from raysweep.data.shapes import shapes_splits
 
 
 def build_splits(spec: DatasetSpec) -> tuple[ImageSet, ImageSet]:
     """The train and val splits in memory (reads every image; writes nothing)."""
-    if spec.name == "shapes":
-        return shapes_splits(spec.train_size, spec.val_size, size=spec.image_size, seed=spec.seed,
-                             num_classes=spec.num_classes)
+    if spec.name in ("shapes", "mnist"):  # generated, or from a package: no files to read
+        splits = shapes_splits if spec.name == "shapes" else mnist_splits
+        return splits(spec.train_size, spec.val_size, size=spec.image_size, seed=spec.seed,
+                      num_classes=spec.num_classes)
     splits = []
     for split, limit in ((spec.train_split, spec.train_size), (spec.val_split, spec.val_size)):
         images = load_imagefolder(spec.root, split, spec.image_size, mask_root=spec.mask_root,

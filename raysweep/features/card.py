@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from raysweep.features.generation import FD_PROTOCOL
-from raysweep.features.registry import FeatureSpec, feature_network
+from raysweep.features.registry import DOMAIN_EXTRACTOR, FeatureSpec, feature_network
 from raysweep.hashing import config_hash
 
 CARD_TAG = "raysweep.eval_card_hash"
@@ -47,6 +47,7 @@ class EvalCard:
     seed: int
     precision: str
     prc: str
+    feature_check: str            # the gFID validity check of the FID network: FD(blurred real, real) vs real halves
 
     def hash(self) -> str:
         return config_hash(asdict(self), CARD_HASH_LENGTH)
@@ -64,6 +65,19 @@ def network_list(networks: Sequence[FeatureSpec]) -> str:
     return ",".join(f"{n.name}:{n.weights_sha256[:12]}" for n in networks)
 
 
+def feature_check(network: FeatureSpec) -> str:
+    """The blur check recorded with a domain network's weights (`domain_train.blur_check`), as card text."""
+    if network.extractor != DOMAIN_EXTRACTOR:
+        return "not run (a published network)"
+    from raysweep.features.domain_net import load_domain_checkpoint
+
+    meta = load_domain_checkpoint(network.weights_path)[1]
+    if "check_fd_blurred" not in meta:
+        return "not recorded with these weights"
+    return (f"FD(blur sigma={meta['check_blur_sigma']:g} of real, real) = {meta['check_fd_blurred']:.4g} vs "
+            f"FD(real halves) = {meta['check_fd_real_halves']:.4g}")
+
+
 def reconstruction_card(network: FeatureSpec, dataset_key: str, split: str, size: int,
                         precision: str = "float32") -> EvalCard:
     """rFID: reconstructions of a split scored against that split's own images (same count, its own labels)."""
@@ -73,7 +87,8 @@ def reconstruction_card(network: FeatureSpec, dataset_key: str, split: str, size
         reference_split=split, reference_size=size, preprocessing=PREPROCESSING,
         resize_crop=feature_network(network.name).resize, num_samples=size,
         class_balancing=f"the {split} split's own labels", sampler="none (posterior mean)", steps=0,
-        cfg_scales="", guidance_interval="none", timestep_shift=1.0, seed=0, precision=precision, prc="")
+        cfg_scales="", guidance_interval="none", timestep_shift=1.0, seed=0, precision=precision, prc="",
+        feature_check=feature_check(network))
 
 
 def generation_card(network: FeatureSpec, fd_networks: Sequence[FeatureSpec], dataset_key: str, split: str,
@@ -87,4 +102,5 @@ def generation_card(network: FeatureSpec, fd_networks: Sequence[FeatureSpec], da
         resize_crop=feature_network(network.name).resize, num_samples=num_samples, class_balancing=class_balancing,
         sampler=sampler, steps=steps, cfg_scales=",".join(f"{s:g}" for s in cfg_scales),
         guidance_interval="none" if guidance_interval is None else f"{guidance_interval[0]:g}-{guidance_interval[1]:g}",
-        timestep_shift=timestep_shift, seed=seed, precision=precision, prc=PRC_PROTOCOL)
+        timestep_shift=timestep_shift, seed=seed, precision=precision, prc=PRC_PROTOCOL,
+        feature_check=feature_check(network))

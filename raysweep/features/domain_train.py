@@ -1,4 +1,5 @@
-"""Training the DomainNet: AdamW with cosine decay, light label-preserving augmentation, seeded end to end."""
+"""Training the DomainNet: AdamW with cosine decay, light label-preserving augmentation, seeded end to end; then
+the gFID validity check: a network that scores generations must rate blurred real images far from real ones."""
 from __future__ import annotations
 
 import math
@@ -8,9 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from raysweep.features.domain_net import DomainNet
+from raysweep.features.frechet import feature_frechet_distance
 
 MAX_SHIFT = 0.125  # random translation, as a fraction of the image side
 EVAL_BATCH = 256
+BLUR_SIGMA = 1.0  # pixels: the detail loss the check asks the FID features to see
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -39,6 +42,35 @@ def accuracy(model: DomainNet, images: torch.Tensor, labels: torch.Tensor) -> fl
     return hits / max(1, len(labels))
 
 
+def gaussian_blur(x: torch.Tensor, sigma: float = BLUR_SIGMA) -> torch.Tensor:
+    """Separable Gaussian blur (radius ceil(2 sigma), replicate borders) of x [B,3,H,W]."""
+    radius = max(1, math.ceil(2 * sigma))
+    taps = torch.exp(-torch.arange(-radius, radius + 1, dtype=x.dtype) ** 2 / (2 * sigma**2))
+    taps = (taps / taps.sum()).repeat(x.shape[1], 1, 1, 1)  # (3, 1, 1, k)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), taps, groups=x.shape[1])
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), taps.transpose(-1, -2), groups=x.shape[1])
+
+
+@torch.no_grad()
+def blur_check(model: DomainNet, images: torch.Tensor, sigma: float = BLUR_SIGMA) -> dict[str, float]:
+    """FD between two halves of real images [N,3,H,W] in [-1, 1] (even / odd rows) and FD between the blurred first
+    half and the second, in the network's pooled (FID) features, with images on the uint8 grid the scorer sees.
+    NaN when a half has no more images than feature dimensions (a singular covariance)."""
+    model.eval()
+    if len(images) // 2 <= model.feature_dim:
+        return {"check_fd_real_halves": float("nan"), "check_fd_blurred": float("nan"), "check_blur_sigma": sigma}
+
+    def features(x: torch.Tensor) -> np.ndarray:
+        x = ((x + 1) * 127.5).round().clamp(0, 255) / 127.5 - 1  # what to_uint8 -> the extractor does
+        return torch.cat([model.features_and_logits(b)[0] for b in x.split(EVAL_BATCH)]).double().numpy()
+
+    a, b = images[0::2], images[1::2]
+    fb = features(b)
+    return {"check_fd_real_halves": feature_frechet_distance(features(a), fb),
+            "check_fd_blurred": feature_frechet_distance(features(gaussian_blur(a, sigma)), fb),
+            "check_blur_sigma": sigma}
+
+
 def _holdout(n: int, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     perm = torch.randperm(n, generator=generator)
     n_val = max(1, round(n * fraction))
@@ -49,7 +81,8 @@ def train_domain_net(images: torch.Tensor, labels: torch.Tensor | np.ndarray, st
                      lr: float = 2e-3, seed: int = 0, val: tuple[torch.Tensor, torch.Tensor | np.ndarray] | None = None,
                      val_fraction: float = 0.1, num_classes: int | None = None, width: int = 32,
                      feature_dim: int = 128, device: str | torch.device = "cpu") -> tuple[DomainNet, dict[str, float]]:
-    """Train a DomainNet classifier; returns (model in eval mode on CPU, {"train_accuracy", "val_accuracy"}).
+    """Train a DomainNet classifier; returns (model in eval mode on CPU, {"train_accuracy", "val_accuracy", and the
+    `blur_check` numbers on the validation images}).
 
     images float [N,3,H,W] in [-1, 1]; labels int [N] in [0, num_classes) (num_classes defaults to max + 1).
     Without `val`, a seeded `val_fraction` of the images is held out for the validation accuracy."""
@@ -84,4 +117,4 @@ def train_domain_net(images: torch.Tensor, labels: torch.Tensor | np.ndarray, st
         schedule.step()
     model = model.cpu().eval()
     return model, {"train_accuracy": accuracy(model, images, labels),
-                   "val_accuracy": accuracy(model, val_images, val_labels)}
+                   "val_accuracy": accuracy(model, val_images, val_labels), **blur_check(model, val_images)}

@@ -1,8 +1,13 @@
 """Spatial structure of latent token maps (METRICS.md §3, iREPA definitions): LDS, CDS, SRSS, higher is better.
 
 Tokens are the H·W positions of a per-channel standardised latent, L2-normalised over channels; similarity is
-cosine, distance is Manhattan on the grid. The state holds per-distance sums and counts of token cosines and the
-sum and count of SRSS anchor scores, all exact under merge.
+cosine, distance is Manhattan on the grid. The state holds per-distance sums and counts of token cosines, the sum
+and count of per-image SRSS means and the sum and count of SRSS anchor scores, all exact under merge.
+
+SRSS averages per image, then over images, by default (`srss_average="image"`), as iREPA's `metric_srss` does
+(End2End-Diffusion/iREPA metrics/spatial_metrics.py, commit 99ad4ac234efe8de52ce157120f72856e836d09f: one score
+per image, the mean over its valid anchors, then the mean over images), so large objects do not outweigh small
+ones; `"anchor"` pools every anchor of every image instead.
 
 Cosines are not linear in the standardisation statistics, so they need them while streaming: pass the set's
 per-channel `channel_mean` / `channel_std` (the latent Parquet footer holds them). Without them the state keeps
@@ -19,6 +24,7 @@ import numpy as np
 
 from raysweep.metrics.base import Accumulator, Batch, State, Value, merge_values
 
+SRSS_AVERAGES = ("image", "anchor")
 REFERENCE_GRID = 16  # the iREPA distances below are for a 16x16 latent grid
 REFERENCE_DISTANCES = {"far_dist": 6, "dmax": 8, "d_neg": 6}
 CHUNK_IMAGES = 256  # images per Gram block: bounds the [P, chunk·C] token copies
@@ -86,8 +92,9 @@ def neighbour_sums(tokens: np.ndarray, weight: np.ndarray, h: int, w: int) -> np
     return out.reshape(len(tokens), -1)
 
 
-def srss_anchor_scores(tokens: np.ndarray, mask: np.ndarray, h: int, w: int, d_neg: int) -> np.ndarray:
-    """SRSS score of every valid foreground anchor, flattened over the batch.
+def srss_anchor_scores(tokens: np.ndarray, mask: np.ndarray, h: int, w: int,
+                       d_neg: int) -> tuple[np.ndarray, np.ndarray]:
+    """SRSS score [B,P] of every anchor and whether it is valid [B,P] bool (scores of invalid anchors are 0).
 
     tokens [B,C,P] unit, mask [B,P] bool. An anchor's score is its mean cosine to foreground tokens at distance 1
     minus its mean cosine to background tokens at distance >= d_neg; anchors lacking either are dropped (which
@@ -104,7 +111,7 @@ def srss_anchor_scores(tokens: np.ndarray, mask: np.ndarray, h: int, w: int, d_n
     neg_sum = np.einsum("bcp,pbc->bp", tokens, pulled.reshape(p, b, c), dtype=np.float64)
     neg_cnt = bg @ far
     valid = mask & (pos_cnt > 0) & (neg_cnt > 0)
-    return pos_sum[valid] / pos_cnt[valid] - neg_sum[valid] / neg_cnt[valid]
+    return np.where(valid, pos_sum / np.maximum(pos_cnt, 1) - neg_sum / np.maximum(neg_cnt, 1), 0.0), valid
 
 
 class SpatialStructure(Accumulator):
@@ -114,9 +121,13 @@ class SpatialStructure(Accumulator):
     perspective = "spatial"
 
     def __init__(self, far_dist: int | None = None, dmax: int | None = None, d_neg: int | None = None,
-                 channel_mean: list[float] | None = None, channel_std: list[float] | None = None) -> None:
+                 channel_mean: list[float] | None = None, channel_std: list[float] | None = None,
+                 srss_average: str = "image") -> None:
         if (channel_mean is None) != (channel_std is None):
             raise ValueError("spatial: give both channel_mean and channel_std, or neither")
+        if srss_average not in SRSS_AVERAGES:
+            raise ValueError(f"spatial: srss_average must be one of {', '.join(SRSS_AVERAGES)}, got '{srss_average}'")
+        self.srss_average = srss_average
         self.distances = {"far_dist": far_dist, "dmax": dmax, "d_neg": d_neg}
         self.stats = None if channel_mean is None else (np.asarray(channel_mean, np.float64),
                                                         np.asarray(channel_std, np.float64))
@@ -131,7 +142,8 @@ class SpatialStructure(Accumulator):
 
     def params(self, shape: tuple[int, int, int] | None = None) -> dict[str, Any]:
         used = self.distances if shape is None else asdict(resolve_distances(*shape[1:], **self.distances))
-        return {**used, "standardisation": "accumulated" if self.stats is None else "given"}
+        return {**used, "standardisation": "accumulated" if self.stats is None else "given",
+                "srss_average": self.srss_average}
 
     def summarise(self, batch: Batch) -> State:
         state: State = {"shape": batch.shape}
@@ -154,7 +166,8 @@ class SpatialStructure(Accumulator):
         _, _, h, w = latent.shape
         dist = grid_distances(h, w)
         d_neg = resolve_distances(h, w, **self.distances).d_neg
-        dist_sum, srss_sum, srss_count = np.zeros(h + w - 1), 0.0, 0.0
+        dist_sum = np.zeros(h + w - 1)
+        srss = dict.fromkeys(("srss_anchor_sum", "srss_anchor_count", "srss_image_sum", "srss_image_count"), 0.0)
         for start in range(0, len(latent), CHUNK_IMAGES):
             tokens = unit_tokens(latent[start:start + CHUNK_IMAGES], mean, std)  # (b, C, P)
             rows = position_major(tokens).astype(np.float64)
@@ -162,10 +175,15 @@ class SpatialStructure(Accumulator):
             dist_sum += np.bincount(dist.ravel(), weights=gram.ravel(), minlength=h + w - 1)
             if mask is not None:
                 part = mask[start:start + CHUNK_IMAGES].reshape(len(tokens), -1)
-                scores = srss_anchor_scores(tokens, part, h, w, d_neg)
-                srss_sum, srss_count = srss_sum + float(scores.sum()), srss_count + float(scores.size)
+                scores, valid = srss_anchor_scores(tokens, part, h, w, d_neg)
+                per_image, anchors = scores.sum(axis=1), valid.sum(axis=1)  # (b,)
+                has = anchors > 0
+                srss["srss_anchor_sum"] += float(per_image.sum())
+                srss["srss_anchor_count"] += float(anchors.sum())
+                srss["srss_image_sum"] += float((per_image[has] / anchors[has]).sum())
+                srss["srss_image_count"] += float(has.sum())
         dist_count = len(latent) * np.bincount(dist.ravel(), minlength=h + w - 1).astype(np.float64)
-        return {"dist_sum": dist_sum, "dist_count": dist_count, "srss_sum": srss_sum, "srss_count": srss_count}
+        return {"dist_sum": dist_sum, "dist_count": dist_count, **srss}
 
     def _finalize(self, state: State) -> dict[str, Value]:
         _, h, w = state["shape"]
@@ -180,5 +198,6 @@ class SpatialStructure(Accumulator):
         slope = centred @ mean_cos[d] / (centred @ centred)  # least-squares slope of mean cosine on distance
         far = np.arange(used.far_dist, h + w - 1)
         lds = mean_cos[1] - state["dist_sum"][far].sum() / state["dist_count"][far].sum()
-        srss = state["srss_sum"] / state["srss_count"] if state["srss_count"] > 0 else float("nan")
+        total, count = state[f"srss_{self.srss_average}_sum"], state[f"srss_{self.srss_average}_count"]
+        srss = total / count if count > 0 else float("nan")
         return {self.key("lds"): float(lds), self.key("cds"): float(-slope), self.key("srss"): float(srss)}

@@ -1,10 +1,14 @@
 """Latent uniformity, the VA-VAE protocol (METRICS.md §6): t-SNE → Gaussian KDE → how even the density is.
 
-One latent position per image (chosen by a hash of sample_id and the seed, so any split of the data picks the
-same one) gives a C-vector; finalize standardises them per channel, keeps at most `max_points` (a seeded draw
-over sample_id order), embeds them in 2-D with t-SNE and evaluates a Scott-bandwidth Gaussian KDE at the points:
-density CV (std/mean, lower is better), Gini of the densities (lower is better) and the normalised entropy
-−Σ p log p / log N of p = density/Σ density (higher is better), each averaged over the t-SNE seeds.
+Each repeat draws its own sample, as VA-VAE's repeats do (hustvl/LightningDiT tools/latent_vis.py,
+`sample_latents` + `calculate_uniformity_metrics`, commit 2725fed42a14898744433809949834e26957bcdd: a fresh
+random image subset and a random pixel per image on every run, t-SNE at a fixed seed): one latent position per
+image (a hash of sample_id and the repeat's seed, so any split of the data picks the same one) gives a C-vector;
+finalize standardises them per channel, keeps at most `max_points` (a draw seeded by the repeat, over sample_id
+order), embeds them in 2-D with t-SNE (PCA init, fixed seed: with init="pca" the t-SNE seed changes nothing, so
+varying it would repeat one number) and evaluates a Scott-bandwidth Gaussian KDE at the points: density CV
+(std/mean, lower is better), Gini of the densities (lower is better) and the normalised entropy −Σ p log p / log N
+of p = density/Σ density (higher is better), each averaged over the repeats.
 """
 from __future__ import annotations
 
@@ -30,6 +34,11 @@ def hashed_positions(sample_id: np.ndarray, seed: int, positions: int) -> np.nda
     with np.errstate(over="ignore"):
         mixed = splitmix64(sample_id.astype(np.uint64) ^ splitmix64(np.array([seed], np.uint64)))
     return (mixed % np.uint64(positions)).astype(np.int64)
+
+
+def repeat_seeds(seed: int, repeats: int) -> list[int]:
+    """One independent seed per repeat (positions and subset), derived from the metric's seed."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(repeats)]
 
 
 def gini(values: np.ndarray) -> float:
@@ -67,13 +76,14 @@ class LatentUniformity(Accumulator):
     perspective = "uniformity"
 
     def __init__(self, max_points: int = 10_000, perplexity: float = 30.0, iterations: int = 1000,
-                 seeds: tuple[int, ...] | list[int] = (0, 1, 2), position_seed: int = 0) -> None:
-        if max_points < 4 or perplexity <= 0 or iterations < 250 or not seeds:
-            raise ValueError(f"uniformity: need max_points >= 4, perplexity > 0, iterations >= 250 and at least "
-                             f"one seed; got max_points={max_points}, perplexity={perplexity}, "
-                             f"iterations={iterations}, seeds={list(seeds)}")
+                 repeats: int = 3, seed: int = 0) -> None:
+        if max_points < 4 or perplexity <= 0 or iterations < 250 or repeats < 1:
+            raise ValueError(f"uniformity: need max_points >= 4, perplexity > 0, iterations >= 250 and repeats >= 1;"
+                             f" got max_points={max_points}, perplexity={perplexity}, iterations={iterations}, "
+                             f"repeats={repeats}")
         self.max_points, self.perplexity, self.iterations = max_points, perplexity, iterations
-        self.seeds, self.position_seed = tuple(int(s) for s in seeds), position_seed
+        self.repeats, self.seed = repeats, seed
+        self.repeat_seeds = repeat_seeds(seed, repeats)
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -85,14 +95,22 @@ class LatentUniformity(Accumulator):
 
     def params(self, shape: tuple[int, int, int] | None = None) -> dict[str, Any]:
         return {"max_points": self.max_points, "perplexity": self.perplexity, "iterations": self.iterations,
-                "seeds": list(self.seeds), "position_seed": self.position_seed, "kde": "gaussian, scott"}
+                "repeats": self.repeats, "seed": self.seed, "kde": "gaussian, scott"}
 
     def summarise(self, batch: Batch) -> State:
         c, h, w = batch.shape
-        pos = hashed_positions(batch.sample_id, self.position_seed, h * w)
-        vectors = batch.latent.reshape(len(pos), c, h * w)[np.arange(len(pos)), :, pos]  # (B, C)
+        flat = batch.latent.reshape(len(batch.sample_id), c, h * w)
+        rows = np.arange(len(flat))
+        vectors = np.stack([flat[rows, :, hashed_positions(batch.sample_id, s, h * w)] for s in self.repeat_seeds],
+                           axis=1)  # (B, R, C): one position per image and repeat
         return {"shape": batch.shape, "channels": batch.channels, "ids": [batch.sample_id],
                 "vectors": [vectors.astype(np.float64)]}
+
+    def subsample(self, vectors: np.ndarray, seed: int) -> np.ndarray:
+        """At most `max_points` rows of vectors [N, C] in sample_id order, a draw seeded by the repeat."""
+        if len(vectors) <= self.max_points:
+            return vectors
+        return vectors[np.sort(np.random.default_rng(seed).choice(len(vectors), self.max_points, replace=False))]
 
     def _finalize(self, state: State) -> dict[str, Value]:
         ids = np.concatenate(state["ids"])
@@ -101,18 +119,14 @@ class LatentUniformity(Accumulator):
         # order leaves, so any split of the data feeds it the same bits
         channels = state["channels"]
         mean, std = (np.asarray(v, np.float32).astype(np.float64) for v in (channels.mean, channels.std))
-        vectors = (np.concatenate(state["vectors"])[order] - mean) / std
-        if len(vectors) > self.max_points:
-            keep = np.sort(np.random.default_rng(self.position_seed).choice(len(vectors), self.max_points,
-                                                                            replace=False))
-            vectors = vectors[keep]
-        n = len(vectors)
+        vectors = (np.concatenate(state["vectors"])[order] - mean) / std  # (N, R, C)
+        n = min(len(vectors), self.max_points)
         perplexity = min(self.perplexity, (n - 1) / 3.0)  # scikit-learn needs perplexity < N; 3·perplexity ≤ N−1
-        if n < 4:
-            scores = np.full((1, 3), np.nan)
-        else:
-            scores = np.array([density_scores(tsne_embedding(vectors, perplexity, self.iterations, seed))
-                               for seed in self.seeds])
+        scores = np.full((1, 3), np.nan)
+        if n >= 4:
+            scores = np.array([density_scores(tsne_embedding(self.subsample(vectors[:, r], s), perplexity,
+                                                             self.iterations, self.seed))
+                               for r, s in enumerate(self.repeat_seeds)])
         cv, g, entropy = scores.mean(axis=0)
         return {self.key("density_cv"): float(cv), self.key("gini"): float(g), self.key("entropy"): float(entropy),
                 self.key("points"): float(n), self.key("perplexity"): float(perplexity)}

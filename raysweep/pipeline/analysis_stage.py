@@ -13,9 +13,11 @@ from typing import Any
 import pandas as pd
 
 from raysweep.analysis import AnalysisOptions, MixedCardsError, ReportSection, StudyAnalysis, analyze
+from raysweep.analysis.noise import CLASS_COUNTS
 from raysweep.config.errors import ConfigError
 from raysweep.config.plan import StudyPlan
 from raysweep.config.spec import StudySpec
+from raysweep.data.class_counts import val_class_counts
 from raysweep.metrics import metric_directions
 from raysweep.tracking import Tracker
 from raysweep.tracking.table import SORT_KEYS, latent_curve, length_ratio_curves, study_table
@@ -75,6 +77,9 @@ def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
                           ignore_index=True)
         table = table.sort_values([k for k in SORT_KEYS if k in table.columns], na_position="last",
                                   ignore_index=True)
+    counts = val_class_counts(study.dataset.name, study.dataset.val_size, study.dataset.num_classes)
+    if counts is not None:  # the report's chance levels of label metrics
+        table = table.assign(**{CLASS_COUNTS: ",".join(map(str, counts))})
     finished = table[table["status"] == "FINISHED"] if "status" in table.columns else table
     curves = None
     if "diffusion_run_id" in finished.columns:
