@@ -98,6 +98,9 @@ def study_table(tracker: Tracker) -> pd.DataFrame:
                          "reason": reason or "no diffusion run", "cfg_scale": np.nan, "gen/gfid": np.nan})
     table = pd.DataFrame(rows)
     if not table.empty:
+        for key in SORT_KEYS:  # no diffusion run yet (every one skipped, failed or still to come): no backbone/seed
+            if key not in table.columns:
+                table[key] = np.nan
         table = table.sort_values(SORT_KEYS, na_position="last", ignore_index=True)
     return table
 
