@@ -51,24 +51,31 @@ def fsync_path(path: Path, directory: bool = False) -> None:
 
 
 @contextmanager
-def atomic_file(path: Path, durable: bool = True) -> Iterator[Path]:
-    """Yield the temp path to write; on normal exit it replaces `path` (fsync-ed when `durable`), on an exception
-    it is removed and `path` is untouched. The temp file has the target's own name, inside a hidden per-writer
-    directory beside it: writers that record their file name in the file (torch.save names its zip records after
-    it) write the same bytes as to `path` itself, so checkpoint hashes stay reproducible."""
-    path = Path(path)
+def temp_beside(path: Path) -> Iterator[Path]:
+    """A temp path with `path`'s own name, inside a hidden per-writer directory beside it (removed on exit, with
+    whatever is left in it); leftovers of dead writers of `path` on this host are removed first."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_temps(path.parent, path.name)
     folder = path.parent / temp_name(path.name)
     folder.mkdir(exist_ok=True)
-    tmp = folder / path.name
     try:
+        yield folder / path.name
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def atomic_file(path: Path, durable: bool = True) -> Iterator[Path]:
+    """Yield the temp path to write; on normal exit it replaces `path` (fsync-ed when `durable`), on an exception
+    it is removed and `path` is untouched. The temp file has the target's own name (`temp_beside`): writers that
+    record their file name in the file (torch.save names its zip records after it) write the same bytes as to
+    `path` itself, so checkpoint hashes stay reproducible."""
+    path = Path(path)
+    with temp_beside(path) as tmp:
         yield tmp
         if durable:
             fsync_path(tmp)
         os.replace(tmp, path)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     if durable:
         fsync_path(path.parent, directory=True)
 

@@ -10,7 +10,6 @@ import gc
 import json
 import math
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -22,7 +21,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from raysweep.atomic import fsync_path, remove_dead_temps, temp_name
+from raysweep.atomic import fsync_path, temp_beside
 from raysweep.tracking.keys import FAILURE_REASON_TAG
 
 STAGE_TAG = "raysweep.stage"
@@ -86,20 +85,13 @@ def create_sqlite_store(tracking_uri: str) -> None:
     path = Path(tracking_uri.removeprefix("sqlite:///"))
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_dead_temps(path.parent, path.name)
-    folder = path.parent / temp_name(path.name)
-    folder.mkdir(exist_ok=True)
-    tmp = folder / path.name
-    try:
+    with temp_beside(path) as tmp:  # the temp DB (and its journal) go on exit; `path` keeps its own link
         MlflowClient(f"sqlite:///{tmp}")  # creates and migrates the schema
         fsync_path(tmp)
         try:
             os.link(tmp, path)
         except FileExistsError:
             pass
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)  # the temp DB (and its journal); `path` keeps its own link
 
 
 class Tracker:
