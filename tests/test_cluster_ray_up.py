@@ -36,7 +36,7 @@ HEAD_IP, GCS_PORT, MLFLOW_PORT = "10.0.0.10", "6379", "5000"
 VENV = Path(sys.prefix) if sys.prefix != sys.base_prefix else None  # the virtual environment running the tests
 PYTHON = f"python{sys.version_info.major}.{sys.version_info.minor}"
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.nightly]  # minutes long: `pytest -m nightly`
 
 
 def _free_port() -> int:

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.nightly]  # minutes long: `pytest -m nightly`
 
 
 def test_dry_run_prints_one_json_with_every_section() -> None:
