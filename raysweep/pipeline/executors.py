@@ -166,8 +166,11 @@ class RayExecutor:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self.storage, self.emit, self.max_failures, self.verbose = storage, emit, max_failures, verbose
-        self._relay = ray.remote(EventRelay).options(name=RELAY_NAME, num_cpus=0, get_if_exists=True).remote()
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        # on the driver's node: a relay on a worker node dies with it (seen in the node-failure test)
+        self._relay_actor = ray.remote(EventRelay).options(name=RELAY_NAME, num_cpus=0, get_if_exists=True,
+                                                           scheduling_strategy=here)
+        self._relay = self._relay_actor.remote()
         # the Tune driver of a trial job: no CPU (its trial holds the resources), on the driver's node
         self._tune = ray.remote(run_tune_job).options(num_cpus=0, scheduling_strategy=here, max_retries=0)
         self._call = ray.remote(_call)  # made once: each `ray.remote` exports the function again
@@ -222,9 +225,17 @@ class RayExecutor:
         return done
 
     def _relay_events(self) -> None:
+        """Forward the trials' step events. Progress is best-effort: a relay that is gone (its node lost) is made
+        anew and the steps it held are dropped; the jobs' outcomes never depend on it."""
         import ray
+        from ray.exceptions import RayActorError
 
-        for event in ray.get(self._relay.drain.remote()):
+        try:
+            events = ray.get(self._relay.drain.remote())
+        except RayActorError:  # ActorDiedError, ActorUnavailableError
+            self._relay = self._relay_actor.remote()
+            return
+        for event in events:
             self.emit(event)
 
     def close(self) -> None:
