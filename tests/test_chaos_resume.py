@@ -3,11 +3,7 @@ random moments, resumed each time. The final tidy table equals an uninterrupted 
 run, and the store holds no orphan (temp files, unreadable Parquet parts, a lock file)."""
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,10 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
-from raysweep.config import load_study
-from raysweep.tracking import HASH_TAG, STAGE_TAG, Tracker
-from raysweep.tracking.table import study_table
+from study_process import kill_run, start_run, tidy_table, tracked_runs
 
 pytestmark = pytest.mark.e2e
 KILLS = 6
@@ -45,14 +38,6 @@ def _tiny_study(root: Path) -> Path:
     return path
 
 
-def _start(study: Path) -> subprocess.Popen:
-    env = {**os.environ, "RAY_DEDUP_LOGS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.Popen([sys.executable, "-m", "raysweep.cli", "run", "--no-analysis", str(study)],
-                            cwd=study.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-
-
 def _files(store: Path) -> set[Path]:
     return {p for p in store.rglob("*") if p.is_file()} if store.exists() else set()
 
@@ -62,7 +47,7 @@ def _kill_after_progress(study: Path, delay: float) -> bool:
     process group (the driver and its local Ray). False when the run finished first."""
     store = study.parent / "store"
     before = _files(store)
-    proc = _start(study)
+    proc = start_run(study, "--no-analysis")
     deadline = time.monotonic() + 300
     while not _files(store) - before:
         if proc.poll() is not None:
@@ -72,30 +57,21 @@ def _kill_after_progress(study: Path, delay: float) -> bool:
     time.sleep(delay)
     if proc.poll() is not None:
         return False
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_run(proc)
     return True
-
-
-def _table(study: Path) -> pd.DataFrame:
-    spec = load_study(study)
-    table = study_table(Tracker(spec.tracking_uri, spec.experiment_name))
-    return table.drop(columns=[c for c in table.columns if c.endswith("run_id")])
 
 
 def test_driver_killed_at_random_moments_resumes_to_the_uninterrupted_table(tmp_path: Path) -> None:
     reference = _tiny_study(tmp_path / "uninterrupted")
-    assert _start(reference).wait(timeout=600) == 0
+    assert start_run(reference, "--no-analysis").wait(timeout=600) == 0
     chaos = _tiny_study(tmp_path / "chaos")
     rng = random.Random(SEED)
     kills = sum(_kill_after_progress(chaos, rng.uniform(0.0, 4.0)) for _ in range(KILLS))
-    assert _start(chaos).wait(timeout=600) == 0
+    assert start_run(chaos, "--no-analysis").wait(timeout=600) == 0
 
-    expected, table = _table(reference), _table(chaos)
+    expected, table = tidy_table(reference), tidy_table(chaos)
     pd.testing.assert_frame_equal(table, expected, check_exact=False, rtol=1e-4)  # same keys, same values
-    spec = load_study(chaos)
-    runs = Tracker(spec.tracking_uri, spec.experiment_name).runs()
-    keys = [(r.data.tags[STAGE_TAG], r.data.tags[HASH_TAG]) for r in runs]
+    runs, keys = tracked_runs(chaos)
     duplicates = len(keys) - len(set(keys))
     assert duplicates == 0 and len(keys) == 1 + 1 + 1  # study, tokenizer, diffusion
     assert all(r.info.status == "FINISHED" for r in runs)

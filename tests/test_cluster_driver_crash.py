@@ -4,22 +4,15 @@ The study includes a tokenizer whose loss becomes non-finite: it stops, its run 
 sweep goes on, and the analysis lists it as excluded."""
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from study_process import kill_run, start_run, tidy_table, tracked_runs
 from test_e2e_study import micro_study
-
-from raysweep.config import load_study
-from raysweep.tracking import HASH_TAG, STAGE_TAG, Tracker
-from raysweep.tracking.table import study_table
 
 pytestmark = pytest.mark.e2e
 DIVERGING = {"id": "diverging", "regularizer": "baseline", "kl_weight": 1.0e300}  # KL x 1e300 = inf in float32
@@ -37,21 +30,14 @@ def _write_study(root: Path) -> Path:
     return path
 
 
-def _start(study: Path) -> subprocess.Popen:
-    env = {**os.environ, "RAY_DEDUP_LOGS": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.Popen([sys.executable, "-m", "raysweep.cli", "run", str(study)], cwd=study.parent, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
 def _run_to_end(study: Path) -> int:
-    return _start(study).wait(timeout=900)
+    return start_run(study).wait(timeout=900)
 
 
 def _kill_when(study: Path, ready: str, delay: float) -> None:
     """Start a run, wait until the file pattern `ready` exists under the store, then `delay` s, then SIGKILL the
     driver and everything it started (its process group: the local Ray)."""
-    proc = _start(study)
+    proc = start_run(study)
     store = study.parent / "store"
     deadline = time.monotonic() + 600
     while not list(store.glob(ready)):
@@ -60,14 +46,7 @@ def _kill_when(study: Path, ready: str, delay: float) -> None:
         time.sleep(0.05)
     time.sleep(delay)
     assert proc.poll() is None, f"the run ended within {delay:.2f}s after '{ready}'"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-def _table(study: Path) -> pd.DataFrame:
-    spec = load_study(study)
-    table = study_table(Tracker(spec.tracking_uri, spec.experiment_name))
-    return table.drop(columns=[c for c in table.columns if c.endswith("run_id")])
+    kill_run(proc)
 
 
 def test_killed_driver_reruns_to_the_same_table_without_duplicates(tmp_path: Path) -> None:
@@ -79,12 +58,10 @@ def test_killed_driver_reruns_to_the_same_table_without_duplicates(tmp_path: Pat
         _kill_when(crashed, ready, rng.uniform(0.0, 1.0))
     assert _run_to_end(crashed) == 1
 
-    expected, table = _table(reference), _table(crashed)
+    expected, table = tidy_table(reference), tidy_table(crashed)
     pd.testing.assert_frame_equal(table, expected, check_exact=False, rtol=1e-4)
 
-    spec = load_study(crashed)
-    runs = Tracker(spec.tracking_uri, spec.experiment_name).runs()
-    keys = [(r.data.tags[STAGE_TAG], r.data.tags[HASH_TAG]) for r in runs]
+    runs, keys = tracked_runs(crashed)
     assert len(keys) == len(set(keys)) == 1 + 2 + 1  # study, two tokenizers, one diffusion: no duplicates
     failed = [r for r in runs if r.info.status == "FAILED"]
     assert [r.data.tags["tokenizer_id"] for r in failed] == ["diverging"]

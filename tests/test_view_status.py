@@ -47,7 +47,7 @@ def test_snapshot_rows_statuses_metrics_and_reasons(store: tuple[Path, Tracker])
     assert rows["vf/SiT-T/0"].reason == "RuntimeError: CUDA out of memory"
     by_name = {r.info.run_name: r for r in runs if r.info.run_name == "vf"}
     info = by_name["vf"].info
-    assert rows["vf"].elapsed(0.0) == pytest.approx((info.end_time - info.start_time) / 1000, abs=1e-3)  # epoch-second floats
+    assert rows["vf"].elapsed(0.0) == pytest.approx((info.end_time - info.start_time) / 1000, abs=1e-3)
     o = state.overview()
     assert (o.total, o.finished, o.running, o.failed, o.queued) == (5, 2, 1, 1, 1)
     text = out.getvalue()
