@@ -36,8 +36,9 @@ def correlate(
 
     Rows where the metric or the target is NaN are dropped per metric (n says how many remain). The CI is the
     percentile interval of r over `n_boot` resamples of the rows, drawn once per metric and shared by all methods;
-    every resample is evaluated in one batched array operation. `directions` must declare every metric and the
-    target (True = higher is better); nothing is inferred.
+    every resample is evaluated in one batched array operation, as counts of the observations (see
+    `correlation_methods`). `directions` must declare every metric and the target (True = higher is better);
+    nothing is inferred.
     """
     if not 0.0 < ci < 1.0:
         raise ValueError(f"ci={ci} must lie in (0, 1)")
@@ -59,9 +60,9 @@ def correlate(
         for name, method in chosen.items():
             r = p = lo = hi = np.nan
             if usable:
-                r = float(method.rows(x[None], y[None])[0])
+                r = method.r(x, y)
                 p = method.p_value(x, y)
-                boot = method.rows(x[idx], y[idx])  # (n_boot,)
+                boot = method.bootstrap(x, y, idx)  # (n_boot,)
                 if np.isfinite(boot).any():
                     lo, hi = np.nanpercentile(boot, [tail, 100.0 - tail])
             rows.append((metric, perspective_of(metric), name, r, p, lo, hi, n, target_sign * r))

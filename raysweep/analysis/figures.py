@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from raysweep.analysis.correlation_methods import pearson_rows  # noqa: E402
+from raysweep.analysis.correlation_methods import METHODS  # noqa: E402
 from raysweep.analysis.regression import ols  # noqa: E402
 from raysweep.analysis.tidy import perspective_of, require_columns, signed_metric  # noqa: E402
 
@@ -52,7 +52,7 @@ def draw_scatter(ax: Axes, table: pd.DataFrame, metric: str, target: str, direct
         slope, icept = np.polyfit(x[keep], y[keep], 1)
         grid = np.linspace(x[keep].min(), x[keep].max(), 2)
         ax.plot(grid, slope * grid + icept, color="black", lw=1.2)
-        r = float(pearson_rows(x[keep][None], y[keep][None])[0])
+        r = METHODS["pearson"].r(x[keep], y[keep])
     ax.set_title(f"{metric}\nr = {r:.2f} (n = {int(keep.sum())})", fontsize=9)
     ax.set_xlabel(metric if directions[metric] else f"-{metric}", fontsize=8)
     ax.set_ylabel(target, fontsize=8)
