@@ -23,6 +23,8 @@ from raysweep.analysis.tidy import perspective_of, require_columns, signed_metri
 
 DPI = 110
 PANEL_INCHES = 3.2
+MARKER_AREA = 22.0  # points^2 of a scatter marker up to FULL_MARKERS points; smaller beyond so 1,000s stay legible
+FULL_MARKERS = 100
 
 
 def save(fig: Figure, out_path: str | Path, svg: bool) -> list[Path]:
@@ -37,16 +39,25 @@ def save(fig: Figure, out_path: str | Path, svg: bool) -> list[Path]:
     return paths
 
 
+def marker_area(n: int) -> float:
+    """Marker area for n points: the full size up to `FULL_MARKERS`, then shrinking as 1/sqrt(n) (to a floor) so a
+    1,000-run cloud shows its density instead of one blot."""
+    return max(3.0, MARKER_AREA * min(1.0, float(np.sqrt(FULL_MARKERS / max(n, 1)))))
+
+
 def draw_scatter(ax: Axes, table: pd.DataFrame, metric: str, target: str, directions: Mapping[str, bool],
                   hue: str | None) -> None:
-    """Sign-normalised metric (higher = better latent) against the target, a least-squares line and Pearson r."""
+    """Sign-normalised metric (higher = better latent) against the target, a least-squares line and Pearson r.
+
+    The points are rasterized: in an SVG they are one embedded image instead of an element per run."""
     x = signed_metric(table, metric, directions)
     y = pd.to_numeric(table[target], errors="coerce").to_numpy(dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
     labels = table[hue].astype(str).to_numpy() if hue in table.columns else np.full(len(table), "")
+    area = marker_area(int(keep.sum()))
     for label in sorted(set(labels[keep])):
         sel = keep & (labels == label)
-        ax.scatter(x[sel], y[sel], s=22, alpha=0.8, label=label or None)
+        ax.scatter(x[sel], y[sel], s=area, alpha=0.8, linewidths=0, label=label or None, rasterized=True)
     r = np.nan
     if keep.sum() >= 2 and np.ptp(x[keep]) > 0:
         slope, icept = np.polyfit(x[keep], y[keep], 1)
