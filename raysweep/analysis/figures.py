@@ -180,6 +180,12 @@ def curve_plot(x: np.ndarray, ys: Mapping[str, np.ndarray], out_path: str | Path
     return save(fig, out_path, svg)
 
 
+def _curves_by_tokenizer(frame: pd.DataFrame, column: str) -> dict[object, pd.Series]:
+    """Each tokenizer's mean `column` per t (index t, ascending), from one groupby rather than a filter each."""
+    means = frame.groupby(["tokenizer_id", "t"])[column].mean()
+    return {name: curve.droplevel(0) for name, curve in means.groupby(level=0)}
+
+
 def length_ratio_overlay(ratios: pd.DataFrame, viv: pd.DataFrame, out_path: str | Path, max_legend: int = 12,
                          svg: bool = False) -> list[Path]:
     """Per-segment length ratio against t (left axis) with each tokenizer's VIV(t) dashed (right axis): Figure 10.
@@ -195,13 +201,14 @@ def length_ratio_overlay(ratios: pd.DataFrame, viv: pd.DataFrame, out_path: str 
     ax = fig.add_subplot()
     twin = ax.twinx() if not viv.empty else None
     names = sorted(set(ratios["tokenizer_id"]) | set(viv["tokenizer_id"]))
+    ratio_curves, viv_curves = _curves_by_tokenizer(ratios, "length_ratio"), _curves_by_tokenizer(viv, "value")
     for i, name in enumerate(names):
         colour, label = f"C{i % 10}", name if len(names) <= max_legend else None
-        curve = ratios[ratios["tokenizer_id"] == name].groupby("t")["length_ratio"].mean()
-        if not curve.empty:
+        if name in ratio_curves:
+            curve = ratio_curves[name]
             ax.plot(curve.index, curve.to_numpy(), color=colour, marker="o", ms=2.5, label=label)
-        own = viv[viv["tokenizer_id"] == name].groupby("t")["value"].mean()
-        if twin is not None and not own.empty:
+        if twin is not None and name in viv_curves:
+            own = viv_curves[name]
             twin.plot(own.index, own.to_numpy(), color=colour, ls="--", lw=1.0)
     ax.axhline(1.0, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("t (0 = noise, 1 = data)")
