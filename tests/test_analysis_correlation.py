@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from raysweep.analysis import best_cfg_rows, correlate, get_method, group_correlations, perspective_ranking
+from raysweep.analysis.correlation_methods import resample_counts
 
 DIRECTIONS = {"gen/gfid": False, "latent/velocity/viv": False, "latent/semantic/lnc@5": True}
 
@@ -51,26 +52,27 @@ def test_bootstrap_equals_scipy_on_each_expanded_resample(continuous: bool) -> N
     n = 40
     x, y = _pairs(rng, n, continuous)
     idx = rng.integers(0, n, size=(30, n))
+    counts = resample_counts(idx, n)
     for name, ref in REFERENCES:
         expected = [ref(x[i], y[i]).statistic for i in idx]
-        np.testing.assert_allclose(get_method(name).bootstrap(x, y, idx), expected, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(get_method(name).weighted(x, y, counts), expected, rtol=0, atol=1e-12)
 
 
 def test_kendall_blocks_do_not_change_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(2)
     x, y = _pairs(rng, 12, continuous=False)
     idx = rng.integers(0, 12, size=(9, 12))
-    kendall = get_method("kendall")
-    whole = kendall.bootstrap(x, y, idx)
+    kendall, counts = get_method("kendall"), resample_counts(idx, 12)
+    whole = kendall.weighted(x, y, counts)
     monkeypatch.setattr("raysweep.analysis.correlation_methods.KENDALL_CHUNK_ELEMENTS", 5 * 12)  # blocks of 5 columns
-    np.testing.assert_array_equal(kendall.bootstrap(x, y, idx), whole)
+    np.testing.assert_array_equal(kendall.weighted(x, y, counts), whole)
 
 
 def test_a_resample_of_one_repeated_value_gives_nan() -> None:
     x, y = np.array([0.1, 0.2, 0.3, 0.4]), np.array([1.0, 3.0, 2.0, 4.0])
     idx = np.array([[2, 2, 2, 2], [0, 1, 2, 3]])  # the first draws one pair four times
     for name, _ in REFERENCES:
-        boot = get_method(name).bootstrap(x, y, idx)
+        boot = get_method(name).weighted(x, y, resample_counts(idx, len(x)))
         assert np.isnan(boot[0]) and np.isfinite(boot[1])
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from raysweep.analysis.correlation_methods import get_method
+from raysweep.analysis.correlation_methods import get_method, resample_counts
 from raysweep.analysis.tidy import DEFAULT_TARGET, perspective_of, require_columns, require_directions, signed_metric
 
 MIN_N = 3  # fewer paired observations than this give a NaN row rather than a meaningless coefficient
@@ -56,13 +56,14 @@ def correlate(
         x, y = x_all[keep], y_all[keep]
         n = len(x)
         usable = n >= MIN_N and np.ptp(x) > 0 and np.ptp(y) > 0
-        idx = rng.integers(0, n, size=(n_boot, n)) if usable else None  # (n_boot, n) row resamples
+        # (n_boot, n) row resamples, as counts of each row: one conversion shared by all methods
+        counts = resample_counts(rng.integers(0, n, size=(n_boot, n)), n) if usable else None
         for name, method in chosen.items():
             r = p = lo = hi = np.nan
             if usable:
                 r = method.r(x, y)
                 p = method.p_value(x, y)
-                boot = method.bootstrap(x, y, idx)  # (n_boot,)
+                boot = method.weighted(x, y, counts)  # (n_boot,)
                 if np.isfinite(boot).any():
                     lo, hi = np.nanpercentile(boot, [tail, 100.0 - tail])
             rows.append((metric, perspective_of(metric), name, r, p, lo, hi, n, target_sign * r))

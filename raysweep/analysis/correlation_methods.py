@@ -4,9 +4,11 @@ A bootstrap resample only repeats observations: resample b is the multiset with 
 and every coefficient here is a function of that multiset. So each statistic maps `x, y` of shape (n,) and
 `counts` of shape (B, n) to r of shape (B,), equal (to rounding) to the coefficient of the expanded resample
 `x[idx_b], y[idx_b]` without building it: Pearson and Spearman in O(B n) after one sort, Kendall tau-b as the
-quadratic form `w S w` of one fixed n x n sign matrix, i.e. a matrix product instead of B pairwise sign tensors
-(1000 resamples of 800 pairs: 0.1 CPU s instead of 11). The observed sample is `counts = 1`. A sample in which a
-variable takes one value gives NaN. p-values of the observed sample come from scipy.stats, the reference.
+quadratic form `w S w` of one fixed n x n sign matrix: one matrix product instead of B pairwise sign tensors. That
+is still B n^2 multiply-adds, but in BLAS, exact (integer sums) and with the same resamples, so the percentile CI
+is the plain bootstrap's (1000 resamples of 800 pairs: 0.08 CPU s instead of 11; n = 10,000 would take ~10 s
+per metric). The observed sample is `counts = 1`. A sample in which a variable takes one value gives NaN. p-values
+of the observed sample come from scipy.stats, the reference.
 """
 from __future__ import annotations
 
@@ -89,7 +91,8 @@ def kendall_weighted(x: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.nda
 
 @dataclass(frozen=True)
 class CorrelationMethod:
-    """A coefficient: its statistic of weighted samples (the bootstrap and the point estimate) and scipy's test."""
+    """A coefficient: its statistic of weighted samples (resample b of a bootstrap = `resample_counts(idx)[b]`;
+    the observed sample = all ones) and scipy's test."""
 
     weighted: Statistic
     test: Callable[..., object]
@@ -97,10 +100,6 @@ class CorrelationMethod:
     def r(self, x: np.ndarray, y: np.ndarray) -> float:
         """The coefficient of the observed sample (x, y each of shape (n,))."""
         return float(self.weighted(x, y, np.ones((1, len(x))))[0])
-
-    def bootstrap(self, x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """The coefficient of each resample `x[idx[b]], y[idx[b]]`; idx of shape (B, m) -> (B,)."""
-        return self.weighted(x, y, resample_counts(idx, len(x)))
 
     def p_value(self, x: np.ndarray, y: np.ndarray) -> float:
         """Two-sided p-value of the observed sample (x, y each shape (n,)) under no association."""
