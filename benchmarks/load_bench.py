@@ -87,7 +87,8 @@ def card(kind: str, seed: int) -> EvalCard:
                     fd_protocol="mean", reference_dataset="d", reference_split="val", reference_size=500,
                     preprocessing="uint8", resize_crop="none", num_samples=500, class_balancing="round-robin",
                     sampler="euler" if kind == "generation" else "none", steps=50, cfg_scales="1,1.5,2",
-                    guidance_interval="", timestep_shift=1.0, seed=seed, precision="float32", prc="knn")
+                    guidance_interval="", timestep_shift=1.0, seed=seed, precision="float32", prc="knn",
+                    feature_check="not run (synthetic)")
 
 
 def history(tracker: Tracker, run_id: str, steps: int, every: int, rng: np.random.Generator,

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from raysweep.analysis import best_cfg_rows, correlate, get_method, group_correlations, perspective_ranking
-from raysweep.analysis.correlation_methods import kendall_rows, pearson_rows, spearman_rows
+from raysweep.analysis.correlation_methods import resample_counts
 
 DIRECTIONS = {"gen/gfid": False, "latent/velocity/viv": False, "latent/semantic/lnc@5": True}
 
@@ -24,23 +24,70 @@ def _planted(n: int, seed: int) -> pd.DataFrame:
     })
 
 
+REFERENCES = (("pearson", stats.pearsonr), ("spearman", stats.spearmanr), ("kendall", stats.kendalltau))
+
+
+def _pairs(rng: np.random.Generator, n: int, continuous: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Correlated pairs; discrete ones have many ties (as bootstrap resamples of any data do)."""
+    if continuous:
+        x = rng.normal(size=n)
+        return x, x + rng.normal(size=n)
+    x = rng.integers(0, 5, size=n).astype(float)
+    return x, rng.integers(0, 4, size=n) + x // 2
+
+
 @pytest.mark.parametrize("continuous", [True, False])
-def test_batched_coefficients_match_scipy(continuous: bool) -> None:
+def test_point_estimates_match_scipy(continuous: bool) -> None:
     rng = np.random.default_rng(1)
-    shape = (6, 25)
-    x = rng.normal(size=shape) if continuous else rng.integers(0, 5, size=shape).astype(float)  # ties when discrete
-    y = x + rng.normal(size=shape) if continuous else rng.integers(0, 4, size=shape) + x // 2
-    for fn, ref in ((pearson_rows, stats.pearsonr), (spearman_rows, stats.spearmanr), (kendall_rows, stats.kendalltau)):
-        expected = [ref(x[i], y[i]).statistic for i in range(shape[0])]
-        np.testing.assert_allclose(fn(x, y), expected, rtol=1e-12, atol=1e-12)
+    for _ in range(6):
+        x, y = _pairs(rng, 25, continuous)
+        for name, ref in REFERENCES:
+            assert get_method(name).r(x, y) == pytest.approx(ref(x, y).statistic, abs=1e-12)
 
 
-def test_kendall_chunking_does_not_change_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("continuous", [True, False])
+def test_bootstrap_equals_scipy_on_each_expanded_resample(continuous: bool) -> None:
+    """The counts form of a resample gives the coefficient scipy computes on the resample itself."""
+    rng = np.random.default_rng(5)
+    n = 40
+    x, y = _pairs(rng, n, continuous)
+    idx = rng.integers(0, n, size=(30, n))
+    counts = resample_counts(idx, n)
+    for name, ref in REFERENCES:
+        expected = [ref(x[i], y[i]).statistic for i in idx]
+        np.testing.assert_allclose(get_method(name).weighted(x, y, counts), expected, rtol=0, atol=1e-12)
+
+
+def test_kendall_blocks_do_not_change_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(2)
-    x, y = rng.normal(size=(9, 12)), rng.normal(size=(9, 12))
-    whole = kendall_rows(x, y)
-    monkeypatch.setattr("raysweep.analysis.correlation_methods.KENDALL_CHUNK_ELEMENTS", 2 * 12 * 12)
-    np.testing.assert_array_equal(kendall_rows(x, y), whole)
+    x, y = _pairs(rng, 12, continuous=False)
+    idx = rng.integers(0, 12, size=(9, 12))
+    kendall, counts = get_method("kendall"), resample_counts(idx, 12)
+    whole = kendall.weighted(x, y, counts)
+    monkeypatch.setattr("raysweep.analysis.correlation_methods.KENDALL_CHUNK_ELEMENTS", 5 * 12)  # blocks of 5 columns
+    np.testing.assert_array_equal(kendall.weighted(x, y, counts), whole)
+
+
+def test_a_resample_of_one_repeated_value_gives_nan() -> None:
+    x, y = np.array([0.1, 0.2, 0.3, 0.4]), np.array([1.0, 3.0, 2.0, 4.0])
+    idx = np.array([[2, 2, 2, 2], [0, 1, 2, 3]])  # the first draws one pair four times
+    for name, _ in REFERENCES:
+        boot = get_method(name).weighted(x, y, resample_counts(idx, len(x)))
+        assert np.isnan(boot[0]) and np.isfinite(boot[1])
+
+
+def test_correlate_ci_is_the_percentile_interval_of_scipy_over_the_same_resamples() -> None:
+    """Same seed, same resamples: the CI is what the plain bootstrap (scipy on every resample) gives."""
+    table = _planted(35, seed=6)
+    n_boot, seed = 200, 11
+    corr = correlate(table, ["latent/velocity/viv"], DIRECTIONS, n_boot=n_boot, seed=seed).set_index("method")
+    x, y = -table["latent/velocity/viv"].to_numpy(), table["gen/gfid"].to_numpy()
+    idx = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
+    for method, ref in REFERENCES:
+        boot = [ref(x[i], y[i]).statistic for i in idx]
+        low, high = np.percentile(boot, [2.5, 97.5])
+        assert corr.loc[method, "ci_low"] == pytest.approx(low, abs=1e-12)
+        assert corr.loc[method, "ci_high"] == pytest.approx(high, abs=1e-12)
 
 
 def test_correlate_point_estimates_and_p_values_match_scipy() -> None:

@@ -12,6 +12,7 @@ from raysweep.analysis.noise import (
     detectable_r,
     fisher_ci,
     icc_oneway,
+    icc_rows,
     lnc_chance,
     measure_noise,
     probe_chance,
@@ -27,6 +28,37 @@ def test_icc_is_anova_f_closed_form():
     f = stats.f_oneway(*groups).statistic
     assert icc_oneway(groups) == pytest.approx((f - 1) / (f + 3 - 1), rel=1e-12)
     assert icc_oneway([np.array([1.0, 1.0]), np.array([3.0, 3.0])]) == pytest.approx(1.0)  # seeds agree exactly
+
+
+def _icc_reference(groups: list[np.ndarray]) -> float:
+    """ICC(1) group by group, straight from the mean squares (the loop the batched form replaces)."""
+    groups = [g for g in groups if len(g)]
+    sizes = np.array([len(g) for g in groups], float)
+    n, k = sizes.sum(), len(groups)
+    if k < 2 or n - k < 1:
+        return float("nan")
+    grand = np.concatenate(groups).mean()
+    msb = sum(len(g) * (g.mean() - grand) ** 2 for g in groups) / (k - 1)
+    msw = sum(((g - g.mean()) ** 2).sum() for g in groups) / (n - k)
+    k0 = (n - (sizes**2).sum() / n) / (k - 1)
+    return float((msb - msw) / (msb + (k0 - 1) * msw))
+
+
+def test_batched_icc_bootstrap_equals_the_loop_over_the_same_resamples():
+    """Unequal seed counts (NaN-padded rows): every resample's ICC and the percentile CI equal the group-by-group
+    formula evaluated resample by resample, with the resamples bootstrap_ci draws for the seed."""
+    rng = np.random.default_rng(7)
+    groups = [rng.normal(mu, 1.0, n) for mu, n in zip(rng.normal(0, 1.5, 15), rng.integers(1, 5, 15))]
+    padded = np.full((15, 4), np.nan)
+    for i, g in enumerate(groups):
+        padded[i, :len(g)] = g
+    idx = np.random.default_rng(3).integers(0, 15, size=(300, 15))
+    expected = [_icc_reference([r[np.isfinite(r)] for r in padded[i]]) for i in idx]
+    np.testing.assert_allclose(icc_rows(padded[idx]), expected, rtol=0, atol=1e-12)
+    assert icc_oneway(groups) == pytest.approx(_icc_reference(groups), abs=1e-12)
+    lo, hi = bootstrap_ci(padded, icc_rows, n_boot=300, seed=3)
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(expected, [2.5, 97.5])), abs=1e-12)
+    assert np.isnan(icc_rows(np.array([[[1.0, np.nan], [np.nan, np.nan]]]))[0])  # one group left: undefined
 
 
 def test_icc_recovers_the_variance_share_by_simulation():
@@ -81,7 +113,7 @@ def test_chance_levels_match_label_blind_features():
 
 def test_bootstrap_ci_of_a_mean_matches_the_normal_interval():
     x = np.random.default_rng(4).normal(5.0, 2.0, 400)
-    lo, hi = bootstrap_ci(x, np.mean, n_boot=4000, seed=0)
+    lo, hi = bootstrap_ci(x, lambda samples: samples.mean(axis=1), n_boot=4000, seed=0)
     half = 1.959964 * x.std(ddof=1) / np.sqrt(len(x))
     assert lo == pytest.approx(x.mean() - half, abs=0.04) and hi == pytest.approx(x.mean() + half, abs=0.04)
 

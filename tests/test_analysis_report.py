@@ -73,6 +73,23 @@ def test_every_figure_is_written_and_not_blank(drawn: tuple[Path, list[Path], pd
     assert (out / "grid.svg").read_text().lstrip().startswith("<?xml")
 
 
+def test_a_thousand_point_scatter_svg_holds_one_image_per_panel_not_a_marker_per_point(tmp_path: Path) -> None:
+    """The points are rasterized: the SVG embeds one image for them, its size does not grow with the runs."""
+    rng = np.random.default_rng(8)
+    sizes, uses = {}, {}
+    for n in (100, 1000):
+        table = pd.DataFrame({"latent/velocity/viv": rng.random(n), "gen/gfid": rng.random(n),
+                              "cluster": rng.choice(["vf", "repa"], n)})
+        paths = ra.scatter_grid(table, ["latent/velocity/viv"], "gen/gfid", DIRECTIONS, tmp_path / f"s{n}.png",
+                                svg=True)
+        text = paths[1].read_text()
+        assert text.count("<image") == 1
+        sizes[n], uses[n] = len(text), text.count("<use")  # <use>: glyphs and ticks (and markers, if vector)
+    assert uses[1000] - uses[100] < 100 and sizes[1000] < 2 * sizes[100]  # a marker per point: +900 <use>
+    assert ra.figures.marker_area(50) == ra.figures.MARKER_AREA  # full size up to FULL_MARKERS points
+    assert ra.figures.marker_area(400) == pytest.approx(ra.figures.MARKER_AREA / 2)  # then area ~ 1 / sqrt(n)
+
+
 def test_curve_plot_rejects_mismatched_shapes(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shape"):
         ra.curve_plot(np.arange(3), {"a": np.arange(4)}, tmp_path / "c.png", "t", "x", "y")

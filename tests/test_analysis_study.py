@@ -131,7 +131,7 @@ def test_analyze_command_logs_every_artifact(store: tuple[Path, str, dict],
         stems = {"lead_ranking", "lead_headline", "lead_parallel", "scatter_gen_gfid", "scatter_gen_is",
                  "correlations_gen_gfid", "correlations_gen_is",
                  "metric_heatmap", "bubble_1", "bubble_2", "bubble_3", "trajectory_vs_gfid", "length_ratio_viv"}
-        assert names == {f"{s}{ext}" for s in stems for ext in (".png", ".svg")}
+        assert names == {f"{s}.png" for s in stems}  # SVG only when analysis.svg asks
         for png in (local / "figures").glob("*.png"):
             assert mpimg.imread(png).var() > PIXEL_VARIANCE_FLOOR, png.name
         page = (local / "report.html").read_text()
@@ -189,12 +189,12 @@ def test_mixed_cards_are_refused_with_the_differing_fields(store: tuple[Path, st
 def test_analysis_section_sets_the_options_and_cli_flags_override_it(store: tuple[Path, str, dict],
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     root, uri, _ = store
-    fast = {"n_boot": 20, "methods": ["pearson"], "joint_models": 1, "svg": False}
+    fast = {"n_boot": 20, "methods": ["pearson"], "joint_models": 1, "svg": True}  # svg: not the default
     allowing = _study_yaml(root, uri, "mixed", [f"tok-{t}" for t in range(4)], {**fast, "allow_mixed_cards": True},
                            name="mixed-allowed")
     study = load_study(allowing)
     assert analysis_options(study) == ra.AnalysisOptions(n_boot=20, methods=("pearson",), allow_mixed_cards=True,
-                                                         joint_models=1, svg=False, seed=study.seed)
+                                                         joint_models=1, svg=True, seed=study.seed)
     assert analysis_options(study, n_boot=50, allow_mixed_cards=None).n_boot == 50  # a flag wins, None is unset
     assert main(["analyze", str(allowing)]) == 0  # the YAML allows the two cards
     assert "runs analysed" in capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import random
 import warnings
 from pathlib import Path
 
@@ -53,6 +54,21 @@ def test_study_eta_prices_queued_jobs_by_stage_and_divides_by_parallelism() -> N
     o = state.overview()
     assert (o.unpriced, o.parallelism) == (0, 3)  # a, b and m0 ran at once
     assert o.eta == pytest.approx((a_left + b_left + c_left + 7.0) / 3)  # m priced at its stage's mean duration
+
+
+def test_parallelism_kept_per_event_equals_the_most_rows_ever_running_at_once() -> None:
+    """Random starts, steps, restarts, finishes and failures: the running count kept per event matches a recount."""
+    rng = random.Random(0)
+    state, most = StudyState(), 0
+    for i in range(400):
+        job, t = f"j{rng.randrange(30)}", float(i)
+        kind = rng.choice([JobQueued, JobStarted, JobStep, JobFinished, JobFailed])
+        event = (JobStep(job, "tokenizer", time=t, step=i) if kind is JobStep else
+                 JobFailed(job, "tokenizer", time=t, reason="x") if kind is JobFailed else
+                 kind(job, "tokenizer", time=t))
+        state.apply(event)  # type: ignore[arg-type]
+        most = max(most, sum(r.status == "running" for r in state.rows.values()))
+        assert state.parallelism == most
 
 
 def test_counts_cached_and_failed_rows() -> None:

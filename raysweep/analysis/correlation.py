@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from raysweep.analysis.correlation_methods import get_method
+from raysweep.analysis.correlation_methods import get_method, resample_counts
 from raysweep.analysis.tidy import DEFAULT_TARGET, perspective_of, require_columns, require_directions, signed_metric
 
 MIN_N = 3  # fewer paired observations than this give a NaN row rather than a meaningless coefficient
@@ -36,8 +36,9 @@ def correlate(
 
     Rows where the metric or the target is NaN are dropped per metric (n says how many remain). The CI is the
     percentile interval of r over `n_boot` resamples of the rows, drawn once per metric and shared by all methods;
-    every resample is evaluated in one batched array operation. `directions` must declare every metric and the
-    target (True = higher is better); nothing is inferred.
+    every resample is evaluated in one batched array operation, as counts of the observations (see
+    `correlation_methods`). `directions` must declare every metric and the target (True = higher is better);
+    nothing is inferred.
     """
     if not 0.0 < ci < 1.0:
         raise ValueError(f"ci={ci} must lie in (0, 1)")
@@ -55,13 +56,14 @@ def correlate(
         x, y = x_all[keep], y_all[keep]
         n = len(x)
         usable = n >= MIN_N and np.ptp(x) > 0 and np.ptp(y) > 0
-        idx = rng.integers(0, n, size=(n_boot, n)) if usable else None  # (n_boot, n) row resamples
+        # (n_boot, n) row resamples, as counts of each row: one conversion shared by all methods
+        counts = resample_counts(rng.integers(0, n, size=(n_boot, n)), n) if usable else None
         for name, method in chosen.items():
             r = p = lo = hi = np.nan
             if usable:
-                r = float(method.rows(x[None], y[None])[0])
+                r = method.r(x, y)
                 p = method.p_value(x, y)
-                boot = method.rows(x[idx], y[idx])  # (n_boot,)
+                boot = method.weighted(x, y, counts)  # (n_boot,)
                 if np.isfinite(boot).any():
                     lo, hi = np.nanpercentile(boot, [tail, 100.0 - tail])
             rows.append((metric, perspective_of(metric), name, r, p, lo, hi, n, target_sign * r))

@@ -17,12 +17,14 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from raysweep.analysis.correlation_methods import pearson_rows  # noqa: E402
+from raysweep.analysis.correlation_methods import METHODS  # noqa: E402
 from raysweep.analysis.regression import ols  # noqa: E402
 from raysweep.analysis.tidy import perspective_of, require_columns, signed_metric  # noqa: E402
 
 DPI = 110
 PANEL_INCHES = 3.2
+MARKER_AREA = 22.0  # points^2 of a scatter marker up to FULL_MARKERS points; smaller beyond so 1,000s stay legible
+FULL_MARKERS = 100
 
 
 def save(fig: Figure, out_path: str | Path, svg: bool) -> list[Path]:
@@ -37,22 +39,31 @@ def save(fig: Figure, out_path: str | Path, svg: bool) -> list[Path]:
     return paths
 
 
+def marker_area(n: int) -> float:
+    """Marker area for n points: the full size up to `FULL_MARKERS`, then shrinking as 1/sqrt(n) (to a floor) so a
+    1,000-run cloud shows its density instead of one blot."""
+    return max(3.0, MARKER_AREA * min(1.0, float(np.sqrt(FULL_MARKERS / max(n, 1)))))
+
+
 def draw_scatter(ax: Axes, table: pd.DataFrame, metric: str, target: str, directions: Mapping[str, bool],
                   hue: str | None) -> None:
-    """Sign-normalised metric (higher = better latent) against the target, a least-squares line and Pearson r."""
+    """Sign-normalised metric (higher = better latent) against the target, a least-squares line and Pearson r.
+
+    The points are rasterized: in an SVG they are one embedded image instead of an element per run."""
     x = signed_metric(table, metric, directions)
     y = pd.to_numeric(table[target], errors="coerce").to_numpy(dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
     labels = table[hue].astype(str).to_numpy() if hue in table.columns else np.full(len(table), "")
+    area = marker_area(int(keep.sum()))
     for label in sorted(set(labels[keep])):
         sel = keep & (labels == label)
-        ax.scatter(x[sel], y[sel], s=22, alpha=0.8, label=label or None)
+        ax.scatter(x[sel], y[sel], s=area, alpha=0.8, linewidths=0, label=label or None, rasterized=True)
     r = np.nan
     if keep.sum() >= 2 and np.ptp(x[keep]) > 0:
         slope, icept = np.polyfit(x[keep], y[keep], 1)
         grid = np.linspace(x[keep].min(), x[keep].max(), 2)
         ax.plot(grid, slope * grid + icept, color="black", lw=1.2)
-        r = float(pearson_rows(x[keep][None], y[keep][None])[0])
+        r = METHODS["pearson"].r(x[keep], y[keep])
     ax.set_title(f"{metric}\nr = {r:.2f} (n = {int(keep.sum())})", fontsize=9)
     ax.set_xlabel(metric if directions[metric] else f"-{metric}", fontsize=8)
     ax.set_ylabel(target, fontsize=8)
@@ -169,6 +180,12 @@ def curve_plot(x: np.ndarray, ys: Mapping[str, np.ndarray], out_path: str | Path
     return save(fig, out_path, svg)
 
 
+def _curves_by_tokenizer(frame: pd.DataFrame, column: str) -> dict[object, pd.Series]:
+    """Each tokenizer's mean `column` per t (index t, ascending), from one groupby rather than a filter each."""
+    means = frame.groupby(["tokenizer_id", "t"])[column].mean()
+    return {name: curve.droplevel(0) for name, curve in means.groupby(level=0)}
+
+
 def length_ratio_overlay(ratios: pd.DataFrame, viv: pd.DataFrame, out_path: str | Path, max_legend: int = 12,
                          svg: bool = False) -> list[Path]:
     """Per-segment length ratio against t (left axis) with each tokenizer's VIV(t) dashed (right axis): Figure 10.
@@ -184,13 +201,14 @@ def length_ratio_overlay(ratios: pd.DataFrame, viv: pd.DataFrame, out_path: str 
     ax = fig.add_subplot()
     twin = ax.twinx() if not viv.empty else None
     names = sorted(set(ratios["tokenizer_id"]) | set(viv["tokenizer_id"]))
+    ratio_curves, viv_curves = _curves_by_tokenizer(ratios, "length_ratio"), _curves_by_tokenizer(viv, "value")
     for i, name in enumerate(names):
         colour, label = f"C{i % 10}", name if len(names) <= max_legend else None
-        curve = ratios[ratios["tokenizer_id"] == name].groupby("t")["length_ratio"].mean()
-        if not curve.empty:
+        if name in ratio_curves:
+            curve = ratio_curves[name]
             ax.plot(curve.index, curve.to_numpy(), color=colour, marker="o", ms=2.5, label=label)
-        own = viv[viv["tokenizer_id"] == name].groupby("t")["value"].mean()
-        if twin is not None and not own.empty:
+        if twin is not None and name in viv_curves:
+            own = viv_curves[name]
             twin.plot(own.index, own.to_numpy(), color=colour, ls="--", lw=1.0)
     ax.axhline(1.0, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("t (0 = noise, 1 = data)")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from raysweep.analysis.figures import draw_scatter, save
@@ -128,8 +129,10 @@ def parallel_coordinates(best: pd.DataFrame, ranking: pd.DataFrame, out_path: st
     cmap = fig.colorbar(ax.scatter(np.full(len(data), len(axes) - 1), scaled[:, -1], c=colours, cmap="viridis_r",
                                    s=12, zorder=3), ax=ax, label=target).cmap
     span = np.ptp(colours) or 1.0
-    for row, c in zip(scaled, colours):
-        ax.plot(range(len(axes)), row, color=cmap((c - colours.min()) / span), alpha=0.7, lw=1.0)
+    positions = np.broadcast_to(np.arange(len(axes), dtype=float), scaled.shape)
+    lines = LineCollection(np.stack([positions, scaled], axis=-1), colors=cmap((colours - colours.min()) / span),
+                           alpha=0.7, linewidths=1.0, rasterized=True)  # one artist for all runs, not one each
+    ax.add_collection(lines)
     for j in range(len(axes)):
         ax.axvline(j, color="black", lw=0.6)
     ax.set_xticks(range(len(axes)), axes, rotation=20, ha="right", fontsize=7)

@@ -27,30 +27,49 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from raysweep.analysis.correlation_methods import pearson_weighted
+
 ALPHA = 0.05          # two-sided test level of the power line
 POWER = 0.8
 CHANCE_SE = 3.0       # a label metric within this many binomial standard errors of chance is flagged
 KEY_METRICS = ("latent/velocity/viv", "latent/semantic/lnc@5", "latent/spatial/srss", "latent/smoothness/sec@0.5")
 TARGET = "gen/gfid"
 CLASS_COUNTS = "dataset/val_class_counts"  # table column "n_0,n_1,...": set by the analysis stage when known
-Statistic = Callable[[np.ndarray], float]
+BatchStatistic = Callable[[np.ndarray], np.ndarray]  # a batch of samples (B, ...) -> one value each (B,)
+
+
+def icc_rows(values: np.ndarray) -> np.ndarray:
+    """ICC(1) of one-way random effects for each sample of a batch, so a bootstrap is one array operation:
+    `values[b, i]` holds group i's repeats in sample b, NaN-padded to a common length; (B, g, k) -> (B,).
+
+    ICC(1) = (MSB - MSW) / (MSB + (k0 - 1) MSW), with k0 = (N - sum n_i^2 / N) / (g - 1) the usual mean group size
+    for unequal groups (= k when balanced); groups without a value are ignored; NaN where undefined."""
+    finite = np.isfinite(values)
+    sizes = finite.sum(axis=2).astype(float)  # (B, g)
+    sums = np.where(finite, values, 0.0).sum(axis=2)
+    n, g = sizes.sum(axis=1), (sizes > 0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / sizes
+        grand = sums.sum(axis=1) / n
+        msb = np.nansum(sizes * (means - grand[:, None]) ** 2, axis=1) / (g - 1)
+        msw = (np.where(finite, values - means[..., None], 0.0) ** 2).sum(axis=(1, 2)) / (n - g)
+        k0 = (n - (sizes**2).sum(axis=1) / n) / (g - 1)
+        denominator = msb + (k0 - 1) * msw
+        icc = (msb - msw) / denominator
+    return np.where((g >= 2) & (n - g >= 1) & (denominator > 0), icc, np.nan)
+
+
+def _padded(groups: Sequence[np.ndarray]) -> np.ndarray:
+    """Groups of unequal length as rows of one NaN-padded (g, k) array."""
+    out = np.full((len(groups), max((len(x) for x in groups), default=0)), np.nan)
+    for i, x in enumerate(groups):
+        out[i, :len(x)] = x
+    return out
 
 
 def icc_oneway(groups: Sequence[np.ndarray]) -> float:
-    """ICC(1) of one-way random effects: (MSB - MSW) / (MSB + (k0 - 1) MSW); groups with < 1 value are ignored.
-
-    k0 = (N - sum n_i^2 / N) / (g - 1) is the usual mean group size for unequal groups (= k when balanced)."""
-    groups = [np.asarray(g, float) for g in groups if len(g)]
-    sizes = np.array([len(g) for g in groups], float)
-    n, g = sizes.sum(), len(groups)
-    if g < 2 or n - g < 1:
-        return float("nan")
-    grand = np.concatenate(groups).mean()
-    msb = sum(len(x) * (x.mean() - grand) ** 2 for x in groups) / (g - 1)
-    msw = sum(((x - x.mean()) ** 2).sum() for x in groups) / (n - g)
-    k0 = (n - (sizes**2).sum() / n) / (g - 1)
-    denominator = msb + (k0 - 1) * msw
-    return float((msb - msw) / denominator) if denominator > 0 else float("nan")
+    """ICC(1) of one sample of groups (see `icc_rows`); groups with no value are ignored."""
+    return float(icc_rows(_padded([np.asarray(x, float) for x in groups])[None])[0])
 
 
 def spearman_brown(icc: float, k: float) -> float:
@@ -58,11 +77,12 @@ def spearman_brown(icc: float, k: float) -> float:
     return float(k * icc / (1 + (k - 1) * icc))
 
 
-def bootstrap_ci(data: np.ndarray, statistic: Statistic, n_boot: int = 1000, ci: float = 0.95,
+def bootstrap_ci(data: np.ndarray, statistic: BatchStatistic, n_boot: int = 1000, ci: float = 0.95,
                  seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of `statistic` over resamples of the first axis of `data` (NaN resamples dropped)."""
+    """Percentile bootstrap CI over resamples of the first axis of `data` (NaN resamples dropped). `statistic` maps
+    the stacked resamples, shape (n_boot, *data.shape), to one value each: all of them in one array operation."""
     rng = np.random.default_rng(seed)
-    values = np.array([statistic(data[rng.integers(0, len(data), len(data))]) for _ in range(n_boot)])
+    values = statistic(data[rng.integers(0, len(data), size=(n_boot, len(data)))])
     values = values[np.isfinite(values)]
     if not len(values):
         return float("nan"), float("nan")
@@ -113,11 +133,9 @@ def chance_levels(class_counts: Sequence[int]) -> dict[str, float]:
     return {"latent/semantic/lnc@": lnc, "latent/semantic/linear_probe": probe}
 
 
-def _pearson(xy: np.ndarray) -> float:
-    x, y = xy[:, 0], xy[:, 1]
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
+def _pearson_rows(xy: np.ndarray) -> np.ndarray:
+    """Pearson r of each sample of pairs, (B, n, 2) -> (B,); NaN where a variable is constant."""
+    return pearson_weighted(xy[..., 0], xy[..., 1], np.ones(xy.shape[:2]))
 
 
 @dataclass(frozen=True)
@@ -236,10 +254,7 @@ def measure_noise(table: pd.DataFrame, directions: Mapping[str, bool] | None = N
     n_tok, n_runs = len(groups), sizes.sum()
     k0 = float((n_runs - (sizes**2).sum() / n_runs) / (n_tok - 1)) if n_tok > 1 else float("nan")
     icc = icc_oneway(groups)
-    ragged = np.full((n_tok, int(sizes.max()) if n_tok else 0), np.nan)
-    for i, g in enumerate(groups):
-        ragged[i, :len(g)] = g
-    icc_ci = bootstrap_ci(ragged, lambda m: icc_oneway([r[np.isfinite(r)] for r in m]), n_boot, ci, seed)
+    icc_ci = bootstrap_ci(_padded(groups), icc_rows, n_boot, ci, seed)
     within = [g - g.mean() for g in groups if len(g) > 1]
     dof = sum(len(w) - 1 for w in within)
     seed_sd = float(np.sqrt(sum((w**2).sum() for w in within) / dof)) if dof else float("nan")
@@ -251,8 +266,8 @@ def measure_noise(table: pd.DataFrame, directions: Mapping[str, bool] | None = N
         sign = 1.0 if directions.get(metric, True) else -1.0
         xy = np.column_stack([sign * means[metric].to_numpy(float), means[TARGET].to_numpy(float)])
         xy = xy[np.isfinite(xy).all(axis=1)]
-        lo, hi = bootstrap_ci(xy, _pearson, n_boot, ci, seed) if len(xy) >= 4 else (float("nan"), float("nan"))
-        r = _pearson(xy) if len(xy) >= 3 else float("nan")
+        lo, hi = bootstrap_ci(xy, _pearson_rows, n_boot, ci, seed) if len(xy) >= 4 else (float("nan"), float("nan"))
+        r = float(_pearson_rows(xy[None])[0]) if len(xy) >= 3 else float("nan")
         rows.append((metric, r, lo, hi, hi - lo, *fisher_ci(r, len(xy), ci), len(xy)))
     correlations = pd.DataFrame(rows, columns=["metric", "r", "ci_low", "ci_high", "ci_width", "fisher_low",
                                                "fisher_high", "n"])

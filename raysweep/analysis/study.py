@@ -48,7 +48,7 @@ class AnalysisOptions:
     methods: tuple[str, ...] = ("pearson", "spearman", "kendall")
     allow_mixed_cards: bool = False
     joint_models: int = 3  # the best pairs drawn as bubble plots and tested for generalisation
-    svg: bool = True
+    svg: bool = False  # PNG only unless asked: an SVG of a 1,000-run study costs as much again to draw
 
     def __post_init__(self) -> None:
         if self.n_boot < 10 or self.joint_models < 0:

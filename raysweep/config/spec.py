@@ -351,7 +351,7 @@ class AnalysisSpec(Strict):
     methods: list[str] = Field(default_factory=lambda: ["pearson", "spearman", "kendall"])
     allow_mixed_cards: bool = False
     joint_models: int = Field(3, ge=0)          # best perspective pairs drawn as bubble plots and generalised
-    svg: bool = True                            # figures as SVG besides PNG
+    svg: bool = False                           # figures also as SVG besides PNG (large with 1,000s of runs)
 
     @field_validator("methods")
     @classmethod

@@ -88,6 +88,8 @@ class StudyState:
         self.parallelism = 0
         self.first_time: float | None = None
         self.last_time: float | None = None
+        self._running = 0  # rows now running, kept per event: a recount per event is O(jobs^2) over a study
+        self._costs: tuple[dict[str, float], dict[str, float]] | None = None  # `_stage_costs` until the next event
 
     def apply(self, event: JobEvent) -> tuple[JobRow | None, JobRow]:
         """Fold one event; returns the job's row before (None if new) and after, so sinks can see status changes."""
@@ -118,11 +120,16 @@ class StudyState:
             row = replace(row, status="failed", ended=t, reason=event.reason,
                           started=row.started if row.started is not None else t)
         self.rows[event.job_id] = row
-        self.parallelism = max(self.parallelism, sum(r.status == "running" for r in self.rows.values()))
+        self._running += (row.status == "running") - (before is not None and before.status == "running")
+        self.parallelism = max(self.parallelism, self._running)
+        self._costs = None
         return before, row
 
     def _stage_costs(self) -> tuple[dict[str, float], dict[str, float]]:
-        """Per stage: mean measured seconds per step (from rates) and mean duration of jobs that really ran."""
+        """Per stage: mean measured seconds per step (from rates) and mean duration of jobs that really ran; computed
+        once per state, not once per row priced (a 2,000-job table priced every row from all rows: 2,000^2)."""
+        if self._costs is not None:
+            return self._costs
         per_step: dict[str, list[float]] = {}
         duration: dict[str, list[float]] = {}
         for r in self.rows.values():
@@ -131,7 +138,8 @@ class StudyState:
             if r.status == "finished" and r.started is not None and r.ended is not None:
                 duration.setdefault(r.stage, []).append(r.ended - r.started)
         mean = {k: sum(v) / len(v) for k, v in per_step.items()}
-        return mean, {k: sum(v) / len(v) for k, v in duration.items()}
+        self._costs = mean, {k: sum(v) / len(v) for k, v in duration.items()}
+        return self._costs
 
     def remaining(self, row: JobRow) -> float | None:
         """Seconds of work left in one job (see the module docstring), or None when nothing prices it yet."""
