@@ -1,25 +1,35 @@
 """The model-metric stage on a real (tiny) store: tokenizer checkpoint, Parquet latents, images, domain scoring
-network; and diffusion FI/FIR from a saved velocity model equal to those of the model in memory."""
+network; diffusion FI/FIR from a saved velocity model equal to those of the model in memory; and a tokenizer
+metric registered by a test running through the plan, the stage and MLflow with no pipeline edit."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from test_e2e_study import micro_study
 
+from raysweep.config import parse_study
+from raysweep.config.plan import ModelMetricJob, StudyPlan
 from raysweep.config.spec import DatasetSpec
 from raysweep.data import write_latents
 from raysweep.diffusion import build_backbone
 from raysweep.diffusion.velocity_model import save_velocity_model
 from raysweep.features.domain_net import DomainNet, save_domain_net
+from raysweep.metrics import METRICS, MetricInfo
+from raysweep.metrics.model import ModelOutput, TokenizerInputs, TokenizerMetric
 from raysweep.pipeline.context import TrialContext
 from raysweep.pipeline.images import load_images, prepare_images
-from raysweep.pipeline.model_metric_stage import run_diffusion_fisher, run_model_metrics
+from raysweep.pipeline.model_metric_stage import run_diffusion_metrics, run_model_metric_job, run_model_metrics
 from raysweep.pipeline.store import Store
-from raysweep.tokenizers import build_tokenizer, save_tokenizer
+from raysweep.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
 KEY = "tok0"
+TOY_GRID, TOY_CURVES = "recon.png", "recon_curves.npz"
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +54,8 @@ def ctx(tmp_path_factory) -> TrialContext:
 
 def test_tokenizer_metrics_run_on_the_store(ctx):
     out = run_model_metrics(ctx, KEY, ["equivariance", "distortion", "ifid"],
-                            {"distortion": {"directions": 2, "neighbours": 2}, "ifid": {"k": 3}},
-                            max_images=3, reference_images=6, batch_size=2)
+                            {"distortion": {"directions": 2, "neighbours": 2, "reference_images": 6}, "ifid": {"k": 3}},
+                            max_images=3, batch_size=2)
     assert 0 < out.values["latent/equivariance/consistency"] <= 1 + 1e-6
     assert out.values["latent/fisher/dim_ratio"] == pytest.approx(4 * 4 * 4 / (3 * 16 * 16))
     assert out.values["latent/continuity/ifid"] >= 0
@@ -61,9 +71,12 @@ def test_ifid_falls_back_to_the_other_validation_latents(ctx):
     assert np.isfinite(out.values["latent/continuity/ifid"]) and out.values["latent/continuity/ifid"] >= 0
 
 
-def test_latent_only_metrics_are_refused(ctx):
-    with pytest.raises(ValueError, match="allowed: distortion, equivariance, ifid"):
+def test_latent_only_and_unknown_metrics_are_refused(ctx):
+    with pytest.raises(ValueError, match="^metric 'fisher' runs on 'latents', not 'tokenizer'; allowed: distortion, "
+                                         "equivariance, ifid$"):
         run_model_metrics(ctx, KEY, ["fisher"], {})
+    with pytest.raises(ValueError, match="^unknown metric 'recon'; allowed: distortion, equivariance, fisher, ifid, "):
+        run_model_metrics(ctx, KEY, ["recon"], {})
 
 
 def test_diffusion_fisher_from_the_saved_model_equals_the_model_in_memory(ctx):
@@ -73,10 +86,79 @@ def test_diffusion_fisher_from_the_saved_model_equals_the_model_in_memory(ctx):
     torch.nn.init.normal_(model.final_layer.linear.weight, std=0.1)  # zero-initialised output: make it non-trivial
     save_velocity_model(Store(ctx.store.root).velocity_model_file("run0"), model, build)
     params = {"t_points": 4}
-    loaded = run_diffusion_fisher(ctx, "run0", KEY, params)
-    in_memory = run_diffusion_fisher(ctx, "run0", KEY, params, model=model)
+    loaded = run_diffusion_metrics(ctx, "run0", KEY, ["velocity_fisher"], {"velocity_fisher": params})
+    in_memory = run_diffusion_metrics(ctx, "run0", KEY, ["velocity_fisher"], {"velocity_fisher": params}, model=model)
     for key, value in in_memory.values.items():
         np.testing.assert_allclose(loaded.values[key], value, rtol=1e-6, err_msg=key)
     assert loaded.values["latent/fisher/dm_fi_t"][0] == pytest.approx(1.0, rel=0.1)  # s = −x0 at t = 0
+    assert [p.name for p in loaded.artifacts] == ["fisher_curves.npz"]
+    assert loaded.artifacts[0].parent == Store(ctx.store.root).diffusion("run0")
     with np.load(loaded.artifacts[0]) as curves:
         np.testing.assert_allclose(curves["latent_fisher_dm_fi_t"][1], loaded.values["latent/fisher/dm_fi_t"])
+
+
+class ReconstructionError(TokenizerMetric):
+    """A toy tokenizer metric: mean squared error of decode(encode(x)) on the first `max_images` images (through
+    the standardising codec), the number of training latents, a curve and an image grid."""
+
+    name = "recon"
+    perspective = "toy"
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = scale
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(self.key(m) for m in ("mse", "train_latents", "mse_t", "mse_t_grid"))
+
+    @property
+    def higher_is_better(self) -> dict[str, bool]:
+        return {self.key("mse"): False}
+
+    def run(self, data: TokenizerInputs) -> ModelOutput:
+        x = data.images[:data.max_images].to(data.device)
+        with torch.no_grad():
+            decoded = data.codec.decode_standardised(data.codec.encode_standardised(x))
+        mse = self.scale * float((decoded - x).square().mean())
+        train = data.latents("train")
+        values = {self.key("mse"): mse, self.key("train_latents"): float(len(train)),
+                  self.key("mse_t"): np.array([mse, 2 * mse]), self.key("mse_t_grid"): np.array([0.0, 1.0])}
+        return ModelOutput(values, grids={TOY_GRID: decoded}, curves_file=TOY_CURVES)
+
+
+def test_a_registered_tokenizer_metric_runs_through_plan_stage_and_mlflow(ctx, tmp_path: Path, monkeypatch):
+    from raysweep.tracking import Tracker
+
+    monkeypatch.setitem(METRICS, "recon", MetricInfo(ReconstructionError, "toy reconstruction error"))
+    study = micro_study(tmp_path / "study")
+    study["metrics"].update(names=["viv", "recon"], params={"recon": {"scale": 2.0}})
+    plan = StudyPlan.from_spec(parse_study(study))
+    jobs = plan.of(ModelMetricJob)
+    assert [j.names for j in jobs] == [("recon",), ("recon",)]
+
+    key = "tok-recon"  # this store's tokenizer under a key of its own, with an MLflow run
+    store = Store(ctx.store.root)
+    shutil.copytree(store.tokenizer(KEY), store.tokenizer(key))
+    for split in ("train", "val"):
+        shutil.copytree(store.latents(KEY, split), store.latents(key, split))
+    ctx = dataclasses.replace(ctx, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="recon-study")
+    tracker = Tracker(ctx.tracking_uri, ctx.experiment)
+    run_id = tracker.open_run(key, "tokenizer", key)
+    store.mark_done(store.tokenizer(key), {"run_id": run_id})
+    job = dataclasses.replace(jobs[0], key=key)
+    run_model_metric_job(ctx, job, study["metrics"]["params"])
+
+    tokenizer = load_tokenizer(store.tokenizer_file(key)).eval()
+    x = load_images(ctx.root, ctx.dataset_key, "val").as_float()[:64]
+    with torch.no_grad():  # standardising then unstandardising is the identity: the plain round trip
+        expected = 2.0 * float((tokenizer.decode(tokenizer.encode(x).mode()) - x).square().mean())
+    run = tracker.client.get_run(run_id)
+    metrics = Tracker.metrics_of(run)
+    assert metrics["latent/toy/mse"] == pytest.approx(expected, rel=1e-4)
+    assert metrics["latent/toy/train_latents"] == 24  # the fixture's train_size: read lazily through the stage
+    figures = {a.path for a in tracker.client.list_artifacts(run_id, "figures")}
+    assert {f"figures/{TOY_GRID}", f"figures/{TOY_CURVES}", "figures/latent_toy_mse_t.png"} <= figures
+    with np.load(store.tokenizer(key) / "model_metrics" / TOY_CURVES) as curves:
+        np.testing.assert_allclose(curves["latent_toy_mse_t"], [[0.0, 1.0], [expected, 2 * expected]], rtol=1e-4)
+    marker = json.loads((store.marker(job) / "result.json").read_text())
+    assert marker == {"metrics": sorted(ReconstructionError().keys), "run_id": run_id}

@@ -1,4 +1,4 @@
-"""Registry names and keys, parameter validation, batch validation and the Moments merge."""
+"""Registry names, kinds and keys, parameter validation, batch validation and the Moments merge."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -6,7 +6,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from raysweep.metrics import METRICS, Moments, build_metric, compute_metrics, metric_directions
+from raysweep.metrics import (
+    METRICS,
+    Accumulator,
+    Moments,
+    build_metric,
+    compute_metrics,
+    metric_directions,
+    metrics_consuming,
+)
+from raysweep.metrics.model import DiffusionMetric, TokenizerMetric
 
 EXPECTED_KEYS = {
     "latent/velocity/viv", "latent/velocity/viv_classes_skipped", "latent/velocity/viv_t",
@@ -30,6 +39,9 @@ def batch(n: int = 12, c: int = 2, h: int = 4, w: int = 4, seed: int = 0, **over
     return SimpleNamespace(**{**fields, **override})
 
 
+BASES = {"latents": Accumulator, "tokenizer": TokenizerMetric, "diffusion": DiffusionMetric}
+
+
 def test_registry_names_perspectives_and_keys():
     keys = set()
     for name, info in METRICS.items():
@@ -37,9 +49,20 @@ def test_registry_names_perspectives_and_keys():
         assert metric.name == name and info.perspective == metric.perspective
         assert all(k.startswith(f"latent/{metric.perspective}/") for k in metric.keys)
         assert set(metric.higher_is_better) <= set(metric.keys)
-        keys |= set(metric.keys)
+        if info.consumes == "latents":
+            keys |= set(metric.keys)
     assert keys == EXPECTED_KEYS
     assert set(compute_metrics([batch(n=24)], params=FAST)) == EXPECTED_KEYS
+
+
+def test_one_registry_whose_typed_bases_say_what_each_metric_consumes():
+    assert metrics_consuming("tokenizer") == ["distortion", "equivariance", "ifid"]
+    assert metrics_consuming("diffusion") == ["velocity_fisher"]
+    assert "fisher" in metrics_consuming("latents")  # the class-Gaussian one needs no network, and is listed once
+    for name, info in METRICS.items():
+        kinds = [kind for kind, base in BASES.items() if issubclass(info.factory, base)]
+        assert kinds == [info.consumes], name
+    assert sorted(n for kind in BASES for n in metrics_consuming(kind)) == sorted(METRICS)
 
 
 def test_directions():
@@ -52,9 +75,16 @@ def test_directions():
 
 
 def test_unknown_names_and_parameters_raise_listing_the_allowed():
-    allowed = "allowed: fisher, linear_probe, lnc, sec, spatial, uniformity, viv, viv_mixture"
-    with pytest.raises(ValueError, match=f"'fid'.*{allowed}"):
+    allowed = ("allowed: distortion, equivariance, fisher, ifid, linear_probe, lnc, sec, spatial, uniformity, "
+               "velocity_fisher, viv, viv_mixture$")
+    with pytest.raises(ValueError, match=f"^unknown metric 'fid'; {allowed}"):
         build_metric("fid")
+    with pytest.raises(ValueError, match="^metric 'ifid' runs on 'tokenizer', not 'latents'; allowed: fisher, "
+                                         "linear_probe, lnc, sec, spatial, uniformity, viv, viv_mixture$"):
+        compute_metrics([batch()], ["ifid"])
+    with pytest.raises(ValueError, match="^metric 'viv' runs on 'latents', not 'diffusion'; allowed: "
+                                         "velocity_fisher$"):
+        build_metric("viv", DiffusionMetric)
     with pytest.raises(ValueError, match="unknown parameter.*rho.*allowed: rhos"):
         build_metric("sec", rho=0.3)
     with pytest.raises(ValueError, match="not in names"):
@@ -66,7 +96,7 @@ def test_parameters_change_keys():
     assert build_metric("lnc", ks=[3]).keys == ("latent/semantic/lnc@3",)
 
 
-@pytest.mark.parametrize("name", sorted(METRICS))
+@pytest.mark.parametrize("name", metrics_consuming("latents"))
 def test_bad_batches_raise_value_errors(name):
     metric = build_metric(name)
     bad_latent = batch().latent.copy()

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from raysweep.config.spec import DiffusionTrial, EvaluationSpec, StudySpec, TokenizerTrial
 from raysweep.hashing import config_hash
 
-Needs = Literal["latents", "tokenizer", "diffusion"]
+if TYPE_CHECKING:
+    from raysweep.metrics.base import Consumes
+
 JobRef = tuple[str, str]  # (stage, study id)
 ANALYSIS_ID = "analysis"
 
@@ -26,12 +28,12 @@ def diffusion_key(trial: DiffusionTrial, seed: int, tokenizer_key: str, evaluati
                         "evaluation": evaluation.model_dump()})
 
 
-def metric_names(study: StudySpec, needs: Needs) -> tuple[str, ...]:
-    """The study's metrics that consume `needs`: latents (the metric pool), a tokenizer or a diffusion model."""
-    from raysweep.metrics.model import MODEL_METRICS
+def metric_names(study: StudySpec, consumes: Consumes) -> tuple[str, ...]:
+    """The study's metrics that run on `consumes` (their registered class's typed base): latents (the metric
+    pool), a tokenizer or a diffusion model."""
+    from raysweep.metrics.registry import metric_info  # torch: imported when a plan is made, not with the config
 
-    return tuple(n for n in study.metrics.names if (MODEL_METRICS[n].needs if n in MODEL_METRICS else "latents")
-                 == needs)
+    return tuple(n for n in study.metrics.names if metric_info(n).consumes == consumes)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ class LatentMetricJob(Job):
 
 @dataclass(frozen=True)
 class ModelMetricJob(Job):
-    """Metrics that need the tokenizer itself (equivariance, distortion, iFID); `key` is the tokenizer's."""
+    """Metrics of the tokenizer itself (`TokenizerMetric`s: equivariance, distortion, iFID); `key` is the
+    tokenizer's."""
 
     stage: ClassVar[str] = "model_metrics"
     names: tuple[str, ...] = field(kw_only=True)
@@ -85,7 +88,8 @@ class DiffusionJob(Job):
 
 @dataclass(frozen=True)
 class DiffusionMetricJob(Job):
-    """Metrics of a trained diffusion model (the velocity Fisher); `key` is the diffusion run's."""
+    """Metrics of a trained diffusion model (`DiffusionMetric`s: the velocity Fisher); `key` is the diffusion
+    run's."""
 
     stage: ClassVar[str] = "diffusion_metrics"
     diffusion: DiffusionJob = field(kw_only=True)

@@ -229,7 +229,8 @@ class EvaluationSpec(Strict):
 
 
 class MetricsSpec(Strict):
-    """Stage 2: which latent metrics, on how many Ray Data actors."""
+    """Stage 2: which metrics (any in `raysweep.metrics.registry.METRICS`; the latent ones on the study's actor
+    pool, the others in the jobs their kind runs in), and how many actors."""
 
     names: list[str] = Field(default_factory=lambda: ["viv", "sec"])
     params: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -238,11 +239,10 @@ class MetricsSpec(Strict):
 
     @model_validator(mode="after")
     def _known(self) -> MetricsSpec:
-        from raysweep.metrics.model import MODEL_METRICS
         from raysweep.metrics.registry import METRICS
 
         for name in self.names:
-            _check_name("metric", name, {**METRICS, **MODEL_METRICS})
+            _check_name("metric", name, METRICS)
         _no_repeats("metric", self.names)
         for name in self.params:
             if name not in self.names:

@@ -12,13 +12,14 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import numpy as np
 
 State = dict[str, Any]
 Value = float | np.ndarray
 T = TypeVar("T")
+Consumes = Literal["latents", "tokenizer", "diffusion"]  # what a metric runs on, so the plan knows its job
 
 
 class LatentBatchLike(Protocol):
@@ -29,6 +30,13 @@ class LatentBatchLike(Protocol):
     label: np.ndarray
     latent: np.ndarray
     fg_mask: np.ndarray | None
+
+
+class LatentStats(Protocol):
+    """What a latent set's Parquet footer says about it; `raysweep.data.LatentMeta` fits. float64 [C] each."""
+
+    channel_mean: np.ndarray
+    channel_std: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -147,10 +155,13 @@ def merge_values(a: Any, b: Any) -> Any:
 
 class KeyedMetric(ABC):
     """A registered metric's identity, shared by latent accumulators and model-dependent metrics: output keys are
-    MLflow names `latent/<perspective>/<metric>` (a curve `k` has its grid under `k_grid`)."""
+    MLflow names `latent/<perspective>/<metric>` (a curve `k` has its grid under `k_grid`). `consumes` is set by
+    the typed base a metric derives from (`Accumulator`, or `TokenizerMetric` / `DiffusionMetric` in
+    `raysweep.metrics.model.base`): it decides which job of the plan runs the metric."""
 
     name: ClassVar[str]
     perspective: ClassVar[str]
+    consumes: ClassVar[Consumes]
 
     def key(self, metric: str) -> str:
         return f"latent/{self.perspective}/{metric}"
@@ -179,6 +190,10 @@ class MetricInfo:
         return self.factory.perspective
 
     @property
+    def consumes(self) -> Consumes:
+        return self.factory.consumes
+
+    @property
     def directions(self) -> dict[str, bool]:
         """Headline keys (default parameters) -> higher is better."""
         return self.factory().higher_is_better
@@ -194,6 +209,14 @@ class MetricInfo:
 
 class Accumulator(KeyedMetric):
     """A latent metric as a mergeable accumulator. Subclasses implement `summarise` and `_finalize`."""
+
+    consumes: ClassVar[Consumes] = "latents"
+
+    @classmethod
+    def footer_params(cls, stats: LatentStats) -> dict[str, Any]:
+        """Parameters the metric takes from the latent set's footer statistics, which the stage gives it under
+        the study's own parameters (a metric that cannot stream without them says so here); none by default."""
+        return {}
 
     def params(self, shape: tuple[int, int, int] | None = None) -> dict[str, Any]:
         """The parameters in effect for latents of `shape` (C, H, W), for logging."""

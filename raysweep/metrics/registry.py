@@ -1,17 +1,29 @@
-"""The latent-metric registry: study YAML names -> accumulator factories, plus a one-pass runner."""
+"""The metric registry: study YAML names -> metric classes, for latent and model-dependent metrics alike, plus a
+one-pass runner of the latent ones.
+
+Each class's typed base says what it consumes (`Accumulator`: latents; `TokenizerMetric`; `DiffusionMetric`), so
+the plan puts it in the right job and the stage runs it through that base: adding a metric is a class and a line
+here.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
-from raysweep.metrics.base import Accumulator, LatentBatchLike, MetricInfo, Value, check_batch
+from raysweep.metrics.base import Accumulator, Consumes, KeyedMetric, LatentBatchLike, MetricInfo, Value, check_batch
 from raysweep.metrics.mixture import MixtureVelocityAmbiguity
+from raysweep.metrics.model.distortion import EncoderDistortion
+from raysweep.metrics.model.equivariance import Equivariance
 from raysweep.metrics.model.gaussian_fisher import GaussianFisher
+from raysweep.metrics.model.interpolation import InterpolationFID
+from raysweep.metrics.model.velocity_fisher import VelocityFisher
 from raysweep.metrics.semantic import LatentNeighbourConsistency, LinearProbe
 from raysweep.metrics.smoothness import SpectralEnergy
 from raysweep.metrics.spatial import SpatialStructure
 from raysweep.metrics.uniformity import LatentUniformity
 from raysweep.metrics.velocity import VelocityAmbiguity
+
+M = TypeVar("M", bound=KeyedMetric)
 
 METRICS: dict[str, MetricInfo] = {
     "viv": MetricInfo(VelocityAmbiguity, "velocity irreducible variance under a Kronecker Gaussian class model"),
@@ -22,6 +34,11 @@ METRICS: dict[str, MetricInfo] = {
     "uniformity": MetricInfo(LatentUniformity, "t-SNE -> KDE density CV, Gini and entropy of latent vectors"),
     "viv_mixture": MetricInfo(MixtureVelocityAmbiguity, "Monte-Carlo VIV of the class mixture (unconditional)"),
     "fisher": MetricInfo(GaussianFisher, "FI(t), FIR(t), mmse(t) of the class-Gaussian model"),
+    "equivariance": MetricInfo(Equivariance, "Enc(τx) vs τ(Enc x) for rotations and scalings"),
+    "distortion": MetricInfo(EncoderDistortion, "encoder compression, tangential distortion, curvature from "
+                             "Jacobian-vector products"),
+    "ifid": MetricInfo(InterpolationFID, "FID of decoded slerp/linear neighbour interpolants"),
+    "velocity_fisher": MetricInfo(VelocityFisher, "FI(t), FIR(t), mmse(t) from a diffusion model's velocity"),
 }
 
 
@@ -31,30 +48,38 @@ def metric_info(name: str) -> MetricInfo:
     return METRICS[name]
 
 
-def build_metric(name: str, **params: Any) -> Accumulator:
-    """A configured accumulator; unknown metric names and parameter names raise ValueError listing the allowed."""
-    metric: Accumulator = metric_info(name).build(f"metric '{name}'", **params)
+def metrics_consuming(consumes: Consumes) -> list[str]:
+    """The registered names of the metrics that run on `consumes`, sorted."""
+    return sorted(n for n, info in METRICS.items() if info.consumes == consumes)
+
+
+def build_metric(name: str, base: type[M] = KeyedMetric, /, **params: Any) -> M:  # type: ignore[assignment]
+    """A configured metric that is a `base` (what the calling stage runs: `Accumulator`, `TokenizerMetric`, ...).
+    Unknown metric and parameter names, and a metric of another kind, raise ValueError listing the allowed."""
+    info = metric_info(name)
+    if not issubclass(info.factory, base):
+        allowed = sorted(n for n, i in METRICS.items() if issubclass(i.factory, base))
+        raise ValueError(f"metric '{name}' runs on '{info.consumes}', not '{base.consumes}'; "
+                         f"allowed: {', '.join(allowed)}")
+    metric: M = info.build(f"metric '{name}'", **params)
     return metric
 
 
 def metric_directions() -> dict[str, bool]:
-    """Every headline key of every registered metric, latent and model-dependent (default parameters) -> higher
-    is better: what the analysis sign-normalises with."""
-    from raysweep.metrics.model import MODEL_METRICS
-
-    infos = [*METRICS.values(), *MODEL_METRICS.values()]
-    return {k: v for info in infos for k, v in info.directions.items()}
+    """Every headline key of every registered metric (default parameters) -> higher is better: what the analysis
+    sign-normalises with."""
+    return {k: v for info in METRICS.values() for k, v in info.directions.items()}
 
 
 def compute_metrics(batches: Iterable[LatentBatchLike], names: list[str] | None = None,
                     params: dict[str, dict[str, Any]] | None = None) -> dict[str, Value]:
-    """Run the named metrics (default: all) over the batches in one pass; returns {key: float | array}."""
-    names = list(names) if names is not None else sorted(METRICS)
+    """Run the named latent metrics (default: all) over the batches in one pass; returns {key: float | array}."""
+    names = list(names) if names is not None else metrics_consuming("latents")
     params = params or {}
     stray = sorted(set(params) - set(names))
     if stray:
         raise ValueError(f"params given for metric(s) {', '.join(stray)} not in names {names}")
-    metrics = {name: build_metric(name, **params.get(name, {})) for name in names}
+    metrics = {name: build_metric(name, Accumulator, **params.get(name, {})) for name in names}
     states = {name: m.init() for name, m in metrics.items()}
     for batch in batches:
         checked = check_batch(batch)  # validated once; its cache shares per-batch summaries between metrics

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from raysweep.metrics.base import Accumulator, Batch, State, Value, merge_values
+from raysweep.metrics.base import Accumulator, Batch, LatentStats, State, Value, merge_values
 
 SRSS_AVERAGES = ("image", "anchor")
 REFERENCE_GRID = 16  # the iREPA distances below are for a 16x16 latent grid
@@ -131,6 +131,11 @@ class SpatialStructure(Accumulator):
         self.distances = {"far_dist": far_dist, "dmax": dmax, "d_neg": d_neg}
         self.stats = None if channel_mean is None else (np.asarray(channel_mean, np.float64),
                                                         np.asarray(channel_std, np.float64))
+
+    @classmethod
+    def footer_params(cls, stats: LatentStats) -> dict[str, Any]:
+        """The written set's channel statistics: with them the state streams instead of holding every latent."""
+        return {"channel_mean": stats.channel_mean.tolist(), "channel_std": stats.channel_std.tolist()}
 
     @property
     def keys(self) -> tuple[str, ...]:

@@ -35,7 +35,7 @@ from raysweep.data.latents import (
     open_latent_file,
 )
 from raysweep.data.location import Location, is_dir, list_files
-from raysweep.metrics import METRICS, build_metric, compute_metrics
+from raysweep.metrics import Accumulator, build_metric, compute_metrics, metric_info, metrics_consuming
 from raysweep.metrics.base import Moments, channel_moments
 from raysweep.pipeline.metric_logging import split_values
 from raysweep.pipeline.metric_stage import with_known_stats
@@ -192,7 +192,7 @@ def _reasons(names: list[str], params: dict[str, dict[str, Any]], messages: list
     belongs to the metric that has that key, or keys `<that>@...` (lnc@5, lnc@10)."""
     out: dict[str, list[str]] = {}
     for name in names:
-        keys = build_metric(name, **params.get(name, {})).keys
+        keys = build_metric(name, Accumulator, **params.get(name, {})).keys
         mine = [m for m in messages if (p := m.split(": ", 1)[0]) in keys or any(k.startswith(p + "@") for k in keys)]
         out.update({key: mine for key in keys})
     return out
@@ -217,10 +217,11 @@ def metrics_for_files(paths: Sequence[Location], only: list[str] | None = None,
                       shape: tuple[int, int, int] | None = None, say: Say = log.warning) -> MetricsReport:
     """Metric values keyed by MLflow name (curves as lists), None where undefined with the reason beside it.
     Files are validated (one-line errors naming the file and column); notes and warnings go through `say`."""
-    names = only or sorted(METRICS)
-    unknown = [n for n in names if n not in METRICS]
+    latent = metrics_consuming("latents")
+    names = only or latent
+    unknown = [n for n in names if n not in latent]
     if unknown:
-        allowed = ", ".join(sorted(METRICS))
+        allowed = ", ".join(latent)
         raise ConfigError("--only", "", f"unknown metric(s) {', '.join(unknown)}; allowed: {allowed}")
     latents = open_set(paths, shape)
     check_degenerate(latents, say)
@@ -247,7 +248,8 @@ def metrics_help() -> str:
     """The `raysweep metrics --help` epilog: the registered metrics by perspective, the file contract, --json."""
     from raysweep.data.latents import CONTRACT_HELP
 
+    infos = {name: metric_info(name) for name in metrics_consuming("latents")}
     rows = [f"  {name:<13} {info.perspective:<11} {info.summary}"
-            for name, info in sorted(METRICS.items(), key=lambda kv: (kv[1].perspective, kv[0]))]
+            for name, info in sorted(infos.items(), key=lambda kv: (kv[1].perspective, kv[0]))]
     return "\n\n".join(["metrics (--only NAME,...; default all):\n  name          perspective summary\n"
                         + "\n".join(rows), CONTRACT_HELP, JSON_HELP])

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from raysweep.data import latent_batch_from_columns
 from raysweep.data.latents import latent_parts, numpy_columns
 from raysweep.data.location import Location
-from raysweep.metrics import State, build_metric, check_batch
+from raysweep.metrics import Accumulator, State, build_metric, check_batch
 
 Span = tuple[str, int, int]  # (path on the latents' filesystem, first row, end row)
 
@@ -36,7 +36,7 @@ class PoolWorker:
     def states(self, directory: Location, spans: list[Span], names: list[str], params: dict[str, dict[str, Any]],
                shape: tuple[int, int, int]) -> bytes:
         filesystem = latent_parts(directory)[0]
-        metrics = {name: build_metric(name, **params.get(name, {})) for name in names}
+        metrics = {name: build_metric(name, Accumulator, **params.get(name, {})) for name in names}
         merged = {name: m.init() for name, m in metrics.items()}
         tables: dict[str, Any] = {}
         for path, start, stop in spans:
@@ -78,7 +78,7 @@ class MetricPool:
         n = min(len(self.actors), len(work))
         share = [work[i * len(work) // n:(i + 1) * len(work) // n] for i in range(n)]  # contiguous: files once
         parts = ray.get([a.states.remote(directory, s, names, params, shape) for a, s in zip(self.actors, share)])
-        metrics = {name: build_metric(name, **params.get(name, {})) for name in names}
+        metrics = {name: build_metric(name, Accumulator, **params.get(name, {})) for name in names}
         merged = {name: m.init() for name, m in metrics.items()}
         for blob in parts:
             for name, state in pickle.loads(blob).items():

@@ -14,10 +14,18 @@ import pyarrow as pa
 
 from raysweep.config.plan import LatentMetricJob
 from raysweep.config.spec import MetricsSpec
-from raysweep.data import LatentMeta, latent_batch_from_columns, latent_files, read_latent_meta, read_latents
+from raysweep.data import latent_batch_from_columns, latent_files, read_latent_meta, read_latents
 from raysweep.data.latents import latent_parts, numpy_columns
 from raysweep.data.location import Location, join
-from raysweep.metrics import Accumulator, State, build_metric, check_batch, compute_metrics
+from raysweep.metrics import (
+    Accumulator,
+    LatentStats,
+    State,
+    build_metric,
+    check_batch,
+    compute_metrics,
+    metric_info,
+)
 from raysweep.pipeline.context import TrialContext
 from raysweep.pipeline.metric_logging import record_metrics
 
@@ -41,7 +49,7 @@ class MetricActor:
         # multiply the wall time of every GEMM (numpy's OpenBLAS starts one per core by default).
         torch.set_num_threads(torch_threads)
         threadpool_limits(limits=torch_threads)
-        self.metrics = {name: build_metric(name, **params.get(name, {})) for name in names}
+        self.metrics = {name: build_metric(name, Accumulator, **params.get(name, {})) for name in names}
         self.shape = tuple(shape)
 
     def __call__(self, table: pa.Table) -> dict[str, np.ndarray]:
@@ -51,23 +59,26 @@ class MetricActor:
         return {"states": np.array([pickle.dumps(states, protocol=5)], dtype=object)}
 
 
-def with_known_stats(names: list[str], params: dict[str, dict[str, Any]], meta: LatentMeta) -> dict[str, dict]:
-    """Spatial cosines cannot be corrected for standardisation after the fact; with the written set's channel
-    statistics (in the Parquet metadata) the spatial accumulator streams instead of holding every latent."""
-    if "spatial" not in names:
-        return params
-    stats = {"channel_mean": meta.channel_mean.tolist(), "channel_std": meta.channel_std.tolist()}
-    return {**params, "spatial": {**stats, **params.get("spatial", {})}}
+def with_known_stats(names: list[str], params: dict[str, dict[str, Any]], meta: LatentStats) -> dict[str, dict]:
+    """`params` with what each metric takes from the written set's footer statistics (`Accumulator.footer_params`,
+    e.g. spatial's channel statistics, without which it holds every latent) under the study's own."""
+    out = dict(params)
+    for name in names:
+        factory = metric_info(name).factory
+        known = factory.footer_params(meta) if issubclass(factory, Accumulator) else {}
+        if known:
+            out[name] = {**known, **params.get(name, {})}
+    return out
 
 
 def resolved_params(names: list[str], params: dict[str, dict[str, Any]],
                     shape: tuple[int, int, int]) -> dict[str, str]:
     """The parameters each metric used on latents of `shape` (e.g. spatial distances scaled to the grid), as
-    MLflow params `metrics.<name>.<param>`; the per-channel statistics are left out (they are in the Parquet)."""
+    MLflow params `metrics.<name>.<param>`."""
     out = {}
     for name in names:
-        used = build_metric(name, **params.get(name, {})).params(shape)
-        out.update({f"metrics.{name}.{k}": str(v) for k, v in used.items() if k not in ("channel_mean", "channel_std")})
+        used = build_metric(name, Accumulator, **params.get(name, {})).params(shape)
+        out.update({f"metrics.{name}.{k}": str(v) for k, v in used.items()})
     return out
 
 
@@ -96,7 +107,7 @@ def merged_states(latent_dir: Location, names: list[str], params: dict[str, dict
         batch_format="pyarrow",  # flattened here without per-row objects
         num_cpus=cpus_per_actor,
     )
-    metrics = {name: build_metric(name, **params.get(name, {})) for name in names}
+    metrics = {name: build_metric(name, Accumulator, **params.get(name, {})) for name in names}
     waits = list(NODE_LOSS_WAITS_S)
     while True:
         try:
@@ -168,7 +179,7 @@ def run_latent_metric_job(ctx: TrialContext, job: LatentMetricJob, spec: Metrics
         merged = pool.merged_states(latents, names, params, meta.shape, spec.batch_size)
         values = {}
         for name in names:
-            values.update(build_metric(name, **params.get(name, {})).finalize(merged[name]))
+            values.update(build_metric(name, Accumulator, **params.get(name, {})).finalize(merged[name]))
     run_id = store.result(store.tokenizer(job.key))["run_id"]
     record_metrics(Tracker(ctx.tracking_uri, ctx.experiment), store, run_id, store.marker(job), values,
                    params=resolved_params(names, spec.params, meta.shape))

@@ -9,7 +9,8 @@ At each image x the encoder's Jacobian J is probed along unit directions u in pi
 - tangential distortion: variance over directions of log ‖J u‖ — 0 for a conformal map;
 - curvature injection: ‖E(x+hu) − 2E(x) + E(x−hu)‖ / (h² ‖J u‖), h = step·sqrt(d_pix) (step = RMS change per
   pixel) — 0 for an affine encoder.
-All on standardised latents; per-image values are summed, so the state is exact under any split.
+All on standardised latents; per-image values are summed, so the state is exact under any split. In a study,
+tangents point into the first `reference_images` validation images.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import torch
 from torch.func import jvp
 
 from raysweep.metrics.base import State, Value
-from raysweep.metrics.model.base import Codec, ModelMetric
+from raysweep.metrics.model.base import Codec, ImageMetric, TokenizerInputs
 
 
 def effective_rank(matrix: torch.Tensor) -> float:
@@ -55,19 +56,21 @@ def neighbour_directions(images: torch.Tensor, reference: torch.Tensor, k: int) 
     return (diff / diff.norm(dim=2, keepdim=True)).reshape(len(images), k, *images.shape[1:])
 
 
-class EncoderDistortion(ModelMetric):
+class EncoderDistortion(ImageMetric):
     """Dimensional compression, tangential distortion and curvature injection of the encoder."""
 
     name = "distortion"
     perspective = "fisher"
 
     def __init__(self, neighbours: int = 4, directions: int = 16, step: float = 0.05, seed: int = 0,
-                 jvp_batch: int = 160) -> None:
-        if neighbours < 2 or directions < 2 or step <= 0 or jvp_batch < 1:
-            raise ValueError(f"distortion: need neighbours >= 2, directions >= 2, step > 0, jvp_batch >= 1; got "
-                             f"neighbours={neighbours}, directions={directions}, step={step}, jvp_batch={jvp_batch}")
+                 jvp_batch: int = 160, reference_images: int = 256) -> None:
+        if neighbours < 2 or directions < 2 or step <= 0 or jvp_batch < 1 or reference_images <= neighbours:
+            raise ValueError(f"distortion: need neighbours >= 2, directions >= 2, step > 0, jvp_batch >= 1, "
+                             f"reference_images > neighbours; got neighbours={neighbours}, directions={directions}, "
+                             f"step={step}, jvp_batch={jvp_batch}, reference_images={reference_images}")
         self.neighbours, self.directions, self.step, self.seed = neighbours, directions, step, seed
         self.jvp_batch = jvp_batch  # encoder inputs per JVP call: bounds memory, amortises per-call overhead
+        self.reference_images = reference_images
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -78,6 +81,9 @@ class EncoderDistortion(ModelMetric):
     def higher_is_better(self) -> dict[str, bool]:
         return {self.key("compression"): True, self.key("tangential_distortion"): False,
                 self.key("curvature"): False}
+
+    def update_images(self, state: State, images: torch.Tensor, data: TokenizerInputs) -> State:
+        return self.update(state, images, data.codec, data.images[:self.reference_images].to(images.device))
 
     def update(self, state: State, images: torch.Tensor, codec: Codec, reference: torch.Tensor) -> State:
         """images (B, 3, H, W) in [-1, 1]; reference (R, 3, H, W): the fixed set tangents point to."""

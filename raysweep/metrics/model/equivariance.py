@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from raysweep.metrics.base import State, Value
-from raysweep.metrics.model.base import Codec, ModelMetric
+from raysweep.metrics.model.base import Codec, ImageMetric, TokenizerInputs
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def pair_scores(a: torch.Tensor, b: torch.Tensor) -> tuple[np.ndarray, np.ndarra
     return cos.cpu().numpy(), nmse.cpu().numpy()
 
 
-class Equivariance(ModelMetric):
+class Equivariance(ImageMetric):
     """Consistency and error per transform family (rotate, scale) and overall; exact under any split."""
 
     name = "equivariance"
@@ -95,6 +95,9 @@ class Equivariance(ModelMetric):
     @property
     def higher_is_better(self) -> dict[str, bool]:
         return {k: "/consistency" in k for k in self.keys}
+
+    def update_images(self, state: State, images: torch.Tensor, data: TokenizerInputs) -> State:
+        return self.update(state, images, data.codec)
 
     @torch.no_grad()
     def update(self, state: State, images: torch.Tensor, codec: Codec) -> State:

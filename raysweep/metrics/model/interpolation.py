@@ -2,8 +2,9 @@
 
 For each query latent (standardised, flattened): its k nearest reference latents by cosine, one of them drawn
 with probability ∝ softmax(−MSE), the interpolant at α (slerp by default, linear optional), decoded. FID of the
-decoded interpolants against real images is iFID (lower is better); the FID itself is the study's scoring
-network's, computed by the caller (`raysweep.pipeline.model_metric_stage`).
+decoded interpolants against real images is iFID (lower is better). In a study the queries are the validation
+latents, the reference the training latents (the other validation latents when there are none), and the FID is
+the study's scoring network's against the validation images (`TokenizerInputs.fid`).
 """
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import numpy as np
 import torch
 
 from raysweep.metrics.base import Value
-from raysweep.metrics.model.base import Codec, KeyedMetric
+from raysweep.metrics.model.base import Codec, ModelOutput, TokenizerInputs, TokenizerMetric
 
 SIMILARITY_BLOCK = 1024  # query rows per cosine block: bounds the [rows, M] similarity matrix
+INTERPOLANTS_FILE = "ifid_interpolants.png"  # a grid of the first decoded interpolants, beside the marker
+GRID_IMAGES = 64
 
 
 def linear(a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -68,8 +71,8 @@ def choose_partners(queries: torch.Tensor, reference: torch.Tensor, k: int, seed
     return partners
 
 
-class InterpolationFID(KeyedMetric):
-    """iFID: `interpolants` gives the decoded images, `result` names the FID the caller computed on them."""
+class InterpolationFID(TokenizerMetric):
+    """iFID: `interpolants` gives the decoded images, `result` names the FID computed on them."""
 
     name = "ifid"
     perspective = "continuity"
@@ -103,3 +106,12 @@ class InterpolationFID(KeyedMetric):
 
     def result(self, fid: float) -> dict[str, Value]:
         return {self.key("ifid"): float(fid)}
+
+    def run(self, data: TokenizerInputs) -> ModelOutput:
+        queries = data.latents("val")
+        if queries is None:
+            raise ValueError("ifid: the tokenizer has no validation latents")
+        reference = data.latents("train")
+        alone = reference is None
+        decoded = self.interpolants(queries, queries if alone else reference, data.codec, exclude_self=alone)
+        return ModelOutput(self.result(data.fid(decoded)), grids={INTERPOLANTS_FILE: decoded[:GRID_IMAGES]})

@@ -12,7 +12,9 @@ import numpy as np
 import torch
 
 from raysweep.metrics.base import State, Value
-from raysweep.metrics.model.base import ModelMetric, VelocityFn
+from raysweep.metrics.model.base import DiffusionInputs, DiffusionMetric, ModelMetric, ModelOutput, VelocityFn
+
+CURVES_FILE = "fisher_curves.npz"  # the curves beside the diffusion run, also logged on it
 
 
 def sample_noise(sample_ids: np.ndarray, shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -25,7 +27,7 @@ def sample_noise(sample_ids: np.ndarray, shape: tuple[int, ...], seed: int) -> t
     return torch.stack(rows)
 
 
-class VelocityFisher(ModelMetric):
+class VelocityFisher(ModelMetric, DiffusionMetric):
     """The model's FI/FIR/mmse curves; keys `latent/fisher/dm_*` (logged on the diffusion run)."""
 
     name = "velocity_fisher"
@@ -66,6 +68,14 @@ class VelocityFisher(ModelMetric):
         part = {"grid": tuple(self.t_grid.tolist()), "d": (int(x1[0].numel()),), "count": float(len(x1)),
                 "fi": fi, "mmse": err}
         return self.merge(state, part)
+
+    def run(self, data: DiffusionInputs) -> ModelOutput:
+        state = self.init()
+        for i in range(0, len(data.latents), data.batch_size):
+            rows = slice(i, i + data.batch_size)
+            state = self.update(state, data.latents[rows].to(data.device), data.labels[rows].to(data.device),
+                                data.sample_ids[rows], data.velocity)
+        return ModelOutput(self.finalize(state), curves_file=CURVES_FILE)
 
     def _finalize(self, state: State) -> dict[str, Value]:
         norm = state["count"] * state["d"][0]
