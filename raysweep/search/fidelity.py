@@ -8,19 +8,25 @@ between the cheap-rung gFIDs and the full-tier gFIDs of the trials that reached 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
 
 from raysweep.config.allocation import FidelitySpec
+from raysweep.tracking.keys import TIER_GFID
 
 if TYPE_CHECKING:
     from ray.tune.schedulers import ASHAScheduler
 
-TIER_GFID = "tier/gfid"  # gFID at a rung, as reported to Tune (a cheap-tier value is never logged as gen/gfid)
+
+def checkpoint_count(steps: int, every: int) -> int:
+    """Checkpoints (Tune reports) of a trial of `steps` training steps checkpointed every `every` steps: ASHA's time
+    axis (`training_iteration`)."""
+    return max(1, math.ceil(steps / every))
 
 
 def grace_period(spec: FidelitySpec, max_iterations: int) -> int:
@@ -42,12 +48,53 @@ def tier_samples(spec: FidelitySpec, iteration: int, max_iterations: int, full_s
     return full_samples if iteration >= max_iterations else max(1, round(spec.sample_fraction * full_samples))
 
 
-def asha_scheduler(spec: FidelitySpec, max_iterations: int, metric: str = TIER_GFID) -> ASHAScheduler:
-    """ASHA on gFID (lower is better) at checkpoints; pass it as `TuneConfig(scheduler=...)`."""
+def asha_scheduler(spec: FidelitySpec, max_iterations: int, metric: str = TIER_GFID,
+                   recorded: Mapping[str, Mapping[int, float]] | None = None) -> ASHAScheduler:
+    """ASHA on gFID (lower is better) at checkpoints; pass it as `TuneConfig(scheduler=...)`. `recorded`: trial
+    name -> {rung checkpoint: gFID} reported before (a restored experiment): Tune restores trials but not their
+    scheduler's rung records, so without them a resumed trial would be compared with nobody and promoted."""
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(time_attr="training_iteration", metric=metric, mode="min", max_t=max_iterations,
-                         grace_period=grace_period(spec, max_iterations), reduction_factor=spec.reduction_factor)
+    class RecordedASHA(ASHAScheduler):
+        """Each rung's records start with the `recorded` values: under the trial's id once the trial is in the
+        experiment (a restored trial is then not judged again at rungs it passed), else under its name."""
+
+        def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+            super().on_trial_add(tune_controller, trial)
+            ids = self.__dict__.setdefault("_recorded_ids", {})
+            ids[str(trial)] = trial.trial_id
+            for milestone, rung in self._trial_info[trial.trial_id]._rungs:  # ASHA's own (milestone, records)
+                for name, values in (recorded or {}).items():
+                    if milestone in values:
+                        if name in ids:
+                            rung.pop(name, None)
+                        rung.setdefault(ids.get(name, name), -values[milestone])  # ASHA records -gFID (mode min)
+
+    return RecordedASHA(time_attr="training_iteration", metric=metric, mode="min", max_t=max_iterations,
+                        grace_period=grace_period(spec, max_iterations), reduction_factor=spec.reduction_factor)
+
+
+@dataclass(frozen=True)
+class Tiers:
+    """Where one trial under ASHA is scored: the checkpoints that are rungs (`rungs`, the last one the full tier,
+    = the trial's checkpoint count) and how many samples score a cheap rung. Scoring only at rungs, not at every
+    checkpoint, is what makes the cheap tier cheap; other checkpoints report NaN (ASHA reads only its rungs)."""
+
+    rungs: tuple[int, ...]
+    cheap_samples: int
+
+    @classmethod
+    def of(cls, spec: FidelitySpec, steps: int, every: int, full_samples: int) -> Tiers:
+        k = checkpoint_count(steps, every)
+        return cls(tuple(rungs(spec, k)), tier_samples(spec, 0, k, full_samples))
+
+    @property
+    def max_iterations(self) -> int:
+        return self.rungs[-1]
+
+    def rung(self, iteration: int) -> int | None:
+        """The rung (counted from 1) a checkpoint is, or None."""
+        return self.rungs.index(iteration) + 1 if iteration in self.rungs else None
 
 
 @dataclass(frozen=True)

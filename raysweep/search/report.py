@@ -20,6 +20,7 @@ from raysweep.tracking.keys import (
     PRED_LEVEL,
     PRED_TOP_PROB,
     PREDICTED,
+    STOPPED,
 )
 
 
@@ -59,14 +60,16 @@ def predicted_metrics(allocator: Allocator, state: AllocationState) -> dict[str,
 
 
 def allocation_table(allocator: Allocator, state: AllocationState) -> pd.DataFrame:
-    """One row per tokenizer, best first: `source` measured / predicted / failed; measured gFID in `gfid`, predictions
+    """One row per tokenizer, best first: `source` measured / predicted / failed / stopped (every trial
+    stopped at a cheap tier by ASHA); measured gFID in `gfid`, predictions
     only in `predicted_gfid` with their interval (never in `gfid`)."""
     pred = predicted_metrics(allocator, state)
     measured = dict(state.measured)
     rows = []
     for t in allocator.ids:
         p = pred.get(t, {})
-        source = MEASURED if t in measured else "failed" if t in state.failed else PREDICTED
+        source = (MEASURED if t in measured else "failed" if t in state.failed else STOPPED if t in state.stopped
+                  else PREDICTED)
         rows.append({"tokenizer_id": t, "source": source, "gfid": measured.get(t, np.nan),
                      "predicted_gfid": p.get(PRED_GFID, np.nan), "interval_lo": p.get(PRED_GFID_LO, np.nan),
                      "interval_hi": p.get(PRED_GFID_HI, np.nan), "p_top": p.get(PRED_TOP_PROB, np.nan)})
@@ -80,8 +83,9 @@ def allocation_section(allocator: Allocator, state: AllocationState) -> ReportSe
     q = proxy_quality(allocator, state)
     table = allocation_table(allocator, state)
     counts = table["source"].value_counts()
+    stopped = f", {counts[STOPPED]} stopped at a cheap tier by ASHA" if STOPPED in counts else ""
     note = (f"{counts.get(MEASURED, 0)} tokenizers measured, {counts.get(PREDICTED, 0)} predicted "
-            f"({counts.get('failed', 0)} failed); allocation {state.done or 'in progress'}, "
+            f"({counts.get('failed', 0)} failed{stopped}); allocation {state.done or 'in progress'}, "
             f"{state.trials_spent} of {len(allocator.ids) * allocator.trials_per_tokenizer} diffusion trials. "
             f"Predicted gFID (column predicted_gfid, MLflow {PRED_GFID}) is the proxy's, with its "
             f"{q.level:.0%} interval; correlations and regressions use measured rows only. Proxy on held-out measured "
