@@ -205,6 +205,8 @@ def test_a_fidelity_study_runs_its_batch_as_one_asha_cohort(tmp_path: Path) -> N
     assert not any(c.startswith("tier/") for c in table.columns)  # cheap-tier values never become table metrics
     report = (out / "report.md").read_text()
     assert "Multi-fidelity gFID: cheap vs full tier" in report and "spearman" in report
+    n_full = sum(expected)  # trials at the cheap rung | reached the full tier | with both
+    assert f"| 4 | {n_full} | {n_full} |" in report
 
     # a re-run of the finished study: every job cached, no run added
     events: list[Any] = []
@@ -256,10 +258,12 @@ def test_a_driver_killed_mid_cohort_resumes_the_cohort_experiment(tmp_path: Path
     tracker = Tracker(study.tracking_uri, study.experiment_name)
     runs = sorted(tracker.runs("diffusion"), key=lambda r: r.data.tags["tokenizer_id"])
     assert [r.data.tags["tokenizer_id"] for r in runs] == ["t0", "t1", "t2", "t3"]  # one run per job
-    assert len(list((tmp_path / "study" / "tune").glob("diffusion-cohort-*"))) == 1
+    (cohort,) = (tmp_path / "study" / "tune").glob("diffusion-cohort-*")
+    assert len(list(cohort.glob("experiment_state-*.json"))) == 2  # the first driver's, then the restored one's
     for run in runs:
         steps = [m.step for m in tracker.client.get_metric_history(run.info.run_id, "train/loss")]
-        assert len(steps) == len(set(steps)), run.data.tags["tokenizer_id"]
+        assert len(steps) == len(set(steps)), run.data.tags["tokenizer_id"]  # no step logged twice
+        assert max(steps) == 40 if run.data.tags[TIER_TAG] == "full" else max(steps) < 40
     metrics = [Tracker.metrics_of(r) for r in runs]
     values = [{r: m.get(tier_gfid_key(i + 1), np.nan) for i, r in enumerate(TIERS.rungs[:-1])} for m in metrics]
     expected = asha_reaches_full_tier(values, TIERS.rungs, 2)

@@ -89,8 +89,11 @@ def train_with_checkpoints(trainer: Trainer, fit: Callable[[int, Callable[[int, 
     chunk's history is logged, adds values to that checkpoint's report (what a Tune trial scheduler reads)."""
     unsent = restore(trainer)
     logged = None
-    if unsent is not None and tracker is not None and run_id is not None:
-        tracker.requeue(run_id, unsent)
+    if tracker is not None and run_id is not None:
+        if unsent is not None:
+            tracker.requeue(run_id, unsent)
+        # also without a checkpoint: a driver killed before Tune recorded the trial's first one restarts it from
+        # step 0 (seeded, so the same losses), and the steps its run already has are not logged twice
         logged = tracker.last_step(run_id, f"{prefix}loss")
     last: dict[str, float] = {}
     while trainer.step < total_steps:

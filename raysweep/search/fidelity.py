@@ -56,19 +56,25 @@ def asha_scheduler(spec: FidelitySpec, max_iterations: int, metric: str = TIER_G
     from ray.tune.schedulers import ASHAScheduler
 
     class RecordedASHA(ASHAScheduler):
-        """Each rung's records start with the `recorded` values: under the trial's id once the trial is in the
-        experiment (a restored trial is then not judged again at rungs it passed), else under its name."""
+        """Each rung's records start with the `recorded` values: a trial in the experiment is recorded (as passed)
+        at the rungs it reported before the restart, under its id, so it is not judged there again; a trial not in
+        the experiment (finished before a lost Tune directory) under its name, as a value to compare with."""
 
         def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
             super().on_trial_add(tune_controller, trial)
-            ids = self.__dict__.setdefault("_recorded_ids", {})
-            ids[str(trial)] = trial.trial_id
+            added = self.__dict__.setdefault("_recorded_added", set())
+            added.add(str(trial))
+            reached = trial.run_metadata.last_result.get("training_iteration", 0)  # 0 unless restored
             for milestone, rung in self._trial_info[trial.trial_id]._rungs:  # ASHA's own (milestone, records)
                 for name, values in (recorded or {}).items():
-                    if milestone in values:
-                        if name in ids:
-                            rung.pop(name, None)
-                        rung.setdefault(ids.get(name, name), -values[milestone])  # ASHA records -gFID (mode min)
+                    if milestone not in values:
+                        continue
+                    if name == str(trial):
+                        rung.pop(name, None)
+                        if milestone <= reached:
+                            rung[trial.trial_id] = -values[milestone]  # ASHA records -gFID (mode min)
+                    elif name not in added:
+                        rung.setdefault(name, -values[milestone])
 
     return RecordedASHA(time_attr="training_iteration", metric=metric, mode="min", max_t=max_iterations,
                         grace_period=grace_period(spec, max_iterations), reduction_factor=spec.reduction_factor)

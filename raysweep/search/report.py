@@ -97,8 +97,11 @@ def allocation_section(allocator: Allocator, state: AllocationState) -> ReportSe
 def fidelity_section(cheap: dict[str, float], full: dict[str, float], top_k: int = 3) -> ReportSection:
     """Whether the cheap tier could be trusted: rank agreement with the full tier where both were measured."""
     a = tier_agreement(cheap, full, top_k)
-    frame = pd.DataFrame([{"trials_with_both": a.n, "spearman": a.spearman, "top_k": a.top_k,
+    frame = pd.DataFrame([{"trials_at_cheap_rung": len(cheap), "reached_full_tier": len(full),
+                           "trials_with_both": a.n, "spearman": a.spearman, "top_k": a.top_k,
                            "top_k_overlap": a.top_k_overlap}])
     note = (f"Cheap-tier gFID (ASHA's first rung) against full-tier gFID over the {a.n} trials promoted to the full "
-            f"tier. Promoted trials are the cheap tier's best, so this agreement is measured on a truncated range.")
+            f"tier; ASHA stopped {len(cheap) - len(full)} of {len(cheap)} trials before it (finished, not measured: "
+            f"no gen/ values, not in the correlations). Promoted trials are the cheap tier's best, so this agreement "
+            f"is measured on a truncated range.")
     return ReportSection("Multi-fidelity gFID: cheap vs full tier", frame, note)
