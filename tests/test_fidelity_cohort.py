@@ -56,7 +56,8 @@ def _cohort(tmp_path: Path, qualities: list[float], recorded: dict[str, dict[int
     names = tuple(f"t{i}" for i in range(len(qualities)))
     configs = tuple({"marker": str(tmp_path / n), "quality": q} for n, q in zip(names, qualities))
     todo = tuple(i for i, c in enumerate(configs) if Store.result(Path(c["marker"])) is None)
-    return Cohort(names, configs, todo, asha_scheduler(SPEC, TIERS.max_iterations, recorded=recorded), settle)
+    scheduler = asha_scheduler(SPEC, TIERS.max_iterations, recorded=None if recorded is None else lambda: recorded)
+    return Cohort(names, configs, todo, scheduler, settle)
 
 
 def _outcomes(tmp_path: Path) -> dict[str, Any]:

@@ -162,6 +162,19 @@ def _tier_scorer(tiers: Tiers, trial: DiffusionTrial, evaluation: EvaluationSpec
     return score
 
 
+def tracked_rungs(tracking_uri: str, experiment: str, keys: dict[str, str], rungs: tuple[int, ...]
+                  ) -> dict[str, dict[int, float]]:
+    """Job id -> {rung checkpoint: cheap-tier gFID} that the runs of these jobs (id -> key) logged so far: what ASHA
+    had recorded before a restart (`search.fidelity.asha_scheduler`)."""
+    tracker, out = Tracker(tracking_uri, experiment), {}
+    for job_id, key in keys.items():
+        run = tracker.find_run(STAGE, key)
+        metrics = Tracker.metrics_of(run) if run is not None else {}
+        out[job_id] = {rungs[r - 1]: metrics[tier_gfid_key(r)] for r in range(1, len(rungs))
+                       if tier_gfid_key(r) in metrics}
+    return out
+
+
 def settle_stopped_trial(config: dict[str, Any], result: dict[str, Any]) -> None:
     """After a cohort's experiment: a trial that has no store result was stopped by ASHA (one that reached the full
     tier wrote its own). Record it as a finished job with that outcome: its store result (tier metrics only, never

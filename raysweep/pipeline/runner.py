@@ -6,6 +6,7 @@ Every job is idempotent (its store marker, `tracking.Tracker.open_run` by tags),
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from raysweep.pipeline.reference_stage import prepare_reference
 from raysweep.pipeline.scheduler import Scheduler
 from raysweep.pipeline.store import Store
 from raysweep.tracking import Tracker
-from raysweep.tracking.keys import HEADLINE, tier_gfid_key
+from raysweep.tracking.keys import HEADLINE
 
 STUDY_STAGE = "study"
 
@@ -212,7 +213,7 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
                     _resources(res.tokenizer), experiment=f"tokenizers-{job.key}", total_steps=job.trial.steps,
                     workers=res.tokenizer.workers)
     if isinstance(job, DiffusionJob) and cohort is not None:
-        return cohort_task(cohort(job), study, ctx, tracker)
+        return cohort_task(cohort(job), study, ctx)
     if isinstance(job, DiffusionJob):
         from raysweep.pipeline.diffusion_stage import diffusion_payload, train_diffusion_trial
 
@@ -245,12 +246,17 @@ def _tokenizer(job: DiffusionJob, ctx: TrialContext) -> dict[str, str]:
     return {"id": job.tokenizer.id, "key": job.tokenizer.key, "run_id": ctx.store.done(job.tokenizer)["run_id"]}
 
 
-def cohort_task(jobs: list[DiffusionJob], study: StudySpec, ctx: TrialContext, tracker: Tracker) -> Task:
+def cohort_task(jobs: list[DiffusionJob], study: StudySpec, ctx: TrialContext) -> Task:
     """Diffusion jobs (one diffusion trial, several tokenizers / seeds) as one Tune experiment under ASHA, named by
     all their keys so a restarted driver restores it; jobs finished earlier (full tier or stopped) are not run
     again. ASHA starts from the rung gFIDs the jobs' runs already tracked (a restored experiment's trials)."""
     from raysweep.config.allocation import allocation_of
-    from raysweep.pipeline.diffusion_stage import STAGE, diffusion_payload, settle_stopped_trial, train_diffusion_trial
+    from raysweep.pipeline.diffusion_stage import (
+        diffusion_payload,
+        settle_stopped_trial,
+        tracked_rungs,
+        train_diffusion_trial,
+    )
     from raysweep.search.fidelity import Tiers, asha_scheduler
 
     spec = allocation_of(study).fidelity  # type: ignore[union-attr]
@@ -260,12 +266,8 @@ def cohort_task(jobs: list[DiffusionJob], study: StudySpec, ctx: TrialContext, t
     configs = tuple({"payload": diffusion_payload(j.trial, j.seed, _tokenizer(j, ctx), study.evaluation, ctx, tiers)}
                     for j in jobs)
     todo = tuple(i for i, j in enumerate(jobs) if ctx.store.done(j) is None)
-    recorded = {}
-    for job in jobs:
-        run = tracker.find_run(STAGE, job.key)
-        metrics = Tracker.metrics_of(run) if run is not None else {}
-        recorded[job.id] = {tiers.rungs[r - 1]: metrics[tier_gfid_key(r)] for r in range(1, len(tiers.rungs))
-                            if tier_gfid_key(r) in metrics}
+    recorded = functools.partial(tracked_rungs, ctx.tracking_uri, ctx.experiment, {j.id: j.key for j in jobs},
+                                 tiers.rungs)
     scheduler = asha_scheduler(spec, tiers.max_iterations, recorded=recorded)
     return Task(jobs[todo[0]].ref, "trial", train_diffusion_trial, (), _resources(study.resources.diffusion),
                 experiment=f"diffusion-cohort-{config_hash([j.key for j in jobs])}", total_steps=trial.steps,

@@ -55,7 +55,10 @@ def run_cohort(name: str, trainable: Callable[[dict[str, Any]], None], cohort: C
         i = result.config[MEMBER]
         errors[names[i]] = _error(result.error)
         if result.error is None:
-            cohort.settle(configs[i], result.metrics)
+            try:
+                cohort.settle(configs[i], result.metrics)
+            except Exception as err:  # this job's outcome, not its cohort's
+                errors[names[i]] = _error(err)
     return {names[i]: errors.get(names[i], "not run by its cohort's Tune experiment") for i in cohort.todo}
 
 
