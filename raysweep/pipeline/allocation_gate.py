@@ -32,10 +32,10 @@ from raysweep.config.spec import StudySpec
 from raysweep.pipeline.store import STOPPED_RESULT, Store
 from raysweep.search.allocation import AllocationState, Allocator, load_state, save_state
 from raysweep.tracking import Tracker
-from raysweep.tracking.keys import BEST_VIEW, FULL_TIER, TIER_TAG, gen_key, tier_gfid_key
+from raysweep.tracking.keys import BEST_GFID, FULL_TIER, TIER_TAG, tier_gfid_key
 
 NOT_CHOSEN = "not chosen by the proxy allocation"
-GFID = gen_key(BEST_VIEW, "gfid")
+GFID = BEST_GFID
 Features = Callable[[list[TokenizerJob]], pd.DataFrame]  # finished tokenizers -> one row each: tokenizer_id, metrics
 
 

@@ -44,6 +44,7 @@ from raysweep.tokenizers import load_tokenizer
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import (
     BEST_CFG_SCALE,
+    BEST_GFID,
     BEST_VIEW,
     FULL_TIER,
     NO_CFG_VIEW,
@@ -61,7 +62,6 @@ STAGE = "diffusion"
 NO_CFG = 1.0
 SAMPLER = "euler-ode, uniform time grid"
 TOKENIZER_KEY = "raysweep.tokenizer_key"  # latent metadata written by the tokenizer stage
-GFID = gen_key(BEST_VIEW, "gfid")
 Score = Callable[[DiffusionTrainer, LatentMeta], dict[str, float]]  # a checkpoint's extra report values
 
 
@@ -73,6 +73,11 @@ def diffusion_payload(trial: DiffusionTrial, seed: int, tokenizer: dict[str, Any
     return {"id": f"{tokenizer['id']}/{trial.backbone}/{seed}", "key": key, "trial": trial.model_dump(),
             "seed": seed, "tokenizer": tokenizer, "evaluation": evaluation.model_dump(), "ctx": ctx.to_dict(),
             "tiers": None if tiers is None else {"rungs": list(tiers.rungs), "cheap_samples": tiers.cheap_samples}}
+
+
+def _tiers(payload: dict[str, Any]) -> Tiers | None:
+    raw = payload.get("tiers")
+    return None if raw is None else Tiers(tuple(raw["rungs"]), raw["cheap_samples"])
 
 
 def run_card(scorer: GenerationScorer, dataset_key: str, evaluation: EvaluationSpec, seed: int,
@@ -92,9 +97,9 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
     key = payload["key"]
     out = ctx.store.diffusion(key)
     done = ctx.store.result(out)
-    tiers = Tiers(tuple(payload["tiers"]["rungs"]), payload["tiers"]["cheap_samples"]) if payload.get("tiers") else None
+    tiers = _tiers(payload)
     if done is not None:  # under ASHA every report carries its metric
-        report({**done["metrics"], TIER_GFID: done["metrics"].get(GFID, np.nan)} if tiers else done["metrics"])
+        report({**done["metrics"], TIER_GFID: done["metrics"].get(BEST_GFID, np.nan)} if tiers else done["metrics"])
         return
     device = setup_worker(ctx)
     trial = DiffusionTrial(**payload["trial"])
@@ -113,6 +118,7 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
         tags={"tokenizer_id": tok["id"], "backbone": trial.backbone, "seed": payload["seed"], **card.tags()},
         params={**flatten(trial.model_dump()), "seed": payload["seed"], "tokenizer_id": tok["id"],
                 **flatten(payload["evaluation"], "eval"), **card.params()})
+
     def evaluate(trainer: DiffusionTrainer, meta: LatentMeta) -> dict[str, float]:
         metrics = _evaluate(trainer, meta, trial, evaluation, payload, ctx, scorer, tracker, run_id, device)
         if tiers is not None:
@@ -136,8 +142,7 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
 
 
 def _tier_scorer(tiers: Tiers, trial: DiffusionTrial, evaluation: EvaluationSpec, payload: dict[str, Any],
-                 ctx: TrialContext, tracker: Tracker, run_id: str, device: torch.device,
-                 evaluate: Callable[[DiffusionTrainer, LatentMeta], dict[str, float]]) -> Score:
+                 ctx: TrialContext, tracker: Tracker, run_id: str, device: torch.device, evaluate: Score) -> Score:
     """What a trial under ASHA adds to each checkpoint's report: NaN off the rungs, the cheap tier's best-CFG gFID
     (also logged as `tier/rung<r>/gfid`) at a cheap rung, the full evaluation at the last checkpoint."""
     seed, scorer = payload["seed"], None
@@ -149,7 +154,7 @@ def _tier_scorer(tiers: Tiers, trial: DiffusionTrial, evaluation: EvaluationSpec
             return {TIER_GFID: np.nan}
         if rung == len(tiers.rungs):
             metrics = evaluate(trainer, meta)
-            return {**metrics, TIER_GFID: metrics[GFID]}
+            return {**metrics, TIER_GFID: metrics[BEST_GFID]}
         n = tiers.cheap_samples
         scorer = scorer or GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, n, seed)
         decoder = load_tokenizer(ctx.store.tokenizer_file(payload["tokenizer"]["key"])).eval().to(device)
@@ -184,7 +189,8 @@ def settle_stopped_trial(config: dict[str, Any], result: dict[str, Any]) -> None
     out = ctx.store.diffusion(payload["key"])
     if ctx.store.result(out) is not None:
         return
-    tiers = Tiers(tuple(payload["tiers"]["rungs"]), payload["tiers"]["cheap_samples"])
+    tiers = _tiers(payload)
+    assert tiers is not None
     rung = tiers.rung(int(result["training_iteration"]))
     if rung is None:
         raise RuntimeError(f"{payload['id']}: Tune ended it at checkpoint {result['training_iteration']}, "

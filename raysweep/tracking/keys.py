@@ -23,8 +23,10 @@ def gen_key(view: str, name: str) -> str:
     return f"{GEN_PREFIX}{view}/{name}"
 
 
+BEST_GFID = gen_key(BEST_VIEW, "gfid")  # a diffusion run's gFID at its best CFG scale
+
 # the headline metric of a finished job, by stage (what `JobFinished` carries and a view shows)
-HEADLINE: dict[str, str] = {"tokenizer": "recon/rfid", "diffusion": gen_key(BEST_VIEW, "gfid")}
+HEADLINE: dict[str, str] = {"tokenizer": "recon/rfid", "diffusion": BEST_GFID}
 
 # predicted values of a proxy-guided study (raysweep.search): a predicted gFID is never logged under `gen/...`
 # (measured only), so the tidy table's metric columns (`analysis/tidy.py METRIC_PREFIXES`) never pick it up and
