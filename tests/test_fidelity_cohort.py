@@ -223,12 +223,10 @@ def test_a_driver_killed_mid_cohort_resumes_the_cohort_experiment(tmp_path: Path
     again: the cohort's experiment is restored, not started anew — no trial trains from scratch again (each run's
     train/loss history has every step once), no MLflow run is duplicated — and ASHA's decisions are still its
     rule on the tracked rung gFIDs (the restored ASHA starts from them)."""
-    import os
-    import signal
-    import subprocess
     import time
 
     import yaml
+    from study_process import kill_run, start_run, tracked_runs
 
     from raysweep.config import parse_study
     from raysweep.pipeline.runner import run_study
@@ -238,27 +236,25 @@ def test_a_driver_killed_mid_cohort_resumes_the_cohort_experiment(tmp_path: Path
     data = fidelity_study(tmp_path / "study")
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(data))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    with open(tmp_path / "driver.log", "w") as log:
-        driver = subprocess.Popen([sys.executable, "-m", "raysweep.cli", "run", str(path)], env=env, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 900
-        try:
-            while not list((tmp_path / "study" / "tune").glob("diffusion-cohort-*/t1_SiT-T_0/checkpoint_*")):
-                assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "the cohort's second trial never checkpointed"
-                time.sleep(0.5)
-        finally:
-            os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray cluster it started
-            driver.wait()
+    driver = start_run(path)
+    deadline = time.monotonic() + 900
+    try:
+        while not list((tmp_path / "study" / "tune").glob("diffusion-cohort-*/t1_SiT-T_0/checkpoint_*")):
+            assert driver.poll() is None, "the driver ended before the cohort's second trial checkpointed"
+            assert time.monotonic() < deadline, "the cohort's second trial never checkpointed"
+            time.sleep(0.5)
+    finally:
+        kill_run(driver)
     study = parse_study(data)
     assert Tracker(study.tracking_uri, study.experiment_name).runs("diffusion")  # killed mid-cohort
     result = run_study(study)
     assert not result.failed, result.failed
 
+    _, keys = tracked_runs(path)
+    assert len(keys) == len(set(keys))  # no MLflow run duplicated
     tracker = Tracker(study.tracking_uri, study.experiment_name)
     runs = sorted(tracker.runs("diffusion"), key=lambda r: r.data.tags["tokenizer_id"])
-    assert [r.data.tags["tokenizer_id"] for r in runs] == ["t0", "t1", "t2", "t3"]  # one run per job
+    assert [r.data.tags["tokenizer_id"] for r in runs] == ["t0", "t1", "t2", "t3"]
     (cohort,) = (tmp_path / "study" / "tune").glob("diffusion-cohort-*")
     assert len(list(cohort.glob("experiment_state-*.json"))) == 2  # the first driver's, then the restored one's
     for run in runs:
