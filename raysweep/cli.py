@@ -50,10 +50,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
         spec = allocation_of(study)
         if spec is not None:  # diffusion.allocation: proxy — its GPU-hours beside brute force
             from raysweep.search.estimate import proxy_estimate
+            from raysweep.search.fidelity import checkpoint_count
 
             steps = max((d.steps for d in study.diffusion_trials), default=0)
             plan["proxy_estimate"] = proxy_estimate(plan["estimate"], spec,
-                                                    checkpoints=max(1, steps // study.storage.checkpoint_every))
+                                                    checkpoints=checkpoint_count(steps, study.storage.checkpoint_every))
         print_json(plan)
         return 0
     print(f"study {plan['study']} -> {plan['root']}")

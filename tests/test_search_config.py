@@ -61,6 +61,17 @@ def test_bad_allocation_is_one_line_naming_the_key(allocation: Any, where: str, 
     assert "\n" not in str(err.value)
 
 
+def test_fidelity_refuses_data_parallel_diffusion_trials() -> None:
+    """ASHA reads every checkpoint's gFID from the Tune trial; a data-parallel trial reports only at its end."""
+    data = _quickstart(allocation={"fidelity": {"reduction_factor": 2}})
+    data["resources"] = {"diffusion": {"cpu": 2, "workers": 2}}
+    with pytest.raises(ConfigError) as err:
+        parse_study(data, "study.yaml")
+    assert str(err.value).startswith("study.yaml: diffusion.allocation.fidelity:") and "workers: 1" in str(err.value)
+    data["diffusion"]["allocation"] = "proxy"  # without fidelity, data-parallel diffusion trials are fine
+    assert parse_study(data, "study.yaml").resources.diffusion.workers == 2
+
+
 def test_tokenizer_search_block() -> None:
     data = _quickstart()
     data["tokenizers"] = {"regularizer": "lcr", "params": "search",

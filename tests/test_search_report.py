@@ -90,3 +90,5 @@ def test_tier_agreement() -> None:
     assert swapped.n == 6 and swapped.top_k_overlap == pytest.approx(2 / 3)
     row = fidelity_section({"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 3.0, "b": 2.0, "c": 1.0}, 1).frame.iloc[0]
     assert row["spearman"] == pytest.approx(-1.0) and row["top_k_overlap"] == 0.0 and row["trials_with_both"] == 3
+    row = fidelity_section({"a": 1.0, "b": 2.0, "c": 3.0, "d": 9.0}, {"a": 3.0, "b": 2.0}, 1).frame.iloc[0]
+    assert (row["trials_at_cheap_rung"], row["reached_full_tier"], row["trials_with_both"]) == (4, 2, 2)

@@ -20,3 +20,30 @@ def test_tokenizers_without_diffusion_runs_are_rows_with_no_diffusion(tmp_path: 
     assert list(table["tokenizer_id"]) == ["a", "b"] and set(SORT_KEYS) <= set(table.columns)
     assert set(table["status"]) == {"NO_DIFFUSION"} and table["backbone"].isna().all()
     assert list(table["recon/psnr"]) == [20.0, 25.0]
+
+
+def test_a_run_asha_stopped_is_a_stopped_row_the_analysis_excludes(tmp_path: Path) -> None:
+    """A diffusion run stopped at a cheap tier is FINISHED in MLflow but not a measured row: status STOPPED with
+    its rung, no gen/ values (its tier/ value never becomes a table metric), excluded from the analysis."""
+    from raysweep.analysis.tidy import split_excluded
+    from raysweep.tracking.keys import FULL_TIER, STOPPED, TIER_RUNG, TIER_TAG, tier_gfid_key
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "t")
+    study = tracker.open_run("t", "study", "s")
+    for tid, tier in (("a", FULL_TIER), ("b", STOPPED)):
+        tok = tracker.open_run(tid, "tokenizer", f"key-{tid}", parent_id=study, tags={"tokenizer_id": tid})
+        tracker.finish(tok)
+        run = tracker.open_run(f"{tid}/SiT-T/0", "diffusion", f"d-{tid}", parent_id=tok,
+                               tags={"tokenizer_id": tid, "backbone": "SiT-T", "seed": 0, TIER_TAG: tier})
+        tracker.log_metrics(run, {tier_gfid_key(1): 9.0, TIER_RUNG: 1 if tier == STOPPED else 3,
+                                  **({"gen/cfg1/gfid": 5.0, "gen/best/gfid": 5.0} if tier == FULL_TIER else {})})
+        tracker.finish(run)
+
+    table = study_table(tracker)
+    rows = table.set_index("tokenizer_id")
+    assert rows.loc["a", "status"] == "FINISHED" and rows.loc["a", "gen/gfid"] == 5.0
+    assert rows.loc["b", "status"] == "STOPPED" and rows.loc["b", "reason"] == "b/SiT-T/0: stopped at rung 1 by ASHA"
+    assert not any(c.startswith("tier/") for c in table.columns)
+    ok, excluded = split_excluded(table)
+    assert list(ok["tokenizer_id"]) == ["a"] and list(excluded["tokenizer_id"]) == ["b"]
+    assert "stopped at rung 1 by ASHA" in excluded["reason"].iloc[0]

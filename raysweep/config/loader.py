@@ -178,8 +178,12 @@ def _check_search_blocks(study: StudySpec, source: str) -> None:
     """`diffusion.allocation` and `tokenizers.search` fail at load time; they never change the resolved trials."""
     from raysweep.config.allocation import parse_allocation, parse_tokenizer_search
 
-    parse_allocation((study.diffusion or {}).get(ALLOCATION), source)
+    allocation = parse_allocation((study.diffusion or {}).get(ALLOCATION), source)
     parse_tokenizer_search((study.tokenizers or {}).get(SEARCH), source)
+    if allocation is not None and allocation.fidelity is not None and study.resources.diffusion.workers > 1:
+        raise ConfigError(source, f"diffusion.{ALLOCATION}.fidelity",
+                          f"needs resources.diffusion.workers: 1, got {study.resources.diffusion.workers}: ASHA "
+                          "reads each checkpoint's gFID from the Tune trial; a data-parallel trial reports at its end")
 
 
 def _check_cross_fields(study: StudySpec, source: str) -> None:

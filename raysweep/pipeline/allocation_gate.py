@@ -10,6 +10,13 @@ that finished; None if none did) is recorded and the allocator proposes again. T
 transition, so a restarted driver continues the same allocation. When the allocator is done and nothing is pending,
 the unchosen tokenizers' diffusion jobs are skipped ("not chosen by the proxy allocation") and `on_done` runs once
 (the runner logs `pred/*` values there).
+
+Under multi-fidelity gFID (`fidelity`) the diffusion jobs of one proposed batch with the same diffusion trial run
+as one cohort (`cohort`: one Tune experiment under ASHA). One per diffusion trial, not per batch: ASHA ranks the
+cohort's trials against each other, which compares tokenizers only when backbone and steps are the same (and
+ASHA's rungs need one checkpoint count). A run ASHA stopped is finished but not measured: its tokenizer's gFID is
+the mean over its full-tier runs, and a tokenizer whose runs were all stopped is recorded as stopped; the metric
+jobs of a stopped run (the velocity Fisher of a half-trained model) are skipped.
 """
 from __future__ import annotations
 
@@ -20,15 +27,15 @@ import numpy as np
 import pandas as pd
 
 from raysweep.config.allocation import ProxyAllocation, allocation_of
-from raysweep.config.plan import DiffusionJob, Job, JobRef, StudyPlan, TokenizerJob
+from raysweep.config.plan import DiffusionJob, DiffusionMetricJob, Job, JobRef, StudyPlan, TokenizerJob
 from raysweep.config.spec import StudySpec
-from raysweep.pipeline.store import Store
+from raysweep.pipeline.store import STOPPED_RESULT, Store
 from raysweep.search.allocation import AllocationState, Allocator, load_state, save_state
 from raysweep.tracking import Tracker
-from raysweep.tracking.keys import BEST_VIEW, gen_key
+from raysweep.tracking.keys import BEST_GFID, FULL_TIER, TIER_TAG, tier_gfid_key
 
 NOT_CHOSEN = "not chosen by the proxy allocation"
-GFID = gen_key(BEST_VIEW, "gfid")
+GFID = BEST_GFID
 Features = Callable[[list[TokenizerJob]], pd.DataFrame]  # finished tokenizers -> one row each: tokenizer_id, metrics
 
 
@@ -46,6 +53,7 @@ class ProxyGate:
         for run in plan.diffusion:
             self.runs[run.tokenizer.id].append(run)
         self.prereqs = {t: set(runs[0].deps) if runs else set() for t, runs in self.runs.items()}
+        self.metric_jobs: list[DiffusionMetricJob] = plan.of(DiffusionMetricJob) if spec.fidelity else []
         self.outcome: dict[JobRef, str | None] = {}  # observed jobs -> error (None: finished)
         self.allocator: Allocator | None = None
         self.state: AllocationState | None = None
@@ -54,7 +62,7 @@ class ProxyGate:
 
     # --- the Gate interface -------------------------------------------------------------------------------------
     def gates(self, job: Job) -> bool:
-        return isinstance(job, DiffusionJob)
+        return isinstance(job, DiffusionJob) or (self.spec.fidelity is not None and isinstance(job, DiffusionMetricJob))
 
     def observe(self, job: Job, error: str | None) -> None:
         self.outcome[job.ref] = error
@@ -65,14 +73,19 @@ class ProxyGate:
             self._advance()
 
     def release(self, job: Job) -> bool:
+        if isinstance(job, DiffusionMetricJob):  # its run finished (its dep); a stopped one's are skipped
+            return self.stopped(job.diffusion) is None
         return self.state is not None and isinstance(job, DiffusionJob) and job.tokenizer.id in self.chosen()
 
     def skip(self) -> dict[JobRef, str]:
+        out = {job.ref: f"not run: diffusion '{job.diffusion.id}' {reason}" for job in self.metric_jobs
+               if job.ref not in self._skipped and (reason := self.stopped(job.diffusion)) is not None}
+        self._skipped |= set(out)
         if self.state is None or not self.state.done or self.state.pending or self.allocator is None:
-            return {}
+            return out
         chosen = self.chosen()
-        out = {r.ref: NOT_CHOSEN for t in self.allocator.ids if t not in chosen for r in self.runs[t]
-               if r.ref not in self._skipped}
+        out.update({r.ref: NOT_CHOSEN for t in self.allocator.ids if t not in chosen for r in self.runs[t]
+                    if r.ref not in self._skipped})
         self._skipped |= set(out)
         if not self._finalised:
             self._finalised = True
@@ -82,9 +95,19 @@ class ProxyGate:
 
     # --- the allocation -----------------------------------------------------------------------------------------
     def chosen(self) -> set[str]:
-        """Tokenizers ever proposed (pending, measured or failed)."""
-        s = self.state
-        return set() if s is None else s.measured_ids() | set(s.pending) | set(s.failed)
+        """Tokenizers ever proposed (pending, measured, failed or stopped)."""
+        return set() if self.state is None else self.state.chosen_ids()
+
+    def cohort(self, job: DiffusionJob) -> list[DiffusionJob]:
+        """The diffusion jobs that run with `job` as one ASHA cohort: those of its batch's tokenizers with its
+        diffusion trial (see the module docstring), in plan order."""
+        assert self.state is not None  # a state saved before batches were recorded: the tokenizer alone
+        batch = next((b for b in self.state.batches if job.tokenizer.id in b), (job.tokenizer.id,))
+        return [r for t in self.tokenizers if t in batch for r in self.runs[t] if r.trial == job.trial]
+
+    def stopped(self, run: DiffusionJob) -> str | None:
+        """Why a finished diffusion run has no full-tier result (ASHA stopped it), or None."""
+        return ((self.store.done(run) or {}).get(STOPPED_RESULT) or {}).get("reason")
 
     def finished_tokenizers(self) -> list[str]:
         """Tokenizers (plan order) whose prerequisites all finished: those the allocator chooses among."""
@@ -104,7 +127,7 @@ class ProxyGate:
             return
         self.allocator = self.build(ok)
         self.state = load_state(self.store.allocation_state) or self.allocator.start()
-        unknown = (self.state.measured_ids() | set(self.state.pending) | set(self.state.failed)) - set(ok)
+        unknown = self.state.chosen_ids() - set(ok)
         if unknown:
             raise ValueError(f"{self.store.allocation_state} allocates tokenizers this study no longer has finished: "
                              f"{sorted(unknown)}; remove the file to start the allocation again")
@@ -128,7 +151,8 @@ class ProxyGate:
         assert self.allocator is not None and self.state is not None
         while True:
             for t in [t for t in self.state.pending if self._over(t)]:
-                self.state = self.allocator.record(self.state, t, self.gfid(t))
+                stopped = all(self.stopped(r) is not None for r in self.runs[t])
+                self.state = self.allocator.record(self.state, t, self.gfid(t), stopped=stopped)
             self.state, batch = self.allocator.propose(self.state)
             save_state(self.store.allocation_state, self.state)
             if not batch or not any(self._over(t) for t in batch):
@@ -182,7 +206,7 @@ def allocation_report(study: StudySpec, tracker: Tracker) -> tuple[list[Any], se
     """For the analysis of a proxy-guided study: the report's allocation section and the tokenizers whose diffusion
     trials were not chosen, from the saved state and the tracked metrics (the allocator rebuilt as the run built it).
     ([], set()) for `allocation: all` or before the allocation started."""
-    from raysweep.search.report import allocation_section
+    from raysweep.search.report import allocation_section, fidelity_section
 
     store = Store(study.root, study.latent_storage)
     plan = StudyPlan.from_spec(study, analyze=False)
@@ -194,6 +218,21 @@ def allocation_report(study: StudySpec, tracker: Tracker) -> tuple[list[Any], se
         for ref in refs:
             gate.outcome[ref] = None if store.done(plan.by_ref()[ref]) is not None else "not finished"
     allocator = gate.build(gate.finished_tokenizers())
-    chosen = state.measured_ids() | set(state.pending) | set(state.failed)
-    skipped = set(allocator.ids) - chosen if state.done and not state.pending else set()
-    return [allocation_section(allocator, state)], skipped
+    skipped = set(allocator.ids) - state.chosen_ids() if state.done and not state.pending else set()
+    sections = [allocation_section(allocator, state)]
+    if gate.spec.fidelity is not None:
+        sections.append(fidelity_section(*tier_values(tracker)))
+    return sections, skipped
+
+
+def tier_values(tracker: Tracker) -> tuple[dict[str, float], dict[str, float]]:
+    """From the tracked diffusion runs of a multi-fidelity study: the cheap-tier gFID (ASHA's first rung) of every
+    run that reached it, and the full-tier gFID of every run that reached the full tier, by run id."""
+    cheap, full = {}, {}
+    for run in tracker.runs("diffusion"):
+        metrics = Tracker.metrics_of(run)
+        if tier_gfid_key(1) in metrics:
+            cheap[run.info.run_id] = metrics[tier_gfid_key(1)]
+        if run.data.tags.get(TIER_TAG) == FULL_TIER and GFID in metrics:
+            full[run.info.run_id] = metrics[GFID]
+    return cheap, full

@@ -82,13 +82,18 @@ def restore(trainer: Trainer) -> list[tuple[str, float, int, int]] | None:
 
 def train_with_checkpoints(trainer: Trainer, fit: Callable[[int, Callable[[int, dict[str, float]], None]], None],
                            total_steps: int, every: int, tracker: Tracker | None, run_id: str | None,
-                           prefix: str = "train/") -> dict[str, float]:
+                           prefix: str = "train/", score: Callable[[], dict[str, float]] | None = None
+                           ) -> dict[str, float]:
     """Run `fit(n_steps, on_log)` in chunks of `every` steps until `total_steps`; return the last logs.
-    `tracker` is None on the non-zero ranks of a data-parallel trial: they log nothing."""
+    `tracker` is None on the non-zero ranks of a data-parallel trial: they log nothing. `score()`, after each
+    chunk's history is logged, adds values to that checkpoint's report (what a Tune trial scheduler reads)."""
     unsent = restore(trainer)
     logged = None
-    if unsent is not None and tracker is not None and run_id is not None:
-        tracker.requeue(run_id, unsent)
+    if tracker is not None and run_id is not None:
+        if unsent is not None:
+            tracker.requeue(run_id, unsent)
+        # also without a checkpoint: a driver killed before Tune recorded the trial's first one restarts it from
+        # step 0 (seeded, so the same losses), and the steps its run already has are not logged twice
         logged = tracker.last_step(run_id, f"{prefix}loss")
     last: dict[str, float] = {}
     while trainer.step < total_steps:
@@ -106,5 +111,6 @@ def train_with_checkpoints(trainer: Trainer, fit: Callable[[int, Callable[[int, 
             continue
         tracker.log_history(run_id, [(s, {f"{prefix}{k}": v for k, v in logs.items()}) for s, logs in history
                                      if logged is None or s > logged])
-        report({"step": trainer.step, **last}, {**trainer.state_dict(), UNSENT: tracker.unsent(run_id)})
+        extra = score() if score is not None else {}
+        report({"step": trainer.step, **last, **extra}, {**trainer.state_dict(), UNSENT: tracker.unsent(run_id)})
     return last

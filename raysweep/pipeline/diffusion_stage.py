@@ -1,8 +1,16 @@
 """Stage 3: one Tune trial per tokenizer x backbone x seed — train flow matching on standardised latents,
 sample with the Euler ODE at no CFG and at every CFG scale, decode with the tokenizer, score from features against
-cached reference statistics (gFID, IS, FD per network, FDr, PRC), under an evaluation card."""
+cached reference statistics (gFID, IS, FD per network, FDr, PRC), under an evaluation card.
+
+Under multi-fidelity gFID (`payload["tiers"]`, a trial of an ASHA cohort) the trial also scores its best-CFG gFID
+with `cheap_samples` samples at each cheap rung (logged as `tier/rung<r>/gfid`, reported to Tune as `tier/gfid`),
+and its full evaluation happens at the last checkpoint, inside that checkpoint's report: ASHA stops every trial
+at `max_t`, so nothing may follow that report. A trial ASHA stops earlier is recorded by `settle_stopped_trial`.
+The cheap tier samples with its own noise and never touches the trainer's generator, so a trial that reaches the
+full tier has exactly the result of the same trial without fidelity (the same content key)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,23 +38,46 @@ from raysweep.pipeline.context import TrialContext, setup_worker
 from raysweep.pipeline.data_parallel import current_shard, is_chief
 from raysweep.pipeline.figures import save_image_grid
 from raysweep.pipeline.scoring import GENERATION_REFERENCE, GenerationScorer, feature_network, save_cfg_curve, to_uint8
-from raysweep.pipeline.store import Store
+from raysweep.pipeline.store import STOPPED_RESULT, Store
+from raysweep.search.fidelity import Tiers, checkpoint_count
 from raysweep.tokenizers import load_tokenizer
 from raysweep.tracking import Tracker
-from raysweep.tracking.keys import BEST_CFG_SCALE, BEST_VIEW, NO_CFG_VIEW, cfg_view, gen_key
+from raysweep.tracking.keys import (
+    BEST_CFG_SCALE,
+    BEST_GFID,
+    BEST_VIEW,
+    FULL_TIER,
+    NO_CFG_VIEW,
+    STOPPED,
+    TIER_GFID,
+    TIER_RUNG,
+    TIER_TAG,
+    cfg_view,
+    gen_key,
+    stopped_reason,
+    tier_gfid_key,
+)
 
 STAGE = "diffusion"
 NO_CFG = 1.0
 SAMPLER = "euler-ode, uniform time grid"
 TOKENIZER_KEY = "raysweep.tokenizer_key"  # latent metadata written by the tokenizer stage
+Score = Callable[[DiffusionTrainer, LatentMeta], dict[str, float]]  # a checkpoint's extra report values
 
 
 def diffusion_payload(trial: DiffusionTrial, seed: int, tokenizer: dict[str, Any], evaluation: EvaluationSpec,
-                      ctx: TrialContext) -> dict[str, Any]:
-    """`tokenizer` = {"id", "key", "run_id"} of a finished tokenizer trial."""
+                      ctx: TrialContext, tiers: Tiers | None = None) -> dict[str, Any]:
+    """`tokenizer` = {"id", "key", "run_id"} of a finished tokenizer trial; `tiers`: its ASHA rungs under
+    multi-fidelity gFID (None: scored once, at the end)."""
     key = diffusion_key(trial, seed, tokenizer["key"], evaluation)
     return {"id": f"{tokenizer['id']}/{trial.backbone}/{seed}", "key": key, "trial": trial.model_dump(),
-            "seed": seed, "tokenizer": tokenizer, "evaluation": evaluation.model_dump(), "ctx": ctx.to_dict()}
+            "seed": seed, "tokenizer": tokenizer, "evaluation": evaluation.model_dump(), "ctx": ctx.to_dict(),
+            "tiers": None if tiers is None else {"rungs": list(tiers.rungs), "cheap_samples": tiers.cheap_samples}}
+
+
+def _tiers(payload: dict[str, Any]) -> Tiers | None:
+    raw = payload.get("tiers")
+    return None if raw is None else Tiers(tuple(raw["rungs"]), raw["cheap_samples"])
 
 
 def run_card(scorer: GenerationScorer, dataset_key: str, evaluation: EvaluationSpec, seed: int,
@@ -66,8 +97,9 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
     key = payload["key"]
     out = ctx.store.diffusion(key)
     done = ctx.store.result(out)
-    if done is not None:
-        report(done["metrics"])
+    tiers = _tiers(payload)
+    if done is not None:  # under ASHA every report carries its metric
+        report({**done["metrics"], TIER_GFID: done["metrics"].get(BEST_GFID, np.nan)} if tiers else done["metrics"])
         return
     device = setup_worker(ctx)
     trial = DiffusionTrial(**payload["trial"])
@@ -86,14 +118,90 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
         tags={"tokenizer_id": tok["id"], "backbone": trial.backbone, "seed": payload["seed"], **card.tags()},
         params={**flatten(trial.model_dump()), "seed": payload["seed"], "tokenizer_id": tok["id"],
                 **flatten(payload["evaluation"], "eval"), **card.params()})
+
+    def evaluate(trainer: DiffusionTrainer, meta: LatentMeta) -> dict[str, float]:
+        metrics = _evaluate(trainer, meta, trial, evaluation, payload, ctx, scorer, tracker, run_id, device)
+        if tiers is not None:
+            tracker.log_metrics(run_id, {TIER_RUNG: len(tiers.rungs)}, step=trainer.step)
+            tracker.set_tags(run_id, {TIER_TAG: FULL_TIER})
+        ctx.store.mark_done(out, {"metrics": metrics, "run_id": run_id, "id": payload["id"]})
+        tracker.finish(run_id)
+        return metrics
+
     try:
-        metrics = _train_and_evaluate(trial, evaluation, payload, ctx, scorer, tracker, run_id, device)
+        if tiers is not None:  # evaluated at the last checkpoint (see the module docstring)
+            score = _tier_scorer(tiers, trial, evaluation, payload, ctx, tracker, run_id, device, evaluate)
+            _fit(trial, payload, ctx, tracker, run_id, device, score)
+            return
+        trainer, meta = _fit(trial, payload, ctx, tracker, run_id, device)
+        metrics = evaluate(trainer, meta)
     except Exception as err:
         tracker.finish(run_id, "FAILED", reason=f"{type(err).__name__}: {err}")
         raise
-    ctx.store.mark_done(out, {"metrics": metrics, "run_id": run_id, "id": payload["id"]})
-    tracker.finish(run_id)
     report(metrics)
+
+
+def _tier_scorer(tiers: Tiers, trial: DiffusionTrial, evaluation: EvaluationSpec, payload: dict[str, Any],
+                 ctx: TrialContext, tracker: Tracker, run_id: str, device: torch.device, evaluate: Score) -> Score:
+    """What a trial under ASHA adds to each checkpoint's report: NaN off the rungs, the cheap tier's best-CFG gFID
+    (also logged as `tier/rung<r>/gfid`) at a cheap rung, the full evaluation at the last checkpoint."""
+    seed, scorer = payload["seed"], None
+
+    def score(trainer: DiffusionTrainer, meta: LatentMeta) -> dict[str, float]:
+        nonlocal scorer
+        rung = tiers.rung(checkpoint_count(trainer.step, ctx.log_every))
+        if rung is None:
+            return {TIER_GFID: np.nan}
+        if rung == len(tiers.rungs):
+            metrics = evaluate(trainer, meta)
+            return {**metrics, TIER_GFID: metrics[BEST_GFID]}
+        n = tiers.cheap_samples
+        scorer = scorer or GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, n, seed)
+        decoder = load_tokenizer(ctx.store.tokenizer_file(payload["tokenizer"]["key"])).eval().to(device)
+        noise, labels = _noise(evaluation.num_samples, meta, seed, ctx.num_classes)
+        gfid = min(scorer.score(_sample_and_decode(trainer.ema, decoder, noise[:n], labels[:n], s, evaluation,
+                                                   meta))["gfid"] for s in evaluation.cfg_scales)
+        tracker.log_metrics(run_id, {tier_gfid_key(rung): gfid, TIER_RUNG: rung}, step=trainer.step)
+        return {TIER_GFID: gfid}
+
+    return score
+
+
+def tracked_rungs(tracking_uri: str, experiment: str, keys: dict[str, str], rungs: tuple[int, ...]
+                  ) -> dict[str, dict[int, float]]:
+    """Job id -> {rung checkpoint: cheap-tier gFID} that the runs of these jobs (id -> key) logged so far: what ASHA
+    had recorded before a restart (`search.fidelity.asha_scheduler`)."""
+    tracker, out = Tracker(tracking_uri, experiment), {}
+    for job_id, key in keys.items():
+        run = tracker.find_run(STAGE, key)
+        metrics = Tracker.metrics_of(run) if run is not None else {}
+        out[job_id] = {rungs[r - 1]: metrics[tier_gfid_key(r)] for r in range(1, len(rungs))
+                       if tier_gfid_key(r) in metrics}
+    return out
+
+
+def settle_stopped_trial(config: dict[str, Any], result: dict[str, Any]) -> None:
+    """After a cohort's experiment: a trial that has no store result was stopped by ASHA (one that reached the full
+    tier wrote its own). Record it as a finished job with that outcome: its store result (tier metrics only, never
+    gen/...) and its MLflow run, FINISHED with the tag `raysweep.tier: stopped`."""
+    payload = config["payload"]
+    ctx = TrialContext(**payload["ctx"])
+    out = ctx.store.diffusion(payload["key"])
+    if ctx.store.result(out) is not None:
+        return
+    tiers = _tiers(payload)
+    assert tiers is not None
+    rung = tiers.rung(int(result["training_iteration"]))
+    if rung is None:
+        raise RuntimeError(f"{payload['id']}: Tune ended it at checkpoint {result['training_iteration']}, "
+                           f"not at one of its rungs {list(tiers.rungs)}")
+    tracker = Tracker(ctx.tracking_uri, ctx.experiment)
+    run_id = tracker.find_run(STAGE, payload["key"]).info.run_id
+    metrics = {tier_gfid_key(rung): float(result[TIER_GFID]), TIER_RUNG: rung}
+    tracker.set_tags(run_id, {TIER_TAG: STOPPED})
+    ctx.store.mark_done(out, {"metrics": metrics, "run_id": run_id, "id": payload["id"],
+                              STOPPED_RESULT: {"rung": rung, "reason": stopped_reason(rung)}})
+    tracker.finish(run_id)
 
 
 def load_latents(store: Store, tokenizer_key: str, split: str) -> tuple[LatentBatch, LatentMeta]:
@@ -108,8 +216,9 @@ def load_latents(store: Store, tokenizer_key: str, split: str) -> tuple[LatentBa
 
 
 def _fit(trial: DiffusionTrial, payload: dict[str, Any], ctx: TrialContext, tracker: Tracker | None,
-         run_id: str | None, device: torch.device) -> tuple[DiffusionTrainer, LatentMeta]:
-    """Train the trial's backbone with checkpoints; on every rank of a data-parallel trial (tracker: rank 0's)."""
+         run_id: str | None, device: torch.device, score: Score | None = None) -> tuple[DiffusionTrainer, LatentMeta]:
+    """Train the trial's backbone with checkpoints; on every rank of a data-parallel trial (tracker: rank 0's).
+    `score(trainer, meta)` adds its values to each checkpoint's report (multi-fidelity gFID)."""
     torch.manual_seed(payload["seed"])
     batch, meta = load_latents(ctx.store, payload["tokenizer"]["key"], "train")
     z = torch.from_numpy(meta.standardise(batch.latent))  # (N, C, H, W), what the diffusion model sees
@@ -119,16 +228,23 @@ def _fit(trial: DiffusionTrial, payload: dict[str, Any], ctx: TrialContext, trac
                            patch_size=trial.patch_size, label_dropout=trial.label_dropout).to(device)
     trainer = DiffusionTrainer(model, seed=payload["seed"], shard=current_shard(), **trial.trainer_kwargs())
     train_with_checkpoints(trainer, lambda n, on_log: trainer.fit(z, y, n, trial.batch_size, on_log=on_log),
-                           trial.steps, ctx.log_every, tracker, run_id)
+                           trial.steps, ctx.log_every, tracker, run_id,
+                           score=None if score is None else lambda: score(trainer, meta))
     return trainer, meta
 
 
-def _train_and_evaluate(trial: DiffusionTrial, evaluation: EvaluationSpec, payload: dict[str, Any],
-                        ctx: TrialContext, scorer: GenerationScorer, tracker: Tracker, run_id: str,
-                        device: torch.device) -> dict[str, float]:
+def _noise(n: int, meta: LatentMeta, seed: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's sampling noise and class-balanced labels (the cheap tier scores their first samples)."""
+    c, h, _ = meta.shape
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    return torch.randn((n, c, h, h), generator=gen), torch.arange(n) % num_classes
+
+
+def _evaluate(trainer: DiffusionTrainer, meta: LatentMeta, trial: DiffusionTrial, evaluation: EvaluationSpec,
+              payload: dict[str, Any], ctx: TrialContext, scorer: GenerationScorer, tracker: Tracker, run_id: str,
+              device: torch.device) -> dict[str, float]:
     seed = payload["seed"]
     tok_key = payload["tokenizer"]["key"]
-    trainer, meta = _fit(trial, payload, ctx, tracker, run_id, device)
     c, h, _ = meta.shape
     out = ctx.store.diffusion(payload["key"])
     save_velocity_model(ctx.store.velocity_model_file(payload["key"]), trainer.ema,  # for the velocity Fisher
@@ -136,9 +252,7 @@ def _train_and_evaluate(trial: DiffusionTrial, evaluation: EvaluationSpec, paylo
                          "patch_size": trial.patch_size, "label_dropout": trial.label_dropout})
 
     decoder = load_tokenizer(ctx.store.tokenizer_file(tok_key)).eval().to(device)
-    gen = torch.Generator().manual_seed(10_000 + seed)
-    noise = torch.randn((evaluation.num_samples, c, h, h), generator=gen)
-    labels = torch.arange(evaluation.num_samples) % ctx.num_classes  # class-balanced
+    noise, labels = _noise(evaluation.num_samples, meta, seed, ctx.num_classes)
     scores: dict[float, dict[str, float]] = {}
     for scale in sorted({NO_CFG, *evaluation.cfg_scales}):  # each scale sampled, decoded, featurised once
         images = _sample_and_decode(trainer.ema, decoder, noise, labels, scale, evaluation, meta)

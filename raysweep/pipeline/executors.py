@@ -10,8 +10,11 @@ long-lived Tuner fed incrementally:
   * node-loss retry stays Tune's: `FailureConfig(max_failures)` restarts the trial from its checkpoint on another
     node, while the Tune driver task itself sits on the driver's node and dies only with the driver;
   * the scheduler, not Tune, decides what runs next, so a job starts as soon as its own inputs exist.
-The cost is a Tune start per trial job (about a second), small beside a trial. Step events travel from a Tune
-callback in that task to the driver through a named relay actor (`EventRelay`), drained while waiting.
+The cost is a Tune start per trial job (about a second), small beside a trial. The one exception is a `Cohort`
+(multi-fidelity gFID): trial jobs that only mean something ranked against each other (ASHA promotes the best of
+them) run as the trials of one experiment, `<tune>/<stage>-cohort-<hash of their keys>`, restored the same way.
+Step events travel from a Tune callback in that task to the driver through a named relay actor (`EventRelay`),
+drained while waiting.
 
 `LocalExecutor` runs every task in the calling process at submit time (as submitit's `DebugExecutor`), so
 pipeline logic is testable without starting Ray; a trainable's `tune.report` is then a no-op.
@@ -34,11 +37,28 @@ TRAINING_METRIC = "loss"  # what trainables report each chunk (checkpointing.tra
 
 
 @dataclass(frozen=True)
+class Cohort:
+    """Trial jobs run as the trials of one Tune experiment under a Tune trial `scheduler` (ASHA), which decides
+    which of them train to the end. `names` and `configs` are every job of the cohort in a fixed order (the
+    experiment's trial i is job i, so a restored experiment finds its jobs again); `todo` the indices a fresh
+    experiment runs (jobs finished earlier are not run again). After the experiment, `settle(config, result)` runs
+    for every trial that ended without an error (`result`: its last reported metrics): it records a trial the
+    scheduler stopped as a finished job of its stage, and leaves one that finished by itself as it is."""
+
+    names: tuple[str, ...]
+    configs: tuple[dict[str, Any], ...]
+    todo: tuple[int, ...]
+    scheduler: Any
+    settle: Callable[[dict[str, Any], dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
 class Task:
     """A job made runnable: `fn(*args)` (for a trial: the Tune trainable, `args` its one config dict), the
     resources it holds while it runs (Ray's names: CPU, GPU, custom), what its Ray task itself asks when that
     differs (`ray_resources`: a task whose actors hold the resources asks none), and for trials the Tune
-    experiment name and the step count."""
+    experiment name and the step count. A `cohort` task runs `fn` once per cohort job and reports an outcome for
+    each of its `members` (the refs of the jobs in `cohort.todo`); `resources` are then each trial's."""
 
     ref: JobRef
     kind: Kind
@@ -49,6 +69,13 @@ class Task:
     experiment: str = ""
     total_steps: int | None = None
     workers: int = 1  # a trial's data-parallel Ray Train workers (they split `resources`)
+    cohort: Cohort | None = None
+    members: tuple[JobRef, ...] = ()
+
+    @property
+    def refs(self) -> tuple[JobRef, ...]:
+        """The jobs this task reports outcomes for."""
+        return self.members or (self.ref,)
 
 
 @dataclass(frozen=True)
@@ -71,8 +98,9 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def _error(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}".splitlines()[0][:500]
+def _error(err: BaseException | str) -> str:
+    text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+    return text.splitlines()[0][:500]
 
 
 class LocalExecutor:
@@ -86,6 +114,8 @@ class LocalExecutor:
         return dict(self._capacity)
 
     def submit(self, task: Task) -> None:
+        if task.cohort is not None:
+            raise ValueError(f"{task.ref}: a cohort runs under a Tune trial scheduler; use the RayExecutor")
         try:
             with warnings.catch_warnings():  # tune.report / get_checkpoint outside Tune: warned no-ops
                 warnings.filterwarnings("ignore", message=".*only be called inside.*")
@@ -116,9 +146,10 @@ class EventRelay:
         return events
 
 
-def _step_callback(job_id: str, stage: Stage, total: int | None) -> Any:
-    """A Tune callback that relays each reported result of the job's trial as a `JobStep`. It holds the relay's
-    name, not its handle, so a restored experiment (whose callbacks are unpickled) finds the new driver's relay."""
+def _step_callback(stage: Stage, total: int | None) -> Any:
+    """A Tune callback that relays each reported result of a job's trial (named by the job's id) as a `JobStep`.
+    It holds the relay's name, not its handle, so a restored experiment (whose callbacks are unpickled) finds the
+    new driver's relay."""
     from ray import tune
 
     class StepRelay(tune.Callback):
@@ -134,23 +165,26 @@ def _step_callback(job_id: str, stage: Stage, total: int | None) -> Any:
             if self._relay is None:
                 self._relay = ray.get_actor(RELAY_NAME)
             value = result.get(TRAINING_METRIC)
-            self._relay.put.remote(JobStep(job_id, stage, step=int(result.get("step", 0)), total=total,
+            self._relay.put.remote(JobStep(str(trial), stage, step=int(result.get("step", 0)), total=total,
                                            metric=f"train/{TRAINING_METRIC}" if value is not None else None,
                                            value=None if value is None else float(value)))
 
     return StepRelay()
 
 
-def run_tune_job(task: Task, storage: str, max_failures: int, verbose: int) -> None:
-    """Run (or restore) the one-trial Tune experiment of a trial job; raise its trial's error."""
-    from raysweep.pipeline.tune_stage import run_trial
+def run_tune_job(task: Task, storage: str, max_failures: int, verbose: int) -> dict[JobRef, str | None]:
+    """Run (or restore) the Tune experiment of a trial job (or of a cohort); -> each job's error (None: finished)."""
+    from raysweep.pipeline.tune_stage import run_cohort, run_trial
 
     job_stage, job_id = task.ref
+    callbacks = [_step_callback(job_stage, task.total_steps)]  # type: ignore[arg-type]
+    if task.cohort is not None:
+        errors = run_cohort(task.experiment, task.fn, task.cohort, storage, task.resources, callbacks=callbacks,
+                            max_failures=max_failures, verbose=verbose)
+        return {(job_stage, name): error for name, error in errors.items()}
     error = run_trial(task.experiment, task.fn, task.args[0], storage, task.resources, trial_name=job_id,
-                      callbacks=[_step_callback(job_id, job_stage, task.total_steps)],  # type: ignore[arg-type]
-                      max_failures=max_failures, verbose=verbose, workers=task.workers)
-    if error is not None:
-        raise RuntimeError(error)
+                      callbacks=callbacks, max_failures=max_failures, verbose=verbose, workers=task.workers)
+    return {task.ref: error}
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> None:
@@ -174,7 +208,7 @@ class RayExecutor:
         # the Tune driver of a trial job: no CPU (its trial holds the resources), on the driver's node
         self._tune = ray.remote(run_tune_job).options(num_cpus=0, scheduling_strategy=here, max_retries=0)
         self._call = ray.remote(_call)  # made once: each `ray.remote` exports the function again
-        self._pending: dict[Any, JobRef] = {}
+        self._pending: dict[Any, Task] = {}
         self._done: list[Outcome] = []
 
     def capacity(self) -> dict[str, float]:
@@ -198,7 +232,7 @@ class RayExecutor:
             options = {"num_cpus": res.pop("CPU", 0.0), "num_gpus": res.pop("GPU", 0.0), "resources": res,
                        "max_retries": self.max_failures, "retry_exceptions": False}
             ref = self._call.options(**options).remote(task.fn, *task.args)
-        self._pending[ref] = task.ref
+        self._pending[ref] = task
 
     def wait(self, timeout: float) -> list[Outcome]:
         import ray
@@ -211,13 +245,13 @@ class RayExecutor:
                 ready, _ = ray.wait(pending, num_returns=len(pending), timeout=0, fetch_local=False)
             self._relay_events()
             for ref in ready:
-                job = self._pending.pop(ref)
+                task = self._pending.pop(ref)
                 try:
-                    ray.get(ref)
-                    self._done.append(Outcome(job))
+                    errors = ray.get(ref) if task.kind == "trial" else {task.ref: None}
+                    self._done += [Outcome(job, errors[job] and _error(errors[job])) for job in task.refs]
                 except Exception as err:  # a RayTaskError wraps the job's own error: report that
                     cause = getattr(err, "cause", None) or err
-                    self._done.append(Outcome(job, _error(cause)))
+                    self._done += [Outcome(job, _error(cause)) for job in task.refs]
             if time.monotonic() > deadline:
                 break
         self._relay_events()

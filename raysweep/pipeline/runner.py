@@ -6,6 +6,7 @@ Every job is idempotent (its store marker, `tracking.Tracker.open_run` by tags),
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from raysweep.hashing import config_hash, flatten
 from raysweep.pipeline.allocation_gate import proxy_gate
 from raysweep.pipeline.context import TrialContext
 from raysweep.pipeline.events import EventSink, JobEvent, JobFailed, fan_out
-from raysweep.pipeline.executors import Executor, RayExecutor, Task
+from raysweep.pipeline.executors import Cohort, Executor, RayExecutor, Task
 from raysweep.pipeline.images import prepare_images
 from raysweep.pipeline.metric_pool import MetricPool
 from raysweep.pipeline.reference_stage import prepare_reference
@@ -128,8 +129,9 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
                 result.report = path
 
             gate = proxy_gate(study, plan, store, tracker, on_done=log_predictions(store, tracker, plan))
+            cohort = gate.cohort if gate is not None and gate.spec.fidelity is not None else None
             outcome = Scheduler(plan, store, executor,
-                                lambda job: job_task(job, study, ctx, tracker, keep_report, pool), emit,
+                                lambda job: job_task(job, study, ctx, tracker, keep_report, pool, cohort), emit,
                                 cost=job_cost, headline=lambda job: headline(store, job), gate=gate).run()
         finally:
             executor.close()
@@ -198,9 +200,11 @@ def log_predictions(store: Store, tracker: Tracker, plan: StudyPlan) -> Callable
 
 
 def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
-             report: Callable[[str], None] = lambda path: None, pool: MetricPool | None = None) -> Task:
+             report: Callable[[str], None] = lambda path: None, pool: MetricPool | None = None,
+             cohort: Callable[[DiffusionJob], list[DiffusionJob]] | None = None) -> Task:
     """The runnable form of a job whose deps are finished: which stage entry point, with what, on what.
-    `report` receives the analysis report's artifact path; `pool` runs the latent metrics (None: in-process)."""
+    `report` receives the analysis report's artifact path; `pool` runs the latent metrics (None: in-process);
+    `cohort` (multi-fidelity gFID) names the diffusion jobs that run with a diffusion job under ASHA."""
     res, params = study.resources, study.metrics.params
     if isinstance(job, TokenizerJob):
         from raysweep.pipeline.tokenizer_stage import tokenizer_payload, train_tokenizer_trial
@@ -208,11 +212,12 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
         return Task(job.ref, "trial", train_tokenizer_trial, ({"payload": tokenizer_payload(job.trial, ctx)},),
                     _resources(res.tokenizer), experiment=f"tokenizers-{job.key}", total_steps=job.trial.steps,
                     workers=res.tokenizer.workers)
+    if isinstance(job, DiffusionJob) and cohort is not None:
+        return cohort_task(cohort(job), study, ctx)
     if isinstance(job, DiffusionJob):
         from raysweep.pipeline.diffusion_stage import diffusion_payload, train_diffusion_trial
 
-        tok = {"id": job.tokenizer.id, "key": job.tokenizer.key, "run_id": ctx.store.done(job.tokenizer)["run_id"]}
-        payload = diffusion_payload(job.trial, job.seed, tok, study.evaluation, ctx)
+        payload = diffusion_payload(job.trial, job.seed, _tokenizer(job, ctx), study.evaluation, ctx)
         return Task(job.ref, "trial", train_diffusion_trial, ({"payload": payload},), _resources(res.diffusion),
                     experiment=f"diffusion-{job.key}", total_steps=job.trial.steps,
                     workers=res.diffusion.workers)
@@ -235,3 +240,36 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
 
         return Task(job.ref, "driver", lambda: report(analyze_study(study, tracker, ctx.study_run_id)))
     raise TypeError(f"no stage runs {type(job).__name__}")
+
+
+def _tokenizer(job: DiffusionJob, ctx: TrialContext) -> dict[str, str]:
+    return {"id": job.tokenizer.id, "key": job.tokenizer.key, "run_id": ctx.store.done(job.tokenizer)["run_id"]}
+
+
+def cohort_task(jobs: list[DiffusionJob], study: StudySpec, ctx: TrialContext) -> Task:
+    """Diffusion jobs (one diffusion trial, several tokenizers / seeds) as one Tune experiment under ASHA, named by
+    all their keys so a restarted driver restores it; jobs finished earlier (full tier or stopped) are not run
+    again. ASHA starts from the rung gFIDs the jobs' runs already tracked (a restored experiment's trials)."""
+    from raysweep.config.allocation import allocation_of
+    from raysweep.pipeline.diffusion_stage import (
+        diffusion_payload,
+        settle_stopped_trial,
+        tracked_rungs,
+        train_diffusion_trial,
+    )
+    from raysweep.search.fidelity import Tiers, asha_scheduler
+
+    spec = allocation_of(study).fidelity  # type: ignore[union-attr]
+    assert spec is not None
+    trial = jobs[0].trial
+    tiers = Tiers.of(spec, trial.steps, study.storage.checkpoint_every, study.evaluation.num_samples)
+    configs = tuple({"payload": diffusion_payload(j.trial, j.seed, _tokenizer(j, ctx), study.evaluation, ctx, tiers)}
+                    for j in jobs)
+    todo = tuple(i for i, j in enumerate(jobs) if ctx.store.done(j) is None)
+    recorded = functools.partial(tracked_rungs, ctx.tracking_uri, ctx.experiment, {j.id: j.key for j in jobs},
+                                 tiers.rungs)
+    scheduler = asha_scheduler(spec, tiers.max_iterations, recorded=recorded)
+    return Task(jobs[todo[0]].ref, "trial", train_diffusion_trial, (), _resources(study.resources.diffusion),
+                experiment=f"diffusion-cohort-{config_hash([j.key for j in jobs])}", total_steps=trial.steps,
+                cohort=Cohort(tuple(j.id for j in jobs), configs, todo, scheduler, settle_stopped_trial),
+                members=tuple(jobs[i].ref for i in todo))

@@ -7,6 +7,8 @@ job's dependants are not run either (`JobFailed`, naming it), except jobs that `
 analysis, which reports failed runs). A `Gate` may hold jobs back: a job it gates starts only once the gate
 releases it, and the jobs it skips (e.g. diffusion runs a proxy allocation did not choose) are reported as
 `JobSkipped`, not failed, with their dependants (the analysis still runs). Without a gate every job is released.
+A task may run several jobs together (`Task.members`: a cohort, one Tune experiment under ASHA): it starts once all
+of them are ready, books its resources once per job, and reports an outcome for each.
 Resources are those the executor reports (re-read each round, so a cluster
 that gains or loses nodes is followed); a job asking more than the whole executor has is clamped to it.
 """
@@ -110,19 +112,26 @@ class Scheduler:
             ready.sort(key=lambda j: (-self.priority[j.ref], self.order[j.ref]))
             capacity = self.executor.capacity()
             free = dict(capacity)
-            for task in running.values():
+            for task in {id(t): t for t in running.values()}.values():  # a cohort task once
                 for k, v in self._need(task, capacity).items():
                     free[k] = free.get(k, 0.0) - v
+            ready_refs = {j.ref for j in ready}
             for job in ready:
-                task = tasks[job.ref] if job.ref in tasks else tasks.setdefault(job.ref, self.task(job))
+                if job.ref in running:
+                    continue  # started this round with its cohort
+                if job.ref not in tasks:
+                    task = self.task(job)
+                    tasks.update({ref: task for ref in task.refs})
+                task = tasks[job.ref]
                 need = self._need(task, capacity)
-                if not fits(need, free):
-                    continue  # a smaller ready job may still fit
+                if not ready_refs.issuperset(task.refs) or not fits(need, free):
+                    continue  # a cohort starts with all its jobs; a smaller ready job may still fit
                 for k, v in need.items():
                     free[k] = free.get(k, 0.0) - v
-                waiting.remove(job)
-                running[job.ref] = task
-                self.emit(JobStarted(job.id, job.stage, total=task.total_steps))  # type: ignore[arg-type]
+                for ref in task.refs:
+                    waiting.remove(self.jobs[ref])
+                    running[ref] = task
+                    self.emit(JobStarted(ref[1], ref[0], total=task.total_steps))  # type: ignore[arg-type]
                 self.executor.submit(task)
             if waiting and not running and not ready:
                 raise RuntimeError(f"{len(waiting)} job(s) held with nothing running, e.g. {waiting[0].ref}: "
@@ -161,8 +170,9 @@ class Scheduler:
 
     @staticmethod
     def _need(task: Task, capacity: dict[str, float]) -> dict[str, float]:
-        """What a task holds, clamped to the whole capacity (so a job bigger than the cluster still runs alone)."""
-        return {k: min(v, capacity.get(k, 0.0)) for k, v in task.resources.items()}
+        """What a task holds (a cohort: each of its trials), clamped to the whole capacity (so a job bigger than the
+        cluster still runs alone)."""
+        return {k: min(v * len(task.refs), capacity.get(k, 0.0)) for k, v in task.resources.items()}
 
     def _skip_failed(self, waiting: list[Job], result: ScheduleResult) -> None:
         """Jobs that wait for a failed job never run: fail them (and, transitively, their dependants)."""

@@ -38,10 +38,11 @@ def study_status(study: StudySpec, text: bool = False) -> Any:
         from raysweep.search.allocation import AllocationState
 
         state = AllocationState.from_json(store.allocation_state.read_text())
-        chosen = state.measured_ids() | set(state.pending) | set(state.failed)
+        chosen = state.chosen_ids()
         skipped = [j for j in runs if state.done and not state.pending and j.tokenizer.id not in chosen]
         status["allocation"] = {"done": state.done, "measured": sorted(state.measured_ids()),
                                 "pending": list(state.pending), "failed": list(state.failed),
+                                "stopped": list(state.stopped),
                                 "trials_spent": state.trials_spent, "diffusion_skipped": len(skipped)}
     if not text:
         return status
@@ -52,6 +53,7 @@ def study_status(study: StudySpec, text: bool = False) -> Any:
     if "allocation" in status:
         a = status["allocation"]
         lines.append(f"  proxy allocation: {a['done'] or 'in progress'}; {len(a['measured'])} tokenizers measured, "
-                     f"{len(a['pending'])} pending; {a['diffusion_skipped']} diffusion trials not chosen")
+                     f"{len(a['pending'])} pending, {len(a['stopped'])} stopped by ASHA; "
+                     f"{a['diffusion_skipped']} diffusion trials not chosen")
     return "\n".join(lines)
 

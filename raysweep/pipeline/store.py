@@ -34,6 +34,7 @@ from raysweep.config.plan import (
 from raysweep.data.location import join
 
 RESULT_FILE = "result.json"
+STOPPED_RESULT = "stopped"  # in the result of a diffusion trial ASHA stopped: {"rung": r, "reason": ...}
 ALLOCATION_FILE = "allocation.json"
 LATENT_METRIC_DIR = "metrics"  # under the tokenizer's directory
 MODEL_METRIC_DIR = "model_metrics"  # under the tokenizer's directory

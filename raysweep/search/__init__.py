@@ -15,5 +15,7 @@ the `Allocator` from the tracked latent/recon metrics once every tokenizer's met
 chosen tokenizers' diffusion jobs, records their mean best-CFG gFID, saves the state in `Store.allocation_state`,
 and skips the rest; the runner logs `predicted_metrics` on the unmeasured tokenizers' runs, the analysis adds
 `allocation_section` (`allocation_report`), `raysweep plan --json` shows `proxy_estimate`, `raysweep status` the
-allocation. Not wired yet: `fidelity.py` (ASHA tiers) and `tokenizer_search.py` (`tokenizers.search`).
+allocation. With `fidelity`, the gate groups each batch's diffusion jobs into cohorts that the runner runs as one
+Tune experiment under `asha_scheduler` (`runner.cohort_task`, `tune_stage.run_cohort`); the analysis adds
+`fidelity_section` from the tracked `tier/` values. Not wired yet: `tokenizer_search.py` (`tokenizers.search`).
 """

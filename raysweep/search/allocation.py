@@ -32,11 +32,15 @@ BUDGET, SETTLED, EXHAUSTED = "budget", "settled", "exhausted"  # why an allocati
 @dataclass(frozen=True)
 class AllocationState:
     """Everything decided so far. `measured` is (id, gFID) in arrival order; `failed` tokenizers' trials are spent
-    but give no gFID; `done` is None while allocating, else BUDGET, SETTLED or EXHAUSTED."""
+    but give no gFID, nor do `stopped` ones' (every trial stopped at a cheap tier by ASHA: not measured); `batches`
+    are the proposals in order (a multi-fidelity study runs each as one Tune experiment, found again by them on
+    resume); `done` is None while allocating, else BUDGET, SETTLED or EXHAUSTED."""
 
     measured: tuple[tuple[str, float], ...] = ()
     pending: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
+    stopped: tuple[str, ...] = ()
+    batches: tuple[tuple[str, ...], ...] = ()
     trials_spent: int = 0
     gpu_hours_spent: float = 0.0
     round: int = 0
@@ -45,6 +49,10 @@ class AllocationState:
     def measured_ids(self) -> set[str]:
         return {i for i, _ in self.measured}
 
+    def chosen_ids(self) -> set[str]:
+        """Tokenizers ever proposed: measured, pending, failed or stopped."""
+        return self.measured_ids() | set(self.pending) | set(self.failed) | set(self.stopped)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
@@ -52,7 +60,8 @@ class AllocationState:
     def from_json(cls, text: str) -> AllocationState:
         raw = json.loads(text)
         return cls(measured=tuple((str(i), float(y)) for i, y in raw["measured"]), pending=tuple(raw["pending"]),
-                   failed=tuple(raw["failed"]), trials_spent=int(raw["trials_spent"]),
+                   failed=tuple(raw["failed"]), stopped=tuple(raw.get("stopped", ())),
+                   batches=tuple(tuple(b) for b in raw.get("batches", ())), trials_spent=int(raw["trials_spent"]),
                    gpu_hours_spent=float(raw["gpu_hours_spent"]), round=int(raw["round"]), done=raw["done"])
 
 
@@ -147,7 +156,7 @@ class Allocator:
         """The next tokenizers to launch (spending their budget), or [] with `done` set when nothing more should."""
         if state.done:
             return state, []
-        taken = state.measured_ids() | set(state.pending) | set(state.failed)
+        taken = state.chosen_ids()
         open_rows = [i for i, t in enumerate(self.ids) if t not in taken]
         if not open_rows:
             return (replace(state, done=EXHAUSTED) if not state.pending else state), []
@@ -169,16 +178,20 @@ class Allocator:
         if not affordable:
             return (replace(state, done=BUDGET) if not state.pending else state), []
         ids = [self.ids[i] for i in affordable]
-        return replace(state, pending=state.pending + tuple(ids),
+        return replace(state, pending=state.pending + tuple(ids), batches=state.batches + (tuple(ids),),
                        trials_spent=state.trials_spent + self.trials_per_tokenizer * len(ids),
                        gpu_hours_spent=state.gpu_hours_spent + float(self.gpu_hours[affordable].sum()),
                        round=state.round + 1), ids
 
-    def record(self, state: AllocationState, tokenizer_id: str, gfid: float | None) -> AllocationState:
-        """A pending tokenizer's result: its gFID (best CFG, averaged over its trials), or None if they failed."""
+    def record(self, state: AllocationState, tokenizer_id: str, gfid: float | None,
+               stopped: bool = False) -> AllocationState:
+        """A pending tokenizer's result: its gFID (best CFG, averaged over its trials), or None if they failed or
+        (`stopped`) ASHA stopped every one of them at a cheap tier."""
         if tokenizer_id not in state.pending:
             raise ValueError(f"tokenizer '{tokenizer_id}' is not pending; pending: {list(state.pending)}")
         pending = tuple(t for t in state.pending if t != tokenizer_id)
+        if stopped and gfid is None:
+            return replace(state, pending=pending, stopped=state.stopped + (tokenizer_id,))
         if gfid is None or not np.isfinite(gfid):
             return replace(state, pending=pending, failed=state.failed + (tokenizer_id,))
         return replace(state, pending=pending, measured=state.measured + ((tokenizer_id, float(gfid)),))

@@ -20,6 +20,7 @@ from raysweep.tracking.keys import (
     PRED_LEVEL,
     PRED_TOP_PROB,
     PREDICTED,
+    STOPPED,
 )
 
 
@@ -59,14 +60,16 @@ def predicted_metrics(allocator: Allocator, state: AllocationState) -> dict[str,
 
 
 def allocation_table(allocator: Allocator, state: AllocationState) -> pd.DataFrame:
-    """One row per tokenizer, best first: `source` measured / predicted / failed; measured gFID in `gfid`, predictions
+    """One row per tokenizer, best first: `source` measured / predicted / failed / stopped (every trial
+    stopped at a cheap tier by ASHA); measured gFID in `gfid`, predictions
     only in `predicted_gfid` with their interval (never in `gfid`)."""
     pred = predicted_metrics(allocator, state)
     measured = dict(state.measured)
     rows = []
     for t in allocator.ids:
         p = pred.get(t, {})
-        source = MEASURED if t in measured else "failed" if t in state.failed else PREDICTED
+        source = (MEASURED if t in measured else "failed" if t in state.failed else STOPPED if t in state.stopped
+                  else PREDICTED)
         rows.append({"tokenizer_id": t, "source": source, "gfid": measured.get(t, np.nan),
                      "predicted_gfid": p.get(PRED_GFID, np.nan), "interval_lo": p.get(PRED_GFID_LO, np.nan),
                      "interval_hi": p.get(PRED_GFID_HI, np.nan), "p_top": p.get(PRED_TOP_PROB, np.nan)})
@@ -80,8 +83,9 @@ def allocation_section(allocator: Allocator, state: AllocationState) -> ReportSe
     q = proxy_quality(allocator, state)
     table = allocation_table(allocator, state)
     counts = table["source"].value_counts()
+    stopped = f", {counts[STOPPED]} stopped at a cheap tier by ASHA" if STOPPED in counts else ""
     note = (f"{counts.get(MEASURED, 0)} tokenizers measured, {counts.get(PREDICTED, 0)} predicted "
-            f"({counts.get('failed', 0)} failed); allocation {state.done or 'in progress'}, "
+            f"({counts.get('failed', 0)} failed{stopped}); allocation {state.done or 'in progress'}, "
             f"{state.trials_spent} of {len(allocator.ids) * allocator.trials_per_tokenizer} diffusion trials. "
             f"Predicted gFID (column predicted_gfid, MLflow {PRED_GFID}) is the proxy's, with its "
             f"{q.level:.0%} interval; correlations and regressions use measured rows only. Proxy on held-out measured "
@@ -93,8 +97,11 @@ def allocation_section(allocator: Allocator, state: AllocationState) -> ReportSe
 def fidelity_section(cheap: dict[str, float], full: dict[str, float], top_k: int = 3) -> ReportSection:
     """Whether the cheap tier could be trusted: rank agreement with the full tier where both were measured."""
     a = tier_agreement(cheap, full, top_k)
-    frame = pd.DataFrame([{"trials_with_both": a.n, "spearman": a.spearman, "top_k": a.top_k,
+    frame = pd.DataFrame([{"trials_at_cheap_rung": len(cheap), "reached_full_tier": len(full),
+                           "trials_with_both": a.n, "spearman": a.spearman, "top_k": a.top_k,
                            "top_k_overlap": a.top_k_overlap}])
     note = (f"Cheap-tier gFID (ASHA's first rung) against full-tier gFID over the {a.n} trials promoted to the full "
-            f"tier. Promoted trials are the cheap tier's best, so this agreement is measured on a truncated range.")
+            f"tier; ASHA stopped {len(cheap) - len(full)} of {len(cheap)} trials before it (finished, not measured: "
+            f"no gen/ values, not in the correlations). Promoted trials are the cheap tier's best, so this agreement "
+            f"is measured on a truncated range.")
     return ReportSection("Multi-fidelity gFID: cheap vs full tier", frame, note)

@@ -23,8 +23,10 @@ def gen_key(view: str, name: str) -> str:
     return f"{GEN_PREFIX}{view}/{name}"
 
 
+BEST_GFID = gen_key(BEST_VIEW, "gfid")  # a diffusion run's gFID at its best CFG scale
+
 # the headline metric of a finished job, by stage (what `JobFinished` carries and a view shows)
-HEADLINE: dict[str, str] = {"tokenizer": "recon/rfid", "diffusion": gen_key(BEST_VIEW, "gfid")}
+HEADLINE: dict[str, str] = {"tokenizer": "recon/rfid", "diffusion": BEST_GFID}
 
 # predicted values of a proxy-guided study (raysweep.search): a predicted gFID is never logged under `gen/...`
 # (measured only), so the tidy table's metric columns (`analysis/tidy.py METRIC_PREFIXES`) never pick it up and
@@ -37,3 +39,22 @@ PRED_LEVEL = "pred/level"        # e.g. 0.9
 PRED_TOP_PROB = "pred/top_prob"  # P(tokenizer among the study's top-k)
 PRED_TAG = "raysweep.gfid_source"  # tokenizer run tag: "measured" or "predicted"
 MEASURED, PREDICTED = "measured", "predicted"
+
+# multi-fidelity gFID (diffusion.allocation.fidelity, raysweep.search.fidelity): a trial's best-CFG gFID at ASHA's
+# cheap rungs (fewer steps, fewer samples) is logged on its diffusion run under `tier/...`, never under `gen/...`
+# (full tier only), so the tidy table and the analysis never take a cheap-tier value for a measured one
+TIER_PREFIX = "tier/"
+TIER_GFID = "tier/gfid"  # the gFID a trial reports to Tune at each checkpoint (NaN where it is not a rung)
+TIER_RUNG = "tier/rung"  # the highest rung a trial reached, counted from 1 (the last rung is the full tier)
+TIER_TAG = "raysweep.tier"  # diffusion run tag under fidelity: FULL_TIER or STOPPED
+FULL_TIER, STOPPED = "full", "stopped"
+
+
+def tier_gfid_key(rung: int) -> str:
+    """`tier/rung<r>/gfid`: the cheap-tier gFID at rung r (1 = ASHA's first rung)."""
+    return f"{TIER_PREFIX}rung{rung}/gfid"
+
+
+def stopped_reason(rung: int) -> str:
+    """The outcome of a trial ASHA stopped, as the store, the table and the report say it (finished, not failed)."""
+    return f"stopped at rung {rung} by ASHA"

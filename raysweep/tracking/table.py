@@ -10,7 +10,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from raysweep.tracking.keys import CARD_HASH_TAG, CFG_KEY, FAILURE_REASON_TAG
+from raysweep.tracking.keys import (
+    CARD_HASH_TAG,
+    CFG_KEY,
+    FAILURE_REASON_TAG,
+    STOPPED,
+    TIER_RUNG,
+    TIER_TAG,
+    stopped_reason,
+)
 from raysweep.tracking.tracker import PARENT_TAG, Tracker, mlflow_name
 
 TOKENIZER_PREFIXES = ("latent/", "recon/")
@@ -19,6 +27,7 @@ CARD_PREFIX = "card."  # card fields are logged as params `card.<field>`
 LENGTH_RATIO = "traj/length_ratio"  # history: step = Euler segment
 LATENT_CURVES_FILE = "curves/latent_curves.json"  # {key: {"grid": [...], "values": [...]}} on the tokenizer run
 SORT_KEYS = ["tokenizer_id", "backbone", "seed", "cfg_scale"]
+STOPPED_STATUS = "STOPPED"  # a diffusion run stopped at a cheap tier by ASHA (multi-fidelity gFID)
 HISTORY_THREADS = 8
 
 
@@ -52,10 +61,15 @@ def _card_columns(run: Any) -> dict[str, Any]:
 
 
 def _status(tok: Any, diff: Any | None) -> tuple[str, str]:
+    """A failed run's status and reason; STOPPED for a diffusion run ASHA stopped at a cheap tier (finished, but
+    not a measured row: it has no gen/ metrics)."""
     for run in (tok, diff):
         if run is not None and run.info.status != "FINISHED":
             reason = run.data.tags.get(FAILURE_REASON_TAG, f"run status {run.info.status}")
             return run.info.status, f"{run.data.tags.get('mlflow.runName', run.info.run_id)}: {reason}"
+    if diff is not None and diff.data.tags.get(TIER_TAG) == STOPPED:
+        rung = int(Tracker.metrics_of(diff).get(TIER_RUNG, 0))
+        return STOPPED_STATUS, f"{diff.data.tags.get('mlflow.runName', diff.info.run_id)}: {stopped_reason(rung)}"
     return "FINISHED", ""
 
 
