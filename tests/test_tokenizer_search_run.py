@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from test_e2e_study import micro_study
 
 from raysweep.config import parse_study
@@ -24,7 +25,7 @@ from raysweep.tracking.keys import (
     SEARCH_TRIALS_TAG,
 )
 
-OBJECTIVE, BOUND = "latent/velocity/viv", 14.0
+OBJECTIVE, BOUND = "latent/velocity/viv", 11.8  # measured: one draw (the largest KL weight) reaches 11.4 dB, three 12.2
 
 
 def search_study(root: Path, **search: Any) -> dict[str, Any]:
@@ -146,3 +147,14 @@ def _bad(tmp_path: Path, change: Any) -> str:
 def test_bad_search_block_is_one_line_naming_the_key(tmp_path: Path, change: Any, where: str, says: str) -> None:
     message = _bad(tmp_path, change)
     assert message.startswith(f"study.yaml: {where}:") and says in message, message
+
+
+def test_readme_search_block_is_valid(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("## Tokenizer search"):]
+    start = section.index("```yaml") + len("```yaml")
+    block = yaml.safe_load(section[start:section.index("```\n", start)])
+    study = parse_study({**search_study(tmp_path), **block}, "README.md")
+    search = StudyPlan.from_spec(study).search
+    assert search is not None and search.spec.num_samples == 20 and search.spec.confirm == 2
+    assert set(search.space["params"]) == {"weight", "threshold"}  # lcr's declared search_space

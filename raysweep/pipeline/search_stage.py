@@ -78,12 +78,16 @@ def _relay() -> Any:
 
 
 def _remote(fn: Any, resources: dict[str, float], *args: Any) -> None:
-    """`fn(*args)` as a Ray task holding `resources`, waited for."""
+    """`fn(*args)` as a Ray task holding `resources`, waited for. It is placed outside the search trial's placement
+    group (Tune's trials capture their child tasks into it, and it holds only the trial's token CPU share)."""
     import ray
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     res = dict(resources)
     ray.get(ray.remote(fn).options(num_cpus=res.pop("CPU", 0.0), num_gpus=res.pop("GPU", 0.0), resources=res,
-                                   max_retries=0).remote(*args))
+                                   max_retries=0,
+                                   scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None))
+            .remote(*args))
 
 
 def train_search_trial(env: SearchEnv, config: dict[str, Any]) -> dict[str, float]:
