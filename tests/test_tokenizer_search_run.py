@@ -109,6 +109,24 @@ def test_plan_before_and_after_the_search(tmp_path: Path) -> None:
     assert isinstance(search, TokenizerSearchJob) and search.spec.num_samples == 4
     assert [(s.id, s.rank) for s in plan.of(ConfirmationSlot)] == [("search-best1/SiT-T/0", 1),
                                                                     ("search-best2/SiT-T/0", 2)]
+    # the estimate prices num_samples trainings of the block's first draw and `confirm` diffusion trials on it:
+    # 4x and 2x a plain study of that one tokenizer
+    from raysweep.pipeline.estimate import estimate_gpu_hours
+    from raysweep.pipeline.status import study_status
+
+    plain_data = search_study(tmp_path / "plain")
+    plain_data["tokenizers"].pop("search")
+    plain_data["tokenizers"]["kl_weight"] = study.tokenizer_trials[0].kl_weight
+    estimate, plain = estimate_gpu_hours(study), estimate_gpu_hours(parse_study(plain_data))
+    assert estimate["counts"]["tokenizers"] == 4 and estimate["counts"]["diffusion_trials"] == 2
+    for stage, times in (("tokenizer_training", 4), ("latent_metrics", 4), ("diffusion_training", 2),
+                         ("sampling", 2)):
+        key = "cpu_hours" if stage == "latent_metrics" else "gpu_hours"
+        assert estimate["stages"][stage][key] == pytest.approx(times * plain["stages"][stage][key]), stage
+    status = study_status(study)
+    assert status["diffusion_trials"] == 2 and not status["tokenizer_search"]["finished"]
+    assert "tokenizer search: not finished" in study_status(study, text=True)
+
     scores = {0.01: (3.0, True), 0.1: (1.0, False), 1.0: (2.0, True), 3.0: (5.0, True)}
     trials = [{"trial": {**study.tokenizer_trials[0].model_dump(), "kl_weight": w, "id": f"t{w}"},
                "metrics": {SEARCH_SCORE: s}, "feasible": ok} for w, (s, ok) in scores.items()]
@@ -119,6 +137,8 @@ def test_plan_before_and_after_the_search(tmp_path: Path) -> None:
     one = parse_study(search_study(tmp_path, confirm=1))
     assert StudyPlan.from_spec(one).search.key == search.key  # the same search
     assert [j.tokenizer.id for j in StudyPlan.from_spec(one).diffusion] == ["t1.0"]
+    assert study_status(one)["tokenizer_search"] == {"finished": True, "num_samples": 4, "confirm": 1,
+                                                     "confirmed": ["t1.0"], "confirmation_slots": 0}
 
 
 def _bad(tmp_path: Path, change: Any) -> str:
