@@ -3,6 +3,7 @@ tokenizers through the tokenizer stage; only the best `confirm` feasible ones ge
 nothing. Bad search blocks are one-line config errors naming the key."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ def test_search_trains_num_samples_tokenizers_confirms_the_best_feasible_and_rer
 
     from raysweep.pipeline.runner import run_study
 
-    study = parse_study(search_study(tmp_path / "study"))
+    # mode max: the draw that misses the constraint has the highest VIV, so only the constraint keeps it out
+    study = parse_study(search_study(tmp_path / "study", mode="max"))
     before = StudyPlan.from_spec(study)
     assert [j.stage for j in before] == ["tokenizer_search", "diffusion", "diffusion", "analysis"]
     assert not before.tokenizers and len(before.of(ConfirmationSlot)) == 2
@@ -58,6 +60,15 @@ def test_search_trains_num_samples_tokenizers_confirms_the_best_feasible_and_rer
         assert not result.failed, result.failed
         rerun: list[JobEvent] = []
         again = run_study(study, sink=rerun.append)
+        # a driver killed after the Tune search ended but before the search job's marker: the rerun restores the
+        # search experiment and writes the same result, training nothing
+        marker = Store(study.root).marker(StudyPlan.from_spec(study).search) / "result.json"
+        stored = json.loads(marker.read_text())
+        marker.unlink()
+        restored: list[JobEvent] = []
+        assert not run_study(study, sink=restored.append).failed
+        assert json.loads(marker.read_text())["trials"] == stored["trials"]
+        assert {e.stage for e in restored if isinstance(e, JobStarted)} == {"tokenizer_search", "analysis"}
     finally:
         ray.shutdown()
 
@@ -68,14 +79,15 @@ def test_search_trains_num_samples_tokenizers_confirms_the_best_feasible_and_rer
     assert sorted(search_run.data.tags[SEARCH_TRIALS_TAG].split(",")) == sorted(tokenizers)
 
     # the choice, recomputed from what MLflow tracked: feasible = the constraint holds; confirmed = the two
-    # feasible tokenizers of lowest objective, best first
+    # feasible tokenizers of highest objective, best first
     metrics = {t: Tracker.metrics_of(r) for t, r in tokenizers.items()}
     feasible = {t for t, m in metrics.items() if m["recon/psnr"] >= BOUND}
     assert {t for t, m in metrics.items() if m[SEARCH_FEASIBLE] == 1.0} == feasible
     assert 0 < len(feasible) < 4, {t: m["recon/psnr"] for t, m in metrics.items()}  # the constraint binds
     for t in feasible:
-        assert metrics[t][SEARCH_SCORE] == pytest.approx(metrics[t][OBJECTIVE])
-    expected = sorted(feasible, key=lambda t: metrics[t][OBJECTIVE])[:2]
+        assert metrics[t][SEARCH_SCORE] == pytest.approx(-metrics[t][OBJECTIVE])
+    expected = sorted(feasible, key=lambda t: -metrics[t][OBJECTIVE])[:2]
+    assert max(metrics, key=lambda t: metrics[t][OBJECTIVE]) not in feasible  # it would win unconstrained
     assert search_run.data.tags[SEARCH_CHOSEN_TAG].split(",") == expected
     assert {t for t, r in tokenizers.items() if r.data.tags[SEARCH_CONFIRMED_TAG] == "true"} == set(expected)
 
