@@ -5,10 +5,10 @@ estimate, the analysis and the scheduler all see the same jobs. One exception: t
 `tokenizers.search` exist only once the search has run. Until then the plan holds the search job and its
 `ConfirmationSlot`s (diffusion trials for tokenizers still unknown); once the search's result is in the store, the
 plan holds the tokenizers it trained (with their metric jobs, after the search job) and the diffusion trials of the
-best `confirm` feasible ones. Keys are those the store has always used: a
-tokenizer's `trial.key()`, and a diffusion run's hash of its trial, seed, tokenizer key and evaluation, so existing
-stores keep their results. A job is named by its `ref` (stage, study id): study ids repeat across stages (the
-tokenizer `vf` and its latent metrics `vf`), refs do not.
+best `confirm` feasible ones. Keys are those the store has always used: a tokenizer's `trial.key()`, and a diffusion
+run's hash of its trial, seed, tokenizer key and evaluation, so existing stores keep their results. A job is named
+by its `ref` (stage, study id): study ids repeat across stages (the tokenizer `vf` and its latent metrics `vf`), refs
+do not.
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ class SearchTrial:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """All finished trials in Tune's order; `best` is the best feasible one (None if none is); `errors` those of
+    """All finished trials in search order; `best` is the best feasible one (None if none is); `errors` those of
     the trials that failed."""
 
     trials: tuple[SearchTrial, ...]
@@ -78,6 +78,13 @@ def _search_alg(spec: TokenizerSearch, seed: int) -> Any:
     return BasicVariantGenerator(random_state=seed)
 
 
+def _created(result: Any) -> int:
+    """A trial's place in the search: Tune's experiment tag starts with its creation counter (a restored
+    experiment lists its trials in another order)."""
+    tag = str((result.metrics or {}).get("experiment_tag", ""))
+    return int(tag.split("_")[0]) if tag.split("_")[0].isdigit() else 1 << 30
+
+
 def run_tokenizer_search(space: dict[str, Any], objective: Objective, spec: TokenizerSearch, seed: int,
                          storage_path: str, name: str = "tokenizer_search",
                          resources: Mapping[str, float] | None = None,
@@ -102,9 +109,8 @@ def run_tokenizer_search(space: dict[str, Any], objective: Objective, spec: Toke
                                                        mode="min", reuse_actors=True,
                                                        max_concurrent_trials=max_concurrent),
                            run_config=tune.RunConfig(storage_path=storage_path, name=name, verbose=0))
-    grid = tuner.fit()
     trials, errors = [], []
-    for result in grid:
+    for result in sorted(tuner.fit(), key=_created):
         if result.error is None and result.metrics and SEARCH_SCORE in result.metrics:
             metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(k, str) and "/" in k
                        and isinstance(v, (int, float))}
