@@ -9,7 +9,7 @@ from typing import Any
 
 from raysweep.config import ConfigError, load_study
 from raysweep.config.allocation import allocation_of
-from raysweep.config.plan import StudyPlan
+from raysweep.config.plan import ConfirmationSlot, StudyPlan
 from raysweep.config.spec import StudySpec
 from raysweep.jsonout import dumps, print_json
 
@@ -23,9 +23,26 @@ def _plan(study: StudySpec) -> dict:
                    "steps": j.trial.steps} for j in plan.tokenizers]
     diffusion = [{"id": j.id, "key": j.key, "tokenizer": j.tokenizer.id, "backbone": j.backbone, "seed": j.seed,
                   "steps": j.trial.steps} for j in plan.diffusion]
-    return {"study": study.name, "root": str(study.root), "tracking_uri": study.tracking_uri,
-            "tokenizer_trials": tokenizers, "diffusion_trials": diffusion,
-            "metrics": study.metrics.names, "cfg_scales": study.evaluation.cfg_scales}
+    # a tokenizer search not yet run: its confirmed tokenizers are unknown, their diffusion trials are slots
+    diffusion += [{"id": j.id, "key": None, "tokenizer": None, "confirms_rank": j.rank, "backbone": j.trial.backbone,
+                   "seed": j.seed, "steps": j.trial.steps} for j in plan.of(ConfirmationSlot)]
+    out = {"study": study.name, "root": str(study.root), "tracking_uri": study.tracking_uri,
+           "tokenizer_trials": tokenizers, "diffusion_trials": diffusion,
+           "metrics": study.metrics.names, "cfg_scales": study.evaluation.cfg_scales}
+    if plan.search is not None:
+        search = plan.search
+        out["tokenizer_search"] = {"id": search.id, "key": search.key, **search.spec.model_dump(),
+                                   "space": search.space, "finished": bool(plan.tokenizers)}
+    return out
+
+
+def _search_line(plan: dict) -> str:
+    """One line on a study's tokenizer search (plan's text output, validate)."""
+    s = plan["tokenizer_search"]
+    state = "finished" if s["finished"] else "tokenizers unknown until it ends"
+    return (f"tokenizer search ({s['algorithm']}, {s['mode']} {s['objective']}"
+            + (f", {s['constraint']}" if s["constraint"] else "") + f"): {s['num_samples']} tokenizers, the best "
+            f"{s['confirm']} feasible get the diffusion trials ({state})")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -35,8 +52,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         preflight(study)
         check_data(study)
-    plan = StudyPlan.from_spec(study)
-    print(f"{args.study}: ok — {len(plan.tokenizers)} tokenizer trials, {len(plan.diffusion)} diffusion trials")
+    plan = _plan(study)
+    print(f"{args.study}: ok — {len(plan['tokenizer_trials'])} tokenizer trials, {len(plan['diffusion_trials'])} "
+          "diffusion trials")
+    if "tokenizer_search" in plan:
+        print(_search_line(plan))
     return 0
 
 
@@ -61,6 +81,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"{'tokenizer':<28} {'family':<12} {'cluster':<10} {'variant':<30} steps")
     for t in plan["tokenizer_trials"]:
         print(f"{t['id']:<28} {t['family']:<12} {t['cluster']:<10} {t['variant'][:30]:<30} {t['steps']}")
+    if "tokenizer_search" in plan:
+        print(_search_line(plan))
     print(f"{len(plan['diffusion_trials'])} diffusion trials "
           f"({len({d['backbone'] for d in plan['diffusion_trials']})} backbone(s)); cfg scales {plan['cfg_scales']}")
     return 0
@@ -127,7 +149,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise ConfigError(args.study, "name", f"{err}; run `raysweep run` first") from None
     # trials have runs of their own; metric jobs log on their tokenizer's or diffusion model's run
     planned = [(job.id, job.stage) for job in StudyPlan.from_spec(study).jobs
-               if job.stage in ("tokenizer", "diffusion")]
+               if job.stage in ("tokenizer_search", "tokenizer", "diffusion")]
     render_status(snapshot_events(tracker.runs(), planned=planned),
                   title=f"study {study.name} ({study.tracking_uri})")
     return 0

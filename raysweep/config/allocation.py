@@ -122,13 +122,15 @@ class ProxyAllocation(Strict):
 
 
 class TokenizerSearch(Strict):
-    """`tokenizers.search`: a Ray Tune search over the tokenizer block's domains (e.g. `params: search`)."""
+    """`tokenizers.search`: a Ray Tune search over the tokenizer block's domains (e.g. `params: search`);
+    `num_samples` tokenizers are trained, and the best `confirm` feasible ones get the study's diffusion trials."""
 
     objective: str
     mode: Literal["min", "max"] = "min"
     algorithm: Literal["optuna", "random"] = "optuna"
     num_samples: int = Field(8, ge=1)
     constraint: str | None = None  # "recon/psnr >= 24"
+    confirm: int = Field(2, ge=1)  # kept small: each confirmed tokenizer costs all of the study's diffusion trials
 
     @field_validator("constraint")
     @classmethod
@@ -136,6 +138,18 @@ class TokenizerSearch(Strict):
         if v is not None and not CONSTRAINT.match(v):
             raise ValueError(f"must read '<metric> >= <number>' or '<metric> <= <number>', got {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _confirm_at_most_searched(self) -> TokenizerSearch:
+        if self.confirm > self.num_samples:
+            raise ValueError(f"confirm ({self.confirm}) cannot exceed num_samples ({self.num_samples})")
+        return self
+
+    def key(self) -> str:
+        """What changes the search's trials (not `confirm`, which only picks among them)."""
+        from raysweep.hashing import config_hash
+
+        return config_hash(self.model_dump(exclude={"confirm"}))
 
     def constraint_parts(self) -> tuple[str, str, float] | None:
         """(metric, '>=' or '<=', bound) of the constraint, if any."""
@@ -169,6 +183,57 @@ def parse_tokenizer_search(raw: Any, source: str = "<study>") -> TokenizerSearch
     from raysweep.config.loader import _validate
 
     return None if raw is None else _validate(TokenizerSearch, raw, source, "tokenizers.search")
+
+
+def tokenizer_metric_keys(study: StudySpec) -> list[str]:
+    """The scalar keys a trained tokenizer of `study` gets (reconstruction, and the latent and model metrics the
+    study computes from latents or the tokenizer): what a search objective or constraint may name."""
+    from raysweep.config.plan import metric_names
+    from raysweep.metrics.model import MODEL_METRICS
+    from raysweep.metrics.registry import METRICS
+
+    keys = ["recon/psnr", "recon/rfid"]
+    for name in (*metric_names(study, "latents"), *metric_names(study, "tokenizer")):
+        metric = {**METRICS, **MODEL_METRICS}[name].build(name, **study.metrics.params.get(name, {}))
+        keys += list(metric.higher_is_better)  # its headline scalars, at the study's parameters
+    return list(dict.fromkeys(keys))
+
+
+def check_tokenizer_search(study: StudySpec, spec: TokenizerSearch) -> None:
+    """What the search needs of the rest of the study: the tokenizer block has domains to search (and is no list
+    of variants), the objective and the constraint name metrics the study computes for a tokenizer."""
+    from raysweep.config.loader import BLOCK_KEYS, SEARCH
+    from raysweep.config.search import has_random_domain, is_domain
+    from raysweep.search.tokenizer_search import search_space
+
+    source, block = study.source, study.tokenizers or {}
+    for key in BLOCK_KEYS:
+        if key in block:
+            raise ConfigError(source, f"tokenizers.{key}", f"not used with tokenizers.{SEARCH}: the search trains "
+                              f"{SEARCH}.num_samples tokenizers drawn from the block's own domains; remove it")
+    space = search_space(block, source)
+
+    def grids(tree: Any, path: str) -> list[str]:
+        if is_domain(tree):
+            return [path] if "grid" in tree else []
+        if isinstance(tree, dict):
+            return [p for k, v in tree.items() for p in grids(v, f"{path}.{k}")]
+        return []
+
+    grid = grids(space, "tokenizers")
+    if grid:
+        raise ConfigError(source, grid[0], "a search takes 'choice' (a search algorithm draws from it), not 'grid'")
+    if not has_random_domain(space):
+        raise ConfigError(source, f"tokenizers.{SEARCH}", "the tokenizers block has no search domain; give a field "
+                          "a domain (uniform, loguniform, choice, randint, quniform) or set `params: search`")
+    keys = tokenizer_metric_keys(study)
+    if spec.objective not in keys:
+        raise ConfigError(source, f"tokenizers.{SEARCH}.objective",
+                          f"unknown objective {spec.objective!r}; allowed: {allowed(keys)}")
+    parts = spec.constraint_parts()
+    if parts is not None and parts[0] not in keys:
+        raise ConfigError(source, f"tokenizers.{SEARCH}.constraint",
+                          f"unknown metric {parts[0]!r}; allowed: {allowed(keys)}")
 
 
 def allocation_of(study: StudySpec) -> ProxyAllocation | None:

@@ -175,11 +175,14 @@ def parse_study(data: Any, source: str = "<study>") -> StudySpec:
 
 
 def _check_search_blocks(study: StudySpec, source: str) -> None:
-    """`diffusion.allocation` and `tokenizers.search` fail at load time; they never change the resolved trials."""
-    from raysweep.config.allocation import parse_allocation, parse_tokenizer_search
+    """`diffusion.allocation` and `tokenizers.search` fail at load time; they never change the resolved trials
+    (with a search, the block's resolved trial is only its first draw: what the plan estimates a search trial by)."""
+    from raysweep.config.allocation import check_tokenizer_search, parse_allocation, parse_tokenizer_search
 
     allocation = parse_allocation((study.diffusion or {}).get(ALLOCATION), source)
-    parse_tokenizer_search((study.tokenizers or {}).get(SEARCH), source)
+    search = parse_tokenizer_search((study.tokenizers or {}).get(SEARCH), source)
+    if search is not None:
+        check_tokenizer_search(study, search)
     if allocation is not None and allocation.fidelity is not None and study.resources.diffusion.workers > 1:
         raise ConfigError(source, f"diffusion.{ALLOCATION}.fidelity",
                           f"needs resources.diffusion.workers: 1, got {study.resources.diffusion.workers}: ASHA "

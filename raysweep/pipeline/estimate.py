@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import torch
 
-from raysweep.config.plan import StudyPlan
+from raysweep.config.plan import ConfirmationSlot, StudyPlan
 from raysweep.config.spec import DiffusionTrial, StudySpec, TokenizerTrial
 from raysweep.pipeline.flops import (
     ZERO,
@@ -172,25 +172,31 @@ def estimate_gpu_hours(study: StudySpec) -> dict[str, Any]:
     stages["reference"].add(s * (n_train + n_val), cpu_flops_per_s(REFERENCE_CPU_PROXY))
     tokenizers = []
     plan = StudyPlan.from_spec(study)
-    for job in plan.tokenizers:
-        t = job.trial
+    priced = [(job.id, job.trial) for job in plan.tokenizers]
+    search = plan.search
+    if search is not None and not priced:  # a search not yet run: its trials priced at the block's first draw
+        priced = [(f"{search.id}/{i}", search.trial) for i in range(search.spec.num_samples)]
+    for job_id, t in priced:
         rate, family = cpu_flops_per_s(t.architecture), t.tags()["family"]
         flops = training_flops(t, ds.image_size)
         gpu_h = stages["tokenizer_training"].add(flops, rate, family)
-        tokenizers.append({"id": job.id, "family": family, "flops": flops.total, "gpu_hours": gpu_h,
+        tokenizers.append({"id": job_id, "family": family, "flops": flops.total, "gpu_hours": gpu_h,
                            "cpu_hours": flops.total / rate / 3600})
         e, d = tokenizer_flops(t.architecture, t.latent, ds.image_size)
         stages["tokenizer_evaluation"].add(e * (n_train + n_val) + (e + d + s) * n_val, rate, family)
         stages["latent_metrics"].cpu_s += _latent_metric_seconds(study, t)
     for run in plan.diffusion:
         _book_diffusion(study, run.tokenizer.trial, run.trial, stages)
+    slots = plan.of(ConfirmationSlot)  # diffusion trials of tokenizers the search has not found yet
+    for slot in slots:
+        _book_diffusion(study, search.trial, slot.trial, stages)  # type: ignore[union-attr]
     by_stage = {name: stage.summary() for name, stage in stages.items()}
     return {
         "gpu_hours": sum(v["gpu_hours"] for v in by_stage.values()),
         "cpu_hours": sum(v["cpu_hours"] for v in by_stage.values()),
         "stages": by_stage,
         "tokenizers": tokenizers,
-        "counts": {"tokenizers": len(plan.tokenizers), "diffusion_trials": len(plan.diffusion),
+        "counts": {"tokenizers": len(priced), "diffusion_trials": len(plan.diffusion) + len(slots),
                    "train_images": n_train, "val_images": n_val,
                    "velocity_evaluations_per_sample": guided_passes(study)},
         "measured": {"where": f"CPU: {MEASURED_ON}",

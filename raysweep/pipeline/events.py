@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-Stage = Literal["reference", "tokenizer", "latent_metrics", "model_metrics", "diffusion", "diffusion_metrics",
-                "analysis"]
-STAGES: tuple[Stage, ...] = ("reference", "tokenizer", "latent_metrics", "model_metrics", "diffusion",
-                             "diffusion_metrics", "analysis")
+Stage = Literal["reference", "tokenizer_search", "tokenizer", "latent_metrics", "model_metrics", "diffusion",
+                "diffusion_metrics", "analysis"]
+STAGES: tuple[Stage, ...] = ("reference", "tokenizer_search", "tokenizer", "latent_metrics", "model_metrics",
+                             "diffusion", "diffusion_metrics", "analysis")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from raysweep.config.plan import (
     ModelMetricJob,
     StudyPlan,
     TokenizerJob,
+    TokenizerSearchJob,
 )
 from raysweep.config.preflight import preflight
 from raysweep.config.spec import StudySpec, TrialResources
@@ -36,7 +37,8 @@ from raysweep.pipeline.executors import Cohort, Executor, RayExecutor, Task
 from raysweep.pipeline.images import prepare_images
 from raysweep.pipeline.metric_pool import MetricPool
 from raysweep.pipeline.reference_stage import prepare_reference
-from raysweep.pipeline.scheduler import Scheduler
+from raysweep.pipeline.scheduler import Scheduler, ScheduleResult
+from raysweep.pipeline.search_stage import tag_confirmed
 from raysweep.pipeline.store import Store
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import HEADLINE
@@ -128,11 +130,23 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
             def keep_report(path: str) -> None:
                 result.report = path
 
-            gate = proxy_gate(study, plan, store, tracker, on_done=log_predictions(store, tracker, plan))
-            cohort = gate.cohort if gate is not None and gate.spec.fidelity is not None else None
-            outcome = Scheduler(plan, store, executor,
-                                lambda job: job_task(job, study, ctx, tracker, keep_report, pool, cohort), emit,
-                                cost=job_cost, headline=lambda job: headline(store, job), gate=gate).run()
+            def schedule(jobs: StudyPlan, gate: Any = None) -> ScheduleResult:
+                cohort = gate.cohort if gate is not None and gate.spec.fidelity is not None else None
+                return Scheduler(jobs, store, executor,
+                                 lambda job: job_task(job, study, ctx, tracker, keep_report, pool, cohort), emit,
+                                 cost=job_cost, headline=lambda job: headline(store, job), gate=gate).run()
+
+            searched = None
+            if plan.search is not None and store.done(plan.search) is None:
+                # a tokenizer search first: its tokenizers, and so the rest of the plan, exist once it has ended
+                searched = schedule(StudyPlan((plan.search,)))
+                plan = StudyPlan.from_spec(study, analyze=analyze)
+            if searched is not None and searched.failed:
+                outcome = searched  # the rest of the plan waits for tokenizers the search did not give
+            else:
+                tag_confirmed(study, plan, store, tracker)
+                gate = proxy_gate(study, plan, store, tracker, on_done=log_predictions(store, tracker, plan))
+                outcome = schedule(plan, gate)  # a search that just ended is found finished (cached) here
         finally:
             executor.close()
             if pool is not None:
@@ -214,6 +228,15 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
                     workers=res.tokenizer.workers)
     if isinstance(job, DiffusionJob) and cohort is not None:
         return cohort_task(cohort(job), study, ctx)
+    if isinstance(job, TokenizerSearchJob):
+        from raysweep.config.plan import metric_names
+        from raysweep.pipeline.search_stage import SearchEnv, run_search_job
+
+        env = SearchEnv(ctx, metric_names(study, "latents"), metric_names(study, "tokenizer"), study.metrics,
+                        _resources(res.tokenizer), res.tokenizer.workers, _resources(res.metric_actor),
+                        study.tune_storage)
+        # the task only drives the search: its trials' tokenizer trials and metric tasks hold the resources
+        return Task(job.ref, "task", run_search_job, (env, job, study.seed), {}, ray_resources={})
     if isinstance(job, DiffusionJob):
         from raysweep.pipeline.diffusion_stage import diffusion_payload, train_diffusion_trial
 

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from raysweep.config.plan import DiffusionMetricJob, Job, LatentMetricJob, ModelMetricJob, StudyPlan
+from raysweep.config.plan import (
+    ConfirmationSlot,
+    DiffusionMetricJob,
+    Job,
+    LatentMetricJob,
+    ModelMetricJob,
+    StudyPlan,
+)
 from raysweep.config.spec import StudySpec
 from raysweep.pipeline.images import dataset_key
 from raysweep.pipeline.store import Store
@@ -29,11 +36,18 @@ def study_status(study: StudySpec, text: bool = False) -> Any:
         by_tokenizer[job.id] = row
     runs = plan.diffusion
     finished = [j for j in runs if job_done(store, j)]
+    slots = plan.of(ConfirmationSlot)  # diffusion trials of tokenizers a search has not found yet
     status = {"study": study.name, "root": str(study.root),
               "data_ready": store.data(dataset_key(study.dataset)).is_dir(), "tokenizers": list(by_tokenizer.values()),
-              "diffusion_trials": len(runs), "diffusion_finished": len(finished),
+              "diffusion_trials": len(runs) + len(slots), "diffusion_finished": len(finished),
               "diffusion_metrics_finished": sum(job_done(store, j) for j in plan.of(DiffusionMetricJob)),
               "jobs": len(plan), "jobs_finished": sum(job_done(store, j) for j in plan)}
+    if plan.search is not None:  # tokenizers.search
+        search = plan.search
+        status["tokenizer_search"] = {"finished": job_done(store, search), "num_samples": search.spec.num_samples,
+                                      "confirm": search.spec.confirm,
+                                      "confirmed": sorted({j.tokenizer.id for j in runs}),
+                                      "confirmation_slots": len(slots)}
     if store.allocation_state.is_file():  # diffusion.allocation: proxy
         from raysweep.search.allocation import AllocationState
 
@@ -49,7 +63,13 @@ def study_status(study: StudySpec, text: bool = False) -> Any:
     lines = [f"study {study.name} ({study.root})"]
     lines += [f"  {t['id']:<28} trained={'yes' if t['trained'] else 'no ':<3} metrics={'yes' if t['metrics'] else 'no'}"
               for t in status["tokenizers"]]
-    lines.append(f"  diffusion: {len(finished)}/{len(runs)} finished")
+    if "tokenizer_search" in status:
+        s = status["tokenizer_search"]
+        confirmed = ", ".join(s["confirmed"]) or "none (no feasible tokenizer)"
+        lines.append(f"  tokenizer search: finished; confirmed {confirmed}" if s["finished"] else
+                     f"  tokenizer search: not finished ({s['num_samples']} tokenizers; the best {s['confirm']} "
+                     "feasible get the diffusion trials)")
+    lines.append(f"  diffusion: {len(finished)}/{status['diffusion_trials']} finished")
     if "allocation" in status:
         a = status["allocation"]
         lines.append(f"  proxy allocation: {a['done'] or 'in progress'}; {len(a['measured'])} tokenizers measured, "

@@ -9,6 +9,7 @@
                                              is storage.latents (a directory or s3://, gs://, file:// URI),
                                              default <root>/latents
     <root>/diffusion/<run-key>/              result.json, sample grids; fisher/ the marker of its metric job
+    <root>/search/<search-key>/              a tokenizer search's result.json (its tokenizers, scores, feasibility)
     <root>/tune/                             Ray Tune experiment state (restored on re-run)
     <root>/allocation.json                   a proxy-guided study's allocation state (raysweep.search.allocation)
 
@@ -30,6 +31,7 @@ from raysweep.config.plan import (
     LatentMetricJob,
     ModelMetricJob,
     TokenizerJob,
+    TokenizerSearchJob,
 )
 from raysweep.data.location import join
 
@@ -86,6 +88,8 @@ class Store:
             return self.diffusion(job.key)
         if isinstance(job, DiffusionMetricJob):
             return self.diffusion(job.key) / DIFFUSION_METRIC_DIR
+        if isinstance(job, TokenizerSearchJob):
+            return self.root / "search" / job.key
         return None
 
     def done(self, job: Job) -> dict[str, Any] | None:

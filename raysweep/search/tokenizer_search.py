@@ -8,15 +8,15 @@ constraint fails, so TPE learns to avoid infeasible regions while the best trial
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from raysweep.config.allocation import TokenizerSearch
 from raysweep.config.loader import BLOCK_KEYS, SEARCH, _declared_search
 from raysweep.config.search import to_tune
+from raysweep.tracking.keys import SEARCH_SCORE
 
-SEARCH_SCORE = "search/score"
 PENALTY = 1e6
 Objective = Callable[[dict[str, Any]], Mapping[str, float]]
 
@@ -30,10 +30,18 @@ class SearchTrial:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """All finished trials in Tune's order; `best` is the best feasible one (None if none is)."""
+    """All finished trials in search order; `best` is the best feasible one (None if none is); `errors` those of
+    the trials that failed."""
 
     trials: tuple[SearchTrial, ...]
     best: SearchTrial | None
+    errors: tuple[str, ...] = ()
+
+
+def best_feasible(trials: Sequence[SearchTrial], k: int) -> list[SearchTrial]:
+    """The `k` feasible trials of lowest score, best first (ties in search order): the ones to confirm."""
+    feasible = [t for t in trials if t.feasible]
+    return sorted(feasible, key=lambda t: t.metrics[SEARCH_SCORE])[:k]
 
 
 def search_space(block: Mapping[str, Any], source: str = "<study>") -> dict[str, Any]:
@@ -70,10 +78,20 @@ def _search_alg(spec: TokenizerSearch, seed: int) -> Any:
     return BasicVariantGenerator(random_state=seed)
 
 
+def _created(result: Any) -> int:
+    """A trial's place in the search: Tune's experiment tag starts with its creation counter (a restored
+    experiment lists its trials in another order)."""
+    tag = str((result.metrics or {}).get("experiment_tag", ""))
+    return int(tag.split("_")[0]) if tag.split("_")[0].isdigit() else 1 << 30
+
+
 def run_tokenizer_search(space: dict[str, Any], objective: Objective, spec: TokenizerSearch, seed: int,
                          storage_path: str, name: str = "tokenizer_search",
-                         resources: Mapping[str, float] | None = None) -> SearchResult:
-    """Run `spec.num_samples` trials of `objective` over `space` (study-file domains) on the current Ray."""
+                         resources: Mapping[str, float] | None = None,
+                         max_concurrent: int | None = None) -> SearchResult:
+    """Run `spec.num_samples` trials of `objective` over `space` (study-file domains) on the current Ray, at most
+    `max_concurrent` at once. An experiment of that name cut off earlier is restored (Tune keeps the searcher's
+    state and the finished trials with it) and continued instead of started anew."""
     from ray import tune
 
     def trainable(config: dict[str, Any]) -> None:
@@ -81,16 +99,24 @@ def run_tokenizer_search(space: dict[str, Any], objective: Objective, spec: Toke
         tune.report({**metrics, SEARCH_SCORE: score(metrics, spec)})
 
     runnable = tune.with_resources(trainable, dict(resources or {"cpu": 1}))
-    tuner = tune.Tuner(runnable, param_space=to_tune(space),
-                       tune_config=tune.TuneConfig(search_alg=_search_alg(spec, seed), num_samples=spec.num_samples,
-                                                   metric=SEARCH_SCORE, mode="min", reuse_actors=True),
-                       run_config=tune.RunConfig(storage_path=storage_path, name=name, verbose=0))
-    grid = tuner.fit()
-    trials = []
-    for result in grid:
+    path = f"{str(storage_path).rstrip('/')}/{name}"
+    if tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=runnable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(runnable, param_space=to_tune(space),
+                           tune_config=tune.TuneConfig(search_alg=_search_alg(spec, seed),
+                                                       num_samples=spec.num_samples, metric=SEARCH_SCORE,
+                                                       mode="min", reuse_actors=True,
+                                                       max_concurrent_trials=max_concurrent),
+                           run_config=tune.RunConfig(storage_path=storage_path, name=name, verbose=0))
+    trials, errors = [], []
+    for result in sorted(tuner.fit(), key=_created):
         if result.error is None and result.metrics and SEARCH_SCORE in result.metrics:
             metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(k, str) and "/" in k
                        and isinstance(v, (int, float))}
             trials.append(SearchTrial(dict(result.config), metrics, violation(metrics, spec) == 0))
-    feasible = [t for t in trials if t.feasible]
-    return SearchResult(tuple(trials), min(feasible, key=lambda t: t.metrics[SEARCH_SCORE]) if feasible else None)
+        elif result.error is not None:
+            cause = getattr(result.error, "cause", None) or result.error
+            errors.append(f"{type(cause).__name__}: {cause}".splitlines()[0][:500])
+    best = best_feasible(trials, 1)
+    return SearchResult(tuple(trials), best[0] if best else None, tuple(errors))

@@ -58,3 +58,17 @@ def tier_gfid_key(rung: int) -> str:
 def stopped_reason(rung: int) -> str:
     """The outcome of a trial ASHA stopped, as the store, the table and the report say it (finished, not failed)."""
     return f"stopped at rung {rung} by ASHA"
+
+# `tokenizers.search` (raysweep.search.tokenizer_search, pipeline/search_stage.py): the search has its own run (stage
+# SEARCH_STAGE, under the study run); each tokenizer it trained is a normal tokenizer run that also carries its
+# search score, feasibility and whether it was confirmed (got the study's diffusion trials)
+SEARCH_STAGE = "tokenizer_search"
+SEARCH_SCORE = "search/score"            # the objective oriented for minimisation, plus the constraint penalty
+SEARCH_FEASIBLE = "search/feasible"      # 1 when the constraint holds (or there is none), else 0
+SEARCH_ORDER = "search/order"            # the trial's place in the search (0 = first suggested)
+SEARCH_FEASIBLE_COUNT = "search/feasible_count"  # on the search run
+SEARCH_BEST = "search/best_objective"    # on the search run: the objective of the best feasible tokenizer
+SEARCH_RUN_TAG = "raysweep.search_run"   # tokenizer run -> the search run that trained it
+SEARCH_CONFIRMED_TAG = "raysweep.search_confirmed"  # tokenizer run: "true" / "false"
+SEARCH_TRIALS_TAG = "raysweep.search_trials"        # search run: its tokenizer ids, in search order
+SEARCH_CHOSEN_TAG = "raysweep.search_confirmed_ids"  # search run: the confirmed tokenizer ids, best first

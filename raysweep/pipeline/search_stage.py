@@ -1,0 +1,193 @@
+"""`tokenizers.search` in `raysweep run`: the search job runs a Ray Tune search (`raysweep.search.tokenizer_search`)
+whose every trial trains one tokenizer through the tokenizer stage, runs its metric jobs and returns its metrics.
+
+A search trial trains its tokenizer as the same one-trial Tune experiment (`tokenizers-<key>`) a `TokenizerJob`
+runs, so the tokenizer is stored under its content key, tracked as a normal tokenizer run, never trained twice and
+resumed from its checkpoint; its metric jobs write their usual markers. After the search, the plan made anew
+(`config.plan.searched_trials`) finds them all finished. The search trial itself only waits: the tokenizer's trial
+holds the tokenizer's resources and the metric jobs (Ray tasks) the metric actor's, so the search trial asks a token
+CPU share (Tune refuses a trial of no resources), and at most as many search trials run at once as tokenizer trials
+fit on the cluster. A cut-off search is restored by Tune with its searcher's state (`run_tokenizer_search`).
+
+The job's result (its store marker) lists the tokenizers in search order with their metrics, score and feasibility.
+MLflow: a search run (stage `SEARCH_STAGE`) under the study run names its trials and, once the plan confirms them,
+the confirmed ones; each tokenizer run carries its search score, feasibility, order and whether it was confirmed
+(keys in `tracking/keys.py`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+from raysweep.config.plan import LatentMetricJob, ModelMetricJob, StudyPlan, TokenizerJob, TokenizerSearchJob
+from raysweep.config.spec import MetricsSpec, StudySpec, TokenizerTrial
+from raysweep.hashing import flatten
+from raysweep.pipeline.context import TrialContext
+from raysweep.pipeline.store import Store
+from raysweep.tracking import Tracker
+from raysweep.tracking.keys import (
+    SEARCH_BEST,
+    SEARCH_CHOSEN_TAG,
+    SEARCH_CONFIRMED_TAG,
+    SEARCH_FEASIBLE,
+    SEARCH_FEASIBLE_COUNT,
+    SEARCH_ORDER,
+    SEARCH_RUN_TAG,
+    SEARCH_SCORE,
+    SEARCH_STAGE,
+    SEARCH_TRIALS_TAG,
+)
+
+WAIT_CPU = 0.01  # what a search trial asks: it waits for its tokenizer's own trial
+
+
+@dataclass(frozen=True)
+class SearchEnv:
+    """What a search trial needs (picklable): the study's trial context, metric jobs and resources."""
+
+    ctx: TrialContext
+    latent: tuple[str, ...]  # latent metric names (the metric pool's), run on the tokenizer's latents
+    model: tuple[str, ...]  # metrics that need the tokenizer itself
+    metrics: MetricsSpec
+    tokenizer: dict[str, float]  # Ray resources of a tokenizer trial
+    tokenizer_workers: int
+    metric_actor: dict[str, float]  # Ray resources of a metric job
+    storage: str  # Ray Tune's storage path
+    max_failures: int = 2
+    search_run_id: str = ""
+
+
+def searched_trial(config: dict[str, Any]) -> TokenizerTrial:
+    """A search trial's config as a tokenizer trial, named after its regularizer and content key."""
+    trial = TokenizerTrial(**{k: v for k, v in config.items() if k != "id"})
+    trial.id = f"{trial.regularizer}-{trial.key()[:6]}"
+    return trial
+
+
+def _relay() -> Any:
+    """The driver's event relay (None without one, e.g. in-process executors): search trials' progress."""
+    import ray
+
+    from raysweep.pipeline.executors import RELAY_NAME
+
+    try:
+        return ray.get_actor(RELAY_NAME)
+    except ValueError:
+        return None
+
+
+def _remote(fn: Any, resources: dict[str, float], *args: Any) -> None:
+    """`fn(*args)` as a Ray task holding `resources`, waited for. It is placed outside the search trial's placement
+    group (Tune's trials capture their child tasks into it, and it holds only the trial's token CPU share)."""
+    import ray
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    res = dict(resources)
+    ray.get(ray.remote(fn).options(num_cpus=res.pop("CPU", 0.0), num_gpus=res.pop("GPU", 0.0), resources=res,
+                                   max_retries=0,
+                                   scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None))
+            .remote(*args))
+
+
+def train_search_trial(env: SearchEnv, config: dict[str, Any]) -> dict[str, float]:
+    """The search's objective: train the trial's tokenizer (or find it trained), run its metric jobs, and return its
+    reconstruction and latent metrics as tracked on its run."""
+    from raysweep.pipeline.events import JobFinished, JobStarted
+    from raysweep.pipeline.executors import _step_callback
+    from raysweep.pipeline.metric_stage import run_latent_metric_job
+    from raysweep.pipeline.model_metric_stage import run_model_metric_job
+    from raysweep.pipeline.tokenizer_stage import tokenizer_payload, train_tokenizer_trial
+    from raysweep.pipeline.tune_stage import run_trial
+    from raysweep.tracking.table import TOKENIZER_PREFIXES
+
+    trial = searched_trial(config)
+    tok, store = TokenizerJob(trial.id or "", trial.key(), trial=trial), env.ctx.store
+    relay = _relay()
+    if relay is not None:
+        relay.put.remote(JobStarted(tok.id, tok.stage, total=trial.steps))  # type: ignore[arg-type]
+    error = run_trial(f"tokenizers-{tok.key}", train_tokenizer_trial, {"payload": tokenizer_payload(trial, env.ctx)},
+                      env.storage, env.tokenizer, trial_name=tok.id, max_failures=env.max_failures,
+                      callbacks=None if relay is None else [_step_callback(tok.id, "tokenizer", trial.steps)],
+                      workers=env.tokenizer_workers)
+    if error is not None:
+        raise RuntimeError(f"tokenizer '{tok.id}': {error}")
+    for job_type, names in ((LatentMetricJob, env.latent), (ModelMetricJob, env.model)):
+        job = job_type(tok.id, tok.key, names=names, deps=(tok.ref,))
+        if names and store.done(job) is None:
+            if isinstance(job, LatentMetricJob):
+                _remote(run_latent_metric_job, env.metric_actor, env.ctx, job, env.metrics, None)
+            else:
+                _remote(run_model_metric_job, env.metric_actor, env.ctx, job, env.metrics.params)
+    tracker = Tracker(env.ctx.tracking_uri, env.ctx.experiment)
+    run_id = store.done(tok)["run_id"]
+    tracker.set_tags(run_id, {SEARCH_RUN_TAG: env.search_run_id})
+    metrics = {k: v for k, v in Tracker.metrics_of(tracker.client.get_run(run_id)).items()
+               if k.startswith(TOKENIZER_PREFIXES)}
+    if relay is not None:
+        relay.put.remote(JobFinished(tok.id, tok.stage, metric="recon/psnr", value=metrics.get("recon/psnr")))
+    return metrics
+
+
+def _concurrency(need: dict[str, float]) -> int:
+    """How many tokenizer trials fit on the cluster at once (at least one)."""
+    import ray
+
+    total = ray.cluster_resources()
+    return max(1, min((int(total.get(k, 0.0) // v) for k, v in need.items() if v > 0), default=1))
+
+
+def run_search_job(env: SearchEnv, job: TokenizerSearchJob, seed: int) -> None:
+    """The search job: a search run, the Tune search, then the job's marker (tokenizers in search order, each once)
+    and the search's metrics on every tokenizer run."""
+    from raysweep.search.tokenizer_search import best_feasible, run_tokenizer_search
+
+    tracker, store = Tracker(env.ctx.tracking_uri, env.ctx.experiment), env.ctx.store
+    run_id = tracker.open_run(job.id, SEARCH_STAGE, job.key, parent_id=env.ctx.study_run_id,
+                              params=flatten({"search": job.spec.model_dump(), "space": job.space}))
+    env = replace(env, search_run_id=run_id)
+    try:
+        result = run_tokenizer_search(job.space, partial(train_search_trial, env), job.spec, seed, env.storage,
+                                      name=f"{SEARCH_STAGE}-{job.key}", resources={"CPU": WAIT_CPU},
+                                      max_concurrent=_concurrency(env.tokenizer))
+        seen: set[str] = set()
+        trials = []
+        for t in result.trials:  # two search trials may draw the same tokenizer: it is one tokenizer
+            trial = searched_trial(t.config)
+            if trial.id not in seen:
+                seen.add(trial.id or "")
+                trials.append((trial, t))
+        if not trials:
+            raise RuntimeError(f"no search trial finished; first error: {(result.errors or ('none',))[0]}")
+        runs = {t.id: store.done(TokenizerJob(t.id or "", t.key(), trial=t))["run_id"] for t, _ in trials}
+        for order, (trial, t) in enumerate(trials):
+            tracker.log_metrics(runs[trial.id], {SEARCH_SCORE: t.metrics[SEARCH_SCORE],
+                                                 SEARCH_FEASIBLE: float(t.feasible), SEARCH_ORDER: float(order)})
+        best = best_feasible([t for _, t in trials], 1)
+        tracker.log_metrics(run_id, {SEARCH_FEASIBLE_COUNT: float(sum(t.feasible for _, t in trials)),
+                                     **({SEARCH_BEST: best[0].metrics[job.spec.objective]} if best else {})})
+        tracker.set_tags(run_id, {SEARCH_TRIALS_TAG: ",".join(runs)})
+    except Exception as err:
+        tracker.finish(run_id, "FAILED", reason=f"{type(err).__name__}: {err}")
+        raise
+    store.mark_done(store.marker(job), {"run_id": run_id, "errors": list(result.errors),
+                                        "trials": [{"trial": trial.model_dump(), "metrics": t.metrics,
+                                                    "feasible": t.feasible} for trial, t in trials]})
+    tracker.finish(run_id)
+
+
+def tag_confirmed(study: StudySpec, plan: StudyPlan, store: Store, tracker: Tracker) -> None:
+    """Once the plan has the search's tokenizers: which were confirmed (got the study's diffusion trials), on the
+    search run (best first) and on every tokenizer run. Tags are idempotent: a rerun sets the same values."""
+    from raysweep.config.plan import searched_trials
+
+    search = plan.search
+    done = None if search is None else store.done(search)
+    found = None if search is None else searched_trials(study, search)
+    if done is None or found is None:
+        return
+    trained, confirmed = found
+    tracker.set_tags(done["run_id"], {SEARCH_CHOSEN_TAG: ",".join(confirmed)})
+    for trial in trained:
+        run = store.done(TokenizerJob(trial.id or "", trial.key(), trial=trial))
+        tracker.set_tags(run["run_id"], {SEARCH_CONFIRMED_TAG: str(trial.id in confirmed).lower()})
