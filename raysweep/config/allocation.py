@@ -189,12 +189,11 @@ def tokenizer_metric_keys(study: StudySpec) -> list[str]:
     """The scalar keys a trained tokenizer of `study` gets (reconstruction, and the latent and model metrics the
     study computes from latents or the tokenizer): what a search objective or constraint may name."""
     from raysweep.config.plan import metric_names
-    from raysweep.metrics.model import MODEL_METRICS
-    from raysweep.metrics.registry import METRICS
+    from raysweep.metrics.registry import metric_info
 
     keys = ["recon/psnr", "recon/rfid"]
     for name in (*metric_names(study, "latents"), *metric_names(study, "tokenizer")):
-        metric = {**METRICS, **MODEL_METRICS}[name].build(name, **study.metrics.params.get(name, {}))
+        metric = metric_info(name).build(name, **study.metrics.params.get(name, {}))
         keys += list(metric.higher_is_better)  # its headline scalars, at the study's parameters
     return list(dict.fromkeys(keys))
 
