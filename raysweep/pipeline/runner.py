@@ -18,6 +18,7 @@ import yaml
 from raysweep.config.errors import ConfigError
 from raysweep.config.plan import (
     AnalysisJob,
+    ConfirmationSlot,
     DiffusionJob,
     DiffusionMetricJob,
     Job,
@@ -143,6 +144,9 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
                 plan = StudyPlan.from_spec(study, analyze=analyze)
             if searched is not None and searched.failed:
                 outcome = searched  # the rest of the plan waits for tokenizers the search did not give
+            elif plan.of(ConfirmationSlot):  # a search that ended without its result: no stage runs a slot
+                raise RuntimeError(f"the tokenizer search '{plan.search.id}' ended without writing its result "
+                                   f"({store.marker(plan.search)}); run again to restore it")
             else:
                 tag_confirmed(study, plan, store, tracker)
                 gate = proxy_gate(study, plan, store, tracker, on_done=log_predictions(store, tracker, plan))

@@ -108,7 +108,7 @@ def train_search_trial(env: SearchEnv, config: dict[str, Any]) -> dict[str, floa
         relay.put.remote(JobStarted(tok.id, tok.stage, total=trial.steps))  # type: ignore[arg-type]
     error = run_trial(f"tokenizers-{tok.key}", train_tokenizer_trial, {"payload": tokenizer_payload(trial, env.ctx)},
                       env.storage, env.tokenizer, trial_name=tok.id, max_failures=env.max_failures,
-                      callbacks=None if relay is None else [_step_callback(tok.id, "tokenizer", trial.steps)],
+                      callbacks=None if relay is None else [_step_callback("tokenizer", trial.steps)],
                       workers=env.tokenizer_workers)
     if error is not None:
         raise RuntimeError(f"tokenizer '{tok.id}': {error}")
