@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-import ray
-from ray import cloudpickle, tune
+from local_ray import local_ray
+from ray import tune
 
 from raysweep.config.allocation import FidelitySpec
 from raysweep.pipeline.executors import Cohort
@@ -25,11 +25,9 @@ TIERS = Tiers.of(SPEC, steps=40, every=10, full_samples=64)  # 4 checkpoints: ru
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Iterator[None]:
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import a pytest-loaded module
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+def ray_cluster() -> Iterator[None]:
+    with local_ray(by_value=sys.modules[__name__]):
+        yield
 
 
 def tier_trial(config: dict[str, Any]) -> None:

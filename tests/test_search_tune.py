@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import ray
-from ray import cloudpickle, tune
+from local_ray import local_ray
+from ray import tune
 
 from raysweep.config.allocation import FidelitySpec, TokenizerSearch
 from raysweep.search.fidelity import TIER_GFID, asha_scheduler, rungs
@@ -19,11 +19,9 @@ MAX_ITERATIONS = 8
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Iterator[None]:
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import a pytest-loaded module
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+def ray_cluster() -> Iterator[None]:
+    with local_ray(by_value=sys.modules[__name__]):
+        yield
 
 
 def rung_trainable(config: dict[str, Any]) -> None:
