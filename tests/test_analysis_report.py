@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from matplotlib import image as mpimg
 
 from raysweep import analysis as ra
+from raysweep.analysis.report import R_CONVENTION
 
 METRICS = ["latent/velocity/viv", "latent/semantic/lnc@5", "latent/spatial/srss", "latent/smoothness/sec@0.5"]
 DIRECTIONS = {"gen/gfid": False, "latent/velocity/viv": False, "latent/semantic/lnc@5": True,
@@ -138,13 +140,14 @@ def test_report_leads_with_the_answer_then_folds_the_tables(tmp_path: Path) -> N
     assert {p.suffix for p in lead.ranking} == {".png", ".svg"}
     for png in lead.pngs():
         _assert_drawn(png)
-    fragment = '<section id="measurement"><h2>Measurement</h2></section>'
-    page = ra.write_report(tmp_path, "demo", best, corr, [], [], excluded, ranking=ranking, lead=lead.pngs(),
-                           measurement_html=fragment).read_text()
+    page = ra.write_report(tmp_path, "demo", best, corr, [], [], excluded, ranking=ranking,
+                           lead=lead.pngs()).read_text()
     first_image = page.index("data:image/png;base64,")
     assert base64.b64encode(lead.ranking[0].read_bytes()).decode() == page[first_image:].split('"')[0].split(",")[1]
-    # the answer (facts, lead figures), then the measurement fragment, then the full tables, each folded
-    assert page.index("The answer") < first_image < page.index(fragment) < page.index("<details")
+    # the answer (facts, lead figures), then the full tables, each folded
+    assert page.index("The answer") < first_image < page.index("<details")
+    # both reports say which way r points (sign-normalised metric: r < 0 is the paper's direction against gFID)
+    assert html.escape(R_CONVENTION) in page and R_CONVENTION in (tmp_path / "report.md").read_text()
     folded = re.findall(r"<details[^>]*><summary><h2>([^<]+)</h2>", page)
     assert folded[:3] == ["Perspective ranking", "Correlations with the target", "Joint regressions"]
     assert "Excluded trials" in folded and "All figures" in folded

@@ -35,6 +35,11 @@ figcaption { font-size: 0.8rem; color: #555; } .note { color: #555; font-size: 0
 CellStyle = Callable[[pd.Series, str], str]
 
 
+R_CONVENTION = ("r = corr(sign-normalised metric, target): each metric is oriented so that higher means a better "
+                "latent (e.g. -VIV). Against gFID (lower is better) a metric that predicts the paper's way has r < 0; "
+                "agreement > 0 always means a better latent went with better generation.")
+
+
 @dataclass(frozen=True)
 class ReportSection:
     """An extra table in the report (grouped correlations, generalisation, cards, ...); `collapsed` folds it."""
@@ -146,25 +151,22 @@ def _figure(path: Path, css: str = "") -> str:
 
 def _html_page(title: str, facts: dict[str, str], corr: pd.DataFrame, ranking: pd.DataFrame,
                regressions: pd.DataFrame, figures: Sequence[Path], excluded: pd.DataFrame,
-               sections: Sequence[ReportSection], notes: Sequence[str], lead: Sequence[Path],
-               measurement_html: str) -> str:
-    """The whole report as one HTML document: the answer first (headline facts, the lead figures, the
-    measurement-quality fragment), then every full table folded; every cell escaped, every image inlined."""
+               sections: Sequence[ReportSection], notes: Sequence[str], lead: Sequence[Path]) -> str:
+    """The whole report as one HTML document: the answer first (headline facts, the lead figures), then every full
+    table folded; every cell escaped, every image inlined."""
     summary = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items())
     pngs = [p for p in figures if p.suffix.lower() == ".png"]  # the SVG twins would only repeat them
     lead_html = "".join(_figure(p, "lead") for p in lead if p.suffix.lower() == ".png")
     notes_html = "".join(f'<p class="warn">{html.escape(n)}</p>' for n in notes)
     excluded_html = _html_table(excluded) if len(excluded) else '<p class="note">No trials excluded.</p>'
-    corr_note = ("r = corr(sign-normalised metric, target); metrics are oriented so that higher means a better "
-                 "latent. Against gFID (lower is better) a good predictor has r &lt; 0. Colour: agreement (green = "
-                 "better latent, better generation). CI: percentile bootstrap over rows.")
+    corr_note = html.escape(R_CONVENTION) + (" Colour: agreement (green = better latent, better generation). CI: "
+                                             "percentile bootstrap over rows.")
     title = html.escape(title)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{CSS}</style></head><body>
 <h1>{title}</h1>
 {notes_html}<section id="answer"><h2>The answer</h2><table>{summary}</table>
 {lead_html or '<p class="note">Too few analysed runs for the lead figures.</p>'}</section>
-{measurement_html}
 {_details("Perspective ranking", f"{len(ranking)} rows", _html_table(ranking), open_=True)}
 {_details("Correlations with the target", f"{len(corr)} rows", _html_table(corr, _agreement_style), corr_note)}
 {_details("Joint regressions", f"{len(regressions)} rows", _html_table(regressions),
@@ -178,16 +180,15 @@ def _html_page(title: str, facts: dict[str, str], corr: pd.DataFrame, ranking: p
 
 def _markdown(title: str, facts: dict[str, str], corr: pd.DataFrame, ranking: pd.DataFrame,
               regressions: pd.DataFrame, figures: Sequence[Path], excluded: pd.DataFrame,
-              sections: Sequence[ReportSection], notes: Sequence[str], lead: Sequence[Path],
-              measurement_html: str) -> str:
+              sections: Sequence[ReportSection], notes: Sequence[str], lead: Sequence[Path]) -> str:
     """A short summary: headline facts, ranking, the ten strongest correlations and regressions, the first rows of
-    each extra section, exclusions."""
+    each extra section (with its note), exclusions."""
     strongest = corr.sort_values("agreement", ascending=False) if "agreement" in corr.columns else corr
-    extra = [line for s in sections for line in (f"## {s.title}", "", _md_table(s.frame.head(10)) if len(s.frame)
-                                                 else "None.", "")]
+    extra = [line for s in sections for line in (f"## {s.title}", "", *([s.note, ""] if s.note else []),
+                                                 _md_table(s.frame.head(10)) if len(s.frame) else "None.", "")]
     lines = [f"# {title}", "", *(f"> {n}" for n in notes), "", *(f"- **{k}**: {v}" for k, v in facts.items()), "",
              "## Perspective ranking", "", _md_table(ranking), "",
-             "## Strongest correlations", "", _md_table(strongest.head(10)), "",
+             "## Strongest correlations", "", R_CONVENTION, "", _md_table(strongest.head(10)), "",
              "## Joint regressions (best 10)", "", _md_table(regressions.head(10)), "", *extra,
              "## Figures", "", *(f"- {p.name}" for p in [*lead, *figures]), "",
              "## Excluded trials", "", _md_table(excluded) if len(excluded) else "None.", ""]
@@ -206,7 +207,6 @@ def write_report(
     sections: Sequence[ReportSection] = (),
     notes: Sequence[str] = (),
     lead: Sequence[Path] = (),
-    measurement_html: str = "",
 ) -> Path:
     """Write `<out_dir>/report.html` (self-contained) and `<out_dir>/report.md`; returns the HTML path.
 
@@ -214,8 +214,8 @@ def write_report(
     (or a list of `OLSResult`), `excluded` lists failed/incomplete trials with a `reason` each. `ranking` replaces
     the Pearson perspective ranking of `corr_df` (needed when `corr_df` spans several targets); `sections` add
     tables; `notes` are highlighted warnings at the top (e.g. mixed evaluation cards). `lead` are the figures the
-    page opens with (`lead_figures`), `measurement_html` a trusted HTML fragment shown right after them: the
-    measurement-quality section (seed-noise ICC, power) from `raysweep.analysis.noise`.
+    page opens with (`lead_figures`). The measurement-quality sections (seed-noise ICC, power, chance levels) come
+    from `raysweep.analysis.noise`, first among the sections.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -225,7 +225,7 @@ def write_report(
     ranking = _ranking(corr_df) if ranking is None else ranking
     parts = (f"raysweep study report: {study_name}", _summary(study_name, table, ranking, excluded_df),
              _shown(corr_df, CORRELATION_SHOWN), ranking, _shown(_regression_frame(regressions), REGRESSION_SHOWN),
-             [Path(f) for f in figures], excluded_df, sections, notes, [Path(f) for f in lead], measurement_html)
+             [Path(f) for f in figures], excluded_df, sections, notes, [Path(f) for f in lead])
     html_path = out / "report.html"
     html_path.write_text(_html_page(*parts), encoding="utf-8")
     (out / "report.md").write_text(_markdown(*parts), encoding="utf-8")

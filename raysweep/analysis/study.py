@@ -217,8 +217,7 @@ def analyze(table: pd.DataFrame, out_dir: str | Path, latent_directions: Mapping
     lead = lead_figures(best, ranking, paper, directions, figures_dir, svg=options.svg) if len(best) else None
     lead_paths = [*lead.ranking, *lead.headline, *lead.parallel] if lead else []
     report = write_report(out, study_name, best, overall, joint, figures, excluded, ranking=ranking,
-                          sections=[*built_in, *sections], notes=notes, lead=lead.pngs() if lead else [],
-                          measurement_html="")  # the measurement section (raysweep.analysis.noise) goes here
+                          sections=[*built_in, *sections], notes=notes, lead=lead.pngs() if lead else [])
     return StudyAnalysis(table, excluded, best, cards, correlations, ranking, joint, general, paper,
                          [*lead_paths, *figures], report)
 
