@@ -4,8 +4,9 @@ The names below load on first use (PEP 562): the config layer imports `raysweep.
 pull torch, PIL and pyarrow into every `raysweep validate` / `status` call."""
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from raysweep.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from raysweep.data.imagefolder import load_imagefolder
@@ -38,15 +39,4 @@ __all__ = [
     "latent_batch_from_columns", "latent_files", "latent_schema", "load_imagefolder", "make_shapes", "mnist_splits",
     "pool_masks", "read_latent_meta", "read_latents", "shape_masks", "shapes_splits", "write_latents",
 ]
-_SUBMODULES = ("latents", "imageset", "masks", "imagefolder", "shapes", "mnist")
-
-
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module 'raysweep.data' has no attribute '{name}'")
-    for sub in _SUBMODULES:
-        module = importlib.import_module(f"raysweep.data.{sub}")
-        if hasattr(module, name):
-            globals()[name] = value = getattr(module, name)
-            return value
-    raise AttributeError(f"'raysweep.data.{name}' is in __all__ but in none of {_SUBMODULES}")
+__getattr__ = lazy_exports(__name__, ("latents", "imageset", "masks", "imagefolder", "shapes", "mnist"), __all__)

@@ -5,8 +5,6 @@ import hashlib
 import os
 from pathlib import Path
 
-import torch
-
 WEIGHTS_DIR_ENV = "RAYSWEEP_WEIGHTS_DIR"
 
 
@@ -22,6 +20,8 @@ def weights_sha256(path: str | Path) -> str:
 def weights_search_dirs() -> list[Path]:
     """$RAYSWEEP_WEIGHTS_DIR (if set), then torch.hub's checkpoint cache, where a machine that once downloaded
     torch-fidelity's or torchvision's weights keeps them. Nothing is ever downloaded."""
+    import torch  # here, not at import: the config layer validates feature-network names through this module
+
     dirs = [Path(os.environ[WEIGHTS_DIR_ENV])] if os.environ.get(WEIGHTS_DIR_ENV) else []
     return [*dirs, Path(torch.hub.get_dir()) / "checkpoints"]
 
