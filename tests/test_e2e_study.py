@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from local_ray import local_ray
 
 from raysweep.config import parse_study
 from raysweep.tracking import PARENT_TAG, STAGE_TAG, Tracker
@@ -30,11 +31,8 @@ def micro_study(root: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def ray_local():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with local_ray():
+        yield
 
 
 def test_micro_study_end_to_end_and_resume(tmp_path: Path, ray_local: None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from local_ray import local_ray
 from test_e2e_study import micro_study
 
 from raysweep.config import parse_study
@@ -78,11 +79,8 @@ def test_priority_is_the_longest_remaining_path(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def ray_two_cpus():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with local_ray():
+        yield
 
 
 @pytest.mark.e2e

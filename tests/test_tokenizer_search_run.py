@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from local_ray import local_ray
 from test_e2e_study import micro_study
 
 from raysweep.config import parse_study
@@ -44,8 +45,6 @@ def search_study(root: Path, **search: Any) -> dict[str, Any]:
 
 @pytest.mark.e2e
 def test_search_trains_num_samples_tokenizers_confirms_the_best_feasible_and_reruns_nothing(tmp_path: Path) -> None:
-    import ray
-
     from raysweep.pipeline.runner import run_study
 
     # mode max: the draw that misses the constraint has the highest VIV, so only the constraint keeps it out
@@ -53,8 +52,7 @@ def test_search_trains_num_samples_tokenizers_confirms_the_best_feasible_and_rer
     before = StudyPlan.from_spec(study)
     assert [j.stage for j in before] == ["tokenizer_search", "diffusion", "diffusion", "analysis"]
     assert not before.tokenizers and len(before.of(ConfirmationSlot)) == 2
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
+    with local_ray():
         events: list[JobEvent] = []
         result = run_study(study, sink=events.append)
         assert not result.failed, result.failed
@@ -69,8 +67,6 @@ def test_search_trains_num_samples_tokenizers_confirms_the_best_feasible_and_rer
         assert not run_study(study, sink=restored.append).failed
         assert json.loads(marker.read_text())["trials"] == stored["trials"]
         assert {e.stage for e in restored if isinstance(e, JobStarted)} == {"tokenizer_search", "analysis"}
-    finally:
-        ray.shutdown()
 
     tracker = Tracker(study.tracking_uri, study.experiment_name)
     tokenizers = {r.data.tags["tokenizer_id"]: r for r in tracker.runs("tokenizer")}

@@ -39,4 +39,4 @@ __all__ = [
     "latent_batch_from_columns", "latent_files", "latent_schema", "load_imagefolder", "make_shapes", "mnist_splits",
     "pool_masks", "read_latent_meta", "read_latents", "shape_masks", "shapes_splits", "write_latents",
 ]
-__getattr__ = lazy_exports(__name__, ("latents", "imageset", "masks", "imagefolder", "shapes", "mnist"), __all__)
+__getattr__ = lazy_exports(__name__, __file__)

@@ -57,5 +57,4 @@ __all__ = [
     "sample_moments", "sample_settings", "save_domain_net", "score_images", "shrink_covariance", "train_domain_net",
     "weights_sha256",
 ]
-__getattr__ = lazy_exports(__name__, ("card", "domain_net", "domain_train", "fidelity", "frechet", "generation",
-                                      "reference_stats", "registry", "weights"), __all__)
+__getattr__ = lazy_exports(__name__, __file__)

@@ -146,7 +146,7 @@ class EventRelay:
         return events
 
 
-def _step_callback(stage: Stage, total: int | None) -> Any:
+def step_callback(stage: Stage, total: int | None) -> Any:
     """A Tune callback that relays each reported result of a job's trial (named by the job's id) as a `JobStep`.
     It holds the relay's name, not its handle, so a restored experiment (whose callbacks are unpickled) finds the
     new driver's relay."""
@@ -177,7 +177,7 @@ def run_tune_job(task: Task, storage: str, max_failures: int, verbose: int) -> d
     from raysweep.pipeline.tune_stage import run_cohort, run_trial
 
     job_stage, job_id = task.ref
-    callbacks = [_step_callback(job_stage, task.total_steps)]  # type: ignore[arg-type]
+    callbacks = [step_callback(job_stage, task.total_steps)]  # type: ignore[arg-type]
     if task.cohort is not None:
         errors = run_cohort(task.experiment, task.fn, task.cohort, storage, task.resources, callbacks=callbacks,
                             max_failures=max_failures, verbose=verbose)

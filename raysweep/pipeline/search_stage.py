@@ -94,7 +94,7 @@ def train_search_trial(env: SearchEnv, config: dict[str, Any]) -> dict[str, floa
     """The search's objective: train the trial's tokenizer (or find it trained), run its metric jobs, and return its
     reconstruction and latent metrics as tracked on its run."""
     from raysweep.pipeline.events import JobFinished, JobStarted
-    from raysweep.pipeline.executors import _step_callback
+    from raysweep.pipeline.executors import step_callback
     from raysweep.pipeline.metric_stage import run_latent_metric_job
     from raysweep.pipeline.model_metric_stage import run_model_metric_job
     from raysweep.pipeline.tokenizer_stage import tokenizer_payload, train_tokenizer_trial
@@ -108,7 +108,7 @@ def train_search_trial(env: SearchEnv, config: dict[str, Any]) -> dict[str, floa
         relay.put.remote(JobStarted(tok.id, tok.stage, total=trial.steps))  # type: ignore[arg-type]
     error = run_trial(f"tokenizers-{tok.key}", train_tokenizer_trial, {"payload": tokenizer_payload(trial, env.ctx)},
                       env.storage, env.tokenizer, trial_name=tok.id, max_failures=env.max_failures,
-                      callbacks=None if relay is None else [_step_callback("tokenizer", trial.steps)],
+                      callbacks=None if relay is None else [step_callback("tokenizer", trial.steps)],
                       workers=env.tokenizer_workers)
     if error is not None:
         raise RuntimeError(f"tokenizer '{tok.id}': {error}")
