@@ -20,6 +20,7 @@ from raysweep.analysis.correlation import CORRELATION_COLUMNS, best_cfg_rows, co
 from raysweep.analysis.figures import bubble, correlation_bar, heatmap, length_ratio_overlay, scatter_grid
 from raysweep.analysis.lead_figures import lead_figures
 from raysweep.analysis.paper import compare_with_paper
+from raysweep.analysis.partial import RECONSTRUCTION_CONTROLS, partial_correlate, reconstruction_matched
 from raysweep.analysis.regression import leave_group_out, pairwise_joint
 from raysweep.analysis.report import ReportSection, write_report
 from raysweep.analysis.tidy import (
@@ -32,8 +33,13 @@ from raysweep.analysis.tidy import (
     usable_metrics,
 )
 
-# (group column, rows it groups): per backbone / family at each run's best CFG, per CFG scale over all scales
-GROUP_SCOPES = (("backbone", "best_cfg"), ("family", "best_cfg"), ("cfg_scale", "all_cfg"))
+# (group column, rows it groups): per backbone / family / regularizer sweep (`cluster`) at each run's best CFG, per
+# CFG scale over all scales
+GROUP_SCOPES = (("backbone", "best_cfg"), ("family", "best_cfg"), ("cluster", "best_cfg"), ("cfg_scale", "all_cfg"))
+TOKENIZER = "tokenizer_id"  # the bootstrap's unit: all rows (seeds, backbones) of a tokenizer are drawn together
+MATCHED_SCOPE = "recon_matched"
+RANKING_COLUMNS = ("target", "rank", "perspective", "metric", "r", "ci_low", "ci_high", "n", "agreement", "paper_sign",
+                   "vs_paper")
 HELD_OUT = ("family", "backbone")  # generalisation: leave one of these out
 SCOPED_COLUMNS = ("target", "scope", "group", *CORRELATION_COLUMNS)
 
@@ -76,34 +82,43 @@ class StudyAnalysis:
 def scoped_correlations(analysed: pd.DataFrame, best: pd.DataFrame, metrics: Sequence[str],
                         directions: Mapping[str, bool], targets: Sequence[str],
                         options: AnalysisOptions) -> pd.DataFrame:
-    """`correlate` against each target: over all runs at their best CFG (scope `best_cfg`, group `all`), then per
-    backbone, family (best CFG rows) and CFG scale (all rows) when the study has more than one of them."""
-    kwargs = {"methods": options.methods, "n_boot": options.n_boot, "ci": options.ci, "seed": options.seed}
+    """`correlate` against each target: over all runs at their best CFG (scope `best_cfg`, group `all`; with the
+    `partial_pearson` rows given reconstruction quality when the table has PSNR and rFID), then per backbone,
+    family, regularizer sweep (best CFG rows) and CFG scale (all rows) when the study has more than one of them,
+    and over the reconstruction-matched tokenizers (scope `recon_matched`). CIs: tokenizer-level bootstrap."""
+    kwargs = {"n_boot": options.n_boot, "ci": options.ci, "seed": options.seed, "cluster": TOKENIZER}
+    controls = [c for c in RECONSTRUCTION_CONTROLS if c in best.columns]
+    matched, matched_label = reconstruction_matched(best)
     parts = []
     for target in targets:
-        parts.append(correlate(best, metrics, directions, target, **kwargs).assign(
+        parts.append(correlate(best, metrics, directions, target, options.methods, **kwargs).assign(
             target=target, scope="best_cfg", group="all"))
+        if len(controls) == len(RECONSTRUCTION_CONTROLS):
+            parts.append(partial_correlate(best, metrics, directions, target, controls, **kwargs).assign(
+                target=target, scope="best_cfg", group="all"))
         for column, rows in GROUP_SCOPES:
             frame = best if rows == "best_cfg" else analysed
             if column not in frame.columns or frame[column].nunique() < 2:
                 continue
             for value, part in frame.groupby(column, sort=True):
-                parts.append(correlate(part, metrics, directions, target, **kwargs).assign(
+                parts.append(correlate(part, metrics, directions, target, options.methods, **kwargs).assign(
                     target=target, scope=column, group=f"{value:g}" if isinstance(value, float) else str(value)))
+        if matched[TOKENIZER].nunique() >= 3:
+            parts.append(correlate(matched, metrics, directions, target, options.methods, **kwargs).assign(
+                target=target, scope=MATCHED_SCOPE, group=matched_label))
     if not parts:
         return pd.DataFrame(columns=list(SCOPED_COLUMNS))
     return pd.concat(parts, ignore_index=True)[list(SCOPED_COLUMNS)]
 
 
 def rank_perspectives(correlations: pd.DataFrame) -> pd.DataFrame:
-    """Pearson perspective ranking per target over all runs at their best CFG (the paper's Figures 4-7)."""
-    overall = correlations[correlations["scope"] == "best_cfg"]
+    """Pearson perspective ranking by |r| per target over all runs at their best CFG (the paper's Figures 4-7)."""
+    overall = correlations[(correlations["scope"] == "best_cfg") & (correlations["group"] == "all")]
     parts = [perspective_ranking(part).assign(target=target) for target, part in overall.groupby("target", sort=False)
              if part["agreement"].notna().any()]
     if not parts:
-        return pd.DataFrame(columns=["target", "rank", "perspective", "metric", "r", "ci_low", "ci_high", "n"])
-    ranked = pd.concat(parts, ignore_index=True)
-    return ranked[["target", "rank", "perspective", "metric", "r", "ci_low", "ci_high", "n", "agreement"]]
+        return pd.DataFrame(columns=list(RANKING_COLUMNS))
+    return pd.concat(parts, ignore_index=True)[list(RANKING_COLUMNS)]
 
 
 def generalisation(best: pd.DataFrame, joint: pd.DataFrame, models: int) -> pd.DataFrame:
