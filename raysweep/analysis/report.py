@@ -158,7 +158,8 @@ def _details(title: str, count: str, body: str, note: str = "", open_: bool = Fa
 
 
 def _html_section(section: ReportSection) -> str:
-    body = _html_table(section.frame, _agreement_style) if len(section.frame) else '<p class="note">None.</p>'
+    body = _html_table(section.frame, _agreement_style) if len(section.frame) else (
+        "" if section.note else '<p class="note">None.</p>')
     return _details(section.title, f"{len(section.frame)} rows", body, html.escape(section.note),
                     open_=not section.collapsed)
 
@@ -203,7 +204,8 @@ def _markdown(title: str, facts: dict[str, str], corr: pd.DataFrame, ranking: pd
     each extra section (with its note), exclusions."""
     strongest = _strongest(corr)
     extra = [line for s in sections for line in (f"## {s.title}", "", *([s.note, ""] if s.note else []),
-                                                 _md_table(s.frame.head(10)) if len(s.frame) else "None.", "")]
+                                                 _md_table(s.frame.head(10)) if len(s.frame) else
+                                                 ("" if s.note else "None."), "")]
     lines = [f"# {title}", "", R_CONVENTION, CI_NOTE, "", *(f"> {n}" for n in notes), "",
              *(f"- **{k}**: {v}" for k, v in facts.items()), "",
              "## Perspective ranking", "", "Ranked by |r|; vs_paper: the metric's direction against the paper's.", "",

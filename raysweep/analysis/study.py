@@ -32,6 +32,7 @@ from raysweep.analysis.tidy import (
     split_excluded,
     usable_metrics,
 )
+from raysweep.analysis.validity import validity_sections
 
 # (group column, rows it groups): per backbone / family / regularizer sweep (`cluster`) at each run's best CFG, per
 # CFG scale over all scales
@@ -220,9 +221,14 @@ def analyze(table: pd.DataFrame, out_dir: str | Path, latent_directions: Mapping
              "--allow-mixed-cards): they may not be comparable; see 'Evaluation cards'."
              for kind in (GENERATION, RECONSTRUCTION) if is_mixed(analysed, kind)]
     grouped = correlations[correlations["scope"] != "best_cfg"]
+    validity, warnings = validity_sections(best)
+    notes += warnings
     built_in = [
-        ReportSection("Correlations per backbone, family and CFG scale", grouped,
-                      "scope = the column grouped by; backbone and family use each run's best CFG.", collapsed=True),
+        *validity,
+        ReportSection("Correlations per backbone, family, regularizer sweep, CFG scale; reconstruction-matched",
+                      grouped, "scope = the column grouped by (cluster = one regularizer's sweep); backbone, family "
+                      "and cluster use each run's best CFG; recon_matched = the tokenizers in the PSNR interquartile "
+                      "range. partial_pearson rows (scope best_cfg) hold PSNR and rFID fixed.", collapsed=True),
         ReportSection("Generalisation of the joint models", general,
                       "Fit on all groups but one, predict the held-out family / backbone (errors in target units)."),
         ReportSection("Evaluation cards", cards, "Card hash of the analysed rows and the card fields that differ."),

@@ -23,8 +23,8 @@ from torch_fidelity.metric_prc import calculate_precision_recall_part
 from raysweep.features.fidelity import MIN_SCORE_SAMPLES, sample_settings
 from raysweep.features.frechet import Array, frechet_distance, sample_moments, shrink_covariance
 from raysweep.features.reference_stats import ReferenceStats
-from raysweep.features.sample_bias import fd_infinity, kid
 from raysweep.features.registry import FeatureSpec
+from raysweep.features.sample_bias import fd_infinity, kid
 
 SMALL_SAMPLE_SHRINKAGE = 0.1
 PRC_NEIGHBOURS = 3
