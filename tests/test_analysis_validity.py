@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from raysweep.analysis import AnalysisOptions, analyze
-from raysweep.analysis.convergence import CONVERGED, UNDER_TRAINED, UNKNOWN, convergence_flags, curve_column
+from raysweep.analysis.convergence import CONVERGED, UNDER_TRAINED, UNKNOWN, convergence_flags
 from raysweep.analysis.validity import SECTION_TITLES, floor_section, rank_agreement, validity_sections
+from raysweep.tracking.keys import checkpoint_gfid_column as curve_column
 
 STEPS = (100, 200, 300, 400)
 

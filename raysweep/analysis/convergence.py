@@ -18,19 +18,15 @@ import re
 import numpy as np
 import pandas as pd
 
-CURVE_PREFIX = "conv/gfid@"
-CURVE_COLUMN = re.compile(r"^conv/gfid@(\d+)$")
+from raysweep.tracking.keys import CHECKPOINT_GFID
+
+CURVE_COLUMN = re.compile(rf"^{re.escape(CHECKPOINT_GFID)}@(\d+)$")
 MIN_CHECKPOINTS = 3
 MIN_IMPROVEMENT = 0.05  # relative improvement over the last checkpoint interval
 SE_MULTIPLE = 2.0
 UNDER_TRAINED, CONVERGED, UNKNOWN = "under-trained", "converged", "unknown"
 GROUP = ("tokenizer_id", "backbone")
 COLUMNS = (*GROUP, "seeds", "checkpoints", "gfid_prev", "gfid_last", "improvement", "improvement_se", "status")
-
-
-def curve_column(step: int) -> str:
-    """The tidy-table column of the cheap gFID at checkpoint `step`: `conv/gfid@<step>`."""
-    return f"{CURVE_PREFIX}{int(step)}"
 
 
 def curve_columns(table: pd.DataFrame) -> list[str]:
