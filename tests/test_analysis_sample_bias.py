@@ -69,3 +69,10 @@ def test_fd_between_real_halves_is_mostly_bias_at_small_n() -> None:
     small = feature_frechet_distance(rng.normal(size=(250, d)), rng.normal(size=(250, d)))
     large = feature_frechet_distance(rng.normal(size=(5000, d)), rng.normal(size=(20000, d)))
     assert small > 10 * large > 0
+
+
+def test_fd_infinity_leaves_out_sizes_below_twice_the_dimension() -> None:
+    x = np.random.default_rng(0).normal(size=(300, 64))
+    fit = fd_infinity(x, np.zeros(64), np.eye(64))
+    assert fit.sizes == (128, 150, 225, 300)  # 0.25 * 300 = 75 lifted to 2 D = 128
+    assert np.isnan(fd_infinity(x[:128], np.zeros(64), np.eye(64)).fd_inf)  # every size lifted to 128: one point

@@ -20,6 +20,7 @@ from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, k
 from raysweep.features.frechet import Array, frechet_distance, sample_moments, shrink_covariance
 
 SIZE_FRACTIONS = (0.25, 0.375, 0.5, 0.75, 1.0)  # the N of FD∞'s fit, as fractions of the generated count
+MIN_SAMPLES_PER_DIM = 2  # below N = 2 D, FD_N bends away from the line in 1/N (measured: the fit goes negative)
 DRAWS_PER_SIZE = 2  # random subsets averaged at each N below the full count
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000  # torch-fidelity's defaults; the subset shrinks to the smaller set
 
@@ -48,12 +49,17 @@ def fd_infinity(features: Array, ref_mu: np.ndarray, ref_sigma: np.ndarray, shri
                 fractions: Sequence[float] = SIZE_FRACTIONS, draws: int = DRAWS_PER_SIZE,
                 seed: int = 0) -> FDInfinity:
     """FD∞ of generated features [N, D] against reference moments (μ [D], Σ [D, D]), both covariances shrunk by
-    `shrinkage` as the run's FD is: FD_N at N = fraction * N (mean over `draws` seeded subsets below N), fitted."""
+    `shrinkage` as the run's FD is: FD_N at N = fraction * N (mean over `draws` seeded subsets below N), fitted.
+    Sizes below `MIN_SAMPLES_PER_DIM` * D are left out; with fewer than two sizes left, FD∞ is NaN."""
     x = np.asarray(features.detach().cpu().double() if torch.is_tensor(features) else features, dtype=np.float64)
     rng = np.random.default_rng(seed)
     sigma_ref = shrink_covariance(np.asarray(ref_sigma, dtype=np.float64), shrinkage)
+    smallest = max(2, MIN_SAMPLES_PER_DIM * x.shape[1])
+    usable = sorted({max(smallest, round(f * len(x))) for f in fractions} & set(range(smallest, len(x) + 1)))
+    if len(usable) < 2:
+        return FDInfinity(float("nan"), float("nan"), tuple(usable), ())
     sizes, fds = [], []
-    for size in sorted({max(2, round(f * len(x))) for f in fractions}):
+    for size in usable:
         repeats = 1 if size == len(x) else draws
         values = []
         for _ in range(repeats):
