@@ -83,3 +83,11 @@ TIER_GFID_KEY = re.compile(rf"^{TIER_PREFIX}rung\d+/gfid$")  # what `tier_gfid_k
 def checkpoint_gfid_column(step: int) -> str:
     """The tidy-table column of the cheap gFID at checkpoint `step`: `conv/gfid@<step>`."""
     return f"{CHECKPOINT_GFID}@{int(step)}"
+
+# a tokenizer run's summary of its diffusion outcome (issue 23, analysis/outcome.py), logged when the study is analysed,
+# so MLflow's runs table shows latent metrics and gFID on one row per tokenizer; never a `gen/` key (those are the
+# diffusion runs' own) and not a table metric
+OUTCOME_GFID = "outcome/gfid_mean"      # mean over the tokenizer's diffusion runs (seeds) of their best-CFG gFID
+OUTCOME_GFID_LO = "outcome/gfid_ci_low"  # 95 % t interval of that mean (absent with one seed)
+OUTCOME_GFID_HI = "outcome/gfid_ci_high"
+OUTCOME_SEEDS = "outcome/seeds"          # how many diffusion runs the mean is over
