@@ -65,6 +65,10 @@ def test_floor_section_from_fdr_and_missing_data_says_so_in_one_line() -> None:
     frame = floor_section(best).frame.set_index("tokenizer_id")
     assert frame["gen/fd_floor"].tolist() == pytest.approx([0.04, 0.04])  # gFID / FDr
     assert frame.loc["blurred", "gfid_minus_floor"] == pytest.approx(10.0 - 0.04)
+    second = floor_section(best.assign(**{"gen/gfid@dino": [1.0, 1.0, 3.0, 3.0], "gen/fd_floor@dino": 0.5})).frame
+    dino = second[second["scorer"] == "dino"].set_index("tokenizer_id")
+    assert dino["gen/gfid"].to_dict() == {"sharp": 1.0, "blurred": 3.0} and dino["recon/rfid"].isna().all()
+    assert dino.loc["blurred", "gfid_minus_floor"] == pytest.approx(2.5)
     sections, warnings = validity_sections(best.drop(columns=["gen/fdr"]))
     assert [s.title for s in sections] == list(SECTION_TITLES) and warnings == []
     for section in sections:

@@ -66,8 +66,20 @@ def _floor(best: pd.DataFrame) -> tuple[pd.Series | None, str]:
     return None, ""
 
 
+def _scorer_floor(best: pd.DataFrame, scorer: str, gfid: str, floor: pd.Series) -> pd.DataFrame:
+    """One scorer's rows: per tokenizer its floor, gFID (in column gen/gfid), gFID − floor; rFID and PSNR (scored on
+    the FID network) only beside the FID network's own rows."""
+    columns = [FLOOR, gfid, *((RFID, PSNR) if gfid == DEFAULT_TARGET else ())]
+    means = _per_tokenizer(best.assign(**{FLOOR: floor}), columns).rename(columns={gfid: DEFAULT_TARGET})
+    frame = means.assign(scorer=scorer, gfid_minus_floor=means[DEFAULT_TARGET] - means[FLOOR])
+    if RFID in means.columns:
+        frame["gfid_over_rfid"] = means[DEFAULT_TARGET] / means[RFID]
+    return frame.reset_index().sort_values(DEFAULT_TARGET)
+
+
 def floor_section(best: pd.DataFrame) -> ReportSection:
-    """Per tokenizer: floor, rFID, gFID, gFID − floor, gFID / rFID; the note says whether gFID tracks rFID."""
+    """Per scorer and tokenizer: floor, rFID, gFID, gFID − floor, gFID / rFID; the note says whether gFID tracks
+    rFID. Extra scorers appear where the table has their `gen/gfid@<scorer>` and `gen/fd_floor@<scorer>`."""
     title = SECTION_TITLES[0]
     floor, source = _floor(best)
     if floor is None:
@@ -75,14 +87,13 @@ def floor_section(best: pd.DataFrame) -> ReportSection:
                              f"{FDR} to derive it from (re-score the runs to log it).")
     scorer = str(best["card.feature_network"].dropna().iloc[0]) if "card.feature_network" in best.columns and \
         best["card.feature_network"].notna().any() else "FID network"
-    means = _per_tokenizer(best.assign(**{FLOOR: floor}), [FLOOR, RFID, DEFAULT_TARGET, PSNR])
-    frame = means.assign(scorer=scorer, gfid_minus_floor=means[DEFAULT_TARGET] - means[FLOOR])
-    if RFID in means.columns:
-        frame["gfid_over_rfid"] = means[DEFAULT_TARGET] / means[RFID]
-    frame = frame.reset_index().sort_values(DEFAULT_TARGET)
+    frame = _scorer_floor(best, scorer, DEFAULT_TARGET, floor)
+    extra = [_scorer_floor(best, m.group(1), c, pd.to_numeric(best[f"{FLOOR}@{m.group(1)}"], errors="coerce"))
+             for c in best.columns if isinstance(c, str) and (m := SCORER_COLUMN.match(c))
+             and f"{FLOOR}@{m.group(1)}" in best.columns]
     shown = [c for c in (TOKENIZER, "scorer", FLOOR, RFID, DEFAULT_TARGET, "gfid_minus_floor", "gfid_over_rfid",
                          PSNR) if c in frame.columns]
-    facts = [f"Floor from {source}: {frame[FLOOR].median():.4g} (median over tokenizers); gFID "
+    facts = [f"Floor of {scorer} from {source}: {frame[FLOOR].median():.4g} (median over tokenizers); gFID "
              f"{frame[DEFAULT_TARGET].min():.4g}–{frame[DEFAULT_TARGET].max():.4g}, median "
              f"{(frame[DEFAULT_TARGET] / frame[FLOOR]).median():.3g}× the floor."]
     for column, label in ((RFID, "rFID"), (PSNR, "PSNR")):
@@ -92,7 +103,7 @@ def floor_section(best: pd.DataFrame) -> ReportSection:
     if RFID in frame.columns and (frame[DEFAULT_TARGET] > 2 * frame[RFID]).mean() > 0.5:
         facts.append("gFID exceeds twice the rFID for most tokenizers: generation error is mostly diffusion-side "
                      "(training length, sampler), which the latent metrics are not meant to predict.")
-    return ReportSection(title, frame[shown], " ".join(facts))
+    return ReportSection(title, pd.concat([frame, *extra], ignore_index=True)[shown], " ".join(facts))
 
 
 def sample_size_section(best: pd.DataFrame) -> ReportSection:
