@@ -3,9 +3,11 @@
     result = analyze(table, out_dir, latent_directions, AnalysisOptions(n_boot=200))
 
 Steps: exclude failed / incomplete rows (listed, never dropped silently) -> refuse mixed evaluation cards -> each
-run at its best CFG -> correlations of every latent / recon / trajectory metric with gFID, IS and FDr (overall and
-per backbone, family and CFG scale) -> perspective ranking -> joint OLS of every pair of perspectives' best metrics
--> leave-one-family-out / leave-one-backbone-out errors of the best joint models -> figures, tables, report.
+run at its best CFG -> correlations of every latent / recon / trajectory metric with gFID, IS and FDr (overall,
+partial given PSNR and rFID, per backbone, family, regularizer sweep and CFG scale, over the reconstruction-matched
+tokenizers; CIs a tokenizer-level bootstrap) -> perspective ranking by |r| -> joint OLS of every pair of
+perspectives' best metrics -> leave-one-family-out / leave-one-backbone-out errors of the best joint models ->
+validity sections (`validity.py`) -> figures, tables, report.
 """
 from __future__ import annotations
 
