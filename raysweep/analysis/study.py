@@ -89,26 +89,28 @@ def scoped_correlations(analysed: pd.DataFrame, best: pd.DataFrame, metrics: Seq
     `partial_pearson` rows given reconstruction quality when the table has PSNR and rFID), then per backbone,
     family, regularizer sweep (best CFG rows) and CFG scale (all rows) when the study has more than one of them,
     and over the reconstruction-matched tokenizers (scope `recon_matched`). CIs: tokenizer-level bootstrap."""
-    kwargs = {"n_boot": options.n_boot, "ci": options.ci, "seed": options.seed, "cluster": TOKENIZER}
+    def coefficients(frame: pd.DataFrame, target: str) -> pd.DataFrame:
+        return correlate(frame, metrics, directions, target, options.methods, options.n_boot, options.ci,
+                         options.seed, TOKENIZER)
+
     controls = [c for c in RECONSTRUCTION_CONTROLS if c in best.columns]
     matched, matched_label = reconstruction_matched(best)
     parts = []
     for target in targets:
-        parts.append(correlate(best, metrics, directions, target, options.methods, **kwargs).assign(
-            target=target, scope="best_cfg", group="all"))
+        parts.append(coefficients(best, target).assign(target=target, scope="best_cfg", group="all"))
         if len(controls) == len(RECONSTRUCTION_CONTROLS):
-            parts.append(partial_correlate(best, metrics, directions, target, controls, **kwargs).assign(
-                target=target, scope="best_cfg", group="all"))
+            partial = partial_correlate(best, metrics, directions, target, controls, options.n_boot, options.ci,
+                                        options.seed, TOKENIZER)
+            parts.append(partial.assign(target=target, scope="best_cfg", group="all"))
         for column, rows in GROUP_SCOPES:
             frame = best if rows == "best_cfg" else analysed
             if column not in frame.columns or frame[column].nunique() < 2:
                 continue
             for value, part in frame.groupby(column, sort=True):
-                parts.append(correlate(part, metrics, directions, target, options.methods, **kwargs).assign(
+                parts.append(coefficients(part, target).assign(
                     target=target, scope=column, group=f"{value:g}" if isinstance(value, float) else str(value)))
         if matched[TOKENIZER].nunique() >= 3:
-            parts.append(correlate(matched, metrics, directions, target, options.methods, **kwargs).assign(
-                target=target, scope=MATCHED_SCOPE, group=matched_label))
+            parts.append(coefficients(matched, target).assign(target=target, scope=MATCHED_SCOPE, group=matched_label))
     if not parts:
         return pd.DataFrame(columns=list(SCOPED_COLUMNS))
     return pd.concat(parts, ignore_index=True)[list(SCOPED_COLUMNS)]
