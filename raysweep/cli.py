@@ -5,13 +5,16 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raysweep.config import ConfigError, load_study
 from raysweep.config.allocation import allocation_of
 from raysweep.config.plan import ConfirmationSlot, StudyPlan
 from raysweep.config.spec import StudySpec
 from raysweep.jsonout import dumps, print_json
+
+if TYPE_CHECKING:
+    from raysweep.analysis.external import TableColumns
 
 EXIT_BAD_INPUT = 2
 
@@ -112,9 +115,57 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def _names(text: str | None) -> tuple[str, ...]:
+    """`a,b,c` -> ('a', 'b', 'c'); None or empty -> ()."""
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
+
+
+def _table_columns(args: argparse.Namespace) -> TableColumns:
+    """The column options shared by `analyze --table` and `replay --table`."""
+    from raysweep.analysis.external import TableColumns
+
+    return TableColumns(id=args.id, target=args.target, metrics=_names(args.metrics),
+                        lower_is_better=_names(args.lower_is_better), group=args.group)
+
+
+def _analyze_table(args: argparse.Namespace) -> int:
+    """`analyze --table FILE`: the study analysis of any results table (raysweep.analysis.external)."""
+    import contextlib
+    import tempfile
+    from pathlib import Path
+
+    from raysweep.analysis import AnalysisOptions
+    from raysweep.analysis.external import analyze_table
+
+    if args.study:
+        raise ConfigError("raysweep analyze", "study", "give a study file or --table FILE, not both")
+    options = AnalysisOptions(**({"n_boot": args.n_boot} if args.n_boot else {}),
+                              allow_mixed_cards=bool(args.allow_mixed_cards))
+    columns = _table_columns(args)
+    with contextlib.ExitStack() as stack:
+        out = args.out or (stack.enter_context(tempfile.TemporaryDirectory()) if args.json
+                           else f"{Path(args.table).stem}-analysis")
+        if args.json:  # stdout holds only the JSON object
+            stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+        result, as_json = analyze_table(args.table, columns, out, options)
+    if args.json:
+        print_json(as_json)
+    else:
+        print(f"report: {result.report}; {as_json['n']} tokenizers, {len(result.best)} runs analysed, "
+              f"{len(result.excluded)} rows excluded")
+    return 0
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
+    if args.table:
+        return _analyze_table(args)
+    if not args.study:
+        raise ConfigError("raysweep analyze", "study", "give a study file or --table FILE")
     study = load_study(args.study)
     from raysweep.analysis import format_comparison
+    from raysweep.analysis.external import correlations_json
+    from raysweep.analysis.tidy import SCORE_DIRECTIONS, resolve_directions
+    from raysweep.metrics import metric_directions
     from raysweep.pipeline.analysis_stage import ARTIFACT_DIR, analysis_options, run_analysis
     from raysweep.pipeline.runner import STUDY_STAGE
     from raysweep.tracking import Tracker
@@ -124,6 +175,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not runs:
         raise ConfigError(args.study, "", "no tracked run for this study yet; run `raysweep run` first")
     options = analysis_options(study, n_boot=args.n_boot, allow_mixed_cards=args.allow_mixed_cards)
+    if args.json:
+        import contextlib
+
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_analysis(study, tracker, runs[0].info.run_id, options)
+        directions = resolve_directions(result.best.columns, {**metric_directions(), **SCORE_DIRECTIONS})
+        print_json(correlations_json(result.correlations, directions, {}, int(result.best["tokenizer_id"].nunique())))
+        return 0
     result = run_analysis(study, tracker, runs[0].info.run_id, options)
     print(f"report: artifact '{ARTIFACT_DIR}/{result.report.name}' of run {runs[0].info.run_id}; "
           f"{len(result.best)} runs analysed, {len(result.excluded)} rows excluded")
@@ -229,6 +288,16 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call(cmd)
 
 
+def _table_options(p: argparse.ArgumentParser) -> None:
+    """--table and its column options (analyze, replay)."""
+    p.add_argument("--table", metavar="FILE", help="a results table (CSV or Parquet): one row per tokenizer or run")
+    p.add_argument("--id", default="tokenizer_id", help="--table: the tokenizer column (rows sharing it are seeds)")
+    p.add_argument("--target", default="gfid", help="--table: the gFID-like column (lower is better)")
+    p.add_argument("--metrics", metavar="A,B", help="--table: metric columns (default: every other numeric one)")
+    p.add_argument("--lower-is-better", metavar="A,B", help="--table: metrics where lower means a better latent")
+    p.add_argument("--group", metavar="COLUMN", help="--table: the family column")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raysweep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -252,8 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-analysis", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="Ray, Ray Data, Ray Tune and MLflow logs and Tune's tables on the terminal too")
-    p = add("analyze", cmd_analyze, "recompute the analysis of a tracked study")
-    p.add_argument("study")
+    p = add("analyze", cmd_analyze, "recompute the analysis of a tracked study, or analyse any results table")
+    p.add_argument("study", nargs="?", help="a study file (optional with --table)")
+    _table_options(p)
+    p.add_argument("--out", metavar="DIR", help="--table: write the report here (default: <FILE stem>-analysis)")
+    p.add_argument("--json", action="store_true",
+                   help='only {"n", "correlations": [{metric, method, n, r_raw, r, ci_low, ci_high}]} on stdout')
     p.add_argument("--compare-paper", action="store_true", help="print our coefficients beside the paper's")
     p.add_argument("--allow-mixed-cards", action=argparse.BooleanOptionalAction,
                    help="analyse scores produced under different evaluation cards together "
