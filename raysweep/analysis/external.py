@@ -54,7 +54,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
 
 
-def _require(frame: pd.DataFrame, names: Sequence[str], option: str, source: str) -> None:
+def require_table_columns(frame: pd.DataFrame, names: Sequence[str], option: str, source: str) -> None:
     """Every named column exists, else one line naming the file, the option, the column and the allowed columns."""
     for name in names:
         if name not in frame.columns:
@@ -66,25 +66,28 @@ def metric_names(frame: pd.DataFrame, columns: TableColumns, source: str, exclud
     """The metric columns: `columns.metrics`, or every numeric column but the id, target, group and `exclude`."""
     taken = {columns.id, columns.target, columns.group, *exclude}
     if columns.metrics:
-        _require(frame, columns.metrics, "--metrics", source)
+        require_table_columns(frame, columns.metrics, "--metrics", source)
         return [m for m in columns.metrics if m not in taken]
     return [str(c) for c in frame.columns if c not in taken and pd.api.types.is_numeric_dtype(frame[c])
             and not pd.api.types.is_bool_dtype(frame[c])]
 
 
-def check_columns(frame: pd.DataFrame, columns: TableColumns, source: str) -> list[str]:
-    """Validate every named column; returns the metric columns."""
-    _require(frame, [columns.id], "--id", source)
-    _require(frame, [columns.target], "--target", source)
+def check_columns(frame: pd.DataFrame, columns: TableColumns, source: str, exclude: Sequence[str] = (),
+                  chosen: Sequence[str] = (), option: str = "--metrics") -> list[str]:
+    """Validate every named column; returns the metric columns: `chosen` (named by `option`, e.g. replay's
+    --features) or `metric_names` without `exclude`."""
+    require_table_columns(frame, [columns.id], "--id", source)
+    require_table_columns(frame, [columns.target], "--target", source)
     if columns.group is not None:
-        _require(frame, [columns.group], "--group", source)
-    metrics = metric_names(frame, columns, source)
+        require_table_columns(frame, [columns.group], "--group", source)
+    require_table_columns(frame, chosen, option, source)
+    metrics = list(chosen) or metric_names(frame, columns, source, exclude)
     stray = [m for m in columns.lower_is_better if m not in metrics]
     if stray:
         raise ConfigError(source, "--lower-is-better", f"{stray[0]!r} is not one of the metrics; allowed: "
                                                        f"{allowed(metrics)}")
     if not metrics:
-        raise ConfigError(source, "--metrics", "no numeric metric column besides --id and --target")
+        raise ConfigError(source, option, "no numeric metric column besides --id and --target")
     return metrics
 
 

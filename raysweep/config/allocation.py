@@ -23,6 +23,7 @@ from raysweep.config.errors import ConfigError, allowed
 from raysweep.config.spec import Strict, StudySpec
 
 ALLOCATION_MODES = ("all", "proxy")
+GREEDY = "greedy"  # acquisition.rule: the lowest predicted gFID next
 CONSTRAINT = re.compile(r"^\s*([A-Za-z0-9_/@.\-]+)\s*(>=|<=)\s*(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*$")
 
 
@@ -58,9 +59,12 @@ class CalibrationSpec(Strict):
 
 
 class AcquisitionSpec(Strict):
-    """How the next tokenizer is chosen: the expected reduction of uncertainty about the top-`top_k` set and about the
-    metric-gFID correlations (`weights` of the two answers), estimated from `draws` posterior draws."""
+    """How the next tokenizer is chosen after calibration: `greedy` (default), the `batch` lowest predicted gFIDs;
+    `information`, the expected reduction of uncertainty about the top-`top_k` set and about the metric-gFID
+    correlations (`weights` of the two answers), estimated from `draws` posterior draws. Greedy won every replayed
+    case for top-1 (benchmarks/RESULTS-allocation.md); information estimates the correlation from fewer runs."""
 
+    rule: Literal["greedy", "information"] = GREEDY
     top_k: int = Field(1, ge=1)
     batch: int = Field(1, ge=1)
     draws: int = Field(400, ge=50)
