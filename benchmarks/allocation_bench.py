@@ -6,7 +6,7 @@ sequential rounds and the share of the whole study's compute. Same functions as 
     python benchmarks/allocation_bench.py --batch 4         # launches of 4: sequential rounds
 
 Cases: synthetic studies drawn as the paper's (86 tokenizers, a VIV-like metric at population r 0.87 / 0.6, a useless
-PSNR-like feature; a new draw per replay, 10 replays), the same r = 0.6 draws with a cheap tier (a gFID with population
+PSNR-like feature; a new draw per replay, 20 replays), the same r = 0.6 draws with a cheap tier (a gFID with population
 r 0.95 to the full one, each run a fifth of a full run's cost), and the committed benchmark study's table
 (`experiments/results/table.csv`, each tokenizer's best-CFG gFID averaged over its seeds; a replay = a random 80 % of
 its 24 tokenizers, 20 subsets), with VIV alone or four features as the proxy's. Shares of total compute count
@@ -70,7 +70,7 @@ def markdown(results: list[Comparison], field: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--replays", type=int, default=10, help="synthetic draws per case (default 10)")
+    parser.add_argument("--replays", type=int, default=20, help="synthetic draws per case (default 20)")
     parser.add_argument("--subsets", type=int, default=20, help="benchmark table subsets replayed (default 20)")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--subset", type=float, default=0.8)
