@@ -88,3 +88,11 @@ def test_batches_count_sequential_rounds_and_spend_whole_batches() -> None:
     assert comparison.policies["proxy"].top1_rounds >= 1
     with pytest.raises(ValueError, match="exactly once"):
         outcome(study, [[0, 1]])
+
+
+def test_a_bad_replay_column_is_one_error_line(tmp_path: Path, capsys) -> None:
+    _hand_made().to_csv(tmp_path / "t.csv", index=False)
+    code = main(["replay", "--table", str(tmp_path / "t.csv"), "--id", "vae", "--target", "fid", "--cheap", "cheep"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--cheap: column 'cheep'" in err[0] and str(tmp_path / "t.csv") in err[0]
+    assert "allowed: bad, cheap, cost, fid, good, vae" in err[0]
