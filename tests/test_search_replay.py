@@ -60,13 +60,14 @@ def test_every_policy_on_a_hand_made_table_gives_its_known_answer(tmp_path: Path
     _hand_made().to_csv(tmp_path / "t.csv", index=False)
     assert main(["replay", "--table", str(tmp_path / "t.csv"), "--id", "vae", "--target", "fid", "--features",
                  "good,bad", "--lower-is-better", "good,bad", "--cost", "cost", "--cheap", "cheap",
-                 "--cheap-cost", "0.1", "--subset", "1", "--replays", "10", "--json"]) == 0
+                 "--cheap-cost", "0.1", "--tokenizer-cost", "1", "--subset", "1", "--replays", "10", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     p, brute = out["policies"], N + 2.0  # the best costs 3
     assert out["default"] == "proxy" and set(out["reference"]) == {"oracle_top1", "brute_force"}
     assert set(p) == {"proxy", "random", "sort:good", "sort:bad", "calibrate-greedy", "information", "cheap"}
     assert all(0 < v["top1_fraction"] <= 1 for v in p.values())
     assert p["sort:good"]["top1_fraction"] == pytest.approx(3 / brute) and p["sort:good"]["top1_rounds"] == 1
+    assert p["sort:good"]["top1_share_total"] == pytest.approx((N + 3) / (N + brute))  # tokenizers paid in both
     assert p["sort:bad"]["top1_fraction"] == 1.0  # the best comes last: every tokenizer
     assert p["cheap"]["top1_fraction"] == pytest.approx(0.1 + 3 / brute) and p["cheap"]["top1_rounds"] == 2
     # calibration's 4 picks span the feature range, so they include the best: one round, at most 4 tokenizers
