@@ -51,7 +51,8 @@ def proxy_order(study: ReplayStudy, batch: int, seed: int, spec: ProxyAllocation
     spec = spec.model_copy(update={"budget": BudgetSpec(), "stop": spec.stop.model_copy(update={"never": True}),
                                    "acquisition": spec.acquisition.model_copy(update={"batch": batch})})
     allocator = Allocator.create(spec, list(study.ids), study.features, study.metric, seed=seed)
-    state, out = allocator.start(), []
+    state = allocator.start()
+    out: Batches = []
     while True:
         state, chosen = allocator.propose(state)
         if not chosen:

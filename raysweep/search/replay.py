@@ -54,7 +54,7 @@ class ReplayStudy:
     def best(self) -> str:
         return self.ids[int(np.argmin(self.gfid))]
 
-    def take(self, rows: Sequence[int]) -> ReplayStudy:
+    def take(self, rows: Sequence[int] | np.ndarray) -> ReplayStudy:
         """The study restricted to `rows` (in that order)."""
         rows = np.asarray(rows, dtype=int)
         return replace(self, ids=tuple(self.ids[i] for i in rows), features=self.features[rows],
