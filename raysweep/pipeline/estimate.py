@@ -35,10 +35,12 @@ import torch
 from raysweep.config.plan import ConfirmationSlot, StudyPlan
 from raysweep.config.spec import DiffusionTrial, StudySpec, TokenizerTrial
 from raysweep.pipeline.flops import (
+    GPU_PEAKS,
     ZERO,
     Flops,
     backbone_flops,
     patchgan_flops,
+    peak_seconds,
     scoring_flops,
     tokenizer_flops,
     vgg_flops,
@@ -48,7 +50,7 @@ from raysweep.tokenizers.regularizers import regularizer_class
 
 Precision = Literal["bf16", "fp32"]
 GPU = "NVIDIA H100 SXM"
-GPU_PEAK_FLOPS = {"bf16": 989e12, "tf32": 494.7e12, "fp32": 66.9e12}  # assumed: the datasheet's dense peaks
+GPU_PEAK_FLOPS = GPU_PEAKS[GPU]  # assumed: the datasheet's dense peaks
 ASSUMED_MFU = 0.35  # assumed: the fraction of peak a step reaches
 # The precision each stage runs at on CUDA, as the code stands: tokenizer training and the backbone (training and
 # sampling) run under bf16 autocast (diffusion/precision.py; TokenizerTrainer keeps its posterior, regularizer loss
@@ -79,12 +81,7 @@ LATENT_METRIC_CPU_S: dict[str, float] = {
 
 def gpu_seconds(flops: Flops, precision: Precision) -> float:
     """Seconds on the assumed GPU for `flops` run at `precision` (fp32: TF32 where torch enables it)."""
-    if precision == "bf16":
-        conv_peak = matmul_peak = GPU_PEAK_FLOPS["bf16"]
-    else:
-        conv_peak = GPU_PEAK_FLOPS["tf32" if torch.backends.cudnn.allow_tf32 else "fp32"]
-        matmul_peak = GPU_PEAK_FLOPS["tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"]
-    return (flops.conv / conv_peak + flops.matmul / matmul_peak) / ASSUMED_MFU
+    return peak_seconds(flops, precision, GPU_PEAK_FLOPS) / ASSUMED_MFU
 
 
 def cpu_flops_per_s(network: str) -> float:
