@@ -187,7 +187,8 @@ def price(study: StudySpec, plan: StudyPlan) -> Priced:
     stages["latent_metrics"] = Stage(None)
     s = scoring_flops(study.reference.feature_network, ds.image_size, ds.num_classes)
     stages["reference"].add(s * (n_train + n_val), cpu_flops_per_s(REFERENCE_CPU_PROXY))
-    tokenizers, jobs = [], {}
+    tokenizers: list[dict[str, Any]] = []
+    jobs: dict[JobRef, float] = {}
     priced = [(job.ref, job.trial) for job in plan.tokenizers]
     search = plan.search
     if search is not None and not priced:  # a search not yet run: its trials priced at the block's first draw
