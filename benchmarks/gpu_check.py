@@ -112,21 +112,27 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def counted_then_timed(step: Callable[[], Any], warmup: int, steps: int, device: torch.device,
+def counted_then_timed(run: Callable[[int], Any], warmup: int, steps: int, device: torch.device,
                        flops: Flops | None = None) -> tuple[Flops, float]:
-    """(FLOPs of one step, counted on the first warm-up step unless given; mean seconds per step over `steps`
-    timed steps after the warm-up)."""
+    """`run(n)` does n steps. (FLOPs of one step, counted on the first warm-up step unless given; mean seconds per
+    step of one `run(steps)` after the warm-up)."""
     if flops is None:
-        flops = count(step)
+        flops = count(lambda: run(1))
         warmup -= 1
-    for _ in range(warmup):
-        step()
+    if warmup > 0:
+        run(warmup)
     sync(device)
     start = time.perf_counter()
-    for _ in range(steps):
-        step()
+    run(steps)
     sync(device)
     return flops, (time.perf_counter() - start) / steps
+
+
+def repeated(step: Callable[[], Any]) -> Callable[[int], None]:
+    def run(n: int) -> None:
+        for _ in range(n):
+            step()
+    return run
 
 
 def diffusion_train(s: Sizes, peak: Peak, backbone: str, compiled: bool, counted: dict[str, Flops]) -> dict[str, Any]:
@@ -142,7 +148,7 @@ def diffusion_train(s: Sizes, peak: Peak, backbone: str, compiled: bool, counted
     trainer = DiffusionTrainer(model, seed=0, **{**recipe_for(backbone).trainer_kwargs(), "compile": compiled})
     z = torch.randn(4 * s.batch_size, *s.latent, device=device)
     y = torch.arange(len(z), device=device) % 1000
-    flops, seconds = counted_then_timed(lambda: trainer.fit(z, y, 1, s.batch_size), s.warmup, s.steps, device,
+    flops, seconds = counted_then_timed(lambda n: trainer.fit(z, y, n, s.batch_size), s.warmup, s.steps, device,
                                         counted.get(backbone))
     counted[backbone] = flops
     return {"model": f"{backbone}/{s.patch_size}", "compile": compiled, "latent": s.latent, "tokens": s.tokens,
@@ -167,7 +173,7 @@ def sampling(s: Sizes, peak: Peak) -> dict[str, Any]:
         with backbone_autocast(device):
             euler_sample(model, noise, y, steps=s.sampling_steps, cfg_scale=1.5)
 
-    flops, seconds = counted_then_timed(run, 1, 1, device)
+    flops, seconds = counted_then_timed(repeated(run), 1, 1, device)
     return {"model": f"{backbone}/{s.patch_size}", "samples": s.samples, "sampling_steps": s.sampling_steps,
             "cfg_scale": 1.5, "samples_s": s.samples / seconds, "flops_per_run": flops.total,
             **mfu(flops, seconds, "bf16", peak)}
@@ -183,7 +189,7 @@ def tokenizer_train(s: Sizes, peak: Peak) -> dict[str, Any]:
     trainer = TokenizerTrainer(model, Baseline(None), batch_size=s.tokenizer_batch, gan=GanConfig(start=0),
                                mixed_precision=True)
     x = torch.rand(s.tokenizer_batch, 3, s.image_size, s.image_size, device=device) * 2 - 1
-    flops, seconds = counted_then_timed(lambda: trainer.train_step(x), s.warmup, s.steps, device)
+    flops, seconds = counted_then_timed(repeated(lambda: trainer.train_step(x)), s.warmup, s.steps, device)
     return {"architecture": s.tokenizer, "latent": s.tokenizer_latent, "image_size": s.image_size,
             "batch_size": s.tokenizer_batch, "gan": True,
             "lpips": False, "step_s": seconds, "flops_per_step": flops.total, **mfu(flops, seconds, "bf16", peak)}
@@ -212,7 +218,7 @@ def fd_features(s: Sizes, peak: Peak, builder: str, size: int) -> dict[str, Any]
     def run() -> None:
         features.append(net(x).float().cpu())
 
-    flops, seconds = counted_then_timed(run, s.warmup, s.steps, device)
+    flops, seconds = counted_then_timed(repeated(run), s.warmup, s.steps, device)
     start = time.perf_counter()
     mu, _ = sample_moments(torch.cat(features).numpy())  # what the reference cache stores (singular while N <= D)
     moments_s = time.perf_counter() - start
