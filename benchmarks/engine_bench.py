@@ -16,9 +16,9 @@ Each cell is makespan / lower bound of the same draw, lower bound = max(critical
 draw's actual durations; the median over draws, the spread (min-max) in its own column. `--out` gets that one
 table (it is the script's own file: never point it at hand-written text).
 
-`--ray` also runs the production and barrier schedules on a local Ray, each job a task that sleeps its estimate
-(scaled so the smallest slot count's lower bound lasts `--seconds`), and prints that table (Ray's per-task latency
-is in it; RESULTS-engine.md quotes it with its command).
+Without `--virtual-only` it also runs the production and barrier schedules on a local Ray, each job a task that
+sleeps its estimate (scaled so the smallest slot count's lower bound lasts `--seconds`), and prints that table
+(Ray's per-task latency is in it; RESULTS-engine.md quotes it with its command).
 
     PYTHONPATH=. python benchmarks/engine_bench.py --virtual-only [--virtual-slots 64 96 128] [--draws 9] \
         [--out benchmarks/RESULTS-engine-virtual.md]
