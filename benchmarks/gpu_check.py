@@ -195,7 +195,7 @@ def tokenizer_train(s: Sizes, peak: Peak) -> dict[str, Any]:
             "lpips": False, "step_s": seconds, "flops_per_step": flops.total, **mfu(flops, seconds, "bf16", peak)}
 
 
-def fd_features(s: Sizes, peak: Peak, builder: str, size: int) -> dict[str, Any]:
+def fd_features(s: Sizes, peak: Peak, label: str, builder: str, size: int) -> dict[str, Any]:
     """Forward passes of a feature network (float32, as scoring runs) and the feature moments of the batch."""
     from raysweep.features.frechet import sample_moments
 
@@ -222,7 +222,8 @@ def fd_features(s: Sizes, peak: Peak, builder: str, size: int) -> dict[str, Any]
     start = time.perf_counter()
     mu, _ = sample_moments(torch.cat(features).numpy())  # what the reference cache stores (singular while N <= D)
     moments_s = time.perf_counter() - start
-    return {"network": builder, "input": [3, size, size], "batch_size": s.fd_batch, "precision": "fp32",
+    return {"network": label, "builder": builder, "input": [3, size, size], "batch_size": s.fd_batch,
+            "precision": "fp32",
             "tf32": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32},
             "images_s": s.fd_batch / seconds, "feature_dim": len(mu), "moments_s": moments_s,
             "flops_per_batch": flops.total, **mfu(flops, seconds, "fp32", peak)}
@@ -379,7 +380,8 @@ def sections(s: Sizes, peak: Peak) -> list[tuple[str, Callable[[], dict[str, Any
         ("diffusion_train", lambda b=backbone, c=compiled: diffusion_train(s, peak, b, c, counted))
         for backbone in s.backbones for compiled in ((False, True) if s.compile else (False,))]
     out += [("sampling", lambda: sampling(s, peak)), ("tokenizer_train", lambda: tokenizer_train(s, peak))]
-    out += [("fd_features", lambda b=builder, z=size: fd_features(s, peak, b, z)) for _, builder, size in s.fd_networks]
+    out += [("fd_features", lambda n=label, b=builder, z=size: fd_features(s, peak, n, b, z))
+            for label, builder, size in s.fd_networks]
     return out
 
 
