@@ -1,29 +1,45 @@
-"""Makespan of a simulated Table-1-shaped study: the DAG engine against today's stage barriers, on a local Ray.
+"""Makespan of a simulated Table-1-shaped study: the DAG engine's schedule against baselines.
 
-The jobs are the plan of experiments/paper/table1.yaml (86 tokenizers, 86 latent-metric jobs, 344 diffusion runs);
-their durations are the `raysweep plan --json` estimate (GPU-hours per tokenizer, per backbone; CPU-hours of the
-latent metrics), scaled so that the 8-slot run lasts about `--seconds`. Each job is a Ray task that sleeps: trials
-hold one slot of a custom GPU-like resource, latent-metric jobs one CPU. The same scheduler runs both schedules;
-"barrier" is the same plan with today's stage barriers added (every job waits for every job of the stage before),
-its metric jobs running in parallel (today they run one after another: the baseline is flattered).
-Trials run as Ray tasks here, not Tune trials; the Tune start per trial job is measured separately and reported
-beside it. The same two schedules are also run on a virtual clock (`VirtualClock`: the policy without any runtime
-overhead), which is what the ratios converge to when jobs last hours rather than seconds.
+The jobs are the plan of experiments/paper/table1.yaml (86 tokenizers, 86 latent-metric jobs, 344 diffusion runs).
+Each job's estimate is `pipeline/estimate.py` job_hours, the cost production schedules by (`run_study`): GPU-hours
+of a tokenizer and of each diffusion run (which differ by tokenizer: latent width, decoder), CPU-hours of the latent
+metrics. Trials hold one slot of a GPU-like resource, latent-metric jobs one of `CPUS` CPUs.
 
-    PYTHONPATH=. python benchmarks/engine_bench.py [--seconds 30] [--virtual-only] [--out benchmarks/RESULTS-engine.md]
+Virtual clock (`VirtualClock`: the policy alone, no runtime overhead), the regime that tells schedules apart (many
+slots: at 8 or 16 slots any non-idling schedule is within Graham's bound of the lower bound). Each draw gives every
+job an actual duration = estimate x exp(N(0, sigma^2)) (sigma 0.4: estimates are off by ~1.5x either way) and runs:
+  production   the scheduler ranking by the estimate (what `run_study` does), the jobs lasting their actual time;
+  exact        the scheduler ranking by the actual durations (an oracle);
+  plan order   no priority (every cost 0: ready jobs start in plan order);
+  barrier      today's stage barriers added to the plan (every job waits for the stage before), ranked by estimate.
+Each cell is makespan / lower bound of the same draw, lower bound = max(critical path, slot work / slots) of that
+draw's actual durations; the median over draws, the spread (min-max) in its own column. `--out` gets that one
+table (it is the script's own file: never point it at hand-written text).
+
+Without `--virtual-only` it also runs the production and barrier schedules on a local Ray, each job a task that
+sleeps its estimate (scaled so the smallest slot count's lower bound lasts `--seconds`), and prints that table
+(Ray's per-task latency is in it; RESULTS-engine.md quotes it with its command).
+
+    PYTHONPATH=. python benchmarks/engine_bench.py --virtual-only [--virtual-slots 64 96 128] [--draws 9] \
+        [--out benchmarks/RESULTS-engine-virtual.md]
+    PYTHONPATH=. python benchmarks/engine_bench.py --slots 8 16 --seconds 200     # also on a local Ray
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import heapq
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from raysweep.config import load_study
-from raysweep.config.plan import DiffusionJob, Job, JobRef, LatentMetricJob, StudyPlan, TokenizerJob
-from raysweep.pipeline.estimate import estimate_gpu_hours
+from raysweep.config.plan import Job, JobRef, LatentMetricJob, StudyPlan
+from raysweep.pipeline.estimate import job_hours
 from raysweep.pipeline.executors import Outcome, RayExecutor, Task
 from raysweep.pipeline.scheduler import Scheduler, remaining_path
 from raysweep.pipeline.simulation import simulated_task
@@ -32,31 +48,9 @@ from raysweep.pipeline.store import Store
 ROOT = Path(__file__).resolve().parents[1]
 SLOT = "sim_gpu"
 CPUS = 4  # Ray's CPUs: latent-metric jobs hold one each
+SIGMA = 0.4  # log-normal error of the estimate
+COLUMNS = ("production", "exact", "plan order", "barrier")
 STAGE_ORDER = ("tokenizer", "latent_metrics", "model_metrics", "diffusion", "diffusion_metrics")
-
-
-def durations(plan: StudyPlan, estimate: dict) -> dict[JobRef, float]:
-    """Hours per job from the estimate: a tokenizer's training + its share of its family's evaluation; a diffusion
-    run its backbone's training, sampling and scoring over the runs of that backbone; latent metrics CPU-hours."""
-    stages, tokenizers = estimate["stages"], {t["id"]: t for t in estimate["tokenizers"]}
-    family_count: dict[str, int] = {}
-    for t in tokenizers.values():
-        family_count[t["family"]] = family_count.get(t["family"], 0) + 1
-    runs_per_backbone: dict[str, int] = {}
-    for run in plan.diffusion:
-        runs_per_backbone[run.backbone] = runs_per_backbone.get(run.backbone, 0) + 1
-    out: dict[JobRef, float] = {}
-    for job in plan:
-        if isinstance(job, TokenizerJob):
-            t = tokenizers[job.id]
-            out[job.ref] = t["gpu_hours"] + stages["tokenizer_evaluation"]["by_group"][t["family"]] / family_count[
-                t["family"]]
-        elif isinstance(job, DiffusionJob):
-            out[job.ref] = sum(stages[s]["by_group"][job.backbone] for s in
-                               ("diffusion_training", "sampling", "sample_scoring")) / runs_per_backbone[job.backbone]
-        else:
-            out[job.ref] = stages["latent_metrics"]["cpu_hours"] / len(plan.tokenizers)
-    return out
 
 
 def with_barriers(plan: StudyPlan) -> StudyPlan:
@@ -72,7 +66,7 @@ def with_barriers(plan: StudyPlan) -> StudyPlan:
 
 def lower_bound(plan: StudyPlan, hours: dict[JobRef, float], slots: int) -> float:
     """max(critical path, slot work / slots), in hours."""
-    path = max(remaining_path(plan, lambda j: hours[j.ref]).values())
+    path = max(remaining_path(plan, lambda j: hours.get(j.ref, 0.0)).values())
     work = sum(h for ref, h in hours.items() if ref[0] in ("tokenizer", "diffusion"))
     return max(path, work / slots)
 
@@ -83,12 +77,12 @@ def run(plan: StudyPlan, hours: dict[JobRef, float], scale: float, root: Path) -
 
     def task(job: Job):
         need = {"CPU": 1.0} if isinstance(job, LatentMetricJob) else {SLOT: 1.0}
-        return simulated_task(job, store, jobs, hours[job.ref] * scale, need, tune=False)
+        return simulated_task(job, store, jobs, hours.get(job.ref, 0.0) * scale, need, tune=False)
 
     executor = RayExecutor(str(root / "tune"), lambda e: None)
     start = time.perf_counter()
     try:
-        result = Scheduler(plan, store, executor, task, cost=lambda j: hours[j.ref]).run()
+        result = Scheduler(plan, store, executor, task, cost=lambda j: hours.get(j.ref, 0.0)).run()
     finally:
         executor.close()
     assert not result.failed, list(result.failed.items())[:3]
@@ -107,7 +101,7 @@ class VirtualClock:
         return dict(self._capacity)
 
     def submit(self, task: Task) -> None:
-        heapq.heappush(self.running, (self.now + self.hours[task.ref], len(self.running) + id(task), task.ref))
+        heapq.heappush(self.running, (self.now + self.hours.get(task.ref, 0.0), len(self.running) + id(task), task.ref))
 
     def wait(self, timeout: float) -> list[Outcome]:
         if not self.running:
@@ -122,17 +116,54 @@ class VirtualClock:
         pass
 
 
-def virtual_makespan(plan: StudyPlan, hours: dict[JobRef, float], slots: int) -> float:
-    """Hours the scheduler's schedule takes on the virtual clock."""
+def virtual_makespan(plan: StudyPlan, hours: dict[JobRef, float], slots: int,
+                     cost: Callable[[Job], float]) -> float:
+    """Hours the scheduler's schedule takes on the virtual clock, jobs lasting `hours`, ranked by `cost`."""
     clock = VirtualClock({"CPU": float(CPUS), SLOT: float(slots)}, hours)
 
     def task(job: Job) -> Task:
         return Task(job.ref, "task", _noop, resources={"CPU": 1.0} if isinstance(job, LatentMetricJob) else {SLOT: 1.0})
 
     with tempfile.TemporaryDirectory() as tmp:
-        result = Scheduler(plan, Store(Path(tmp)), clock, task, cost=lambda j: hours[j.ref]).run()
+        result = Scheduler(plan, Store(Path(tmp)), clock, task, cost=cost).run()
     assert not result.failed
     return clock.now
+
+
+def noisy(estimate: dict[JobRef, float], rng: np.random.Generator) -> dict[JobRef, float]:
+    """One draw of actual durations: each estimate times exp(N(0, SIGMA^2))."""
+    return {ref: h * float(np.exp(rng.normal(0.0, SIGMA))) for ref, h in estimate.items()}
+
+
+def virtual_ratios(plan: StudyPlan, estimate: dict[JobRef, float], slots: int, draws: int,
+                   seed: int = 0) -> dict[str, list[float]]:
+    """Per column, makespan / lower bound of each draw (the same draws for every column)."""
+    barriers, rng = with_barriers(plan), np.random.default_rng(seed)
+    out: dict[str, list[float]] = {c: [] for c in COLUMNS}
+    for _ in range(draws):
+        actual = noisy(estimate, rng)
+        bound = lower_bound(plan, actual, slots)
+        for column, jobs, cost in (("production", plan, lambda j: estimate.get(j.ref, 0.0)),
+                                   ("exact", plan, lambda j: actual.get(j.ref, 0.0)),
+                                   ("plan order", plan, lambda j: 0.0),
+                                   ("barrier", barriers, lambda j: estimate.get(j.ref, 0.0))):
+            out[column].append(virtual_makespan(jobs, actual, slots, cost) / bound)
+    return out
+
+
+def virtual_table(plan: StudyPlan, estimate: dict[JobRef, float], slots: list[int], draws: int) -> list[str]:
+    """The markdown table `--out` holds: per slot count, the median ratio per column and its spread."""
+    lines = ["| slots | production / lower bound | exact / lower bound | plan order / lower bound "
+             "| barrier / lower bound | P / E (goal <= 1.03) | spread min-max (P; E; plan order; barrier) |",
+             "|---|---|---|---|---|---|---|"]
+    for n in slots:
+        r = virtual_ratios(plan, estimate, n, draws)
+        med = {c: statistics.median(v) for c, v in r.items()}
+        spread = "; ".join(f"{min(v):.3f}-{max(v):.3f}" for v in r.values())
+        lines.append(f"| {n} | {med['production']:.3f} | {med['exact']:.3f} | {med['plan order']:.3f} "
+                     f"| {med['barrier']:.3f} | {med['production'] / med['exact']:.3f} | {spread} |")
+        print(lines[-1], flush=True)
+    return lines
 
 
 def warm_up(slots: int, cpus: int) -> None:
@@ -165,55 +196,55 @@ def _sleep(seconds: float) -> None:
 
 
 def main() -> None:
-    import ray
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=30.0, help="target wall of the 8-slot lower bound")
-    parser.add_argument("--slots", type=int, nargs="+", default=[8, 16])
-    parser.add_argument("--virtual-slots", type=int, nargs="+", default=[8, 16, 64])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--virtual-slots", type=int, nargs="+", default=[64, 96, 128])
+    parser.add_argument("--draws", type=int, default=9, help="noisy duration draws per slot count")
     parser.add_argument("--virtual-only", action="store_true", help="skip the runs on Ray")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS-engine.md")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS-engine-virtual.md",
+                        help="the virtual-clock table (the script's own file)")
+    parser.add_argument("--seconds", type=float, default=200.0, help="Ray: target wall of the smallest lower bound")
+    parser.add_argument("--slots", type=int, nargs="+", default=[8, 16], help="Ray: slot counts")
     args = parser.parse_args()
     study = load_study(ROOT / "experiments" / "paper" / "table1.yaml")
     plan = StudyPlan.from_spec(study, analyze=False)
-    hours = durations(plan, estimate_gpu_hours(study))
-    scale = args.seconds / lower_bound(plan, hours, min(args.slots))
-    barriers = with_barriers(plan)
-    virtual = [(n, virtual_makespan(plan, hours, n) / lower_bound(plan, hours, n),
-                virtual_makespan(barriers, hours, n) / lower_bound(plan, hours, n)) for n in args.virtual_slots]
-    lines = [f"# Engine benchmark: simulated Table 1 ({len(plan.tokenizers)} tokenizers, {len(plan.diffusion)} "
-             f"diffusion runs, {len(plan.of(LatentMetricJob))} latent-metric jobs; durations from the plan estimate)",
-             "", "The scheduler on a virtual clock (no Ray, no runtime overhead: the schedule alone):", "",
-             "| slots | lower bound (GPU-h) | engine / lower bound | barrier / lower bound |", "|---|---|---|---|",
-             *[f"| {n} | {lower_bound(plan, hours, n):.0f} | {e:.3f} | {b:.3f} |" for n, e, b in virtual], "",
-             "Virtual clock: engine makespan / lower bound (max(critical path, work / slots)) = "
-             + ", ".join(f"{e:.3f} at {n} slots" for n, e, _ in virtual) + "; today's barrier schedule / lower bound = "
-             + ", ".join(f"{b:.3f} at {n} slots" for n, _, b in virtual) + "."]
-    print("\n".join(lines), flush=True)
+    estimate = job_hours(study, plan)
+    command = ("PYTHONPATH=. python benchmarks/engine_bench.py --virtual-only --virtual-slots "
+               + " ".join(map(str, args.virtual_slots)) + f" --draws {args.draws}")
+    table = virtual_table(plan, estimate, args.virtual_slots, args.draws)
+    args.out.write_text("\n".join([
+        f"Virtual clock, simulated Table 1 ({len(plan.tokenizers)} tokenizers, {len(plan.diffusion)} diffusion runs, "
+        f"{len(plan.of(LatentMetricJob))} latent-metric jobs), actual = estimate x lognormal(sigma {SIGMA}), median "
+        f"of {args.draws} draws; written by `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).",
+        "", *table, ""]))
     if not args.virtual_only:
-        lines += ["", f"On a local Ray, each job a task that sleeps ({scale:.3g} s per GPU-hour):", "",
-                  "| slots | lower bound (s) | engine (s) | engine / lower bound | barrier (s) "
-                  "| barrier / lower bound |",
-                  "|---|---|---|---|---|---|"]
-        overhead = 0.0
-        for slots in args.slots:
-            ray.init(address="local", num_cpus=CPUS, resources={SLOT: slots}, include_dashboard=False,
-                     log_to_driver=False)
-            try:
-                warm_up(slots, CPUS)
-                bound = lower_bound(plan, hours, slots) * scale
-                with tempfile.TemporaryDirectory() as tmp:
-                    engine = run(plan, hours, scale, Path(tmp) / "engine")
-                    barrier = run(barriers, hours, scale, Path(tmp) / "barrier")
-                    overhead = overhead or tune_overhead(Path(tmp) / "tune-noop")
-            finally:
-                ray.shutdown()
-            lines.append(f"| {slots} | {bound:.1f} | {engine:.1f} | {engine / bound:.3f} | {barrier:.1f} | "
-                         f"{barrier / bound:.3f} |")
-            print(lines[-1], flush=True)
-        lines += ["", f"Tune start per trial job (a one-trial experiment whose trial does nothing, median of 3): "
-                  f"{overhead:.2f} s on this machine; not in the durations above."]
-    args.out.write_text("\n".join(lines) + "\n")
+        ray_table(plan, estimate, args.slots, args.seconds)
+
+
+def ray_table(plan: StudyPlan, hours: dict[JobRef, float], slots: list[int], seconds: float) -> None:
+    """The production and barrier schedules on a local Ray, jobs sleeping their estimate; printed."""
+    import ray
+
+    scale = seconds / lower_bound(plan, hours, min(slots))
+    barriers = with_barriers(plan)
+    print(f"On a local Ray, each job a task that sleeps ({scale:.3g} s per GPU-hour):\n\n"
+          "| slots | lower bound (s) | engine (s) | engine / lower bound | barrier (s) | barrier / lower bound |\n"
+          "|---|---|---|---|---|---|", flush=True)
+    overhead = 0.0
+    for n in slots:
+        ray.init(address="local", num_cpus=CPUS, resources={SLOT: n}, include_dashboard=False, log_to_driver=False)
+        try:
+            warm_up(n, CPUS)
+            bound = lower_bound(plan, hours, n) * scale
+            with tempfile.TemporaryDirectory() as tmp:
+                engine = run(plan, hours, scale, Path(tmp) / "engine")
+                barrier = run(barriers, hours, scale, Path(tmp) / "barrier")
+                overhead = overhead or tune_overhead(Path(tmp) / "tune-noop")
+        finally:
+            ray.shutdown()
+        print(f"| {n} | {bound:.1f} | {engine:.1f} | {engine / bound:.3f} | {barrier:.1f} | {barrier / bound:.3f} |",
+              flush=True)
+    print(f"\nTune start per trial job (a one-trial experiment whose trial does nothing, median of 3): "
+          f"{overhead:.2f} s on this machine; not in the durations above.")
 
 
 if __name__ == "__main__":

@@ -1,137 +1,302 @@
-"""One command that exercises every CUDA path of raysweep on one GPU and prints ONE JSON object (issue 18).
+"""The first thing to run on a GPU machine: raysweep's CUDA paths at paper scale, one JSON line per section.
 
-    python benchmarks/gpu_check.py              # one H200 with 16 CPU cores: about 8 min at most
-    python benchmarks/gpu_check.py --dry        # the same code at tiny sizes on the CPU (the test suite runs it)
+    python benchmarks/gpu_check.py                  # one GPU; sized for <= 4 min on one H100 (predicted, see below)
+    python benchmarks/gpu_check.py --budget-s 120   # sections that would start after 120 s print a skip line
+    python benchmarks/gpu_check.py --ray            # also the Ray sections (needs ray, mlflow, pydantic)
+    python benchmarks/gpu_check.py --dry            # every section at toy size on the CPU, no torch.compile
 
-Sections of the JSON (ratios are from the same run, so other load hits both sides alike):
-  device         the `nvidia-smi` line (or "cpu (dry run)"), torch, Ray;
-  sit_train      SiT-B/2 bf16 training (`diffusion_bench.train_throughput`: DiffusionTrainer.fit as a trial runs it
-                 vs a bare PyTorch loop), without and with torch.compile: steps/s, trainer/bare ratio (target
-                 >= 0.95) and MFU = steps/s x 3 x forward FLOPs (`pipeline/flops.py`) x batch / bf16 peak
-                 (target >= 35%);
-  cfg_sampling   samples/s of the stage's `sample_latents` (bf16 backbone, Euler ODE, CFG on every step);
-  tokenizer_step seconds per TokenizerTrainer step with LPIPS-free eq. 12 (L1 + KL + GAN), bf16 vs float32;
-  micro_study    a whole study (reference net, a tokenizer, latent + model metrics: equivariance, distortion, iFID,
-                 a diffusion trial with sampling and scoring) with fractional GPUs per trial: seconds per stage
-                 and the model metrics' values;
-  metric_pool    Ray Data metric-stage streaming throughput at 1, 2, 4, 8 actors (target 8 / 1 >= 6x);
-  ddp            a 2-worker data-parallel trial (Ray Train, `pipeline/data_parallel.py`) against one process on
-                 the same global batch; on one device both workers share it (gloo), so the ratio is the
-                 single-device overhead, not the 2-GPU speed-up (target there >= 1.8x).
+It needs only torch (>= 2.11), numpy, scipy, pyarrow, pyyaml, timm (and torchvision, which timm installs): nothing
+here or in the raysweep modules it imports pulls in ray, mlflow, pydantic, optuna or torch-fidelity, so it runs on a
+bare GPU box with the source tree. Each section prints one JSON line to stdout and flushes as it ends, in its own
+try/except (a failure prints {"section", "error"} and the next section runs), so a crash or a timeout keeps what was
+done. Every line carries "mfu": achieved FLOP/s over the device's dense datasheet peak (`pipeline/flops.py`
+GPU_PEAKS, looked up by device name; an unknown GPU gives null and says so; null on the CPU). FLOPs per step are
+counted (torch FlopCounterMode) on the warm-up of the very config that is timed (its patch size and token count),
+forward and backward.
+
+Sections:
+  device            GPU name, the peak table row used, torch version;
+  diffusion_train   SiT-B/1 and LightningDiT-B/1 (Table 1's patch 1: 256 tokens) on f16d32 latents at 256 px
+                    (32x16x16), `DiffusionTrainer.fit` with the preset's Table 2 recipe, bf16 autocast; eager and
+                    torch.compile, one line each;
+  sampling          samples/s of the Euler ODE (50 steps, CFG 1.5 on every step) as the diffusion stage samples;
+  tokenizer_train   conv-ldm f16d32 at 256 px (Table 1's tokenizer), `TokenizerTrainer.train_step` under bf16
+                    with the GAN on (eq. 12 without LPIPS: its weights are not on a bare box), baseline regularizer;
+  fd_features       FD feature extraction: torchvision's Inception-v3 at 299 px (the gFID network's layers) and
+                    timm's DINOv2 ViT-L/14 at 224 px (FD_DINOv2), random weights, float32 as scoring runs, then
+                    the features' mean and covariance (`features/frechet.py` sample_moments), one line each;
+  --ray only        ddp (2-worker Ray Train trial vs one process), metric_pool (the study's `MetricPool`),
+                    ray_data (the Ray Data metric stage), micro_study (a whole study, MLflow included).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from diffusion_bench import Setup, sample_throughput, timed, train_throughput
-from metrics_bench import ray_stage, synthetic_latents
 
-from raysweep.pipeline.estimate import GPU_PEAK_FLOPS
-from raysweep.pipeline.flops import backbone_flops
+from raysweep.pipeline.flops import GPU_PEAKS, Flops, count, gpu_model, peak_seconds
 
-ACTORS = (1, 2, 4, 8)
+RAY_CPUS = 16
 
 
 @dataclass(frozen=True)
 class Sizes:
-    """What each section runs at: the GPU check, or `--dry` on the CPU."""
+    """What the sections run at: on the GPU, or `--dry` on the CPU."""
 
     device: str
-    backbone: str
-    latent: str  # tokenizer latent config whose shape the backbone trains on
-    image_size: int
+    backbones: tuple[str, ...]
+    latent: tuple[int, int, int]  # (C, H, W): f16d32 at 256 px
+    patch_size: int
     batch_size: int
-    steps: int
-    repeats: int
+    steps: int  # timed steps per training section (after `warmup` counted ones)
+    warmup: int
     samples: int
+    sampling_steps: int
     tokenizer: str
+    tokenizer_latent: str
+    image_size: int
     tokenizer_batch: int
-    pool_latents: int
-    study_gpu: float  # GPUs per trial in the micro study
-    compile: bool  # also time the torch.compile variant (inductor's C++ build takes many minutes on a small CPU)
+    fd_batch: int
+    fd_networks: tuple[tuple[str, str, int], ...]  # (section label, builder, input size)
+    compile: bool
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        from raysweep.tokenizers import parse_latent_config
-
-        return parse_latent_config(self.latent).latent_shape(self.image_size)
+    def tokens(self) -> int:
+        return (self.latent[1] // self.patch_size) * (self.latent[2] // self.patch_size)
 
 
-GPU = Sizes("cuda", "SiT-B", "f16d32", 256, 256, 50, 3, 256, "conv-f16d32", 32, 20_000, 0.25, True)
-DRY = Sizes("cpu", "SiT-T", "f2d4", 16, 16, 3, 1, 8, "conv-tiny", 8, 400, 0.0, False)
+GPU = Sizes("cuda", ("SiT-B", "LightningDiT-B"), (32, 16, 16), 1, 256, 20, 3, 128, 50, "conv-ldm", "f16d32", 256,
+            16, 64, (("inception-v3", "inception", 299), ("dinov2-l", "vit_large_patch14_dinov2", 224)), True)
+DRY = Sizes("cpu", ("SiT-T", "LightningDiT-T"), (8, 4, 4), 1, 8, 2, 1, 4, 4, "conv-tiny", "f2d4", 16, 4, 2,
+            (("inception-v3", "inception", 75), ("dinov2-s", "vit_small_patch14_dinov2", 28)), False)
 
 
-def nvidia_smi() -> str:
-    if shutil.which("nvidia-smi") is None:
-        return "cpu (dry run)"
-    query = "--query-gpu=name,driver_version,memory.total,power.limit,clocks.max.sm"
-    return subprocess.run(["nvidia-smi", query, "--format=csv,noheader"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+@dataclass(frozen=True)
+class Peak:
+    """The device's dense peaks (FLOP/s by precision), or why MFU is not reported."""
+
+    model: str | None
+    flops: dict[str, float] | None
+    why_none: str | None = None
+
+    @classmethod
+    def of(cls, device: str) -> Peak:
+        if device != "cuda":
+            return cls(None, None, "no MFU on the CPU (no datasheet peak)")
+        name = torch.cuda.get_device_name()
+        model = gpu_model(name)
+        if model is None:
+            return cls(None, None, f"unknown GPU {name!r}: no peak in pipeline/flops.py GPU_PEAKS "
+                                   f"({', '.join(GPU_PEAKS)})")
+        return cls(model, GPU_PEAKS[model])
 
 
-def sit_train(s: Sizes) -> dict[str, Any]:
-    """Trainer vs bare loop, eager and compiled, with MFU against the bf16 peak the estimate assumes."""
-    flops = 3 * backbone_flops(s.backbone, s.latent, s.image_size, 10, 2).total * s.batch_size
-    out: dict[str, Any] = {"preset": f"{s.backbone}/2", "latent": s.shape, "batch_size": s.batch_size,
-                           "flops_per_step": flops, "peak_flops": GPU_PEAK_FLOPS["bf16"]}
-    out["compiled"] = "not run: --dry (compile is checked on the GPU)"
-    for name, compiled in (("eager", False), ("compiled", True))[:2 if s.compile else 1]:
-        setup = Setup(torch.device(s.device), s.shape, s.batch_size, s.steps, s.repeats, compile=compiled)
-        r = train_throughput(s.backbone, setup)
-        out[name] = {"trainer_step_s": 1 / r["trainer_steps_s"], "bare_step_s": 1 / r["plain_steps_s"],
-                     "trainer_over_bare": r["ratio_median"],
-                     "mfu": r["trainer_steps_s"] * flops / GPU_PEAK_FLOPS["bf16"],
-                     "bare_mfu": r["plain_steps_s"] * flops / GPU_PEAK_FLOPS["bf16"]}
-    return out
+def mfu(flops: Flops, seconds: float, precision: str, peak: Peak) -> dict[str, Any]:
+    """"mfu" (the fraction of peak that `flops` done in `seconds` reach), or null with "mfu_why_null"."""
+    if peak.flops is None:
+        return {"mfu": None, "mfu_why_null": peak.why_none}
+    return {"mfu": peak_seconds(flops, precision, peak.flops) / seconds, "peak_model": peak.model}
 
 
-def cfg_sampling(s: Sizes) -> dict[str, Any]:
-    setup = Setup(torch.device(s.device), s.shape, s.batch_size, s.steps, s.repeats)
-    return {"samples_s": sample_throughput(s.backbone, setup, s.samples, steps=50, cfg_scale=1.5),
-            "sampling_steps": 50, "cfg_scale": 1.5, "autocast": "bf16" if s.device == "cuda" else "none"}
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def tokenizer_step(s: Sizes) -> dict[str, Any]:
-    """One warm-up step, then `steps` timed steps, for a bf16 and a float32 trainer on the same batch."""
-    from raysweep.tokenizers import GanConfig, TokenizerTrainer, build_regularizer, build_tokenizer
+def counted_then_timed(run: Callable[[int], Any], warmup: int, steps: int, device: torch.device,
+                       flops: Flops | None = None) -> tuple[Flops, float]:
+    """`run(n)` does n steps. (FLOPs of one step, counted on the first warm-up step unless given; mean seconds per
+    step of one `run(steps)` after the warm-up)."""
+    if flops is None:
+        flops = count(lambda: run(1))
+        warmup -= 1
+    if warmup > 0:
+        run(warmup)
+    sync(device)
+    start = time.perf_counter()
+    run(steps)
+    sync(device)
+    return flops, (time.perf_counter() - start) / steps
 
-    x = (torch.rand(s.tokenizer_batch, 3, s.image_size, s.image_size) * 2 - 1).to(s.device)
-    out: dict[str, Any] = {"architecture": s.tokenizer, "batch_size": s.tokenizer_batch}
-    for name, mixed in (("bf16", True), ("fp32", False)):
-        torch.manual_seed(0)
-        model = build_tokenizer(s.tokenizer, s.latent, s.image_size).to(s.device)
-        trainer = TokenizerTrainer(model, build_regularizer("baseline"), batch_size=s.tokenizer_batch,
-                                   gan=GanConfig(start=0), mixed_precision=mixed)
 
-        def run(n: int, trainer: TokenizerTrainer = trainer) -> None:
-            for _ in range(n):
-                trainer.train_step(x)
+def repeated(step: Callable[[], Any]) -> Callable[[int], None]:
+    def run(n: int) -> None:
+        for _ in range(n):
+            step()
+    return run
 
-        run(1)
-        out[f"{name}_step_s"] = 1 / timed(run, s.steps, torch.device(s.device))[0]
-    out["fp32_over_bf16"] = out["fp32_step_s"] / out["bf16_step_s"]
-    return out
+
+def diffusion_train(s: Sizes, peak: Peak, backbone: str, compiled: bool, counted: dict[str, Flops]) -> dict[str, Any]:
+    """`counted`: each backbone's step FLOPs, counted on its eager run and reused by its compiled one (FlopCounterMode
+    does not see inside compiled graphs)."""
+    from raysweep.diffusion import DiffusionTrainer, build_backbone, recipe_for
+
+    device = torch.device(s.device)
+    torch.manual_seed(0)
+    c, h, w = s.latent
+    model = build_backbone(backbone, in_channels=c, input_size=(h, w), num_classes=1000,
+                           patch_size=s.patch_size).to(device)
+    trainer = DiffusionTrainer(model, seed=0, **{**recipe_for(backbone).trainer_kwargs(), "compile": compiled})
+    z = torch.randn(4 * s.batch_size, *s.latent, device=device)
+    y = torch.arange(len(z), device=device) % 1000
+    flops, seconds = counted_then_timed(lambda n: trainer.fit(z, y, n, s.batch_size), s.warmup, s.steps, device,
+                                        counted.get(backbone))
+    counted[backbone] = flops
+    return {"model": f"{backbone}/{s.patch_size}", "compile": compiled, "latent": s.latent, "tokens": s.tokens,
+            "batch_size": s.batch_size, "autocast": "bf16" if device.type == "cuda" else "none",
+            "step_s": seconds, "flops_per_step": flops.total, **mfu(flops, seconds, "bf16", peak)}
+
+
+def sampling(s: Sizes, peak: Peak) -> dict[str, Any]:
+    from raysweep.diffusion import build_backbone, euler_sample
+    from raysweep.diffusion.precision import backbone_autocast
+
+    device, backbone = torch.device(s.device), s.backbones[0]
+    torch.manual_seed(0)
+    c, h, w = s.latent
+    model = build_backbone(backbone, in_channels=c, input_size=(h, w), num_classes=1000,
+                           patch_size=s.patch_size).to(device).eval()
+    noise = torch.randn(s.samples, *s.latent, device=device)
+    y = torch.arange(s.samples, device=device) % 1000
+
+    @torch.no_grad()
+    def run() -> None:
+        with backbone_autocast(device):
+            euler_sample(model, noise, y, steps=s.sampling_steps, cfg_scale=1.5)
+
+    flops, seconds = counted_then_timed(repeated(run), 1, 1, device)
+    return {"model": f"{backbone}/{s.patch_size}", "samples": s.samples, "sampling_steps": s.sampling_steps,
+            "cfg_scale": 1.5, "samples_s": s.samples / seconds, "flops_per_run": flops.total,
+            **mfu(flops, seconds, "bf16", peak)}
+
+
+def tokenizer_train(s: Sizes, peak: Peak) -> dict[str, Any]:
+    from raysweep.tokenizers import GanConfig, TokenizerTrainer, build_tokenizer
+    from raysweep.tokenizers.regularizers.baseline import Baseline  # the registry would import pydantic
+
+    device = torch.device(s.device)
+    torch.manual_seed(0)
+    model = build_tokenizer(s.tokenizer, s.tokenizer_latent, s.image_size).to(device)
+    trainer = TokenizerTrainer(model, Baseline(None), batch_size=s.tokenizer_batch, gan=GanConfig(start=0),
+                               mixed_precision=True)
+    x = torch.rand(s.tokenizer_batch, 3, s.image_size, s.image_size, device=device) * 2 - 1
+    flops, seconds = counted_then_timed(repeated(lambda: trainer.train_step(x)), s.warmup, s.steps, device)
+    return {"architecture": s.tokenizer, "latent": s.tokenizer_latent, "image_size": s.image_size,
+            "batch_size": s.tokenizer_batch, "gan": True,
+            "lpips": False, "step_s": seconds, "flops_per_step": flops.total, **mfu(flops, seconds, "bf16", peak)}
+
+
+def fd_features(s: Sizes, peak: Peak, label: str, builder: str, size: int) -> dict[str, Any]:
+    """Forward passes of a feature network (float32, as scoring runs) and the feature moments of the batch."""
+    from raysweep.features.frechet import sample_moments
+
+    device = torch.device(s.device)
+    torch.manual_seed(0)
+    if builder == "inception":
+        from torchvision.models import inception_v3
+
+        net = inception_v3(weights=None, aux_logits=False, init_weights=False)
+        net.fc = torch.nn.Identity()  # the 2048-d pool features FD uses
+    else:
+        import timm
+
+        net = timm.create_model(builder, pretrained=False, num_classes=0, img_size=size)
+    net = net.to(device).eval()
+    x = torch.rand(s.fd_batch, 3, size, size, device=device)
+    features: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def run() -> None:
+        features.append(net(x).float().cpu())
+
+    flops, seconds = counted_then_timed(repeated(run), s.warmup, s.steps, device)
+    start = time.perf_counter()
+    mu, _ = sample_moments(torch.cat(features).numpy())  # what the reference cache stores (singular while N <= D)
+    moments_s = time.perf_counter() - start
+    return {"network": label, "builder": builder, "input": [3, size, size], "batch_size": s.fd_batch,
+            "precision": "fp32",
+            "tf32": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32},
+            "images_s": s.fd_batch / seconds, "feature_dim": len(mu), "moments_s": moments_s,
+            "flops_per_batch": flops.total, **mfu(flops, seconds, "fp32", peak)}
+
+
+# --- the Ray sections (`--ray`): ray, mlflow and pydantic are imported only here --------------------------------
+
+def ray_sections(s: Sizes, root: Path) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+    not_gpu = {"mfu": None, "mfu_why_null": "not a FLOP-bound measurement"}
+    return [("ddp", lambda: {**ddp(s, root), **not_gpu}),
+            ("metric_pool", lambda: {**metric_pool(s, root), **not_gpu}),
+            ("ray_data", lambda: {**ray_data(s, root), **not_gpu}),
+            ("micro_study", lambda: {**micro_study(s, root), **not_gpu})]
+
+
+def _pool_latents(s: Sizes, root: Path) -> Path:
+    from metrics_bench import synthetic_latents
+
+    from raysweep.data import write_latents
+
+    n = 20_000 if s.device == "cuda" else 400
+    directory = root / "pool"
+    if not directory.exists():
+        latents, labels, _ = synthetic_latents(n, (32, 16, 16), 10)
+        write_latents(directory, latents, labels, tokenizer_id="gpu-check", rows_per_file=max(1, n // 32))
+    return directory
+
+
+def metric_pool(s: Sizes, root: Path) -> dict[str, Any]:
+    """The study's metric pool (`MetricPool`), started once, then one warm job and one timed job."""
+    import ray
+
+    from raysweep.data import latent_files, read_latents
+    from raysweep.pipeline.metric_pool import MetricPool
+    from raysweep.pipeline.metric_stage import with_known_stats
+
+    names = ["viv", "sec", "lnc", "spatial"]
+    directory = _pool_latents(s, root)
+    meta = read_latents(latent_files(directory))[1]
+    params = with_known_stats(names, {}, meta)
+    start = time.perf_counter()
+    pool = MetricPool(8)
+    ray.get([a.__ray_ready__.remote() for a in pool.actors])
+    started = time.perf_counter() - start
+    try:
+        pool.merged_states(directory, names, params, (32, 16, 16), 256)  # warm: imports in the actors
+        start = time.perf_counter()
+        pool.merged_states(directory, names, params, (32, 16, 16), 256)
+        job = time.perf_counter() - start
+    finally:
+        pool.close()
+    return {"actors": 8, "metrics": names, "latent": [32, 16, 16], "start_s": started, "job_s": job}
+
+
+def ray_data(s: Sizes, root: Path) -> dict[str, Any]:
+    from metrics_bench import ray_stage
+
+    directory = _pool_latents(s, root)
+    ray_stage(directory, 1, 256, False)  # warm-up
+    seconds = {}
+    for n in (1, 8):
+        start = time.perf_counter()
+        ray_stage(directory, n, 256, False)
+        seconds[n] = time.perf_counter() - start
+    return {"seconds_1_actor": seconds[1], "seconds_8_actors": seconds[8], "speedup_8_over_1": seconds[1] / seconds[8]}
 
 
 def micro_study(s: Sizes, root: Path) -> dict[str, Any]:
-    """A whole study with `study_gpu` GPUs per trial; the model metrics run in its model-metric stage."""
+    """A whole study (reference net, a tokenizer, latent + model metrics, a diffusion trial) with fractional GPUs."""
     from raysweep.config import parse_study
     from raysweep.pipeline.runner import run_study
-    from raysweep.tracking import STAGE_TAG, Tracker
 
-    gpu = {"cpu": 1, "gpu": s.study_gpu}
+    gpu = {"cpu": 1, "gpu": 0.25 if s.device == "cuda" else 0.0}
     study = parse_study({
         "name": "gpu-check",
         "dataset": {"name": "shapes", "image_size": 16, "num_classes": 4, "train_size": 128, "val_size": 64},
@@ -144,39 +309,20 @@ def micro_study(s: Sizes, root: Path) -> dict[str, Any]:
         "resources": {"tokenizer": gpu, "diffusion": gpu, "metric_actor": gpu},
         "storage": {"root": str(root / "study")},
     })
-    t0 = time.perf_counter()
+    start = time.perf_counter()
     result = run_study(study, analyze=False)
-    runs = Tracker(study.tracking_uri, study.experiment_name).runs()
-    tokenizer = [Tracker.metrics_of(r) for r in runs if r.data.tags.get(STAGE_TAG) == "tokenizer"]
-    model_metrics = {k: v for k, v in tokenizer[0].items() if any(n in k for n in ("equivariance", "distortion",
-                                                                                    "ifid"))}
-    return {"gpu_per_trial": s.study_gpu, "seconds": time.perf_counter() - t0, "failed": len(result.failed),
-            "stage_seconds": result.seconds, "model_metrics": model_metrics}
-
-
-def metric_pool(s: Sizes, root: Path) -> dict[str, Any]:
-    from raysweep.data import write_latents
-
-    latents, labels, _ = synthetic_latents(s.pool_latents, (32, 16, 16), 10)
-    directory = root / "pool"
-    write_latents(directory, latents, labels, tokenizer_id="gpu-check", rows_per_file=max(1, s.pool_latents // 32))
-    ray_stage(directory, 1, 256, False)  # warm-up: worker start-up and imports are not throughput
-    cpu = torch.device("cpu")
-    seconds = {n: 1 / timed(lambda _, n=n: ray_stage(directory, n, 256, False), 1, cpu)[0] for n in ACTORS}
-    out: dict[str, Any] = {f"latents_s_{n}": s.pool_latents / t for n, t in seconds.items()}
-    out["speedup_8_over_1"] = seconds[1] / seconds[8]
-    return out
+    return {"seconds": time.perf_counter() - start, "failed": len(result.failed), "stage_seconds": result.seconds}
 
 
 def ddp(s: Sizes, root: Path) -> dict[str, Any]:
-    """Steps/s of one process vs a 2-worker data-parallel Tune trial, both on the same global batch."""
+    """Steps/s of one process vs a 2-worker data-parallel Tune trial (gloo), both on the same global batch."""
     from ray import tune
 
     from raysweep.pipeline.data_parallel import Scaling, launch
 
     cuda = s.device == "cuda"
-    single = _ddp_steps_s({"out": "", "sizes": s})
-    config = {"out": str(root / "ddp.json"), "sizes": s}
+    single = _ddp_steps_s({"out": "", "sizes": asdict(s)})
+    config = {"out": str(root / "ddp.json"), "sizes": asdict(s)}
     trainable = tune.with_parameters(launch, stage_fn=_ddp_trial,
                                      scaling=Scaling(2, 2.0, 0.5 if cuda else 0.0, backend="gloo"))
     tune.Tuner(tune.with_resources(trainable, {"cpu": 0.01}), param_space=config,
@@ -190,20 +336,23 @@ def _ddp_steps_s(config: dict[str, Any]) -> float:
     from raysweep.diffusion import DiffusionTrainer, build_backbone
     from raysweep.pipeline.data_parallel import current_shard
 
-    s: Sizes = config["sizes"]
-    device = torch.device(s.device)  # in a Train worker: the GPU Ray Train made current
+    s = Sizes(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["sizes"].items()})
+    device = torch.device(s.device)
     torch.manual_seed(0)
-    c, h, _ = s.shape
-    model = build_backbone(s.backbone, in_channels=c, input_size=h, num_classes=10).to(device)
+    c, h, w = s.latent
+    model = build_backbone(s.backbones[0], in_channels=c, input_size=(h, w), num_classes=10).to(device)
     trainer = DiffusionTrainer(model, lr=1e-4, shard=current_shard())
-    z, y = torch.randn(1024, *s.shape, device=device), torch.arange(1024, device=device) % 10
+    z, y = torch.randn(1024, *s.latent, device=device), torch.arange(1024, device=device) % 10
     trainer.fit(z, y, 2, s.batch_size)  # warm-up
-    return timed(lambda n: trainer.fit(z, y, n, s.batch_size), s.steps, device)[0]
+    sync(device)
+    start = time.perf_counter()
+    trainer.fit(z, y, s.steps, s.batch_size)
+    sync(device)
+    return s.steps / (time.perf_counter() - start)
 
 
 def _ddp_trial(config: dict[str, Any]) -> None:
-    """The data-parallel trial: each worker times its steps, rank 0 writes the rate; the launcher's closing call
-    (outside the workers) reports it to Tune."""
+    """Each Train worker times its steps, rank 0 writes the rate; the launcher's closing call reports it."""
     from ray import train, tune
 
     from raysweep.pipeline.data_parallel import in_train_worker, is_chief
@@ -218,6 +367,63 @@ def _ddp_trial(config: dict[str, Any]) -> None:
     train.report({"steps_s": rate})
 
 
+# --- the run -------------------------------------------------------------------------------------------------------
+
+def emit(line: dict[str, Any]) -> None:
+    """One section's JSON line, on stdout at once (a later crash or timeout keeps it)."""
+    print(json.dumps(line, default=str), flush=True)
+
+
+def sections(s: Sizes, peak: Peak) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+    counted: dict[str, Flops] = {}
+    out: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("diffusion_train", lambda b=backbone, c=compiled: diffusion_train(s, peak, b, c, counted))
+        for backbone in s.backbones for compiled in ((False, True) if s.compile else (False,))]
+    out += [("sampling", lambda: sampling(s, peak)), ("tokenizer_train", lambda: tokenizer_train(s, peak))]
+    out += [("fd_features", lambda n=label, b=builder, z=size: fd_features(s, peak, n, b, z))
+            for label, builder, size in s.fd_networks]
+    return out
+
+
+def run(s: Sizes, budget_s: float, with_ray: bool) -> int:
+    """Every section in turn; returns how many failed."""
+    start, failed = time.perf_counter(), 0
+    peak = Peak.of(s.device)
+    emit({"section": "device", "device": torch.cuda.get_device_name() if s.device == "cuda" else "cpu (dry run)",
+          "torch": torch.__version__, "peak_model": peak.model, "peak_flops": peak.flops, "budget_s": budget_s,
+          "mfu": None, "mfu_why_null": "not a measurement"})
+    with tempfile.TemporaryDirectory() as tmp:
+        todo = sections(s, peak)
+        if with_ray:
+            import ray
+
+            sys.path.insert(0, str(Path(__file__).parent))  # metrics_bench, for the Ray Data and pool latents
+            ray.init(address="local", num_cpus=RAY_CPUS if s.device == "cuda" else 8, include_dashboard=False,
+                     log_to_driver=False)
+            todo += ray_sections(s, Path(tmp))
+        try:
+            for name, section in todo:
+                elapsed = time.perf_counter() - start
+                if elapsed > budget_s:
+                    emit({"section": name, "skipped": f"time budget spent ({elapsed:.0f} s of {budget_s:.0f} s)",
+                          "mfu": None, "mfu_why_null": "not run"})
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    line = {"section": name, **section()}
+                except Exception as err:  # one section's failure must not lose the others
+                    failed += 1
+                    line = {"section": name, "error": f"{type(err).__name__}: {err}", "mfu": None,
+                            "mfu_why_null": "the section failed"}
+                emit({**line, "seconds": time.perf_counter() - t0})
+        finally:
+            if with_ray:
+                ray.shutdown()
+    emit({"section": "total", "seconds": time.perf_counter() - start, "failed": failed, "mfu": None,
+          "mfu_why_null": "not a measurement"})
+    return failed
+
+
 def finite(value: Any) -> bool:
     """Every number in a nested result is finite (what the dry-run test checks)."""
     if isinstance(value, dict):
@@ -229,35 +435,14 @@ def finite(value: Any) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dry", action="store_true", help="tiny sizes on the CPU")
+    parser.add_argument("--dry", action="store_true", help="toy sizes on the CPU, no torch.compile")
+    parser.add_argument("--budget-s", type=float, default=240.0,
+                        help="no section starts after this many seconds (default 240: 4 min)")
+    parser.add_argument("--ray", action="store_true", help="also the Ray sections (ray, mlflow, pydantic needed)")
     args = parser.parse_args()
-    with contextlib.redirect_stdout(sys.stderr):  # the study's progress: stdout carries the JSON alone
-        result = run(args.dry)
-    print(json.dumps(result))
-
-
-def run(dry: bool) -> dict[str, Any]:
-    import ray
-
-    s = DRY if dry else GPU
-    if not dry and not torch.cuda.is_available():
+    if not args.dry and not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA device; use --dry on a CPU machine")
-    t0 = time.perf_counter()
-    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "dry": dry,
-                              "device": nvidia_smi(), "torch": torch.__version__, "ray": ray.__version__}
-    result["sit_train"] = sit_train(s)
-    result["cfg_sampling"] = cfg_sampling(s)
-    result["tokenizer_step"] = tokenizer_step(s)
-    with tempfile.TemporaryDirectory() as tmp:
-        ray.init(address="local", num_cpus=8 if dry else 16, include_dashboard=False, log_to_driver=False)
-        try:
-            result["micro_study"] = micro_study(s, Path(tmp))
-            result["metric_pool"] = metric_pool(s, Path(tmp))
-            result["ddp"] = ddp(s, Path(tmp))
-        finally:
-            ray.shutdown()
-    result["seconds"] = time.perf_counter() - t0
-    return result
+    sys.exit(1 if run(DRY if args.dry else GPU, args.budget_s, args.ray) else 0)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,12 @@ MLflow write calls one tokenizer trial and one diffusion trial make.
     python benchmarks/load_bench.py                  # 200 tokenizers x 4 seeds = 1,000 runs (+ the study run)
     python benchmarks/load_bench.py --tokenizers 20  # a quick look
     python benchmarks/load_bench.py --fresh          # rebuild the synthetic store (else it is reused)
+    python benchmarks/load_bench.py --shape table1   # Table 1's shape: 86 tokenizers x 4 backbones (344 runs),
+                                                     # every latent metric (20 scalars + curves), 6 CFG scales
+
+`--shape grid` (the default) logs two latent metrics (viv, sec: 3 scalars, one curve) and 3 CFG scales per run;
+`--shape table1` logs the keys the registry's latent metrics really produce (computed once on random latents, the
+scalars then drawn per tokenizer), one seed of each of Table 2's four backbones per tokenizer, 6 CFG scales.
 
 The runs are synthetic (no training) but written through `raysweep.tracking.Tracker` with the calls, in the order,
 the stages make them: `open_study_run`; per tokenizer the `open_run` of `tokenizer_stage`, training history in
@@ -36,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from raysweep.config import load_study
-from raysweep.config.spec import StudySpec, TokenizerTrial
+from raysweep.config.spec import DiffusionTrial, StudySpec, TokenizerTrial
 from raysweep.features.card import EvalCard
 from raysweep.hashing import flatten
 from raysweep.pipeline.diffusion_stage import cfg_views, diffusion_payload
@@ -47,8 +53,11 @@ from raysweep.tracking import Tracker
 
 WRITES = ("create_run", "log_batch", "log_param", "log_metric", "set_tag", "set_terminated", "update_run",
           "log_artifact", "log_artifacts", "log_text", "log_dict", "delete_tag")
-CFG_SCALES = [1.0, 1.5, 2.0]
-SEEDS = [0, 1, 2, 3]
+SHAPES = {  # tokenizers (default), diffusion backbones, seeds, CFG scales, latent metrics (None: viv and sec by hand)
+    "grid": (200, [], [0, 1, 2, 3], [1.0, 1.5, 2.0], None),  # the study's default backbone
+    "table1": (86, ["SiT-B", "SiT-XL", "LightningDiT-B", "LightningDiT-XL"], [0], [1.0, 1.5, 1.75, 2.0, 2.5, 3.0],
+               ["fisher", "linear_probe", "lnc", "sec", "spatial", "uniformity", "viv", "viv_mixture"]),
+}
 TRAIN_KEYS = ("loss", "l1", "kl", "reg")
 
 
@@ -70,13 +79,15 @@ class CountingClient:
         return counted
 
 
-def study_yaml(root: Path, n_tokenizers: int) -> Path:
+def study_yaml(root: Path, n_tokenizers: int, shape: str) -> Path:
+    _, backbones, seeds, scales, metrics = SHAPES[shape]
     lrs = [float(f"{x:.6e}") for x in np.geomspace(1e-4, 1e-3, n_tokenizers)]
+    variants = f", variants: {json.dumps([{'backbone': b} for b in backbones])}" if backbones else ""
     text = (f"name: load\nstorage: {{root: {root / 'store'}, checkpoint_every: 50}}\n"
             f"tokenizers: {{steps: 100, lr: {{grid: {json.dumps(lrs)}}}}}\n"
-            f"diffusion: {{steps: 100, seeds: {json.dumps(SEEDS)}}}\n"
-            f"evaluation: {{cfg_scales: {json.dumps(CFG_SCALES)}}}\n"
-            "metrics: {names: [viv, sec]}\n")
+            f"diffusion: {{steps: 100, seeds: {json.dumps(seeds)}{variants}}}\n"
+            f"evaluation: {{cfg_scales: {json.dumps(scales)}}}\n"
+            f"metrics: {{names: {json.dumps(metrics or ['viv', 'sec'])}}}\n")
     path = root / "load.yaml"
     path.write_text(text)
     return path
@@ -99,8 +110,29 @@ def history(tracker: Tracker, run_id: str, steps: int, every: int, rng: np.rando
                                      for s in range(start + 1, min(steps, start + every) + 1)])
 
 
+def hand_values(rng: np.random.Generator) -> dict[str, Any]:
+    """The `grid` shape's latent metrics: viv (scalar and curve) and sec at two scales."""
+    t = np.linspace(0, 1, 11)
+    return {"latent/velocity/viv": float(rng.random()), "latent/smoothness/sec@0.5": 0.5,
+            "latent/smoothness/sec@0.25": 0.4, "latent/velocity/viv_t": rng.random(11),
+            f"latent/velocity/viv_t{GRID_SUFFIX}": t}
+
+
+def registry_values(names: list[str]) -> Callable[[np.random.Generator], dict[str, Any]]:
+    """The keys `names` really log (one pass over 256 random 4x8x8 latents); each call draws new scalars."""
+    from raysweep.data.latents import LatentBatch
+    from raysweep.metrics.registry import compute_metrics
+
+    rng, n = np.random.default_rng(0), 256
+    batch = LatentBatch(np.arange(n, dtype=np.int64), (np.arange(n) % 10).astype(np.int32),
+                        rng.standard_normal((n, 4, 8, 8)).astype(np.float32),
+                        (rng.random((n, 8, 8)) > 0.5).astype(np.uint8))
+    template = compute_metrics([batch], names)
+    return lambda r: {k: float(r.random()) if np.ndim(v) == 0 else v for k, v in template.items()}
+
+
 def tokenizer_trial(study: StudySpec, tracker: Tracker, store: Store, study_run: str, trial: TokenizerTrial,
-                    png: Path, rng: np.random.Generator) -> str:
+                    png: Path, rng: np.random.Generator, values: dict[str, Any]) -> str:
     key = trial.key()
     run_id = tracker.open_run(f"tokenizer/{trial.id}", "tokenizer", key, parent_id=study_run,
                               tags={"tokenizer_id": trial.id, **trial.tags()},
@@ -114,19 +146,15 @@ def tokenizer_trial(study: StudySpec, tracker: Tracker, store: Store, study_run:
     tracker.log_artifact(run_id, png, "figures")
     store.mark_done(store.tokenizer(key), {"metrics": metrics, "run_id": run_id, "id": trial.id})
     tracker.finish(run_id)
-    t = np.linspace(0, 1, 11)
-    values: dict[str, Any] = {"latent/velocity/viv": float(rng.random()), "latent/smoothness/sec@0.5": 0.5,
-                              "latent/smoothness/sec@0.25": 0.4,
-                              "latent/velocity/viv_t": rng.random(11), f"latent/velocity/viv_t{GRID_SUFFIX}": t}
     with tempfile.TemporaryDirectory() as tmp:
         log_latent_metrics(tracker, run_id, values, Path(tmp), params={"viv.t_points": 11})
     store.mark_done(store.tokenizer(key) / "metrics", {"metrics": {}})
     return run_id
 
 
-def diffusion_trial(study: StudySpec, tracker: Tracker, store: Store, tok: dict[str, str], seed: int, png: Path,
-                    rng: np.random.Generator) -> None:
-    trial = study.diffusion_trials[0]
+def diffusion_trial(study: StudySpec, tracker: Tracker, store: Store, tok: dict[str, str], trial: DiffusionTrial,
+                    seed: int, png: Path, rng: np.random.Generator) -> None:
+    scales = study.evaluation.cfg_scales
     payload = diffusion_payload(trial, seed, tok, study.evaluation, _NoCtx())
     gen = card("generation", seed)
     run_id = tracker.open_run(
@@ -135,11 +163,11 @@ def diffusion_trial(study: StudySpec, tracker: Tracker, store: Store, tok: dict[
         params={**flatten(trial.model_dump()), "seed": seed, "tokenizer_id": tok["id"],
                 **flatten(payload["evaluation"], "eval"), **gen.params()})
     history(tracker, run_id, trial.steps, study.storage.checkpoint_every, rng)
-    scores = {s: {"gfid": 50 * float(rng.random()), "is": 5.0, "fd": 1.0} for s in sorted({1.0, *CFG_SCALES})}
+    scores = {s: {"gfid": 50 * float(rng.random()), "is": 5.0, "fd": 1.0} for s in sorted({1.0, *scales})}
     for _ in scores:
         tracker.log_artifact(run_id, png, "samples")
     tracker.log_artifact(run_id, png, "figures")
-    metrics = {**cfg_views(scores, CFG_SCALES), "traj/straightness": 0.9, "traj/efficiency": 0.8}
+    metrics = {**cfg_views(scores, scales), "traj/straightness": 0.9, "traj/efficiency": 0.8}
     tracker.log_metrics(run_id, metrics, step=trial.steps)
     tracker.log_history(run_id, [(i, {"traj/length_ratio": float(r)}) for i, r in enumerate(rng.random(8))])
     tracker.set_tags(run_id, {"gen.feature_network": "domain", "gen.best_cfg": metrics["gen/best/cfg_scale"]})
@@ -154,7 +182,7 @@ class _NoCtx:
         return {}
 
 
-def build(study: StudySpec, png: Path) -> dict[str, float]:
+def build(study: StudySpec, png: Path, values: Callable[[np.random.Generator], dict[str, Any]]) -> dict[str, float]:
     """Write every run; returns the write calls of the first tokenizer trial (with its metric stage) and of the
     first diffusion trial."""
     tracker = Tracker(study.tracking_uri, study.experiment_name)
@@ -173,10 +201,12 @@ def build(study: StudySpec, png: Path) -> dict[str, float]:
 
     t0 = time.perf_counter()
     for i, trial in enumerate(study.tokenizer_trials):
-        run_id = measured("tokenizer", lambda: tokenizer_trial(study, tracker, store, study_run, trial, png, rng))
+        run_id = measured("tokenizer", lambda: tokenizer_trial(study, tracker, store, study_run, trial, png, rng,
+                                                               values(rng)))
         tok = {"id": trial.id or "", "key": trial.key(), "run_id": run_id}
-        for seed in study.diffusion_seeds:
-            measured("diffusion", lambda: diffusion_trial(study, tracker, store, tok, seed, png, rng))
+        for dif in study.diffusion_trials:
+            for seed in study.diffusion_seeds:
+                measured("diffusion", lambda: diffusion_trial(study, tracker, store, tok, dif, seed, png, rng))
         if (i + 1) % 20 == 0:
             print(f"  {i + 1}/{len(study.tokenizer_trials)} tokenizers written ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
@@ -201,15 +231,17 @@ def timed_cli(*args: str) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokenizers", type=int, default=200, help="tokenizer runs; x4 seeds diffusion runs")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="grid")
+    parser.add_argument("--tokenizers", type=int, help="tokenizer runs (default: grid 200, table1 86)")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "raysweep-load")
     parser.add_argument("--fresh", action="store_true")
     args = parser.parse_args()
-    root = args.out / str(args.tokenizers)
+    n_tokenizers, metrics = args.tokenizers or SHAPES[args.shape][0], SHAPES[args.shape][4]
+    root = args.out / (str(n_tokenizers) if args.shape == "grid" else f"{args.shape}-{n_tokenizers}")
     if args.fresh and root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
-    path = study_yaml(root, args.tokenizers)
+    path = study_yaml(root, n_tokenizers, args.shape)
     study = load_study(path)
     writes_file = root / "writes.json"
     if not writes_file.exists():
@@ -217,12 +249,14 @@ def main() -> None:
         from PIL import Image
 
         Image.new("RGB", (64, 64)).save(png)
-        writes_file.write_text(json.dumps(build(study, png), indent=2))
+        values = hand_values if metrics is None else registry_values(metrics)
+        writes_file.write_text(json.dumps(build(study, png, values), indent=2))
     writes = json.loads(writes_file.read_text())
     runs = len(Tracker(study.tracking_uri, study.experiment_name).runs())
     status_s, status_cpu = timed_cli("status", str(path))
     analyze_s, analyze_cpu = timed_cli("analyze", "--n-boot", "1000", str(path))
-    print(json.dumps({"runs": runs, "status_s": round(status_s, 1), "status_cpu_s": round(status_cpu, 1),
+    print(json.dumps({"shape": args.shape, "runs": runs, "status_s": round(status_s, 1),
+                      "status_cpu_s": round(status_cpu, 1),
                       "analyze_s": round(analyze_s, 1), "analyze_cpu_s": round(analyze_cpu, 1),
                       "load_average_1min": os.getloadavg()[0],
                       "writes_per_tokenizer_trial": writes["tokenizer"],

@@ -10,6 +10,7 @@ from test_e2e_study import micro_study
 
 from raysweep.config import parse_study
 from raysweep.config.plan import DiffusionJob, Job, StudyPlan, TokenizerJob
+from raysweep.pipeline.estimate import estimate_gpu_hours, job_cost, job_hours
 from raysweep.pipeline.events import JobEvent, JobFailed, JobFinished, JobQueued, JobStarted, JobStep
 from raysweep.pipeline.executors import LocalExecutor, RayExecutor, Task
 from raysweep.pipeline.scheduler import Scheduler, remaining_path
@@ -75,6 +76,28 @@ def test_priority_is_the_longest_remaining_path(tmp_path: Path) -> None:
     tok = plan.tokenizers[0]
     # tokenizer 10 -> model or latent metrics 1 -> diffusion 1 -> diffusion metrics 1
     assert priority[tok.ref] == 13.0 and priority[plan.diffusion[0].ref] == 2.0
+
+
+def test_production_cost_is_the_estimate_lightningdit_xl_before_sit_b(tmp_path: Path) -> None:
+    """SiT-B trains 400k steps at batch 256, LightningDiT-XL 100k at 1024 (Table 2): by steps SiT-B would go first,
+    by estimated GPU-hours (the same as `raysweep plan --json`) the XL run does."""
+    data = micro_study(tmp_path)
+    data["tokenizers"]["variants"] = [{"regularizer": "baseline", "id": "t0"}]
+    data["diffusion"] = {"variants": [{"backbone": "SiT-B"}, {"backbone": "LightningDiT-XL"}], "seeds": [0]}
+    study = parse_study(data)
+    plan, store = StudyPlan.from_spec(study, analyze=False), Store(study.root)
+    sit, xl = plan.diffusion
+    assert (sit.backbone, xl.backbone) == ("SiT-B", "LightningDiT-XL") and sit.trial.steps == 4 * xl.trial.steps
+    hours, stages = job_hours(study, plan), estimate_gpu_hours(study)["stages"]
+    for run in (sit, xl):  # each run's cost is what the estimate books for its backbone
+        booked = sum(stages[s]["by_group"][run.backbone] for s in ("diffusion_training", "sampling", "sample_scoring"))
+        assert hours[run.ref] == pytest.approx(booked, rel=1e-12)
+    assert hours[xl.ref] > 3 * hours[sit.ref]
+    jobs, events = plan.by_ref(), []
+    Scheduler(plan, store, LocalExecutor({"CPU": 1}), lambda job: simulated_task(job, store, jobs, 0.0, {"CPU": 1}),
+              events.append, cost=job_cost(study, plan)).run()
+    started = [e.job_id for e in events if isinstance(e, JobStarted) and e.stage == "diffusion"]
+    assert started == [xl.id, sit.id]  # one slot: the order is the priority (plan order would start SiT-B)
 
 
 @pytest.fixture(scope="module")

@@ -27,18 +27,29 @@ most of the wall time (estimate 0.05 CPU-hours = 3 min of compute; measured 12.6
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 
-from raysweep.config.plan import ConfirmationSlot, StudyPlan
+from raysweep.config.plan import (
+    ConfirmationSlot,
+    Job,
+    JobRef,
+    LatentMetricJob,
+    StudyPlan,
+    TokenizerJob,
+    TokenizerSearchJob,
+)
 from raysweep.config.spec import DiffusionTrial, StudySpec, TokenizerTrial
 from raysweep.pipeline.flops import (
+    GPU_PEAKS,
     ZERO,
     Flops,
     backbone_flops,
     patchgan_flops,
+    peak_seconds,
     scoring_flops,
     tokenizer_flops,
     vgg_flops,
@@ -48,7 +59,7 @@ from raysweep.tokenizers.regularizers import regularizer_class
 
 Precision = Literal["bf16", "fp32"]
 GPU = "NVIDIA H100 SXM"
-GPU_PEAK_FLOPS = {"bf16": 989e12, "tf32": 494.7e12, "fp32": 66.9e12}  # assumed: the datasheet's dense peaks
+GPU_PEAK_FLOPS = GPU_PEAKS[GPU]  # assumed: the datasheet's dense peaks
 ASSUMED_MFU = 0.35  # assumed: the fraction of peak a step reaches
 # The precision each stage runs at on CUDA, as the code stands: tokenizer training and the backbone (training and
 # sampling) run under bf16 autocast (diffusion/precision.py; TokenizerTrainer keeps its posterior, regularizer loss
@@ -79,12 +90,7 @@ LATENT_METRIC_CPU_S: dict[str, float] = {
 
 def gpu_seconds(flops: Flops, precision: Precision) -> float:
     """Seconds on the assumed GPU for `flops` run at `precision` (fp32: TF32 where torch enables it)."""
-    if precision == "bf16":
-        conv_peak = matmul_peak = GPU_PEAK_FLOPS["bf16"]
-    else:
-        conv_peak = GPU_PEAK_FLOPS["tf32" if torch.backends.cudnn.allow_tf32 else "fp32"]
-        matmul_peak = GPU_PEAK_FLOPS["tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"]
-    return (flops.conv / conv_peak + flops.matmul / matmul_peak) / ASSUMED_MFU
+    return peak_seconds(flops, precision, GPU_PEAK_FLOPS) / ASSUMED_MFU
 
 
 def cpu_flops_per_s(network: str) -> float:
@@ -143,17 +149,18 @@ def guided_passes(study: StudySpec) -> float:
     return sum(ev.sampling_steps + (inside if s != 1.0 else 0) for s in sorted({1.0, *ev.cfg_scales}))
 
 
-def _book_diffusion(study: StudySpec, tok: TokenizerTrial, dif: DiffusionTrial, stages: dict[str, Stage]) -> None:
+def _book_diffusion(study: StudySpec, tok: TokenizerTrial, dif: DiffusionTrial, stages: dict[str, Stage]) -> float:
+    """Book one diffusion run (training, sampling, scoring); returns its GPU-hours."""
     ds, ev = study.dataset, study.evaluation
     f = backbone_flops(dif.backbone, tok.latent, ds.image_size, ds.num_classes, dif.patch_size)
     _, d = tokenizer_flops(tok.architecture, tok.latent, ds.image_size)
     s = scoring_flops(study.reference.feature_network, ds.image_size, ds.num_classes)
     scales = len({1.0, *ev.cfg_scales})
     bb_rate, tok_rate = cpu_flops_per_s(dif.backbone), cpu_flops_per_s(tok.architecture)
-    stages["diffusion_training"].add(3 * f * (dif.steps * dif.batch_size), bb_rate, dif.backbone)
     passes = ev.num_samples * guided_passes(study) + ev.trajectory_samples * ev.sampling_steps
-    stages["sampling"].add(f * passes, bb_rate, dif.backbone)
-    stages["sample_scoring"].add((d + s) * (ev.num_samples * scales), tok_rate, dif.backbone)
+    return (stages["diffusion_training"].add(3 * f * (dif.steps * dif.batch_size), bb_rate, dif.backbone)
+            + stages["sampling"].add(f * passes, bb_rate, dif.backbone)
+            + stages["sample_scoring"].add((d + s) * (ev.num_samples * scales), tok_rate, dif.backbone))
 
 
 def _latent_metric_seconds(study: StudySpec, trial: TokenizerTrial) -> float:
@@ -162,41 +169,81 @@ def _latent_metric_seconds(study: StudySpec, trial: TokenizerTrial) -> float:
     return per_latent * (c * h * w / LATENT_METRIC_VALUES) * study.dataset.val_size
 
 
-def estimate_gpu_hours(study: StudySpec) -> dict[str, Any]:
-    """Per-stage and total GPU-hours (assumed GPU throughput) and CPU-hours (measured CPU throughput) of `study`."""
+@dataclass
+class Priced:
+    """A plan priced job by job: the stages' totals and each job's hours (`job_hours`)."""
+
+    stages: dict[str, Stage]
+    tokenizers: list[dict[str, Any]]
+    jobs: dict[JobRef, float]  # GPU-hours of trials, CPU-hours of latent-metric jobs; jobs not estimated: absent
+    priced: int  # tokenizers priced (a search not yet run: its trials)
+
+
+def price(study: StudySpec, plan: StudyPlan) -> Priced:
+    """Book every job of `plan` into its stages (the module docstring's FLOP models)."""
     ds = study.dataset
     n_train, n_val = ds.train_size, ds.val_size
     stages = {name: Stage(precision) for name, precision in STAGE_PRECISION.items()}
     stages["latent_metrics"] = Stage(None)
     s = scoring_flops(study.reference.feature_network, ds.image_size, ds.num_classes)
     stages["reference"].add(s * (n_train + n_val), cpu_flops_per_s(REFERENCE_CPU_PROXY))
-    tokenizers = []
-    plan = StudyPlan.from_spec(study)
-    priced = [(job.id, job.trial) for job in plan.tokenizers]
+    tokenizers: list[dict[str, Any]] = []
+    jobs: dict[JobRef, float] = {}
+    priced = [(job.ref, job.trial) for job in plan.tokenizers]
     search = plan.search
     if search is not None and not priced:  # a search not yet run: its trials priced at the block's first draw
-        priced = [(f"{search.id}/{i}", search.trial) for i in range(search.spec.num_samples)]
-    for job_id, t in priced:
+        priced = [(search.ref, search.trial)] * search.spec.num_samples
+    for ref, t in priced:
         rate, family = cpu_flops_per_s(t.architecture), t.tags()["family"]
         flops = training_flops(t, ds.image_size)
         gpu_h = stages["tokenizer_training"].add(flops, rate, family)
-        tokenizers.append({"id": job_id, "family": family, "flops": flops.total, "gpu_hours": gpu_h,
+        tokenizers.append({"id": ref[1] if ref[0] != TokenizerSearchJob.stage else f"{ref[1]}/{len(tokenizers)}",
+                           "family": family, "flops": flops.total, "gpu_hours": gpu_h,
                            "cpu_hours": flops.total / rate / 3600})
         e, d = tokenizer_flops(t.architecture, t.latent, ds.image_size)
-        stages["tokenizer_evaluation"].add(e * (n_train + n_val) + (e + d + s) * n_val, rate, family)
-        stages["latent_metrics"].cpu_s += _latent_metric_seconds(study, t)
+        gpu_h += stages["tokenizer_evaluation"].add(e * (n_train + n_val) + (e + d + s) * n_val, rate, family)
+        jobs[ref] = jobs.get(ref, 0.0) + gpu_h
+        metric_s = _latent_metric_seconds(study, t)
+        stages["latent_metrics"].cpu_s += metric_s
+        if ref[0] == TokenizerJob.stage:
+            jobs[(LatentMetricJob.stage, ref[1])] = metric_s / 3600
     for run in plan.diffusion:
-        _book_diffusion(study, run.tokenizer.trial, run.trial, stages)
-    slots = plan.of(ConfirmationSlot)  # diffusion trials of tokenizers the search has not found yet
-    for slot in slots:
-        _book_diffusion(study, search.trial, slot.trial, stages)  # type: ignore[union-attr]
+        jobs[run.ref] = _book_diffusion(study, run.tokenizer.trial, run.trial, stages)
+    for slot in plan.of(ConfirmationSlot):  # diffusion trials of tokenizers the search has not found yet
+        jobs[slot.ref] = _book_diffusion(study, search.trial, slot.trial, stages)  # type: ignore[union-attr]
+    return Priced(stages, tokenizers, jobs, len(priced))
+
+
+def job_hours(study: StudySpec, plan: StudyPlan) -> dict[JobRef, float]:
+    """Each job's estimated hours, the scheduler's cost: GPU-hours of a tokenizer (training and evaluation) and of a
+    diffusion run (training, sampling, scoring), the same figures `estimate_gpu_hours` (`raysweep plan --json`)
+    sums; CPU-hours of a latent-metric job; a search job its trials together. Jobs not estimated are absent."""
+    return price(study, plan).jobs
+
+
+def job_cost(study: StudySpec, plan: StudyPlan) -> Callable[[Job], float]:
+    """The scheduler's cost of a job of `plan`: its `job_hours` (0 for a job not estimated: model and diffusion
+    metrics, the analysis), so a LightningDiT-XL run (100k steps at batch 1024) ranks above a SiT-B run (400k at
+    256), as their GPU-hours do and their step counts do not."""
+    hours = job_hours(study, plan)
+    return lambda job: hours.get(job.ref, 0.0)
+
+
+def estimate_gpu_hours(study: StudySpec) -> dict[str, Any]:
+    """Per-stage and total GPU-hours (assumed GPU throughput) and CPU-hours (measured CPU throughput) of `study`."""
+    ds = study.dataset
+    n_train, n_val = ds.train_size, ds.val_size
+    plan = StudyPlan.from_spec(study)
+    priced = price(study, plan)
+    stages, tokenizers = priced.stages, priced.tokenizers
+    slots = plan.of(ConfirmationSlot)
     by_stage = {name: stage.summary() for name, stage in stages.items()}
     return {
         "gpu_hours": sum(v["gpu_hours"] for v in by_stage.values()),
         "cpu_hours": sum(v["cpu_hours"] for v in by_stage.values()),
         "stages": by_stage,
         "tokenizers": tokenizers,
-        "counts": {"tokenizers": len(priced), "diffusion_trials": len(plan.diffusion) + len(slots),
+        "counts": {"tokenizers": priced.priced, "diffusion_trials": len(plan.diffusion) + len(slots),
                    "train_images": n_train, "val_images": n_val,
                    "velocity_evaluations_per_sample": guided_passes(study)},
         "measured": {"where": f"CPU: {MEASURED_ON}",

@@ -34,10 +34,41 @@ class Flops:
 
 
 ZERO = Flops()
+# Dense datasheet peaks in FLOP/s by precision (fp32 convolutions / matmuls run on TF32 tensor cores where torch
+# enables it, see `peak_seconds`). Keys are GPU models; `gpu_model` maps a `torch.cuda.get_device_name()` to one.
+GPU_PEAKS: dict[str, dict[str, float]] = {
+    "NVIDIA H100 SXM": {"bf16": 989e12, "tf32": 494.7e12, "fp32": 66.9e12},
+    "NVIDIA H100 PCIe": {"bf16": 756.5e12, "tf32": 378e12, "fp32": 51.2e12},
+    "NVIDIA H100 NVL": {"bf16": 835.5e12, "tf32": 417.5e12, "fp32": 60e12},
+    "NVIDIA H200": {"bf16": 989e12, "tf32": 494.7e12, "fp32": 66.9e12},
+    "NVIDIA H200 NVL": {"bf16": 835.5e12, "tf32": 417.5e12, "fp32": 60e12},
+    "NVIDIA A100": {"bf16": 312e12, "tf32": 156e12, "fp32": 19.5e12},
+    "NVIDIA L40S": {"bf16": 362.05e12, "tf32": 183e12, "fp32": 91.6e12},
+}
+# (substring of the device name, model), first match wins: "NVIDIA H100 80GB HBM3" is the SXM part
+_DEVICE_NAMES = (("H100 PCIe", "NVIDIA H100 PCIe"), ("H100 NVL", "NVIDIA H100 NVL"), ("H100", "NVIDIA H100 SXM"),
+                 ("H200 NVL", "NVIDIA H200 NVL"), ("H200", "NVIDIA H200"), ("A100", "NVIDIA A100"),
+                 ("L40S", "NVIDIA L40S"))
+
+
+def gpu_model(device_name: str) -> str | None:
+    """The `GPU_PEAKS` key of a CUDA device name, or None for a GPU not in the table."""
+    return next((model for part, model in _DEVICE_NAMES if part in device_name), None)
+
+
+def peak_seconds(flops: Flops, precision: str, peaks: dict[str, float]) -> float:
+    """Seconds `flops` take at the device's peak: bf16 for both units, or fp32 code under torch's TF32 settings
+    (cuDNN convolutions and cuBLAS matmuls each on TF32 tensor cores only where enabled)."""
+    if precision == "bf16":
+        return flops.total / peaks["bf16"]
+    conv = peaks["tf32" if torch.backends.cudnn.allow_tf32 else "fp32"]
+    matmul = peaks["tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"]
+    return flops.conv / conv + flops.matmul / matmul
 
 
 def count(fn: Callable[[], Any]) -> Flops:
-    """FLOPs of running `fn` (on meta tensors), convolutions separated from everything else counted."""
+    """FLOPs of running `fn` (on meta tensors, or real ones: a training step's backward is counted too),
+    convolutions separated from everything else counted."""
     with FlopCounterMode(display=False) as counter:
         fn()
     ops = counter.get_flop_counts().get("Global", {})

@@ -33,6 +33,7 @@ from raysweep.config.spec import StudySpec, TrialResources
 from raysweep.hashing import config_hash, flatten
 from raysweep.pipeline.allocation_gate import proxy_gate
 from raysweep.pipeline.context import TrialContext
+from raysweep.pipeline.estimate import job_cost
 from raysweep.pipeline.events import EventSink, JobEvent, JobFailed, fan_out
 from raysweep.pipeline.executors import Cohort, Executor, RayExecutor, Task
 from raysweep.pipeline.images import prepare_images
@@ -135,7 +136,7 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
                 cohort = gate.cohort if gate is not None and gate.spec.fidelity is not None else None
                 return Scheduler(jobs, store, executor,
                                  lambda job: job_task(job, study, ctx, tracker, keep_report, pool, cohort), emit,
-                                 cost=job_cost, headline=lambda job: headline(store, job), gate=gate).run()
+                                 cost=job_cost(study, jobs), headline=lambda job: headline(store, job), gate=gate).run()
 
             searched = None
             if plan.search is not None and store.done(plan.search) is None:
@@ -183,12 +184,6 @@ class _Book:
 
 def _resources(res: TrialResources, times: float = 1.0) -> dict[str, float]:
     return {"CPU": res.cpu * times, **({"GPU": res.gpu * times} if res.gpu else {})}
-
-
-def job_cost(job: Job) -> float:
-    """Relative duration for the scheduler's priority: trials by their steps, metric jobs small."""
-    trial = getattr(job, "trial", None)
-    return float(trial.steps) if trial is not None else 1.0
 
 
 def headline(store: Store, job: Job) -> tuple[str, float] | None:

@@ -1,56 +1,24 @@
-"""Regularizer registry. To add one: write `regularizers/<name>.py` with a `Regularizer` subclass and list it in the
-tuple below (or call `register(cls)` from code outside this package); README "Add a regularizer" walks through it."""
+"""Regularizers: the interface (`base.py`, plain torch), their pydantic `Params` (`params.py`) and the registry
+(`registry.py`, which imports every regularizer). Names load on first use (`raysweep.lazy`): the trainer needs the
+interface alone, so training runs where pydantic is not installed (the bare GPU box `benchmarks/gpu_check.py` is
+for)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
+from raysweep.lazy import lazy_exports
 
-from raysweep.tokenizers.regularizers.base import RegContext, Regularizer, StrictParams
-from raysweep.tokenizers.regularizers.baseline import Baseline
-from raysweep.tokenizers.regularizers.eq import Equivariance
-from raysweep.tokenizers.regularizers.lcr import LocalCorrelation
-from raysweep.tokenizers.regularizers.lmr import LatentMaskedReconstruction
-from raysweep.tokenizers.regularizers.mae import TokenMasking
-from raysweep.tokenizers.regularizers.repa import Repa
-from raysweep.tokenizers.regularizers.vf import Mcos, Mdms, Vf
-
-REGULARIZERS: dict[str, type[Regularizer[Any]]] = {cls.name: cls for cls in (
-    Baseline, Equivariance, LocalCorrelation, LatentMaskedReconstruction, Repa, Vf, Mcos, Mdms, TokenMasking,
-)}
-
-
-def register(cls: type[Regularizer[Any]]) -> type[Regularizer[Any]]:
-    """Add `cls` under its `name`, as the tuple above does for the built-in ones; ValueError if the name is taken."""
-    if cls.name in REGULARIZERS and REGULARIZERS[cls.name] is not cls:
-        raise ValueError(f"regularizer name {cls.name!r} is taken by {REGULARIZERS[cls.name].__name__}; "
-                         f"taken names: {', '.join(sorted(REGULARIZERS))}")
-    REGULARIZERS[cls.name] = cls
-    return cls
-
-
-def regularizer_class(name: str) -> type[Regularizer[Any]]:
-    if name not in REGULARIZERS:
-        raise ValueError(f"unknown regularizer {name!r}; allowed: {', '.join(sorted(REGULARIZERS))}")
-    return REGULARIZERS[name]
-
-
-def validate_params(name: str, params: dict[str, Any]) -> StrictParams:
-    """Parse a regularizer's params; an unknown name, unknown param or invalid value raises ValueError naming
-    what is allowed."""
-    cls = regularizer_class(name)
-    try:
-        return cls.Params(**params)
-    except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in err.errors())
-        allowed = ", ".join(f"{k}={v.default!r}" for k, v in cls.Params.model_fields.items()) or "(none)"
-        raise ValueError(f"regularizer {name!r}: {problems}; allowed params (defaults): {allowed}") from None
-
-
-def build_regularizer(name: str, params: dict[str, Any] | None = None) -> Regularizer[Any]:
-    """An unbound regularizer; the trainer binds it to the tokenizer's latent width and the feature width."""
-    return regularizer_class(name)(validate_params(name, params or {}))
-
+if TYPE_CHECKING:
+    from raysweep.tokenizers.regularizers.base import RegContext, Regularizer
+    from raysweep.tokenizers.regularizers.params import StrictParams
+    from raysweep.tokenizers.regularizers.registry import (
+        REGULARIZERS,
+        build_regularizer,
+        register,
+        regularizer_class,
+        validate_params,
+    )
 
 __all__ = ["REGULARIZERS", "RegContext", "Regularizer", "StrictParams", "build_regularizer", "register",
            "regularizer_class", "validate_params"]
+__getattr__ = lazy_exports(__name__, __file__)

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import field_validator
 
-from raysweep.tokenizers.regularizers.base import RegContext, StrictParams
+from raysweep.tokenizers.regularizers.base import RegContext
+from raysweep.tokenizers.regularizers.params import StrictParams
 
 
 class EncoderParams(StrictParams):

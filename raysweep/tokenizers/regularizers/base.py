@@ -1,25 +1,22 @@
 """The regularizer interface. A regularizer is one file: a `Params` model (paper defaults, unknown keys rejected),
-a `search_space` for the sweep, and `loss(ctx)`; registering it is one line in `regularizers/__init__.py`."""
+a `search_space` for the sweep, and `loss(ctx)`; registering it is one line in `regularizers/registry.py`. This
+module is plain torch: the `Params` models (pydantic) live in `params.py`, so the trainer runs without pydantic."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from raysweep.tokenizers.posterior import DiagonalGaussian
 from raysweep.tokenizers.tokenizer import Tokenizer
 
+if TYPE_CHECKING:
+    from raysweep.tokenizers.regularizers.params import StrictParams
+
 ADAPTIVE_MAX = 1e8  # clamp of VA-VAE's / SSVAE's gradient-norm ratio
-
-
-class StrictParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-P = TypeVar("P", bound=StrictParams)
+P = TypeVar("P", bound="StrictParams | None")
 
 
 @dataclass
@@ -37,7 +34,7 @@ class RegContext:
 
 class Regularizer(nn.Module, Generic[P]):
     name: ClassVar[str]
-    Params: ClassVar[type[StrictParams]] = StrictParams
+    Params: ClassVar[type[StrictParams] | None] = None  # None: takes no params (and needs no pydantic to build)
     search_space: ClassVar[dict[str, dict[str, list[Any]]]] = {}  # param -> one search domain (config/search.py)
     needs_features: ClassVar[bool] = False
     # passes per training image beyond the model's one encode + decode (the FLOP estimate reads them)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from raysweep.tokenizers.regularizers.base import RegContext, Regularizer, StrictParams
+from raysweep.tokenizers.regularizers.base import RegContext, Regularizer
 
 
-class Baseline(Regularizer[StrictParams]):
+class Baseline(Regularizer[None]):
     name = "baseline"
 
     def loss(self, ctx: RegContext) -> tuple[torch.Tensor, dict[str, float]]:

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from raysweep.tokenizers.regularizers.base import RegContext, Regularizer, StrictParams
+from raysweep.tokenizers.regularizers.base import RegContext, Regularizer
+from raysweep.tokenizers.regularizers.params import StrictParams
 
 Kind = Literal["scale", "rotate", "flip"]
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from raysweep.tokenizers.regularizers.base import RegContext, Regularizer, StrictParams, adaptive_weight
+from raysweep.tokenizers.regularizers.base import RegContext, Regularizer, adaptive_weight
+from raysweep.tokenizers.regularizers.params import StrictParams
 
 SSVAE_ADAPTIVE_SCALE = 0.1
 

@@ -11,7 +11,8 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from raysweep.tokenizers.regularizers.base import RegContext, Regularizer, StrictParams
+from raysweep.tokenizers.regularizers.base import RegContext, Regularizer
+from raysweep.tokenizers.regularizers.params import StrictParams
 
 MASK_RATIOS = (0.25, 0.5, 0.75)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from raysweep.tokenizers.regularizers.base import RegContext, Regularizer, StrictParams
+from raysweep.tokenizers.regularizers.base import RegContext, Regularizer
+from raysweep.tokenizers.regularizers.params import StrictParams
 
 
 class MaeParams(StrictParams):
