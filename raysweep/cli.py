@@ -148,10 +148,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ConfigError(args.study, "name", f"{err}; run `raysweep run` first") from None
     # trials have runs of their own; metric jobs log on their tokenizer's or diffusion model's run
-    planned = [(job.id, job.stage) for job in StudyPlan.from_spec(study).jobs
-               if job.stage in ("tokenizer_search", "tokenizer", "diffusion")]
+    from raysweep.pipeline.status import status_lines, study_status
+
+    plan = StudyPlan.from_spec(study)
+    planned = [(job.id, job.stage) for job in plan.jobs if job.stage in ("tokenizer_search", "tokenizer", "diffusion")]
     render_status(snapshot_events(tracker.runs(), planned=planned),
                   title=f"study {study.name} ({study.tracking_uri})")
+    for line in status_lines(study_status(study, plan=plan)):
+        print(line)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Move a raysweep 0.1.0 store's results under the current keys; nothing is retrained."""
+    study = load_study(args.study)
+    from raysweep.pipeline.lock import study_lock
+    from raysweep.pipeline.migrate import migrate_store
+    from raysweep.pipeline.store import Store
+
+    with study_lock(study.root, hint=f"raysweep status {args.study}"):
+        moves = migrate_store(study, StudyPlan.from_spec(study), Store(study.root, study.latent_storage))
+    for move in moves:
+        print(f"{move.job.stage} '{move.job.id}': {move.old.name} -> {move.new.name} "
+              f"(assumed at migration: {', '.join(move.assumed)})")
+    print(f"{len(moves)} result(s) migrated, nothing retrained; `raysweep status {args.study}` lists what was assumed")
     return 0
 
 
@@ -263,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", cmd_status, "what is finished, running or failed")
     p.add_argument("study")
     p.add_argument("--json", action="store_true")
+    p = add("migrate", cmd_migrate, "reuse a raysweep 0.1.0 store's results under the current keys")
+    p.add_argument("study")
     p = add("metrics", cmd_metrics, "latent metrics of Parquet latent files", add_help=False,
             formatter_class=argparse.RawDescriptionHelpFormatter,
             description="Latent metrics of Parquet latent files (raysweep's, or any tool's that follow the contract "

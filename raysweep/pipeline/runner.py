@@ -37,6 +37,7 @@ from raysweep.pipeline.events import EventSink, JobEvent, JobFailed, fan_out
 from raysweep.pipeline.executors import Cohort, Executor, RayExecutor, Task
 from raysweep.pipeline.images import prepare_images
 from raysweep.pipeline.metric_pool import MetricPool
+from raysweep.pipeline.migrate import needs_migration
 from raysweep.pipeline.reference_stage import prepare_reference
 from raysweep.pipeline.scheduler import Scheduler, ScheduleResult
 from raysweep.pipeline.search_stage import tag_confirmed
@@ -104,6 +105,8 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
     (off: the view renders the events)."""
     preflight(study)  # bad paths, unwritable storage, missing GPUs: one-line errors before anything is written
     store = Store(study.root, study.latent_storage)
+    plan = StudyPlan.from_spec(study, analyze=analyze)
+    needs_migration(study, plan, store)  # results under the previous version's keys: never reused silently
     study.root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:  # unreadable or inconsistent image data is bad input, reported before anything is tracked
@@ -118,7 +121,6 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
         weights = prepare_reference(study.reference, store, dataset_key, tracker, study_run_id)
         result.seconds["reference"] = time.perf_counter() - t0
         ctx = _context(study, dataset_key, study_run_id, weights)
-        plan = StudyPlan.from_spec(study, analyze=analyze)
         emit = fan_out(*([sink] if sink else []), _Book(result))
         pool = None
         if executor is None:
@@ -227,16 +229,17 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
     if isinstance(job, TokenizerJob):
         from raysweep.pipeline.tokenizer_stage import tokenizer_payload, train_tokenizer_trial
 
-        return Task(job.ref, "trial", train_tokenizer_trial, ({"payload": tokenizer_payload(job.trial, ctx)},),
+        return Task(job.ref, "trial", train_tokenizer_trial, ({"payload": tokenizer_payload(job, ctx)},),
                     _resources(res.tokenizer), experiment=f"tokenizers-{job.key}", total_steps=job.trial.steps,
                     workers=res.tokenizer.workers)
     if isinstance(job, DiffusionJob) and cohort is not None:
         return cohort_task(cohort(job), study, ctx)
     if isinstance(job, TokenizerSearchJob):
-        from raysweep.config.plan import metric_names
+        from raysweep.config.plan import Upstream, metric_names
         from raysweep.pipeline.search_stage import SearchEnv, run_search_job
 
-        env = SearchEnv(ctx, metric_names(study, "latents"), metric_names(study, "tokenizer"), study.metrics,
+        env = SearchEnv(ctx, Upstream.of(study), metric_names(study, "latents"), metric_names(study, "tokenizer"),
+                        study.metrics,
                         _resources(res.tokenizer), res.tokenizer.workers, _resources(res.metric_actor),
                         study.tune_storage)
         # the task only drives the search: its trials' tokenizer trials and metric tasks hold the resources
@@ -244,7 +247,7 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
     if isinstance(job, DiffusionJob):
         from raysweep.pipeline.diffusion_stage import diffusion_payload, train_diffusion_trial
 
-        payload = diffusion_payload(job.trial, job.seed, _tokenizer(job, ctx), study.evaluation, ctx)
+        payload = diffusion_payload(job, _tokenizer_run(job, ctx), study.evaluation, ctx)
         return Task(job.ref, "trial", train_diffusion_trial, ({"payload": payload},), _resources(res.diffusion),
                     experiment=f"diffusion-{job.key}", total_steps=job.trial.steps,
                     workers=res.diffusion.workers)
@@ -269,8 +272,8 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
     raise TypeError(f"no stage runs {type(job).__name__}")
 
 
-def _tokenizer(job: DiffusionJob, ctx: TrialContext) -> dict[str, str]:
-    return {"id": job.tokenizer.id, "key": job.tokenizer.key, "run_id": ctx.store.done(job.tokenizer)["run_id"]}
+def _tokenizer_run(job: DiffusionJob, ctx: TrialContext) -> str:
+    return ctx.store.done(job.tokenizer)["run_id"]
 
 
 def cohort_task(jobs: list[DiffusionJob], study: StudySpec, ctx: TrialContext) -> Task:
@@ -290,7 +293,7 @@ def cohort_task(jobs: list[DiffusionJob], study: StudySpec, ctx: TrialContext) -
     assert spec is not None
     trial = jobs[0].trial
     tiers = Tiers.of(spec, trial.steps, study.storage.checkpoint_every, study.evaluation.num_samples)
-    configs = tuple({"payload": diffusion_payload(j.trial, j.seed, _tokenizer(j, ctx), study.evaluation, ctx, tiers)}
+    configs = tuple({"payload": diffusion_payload(j, _tokenizer_run(j, ctx), study.evaluation, ctx, tiers)}
                     for j in jobs)
     todo = tuple(i for i, j in enumerate(jobs) if ctx.store.done(j) is None)
     recorded = functools.partial(tracked_rungs, ctx.tracking_uri, ctx.experiment, {j.id: j.key for j in jobs},

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from raysweep.config.plan import LatentMetricJob, ModelMetricJob, StudyPlan, TokenizerJob, TokenizerSearchJob
+from raysweep.config.plan import LatentMetricJob, ModelMetricJob, StudyPlan, TokenizerJob, TokenizerSearchJob, Upstream
 from raysweep.config.spec import MetricsSpec, StudySpec, TokenizerTrial
 from raysweep.hashing import flatten
 from raysweep.pipeline.context import TrialContext
@@ -47,6 +47,7 @@ class SearchEnv:
     """What a search trial needs (picklable): the study's trial context, metric jobs and resources."""
 
     ctx: TrialContext
+    upstream: Upstream  # the study's dataset and reference keys, in every tokenizer's key
     latent: tuple[str, ...]  # latent metric names (the metric pool's), run on the tokenizer's latents
     model: tuple[str, ...]  # metrics that need the tokenizer itself
     metrics: MetricsSpec
@@ -102,18 +103,18 @@ def train_search_trial(env: SearchEnv, config: dict[str, Any]) -> dict[str, floa
     from raysweep.tracking.table import TOKENIZER_PREFIXES
 
     trial = searched_trial(config)
-    tok, store = TokenizerJob(trial.id or "", trial.key(), trial=trial), env.ctx.store
+    tok, store = TokenizerJob.of(trial, env.upstream), env.ctx.store
     relay = _relay()
     if relay is not None:
         relay.put.remote(JobStarted(tok.id, tok.stage, total=trial.steps))  # type: ignore[arg-type]
-    error = run_trial(f"tokenizers-{tok.key}", train_tokenizer_trial, {"payload": tokenizer_payload(trial, env.ctx)},
+    error = run_trial(f"tokenizers-{tok.key}", train_tokenizer_trial, {"payload": tokenizer_payload(tok, env.ctx)},
                       env.storage, env.tokenizer, trial_name=tok.id, max_failures=env.max_failures,
                       callbacks=None if relay is None else [step_callback("tokenizer", trial.steps)],
                       workers=env.tokenizer_workers)
     if error is not None:
         raise RuntimeError(f"tokenizer '{tok.id}': {error}")
     for job_type, names in ((LatentMetricJob, env.latent), (ModelMetricJob, env.model)):
-        job = job_type(tok.id, tok.key, names=names, deps=(tok.ref,))
+        job = job_type.of(tok.id, tok.key, names, env.metrics.params, deps=(tok.ref,))
         if names and store.done(job) is None:
             if isinstance(job, LatentMetricJob):
                 _remote(run_latent_metric_job, env.metric_actor, env.ctx, job, env.metrics, None)
@@ -159,7 +160,7 @@ def run_search_job(env: SearchEnv, job: TokenizerSearchJob, seed: int) -> None:
                 trials.append((trial, t))
         if not trials:
             raise RuntimeError(f"no search trial finished; first error: {(result.errors or ('none',))[0]}")
-        runs = {t.id: store.done(TokenizerJob(t.id or "", t.key(), trial=t))["run_id"] for t, _ in trials}
+        runs = {t.id: store.done(TokenizerJob.of(t, env.upstream))["run_id"] for t, _ in trials}
         for order, (trial, t) in enumerate(trials):
             tracker.log_metrics(runs[trial.id], {SEARCH_SCORE: t.metrics[SEARCH_SCORE],
                                                  SEARCH_FEASIBLE: float(t.feasible), SEARCH_ORDER: float(order)})
@@ -181,6 +182,7 @@ def tag_confirmed(study: StudySpec, plan: StudyPlan, store: Store, tracker: Trac
     search run (best first) and on every tokenizer run. Tags are idempotent: a rerun sets the same values."""
     from raysweep.config.plan import searched_trials
 
+    upstream = Upstream.of(study)
     search = plan.search
     done = None if search is None else store.done(search)
     found = None if search is None else searched_trials(study, search)
@@ -189,5 +191,5 @@ def tag_confirmed(study: StudySpec, plan: StudyPlan, store: Store, tracker: Trac
     trained, confirmed = found
     tracker.set_tags(done["run_id"], {SEARCH_CHOSEN_TAG: ",".join(confirmed)})
     for trial in trained:
-        run = store.done(TokenizerJob(trial.id or "", trial.key(), trial=trial))
+        run = store.done(TokenizerJob.of(trial, upstream))
         tracker.set_tags(run["run_id"], {SEARCH_CONFIRMED_TAG: str(trial.id in confirmed).lower()})

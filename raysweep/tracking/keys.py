@@ -72,3 +72,12 @@ SEARCH_RUN_TAG = "raysweep.search_run"   # tokenizer run -> the search run that 
 SEARCH_CONFIRMED_TAG = "raysweep.search_confirmed"  # tokenizer run: "true" / "false"
 SEARCH_TRIALS_TAG = "raysweep.search_trials"        # search run: its tokenizer ids, in search order
 SEARCH_CHOSEN_TAG = "raysweep.search_confirmed_ids"  # search run: the confirmed tokenizer ids, best first
+
+# provenance (issue 22): what produced a run's values, as tags (params cannot change once logged; these do)
+CODE_VERSION_TAG = "raysweep.code_version"  # the tokenizer / diffusion stage's code version (config.plan)
+PACKAGE_VERSION_TAG = "raysweep.version"  # the raysweep package that logged the run
+METRIC_VERSION_PREFIX = "raysweep.metric_version."  # + metric name: the metric class's `version`
+METRIC_PARAM_PREFIX = "metrics."  # + `<metric>.<param>`: a metric's resolved parameters on the run it logs on
+EVALUATION_KEY_TAG = "raysweep.evaluation_key"  # a diffusion run's evaluation key, updated on re-score
+EVALUATION_TAG_PREFIX = "eval."  # + evaluation setting: how a diffusion run was last scored
+MIGRATED_TAG = "raysweep.migrated_from"  # a run's key before `raysweep migrate` moved its result
