@@ -9,7 +9,7 @@ from typing import Any
 
 from raysweep.config import ConfigError, load_study
 from raysweep.config.allocation import allocation_of
-from raysweep.config.plan import ConfirmationSlot, StudyPlan
+from raysweep.config.plan import ConfirmationSlot
 from raysweep.config.spec import StudySpec
 from raysweep.jsonout import dumps, print_json
 
@@ -17,7 +17,9 @@ EXIT_BAD_INPUT = 2
 
 
 def _plan(study: StudySpec) -> dict:
-    plan = StudyPlan.from_spec(study)
+    from raysweep.pipeline.study_plan import plan_study
+
+    plan = plan_study(study)
     tokenizers = [{"id": j.id, "key": j.key, **j.trial.tags(), "architecture": j.trial.architecture,
                    "latent": j.trial.latent, "regularizer": j.trial.regularizer, "params": j.trial.params,
                    "steps": j.trial.steps} for j in plan.tokenizers]
@@ -149,8 +151,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise ConfigError(args.study, "name", f"{err}; run `raysweep run` first") from None
     # trials have runs of their own; metric jobs log on their tokenizer's or diffusion model's run
     from raysweep.pipeline.status import status_lines, study_status
+    from raysweep.pipeline.study_plan import plan_study
 
-    plan = StudyPlan.from_spec(study)
+    plan = plan_study(study)
     planned = [(job.id, job.stage) for job in plan.jobs if job.stage in ("tokenizer_search", "tokenizer", "diffusion")]
     render_status(snapshot_events(tracker.runs(), planned=planned),
                   title=f"study {study.name} ({study.tracking_uri})")
@@ -165,9 +168,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from raysweep.pipeline.lock import study_lock
     from raysweep.pipeline.migrate import migrate_store
     from raysweep.pipeline.store import Store
+    from raysweep.pipeline.study_plan import plan_study
 
+    store = Store(study.root, study.latent_storage)
     with study_lock(study.root, hint=f"raysweep status {args.study}"):
-        moves = migrate_store(study, StudyPlan.from_spec(study), Store(study.root, study.latent_storage))
+        moves = migrate_store(study, plan_study(study, store), store)
     for move in moves:
         print(f"{move.job.stage} '{move.job.id}': {move.old.name} -> {move.new.name} "
               f"(assumed at migration: {', '.join(move.assumed)})")

@@ -151,3 +151,26 @@ def test_migration_reuses_only_what_the_old_keys_of_the_current_study_match(tmp_
     assert [store.done(j) for j in plan.of(DiffusionJob)] == [None, None]
     latent = plan.of(LatentMetricJob)[0]
     assert latent.missing(store.found(latent)) == ("lnc",)  # viv and sec migrated, lnc to compute
+
+
+def test_a_run_builds_its_plan_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` makes the plan once and hands it to the scheduler, the gate and the analysis (a migrated store: every
+    job found finished, run in this process)."""
+    from raysweep.pipeline.executors import LocalExecutor
+    from raysweep.pipeline.runner import run_study
+    from raysweep.pipeline.study_plan import plan_study
+
+    data, store = _old_store(tmp_path)
+    study = parse_study(data)
+    migrate_store(study, plan_study(study, store), store)
+    builds: list[tuple[Any, ...]] = []
+    build = StudyPlan.from_spec.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[StudyPlan], *args: Any, **kwargs: Any) -> StudyPlan:
+        builds.append(args)
+        return build(cls, *args, **kwargs)
+
+    monkeypatch.setattr(StudyPlan, "from_spec", classmethod(counted))
+    result = run_study(study, analyze=False, executor=LocalExecutor())
+    assert not result.failed and len(result.finished) == 10  # found finished: nothing ran
+    assert len(builds) == 1

@@ -37,7 +37,8 @@ STORE_KEYS = {
 def test_legacy_keys_equal_the_keys_of_existing_stores(path: str) -> None:
     study = load_study(ROOT / path)
     plan = StudyPlan.from_spec(study)
-    keys = [(j.id, legacy_tokenizer_key(j) if isinstance(j, TokenizerJob) else legacy_diffusion_key(j, study.evaluation))
+    keys = [(j.id, legacy_tokenizer_key(j)) if isinstance(j, TokenizerJob) else
+            (j.id, legacy_diffusion_key(j, study.evaluation))
             for j in plan if isinstance(j, (TokenizerJob, DiffusionJob))]
     count, digest = STORE_KEYS[path]
     assert len(keys) == count

@@ -1,18 +1,18 @@
 """The study plan: every job a study runs, as frozen typed values with content keys and dependencies.
 
-Derived from the study file alone (no Ray, MLflow or finished upstream job), so `plan`, `validate`, `status`, the
-estimate, the analysis and the scheduler all see the same jobs. One exception: the tokenizers of a
+Derived from the study file alone (no Ray, MLflow, store or finished upstream job), so `plan`, `validate`,
+`status`, the estimate, the analysis and the scheduler all see the same jobs. One exception: the tokenizers of a
 `tokenizers.search` exist only once the search has run. Until then the plan holds the search job and its
-`ConfirmationSlot`s (diffusion trials for tokenizers still unknown); once the search's result is in the store, the
-plan holds the tokenizers it trained (with their metric jobs, after the search job) and the diffusion trials of the
-best `confirm` feasible ones. A job's key is the hash of its `inputs`, everything that determines its result
-(recorded readable in its `result.json`, so `status` can name what changed): a tokenizer's trial fields, dataset,
-reference network and code version; each metric's upstream key, name, resolved parameters and class `version` (one
-entry per metric in its job's marker: adding a metric computes only that one); a diffusion run's training (trial,
-seed, tokenizer, code version) apart from its evaluation (settings, scorer), so editing the evaluation re-scores the
-saved model. `legacy` holds the formulas of the stores written before (`pipeline/migrate.py`). A job is named by its
-`ref` (stage, study id): study ids repeat across stages (the tokenizer `vf` and its latent metrics `vf`), refs do
-not.
+`ConfirmationSlot`s (diffusion trials for tokenizers still unknown); given the search's outcome (`SearchOutcome`,
+read from the store by `pipeline.study_plan`), it holds the tokenizers it trained (with their metric jobs, after the
+search job) and the diffusion trials of the best `confirm` feasible ones. A job's key is the hash of its `inputs`,
+everything that determines its result (recorded readable in its `result.json`, so `status` can name what changed):
+a tokenizer's trial fields, dataset, reference network and code version; each metric's upstream key, name, resolved
+parameters and class `version` (one entry per metric in its job's marker: adding a metric computes only that one);
+a diffusion run's training (trial, seed, tokenizer, code version) apart from its evaluation (settings, scorer), so
+editing the evaluation re-scores the saved model. `pipeline/migrate.py` keeps the formulas of the previous version's
+keys. A job is named by its `ref` (stage, study id): study ids repeat across stages (the tokenizer `vf` and its
+latent metrics `vf`), refs do not.
 """
 from __future__ import annotations
 
@@ -281,18 +281,24 @@ def search_key(study: StudySpec, spec: TokenizerSearch, space: dict[str, Any]) -
     return config_hash({"search": spec.key(), "space": space, "seed": study.seed})
 
 
-def searched_trials(study: StudySpec, job: TokenizerSearchJob) -> tuple[list[TokenizerTrial], list[str]] | None:
-    """The tokenizers a finished search trained (search order) and the ids of those it confirms (best first); None
-    until the search's result is in the store."""
-    from raysweep.pipeline.store import Store
-    from raysweep.search.tokenizer_search import SearchTrial, best_feasible
-
-    done = Store(study.root, study.latent_storage).done(job)
-    if done is None:
+def search_job(study: StudySpec) -> TokenizerSearchJob | None:
+    """The study's `tokenizers.search` as a job, if it has one."""
+    spec = tokenizer_search_of(study)
+    if spec is None:
         return None
-    trials = [SearchTrial(t["trial"], t["metrics"], t["feasible"]) for t in done["trials"]]
-    confirmed = [t.config["id"] for t in best_feasible(trials, job.spec.confirm)]
-    return [TokenizerTrial(**t.config) for t in trials], confirmed
+    from raysweep.search.tokenizer_search import search_space
+
+    space = search_space(study.tokenizers or {}, study.source)
+    return TokenizerSearchJob(SEARCH_ID, search_key(study, spec, space), spec=spec, space=space,
+                              trial=study.tokenizer_trials[0])
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """A finished tokenizer search: the tokenizers it trained (search order), the ids it confirms (best first)."""
+
+    trials: tuple[TokenizerTrial, ...]
+    confirmed: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -310,27 +316,23 @@ class StudyPlan:
     jobs: tuple[Job, ...]
 
     @classmethod
-    def from_spec(cls, study: StudySpec, analyze: bool = True) -> StudyPlan:
+    def from_spec(cls, study: StudySpec, analyze: bool = True, searched: SearchOutcome | None = None) -> StudyPlan:
+        """The plan of `study`, from the study alone and, for a `tokenizers.search`, its outcome once it has ended
+        (`pipeline.study_plan.plan_study` reads it from the store)."""
         latent, model, diffusion = (metric_names(study, n) for n in ("latents", "tokenizer", "diffusion"))
         upstream, params = Upstream.of(study), study.metrics.params
         jobs: list[Job] = []
         tokenizers = [(t, True) for t in study.tokenizer_trials]  # (trial, gets diffusion trials)
         after: tuple[JobRef, ...] = ()
-        spec = tokenizer_search_of(study)
-        if spec is not None:
-            from raysweep.search.tokenizer_search import search_space
-
-            space = search_space(study.tokenizers or {}, study.source)
-            search = TokenizerSearchJob(SEARCH_ID, search_key(study, spec, space), spec=spec, space=space,
-                                        trial=study.tokenizer_trials[0])
+        search = search_job(study)
+        if search is not None:
             jobs.append(search)
             after = (search.ref,)
-            found = searched_trials(study, search)
-            tokenizers = [] if found is None else [(t, t.id in found[1]) for t in found[0]]
-            if found is None:
+            tokenizers = [] if searched is None else [(t, t.id in searched.confirmed) for t in searched.trials]
+            if searched is None:
                 jobs += [ConfirmationSlot(f"{SEARCH_ID}-best{rank}/{dif.backbone}/{seed}", "", rank=rank, trial=dif,
                                           seed=seed, deps=after)
-                         for rank in range(1, spec.confirm + 1) for dif in study.diffusion_trials
+                         for rank in range(1, search.spec.confirm + 1) for dif in study.diffusion_trials
                          for seed in study.diffusion_seeds]
         for trial, diffuse in tokenizers:
             tok = TokenizerJob.of(trial, upstream, deps=after)

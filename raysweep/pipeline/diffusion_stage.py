@@ -120,7 +120,7 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
         return
     device = setup_worker(ctx)
     trial = DiffusionTrial(**payload["trial"])
-    trained = found is not None and ctx.store.velocity_model_file(key).is_file()  # scored under other settings
+    trained = ctx.store.velocity_model_file(key).is_file()  # saved after training: scored again, never retrained
     if not is_chief():  # a data-parallel rank > 0 only trains, in step with rank 0
         if not trained:
             _fit(trial, payload, ctx, None, None, device)

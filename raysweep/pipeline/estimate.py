@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import torch
 
-from raysweep.config.plan import ConfirmationSlot, StudyPlan
+from raysweep.config.plan import ConfirmationSlot
 from raysweep.config.spec import DiffusionTrial, StudySpec, TokenizerTrial
 from raysweep.pipeline.flops import (
     ZERO,
@@ -43,6 +43,7 @@ from raysweep.pipeline.flops import (
     tokenizer_flops,
     vgg_flops,
 )
+from raysweep.pipeline.study_plan import plan_study
 from raysweep.tokenizers import parse_latent_config
 from raysweep.tokenizers.regularizers import regularizer_class
 
@@ -171,7 +172,7 @@ def estimate_gpu_hours(study: StudySpec) -> dict[str, Any]:
     s = scoring_flops(study.reference.feature_network, ds.image_size, ds.num_classes)
     stages["reference"].add(s * (n_train + n_val), cpu_flops_per_s(REFERENCE_CPU_PROXY))
     tokenizers = []
-    plan = StudyPlan.from_spec(study)
+    plan = plan_study(study)
     priced = [(job.id, job.trial) for job in plan.tokenizers]
     search = plan.search
     if search is not None and not priced:  # a search not yet run: its trials priced at the block's first draw

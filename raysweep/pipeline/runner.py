@@ -42,6 +42,7 @@ from raysweep.pipeline.reference_stage import prepare_reference
 from raysweep.pipeline.scheduler import Scheduler, ScheduleResult
 from raysweep.pipeline.search_stage import tag_confirmed
 from raysweep.pipeline.store import Store
+from raysweep.pipeline.study_plan import plan_study, search_outcome
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import HEADLINE
 
@@ -105,7 +106,7 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
     (off: the view renders the events)."""
     preflight(study)  # bad paths, unwritable storage, missing GPUs: one-line errors before anything is written
     store = Store(study.root, study.latent_storage)
-    plan = StudyPlan.from_spec(study, analyze=analyze)
+    plan = plan_study(study, store, analyze)  # once per run (and once more when a search has just ended)
     needs_migration(study, plan, store)  # results under the previous version's keys: never reused silently
     study.root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -136,21 +137,21 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
             def schedule(jobs: StudyPlan, gate: Any = None) -> ScheduleResult:
                 cohort = gate.cohort if gate is not None and gate.spec.fidelity is not None else None
                 return Scheduler(jobs, store, executor,
-                                 lambda job: job_task(job, study, ctx, tracker, keep_report, pool, cohort), emit,
+                                 lambda job: job_task(job, study, ctx, tracker, keep_report, pool, cohort, jobs), emit,
                                  cost=job_cost, headline=lambda job: headline(store, job), gate=gate).run()
 
             searched = None
             if plan.search is not None and store.done(plan.search) is None:
                 # a tokenizer search first: its tokenizers, and so the rest of the plan, exist once it has ended
                 searched = schedule(StudyPlan((plan.search,)))
-                plan = StudyPlan.from_spec(study, analyze=analyze)
+                plan = StudyPlan.from_spec(study, analyze, searched=search_outcome(plan.search, store))
             if searched is not None and searched.failed:
                 outcome = searched  # the rest of the plan waits for tokenizers the search did not give
             elif plan.of(ConfirmationSlot):  # a search that ended without its result: no stage runs a slot
                 raise RuntimeError(f"the tokenizer search '{plan.search.id}' ended without writing its result "
                                    f"({store.marker(plan.search)}); run again to restore it")
             else:
-                tag_confirmed(study, plan, store, tracker)
+                tag_confirmed(plan, store, tracker)
                 gate = proxy_gate(study, plan, store, tracker, on_done=log_predictions(store, tracker, plan))
                 outcome = schedule(plan, gate)  # a search that just ended is found finished (cached) here
         finally:
@@ -221,10 +222,12 @@ def log_predictions(store: Store, tracker: Tracker, plan: StudyPlan) -> Callable
 
 def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
              report: Callable[[str], None] = lambda path: None, pool: MetricPool | None = None,
-             cohort: Callable[[DiffusionJob], list[DiffusionJob]] | None = None) -> Task:
+             cohort: Callable[[DiffusionJob], list[DiffusionJob]] | None = None,
+             plan: StudyPlan | None = None) -> Task:
     """The runnable form of a job whose deps are finished: which stage entry point, with what, on what.
     `report` receives the analysis report's artifact path; `pool` runs the latent metrics (None: in-process);
-    `cohort` (multi-fidelity gFID) names the diffusion jobs that run with a diffusion job under ASHA."""
+    `cohort` (multi-fidelity gFID) names the diffusion jobs that run with a diffusion job under ASHA; `plan` is the
+    run's plan, which the analysis reads instead of making its own."""
     res, params = study.resources, study.metrics.params
     if isinstance(job, TokenizerJob):
         from raysweep.pipeline.tokenizer_stage import tokenizer_payload, train_tokenizer_trial
@@ -249,7 +252,7 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
 
         payload = diffusion_payload(job, _tokenizer_run(job, ctx), study.evaluation, ctx)
         return Task(job.ref, "trial", train_diffusion_trial, ({"payload": payload},), _resources(res.diffusion),
-                    experiment=f"diffusion-{job.key}", total_steps=job.trial.steps,
+                    experiment=diffusion_experiment(job, ctx.store), total_steps=job.trial.steps,
                     workers=res.diffusion.workers)
     if isinstance(job, LatentMetricJob):
         from raysweep.pipeline.metric_stage import run_latent_metric_job
@@ -268,8 +271,15 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
     if isinstance(job, AnalysisJob):
         from raysweep.pipeline.analysis_stage import analyze_study
 
-        return Task(job.ref, "driver", lambda: report(analyze_study(study, tracker, ctx.study_run_id)))
+        return Task(job.ref, "driver", lambda: report(analyze_study(study, tracker, ctx.study_run_id, plan=plan)))
     raise TypeError(f"no stage runs {type(job).__name__}")
+
+
+def diffusion_experiment(job: DiffusionJob, store: Store) -> str:
+    """The Tune experiment of a diffusion job: its training's (restored after a kill), or, once the model is saved,
+    one per evaluation (a finished experiment is not run again, and a re-score must run)."""
+    trained = store.velocity_model_file(job.key).is_file()
+    return f"diffusion-{job.key}" + (f"-scored-{job.evaluation_key}" if trained else "")
 
 
 def _tokenizer_run(job: DiffusionJob, ctx: TrialContext) -> str:
@@ -300,6 +310,7 @@ def cohort_task(jobs: list[DiffusionJob], study: StudySpec, ctx: TrialContext) -
                                  tiers.rungs)
     scheduler = asha_scheduler(spec, tiers.max_iterations, recorded=recorded)
     return Task(jobs[todo[0]].ref, "trial", train_diffusion_trial, (), _resources(study.resources.diffusion),
-                experiment=f"diffusion-cohort-{config_hash([j.key for j in jobs])}", total_steps=trial.steps,
+                experiment=f"diffusion-cohort-{config_hash([(j.key, j.evaluation_key) for j in jobs])}",
+                total_steps=trial.steps,
                 cohort=Cohort(tuple(j.id for j in jobs), configs, todo, scheduler, settle_stopped_trial),
                 members=tuple(jobs[i].ref for i in todo))

@@ -4,7 +4,7 @@ whose every trial trains one tokenizer through the tokenizer stage, runs its met
 A search trial trains its tokenizer as the same one-trial Tune experiment (`tokenizers-<key>`) a `TokenizerJob`
 runs, so the tokenizer is stored under its content key, tracked as a normal tokenizer run, never trained twice and
 resumed from its checkpoint; its metric jobs write their usual markers. After the search, the plan made anew
-(`config.plan.searched_trials`) finds them all finished. The search trial itself only waits: the tokenizer's trial
+(`pipeline.study_plan.plan_study`) finds them all finished. The search trial itself only waits: the tokenizer's trial
 holds the tokenizer's resources and the metric jobs (Ray tasks) the metric actor's, so the search trial asks a token
 CPU share (Tune refuses a trial of no resources), and at most as many search trials run at once as tokenizer trials
 fit on the cluster. A cut-off search is restored by Tune with its searcher's state (`run_tokenizer_search`).
@@ -20,8 +20,15 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from raysweep.config.plan import LatentMetricJob, ModelMetricJob, StudyPlan, TokenizerJob, TokenizerSearchJob, Upstream
-from raysweep.config.spec import MetricsSpec, StudySpec, TokenizerTrial
+from raysweep.config.plan import (
+    LatentMetricJob,
+    ModelMetricJob,
+    StudyPlan,
+    TokenizerJob,
+    TokenizerSearchJob,
+    Upstream,
+)
+from raysweep.config.spec import MetricsSpec, TokenizerTrial
 from raysweep.hashing import flatten
 from raysweep.pipeline.context import TrialContext
 from raysweep.pipeline.store import Store
@@ -177,19 +184,17 @@ def run_search_job(env: SearchEnv, job: TokenizerSearchJob, seed: int) -> None:
     tracker.finish(run_id)
 
 
-def tag_confirmed(study: StudySpec, plan: StudyPlan, store: Store, tracker: Tracker) -> None:
+def tag_confirmed(plan: StudyPlan, store: Store, tracker: Tracker) -> None:
     """Once the plan has the search's tokenizers: which were confirmed (got the study's diffusion trials), on the
     search run (best first) and on every tokenizer run. Tags are idempotent: a rerun sets the same values."""
-    from raysweep.config.plan import searched_trials
+    from raysweep.pipeline.study_plan import search_outcome
 
-    upstream = Upstream.of(study)
     search = plan.search
     done = None if search is None else store.done(search)
-    found = None if search is None else searched_trials(study, search)
+    found = None if search is None else search_outcome(search, store)
     if done is None or found is None:
         return
-    trained, confirmed = found
-    tracker.set_tags(done["run_id"], {SEARCH_CHOSEN_TAG: ",".join(confirmed)})
-    for trial in trained:
-        run = store.done(TokenizerJob.of(trial, upstream))
-        tracker.set_tags(run["run_id"], {SEARCH_CONFIRMED_TAG: str(trial.id in confirmed).lower()})
+    tracker.set_tags(done["run_id"], {SEARCH_CHOSEN_TAG: ",".join(found.confirmed)})
+    for tok in plan.tokenizers:
+        run = store.done(tok)
+        tracker.set_tags(run["run_id"], {SEARCH_CONFIRMED_TAG: str(tok.id in found.confirmed).lower()})

@@ -23,6 +23,7 @@ from raysweep.config.spec import StudySpec
 from raysweep.pipeline.images import dataset_key
 from raysweep.pipeline.migrate import ASSUMED, legacy_results
 from raysweep.pipeline.store import RESULT_FILE, Store
+from raysweep.pipeline.study_plan import plan_study
 
 
 def job_done(store: Store, job: Job) -> bool:
@@ -45,7 +46,8 @@ def stale_results(plan: StudyPlan, store: Store) -> list[dict[str, Any]]:
     """Planned jobs whose stored result was made from other inputs, with the dotted fields that differ: a result
     at the job's marker that is not current (a metric's parameters or version, the evaluation), else the latest
     result of the same id under another key (a tokenizer or diffusion run whose key changed)."""
-    others = {"tokenizer": _latest_by_id(store.root / "tokenizers"), "diffusion": _latest_by_id(store.root / "diffusion")}
+    others = {stage: _latest_by_id(store.root / folder) for stage, folder in (("tokenizer", "tokenizers"),
+                                                                              ("diffusion", "diffusion"))}
     out = []
     for job in plan:
         found = store.found(job)
@@ -78,7 +80,7 @@ def assumed_inputs(plan: StudyPlan, store: Store) -> list[dict[str, Any]]:
 
 def study_status(study: StudySpec, text: bool = False, plan: StudyPlan | None = None) -> Any:
     store = Store(study.root, study.latent_storage)
-    plan = plan or StudyPlan.from_spec(study)
+    plan = plan or plan_study(study, store)
     by_tokenizer: dict[str, dict[str, Any]] = {}
     for job in plan.tokenizers:
         row = {"id": job.id, "key": job.key, "trained": job_done(store, job)}

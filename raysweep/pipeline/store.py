@@ -27,6 +27,7 @@ from typing import Any
 
 from raysweep import __version__
 from raysweep.atomic import write_text_atomic
+from raysweep.config.plan import STOPPED_RESULT as STOPPED_RESULT  # re-exported: a field of stored results
 from raysweep.config.plan import (
     DiffusionJob,
     DiffusionMetricJob,
@@ -36,7 +37,6 @@ from raysweep.config.plan import (
     TokenizerJob,
     TokenizerSearchJob,
 )
-from raysweep.config.plan import STOPPED_RESULT as STOPPED_RESULT  # re-exported: a field of stored results
 from raysweep.data.location import join
 
 RESULT_FILE = "result.json"
