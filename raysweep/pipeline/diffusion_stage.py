@@ -7,7 +7,12 @@ with `cheap_samples` samples at each cheap rung (logged as `tier/rung<r>/gfid`, 
 and its full evaluation happens at the last checkpoint, inside that checkpoint's report: ASHA stops every trial
 at `max_t`, so nothing may follow that report. A trial ASHA stops earlier is recorded by `settle_stopped_trial`.
 The cheap tier samples with its own noise and never touches the trainer's generator, so a trial that reaches the
-full tier has exactly the result of the same trial without fidelity (the same content key)."""
+full tier has exactly the result of the same trial without fidelity (the same content key).
+
+A run is stored under its training key and finished when its result holds its evaluation key: a trial whose model
+is saved (`velocity_model.pt`, written once training ends) but scored under other evaluation settings is scored
+again from that model, on the same MLflow run, and never retrained; the evaluation settings and key are run tags,
+which a re-score updates (params cannot change once logged)."""
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -74,11 +74,13 @@ def with_known_stats(names: list[str], params: dict[str, dict[str, Any]], meta: 
 def resolved_params(names: list[str], params: dict[str, dict[str, Any]],
                     shape: tuple[int, int, int]) -> dict[str, str]:
     """The parameters each metric used on latents of `shape` (e.g. spatial distances scaled to the grid), as
-    MLflow params `metrics.<name>.<param>`."""
+    MLflow tags `metrics.<name>.<param>` (a recomputed metric updates them)."""
+    from raysweep.tracking.keys import METRIC_PARAM_PREFIX  # the package imports MLflow: not for `raysweep metrics`
+
     out = {}
     for name in names:
         used = build_metric(name, Accumulator, **params.get(name, {})).params(shape)
-        out.update({f"metrics.{name}.{k}": str(v) for k, v in used.items()})
+        out.update({f"{METRIC_PARAM_PREFIX}{name}.{k}": str(v) for k, v in used.items()})
     return out
 
 
