@@ -242,9 +242,8 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
         from raysweep.pipeline.search_stage import SearchEnv, run_search_job
 
         env = SearchEnv(ctx, Upstream.of(study), metric_names(study, "latents"), metric_names(study, "tokenizer"),
-                        study.metrics,
-                        _resources(res.tokenizer), res.tokenizer.workers, _resources(res.metric_actor),
-                        study.tune_storage)
+                        study.metrics, _resources(res.tokenizer), res.tokenizer.workers,
+                        _resources(res.metric_actor), study.tune_storage)
         # the task only drives the search: its trials' tokenizer trials and metric tasks hold the resources
         return Task(job.ref, "task", run_search_job, (env, job, study.seed), {}, ray_resources={})
     if isinstance(job, DiffusionJob):
