@@ -155,7 +155,7 @@ def test_migration_reuses_only_what_the_old_keys_of_the_current_study_match(tmp_
 
 def test_a_run_builds_its_plan_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`run` makes the plan once and hands it to the scheduler, the gate and the analysis (a migrated store: every
-    job found finished, run in this process)."""
+    job but the analysis found finished; run in this process)."""
     from raysweep.pipeline.executors import LocalExecutor
     from raysweep.pipeline.runner import run_study
     from raysweep.pipeline.study_plan import plan_study
@@ -171,6 +171,6 @@ def test_a_run_builds_its_plan_once(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         return build(cls, *args, **kwargs)
 
     monkeypatch.setattr(StudyPlan, "from_spec", classmethod(counted))
-    result = run_study(study, analyze=False, executor=LocalExecutor())
-    assert not result.failed and len(result.finished) == 10  # found finished: nothing ran
+    result = run_study(study, executor=LocalExecutor())
+    assert not result.failed and len(result.finished) == 11 and result.report  # 10 found finished, the analysis
     assert len(builds) == 1
