@@ -21,8 +21,14 @@ if TYPE_CHECKING:
 EXIT_BAD_INPUT = 2
 
 
-def _plan(study: StudySpec) -> dict:
-    plan = StudyPlan.from_spec(study)
+def _built_plan(study: StudySpec) -> StudyPlan:
+    """The study's plan, built once per command (`plan_study` reads a finished search's outcome from the store)."""
+    from raysweep.pipeline.study_plan import plan_study
+
+    return plan_study(study)
+
+
+def _plan(study: StudySpec, plan: StudyPlan) -> dict:
     tokenizers = [{"id": j.id, "key": j.key, **j.trial.tags(), "architecture": j.trial.architecture,
                    "latent": j.trial.latent, "regularizer": j.trial.regularizer, "params": j.trial.params,
                    "steps": j.trial.steps} for j in plan.tokenizers]
@@ -57,7 +63,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         preflight(study)
         check_data(study)
-    plan = _plan(study)
+    plan = _plan(study, _built_plan(study))
     print(f"{args.study}: ok — {len(plan['tokenizer_trials'])} tokenizer trials, {len(plan['diffusion_trials'])} "
           "diffusion trials")
     if "tokenizer_search" in plan:
@@ -67,11 +73,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     study = load_study(args.study)
-    plan = _plan(study)
+    built = _built_plan(study)
+    plan = _plan(study, built)
     if args.json:
         from raysweep.pipeline.estimate import estimate_gpu_hours  # imports torch: only for --json
 
-        plan["estimate"] = estimate_gpu_hours(study)
+        plan["estimate"] = estimate_gpu_hours(study, built)
         spec = allocation_of(study)
         if spec is not None:  # diffusion.allocation: proxy — its GPU-hours beside brute force
             from raysweep.search.estimate import proxy_estimate
@@ -228,7 +235,7 @@ def _replay_input(args: argparse.Namespace) -> tuple[ReplayStudy, ProxyAllocatio
                                                     f"{', '.join(sorted(latent_metric_columns(table)))}")
     directions = resolve_directions(features, {**metric_directions(), **SCORE_DIRECTIONS})
     study = study_from_table(table, features, features[0], spec.name, directions=directions)
-    estimate = estimate_gpu_hours(spec)
+    estimate = estimate_gpu_hours(spec, _built_plan(spec))
     diffusion = sum(estimate["stages"][s]["gpu_hours"] for s in DIFFUSION_STAGES)
     return study, allocation, (estimate["gpu_hours"] - diffusion) / diffusion if diffusion else 0.0
 
@@ -279,10 +286,33 @@ def cmd_status(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ConfigError(args.study, "name", f"{err}; run `raysweep run` first") from None
     # trials have runs of their own; metric jobs log on their tokenizer's or diffusion model's run
-    planned = [(job.id, job.stage) for job in StudyPlan.from_spec(study).jobs
-               if job.stage in ("tokenizer_search", "tokenizer", "diffusion")]
+    from raysweep.pipeline.status import status_lines, study_status
+    from raysweep.pipeline.study_plan import plan_study
+
+    plan = plan_study(study)
+    planned = [(job.id, job.stage) for job in plan.jobs if job.stage in ("tokenizer_search", "tokenizer", "diffusion")]
     render_status(snapshot_events(tracker.runs(), planned=planned),
                   title=f"study {study.name} ({study.tracking_uri})")
+    for line in status_lines(study_status(study, plan=plan)):
+        print(line)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Move a raysweep 0.1.0 store's results under the current keys; nothing is retrained."""
+    study = load_study(args.study)
+    from raysweep.pipeline.lock import study_lock
+    from raysweep.pipeline.migrate import migrate_store
+    from raysweep.pipeline.store import Store
+    from raysweep.pipeline.study_plan import plan_study
+
+    store = Store(study.root, study.latent_storage)
+    with study_lock(study.root, hint=f"raysweep status {args.study}"):
+        moves = migrate_store(study, plan_study(study, store), store)
+    for move in moves:
+        print(f"{move.job.stage} '{move.job.id}': {move.old.name} -> {move.new.name} "
+              f"(assumed at migration: {', '.join(move.assumed)})")
+    print(f"{len(moves)} result(s) migrated, nothing retrained; `raysweep status {args.study}` lists what was assumed")
     return 0
 
 
@@ -425,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", cmd_status, "what is finished, running or failed")
     p.add_argument("study")
     p.add_argument("--json", action="store_true")
+    p = add("migrate", cmd_migrate, "reuse a raysweep 0.1.0 store's results under the current keys")
+    p.add_argument("study")
     p = add("metrics", cmd_metrics, "latent metrics of Parquet latent files", add_help=False,
             formatter_class=argparse.RawDescriptionHelpFormatter,
             description="Latent metrics of Parquet latent files (raysweep's, or any tool's that follow the contract "

@@ -11,6 +11,11 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def plain(obj: Any) -> Any:
+    """`obj` as its canonical JSON reads back (tuples as lists, keys as strings): what a result records of it."""
+    return json.loads(canonical_json(obj))
+
+
 def config_hash(obj: Any, length: int = 12) -> str:
     """Short sha256 of the canonical JSON of a config."""
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]

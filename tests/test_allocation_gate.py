@@ -51,12 +51,12 @@ def _features(jobs: list[TokenizerJob]) -> pd.DataFrame:
                           "recon/psnr": 20.0 + rng.normal()} for j in jobs])
 
 
-def _gfid_job(marker: str, value: float, interrupt: list[int]) -> None:
+def _gfid_job(marker: str, value: float, interrupt: list[int], record: dict) -> None:
     if interrupt and interrupt[0] == 0:
         raise KeyboardInterrupt("driver killed")
     if interrupt:
         interrupt[0] -= 1
-    Store.mark_done(Path(marker), {"metrics": {GFID: value}, "run_id": None})
+    Store.mark_done(Path(marker), {"metrics": {GFID: value}, "run_id": None, **record})
 
 
 def _diverge(job_id: str) -> None:
@@ -73,7 +73,7 @@ def _scheduler(study, interrupt: list[int] | None = None, gate: bool = True, fai
             return Task(job.ref, "task", _diverge, (job.id,))
         if isinstance(job, DiffusionJob):
             return Task(job.ref, "task", _gfid_job, (str(store.marker(job)), _truth(job.tokenizer.id),
-                                                     interrupt if interrupt is not None else []))
+                                                     interrupt if interrupt is not None else [], job.record()))
         if job.stage == "analysis":
             return Task(job.ref, "driver", lambda: None)
         return simulated_task(job, store, jobs, 0.0, {"CPU": 1}, tune=False)
@@ -239,11 +239,12 @@ def test_on_ray_the_proxy_gate_releases_chosen_diffusion_trials_as_tune_trials(t
         from raysweep.pipeline.store import Store
 
         tune.report({"step": 1, "loss": 1.0})
-        Store.mark_done(Path(config["marker"]), {"metrics": {"gen/best/gfid": config["gfid"]}, "run_id": None})
+        Store.mark_done(Path(config["marker"]), {"metrics": {"gen/best/gfid": config["gfid"]}, "run_id": None,
+                                                 **config["record"]})
 
     def task(job: Job) -> Task:
         if isinstance(job, DiffusionJob):
-            config = {"marker": str(store.marker(job)), "gfid": _truth(job.tokenizer.id)}
+            config = {"marker": str(store.marker(job)), "gfid": _truth(job.tokenizer.id), "record": job.record()}
             return Task(job.ref, "trial", _gfid_trial, (config,), {"CPU": 1}, experiment=f"diffusion-{job.key}",
                         total_steps=1)
         return simulated_task(job, store, jobs, 0.0, {"CPU": 1}, tune=False)

@@ -1,5 +1,5 @@
-"""The study plan: the same content keys as the stores written before it existed, dependencies that respect the
-stages, and `status` counting exactly the planned jobs of an edited study."""
+"""The study plan: the previous version's keys still computed exactly (what `raysweep migrate` matches old stores
+with), dependencies that respect the stages, and `status` counting exactly the planned jobs of an edited study."""
 from __future__ import annotations
 
 import hashlib
@@ -19,13 +19,14 @@ from raysweep.config.plan import (
     StudyPlan,
     TokenizerJob,
 )
+from raysweep.pipeline.migrate import legacy_diffusion_key, legacy_tokenizer_key
 from raysweep.pipeline.status import study_status
 from raysweep.pipeline.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 # sha256 of the JSON list of (id, key) of every tokenizer and diffusion run, in study order, as computed by the
-# payload functions of the runner before the plan existed (tokenizer_payload / diffusion_payload, commit 362c532):
-# a changed digest means existing stores would lose their results.
+# payload functions of the runner before the plan existed (tokenizer_payload / diffusion_payload, commit 362c532),
+# the keys of raysweep 0.1.0: a changed digest means `raysweep migrate` no longer finds those stores' results.
 STORE_KEYS = {
     "experiments/quickstart.yaml": (12, "fc379c34a82d7debe76343fc3a2d4b911cec095741667f15a323d2f63b1c43de"),
     "experiments/paper/table1.yaml": (430, "c6ac8559782a4303c6027c159f168d017225826aaeba0e774fb77a9c22008e11"),
@@ -33,15 +34,17 @@ STORE_KEYS = {
 
 
 @pytest.mark.parametrize("path", sorted(STORE_KEYS))
-def test_plan_keys_equal_the_keys_of_existing_stores(path: str) -> None:
+def test_legacy_keys_equal_the_keys_of_existing_stores(path: str) -> None:
     study = load_study(ROOT / path)
     plan = StudyPlan.from_spec(study)
-    keys = [(j.id, j.key) for j in plan if isinstance(j, (TokenizerJob, DiffusionJob))]
+    keys = [(j.id, legacy_tokenizer_key(j)) if isinstance(j, TokenizerJob) else
+            (j.id, legacy_diffusion_key(j, study.evaluation))
+            for j in plan if isinstance(j, (TokenizerJob, DiffusionJob))]
     count, digest = STORE_KEYS[path]
     assert len(keys) == count
     assert hashlib.sha256(json.dumps(keys).encode()).hexdigest() == digest
-    assert [j.key for j in plan.tokenizers] == [t.key() for t in study.tokenizer_trials]
     assert len({j.key for j in plan.diffusion}) == len(plan.diffusion)
+    assert len({j.key for j in plan.tokenizers}) == len(plan.tokenizers)
 
 
 def test_dependencies_point_backwards_and_follow_the_stages(tmp_path: Path) -> None:
@@ -73,7 +76,7 @@ def test_status_counts_only_the_planned_jobs_of_an_edited_study(tmp_path: Path) 
     store = Store(before.root)
     for job in StudyPlan.from_spec(before):  # everything the first version planned is finished
         if store.marker(job) is not None:
-            store.mark_done(store.marker(job), {"run_id": "r", "metrics": {}})
+            store.finish(job, {"run_id": "r", "metrics": {}, "id": job.id})
     status = study_status(before)
     assert (status["diffusion_trials"], status["diffusion_finished"]) == (4, 4)
 

@@ -8,7 +8,11 @@ import pytest
 from local_ray import local_ray
 
 from raysweep.config import parse_study
+from raysweep.config.plan import StudyPlan
+from raysweep.pipeline.status import study_status
 from raysweep.tracking import PARENT_TAG, STAGE_TAG, Tracker
+from raysweep.tracking.keys import EVALUATION_KEY_TAG, EVALUATION_TAG_PREFIX, METRIC_VERSION_PREFIX
+from raysweep.tracking.tracker import mlflow_name
 
 pytestmark = pytest.mark.e2e
 
@@ -87,3 +91,31 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path, ray_local: None) -> N
     assert [p.stat().st_mtime_ns for p in checkpoints] == stamps
     history = tracker.client.get_metric_history(by_stage["tokenizer"][0].info.run_id, "train/loss")
     assert len(history) == 30  # one point per step, none re-logged
+
+    # an edited study computes only what the edit changed, on the runs it has: an added metric (lnc) for every
+    # tokenizer, the diffusion models re-scored at another CFG grid (never retrained)
+    edited = micro_study(tmp_path / "study")
+    edited["metrics"]["names"].append("lnc")
+    edited["evaluation"]["cfg_scales"] = [1.0, 1.5]
+    stale = study_status(parse_study(edited))["stale"]
+    assert sorted((s["stage"], s["fields"][0]) for s in stale) == [("diffusion", "evaluation.cfg_scales")] * 2
+    models = sorted((study.root / "diffusion").glob("*/velocity_model.pt"))
+    model_stamps = [p.stat().st_mtime_ns for p in models]
+    diffusion_id = by_stage["diffusion"][0].info.run_id
+    steps = len(tracker.client.get_metric_history(diffusion_id, "train/loss"))
+    third = run_study(parse_study(edited))
+    assert not third.failed, third.failed
+    assert len(tracker.runs()) == len(runs)  # no new run
+    assert [p.stat().st_mtime_ns for p in checkpoints + models] == stamps + model_stamps
+    assert len(tracker.client.get_metric_history(diffusion_id, "train/loss")) == steps  # not retrained
+    for run in tracker.runs("tokenizer"):
+        m = Tracker.metrics_of(run)
+        assert "latent/semantic/lnc@5" in m and run.data.tags[f"{METRIC_VERSION_PREFIX}lnc"] == "1"
+        for key in ("latent/velocity/viv", "latent/smoothness/sec@0.5", "latent/equivariance/consistency"):
+            assert len(tracker.client.get_metric_history(run.info.run_id, mlflow_name(key))) == 1, key  # once
+    for run in tracker.runs("diffusion"):
+        assert "gen/cfg1.5/gfid" in Tracker.metrics_of(run)
+        assert run.data.tags[f"{EVALUATION_TAG_PREFIX}cfg_scales"] == "[1.0, 1.5]"
+        assert run.data.tags[EVALUATION_KEY_TAG] in {j.evaluation_key for j in
+                                                     StudyPlan.from_spec(parse_study(edited)).diffusion}
+    assert study_status(parse_study(edited))["stale"] == []

@@ -28,8 +28,8 @@ def test_scalars_params_curves_and_plots_land_on_the_run(tmp_path: Path) -> None
     metrics = Tracker.metrics_of(run)
     assert metrics["latent/velocity/viv"] == float(values["latent/velocity/viv"])
     assert "latent/velocity/viv_t" not in metrics  # curves are artifacts, not metrics
-    assert run.data.params["metrics.spatial.far_dist"] == "3"  # 6 on a 16x16 grid, scaled to 8x8
-    assert run.data.params["metrics.viv.iterations"] == "5"
+    assert run.data.tags["metrics.spatial.far_dist"] == "3"  # 6 on a 16x16 grid, scaled to 8x8
+    assert run.data.tags["metrics.viv.iterations"] == "5"
 
     artifacts = {a.path for a in tracker.client.list_artifacts(run_id, "figures")}
     assert {"figures/latent_velocity_viv_t.png", "figures/latent_velocity_viv_per_class.png"} <= artifacts

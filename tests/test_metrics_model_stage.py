@@ -145,7 +145,7 @@ def test_a_registered_tokenizer_metric_runs_through_plan_stage_and_mlflow(ctx, t
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
     run_id = tracker.open_run(key, "tokenizer", key)
     store.mark_done(store.tokenizer(key), {"run_id": run_id})
-    job = dataclasses.replace(jobs[0], key=key)
+    job = ModelMetricJob.of(jobs[0].id, key, jobs[0].names, study["metrics"]["params"])
     run_model_metric_job(ctx, job, study["metrics"]["params"])
 
     tokenizer = load_tokenizer(store.tokenizer_file(key)).eval()
@@ -161,4 +161,7 @@ def test_a_registered_tokenizer_metric_runs_through_plan_stage_and_mlflow(ctx, t
     with np.load(store.tokenizer(key) / "model_metrics" / TOY_CURVES) as curves:
         np.testing.assert_allclose(curves["latent_toy_mse_t"], [[0.0, 1.0], [expected, 2 * expected]], rtol=1e-4)
     marker = json.loads((store.marker(job) / "result.json").read_text())
-    assert marker == {"metrics": sorted(ReconstructionError().keys), "run_id": run_id}
+    assert marker["values"] == sorted(ReconstructionError().keys) and marker["run_id"] == run_id
+    assert marker["metrics"]["recon"]["key"] == job.metrics[0].key
+    recorded = marker["metrics"]["recon"]["inputs"]
+    assert recorded == dict(job.metrics[0].inputs) and (recorded["upstream"], recorded["version"]) == (key, 1)

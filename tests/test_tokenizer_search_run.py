@@ -17,6 +17,7 @@ from raysweep.config.errors import ConfigError
 from raysweep.config.plan import ConfirmationSlot, StudyPlan, TokenizerSearchJob
 from raysweep.pipeline.events import JobEvent, JobFinished, JobStarted
 from raysweep.pipeline.store import Store
+from raysweep.pipeline.study_plan import plan_study
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import (
     SEARCH_CHOSEN_TAG,
@@ -89,7 +90,7 @@ def test_search_trains_num_samples_tokenizers_confirms_the_best_feasible_and_rer
 
     diffusion = tracker.runs("diffusion")
     assert sorted(r.data.tags["tokenizer_id"] for r in diffusion) == sorted(expected)  # only confirmed ones
-    after = StudyPlan.from_spec(study)
+    after = plan_study(study)
     assert not after.of(ConfirmationSlot) and len(after.tokenizers) == 4
     assert {j.tokenizer.id for j in after.diffusion} == set(expected)
     assert all(j.deps == (("tokenizer_search", "search"),) for j in after.tokenizers)
@@ -139,12 +140,12 @@ def test_plan_before_and_after_the_search(tmp_path: Path) -> None:
     trials = [{"trial": {**study.tokenizer_trials[0].model_dump(), "kl_weight": w, "id": f"t{w}"},
                "metrics": {SEARCH_SCORE: s}, "feasible": ok} for w, (s, ok) in scores.items()]
     Store.mark_done(Store(study.root).marker(search), {"trials": trials, "run_id": None, "errors": []})
-    after = StudyPlan.from_spec(study)
+    after = plan_study(study)
     assert [t.id for t in after.tokenizers] == ["t0.01", "t0.1", "t1.0", "t3.0"]
     assert [j.tokenizer.id for j in after.diffusion] == ["t0.01", "t1.0"]  # the 2 feasible of lowest score
     one = parse_study(search_study(tmp_path, confirm=1))
     assert StudyPlan.from_spec(one).search.key == search.key  # the same search
-    assert [j.tokenizer.id for j in StudyPlan.from_spec(one).diffusion] == ["t1.0"]
+    assert [j.tokenizer.id for j in plan_study(one).diffusion] == ["t1.0"]
     assert study_status(one)["tokenizer_search"] == {"finished": True, "num_samples": 4, "confirm": 1,
                                                      "confirmed": ["t1.0"], "confirmation_slots": 0}
 

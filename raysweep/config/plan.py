@@ -1,24 +1,29 @@
 """The study plan: every job a study runs, as frozen typed values with content keys and dependencies.
 
-Derived from the study file alone (no Ray, MLflow or finished upstream job), so `plan`, `validate`, `status`, the
-estimate, the analysis and the scheduler all see the same jobs. One exception: the tokenizers of a
+Derived from the study file alone (no Ray, MLflow, store or finished upstream job), so `plan`, `validate`,
+`status`, the estimate, the analysis and the scheduler all see the same jobs. One exception: the tokenizers of a
 `tokenizers.search` exist only once the search has run. Until then the plan holds the search job and its
-`ConfirmationSlot`s (diffusion trials for tokenizers still unknown); once the search's result is in the store, the
-plan holds the tokenizers it trained (with their metric jobs, after the search job) and the diffusion trials of the
-best `confirm` feasible ones. Keys are those the store has always used: a tokenizer's `trial.key()`, and a diffusion
-run's hash of its trial, seed, tokenizer key and evaluation, so existing stores keep their results. A job is named
-by its `ref` (stage, study id): study ids repeat across stages (the tokenizer `vf` and its latent metrics `vf`), refs
-do not.
+`ConfirmationSlot`s (diffusion trials for tokenizers still unknown); given the search's outcome (`SearchOutcome`,
+read from the store by `pipeline.study_plan`), it holds the tokenizers it trained (with their metric jobs, after the
+search job) and the diffusion trials of the best `confirm` feasible ones. A job's key is the hash of its `inputs`,
+everything that determines its result (recorded readable in its `result.json`, so `status` can name what changed):
+a tokenizer's trial fields, dataset, reference network and code version; each metric's upstream key, name, resolved
+parameters and class `version` (one entry per metric in its job's marker: adding a metric computes only that one);
+a diffusion run's training (trial, seed, tokenizer, code version) apart from its evaluation (settings, scorer), so
+editing the evaluation re-scores the saved model. `pipeline/migrate.py` keeps the formulas of the previous version's
+keys. A job is named by its `ref` (stage, study id): study ids repeat across stages (the tokenizer `vf` and its
+latent metrics `vf`), refs do not.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from raysweep.config.allocation import TokenizerSearch, tokenizer_search_of
-from raysweep.config.spec import DiffusionTrial, EvaluationSpec, StudySpec, TokenizerTrial
-from raysweep.hashing import config_hash
+from raysweep.config.spec import DatasetSpec, DiffusionTrial, ReferenceSpec, StudySpec, TokenizerTrial
+from raysweep.hashing import config_hash, plain
 
 if TYPE_CHECKING:
     from raysweep.metrics.base import Consumes
@@ -26,12 +31,59 @@ if TYPE_CHECKING:
 JobRef = tuple[str, str]  # (stage, study id)
 ANALYSIS_ID = "analysis"
 SEARCH_ID = "search"
+TOKENIZER_CODE_VERSION = 1  # bump when the tokenizer stage's training or encoding changes its results
+DIFFUSION_CODE_VERSION = 1  # bump when the diffusion stage's training changes its results
+STOPPED_RESULT = "stopped"  # in the result of a diffusion trial ASHA stopped: {"rung": r, "reason": ...}
+TRIAL_ONLY = {"id", "family", "cluster", "variant"}  # a tokenizer trial's names, not what it trains
 
 
-def diffusion_key(trial: DiffusionTrial, seed: int, tokenizer_key: str, evaluation: EvaluationSpec) -> str:
-    """The content key of one diffusion run: what it trains (trial, seed, tokenizer) and how it is scored."""
-    return config_hash({"diffusion": trial.key(), "seed": seed, "tokenizer": tokenizer_key,
-                        "evaluation": evaluation.model_dump()})
+def dataset_key(spec: DatasetSpec) -> str:
+    return config_hash(spec.model_dump())
+
+
+def reference_key(spec: ReferenceSpec, dataset: str) -> str:
+    """The scoring network and its reference statistics: the dataset it is fitted to and its settings."""
+    return config_hash({"dataset": dataset, **spec.model_dump()})
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The study-wide inputs of every tokenizer's key, readable: the dataset and the reference (scoring) network
+    settings (with the dataset, what `reference_key` hashes)."""
+
+    dataset: Mapping[str, Any]
+    reference: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, study: StudySpec) -> Upstream:
+        return cls(study.dataset.model_dump(), study.reference.model_dump())
+
+
+def tokenizer_inputs(trial: TokenizerTrial, upstream: Upstream) -> dict[str, Any]:
+    return plain({"trial": trial.model_dump(exclude=TRIAL_ONLY), "dataset": upstream.dataset,
+                  "reference": upstream.reference, "version": TOKENIZER_CODE_VERSION})
+
+
+def diffusion_inputs(trial: DiffusionTrial, seed: int, tokenizer_key: str) -> dict[str, Any]:
+    """What a diffusion run trains (the backbone is a trial field): its training key's inputs."""
+    return plain({"trial": trial.model_dump(), "seed": seed, "tokenizer": tokenizer_key,
+                  "version": DIFFUSION_CODE_VERSION})
+
+
+def evaluation_inputs(training_key: str, study: StudySpec, upstream: Upstream) -> dict[str, Any]:
+    """How a trained diffusion model is scored: its evaluation key's inputs."""
+    return plain({"training": training_key, "evaluation": study.evaluation.model_dump(), "scorer": upstream.reference})
+
+
+def metric_inputs(name: str, params: Mapping[str, Any], upstream_key: str) -> dict[str, Any]:
+    """One metric's key inputs: its upstream, name, parameters resolved over the class's defaults, and `version`."""
+    from raysweep.metrics.registry import metric_info
+
+    factory = metric_info(name).factory
+    defaults = {k: p.default for k, p in inspect.signature(factory).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    return plain({"upstream": upstream_key, "metric": name, "params": {**defaults, **params},
+                  "version": factory.version})
 
 
 def metric_names(study: StudySpec, consumes: Consumes) -> tuple[str, ...]:
@@ -51,10 +103,35 @@ class Job:
     id: str
     key: str
     deps: tuple[JobRef, ...] = field(default=(), kw_only=True)
+    inputs: Mapping[str, Any] = field(default_factory=dict, kw_only=True, hash=False, compare=False)
 
     @property
     def ref(self) -> JobRef:
         return (self.stage, self.id)
+
+    def record(self) -> dict[str, Any]:
+        """What the job's stored result records beside its values: the readable inputs of its key (and, where the
+        marker's path does not hold the whole key, what `current` checks)."""
+        return {"inputs": dict(self.inputs)}
+
+    def current(self, result: Mapping[str, Any]) -> bool:
+        """Whether a result found at the job's marker is this job's (the marker's path holds its key)."""
+        return True
+
+    def stale_inputs(self, result: Mapping[str, Any]) -> list[str]:
+        """The dotted input fields whose recorded values differ from this job's (none recorded: none known)."""
+        return changed_fields(result.get("inputs"), self.inputs)
+
+
+def changed_fields(recorded: Any, planned: Any, prefix: str = "") -> list[str]:
+    """`a.b` for each leaf where two input dicts differ; [] when nothing was recorded."""
+    if recorded is None:
+        return []
+    if isinstance(recorded, Mapping) and isinstance(planned, Mapping):
+        return [f for k in sorted(set(recorded) | set(planned))
+                for f in (changed_fields(recorded.get(k), planned.get(k), f"{prefix}{k}.")
+                          if k in recorded and k in planned else [f"{prefix}{k}"])]
+    return [] if recorded == planned else [prefix.rstrip(".")]
 
 
 @dataclass(frozen=True)
@@ -62,44 +139,118 @@ class TokenizerJob(Job):
     stage: ClassVar[str] = "tokenizer"
     trial: TokenizerTrial = field(kw_only=True)
 
+    @classmethod
+    def of(cls, trial: TokenizerTrial, upstream: Upstream, deps: tuple[JobRef, ...] = ()) -> TokenizerJob:
+        inputs = tokenizer_inputs(trial, upstream)
+        return cls(trial.id or trial.key(), config_hash(inputs), trial=trial, deps=deps, inputs=inputs)
+
 
 @dataclass(frozen=True)
-class LatentMetricJob(Job):
-    """Metrics computed from a tokenizer's validation latents; `key` is the tokenizer's (they live under it)."""
+class MetricEntry:
+    """One metric of a metric job: its own key and inputs (an entry of the job's marker)."""
+
+    name: str
+    key: str
+    inputs: Mapping[str, Any] = field(hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class MetricJob(Job):
+    """Metrics of one upstream result (`upstream`: the key of the directory they live under), each with its own
+    entry in the job's marker: the job is finished when every entry is current, and runs only the others."""
+
+    upstream: str = field(kw_only=True)
+    metrics: tuple[MetricEntry, ...] = field(kw_only=True)
+
+    @classmethod
+    def of(cls, job_id: str, upstream: str, names: tuple[str, ...], params: Mapping[str, Mapping[str, Any]],
+           deps: tuple[JobRef, ...] = (), **fields: Any) -> Any:
+        entries = []
+        for name in names:
+            inputs = metric_inputs(name, params.get(name, {}), upstream)
+            entries.append(MetricEntry(name, config_hash(inputs), inputs))
+        key = config_hash({e.name: e.key for e in entries})
+        return cls(job_id, key, upstream=upstream, metrics=tuple(entries), deps=deps,
+                   inputs={e.name: e.inputs for e in entries}, **fields)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(e.name for e in self.metrics)
+
+    def record(self) -> dict[str, Any]:
+        return {"metrics": {e.name: {"key": e.key, "inputs": dict(e.inputs)} for e in self.metrics}}
+
+    def missing(self, result: Mapping[str, Any] | None) -> tuple[str, ...]:
+        """The metrics whose entry in the stored result is absent or of another key."""
+        entries = (result or {}).get("metrics")
+        entries = entries if isinstance(entries, Mapping) else {}  # a list: a marker of the previous version
+        return tuple(e.name for e in self.metrics if (entries.get(e.name) or {}).get("key") != e.key)
+
+    def current(self, result: Mapping[str, Any]) -> bool:
+        return not self.missing(result)
+
+    def stale_inputs(self, result: Mapping[str, Any]) -> list[str]:
+        entries = result.get("metrics")
+        entries = entries if isinstance(entries, Mapping) else {}
+        return [f"{e.name}.{f}" for e in self.metrics if e.name in entries
+                for f in changed_fields(entries[e.name].get("inputs"), e.inputs)]
+
+
+@dataclass(frozen=True)
+class LatentMetricJob(MetricJob):
+    """Metrics computed from a tokenizer's validation latents; `upstream` is the tokenizer's key."""
 
     stage: ClassVar[str] = "latent_metrics"
-    names: tuple[str, ...] = field(kw_only=True)
 
 
 @dataclass(frozen=True)
-class ModelMetricJob(Job):
-    """Metrics of the tokenizer itself (`TokenizerMetric`s: equivariance, distortion, iFID); `key` is the
-    tokenizer's."""
+class ModelMetricJob(MetricJob):
+    """Metrics of the tokenizer itself (`TokenizerMetric`s: equivariance, distortion, iFID); `upstream` is the
+    tokenizer's key."""
 
     stage: ClassVar[str] = "model_metrics"
-    names: tuple[str, ...] = field(kw_only=True)
+
+
+def scored_under(result: Mapping[str, Any], evaluation_key: str) -> bool:
+    """Whether a diffusion result holds the scores of `evaluation_key` (or ASHA stopped it before any scoring)."""
+    return result.get("evaluation_key") == evaluation_key or STOPPED_RESULT in result
 
 
 @dataclass(frozen=True)
 class DiffusionJob(Job):
+    """`key` is the training key (the store directory, the MLflow run); the job is finished when its result was
+    scored under `evaluation_key` (a trial ASHA stopped: whatever the evaluation)."""
+
     stage: ClassVar[str] = "diffusion"
     tokenizer: TokenizerJob = field(kw_only=True)
     trial: DiffusionTrial = field(kw_only=True)
     seed: int = field(kw_only=True)
+    evaluation_key: str = field(kw_only=True)
+    evaluation: Mapping[str, Any] = field(kw_only=True, hash=False, compare=False)
 
     @property
     def backbone(self) -> str:
         return self.trial.backbone
 
+    def record(self) -> dict[str, Any]:
+        return {**super().record(), "evaluation_key": self.evaluation_key, "evaluation_inputs": dict(self.evaluation)}
+
+    def current(self, result: Mapping[str, Any]) -> bool:
+        return scored_under(result, self.evaluation_key)
+
+    def stale_inputs(self, result: Mapping[str, Any]) -> list[str]:
+        stale = super().stale_inputs(result)  # the training's, else the evaluation's (which holds the training key)
+        return stale or ([] if STOPPED_RESULT in result else changed_fields(result.get("evaluation_inputs"),
+                                                                           self.evaluation))
+
 
 @dataclass(frozen=True)
-class DiffusionMetricJob(Job):
-    """Metrics of a trained diffusion model (`DiffusionMetric`s: the velocity Fisher); `key` is the diffusion
-    run's."""
+class DiffusionMetricJob(MetricJob):
+    """Metrics of a trained diffusion model (`DiffusionMetric`s: the velocity Fisher); `upstream` is the diffusion
+    run's training key (they do not depend on its evaluation)."""
 
     stage: ClassVar[str] = "diffusion_metrics"
     diffusion: DiffusionJob = field(kw_only=True)
-    names: tuple[str, ...] = field(kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -130,18 +281,24 @@ def search_key(study: StudySpec, spec: TokenizerSearch, space: dict[str, Any]) -
     return config_hash({"search": spec.key(), "space": space, "seed": study.seed})
 
 
-def searched_trials(study: StudySpec, job: TokenizerSearchJob) -> tuple[list[TokenizerTrial], list[str]] | None:
-    """The tokenizers a finished search trained (search order) and the ids of those it confirms (best first); None
-    until the search's result is in the store."""
-    from raysweep.pipeline.store import Store
-    from raysweep.search.tokenizer_search import SearchTrial, best_feasible
-
-    done = Store(study.root, study.latent_storage).done(job)
-    if done is None:
+def search_job(study: StudySpec) -> TokenizerSearchJob | None:
+    """The study's `tokenizers.search` as a job, if it has one."""
+    spec = tokenizer_search_of(study)
+    if spec is None:
         return None
-    trials = [SearchTrial(t["trial"], t["metrics"], t["feasible"]) for t in done["trials"]]
-    confirmed = [t.config["id"] for t in best_feasible(trials, job.spec.confirm)]
-    return [TokenizerTrial(**t.config) for t in trials], confirmed
+    from raysweep.search.tokenizer_search import search_space
+
+    space = search_space(study.tokenizers or {}, study.source)
+    return TokenizerSearchJob(SEARCH_ID, search_key(study, spec, space), spec=spec, space=space,
+                              trial=study.tokenizer_trials[0])
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """A finished tokenizer search: the tokenizers it trained (search order), the ids it confirms (best first)."""
+
+    trials: tuple[TokenizerTrial, ...]
+    confirmed: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -159,44 +316,44 @@ class StudyPlan:
     jobs: tuple[Job, ...]
 
     @classmethod
-    def from_spec(cls, study: StudySpec, analyze: bool = True) -> StudyPlan:
+    def from_spec(cls, study: StudySpec, analyze: bool = True, searched: SearchOutcome | None = None) -> StudyPlan:
+        """The plan of `study`, from the study alone and, for a `tokenizers.search`, its outcome once it has ended
+        (`pipeline.study_plan.plan_study` reads it from the store)."""
         latent, model, diffusion = (metric_names(study, n) for n in ("latents", "tokenizer", "diffusion"))
+        upstream, params = Upstream.of(study), study.metrics.params
         jobs: list[Job] = []
         tokenizers = [(t, True) for t in study.tokenizer_trials]  # (trial, gets diffusion trials)
         after: tuple[JobRef, ...] = ()
-        spec = tokenizer_search_of(study)
-        if spec is not None:
-            from raysweep.search.tokenizer_search import search_space
-
-            space = search_space(study.tokenizers or {}, study.source)
-            search = TokenizerSearchJob(SEARCH_ID, search_key(study, spec, space), spec=spec, space=space,
-                                        trial=study.tokenizer_trials[0])
+        search = search_job(study)
+        if search is not None:
             jobs.append(search)
             after = (search.ref,)
-            found = searched_trials(study, search)
-            tokenizers = [] if found is None else [(t, t.id in found[1]) for t in found[0]]
-            if found is None:
+            tokenizers = [] if searched is None else [(t, t.id in searched.confirmed) for t in searched.trials]
+            if searched is None:
                 jobs += [ConfirmationSlot(f"{SEARCH_ID}-best{rank}/{dif.backbone}/{seed}", "", rank=rank, trial=dif,
                                           seed=seed, deps=after)
-                         for rank in range(1, spec.confirm + 1) for dif in study.diffusion_trials
+                         for rank in range(1, search.spec.confirm + 1) for dif in study.diffusion_trials
                          for seed in study.diffusion_seeds]
         for trial, diffuse in tokenizers:
-            tok = TokenizerJob(trial.id or trial.key(), trial.key(), trial=trial, deps=after)
+            tok = TokenizerJob.of(trial, upstream, deps=after)
             jobs.append(tok)
             ready = [tok.ref]
             for job_type, names in ((LatentMetricJob, latent), (ModelMetricJob, model)):
                 if names:
-                    jobs.append(job_type(tok.id, tok.key, names=names, deps=(tok.ref,)))
+                    jobs.append(job_type.of(tok.id, tok.key, names, params, deps=(tok.ref,)))
                     ready.append(jobs[-1].ref)
             for dif in study.diffusion_trials if diffuse else ():
                 for seed in study.diffusion_seeds:
-                    run = DiffusionJob(f"{tok.id}/{dif.backbone}/{seed}",
-                                       diffusion_key(dif, seed, tok.key, study.evaluation),
-                                       tokenizer=tok, trial=dif, seed=seed, deps=tuple(ready))
+                    inputs = diffusion_inputs(dif, seed, tok.key)
+                    key = config_hash(inputs)
+                    evaluation = evaluation_inputs(key, study, upstream)
+                    run = DiffusionJob(f"{tok.id}/{dif.backbone}/{seed}", key, tokenizer=tok, trial=dif, seed=seed,
+                                       deps=tuple(ready), inputs=inputs, evaluation_key=config_hash(evaluation),
+                                       evaluation=evaluation)
                     jobs.append(run)
                     if diffusion:
-                        jobs.append(DiffusionMetricJob(run.id, run.key, diffusion=run, names=diffusion,
-                                                       deps=(run.ref,)))
+                        jobs.append(DiffusionMetricJob.of(run.id, run.key, diffusion, params, deps=(run.ref,),
+                                                          diffusion=run))
         if analyze:
             jobs.append(AnalysisJob(ANALYSIS_ID, study.key(), deps=tuple(j.ref for j in jobs)))
         return cls(tuple(jobs))

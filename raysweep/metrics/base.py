@@ -166,6 +166,7 @@ class KeyedMetric(ABC):
     name: ClassVar[str]
     perspective: ClassVar[str]
     consumes: ClassVar[Consumes]
+    version: ClassVar[int] = 1  # bump when the metric's definition changes: its stored values are then recomputed
 
     def key(self, metric: str) -> str:
         return f"latent/{self.perspective}/{metric}"

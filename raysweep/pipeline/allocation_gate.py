@@ -187,7 +187,7 @@ def diffusion_gpu_hours(study: StudySpec, plan: StudyPlan) -> float:
     from raysweep.pipeline.estimate import estimate_gpu_hours
     from raysweep.search.estimate import proxy_estimate
 
-    brute = proxy_estimate(estimate_gpu_hours(study), None)["brute_force"]
+    brute = proxy_estimate(estimate_gpu_hours(study, plan), None)["brute_force"]
     return float(brute["diffusion_gpu_hours"]) / max(1, len(plan.tokenizers))
 
 
@@ -202,14 +202,16 @@ def proxy_gate(study: StudySpec, plan: StudyPlan, store: Store, tracker: Tracker
                      on_done=on_done)
 
 
-def allocation_report(study: StudySpec, tracker: Tracker) -> tuple[list[Any], set[str]]:
+def allocation_report(study: StudySpec, tracker: Tracker, plan: StudyPlan | None = None
+                      ) -> tuple[list[Any], set[str]]:
     """For the analysis of a proxy-guided study: the report's allocation section and the tokenizers whose diffusion
     trials were not chosen, from the saved state and the tracked metrics (the allocator rebuilt as the run built it).
     ([], set()) for `allocation: all` or before the allocation started."""
+    from raysweep.pipeline.study_plan import plan_study
     from raysweep.search.report import allocation_section, fidelity_section
 
     store = Store(study.root, study.latent_storage)
-    plan = StudyPlan.from_spec(study, analyze=False)
+    plan = plan or plan_study(study, store, analyze=False)
     gate = proxy_gate(study, plan, store, tracker)
     state = load_state(store.allocation_state)
     if gate is None or state is None:

@@ -20,6 +20,7 @@ from raysweep.config.plan import StudyPlan
 from raysweep.config.spec import StudySpec
 from raysweep.data.class_counts import val_class_counts
 from raysweep.metrics import metric_directions
+from raysweep.pipeline.study_plan import plan_study
 from raysweep.tracking import Tracker
 from raysweep.tracking.table import SORT_KEYS, latent_curve, length_ratio_curves, study_table
 
@@ -30,7 +31,8 @@ VIV_CURVE = "latent/velocity/viv_t"  # logged by the metric stage in the tokeniz
 SKIPPED = "SKIPPED"  # status of planned diffusion trials a proxy allocation did not choose
 
 
-def missing_trials(study: StudySpec, table: pd.DataFrame, skipped: Collection[str] = ()) -> pd.DataFrame:
+def missing_trials(study: StudySpec, table: pd.DataFrame, skipped: Collection[str] = (),
+                   plan: StudyPlan | None = None) -> pd.DataFrame:
     """Rows (status MISSING) for planned tokenizer x backbone x seed trials that have no tracked run at all; those
     of the `skipped` tokenizers (not chosen by a proxy allocation) get status SKIPPED instead."""
     tracked_tokenizers = set(table["tokenizer_id"]) if "tokenizer_id" in table.columns else set()
@@ -38,7 +40,7 @@ def missing_trials(study: StudySpec, table: pd.DataFrame, skipped: Collection[st
     if "backbone" in table.columns:
         runs = table.dropna(subset=["backbone"])
         tracked_runs = set(zip(runs["tokenizer_id"], runs["backbone"], runs["seed"].astype(int)))
-    plan = StudyPlan.from_spec(study)
+    plan = plan or plan_study(study)
     rows = [{"tokenizer_id": tok.id, **tok.trial.tags(), "status": "MISSING",
              "reason": "planned tokenizer trial without a tracked run"}
             for tok in plan.tokenizers if tok.id not in tracked_tokenizers]
@@ -60,19 +62,21 @@ def analysis_options(study: StudySpec, **overrides: Any) -> AnalysisOptions:
 
 def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
                  options: AnalysisOptions | None = None, sections: Sequence[ReportSection] = (),
-                 skipped: Collection[str] = ()) -> StudyAnalysis:
+                 skipped: Collection[str] = (), plan: StudyPlan | None = None) -> StudyAnalysis:
     """Analyse the tracked study (with its `analysis:` options unless given) and log every artifact to the study
     run. The returned frames stay usable; its file paths pointed into a temporary folder that is gone (the files
     live on as MLflow artifacts). Scores from incomparable evaluation cards are bad input: a one-line ConfigError
     on `analysis.allow_mixed_cards`, the tracked runs untouched. `sections` are added to the report (e.g. the proxy
-    allocation's); `skipped`: tokenizers whose diffusion trials a proxy allocation did not choose."""
+    allocation's); `skipped`: tokenizers whose diffusion trials a proxy allocation did not choose; `plan`: the
+    study's plan (None: made here)."""
     options = options or analysis_options(study)
+    plan = plan or plan_study(study)
     if not sections and not skipped:  # diffusion.allocation: proxy — its report section and unchosen tokenizers
         from raysweep.pipeline.allocation_gate import allocation_report
 
-        sections, skipped = allocation_report(study, tracker)
+        sections, skipped = allocation_report(study, tracker, plan)
     table = study_table(tracker)
-    missing = missing_trials(study, table, skipped)
+    missing = missing_trials(study, table, skipped, plan)
     if len(missing):
         table = pd.concat([table, missing.assign(cfg_scale=float("nan"), **{"gen/gfid": float("nan")})],
                           ignore_index=True)
@@ -99,6 +103,7 @@ def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
 
 def analyze_study(study: StudySpec, tracker: Tracker, study_run_id: str,
                   options: AnalysisOptions | None = None, sections: Sequence[ReportSection] = (),
-                  skipped: Collection[str] = ()) -> str:
+                  skipped: Collection[str] = (), plan: StudyPlan | None = None) -> str:
     """`run_analysis`, returning the report's artifact path on the study run (what `raysweep run` prints)."""
-    return f"{ARTIFACT_DIR}/{run_analysis(study, tracker, study_run_id, options, sections, skipped).report.name}"
+    result = run_analysis(study, tracker, study_run_id, options, sections, skipped, plan)
+    return f"{ARTIFACT_DIR}/{result.report.name}"

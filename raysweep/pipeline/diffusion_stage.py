@@ -7,7 +7,12 @@ with `cheap_samples` samples at each cheap rung (logged as `tier/rung<r>/gfid`, 
 and its full evaluation happens at the last checkpoint, inside that checkpoint's report: ASHA stops every trial
 at `max_t`, so nothing may follow that report. A trial ASHA stops earlier is recorded by `settle_stopped_trial`.
 The cheap tier samples with its own noise and never touches the trainer's generator, so a trial that reaches the
-full tier has exactly the result of the same trial without fidelity (the same content key)."""
+full tier has exactly the result of the same trial without fidelity (the same content key).
+
+A run is stored under its training key and finished when its result holds its evaluation key: a trial whose model
+is saved (`velocity_model.pt`, written once training ends) but scored under other evaluation settings is scored
+again from that model, on the same MLflow run, and never retrained; the evaluation settings and key are run tags,
+which a re-score updates (params cannot change once logged)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -16,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from raysweep.config.plan import diffusion_key
+from raysweep import __version__
+from raysweep.config.plan import DIFFUSION_CODE_VERSION, DiffusionJob, scored_under
 from raysweep.config.spec import DiffusionTrial, EvaluationSpec
 from raysweep.data import LatentBatch, LatentMeta, latent_files, read_latents
 from raysweep.data.latents import LatentDataError
@@ -30,7 +36,7 @@ from raysweep.diffusion import (
     straightness,
 )
 from raysweep.diffusion.precision import backbone_autocast, sampling_precision
-from raysweep.diffusion.velocity_model import save_velocity_model
+from raysweep.diffusion.velocity_model import load_velocity_model, save_velocity_model
 from raysweep.features import EvalCard, generation_card
 from raysweep.hashing import flatten
 from raysweep.pipeline.checkpointing import report, train_with_checkpoints
@@ -38,7 +44,7 @@ from raysweep.pipeline.context import TrialContext, setup_worker
 from raysweep.pipeline.data_parallel import current_shard, is_chief
 from raysweep.pipeline.figures import save_image_grid
 from raysweep.pipeline.scoring import GENERATION_REFERENCE, GenerationScorer, feature_network, save_cfg_curve, to_uint8
-from raysweep.pipeline.store import STOPPED_RESULT, Store
+from raysweep.pipeline.store import STOPPED_RESULT, Store, provenance
 from raysweep.search.fidelity import Tiers, checkpoint_count
 from raysweep.tokenizers import load_tokenizer
 from raysweep.tracking import Tracker
@@ -46,8 +52,12 @@ from raysweep.tracking.keys import (
     BEST_CFG_SCALE,
     BEST_GFID,
     BEST_VIEW,
+    CODE_VERSION_TAG,
+    EVALUATION_KEY_TAG,
+    EVALUATION_TAG_PREFIX,
     FULL_TIER,
     NO_CFG_VIEW,
+    PACKAGE_VERSION_TAG,
     STOPPED,
     TIER_GFID,
     TIER_RUNG,
@@ -65,14 +75,26 @@ TOKENIZER_KEY = "raysweep.tokenizer_key"  # latent metadata written by the token
 Score = Callable[[DiffusionTrainer, LatentMeta], dict[str, float]]  # a checkpoint's extra report values
 
 
-def diffusion_payload(trial: DiffusionTrial, seed: int, tokenizer: dict[str, Any], evaluation: EvaluationSpec,
-                      ctx: TrialContext, tiers: Tiers | None = None) -> dict[str, Any]:
-    """`tokenizer` = {"id", "key", "run_id"} of a finished tokenizer trial; `tiers`: its ASHA rungs under
-    multi-fidelity gFID (None: scored once, at the end)."""
-    key = diffusion_key(trial, seed, tokenizer["key"], evaluation)
-    return {"id": f"{tokenizer['id']}/{trial.backbone}/{seed}", "key": key, "trial": trial.model_dump(),
-            "seed": seed, "tokenizer": tokenizer, "evaluation": evaluation.model_dump(), "ctx": ctx.to_dict(),
+def diffusion_payload(job: DiffusionJob, run_id: str, evaluation: EvaluationSpec, ctx: TrialContext,
+                      tiers: Tiers | None = None) -> dict[str, Any]:
+    """`run_id`: the finished tokenizer's MLflow run; `tiers`: the job's ASHA rungs under multi-fidelity gFID
+    (None: scored once, at the end)."""
+    return {"id": job.id, "key": job.key, "evaluation_key": job.evaluation_key, "record": job.record(),
+            "trial": job.trial.model_dump(), "seed": job.seed,
+            "tokenizer": {"id": job.tokenizer.id, "key": job.tokenizer.key, "run_id": run_id},
+            "evaluation": evaluation.model_dump(), "ctx": ctx.to_dict(),
             "tiers": None if tiers is None else {"rungs": list(tiers.rungs), "cheap_samples": tiers.cheap_samples}}
+
+
+def evaluation_tags(payload: dict[str, Any], card: EvalCard) -> dict[str, Any]:
+    """How a run was (last) scored, as tags a re-score updates: the evaluation settings and key, the card."""
+    return {**card.tags(), **card.params(), EVALUATION_KEY_TAG: payload["evaluation_key"],
+            **{f"{EVALUATION_TAG_PREFIX}{k}": v for k, v in flatten(payload["evaluation"]).items()}}
+
+
+def _result(payload: dict[str, Any], run_id: str, metrics: dict[str, float], **extra: Any) -> dict[str, Any]:
+    """A diffusion run's store result, with its training and evaluation inputs."""
+    return {"metrics": metrics, "run_id": run_id, "id": payload["id"], **provenance(payload["record"]), **extra}
 
 
 def _tiers(payload: dict[str, Any]) -> Tiers | None:
@@ -96,15 +118,17 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
     ctx = TrialContext(**payload["ctx"])
     key = payload["key"]
     out = ctx.store.diffusion(key)
-    done = ctx.store.result(out)
+    found = ctx.store.result(out)
     tiers = _tiers(payload)
-    if done is not None:  # under ASHA every report carries its metric
-        report({**done["metrics"], TIER_GFID: done["metrics"].get(BEST_GFID, np.nan)} if tiers else done["metrics"])
+    if found is not None and scored_under(found, payload["evaluation_key"]):  # under ASHA every report: its metric
+        report({**found["metrics"], TIER_GFID: found["metrics"].get(BEST_GFID, np.nan)} if tiers else found["metrics"])
         return
     device = setup_worker(ctx)
     trial = DiffusionTrial(**payload["trial"])
+    trained = ctx.store.velocity_model_file(key).is_file()  # saved after training: scored again, never retrained
     if not is_chief():  # a data-parallel rank > 0 only trains, in step with rank 0
-        _fit(trial, payload, ctx, None, None, device)
+        if not trained:
+            _fit(trial, payload, ctx, None, None, device)
         report({})  # meets rank 0's final report
         return
     evaluation = EvaluationSpec(**payload["evaluation"])
@@ -115,30 +139,44 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
     run_id = tracker.open_run(
         payload["id"], STAGE, key, parent_id=tok["run_id"],  # named by its study id, found by its tags
-        tags={"tokenizer_id": tok["id"], "backbone": trial.backbone, "seed": payload["seed"], **card.tags()},
-        params={**flatten(trial.model_dump()), "seed": payload["seed"], "tokenizer_id": tok["id"],
-                **flatten(payload["evaluation"], "eval"), **card.params()})
+        tags={"tokenizer_id": tok["id"], "backbone": trial.backbone, "seed": payload["seed"],
+              CODE_VERSION_TAG: DIFFUSION_CODE_VERSION, PACKAGE_VERSION_TAG: __version__},
+        params={**flatten(trial.model_dump()), "seed": payload["seed"], "tokenizer_id": tok["id"]})
 
-    def evaluate(trainer: DiffusionTrainer, meta: LatentMeta) -> dict[str, float]:
-        metrics = _evaluate(trainer, meta, trial, evaluation, payload, ctx, scorer, tracker, run_id, device)
+    def evaluate(model: torch.nn.Module, step: int, meta: LatentMeta) -> dict[str, float]:
+        metrics = _evaluate(model, step, meta, trial, evaluation, payload, ctx, scorer, tracker, run_id, device)
+        tracker.set_tags(run_id, evaluation_tags(payload, card))
         if tiers is not None:
-            tracker.log_metrics(run_id, {TIER_RUNG: len(tiers.rungs)}, step=trainer.step)
+            tracker.log_metrics(run_id, {TIER_RUNG: len(tiers.rungs)}, step=step)
             tracker.set_tags(run_id, {TIER_TAG: FULL_TIER})
-        ctx.store.mark_done(out, {"metrics": metrics, "run_id": run_id, "id": payload["id"]})
+        ctx.store.mark_done(out, _result(payload, run_id, metrics))
         tracker.finish(run_id)
         return metrics
 
+    def trained_and_scored(trainer: DiffusionTrainer, meta: LatentMeta) -> dict[str, float]:
+        c, h, _ = meta.shape
+        save_velocity_model(ctx.store.velocity_model_file(key), trainer.ema,  # for the velocity Fisher, re-scores
+                            {"name": trial.backbone, "in_channels": c, "input_size": h,
+                             "num_classes": ctx.num_classes, "patch_size": trial.patch_size,
+                             "label_dropout": trial.label_dropout})
+        return evaluate(trainer.ema, trainer.step, meta)
+
     try:
-        if tiers is not None:  # evaluated at the last checkpoint (see the module docstring)
-            score = _tier_scorer(tiers, trial, evaluation, payload, ctx, tracker, run_id, device, evaluate)
+        if trained:  # the evaluation changed: the saved model is scored again, never retrained
+            metrics = evaluate(load_velocity_model(ctx.store.velocity_model_file(key)).to(device), trial.steps,
+                               load_latents(ctx.store, tok["key"], "train")[1])
+        elif tiers is not None:  # evaluated at the last checkpoint (see the module docstring)
+            score = _tier_scorer(tiers, trial, evaluation, payload, ctx, tracker, run_id, device,
+                                 trained_and_scored)
             _fit(trial, payload, ctx, tracker, run_id, device, score)
             return
-        trainer, meta = _fit(trial, payload, ctx, tracker, run_id, device)
-        metrics = evaluate(trainer, meta)
+        else:
+            trainer, meta = _fit(trial, payload, ctx, tracker, run_id, device)
+            metrics = trained_and_scored(trainer, meta)
     except Exception as err:
         tracker.finish(run_id, "FAILED", reason=f"{type(err).__name__}: {err}")
         raise
-    report(metrics)
+    report({**metrics, TIER_GFID: metrics[BEST_GFID]} if tiers else metrics)
 
 
 def _tier_scorer(tiers: Tiers, trial: DiffusionTrial, evaluation: EvaluationSpec, payload: dict[str, Any],
@@ -199,8 +237,8 @@ def settle_stopped_trial(config: dict[str, Any], result: dict[str, Any]) -> None
     run_id = tracker.find_run(STAGE, payload["key"]).info.run_id
     metrics = {tier_gfid_key(rung): float(result[TIER_GFID]), TIER_RUNG: rung}
     tracker.set_tags(run_id, {TIER_TAG: STOPPED})
-    ctx.store.mark_done(out, {"metrics": metrics, "run_id": run_id, "id": payload["id"],
-                              STOPPED_RESULT: {"rung": rung, "reason": stopped_reason(rung)}})
+    ctx.store.mark_done(out, _result(payload, run_id, metrics,
+                                     **{STOPPED_RESULT: {"rung": rung, "reason": stopped_reason(rung)}}))
     tracker.finish(run_id)
 
 
@@ -240,22 +278,18 @@ def _noise(n: int, meta: LatentMeta, seed: int, num_classes: int) -> tuple[torch
     return torch.randn((n, c, h, h), generator=gen), torch.arange(n) % num_classes
 
 
-def _evaluate(trainer: DiffusionTrainer, meta: LatentMeta, trial: DiffusionTrial, evaluation: EvaluationSpec,
-              payload: dict[str, Any], ctx: TrialContext, scorer: GenerationScorer, tracker: Tracker, run_id: str,
-              device: torch.device) -> dict[str, float]:
+def _evaluate(model: torch.nn.Module, step: int, meta: LatentMeta, trial: DiffusionTrial,
+              evaluation: EvaluationSpec, payload: dict[str, Any], ctx: TrialContext, scorer: GenerationScorer,
+              tracker: Tracker, run_id: str, device: torch.device) -> dict[str, float]:
+    """Sample the trained (EMA) `model` at every CFG scale, score, log on the run at training step `step`."""
     seed = payload["seed"]
     tok_key = payload["tokenizer"]["key"]
-    c, h, _ = meta.shape
     out = ctx.store.diffusion(payload["key"])
-    save_velocity_model(ctx.store.velocity_model_file(payload["key"]), trainer.ema,  # for the velocity Fisher
-                        {"name": trial.backbone, "in_channels": c, "input_size": h, "num_classes": ctx.num_classes,
-                         "patch_size": trial.patch_size, "label_dropout": trial.label_dropout})
-
     decoder = load_tokenizer(ctx.store.tokenizer_file(tok_key)).eval().to(device)
     noise, labels = _noise(evaluation.num_samples, meta, seed, ctx.num_classes)
     scores: dict[float, dict[str, float]] = {}
     for scale in sorted({NO_CFG, *evaluation.cfg_scales}):  # each scale sampled, decoded, featurised once
-        images = _sample_and_decode(trainer.ema, decoder, noise, labels, scale, evaluation, meta)
+        images = _sample_and_decode(model, decoder, noise, labels, scale, evaluation, meta)
         scores[scale] = scorer.score(images)
         grid = save_image_grid(images[:64], out / f"samples_{cfg_view(scale)}.png", nrow=16)
         tracker.log_artifact(run_id, grid, "samples")
@@ -263,9 +297,9 @@ def _evaluate(trainer: DiffusionTrainer, meta: LatentMeta, trial: DiffusionTrial
     best = metrics[BEST_CFG_SCALE]
     curve = save_cfg_curve({s: scores[s]["gfid"] for s in evaluation.cfg_scales}, best, out / "cfg_curve.png")
     tracker.log_artifact(run_id, curve, "figures")
-    trajectory, ratios = _trajectory_metrics(trainer.ema, noise, labels, evaluation)
+    trajectory, ratios = _trajectory_metrics(model, noise, labels, evaluation)
     metrics.update(trajectory)
-    tracker.log_metrics(run_id, metrics, step=trainer.step)
+    tracker.log_metrics(run_id, metrics, step=step)
     tracker.log_history(run_id, [(i, {"traj/length_ratio": float(r)}) for i, r in enumerate(ratios)])
     tracker.set_tags(run_id, {"gen.feature_network": ctx.feature_network, "gen.best_cfg": best})
     return metrics

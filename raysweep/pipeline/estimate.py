@@ -229,11 +229,14 @@ def job_cost(study: StudySpec, plan: StudyPlan) -> Callable[[Job], float]:
     return lambda job: hours.get(job.ref, 0.0)
 
 
-def estimate_gpu_hours(study: StudySpec) -> dict[str, Any]:
-    """Per-stage and total GPU-hours (assumed GPU throughput) and CPU-hours (measured CPU throughput) of `study`."""
+def estimate_gpu_hours(study: StudySpec, plan: StudyPlan | None = None) -> dict[str, Any]:
+    """Per-stage and total GPU-hours (assumed GPU throughput) and CPU-hours (measured CPU throughput) of `study`
+    (`plan`: its plan where the caller has built it; else built here)."""
+    from raysweep.pipeline.study_plan import plan_study
+
     ds = study.dataset
     n_train, n_val = ds.train_size, ds.val_size
-    plan = StudyPlan.from_spec(study)
+    plan = plan or plan_study(study)
     priced = price(study, plan)
     stages, tokenizers = priced.stages, priced.tokenizers
     slots = plan.of(ConfirmationSlot)

@@ -6,17 +6,13 @@ from pathlib import Path
 import numpy as np
 
 from raysweep.atomic import atomic_file
+from raysweep.config.plan import dataset_key
 from raysweep.config.spec import DatasetSpec
 from raysweep.data import ImageSet
 from raysweep.data.splits import build_splits
-from raysweep.hashing import config_hash
 from raysweep.pipeline.store import Store
 
 SPLITS = ("train", "val")
-
-
-def dataset_key(spec: DatasetSpec) -> str:
-    return config_hash(spec.model_dump())
 
 
 def prepare_images(spec: DatasetSpec, store: Store) -> str:

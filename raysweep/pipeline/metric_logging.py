@@ -1,16 +1,19 @@
 """Latent-metric values -> the tokenizer's MLflow run: scalars as metrics, curves as JSON + a plot."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:  # MLflow and matplotlib stay out of `raysweep metrics`, which only needs `split_values`
+    from raysweep.config.plan import MetricJob
     from raysweep.pipeline.store import Store
     from raysweep.tracking import Tracker
 
 GRID_SUFFIX = "_grid"
+CURVES_FILE = "latent_curves.json"  # beside the job's marker, and on the run under curves/
 
 
 def split_values(values: dict[str, Any]) -> tuple[dict[str, float], dict[str, tuple[np.ndarray, np.ndarray]]]:
@@ -36,19 +39,24 @@ def curve_xlabel(key: str) -> str:
 
 def log_latent_metrics(tracker: Tracker, run_id: str, values: dict[str, Any], directory: Path,
                        params: dict[str, Any] | None = None) -> None:
-    """Scalars as metrics, `params` (e.g. `metric_stage.resolved_params`) as params, curves and per-class
-    arrays as one JSON artifact plus a PNG each under `figures/`."""
+    """Scalars as metrics, `params` (e.g. `metric_stage.resolved_params`) as tags (a recomputed metric may change
+    them), curves and per-class arrays as one JSON artifact (merged with the curves logged before into `directory`:
+    adding a metric keeps the others') plus a PNG each under `figures/`."""
     from raysweep.analysis.figures import curve_plot
+    from raysweep.pipeline.store import write_json_atomic
 
     scalars, curves = split_values(values)
     tracker.log_metrics(run_id, scalars)
     if params:
-        tracker.log_params(run_id, params)
+        tracker.set_tags(run_id, params)
     if not curves:
         return
-    tracker.log_json(run_id, {k: {"grid": g.tolist(), "values": v.tolist()} for k, (g, v) in curves.items()},
-                     "curves/latent_curves.json")
     directory.mkdir(parents=True, exist_ok=True)
+    merged = directory / CURVES_FILE
+    logged = json.loads(merged.read_text()) if merged.is_file() else {}
+    write_json_atomic(merged, {**logged, **{k: {"grid": g.tolist(), "values": v.tolist()}
+                                            for k, (g, v) in curves.items()}})
+    tracker.log_artifact(run_id, merged, "curves")
     for key, (grid, arr) in curves.items():
         name = key.replace("/", "_").replace("@", "at")
         for path in curve_plot(grid, {key: arr}, directory / f"{name}.png", title=key, xlabel=curve_xlabel(key),
@@ -56,11 +64,25 @@ def log_latent_metrics(tracker: Tracker, run_id: str, values: dict[str, Any], di
             tracker.log_artifact(run_id, path, "figures")
 
 
-def record_metrics(tracker: Tracker, store: Store, run_id: str, marker: Path, values: dict[str, Any],
-                   artifacts: list[Path] | None = None, params: dict[str, Any] | None = None) -> None:
-    """Log a metric job's values (and its files under `figures/`) on its run, then mark the job done: a resumed
-    study finds the marker and logs nothing twice."""
+def record_metrics(tracker: Tracker, store: Store, job: MetricJob, names: list[str], run_id: str,
+                   values: dict[str, Any], artifacts: list[Path] | None = None,
+                   params: dict[str, Any] | None = None) -> None:
+    """Log the values of a metric job's metrics `names` (and its files under `figures/`, the metrics' versions as
+    tags) on its upstream's run, then write their entries in the job's marker beside the entries still current: a
+    resumed study finds them and logs nothing twice."""
+    from raysweep.pipeline.store import provenance
+    from raysweep.tracking.keys import METRIC_VERSION_PREFIX
+
+    marker = store.marker(job)
+    assert marker is not None
     log_latent_metrics(tracker, run_id, values, marker, params)
     for path in artifacts or []:
         tracker.log_artifact(run_id, path, "figures")
-    store.mark_done(marker, {"metrics": sorted(values), "run_id": run_id})
+    now = [e for e in job.metrics if e.name in names]
+    tracker.set_tags(run_id, {f"{METRIC_VERSION_PREFIX}{e.name}": e.inputs["version"] for e in now})
+    before = store.found(job) or {}
+    entries = before.get("metrics")
+    entries = dict(entries) if isinstance(entries, dict) else {}  # a list: a marker of the previous version
+    entries.update({name: entry for name, entry in job.record()["metrics"].items() if name in names})
+    store.mark_done(marker, provenance({"metrics": entries, "values": sorted({*values, *before.get("values", [])}),
+                                        "run_id": run_id}))

@@ -74,11 +74,13 @@ def with_known_stats(names: list[str], params: dict[str, dict[str, Any]], meta: 
 def resolved_params(names: list[str], params: dict[str, dict[str, Any]],
                     shape: tuple[int, int, int]) -> dict[str, str]:
     """The parameters each metric used on latents of `shape` (e.g. spatial distances scaled to the grid), as
-    MLflow params `metrics.<name>.<param>`."""
+    MLflow tags `metrics.<name>.<param>` (a recomputed metric updates them)."""
+    from raysweep.tracking.keys import METRIC_PARAM_PREFIX  # the package imports MLflow: not for `raysweep metrics`
+
     out = {}
     for name in names:
         used = build_metric(name, Accumulator, **params.get(name, {})).params(shape)
-        out.update({f"metrics.{name}.{k}": str(v) for k, v in used.items()})
+        out.update({f"{METRIC_PARAM_PREFIX}{name}.{k}": str(v) for k, v in used.items()})
     return out
 
 
@@ -165,12 +167,14 @@ def compute_latent_metrics(latent_dir: Location, names: list[str], params: dict[
 
 def run_latent_metric_job(ctx: TrialContext, job: LatentMetricJob, spec: MetricsSpec,
                           pool: MetricPool | None = None) -> None:
-    """The entry point of a latent-metric job: the tokenizer's validation latents through the study's metric pool
-    (None: one pass in this process, the same numbers), logged on the tokenizer's run, then the job's marker."""
+    """The entry point of a latent-metric job: the tokenizer's validation latents, read once, through the study's
+    metric pool (None: one pass in this process, the same numbers) for the job's metrics whose marker entries are
+    missing or stale; logged on the tokenizer's run, then their entries in the job's marker."""
     from raysweep.tracking import Tracker
 
-    store, names = ctx.store, list(job.names)
-    latents = store.latents(job.key, "val")
+    store = ctx.store
+    names = list(job.missing(store.found(job)))
+    latents = store.latents(job.upstream, "val")
     meta = read_latent_meta(latent_files(latents)[0])
     params = with_known_stats(names, {n: p for n, p in spec.params.items() if n in names}, meta)
     if pool is None:
@@ -180,6 +184,6 @@ def run_latent_metric_job(ctx: TrialContext, job: LatentMetricJob, spec: Metrics
         values = {}
         for name in names:
             values.update(build_metric(name, Accumulator, **params.get(name, {})).finalize(merged[name]))
-    run_id = store.result(store.tokenizer(job.key))["run_id"]
-    record_metrics(Tracker(ctx.tracking_uri, ctx.experiment), store, run_id, store.marker(job), values,
+    run_id = store.result(store.tokenizer(job.upstream))["run_id"]
+    record_metrics(Tracker(ctx.tracking_uri, ctx.experiment), store, job, names, run_id, values,
                    params=resolved_params(names, spec.params, meta.shape))

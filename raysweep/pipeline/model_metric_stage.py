@@ -122,20 +122,24 @@ def run_diffusion_metrics(ctx: TrialContext, diffusion_key: str, tokenizer_key: 
 
 
 def run_model_metric_job(ctx: TrialContext, job: ModelMetricJob, params: dict[str, dict[str, Any]]) -> None:
-    """The entry point of a model-metric job: its metrics of the tokenizer, logged on the tokenizer's run."""
+    """The entry point of a model-metric job: its metrics of the tokenizer whose marker entries are missing or
+    stale, logged on the tokenizer's run."""
     from raysweep.tracking import Tracker
 
-    out = run_model_metrics(ctx, job.key, list(job.names), params)
-    run_id = ctx.store.result(ctx.store.tokenizer(job.key))["run_id"]
-    record_metrics(Tracker(ctx.tracking_uri, ctx.experiment), ctx.store, run_id, ctx.store.marker(job), out.values,
+    names = list(job.missing(ctx.store.found(job)))
+    out = run_model_metrics(ctx, job.upstream, names, params)
+    run_id = ctx.store.result(ctx.store.tokenizer(job.upstream))["run_id"]
+    record_metrics(Tracker(ctx.tracking_uri, ctx.experiment), ctx.store, job, names, run_id, out.values,
                    out.artifacts)
 
 
 def run_diffusion_metric_job(ctx: TrialContext, job: DiffusionMetricJob, params: dict[str, dict[str, Any]]) -> None:
-    """The entry point of a diffusion-metric job: its metrics of the trained model, logged on the model's run."""
+    """The entry point of a diffusion-metric job: its metrics of the trained model whose marker entries are missing
+    or stale, logged on the model's run."""
     from raysweep.tracking import Tracker
 
-    out = run_diffusion_metrics(ctx, job.key, job.diffusion.tokenizer.key, list(job.names), params)
-    run_id = ctx.store.result(ctx.store.diffusion(job.key))["run_id"]
-    record_metrics(Tracker(ctx.tracking_uri, ctx.experiment), ctx.store, run_id, ctx.store.marker(job), out.values,
+    names = list(job.missing(ctx.store.found(job)))
+    out = run_diffusion_metrics(ctx, job.upstream, job.diffusion.tokenizer.key, names, params)
+    run_id = ctx.store.result(ctx.store.diffusion(job.upstream))["run_id"]
+    record_metrics(Tracker(ctx.tracking_uri, ctx.experiment), ctx.store, job, names, run_id, out.values,
                    out.artifacts)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from raysweep.config.plan import reference_key
 from raysweep.config.spec import ReferenceSpec
 from raysweep.features import resolve_feature_network, save_domain_net, train_domain_net, weights_sha256
-from raysweep.hashing import config_hash
 from raysweep.pipeline.images import load_images
 from raysweep.pipeline.scoring import DOMAIN_FILE, prepare_reference_statistics, scoring_networks
 from raysweep.pipeline.store import Store
@@ -34,8 +34,7 @@ def _prepare_network(spec: ReferenceSpec, store: Store, dataset_key: str, tracke
                      study_run_id: str) -> str:
     if spec.feature_network != "domain":
         return str(resolve_feature_network(spec.feature_network, weights_path=spec.weights_path).weights_path)
-    key = config_hash({"dataset": dataset_key, **spec.model_dump()})
-    directory = store.reference(key)
+    directory = store.reference(reference_key(spec, dataset_key))
     weights = directory / DOMAIN_FILE
     done = store.result(directory)
     if done is None:

@@ -38,10 +38,12 @@ from raysweep.pipeline.events import EventSink, JobEvent, JobFailed, fan_out
 from raysweep.pipeline.executors import Cohort, Executor, RayExecutor, Task
 from raysweep.pipeline.images import prepare_images
 from raysweep.pipeline.metric_pool import MetricPool
+from raysweep.pipeline.migrate import needs_migration
 from raysweep.pipeline.reference_stage import prepare_reference
 from raysweep.pipeline.scheduler import Scheduler, ScheduleResult
 from raysweep.pipeline.search_stage import tag_confirmed
 from raysweep.pipeline.store import Store
+from raysweep.pipeline.study_plan import plan_study, search_outcome
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import HEADLINE
 
@@ -105,6 +107,8 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
     (off: the view renders the events)."""
     preflight(study)  # bad paths, unwritable storage, missing GPUs: one-line errors before anything is written
     store = Store(study.root, study.latent_storage)
+    plan = plan_study(study, store, analyze)  # once per run (and once more when a search has just ended)
+    needs_migration(study, plan, store)  # results under the previous version's keys: never reused silently
     study.root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:  # unreadable or inconsistent image data is bad input, reported before anything is tracked
@@ -119,7 +123,6 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
         weights = prepare_reference(study.reference, store, dataset_key, tracker, study_run_id)
         result.seconds["reference"] = time.perf_counter() - t0
         ctx = _context(study, dataset_key, study_run_id, weights)
-        plan = StudyPlan.from_spec(study, analyze=analyze)
         emit = fan_out(*([sink] if sink else []), _Book(result))
         pool = None
         if executor is None:
@@ -135,21 +138,21 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
             def schedule(jobs: StudyPlan, gate: Any = None) -> ScheduleResult:
                 cohort = gate.cohort if gate is not None and gate.spec.fidelity is not None else None
                 return Scheduler(jobs, store, executor,
-                                 lambda job: job_task(job, study, ctx, tracker, keep_report, pool, cohort), emit,
+                                 lambda job: job_task(job, study, ctx, tracker, keep_report, pool, cohort, jobs), emit,
                                  cost=job_cost(study, jobs), headline=lambda job: headline(store, job), gate=gate).run()
 
             searched = None
             if plan.search is not None and store.done(plan.search) is None:
                 # a tokenizer search first: its tokenizers, and so the rest of the plan, exist once it has ended
                 searched = schedule(StudyPlan((plan.search,)))
-                plan = StudyPlan.from_spec(study, analyze=analyze)
+                plan = StudyPlan.from_spec(study, analyze, searched=search_outcome(plan.search, store))
             if searched is not None and searched.failed:
                 outcome = searched  # the rest of the plan waits for tokenizers the search did not give
             elif plan.of(ConfirmationSlot):  # a search that ended without its result: no stage runs a slot
                 raise RuntimeError(f"the tokenizer search '{plan.search.id}' ended without writing its result "
                                    f"({store.marker(plan.search)}); run again to restore it")
             else:
-                tag_confirmed(study, plan, store, tracker)
+                tag_confirmed(plan, store, tracker)
                 gate = proxy_gate(study, plan, store, tracker, on_done=log_predictions(store, tracker, plan))
                 outcome = schedule(plan, gate)  # a search that just ended is found finished (cached) here
         finally:
@@ -214,34 +217,36 @@ def log_predictions(store: Store, tracker: Tracker, plan: StudyPlan) -> Callable
 
 def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
              report: Callable[[str], None] = lambda path: None, pool: MetricPool | None = None,
-             cohort: Callable[[DiffusionJob], list[DiffusionJob]] | None = None) -> Task:
+             cohort: Callable[[DiffusionJob], list[DiffusionJob]] | None = None,
+             plan: StudyPlan | None = None) -> Task:
     """The runnable form of a job whose deps are finished: which stage entry point, with what, on what.
     `report` receives the analysis report's artifact path; `pool` runs the latent metrics (None: in-process);
-    `cohort` (multi-fidelity gFID) names the diffusion jobs that run with a diffusion job under ASHA."""
+    `cohort` (multi-fidelity gFID) names the diffusion jobs that run with a diffusion job under ASHA; `plan` is the
+    run's plan, which the analysis reads instead of making its own."""
     res, params = study.resources, study.metrics.params
     if isinstance(job, TokenizerJob):
         from raysweep.pipeline.tokenizer_stage import tokenizer_payload, train_tokenizer_trial
 
-        return Task(job.ref, "trial", train_tokenizer_trial, ({"payload": tokenizer_payload(job.trial, ctx)},),
+        return Task(job.ref, "trial", train_tokenizer_trial, ({"payload": tokenizer_payload(job, ctx)},),
                     _resources(res.tokenizer), experiment=f"tokenizers-{job.key}", total_steps=job.trial.steps,
                     workers=res.tokenizer.workers)
     if isinstance(job, DiffusionJob) and cohort is not None:
         return cohort_task(cohort(job), study, ctx)
     if isinstance(job, TokenizerSearchJob):
-        from raysweep.config.plan import metric_names
+        from raysweep.config.plan import Upstream, metric_names
         from raysweep.pipeline.search_stage import SearchEnv, run_search_job
 
-        env = SearchEnv(ctx, metric_names(study, "latents"), metric_names(study, "tokenizer"), study.metrics,
-                        _resources(res.tokenizer), res.tokenizer.workers, _resources(res.metric_actor),
-                        study.tune_storage)
+        env = SearchEnv(ctx, Upstream.of(study), metric_names(study, "latents"), metric_names(study, "tokenizer"),
+                        study.metrics, _resources(res.tokenizer), res.tokenizer.workers,
+                        _resources(res.metric_actor), study.tune_storage)
         # the task only drives the search: its trials' tokenizer trials and metric tasks hold the resources
         return Task(job.ref, "task", run_search_job, (env, job, study.seed), {}, ray_resources={})
     if isinstance(job, DiffusionJob):
         from raysweep.pipeline.diffusion_stage import diffusion_payload, train_diffusion_trial
 
-        payload = diffusion_payload(job.trial, job.seed, _tokenizer(job, ctx), study.evaluation, ctx)
+        payload = diffusion_payload(job, _tokenizer_run(job, ctx), study.evaluation, ctx)
         return Task(job.ref, "trial", train_diffusion_trial, ({"payload": payload},), _resources(res.diffusion),
-                    experiment=f"diffusion-{job.key}", total_steps=job.trial.steps,
+                    experiment=diffusion_experiment(job, ctx.store), total_steps=job.trial.steps,
                     workers=res.diffusion.workers)
     if isinstance(job, LatentMetricJob):
         from raysweep.pipeline.metric_stage import run_latent_metric_job
@@ -260,12 +265,19 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
     if isinstance(job, AnalysisJob):
         from raysweep.pipeline.analysis_stage import analyze_study
 
-        return Task(job.ref, "driver", lambda: report(analyze_study(study, tracker, ctx.study_run_id)))
+        return Task(job.ref, "driver", lambda: report(analyze_study(study, tracker, ctx.study_run_id, plan=plan)))
     raise TypeError(f"no stage runs {type(job).__name__}")
 
 
-def _tokenizer(job: DiffusionJob, ctx: TrialContext) -> dict[str, str]:
-    return {"id": job.tokenizer.id, "key": job.tokenizer.key, "run_id": ctx.store.done(job.tokenizer)["run_id"]}
+def diffusion_experiment(job: DiffusionJob, store: Store) -> str:
+    """The Tune experiment of a diffusion job: its training's (restored after a kill), or, once the model is saved,
+    one per evaluation (a finished experiment is not run again, and a re-score must run)."""
+    trained = store.velocity_model_file(job.key).is_file()
+    return f"diffusion-{job.key}" + (f"-scored-{job.evaluation_key}" if trained else "")
+
+
+def _tokenizer_run(job: DiffusionJob, ctx: TrialContext) -> str:
+    return ctx.store.done(job.tokenizer)["run_id"]
 
 
 def cohort_task(jobs: list[DiffusionJob], study: StudySpec, ctx: TrialContext) -> Task:
@@ -285,13 +297,14 @@ def cohort_task(jobs: list[DiffusionJob], study: StudySpec, ctx: TrialContext) -
     assert spec is not None
     trial = jobs[0].trial
     tiers = Tiers.of(spec, trial.steps, study.storage.checkpoint_every, study.evaluation.num_samples)
-    configs = tuple({"payload": diffusion_payload(j.trial, j.seed, _tokenizer(j, ctx), study.evaluation, ctx, tiers)}
+    configs = tuple({"payload": diffusion_payload(j, _tokenizer_run(j, ctx), study.evaluation, ctx, tiers)}
                     for j in jobs)
     todo = tuple(i for i, j in enumerate(jobs) if ctx.store.done(j) is None)
     recorded = functools.partial(tracked_rungs, ctx.tracking_uri, ctx.experiment, {j.id: j.key for j in jobs},
                                  tiers.rungs)
     scheduler = asha_scheduler(spec, tiers.max_iterations, recorded=recorded)
     return Task(jobs[todo[0]].ref, "trial", train_diffusion_trial, (), _resources(study.resources.diffusion),
-                experiment=f"diffusion-cohort-{config_hash([j.key for j in jobs])}", total_steps=trial.steps,
+                experiment=f"diffusion-cohort-{config_hash([(j.key, j.evaluation_key) for j in jobs])}",
+                total_steps=trial.steps,
                 cohort=Cohort(tuple(j.id for j in jobs), configs, todo, scheduler, settle_stopped_trial),
                 members=tuple(jobs[i].ref for i in todo))

@@ -4,7 +4,7 @@ whose every trial trains one tokenizer through the tokenizer stage, runs its met
 A search trial trains its tokenizer as the same one-trial Tune experiment (`tokenizers-<key>`) a `TokenizerJob`
 runs, so the tokenizer is stored under its content key, tracked as a normal tokenizer run, never trained twice and
 resumed from its checkpoint; its metric jobs write their usual markers. After the search, the plan made anew
-(`config.plan.searched_trials`) finds them all finished. The search trial itself only waits: the tokenizer's trial
+(`pipeline.study_plan.plan_study`) finds them all finished. The search trial itself only waits: the tokenizer's trial
 holds the tokenizer's resources and the metric jobs (Ray tasks) the metric actor's, so the search trial asks a token
 CPU share (Tune refuses a trial of no resources), and at most as many search trials run at once as tokenizer trials
 fit on the cluster. A cut-off search is restored by Tune with its searcher's state (`run_tokenizer_search`).
@@ -20,8 +20,15 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from raysweep.config.plan import LatentMetricJob, ModelMetricJob, StudyPlan, TokenizerJob, TokenizerSearchJob
-from raysweep.config.spec import MetricsSpec, StudySpec, TokenizerTrial
+from raysweep.config.plan import (
+    LatentMetricJob,
+    ModelMetricJob,
+    StudyPlan,
+    TokenizerJob,
+    TokenizerSearchJob,
+    Upstream,
+)
+from raysweep.config.spec import MetricsSpec, TokenizerTrial
 from raysweep.hashing import flatten
 from raysweep.pipeline.context import TrialContext
 from raysweep.pipeline.store import Store
@@ -47,6 +54,7 @@ class SearchEnv:
     """What a search trial needs (picklable): the study's trial context, metric jobs and resources."""
 
     ctx: TrialContext
+    upstream: Upstream  # the study's dataset and reference keys, in every tokenizer's key
     latent: tuple[str, ...]  # latent metric names (the metric pool's), run on the tokenizer's latents
     model: tuple[str, ...]  # metrics that need the tokenizer itself
     metrics: MetricsSpec
@@ -102,18 +110,18 @@ def train_search_trial(env: SearchEnv, config: dict[str, Any]) -> dict[str, floa
     from raysweep.tracking.table import TOKENIZER_PREFIXES
 
     trial = searched_trial(config)
-    tok, store = TokenizerJob(trial.id or "", trial.key(), trial=trial), env.ctx.store
+    tok, store = TokenizerJob.of(trial, env.upstream), env.ctx.store
     relay = _relay()
     if relay is not None:
         relay.put.remote(JobStarted(tok.id, tok.stage, total=trial.steps))  # type: ignore[arg-type]
-    error = run_trial(f"tokenizers-{tok.key}", train_tokenizer_trial, {"payload": tokenizer_payload(trial, env.ctx)},
+    error = run_trial(f"tokenizers-{tok.key}", train_tokenizer_trial, {"payload": tokenizer_payload(tok, env.ctx)},
                       env.storage, env.tokenizer, trial_name=tok.id, max_failures=env.max_failures,
                       callbacks=None if relay is None else [step_callback("tokenizer", trial.steps)],
                       workers=env.tokenizer_workers)
     if error is not None:
         raise RuntimeError(f"tokenizer '{tok.id}': {error}")
     for job_type, names in ((LatentMetricJob, env.latent), (ModelMetricJob, env.model)):
-        job = job_type(tok.id, tok.key, names=names, deps=(tok.ref,))
+        job = job_type.of(tok.id, tok.key, names, env.metrics.params, deps=(tok.ref,))
         if names and store.done(job) is None:
             if isinstance(job, LatentMetricJob):
                 _remote(run_latent_metric_job, env.metric_actor, env.ctx, job, env.metrics, None)
@@ -159,7 +167,7 @@ def run_search_job(env: SearchEnv, job: TokenizerSearchJob, seed: int) -> None:
                 trials.append((trial, t))
         if not trials:
             raise RuntimeError(f"no search trial finished; first error: {(result.errors or ('none',))[0]}")
-        runs = {t.id: store.done(TokenizerJob(t.id or "", t.key(), trial=t))["run_id"] for t, _ in trials}
+        runs = {t.id: store.done(TokenizerJob.of(t, env.upstream))["run_id"] for t, _ in trials}
         for order, (trial, t) in enumerate(trials):
             tracker.log_metrics(runs[trial.id], {SEARCH_SCORE: t.metrics[SEARCH_SCORE],
                                                  SEARCH_FEASIBLE: float(t.feasible), SEARCH_ORDER: float(order)})
@@ -176,18 +184,17 @@ def run_search_job(env: SearchEnv, job: TokenizerSearchJob, seed: int) -> None:
     tracker.finish(run_id)
 
 
-def tag_confirmed(study: StudySpec, plan: StudyPlan, store: Store, tracker: Tracker) -> None:
+def tag_confirmed(plan: StudyPlan, store: Store, tracker: Tracker) -> None:
     """Once the plan has the search's tokenizers: which were confirmed (got the study's diffusion trials), on the
     search run (best first) and on every tokenizer run. Tags are idempotent: a rerun sets the same values."""
-    from raysweep.config.plan import searched_trials
+    from raysweep.pipeline.study_plan import search_outcome
 
     search = plan.search
     done = None if search is None else store.done(search)
-    found = None if search is None else searched_trials(study, search)
+    found = None if search is None else search_outcome(search, store)
     if done is None or found is None:
         return
-    trained, confirmed = found
-    tracker.set_tags(done["run_id"], {SEARCH_CHOSEN_TAG: ",".join(confirmed)})
-    for trial in trained:
-        run = store.done(TokenizerJob(trial.id or "", trial.key(), trial=trial))
-        tracker.set_tags(run["run_id"], {SEARCH_CONFIRMED_TAG: str(trial.id in confirmed).lower()})
+    tracker.set_tags(done["run_id"], {SEARCH_CHOSEN_TAG: ",".join(found.confirmed)})
+    for tok in plan.tokenizers:
+        run = store.done(tok)
+        tracker.set_tags(run["run_id"], {SEARCH_CONFIRMED_TAG: str(tok.id in found.confirmed).lower()})

@@ -15,7 +15,8 @@ from raysweep.pipeline.executors import Task
 from raysweep.pipeline.store import Store
 
 
-def _run(marker: str, requires: list[str], seconds: float, steps: int, report: Any = None) -> None:
+def _run(marker: str, requires: list[str], seconds: float, steps: int, record: dict[str, Any],
+         report: Any = None) -> None:
     start = time.time()
     missing = [m for m in requires if Store.result(Path(m)) is None]
     if missing:
@@ -25,7 +26,7 @@ def _run(marker: str, requires: list[str], seconds: float, steps: int, report: A
         if report is not None:
             report({"step": step, "loss": 1.0 / step})
     Store.mark_done(Path(marker), {"start": start, "end": time.time(), "metrics": {"sim/seconds": seconds},
-                                   "run_id": None})
+                                   "run_id": None, **record})
 
 
 def sleep_trial(config: dict[str, Any]) -> None:
@@ -35,8 +36,8 @@ def sleep_trial(config: dict[str, Any]) -> None:
     _run(**config["payload"], report=tune.report)
 
 
-def sleep_task(marker: str, requires: list[str], seconds: float) -> None:
-    _run(marker, requires, seconds, 1)
+def sleep_task(marker: str, requires: list[str], seconds: float, record: dict[str, Any]) -> None:
+    _run(marker, requires, seconds, 1, record)
 
 
 def simulated_task(job: Job, store: Store, plan_jobs: dict[Any, Job], seconds: float,
@@ -46,8 +47,9 @@ def simulated_task(job: Job, store: Store, plan_jobs: dict[Any, Job], seconds: f
     marker = str(store.marker(job))
     requires = [str(store.marker(plan_jobs[d])) for d in job.deps if store.marker(plan_jobs[d]) is not None]
     if tune and isinstance(job, (TokenizerJob, DiffusionJob)):
-        payload = {"marker": marker, "requires": requires, "seconds": seconds, "steps": steps}
+        payload = {"marker": marker, "requires": requires, "seconds": seconds, "steps": steps,
+                   "record": job.record()}
         prefix = "tokenizers" if isinstance(job, TokenizerJob) else "diffusion"
         return Task(job.ref, "trial", sleep_trial, ({"payload": payload},), resources,
                     experiment=f"{prefix}-{job.key}", total_steps=steps)
-    return Task(job.ref, "task", sleep_task, (marker, requires, seconds), resources)
+    return Task(job.ref, "task", sleep_task, (marker, requires, seconds, job.record()), resources)

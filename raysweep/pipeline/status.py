@@ -1,10 +1,13 @@
 """`raysweep status`: which planned jobs are finished in the store, without starting Ray.
 
 Only the jobs the study file plans now are counted: results on disk that an edited study no longer plans (another
-seed, a removed tokenizer) are ignored.
+seed, a removed tokenizer) are ignored, except as the `stale` result of a planned job of the same id whose recorded
+inputs differ (the fields that changed are named). Results reused by `raysweep migrate` list the inputs assumed.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from raysweep.config.plan import (
@@ -12,12 +15,15 @@ from raysweep.config.plan import (
     DiffusionMetricJob,
     Job,
     LatentMetricJob,
+    MetricJob,
     ModelMetricJob,
     StudyPlan,
 )
 from raysweep.config.spec import StudySpec
 from raysweep.pipeline.images import dataset_key
-from raysweep.pipeline.store import Store
+from raysweep.pipeline.migrate import ASSUMED, legacy_results
+from raysweep.pipeline.store import RESULT_FILE, Store
+from raysweep.pipeline.study_plan import plan_study
 
 
 def job_done(store: Store, job: Job) -> bool:
@@ -25,9 +31,56 @@ def job_done(store: Store, job: Job) -> bool:
     return store.done(job) is not None
 
 
-def study_status(study: StudySpec, text: bool = False) -> Any:
+def _latest_by_id(directory: Path) -> dict[str, dict[str, Any]]:
+    """Result id -> the most recent result recorded under `directory` (tokenizers/, diffusion/) with its inputs."""
+    found: dict[str, tuple[float, dict[str, Any]]] = {}
+    for path in directory.glob(f"*/{RESULT_FILE}"):
+        result = json.loads(path.read_text())
+        when = path.stat().st_mtime
+        if "id" in result and "inputs" in result and when >= found.get(result["id"], (-1.0, {}))[0]:
+            found[result["id"]] = (when, result)
+    return {job_id: result for job_id, (_, result) in found.items()}
+
+
+def stale_results(plan: StudyPlan, store: Store) -> list[dict[str, Any]]:
+    """Planned jobs whose stored result was made from other inputs, with the dotted fields that differ: a result
+    at the job's marker that is not current (a metric's parameters or version, the evaluation), else the latest
+    result of the same id under another key (a tokenizer or diffusion run whose key changed)."""
+    others = {stage: _latest_by_id(store.root / folder) for stage, folder in (("tokenizer", "tokenizers"),
+                                                                              ("diffusion", "diffusion"))}
+    out = []
+    for job in plan:
+        found = store.found(job)
+        if found is not None and job.current(found):
+            continue
+        if found is None and job.stage in others:
+            found = others[job.stage].get(job.id)
+        fields = [] if found is None else job.stale_inputs(found)
+        if fields:
+            out.append({"stage": job.stage, "id": job.id, "fields": fields})
+    return out
+
+
+def assumed_inputs(plan: StudyPlan, store: Store) -> list[dict[str, Any]]:
+    """Finished jobs reused by `raysweep migrate`, with the inputs their old key did not cover."""
+    out = []
+    for job in plan:
+        done = store.done(job)
+        if done is None:
+            continue
+        if isinstance(job, MetricJob):
+            fields = [f"{name}.{f}" for name, entry in done["metrics"].items() if name in job.names
+                      for f in entry.get(ASSUMED, [])]
+        else:
+            fields = list(done.get(ASSUMED, []))
+        if fields:
+            out.append({"stage": job.stage, "id": job.id, "fields": fields})
+    return out
+
+
+def study_status(study: StudySpec, text: bool = False, plan: StudyPlan | None = None) -> Any:
     store = Store(study.root, study.latent_storage)
-    plan = StudyPlan.from_spec(study)
+    plan = plan or plan_study(study, store)
     by_tokenizer: dict[str, dict[str, Any]] = {}
     for job in plan.tokenizers:
         row = {"id": job.id, "key": job.key, "trained": job_done(store, job)}
@@ -41,7 +94,9 @@ def study_status(study: StudySpec, text: bool = False) -> Any:
               "data_ready": store.data(dataset_key(study.dataset)).is_dir(), "tokenizers": list(by_tokenizer.values()),
               "diffusion_trials": len(runs) + len(slots), "diffusion_finished": len(finished),
               "diffusion_metrics_finished": sum(job_done(store, j) for j in plan.of(DiffusionMetricJob)),
-              "jobs": len(plan), "jobs_finished": sum(job_done(store, j) for j in plan)}
+              "jobs": len(plan), "jobs_finished": sum(job_done(store, j) for j in plan),
+              "stale": stale_results(plan, store), "assumed_at_migration": assumed_inputs(plan, store),
+              "to_migrate": len(legacy_results(study, plan, store))}
     if plan.search is not None:  # tokenizers.search
         search = plan.search
         status["tokenizer_search"] = {"finished": job_done(store, search), "num_samples": search.spec.num_samples,
@@ -70,6 +125,7 @@ def study_status(study: StudySpec, text: bool = False) -> Any:
                      f"  tokenizer search: not finished ({s['num_samples']} tokenizers; the best {s['confirm']} "
                      "feasible get the diffusion trials)")
     lines.append(f"  diffusion: {len(finished)}/{status['diffusion_trials']} finished")
+    lines += status_lines(status)
     if "allocation" in status:
         a = status["allocation"]
         lines.append(f"  proxy allocation: {a['done'] or 'in progress'}; {len(a['measured'])} tokenizers measured, "
@@ -77,3 +133,14 @@ def study_status(study: StudySpec, text: bool = False) -> Any:
                      f"{a['diffusion_skipped']} diffusion trials not chosen")
     return "\n".join(lines)
 
+
+
+def status_lines(status: dict[str, Any]) -> list[str]:
+    """The text of a status's stale, migrated and to-migrate results."""
+    lines = [f"  stale  {s['stage']} '{s['id']}': {', '.join(s['fields'])} changed (recomputed by the next run)"
+             for s in status["stale"]]
+    lines += [f"  {a['stage']} '{a['id']}': assumed at migration: {', '.join(a['fields'])}"
+              for a in status["assumed_at_migration"]]
+    if status["to_migrate"]:
+        lines.append(f"  {status['to_migrate']} result(s) under raysweep 0.1.0 keys: run `raysweep migrate` first")
+    return lines

@@ -13,7 +13,9 @@
     <root>/tune/                             Ray Tune experiment state (restored on re-run)
     <root>/allocation.json                   a proxy-guided study's allocation state (raysweep.search.allocation)
 
-A stage output is finished exactly when its `result.json` exists; it is written last and atomically. Every file
+A stage output is finished exactly when its `result.json` exists and is the planned job's (`Job.current`: a metric
+job's entries carry each metric's key, a diffusion run's result its evaluation key); it is written last and
+atomically, with the inputs its key was made of and the package version (`provenance`). Every file
 here is written through `raysweep.atomic` (temp + fsync + rename), so a kill leaves the old file or the new one.
 """
 from __future__ import annotations
@@ -23,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from raysweep import __version__
 from raysweep.atomic import write_text_atomic
+from raysweep.config.plan import STOPPED_RESULT as STOPPED_RESULT  # re-exported: a field of stored results
 from raysweep.config.plan import (
     DiffusionJob,
     DiffusionMetricJob,
@@ -36,7 +40,6 @@ from raysweep.config.plan import (
 from raysweep.data.location import join
 
 RESULT_FILE = "result.json"
-STOPPED_RESULT = "stopped"  # in the result of a diffusion trial ASHA stopped: {"rung": r, "reason": ...}
 ALLOCATION_FILE = "allocation.json"
 LATENT_METRIC_DIR = "metrics"  # under the tokenizer's directory
 MODEL_METRIC_DIR = "model_metrics"  # under the tokenizer's directory
@@ -48,6 +51,12 @@ VELOCITY_MODEL_FILE = "velocity_model.pt"  # the trained (EMA) velocity field, u
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write-then-rename (fsync-ed) so a crash never leaves a half-written marker that looks finished."""
     write_text_atomic(path, json.dumps(obj, indent=2, default=str))
+
+
+def provenance(record: dict[str, Any]) -> dict[str, Any]:
+    """What a result records beside its values: a job's `record()` (the readable inputs of its key) and the package
+    that made it."""
+    return {**record, "raysweep_version": __version__}
 
 
 @dataclass(frozen=True)
@@ -83,17 +92,22 @@ class Store:
             return self.tokenizer(job.key)
         if isinstance(job, (LatentMetricJob, ModelMetricJob)):
             sub = LATENT_METRIC_DIR if isinstance(job, LatentMetricJob) else MODEL_METRIC_DIR
-            return self.tokenizer(job.key) / sub
+            return self.tokenizer(job.upstream) / sub
         if isinstance(job, DiffusionJob):
             return self.diffusion(job.key)
         if isinstance(job, DiffusionMetricJob):
-            return self.diffusion(job.key) / DIFFUSION_METRIC_DIR
+            return self.diffusion(job.upstream) / DIFFUSION_METRIC_DIR
         if isinstance(job, TokenizerSearchJob):
             return self.root / "search" / job.key
         return None
 
     def done(self, job: Job) -> dict[str, Any] | None:
-        """`job`'s stored result, or None while it is not finished."""
+        """`job`'s stored result, or None while it is not finished (or what is stored is not this job's)."""
+        found = self.found(job)
+        return found if found is not None and job.current(found) else None
+
+    def found(self, job: Job) -> dict[str, Any] | None:
+        """Whatever result is stored at `job`'s marker, current or not."""
         marker = self.marker(job)
         return None if marker is None else self.result(marker)
 
@@ -115,3 +129,9 @@ class Store:
     @staticmethod
     def mark_done(directory: Path, result: dict[str, Any]) -> None:
         write_json_atomic(directory / RESULT_FILE, result)
+
+    def finish(self, job: Job, result: dict[str, Any]) -> None:
+        """Write `job`'s result with its record and provenance, whole (a metric job: every metric's entry)."""
+        marker = self.marker(job)
+        assert marker is not None, f"{job.ref} has no marker"
+        self.mark_done(marker, provenance({**result, **job.record()}))

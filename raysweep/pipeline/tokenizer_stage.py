@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from raysweep import __version__
+from raysweep.config.plan import TOKENIZER_CODE_VERSION, TokenizerJob
 from raysweep.config.spec import TokenizerTrial
 from raysweep.data import pool_masks, write_latents
 from raysweep.data.imageset import ImageSet
@@ -18,6 +20,7 @@ from raysweep.pipeline.data_parallel import current_shard, is_chief
 from raysweep.pipeline.figures import save_image_grid
 from raysweep.pipeline.images import load_images
 from raysweep.pipeline.scoring import feature_network, reconstruction_scores, to_uint8
+from raysweep.pipeline.store import provenance
 from raysweep.tokenizers import (
     GanConfig,
     TokenizerTrainer,
@@ -28,12 +31,14 @@ from raysweep.tokenizers import (
     save_tokenizer,
 )
 from raysweep.tracking import Tracker
+from raysweep.tracking.keys import CODE_VERSION_TAG, PACKAGE_VERSION_TAG
 
 STAGE = "tokenizer"
 
 
-def tokenizer_payload(trial: TokenizerTrial, ctx: TrialContext) -> dict[str, Any]:
-    return {"id": trial.id, "key": trial.key(), "trial": trial.model_dump(), "ctx": ctx.to_dict()}
+def tokenizer_payload(job: TokenizerJob, ctx: TrialContext) -> dict[str, Any]:
+    return {"id": job.trial.id, "key": job.key, "trial": job.trial.model_dump(), "record": job.record(),
+            "ctx": ctx.to_dict()}
 
 
 def train_tokenizer_trial(config: dict[str, Any]) -> None:
@@ -54,14 +59,16 @@ def train_tokenizer_trial(config: dict[str, Any]) -> None:
         return
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
     run_id = tracker.open_run(payload["id"], STAGE, key, parent_id=ctx.study_run_id,
-                              tags={"tokenizer_id": trial.id, **trial.tags()},
+                              tags={"tokenizer_id": trial.id, **trial.tags(),
+                                    CODE_VERSION_TAG: TOKENIZER_CODE_VERSION, PACKAGE_VERSION_TAG: __version__},
                               params=flatten(trial.model_dump(exclude={"family", "cluster", "variant"})))
     try:
         metrics = _train_and_encode(trial, key, ctx, tracker, run_id, device)
     except Exception as err:
         tracker.finish(run_id, "FAILED", reason=f"{type(err).__name__}: {err}")
         raise
-    ctx.store.mark_done(out, {"metrics": metrics, "run_id": run_id, "id": trial.id})
+    ctx.store.mark_done(out, {"metrics": metrics, "run_id": run_id, "id": trial.id,
+                              **provenance(payload["record"])})
     tracker.finish(run_id)
     report(metrics)
 

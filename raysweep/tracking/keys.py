@@ -91,3 +91,12 @@ OUTCOME_GFID = "outcome/gfid_mean"      # mean over the tokenizer's diffusion ru
 OUTCOME_GFID_LO = "outcome/gfid_ci_low"  # 95 % t interval of that mean (absent with one seed)
 OUTCOME_GFID_HI = "outcome/gfid_ci_high"
 OUTCOME_SEEDS = "outcome/seeds"          # how many diffusion runs the mean is over
+
+# provenance (issue 22): what produced a run's values, as tags (params cannot change once logged; these do)
+CODE_VERSION_TAG = "raysweep.code_version"  # the tokenizer / diffusion stage's code version (config.plan)
+PACKAGE_VERSION_TAG = "raysweep.version"  # the raysweep package that logged the run
+METRIC_VERSION_PREFIX = "raysweep.metric_version."  # + metric name: the metric class's `version`
+METRIC_PARAM_PREFIX = "metrics."  # + `<metric>.<param>`: a metric's resolved parameters on the run it logs on
+EVALUATION_KEY_TAG = "raysweep.evaluation_key"  # a diffusion run's evaluation key, updated on re-score
+EVALUATION_TAG_PREFIX = "eval."  # + evaluation setting: how a diffusion run was last scored
+MIGRATED_TAG = "raysweep.migrated_from"  # a run's key before `raysweep migrate` moved its result

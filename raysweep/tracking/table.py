@@ -58,8 +58,9 @@ def _tokenizer_columns(run: Any) -> dict[str, Any]:
 
 
 def _card_columns(run: Any) -> dict[str, Any]:
-    """`card_hash` and the `card.<field>` params of a diffusion run (absent fields stay absent)."""
-    params = {k: v for k, v in run.data.params.items() if k.startswith(CARD_PREFIX)}
+    """`card_hash` and the `card.<field>` tags of a diffusion run (params on runs logged before a re-score could
+    update them; absent fields stay absent)."""
+    params = {k: v for k, v in {**run.data.params, **run.data.tags}.items() if k.startswith(CARD_PREFIX)}
     return {"card_hash": run.data.tags.get(CARD_HASH_TAG), **params}
 
 

@@ -1,0 +1,176 @@
+"""Complete keys, provenance and migration without running a stage: which planned jobs an edit leaves finished, what
+`status` calls stale (and why), and a store written by raysweep 0.1.0 (tests/fixtures/micro_store_0_1_0: its
+result.json files, made by commit 8e5a5a3 from the micro study) refused by `run` and migrated without retraining."""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_e2e_study import micro_study
+
+from raysweep.config import parse_study
+from raysweep.config.errors import ConfigError
+from raysweep.config.plan import (
+    DiffusionJob,
+    DiffusionMetricJob,
+    LatentMetricJob,
+    ModelMetricJob,
+    StudyPlan,
+    TokenizerJob,
+)
+from raysweep.metrics.smoothness import SpectralEnergy
+from raysweep.pipeline.migrate import ASSUMED, MIGRATED_FROM, migrate_store, needs_migration
+from raysweep.pipeline.status import study_status
+from raysweep.pipeline.store import Store
+
+FIXTURE = Path(__file__).parent / "fixtures" / "micro_store_0_1_0"
+
+
+def _finished(data: dict[str, Any]) -> Store:
+    """A store in which every job of the study `data` is finished (markers as the stages write them)."""
+    study = parse_study(data)
+    store = Store(study.root)
+    for job in StudyPlan.from_spec(study):
+        if store.marker(job) is not None:
+            store.finish(job, {"run_id": "r", "metrics": {}, "id": job.id})
+    return store
+
+
+def _unfinished(data: dict[str, Any]) -> dict[str, list[str]]:
+    """Stage -> ids of the study's jobs its store does not hold finished."""
+    study = parse_study(data)
+    store, out = Store(study.root), {}
+    for job in StudyPlan.from_spec(study):
+        if store.marker(job) is not None and store.done(job) is None:
+            out.setdefault(job.stage, []).append(job.id)
+    return out
+
+
+def _stale(data: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
+    return {(s["stage"], s["id"]): s["fields"] for s in study_status(parse_study(data))["stale"]}
+
+
+def test_an_edit_unfinishes_exactly_the_jobs_whose_inputs_it_changes(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    base = micro_study(tmp_path / "study")
+    _finished(base)
+    assert _unfinished(base) == {} and _stale(base) == {}
+
+    added = copy.deepcopy(base)
+    added["metrics"]["names"].append("lnc")  # a latent metric: the latent-metric jobs only, for lnc only
+    assert _unfinished(added) == {"latent_metrics": ["baseline", "lcr"]}
+    job = StudyPlan.from_spec(parse_study(added)).of(LatentMetricJob)[0]
+    assert job.missing(Store(tmp_path / "study").found(job)) == ("lnc",)
+
+    param = copy.deepcopy(base)
+    param["metrics"]["params"]["velocity_fisher"]["t_points"] = 4
+    assert _unfinished(param) == {"diffusion_metrics": ["baseline/SiT-T/0", "lcr/SiT-T/0"]}
+    assert _stale(param)[("diffusion_metrics", "lcr/SiT-T/0")] == ["velocity_fisher.params.t_points"]
+
+    monkeypatch.setattr(SpectralEnergy, "version", 2)  # sec's definition changed
+    job = StudyPlan.from_spec(parse_study(base)).of(LatentMetricJob)[1]
+    assert job.missing(Store(tmp_path / "study").found(job)) == ("sec",)
+    assert _stale(base)[("latent_metrics", "lcr")] == ["sec.version"]
+    monkeypatch.undo()
+
+    scales = copy.deepcopy(base)
+    scales["evaluation"]["cfg_scales"] = [1.0, 1.5]  # re-scored: the same training key, another evaluation key
+    assert _unfinished(scales) == {"diffusion": ["baseline/SiT-T/0", "lcr/SiT-T/0"]}
+    before, after = (StudyPlan.from_spec(parse_study(d)).diffusion[0] for d in (base, scales))
+    assert before.key == after.key and before.evaluation_key != after.evaluation_key
+    assert _stale(scales)[("diffusion", "baseline/SiT-T/0")] == ["evaluation.cfg_scales"]
+
+    size = copy.deepcopy(base)
+    size["dataset"]["image_size"] = 32  # every tokenizer retrains, and all that follows from it
+    unfinished = _unfinished(size)
+    assert unfinished["tokenizer"] == ["baseline", "lcr"] and set(unfinished) == {
+        "tokenizer", "latent_metrics", "model_metrics", "diffusion", "diffusion_metrics"}
+    stale = _stale(size)
+    assert stale[("tokenizer", "baseline")] == ["dataset.image_size"]
+    assert stale[("diffusion", "lcr/SiT-T/0")] == ["tokenizer"]
+    assert "stale  tokenizer 'lcr': dataset.image_size changed" in study_status(parse_study(size), text=True)
+
+
+def test_results_record_their_inputs_and_the_package_version(tmp_path: Path) -> None:
+    store = _finished(micro_study(tmp_path / "study"))
+    plan = StudyPlan.from_spec(parse_study(micro_study(tmp_path / "study")))
+    tok = json.loads((store.marker(plan.tokenizers[0]) / "result.json").read_text())
+    assert tok["inputs"]["dataset"]["image_size"] == 16 and tok["inputs"]["trial"]["regularizer"] == "baseline"
+    assert tok["raysweep_version"] and tok["inputs"]["version"] == 1
+    run = store.done(plan.diffusion[0])
+    assert run["evaluation_inputs"]["evaluation"]["cfg_scales"] == [1.0, 2.0]
+    fisher = store.done(plan.of(DiffusionMetricJob)[0])["metrics"]["velocity_fisher"]["inputs"]
+    assert fisher["params"]["t_points"] == 5 and fisher["upstream"] == plan.diffusion[0].key
+
+
+def _old_store(tmp_path: Path) -> tuple[dict[str, Any], Store]:
+    shutil.copytree(FIXTURE, tmp_path / "study")
+    return micro_study(tmp_path / "study"), Store(tmp_path / "study")
+
+
+def test_a_store_of_the_previous_version_is_refused_then_migrated_without_retraining(tmp_path: Path) -> None:
+    from raysweep.pipeline.runner import run_study
+
+    data, store = _old_store(tmp_path)
+    study = parse_study(data)
+    plan = StudyPlan.from_spec(study)
+    assert all(store.done(j) is None for j in plan if store.marker(j) is not None)  # nothing reused silently
+    with pytest.raises(ConfigError, match=r"run `raysweep migrate .*` to reuse them without retraining"):
+        run_study(study)  # refused before anything is written
+    assert not (tmp_path / "study" / "mlflow.db").exists()
+
+    moves = migrate_store(study, plan, store)
+    assert sorted(m.job.stage for m in moves) == ["diffusion", "diffusion", "tokenizer", "tokenizer"]
+    assert all(store.done(j) is not None for j in plan if store.marker(j) is not None)
+    needs_migration(study, plan, store)  # nothing left to migrate
+    assert migrate_store(study, plan, store) == []  # idempotent
+
+    tok = store.done(plan.tokenizers[0])
+    assert tok[ASSUMED] == ["dataset", "reference", "version"] and tok[MIGRATED_FROM] == plan.tokenizers[0].trial.key()
+    assert tok["metrics"]["recon/psnr"] > 0  # the old values, kept
+    status = study_status(study)
+    assert status["jobs_finished"] == status["jobs"] - 1  # all but the analysis, never cached
+    assumed = {(a["stage"], a["id"]): a["fields"] for a in status["assumed_at_migration"]}
+    assert assumed[("latent_metrics", "lcr")] == ["viv.params", "viv.version", "sec.params", "sec.version"]
+    assert assumed[("diffusion", "lcr/SiT-T/0")] == ["version", "evaluation.scorer"]
+    assert status["stale"] == []
+
+
+def test_migration_reuses_only_what_the_old_keys_of_the_current_study_match(tmp_path: Path) -> None:
+    data, store = _old_store(tmp_path)
+    data["evaluation"]["cfg_scales"] = [1.0, 1.5]  # the old diffusion key covered the evaluation: no match
+    data["metrics"]["names"].append("lnc")  # never computed by the old store
+    study = parse_study(data)
+    plan = StudyPlan.from_spec(study)
+    assert sorted(m.job.stage for m in migrate_store(study, plan, store)) == ["tokenizer", "tokenizer"]
+    assert all(store.done(j) is not None for j in plan.of(TokenizerJob) + plan.of(ModelMetricJob))
+    assert [store.done(j) for j in plan.of(DiffusionJob)] == [None, None]
+    latent = plan.of(LatentMetricJob)[0]
+    assert latent.missing(store.found(latent)) == ("lnc",)  # viv and sec migrated, lnc to compute
+
+
+def test_a_run_builds_its_plan_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` makes the plan once and hands it to the scheduler, the gate and the analysis (a migrated store: every
+    job but the analysis found finished; run in this process)."""
+    from raysweep.pipeline.executors import LocalExecutor
+    from raysweep.pipeline.runner import run_study
+    from raysweep.pipeline.study_plan import plan_study
+
+    data, store = _old_store(tmp_path)
+    study = parse_study(data)
+    migrate_store(study, plan_study(study, store), store)
+    builds: list[tuple[Any, ...]] = []
+    build = StudyPlan.from_spec.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[StudyPlan], *args: Any, **kwargs: Any) -> StudyPlan:
+        builds.append(args)
+        return build(cls, *args, **kwargs)
+
+    monkeypatch.setattr(StudyPlan, "from_spec", classmethod(counted))
+    result = run_study(study, executor=LocalExecutor())
+    assert not result.failed and len(result.finished) == 11 and result.report  # 10 found finished, the analysis
+    assert len(builds) == 1
