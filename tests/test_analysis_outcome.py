@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from raysweep.analysis.outcome import log_tokenizer_outcomes
+from raysweep.analysis.outcome import log_tokenizer_outcomes, tokenizer_outcomes
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import OUTCOME_GFID, OUTCOME_GFID_HI, OUTCOME_GFID_LO, OUTCOME_SEEDS
 
@@ -25,3 +25,9 @@ def test_mean_best_gfid_its_t_interval_and_seed_count_on_each_tokenizer_run(tmp_
     assert a[OUTCOME_GFID] == pytest.approx(16 / 3) and a[OUTCOME_SEEDS] == 3
     assert (a[OUTCOME_GFID_LO], a[OUTCOME_GFID_HI]) == pytest.approx((low, high))
     assert b[OUTCOME_GFID] == 9.0 and b[OUTCOME_SEEDS] == 1 and OUTCOME_GFID_LO not in b  # one seed: no interval
+
+
+def test_no_diffusion_run_yet_gives_no_outcome() -> None:
+    """A study analysed before any diffusion run finished (or one without diffusion trials) logs no outcome."""
+    assert tokenizer_outcomes(pd.DataFrame()) == {}
+    assert tokenizer_outcomes(pd.DataFrame({"tokenizer_run_id": ["a"]})) == {}

@@ -20,6 +20,8 @@ LEVEL = 0.95
 def tokenizer_outcomes(best: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Tokenizer run id -> {OUTCOME_GFID, OUTCOME_SEEDS, and with 2+ seeds OUTCOME_GFID_LO / _HI} from the analysed
     rows at each diffusion run's best CFG (one row per run)."""
+    if best.empty or DEFAULT_TARGET not in best:  # no finished diffusion run yet: nothing to summarise
+        return {}
     gfid = pd.to_numeric(best[DEFAULT_TARGET], errors="coerce")
     out = {}
     for run_id, values in gfid.groupby(best["tokenizer_run_id"]):
