@@ -217,7 +217,7 @@ def _replay_input(args: argparse.Namespace) -> tuple[ReplayStudy, ProxyAllocatio
     if not args.study:
         raise ConfigError("raysweep replay", "study", "give a finished study file or --table FILE")
     spec = load_study(args.study)
-    from raysweep.analysis.loading import load_study as load_table
+    from raysweep.analysis.loading import load_tracked_table as load_table
     from raysweep.analysis.tidy import SCORE_DIRECTIONS, latent_metric_columns, resolve_directions
     from raysweep.metrics import metric_directions
     from raysweep.pipeline.estimate import estimate_gpu_hours

@@ -98,7 +98,7 @@ def _study_yaml(root: Path, uri: str, experiment: str, planned: list[str], analy
 
 def test_tidy_table_reads_back_every_row_and_card(store: tuple[Path, str, dict]) -> None:
     _, uri, logged = store
-    table = ra.load_study(uri, "demo")
+    table = ra.load_tracked_table(uri, "demo")
     assert len(table) == len(FAMILIES) * len(BACKBONES) * len(CFGS)
     assert {"card_hash", *CARD, "family", "cluster", "variant", "gen/is", "traj/efficiency"} <= set(table.columns)
     for _, row in table.iterrows():
@@ -111,7 +111,7 @@ def test_tidy_table_reads_back_every_row_and_card(store: tuple[Path, str, dict])
     assert set(zip(failed["tokenizer_id"], failed["backbone"])) == {FAILED}
     assert failed["reason"].str.contains("CUDA out of memory").all()
     with pytest.raises(ValueError, match="demo"):
-        ra.load_study(uri, "no-such-study")
+        ra.load_tracked_table(uri, "no-such-study")
 
 
 def test_analyze_command_logs_every_artifact(store: tuple[Path, str, dict],
@@ -157,7 +157,7 @@ def test_analyze_command_logs_every_artifact(store: tuple[Path, str, dict],
 
 def test_best_cfg_correlation_matches_an_independent_computation(store: tuple[Path, str, dict]) -> None:
     _, uri, logged = store
-    ok, _ = ra.split_excluded(ra.load_study(uri, "demo"))
+    ok, _ = ra.split_excluded(ra.load_tracked_table(uri, "demo"))
     corr = ra.scoped_correlations(ok, ra.best_cfg_rows(ok), ["latent/velocity/viv"],
                                   {"latent/velocity/viv": False, "gen/gfid": False}, ["gen/gfid"],
                                   ra.AnalysisOptions(n_boot=20, methods=("pearson",)))
@@ -176,7 +176,7 @@ def test_mixed_cards_are_refused_with_the_differing_fields(store: tuple[Path, st
     err = capsys.readouterr().err
     assert "card.sampling_steps: 20 | 250" in err and "--allow-mixed-cards" in err
     assert "card.num_samples" not in err  # only the fields that differ are named
-    table = ra.load_study(uri, "mixed")
+    table = ra.load_tracked_table(uri, "mixed")
     options = ra.AnalysisOptions(n_boot=20, methods=("pearson",), joint_models=1, svg=False)
     with pytest.raises(ra.MixedCardsError, match="card.sampling_steps"):
         ra.analyze(table, root / "refused", {}, options)

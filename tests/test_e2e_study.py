@@ -11,7 +11,7 @@ from raysweep.config import parse_study
 from raysweep.config.plan import StudyPlan
 from raysweep.pipeline.status import study_status
 from raysweep.tracking import PARENT_TAG, STAGE_TAG, Tracker
-from raysweep.tracking.keys import EVALUATION_KEY_TAG, EVALUATION_TAG_PREFIX, METRIC_VERSION_PREFIX
+from raysweep.tracking.keys import CHECKPOINT_GFID, EVALUATION_KEY_TAG, EVALUATION_TAG_PREFIX, METRIC_VERSION_PREFIX
 from raysweep.tracking.tracker import mlflow_name
 
 pytestmark = pytest.mark.e2e
@@ -26,10 +26,11 @@ def micro_study(root: Path) -> dict:
                        "variants": [{"regularizer": "baseline"}, {"regularizer": "lcr",
                                                                   "params": {"weight": 1.0, "threshold": 0.95}}]},
         "diffusion": {"backbone": "SiT-T", "steps": 30, "batch_size": 32, "seeds": [0]},
-        "evaluation": {"sampling_steps": 4, "cfg_scales": [1.0, 2.0], "num_samples": 64, "trajectory_samples": 8},
+        "evaluation": {"sampling_steps": 4, "cfg_scales": [1.0, 2.0], "num_samples": 64, "trajectory_samples": 8,
+                       "checkpoint_samples": 32, "sampler_check": [{"method": "heun", "steps": 4}]},
         "metrics": {"names": ["viv", "sec", "equivariance", "velocity_fisher"], "actors": 2, "batch_size": 32,
                     "params": {"velocity_fisher": {"t_points": 5}}},
-        "storage": {"root": str(root)},
+        "storage": {"root": str(root), "checkpoint_every": 10},
     }
 
 
@@ -71,6 +72,9 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path, ray_local: None) -> N
                     "traj/straightness", "traj/efficiency", "train/loss", "latent/fisher/dm_mmse_mean"):
             assert key in m, (key, sorted(m))
         assert 0 < m["traj/efficiency"] <= 1 + 1e-6
+        assert m["gen/sampler/gfid@heun4"] > 0  # the sampler check: re-sampled with Heun at the best scale
+        curve = tracker.client.get_metric_history(run.info.run_id, mlflow_name(CHECKPOINT_GFID))
+        assert [p.step for p in curve] == [10, 20, 30] and all(p.value > 0 for p in curve)  # convergence curve
 
     files = sorted((study.root / "latents").glob("*/val/*.parquet"))
     assert len(files) == 2

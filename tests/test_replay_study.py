@@ -34,7 +34,7 @@ def test_replay_of_a_finished_study(study: tuple[Path, str], capsys: pytest.Capt
         out["policies"])
     # independent check: sorting by VIV in the registry's direction (lower is better) measures the best tokenizer
     # (lowest best-CFG gFID, mean over backbones) at its place in that order
-    best = ra.best_cfg_rows(ra.split_excluded(ra.load_study(uri, "demo"))[0])
+    best = ra.best_cfg_rows(ra.split_excluded(ra.load_tracked_table(uri, "demo"))[0])
     per_tok = best.groupby("tokenizer_id")[["latent/velocity/viv", "gen/gfid"]].mean()
     place = int(per_tok["latent/velocity/viv"].rank()[per_tok["gen/gfid"].idxmin()])
     sort = out["policies"]["sort:latent/velocity/viv"]
@@ -50,6 +50,6 @@ def test_analyze_json_of_a_tracked_study(study: tuple[Path, str], capsys: pytest
     out = json.loads(capsys.readouterr().out)
     assert out["n"] == len(TOKENIZERS)
     viv = next(c for c in out["correlations"] if c["metric"] == "latent/velocity/viv" and c["method"] == "pearson")
-    best = ra.best_cfg_rows(ra.split_excluded(ra.load_study(uri, "demo"))[0])
+    best = ra.best_cfg_rows(ra.split_excluded(ra.load_tracked_table(uri, "demo"))[0])
     r_raw = np.corrcoef(best["latent/velocity/viv"], pd.to_numeric(best["gen/gfid"]))[0, 1]
     assert viv["r_raw"] == pytest.approx(r_raw) and viv["r"] == pytest.approx(-r_raw)  # VIV: lower is better

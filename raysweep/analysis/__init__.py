@@ -3,7 +3,7 @@
 Pure pandas / numpy / scipy / matplotlib; the table comes from the tracking loader. Typical notebook use::
 
     from raysweep import analysis as ra
-    table = ra.load_study("sqlite:///studies/quickstart/mlflow.db", "quickstart")
+    table = ra.load_tracked_table("sqlite:///studies/quickstart/mlflow.db", "quickstart")
     ok, excluded = ra.split_excluded(table)
     best = ra.best_cfg_rows(ok)
     corr = ra.correlate(best, ra.latent_metric_columns(best), directions)
@@ -26,7 +26,7 @@ from raysweep.analysis.figures import (
     scatter,
     scatter_grid,
 )
-from raysweep.analysis.loading import load_study
+from raysweep.analysis.loading import load_tracked_table
 from raysweep.analysis.paper import compare_with_paper, format_comparison
 from raysweep.analysis.regression import OLSResult, leave_group_out, ols, pairwise_joint, regress
 from raysweep.analysis.report import ReportSection, write_report
@@ -69,7 +69,7 @@ __all__ = [
     "latent_metric_columns",
     "leave_group_out",
     "length_ratio_overlay",
-    "load_study",
+    "load_tracked_table",
     "metric_columns",
     "ols",
     "pairwise_joint",

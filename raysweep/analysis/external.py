@@ -160,11 +160,17 @@ def correlations_json(correlations: pd.DataFrame, directions: Mapping[str, bool]
 
 def analyze_table(path: str | Path, columns: TableColumns, out_dir: str | Path,
                   options: AnalysisOptions | None = None) -> tuple[StudyAnalysis, dict[str, object]]:
-    """The study analysis of an external table, written to `out_dir`; returns it with its `--json` object."""
-    frame = read_table(path)
-    tidy, directions = tidy_from_external(frame, columns, str(path))
-    metrics = metric_names(frame, columns, str(path))
-    result = analyze(tidy, out_dir, directions, options, study_name=Path(path).stem,
+    """The study analysis of an external table file, written to `out_dir`; returns it with its `--json` object."""
+    return analyze_frame(read_table(path), columns, out_dir, options, Path(path).stem, str(path))
+
+
+def analyze_frame(frame: pd.DataFrame, columns: TableColumns, out_dir: str | Path,
+                  options: AnalysisOptions | None = None, name: str = "table",
+                  source: str = "<table>") -> tuple[StudyAnalysis, dict[str, object]]:
+    """`analyze_table` on a table in memory (`raysweep.analyze_table`); `source` names it in error lines."""
+    tidy, directions = tidy_from_external(frame, columns, source)
+    metrics = metric_names(frame, columns, source)
+    result = analyze(tidy, out_dir, directions, options, study_name=name,
                      sections=[missing_values_section(frame, columns, metrics)])
     n = int(result.best["tokenizer_id"].nunique()) if len(result.best) else 0
     return result, correlations_json(result.correlations, directions, original_names(metrics), n)

@@ -1,7 +1,7 @@
 """Notebook entry point: a study's tidy table straight from any MLflow tracking URI.
 
     from raysweep import analysis as ra
-    table = ra.load_study("sqlite:///studies/quickstart/mlflow.db", "quickstart")
+    table = ra.load_tracked_table("sqlite:///studies/quickstart/mlflow.db", "quickstart")
     ok, excluded = ra.split_excluded(table)
     best = ra.best_cfg_rows(ok)
     ra.correlate(best, ["latent/velocity/viv"], {"latent/velocity/viv": False, "gen/gfid": False})
@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 
-def load_study(tracking_uri: str, experiment: str) -> pd.DataFrame:
+def load_tracked_table(tracking_uri: str, experiment: str) -> pd.DataFrame:
     """The study's tidy table (`raysweep.tracking.table.study_table`): a row per tokenizer x backbone x seed x CFG
     scale, failed and incomplete runs included with `status` and `reason`. ValueError if the experiment is absent.
     MLflow is imported here, on use, so `raysweep.analysis` stays light for the pure functions."""

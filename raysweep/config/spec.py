@@ -208,8 +208,17 @@ class DiffusionTrial(Strict):
         return config_hash(self.model_dump())
 
 
+class SamplerVariant(Strict):
+    """Another ODE solver a trained model is re-sampled with (the sampler check): does the ranking move?"""
+
+    method: Literal["euler", "heun"]
+    steps: int = Field(ge=1)
+
+
 class EvaluationSpec(Strict):
-    """How samples are drawn and scored (Euler ODE + CFG sweep, torch-fidelity)."""
+    """How samples are drawn and scored (Euler ODE + CFG sweep, torch-fidelity), and the checks that say whether a
+    gFID measures the latent space or the run's own scale: a cheap gFID at every checkpoint (is it still
+    improving?) and the sampler check (the same model re-sampled with more steps or Heun at the best CFG scale)."""
 
     sampling_steps: int = Field(50, ge=1)
     cfg_scales: list[float] = Field(default_factory=lambda: [1.0, 1.5, 2.0])
@@ -217,6 +226,8 @@ class EvaluationSpec(Strict):
     num_samples: int = Field(500, ge=16)
     batch_size: int = Field(250, ge=1)
     trajectory_samples: int = Field(64, ge=2)
+    checkpoint_samples: int = Field(128, ge=0)  # the cheap gFID's samples at each checkpoint; 0: no curve
+    sampler_check: list[SamplerVariant] = Field(default_factory=list)
 
     @field_validator("cfg_scales")
     @classmethod

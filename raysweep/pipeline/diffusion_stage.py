@@ -23,7 +23,7 @@ import torch
 
 from raysweep import __version__
 from raysweep.config.plan import DIFFUSION_CODE_VERSION, DiffusionJob, scored_under
-from raysweep.config.spec import DiffusionTrial, EvaluationSpec
+from raysweep.config.spec import DiffusionTrial, EvaluationSpec, SamplerVariant
 from raysweep.data import LatentBatch, LatentMeta, latent_files, read_latents
 from raysweep.data.latents import LatentDataError
 from raysweep.diffusion import (
@@ -31,8 +31,8 @@ from raysweep.diffusion import (
     SampleResult,
     build_backbone,
     efficiency,
-    euler_sample,
     length_ratios,
+    ode_sample,
     straightness,
 )
 from raysweep.diffusion.precision import backbone_autocast, sampling_precision
@@ -52,6 +52,7 @@ from raysweep.tracking.keys import (
     BEST_CFG_SCALE,
     BEST_GFID,
     BEST_VIEW,
+    CHECKPOINT_GFID,
     CODE_VERSION_TAG,
     EVALUATION_KEY_TAG,
     EVALUATION_TAG_PREFIX,
@@ -64,6 +65,7 @@ from raysweep.tracking.keys import (
     TIER_TAG,
     cfg_view,
     gen_key,
+    sampler_gfid_key,
     stopped_reason,
     tier_gfid_key,
 )
@@ -171,7 +173,8 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
             _fit(trial, payload, ctx, tracker, run_id, device, score)
             return
         else:
-            trainer, meta = _fit(trial, payload, ctx, tracker, run_id, device)
+            curve = _checkpoint_scorer(evaluation, payload, ctx, tracker, run_id, device)
+            trainer, meta = _fit(trial, payload, ctx, tracker, run_id, device, curve)
             metrics = trained_and_scored(trainer, meta)
     except Exception as err:
         tracker.finish(run_id, "FAILED", reason=f"{type(err).__name__}: {err}")
@@ -193,16 +196,42 @@ def _tier_scorer(tiers: Tiers, trial: DiffusionTrial, evaluation: EvaluationSpec
         if rung == len(tiers.rungs):
             metrics = evaluate(trainer, meta)
             return {**metrics, TIER_GFID: metrics[BEST_GFID]}
-        n = tiers.cheap_samples
-        scorer = scorer or GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, n, seed)
-        decoder = load_tokenizer(ctx.store.tokenizer_file(payload["tokenizer"]["key"])).eval().to(device)
-        noise, labels = _noise(evaluation.num_samples, meta, seed, ctx.num_classes)
-        gfid = min(scorer.score(_sample_and_decode(trainer.ema, decoder, noise[:n], labels[:n], s, evaluation,
-                                                   meta))["gfid"] for s in evaluation.cfg_scales)
+        scorer = scorer or GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec,
+                                            tiers.cheap_samples, seed)
+        gfid = _cheap_gfid(trainer.ema, meta, scorer, tiers.cheap_samples, evaluation, payload, ctx, device)
         tracker.log_metrics(run_id, {tier_gfid_key(rung): gfid, TIER_RUNG: rung}, step=trainer.step)
         return {TIER_GFID: gfid}
 
     return score
+
+
+def _checkpoint_scorer(evaluation: EvaluationSpec, payload: dict[str, Any], ctx: TrialContext, tracker: Tracker,
+                       run_id: str, device: torch.device) -> Score | None:
+    """The convergence curve of a run outside ASHA: its cheap gFID at every checkpoint, logged as `CHECKPOINT_GFID`
+    at the training step (ASHA's trials have their rungs' `tier/rung<r>/gfid` instead). None when switched off."""
+    n = evaluation.checkpoint_samples
+    if n == 0:
+        return None
+    scorer: GenerationScorer | None = None
+
+    def score(trainer: DiffusionTrainer, meta: LatentMeta) -> dict[str, float]:
+        nonlocal scorer
+        scorer = scorer or GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, n,
+                                            payload["seed"])
+        gfid = _cheap_gfid(trainer.ema, meta, scorer, n, evaluation, payload, ctx, device)
+        tracker.log_metrics(run_id, {CHECKPOINT_GFID: gfid}, step=trainer.step)
+        return {}
+
+    return score
+
+
+def _cheap_gfid(model: torch.nn.Module, meta: LatentMeta, scorer: GenerationScorer, n: int,
+                evaluation: EvaluationSpec, payload: dict[str, Any], ctx: TrialContext, device: torch.device) -> float:
+    """The best-CFG gFID of the run's first `n` samples: the cheap tier's score and the convergence curve's."""
+    decoder = load_tokenizer(ctx.store.tokenizer_file(payload["tokenizer"]["key"])).eval().to(device)
+    noise, labels = _noise(max(n, evaluation.num_samples), meta, payload["seed"], ctx.num_classes)
+    return min(scorer.score(_sample_and_decode(model, decoder, noise[:n], labels[:n], s, evaluation, meta))["gfid"]
+               for s in evaluation.cfg_scales)
 
 
 def tracked_rungs(tracking_uri: str, experiment: str, keys: dict[str, str], rungs: tuple[int, ...]
@@ -295,6 +324,9 @@ def _evaluate(model: torch.nn.Module, step: int, meta: LatentMeta, trial: Diffus
         tracker.log_artifact(run_id, grid, "samples")
     metrics = cfg_views(scores, evaluation.cfg_scales)
     best = metrics[BEST_CFG_SCALE]
+    for variant in evaluation.sampler_check:  # the same noise and labels at the best scale, another solver
+        images = _sample_and_decode(model, decoder, noise, labels, best, evaluation, meta, variant)
+        metrics[sampler_gfid_key(variant.method, variant.steps)] = scorer.score(images)["gfid"]
     curve = save_cfg_curve({s: scores[s]["gfid"] for s in evaluation.cfg_scales}, best, out / "cfg_curve.png")
     tracker.log_artifact(run_id, curve, "figures")
     trajectory, ratios = _trajectory_metrics(model, noise, labels, evaluation)
@@ -325,24 +357,28 @@ def decode_standardised(decoder: torch.nn.Module, z: torch.Tensor, meta: LatentM
 
 
 def sample_latents(model: torch.nn.Module, noise: torch.Tensor, labels: torch.Tensor, scale: float,
-                   evaluation: EvaluationSpec, record_trajectory: bool = False) -> SampleResult:
-    """The Euler ODE every sample of a run comes from: the backbone under `backbone_autocast` of its device (what
-    the card's precision reports), the ODE state in float32."""
+                   evaluation: EvaluationSpec, record_trajectory: bool = False,
+                   variant: SamplerVariant | None = None) -> SampleResult:
+    """The ODE every sample of a run comes from (the study's Euler steps, or the sampler check's `variant`): the
+    backbone under `backbone_autocast` of its device (what the card's precision reports), the ODE state in
+    float32."""
+    method, steps = ("euler", evaluation.sampling_steps) if variant is None else (variant.method, variant.steps)
     with backbone_autocast(noise.device):
-        return euler_sample(model, noise, labels, steps=evaluation.sampling_steps, cfg_scale=scale,
-                            guidance_interval=evaluation.guidance_interval, record_trajectory=record_trajectory)
+        return ode_sample(model, noise, labels, steps=steps, cfg_scale=scale, method=method,
+                          guidance_interval=evaluation.guidance_interval, record_trajectory=record_trajectory)
 
 
 @torch.no_grad()
 def _sample_and_decode(model: torch.nn.Module, decoder: torch.nn.Module, noise: torch.Tensor, labels: torch.Tensor,
-                       scale: float, evaluation: EvaluationSpec, meta: LatentMeta) -> np.ndarray:
+                       scale: float, evaluation: EvaluationSpec, meta: LatentMeta,
+                       variant: SamplerVariant | None = None) -> np.ndarray:
     """Euler ODE in standardised latent space, de-standardise, decode; in batches. -> uint8 [N,3,H,W]."""
     chunks = []
     device = next(model.parameters()).device
     noise, labels = noise.to(device), labels.to(device)
     for i in range(0, len(noise), evaluation.batch_size):
         result = sample_latents(model, noise[i:i + evaluation.batch_size], labels[i:i + evaluation.batch_size],
-                                scale, evaluation)
+                                scale, evaluation, variant=variant)
         chunks.append(to_uint8(decode_standardised(decoder, result.x1, meta, evaluation.batch_size)))
     return np.concatenate(chunks)
 

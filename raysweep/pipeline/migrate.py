@@ -39,9 +39,14 @@ def legacy_tokenizer_key(job: TokenizerJob) -> str:
     return job.trial.key()
 
 
+# the evaluation settings 0.1.0 had: fields added since (the checkpoint curve, the sampler check) were not in its key
+LEGACY_EVALUATION_FIELDS = {"sampling_steps", "cfg_scales", "guidance_interval", "num_samples", "batch_size",
+                            "trajectory_samples"}
+
+
 def legacy_diffusion_key(job: DiffusionJob, evaluation: EvaluationSpec) -> str:
     return config_hash({"diffusion": job.trial.key(), "seed": job.seed, "tokenizer": job.tokenizer.trial.key(),
-                        "evaluation": evaluation.model_dump()})
+                        "evaluation": evaluation.model_dump(include=LEGACY_EVALUATION_FIELDS)})
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 metric, the measured gFID, its diffusion cost and an optional cheap-tier gFID (`policies.py` orders them,
 `comparison.py` scores the orders).
 
-    study = study_from_table(ra.load_study(uri, experiment), ["latent/velocity/viv"], "latent/velocity/viv")
+    study = study_from_table(ra.load_tracked_table(uri, experiment), ["latent/velocity/viv"], "latent/velocity/viv")
     part = subsample(study, 0.8, rng)           # replays vary by resampling tokenizer subsets
 
 `synthetic_study` draws studies shaped like the paper's (86 tokenizers, metric-gFID r as asked).
@@ -108,10 +108,10 @@ def study_from_table(table: pd.DataFrame, features: Sequence[str], metric: str, 
 
 def load_replay(tracking_uri: str, experiment: str, features: Sequence[str], metric: str,
                 directions: Mapping[str, bool] | None = None) -> ReplayStudy:
-    """Any finished study from its MLflow store, through `raysweep.analysis.load_study`."""
-    from raysweep.analysis.loading import load_study
+    """Any finished study from its MLflow store, through `raysweep.analysis.load_tracked_table`."""
+    from raysweep.analysis.loading import load_tracked_table
 
-    return study_from_table(load_study(tracking_uri, experiment), features, metric, experiment,
+    return study_from_table(load_tracked_table(tracking_uri, experiment), features, metric, experiment,
                             directions=directions)
 
 

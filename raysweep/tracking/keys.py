@@ -80,6 +80,11 @@ CHECKPOINT_GFID = "conv/gfid"
 TIER_GFID_KEY = re.compile(rf"^{TIER_PREFIX}rung\d+/gfid$")  # what `tier_gfid_key` writes
 
 
+def sampler_gfid_key(method: str, steps: int) -> str:
+    """A diffusion run's gFID at its best CFG scale re-sampled with `method` at `steps` (the sampler check)."""
+    return f"gen/sampler/gfid@{method}{int(steps)}"
+
+
 def checkpoint_gfid_column(step: int) -> str:
     """The tidy-table column of the cheap gFID at checkpoint `step`: `conv/gfid@<step>`."""
     return f"{CHECKPOINT_GFID}@{int(step)}"
