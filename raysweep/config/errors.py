@@ -26,6 +26,12 @@ def format_key_path(loc: Sequence[str | int]) -> str:
     return out
 
 
+def printable(text: str) -> str:
+    """`text` safe for a terminal line: control and other non-printable characters as Python escapes (`\\x1b`,
+    `\\n`), so a file name or value can neither break the one-line error nor drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def allowed(values: Iterable[object]) -> str:
     """Render allowed values for an error message."""
     return ", ".join(sorted(str(v) for v in values))

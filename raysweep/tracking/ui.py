@@ -15,7 +15,10 @@ What its JS bundle (mlflow/server/js/build) does, and why each setting is here:
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
+import socket
+import sys
+from pathlib import Path
+from urllib.parse import urlencode, urlparse
 
 from raysweep.tracking.tracker import mlflow_name
 
@@ -54,3 +57,42 @@ def runs_url(base: str, experiment_id: str) -> str:
     """The page to open: the experiment's training runs in the saved view."""
     query = urlencode({"workflowType": "machine_learning", "viewStateShareKey": VIEW_KEY})
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def local_store_path(tracking_uri: str) -> Path | None:
+    """The file or directory a local tracking URI keeps its store in (sqlite DB, file store); None for servers
+    and databases elsewhere (http, postgresql...), which opening creates nothing local for."""
+    scheme, _, rest = tracking_uri.partition("://")
+    if not rest:  # a bare path: MLflow's file store
+        return Path(tracking_uri)
+    if scheme == "sqlite":
+        path = rest.removeprefix("/")
+        return None if path in ("", ":memory:") else Path(path)
+    if scheme == "file":
+        return Path(urlparse(tracking_uri).path)
+    return None
+
+
+def check_port_free(host: str, port: int) -> None:
+    """ConfigError naming --host/--port if the server could not listen there (taken, no such address), checked
+    before this process becomes the server (whose own error would come after its start-up logs)."""
+    from raysweep.config.errors import ConfigError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError as err:
+        raise ConfigError("--host", "", f"{host!r} is not an address this machine has ({err.strerror or err}); "
+                                        "use 127.0.0.1 (this machine) or 0.0.0.0 (every interface)") from None
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise ConfigError("--port", "", f"cannot listen on {host}:{port} ({err.strerror or err}); choose "
+                                            "another --port, 1 to 65535") from None
+
+
+def server_command(tracking_uri: str, host: str, port: int, workers: int) -> list[str]:
+    """`mlflow ui` on the study's store. MLflow's own process forwards SIGTERM and SIGINT to its uvicorn server,
+    so `raysweep ui`, which execs it, stops the server when it is stopped."""
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
+            "--host", host, "--port", str(port), "--workers", str(workers)]
