@@ -255,15 +255,18 @@ def _check_patch_sizes(study: StudySpec, source: str) -> None:
     from raysweep.tokenizers.latent_config import parse_latent_config
 
     size = study.dataset.image_size
+    grids: dict[int, tuple[str, str]] = {}  # one tokenizer per latent grid size: the check is per grid x patch
     for where, latent in _latents_of(study):
         try:
-            down = parse_latent_config(latent).down
+            grids.setdefault(size // parse_latent_config(latent).down, (where, latent))
         except ValueError as err:
             raise ConfigError(source, where, str(err)) from None
-        grid = size // down
-        for j, d in enumerate(study.diffusion_trials):
-            if grid % d.patch_size:
-                path = f"diffusion.variants[{j}]" if "variants" in (study.diffusion or {}) else "diffusion"
+    patches = {d.patch_size: j for j, d in reversed(list(enumerate(study.diffusion_trials)))}
+    for grid, (where, latent) in grids.items():
+        for patch_size, j in patches.items():
+            d = study.diffusion_trials[j]
+            if grid % patch_size:
+                path = f"diffusion (trial {j})" if len(study.diffusion_trials) > 1 else "diffusion"
                 raise ConfigError(source, f"{path}.patch_size",
                                   f"patch_size {d.patch_size} does not divide the {grid}x{grid} latent grid of "
                                   f"{where.rsplit('.latent', 1)[0]} (latent {latent}, dataset.image_size {size}); "
