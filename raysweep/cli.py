@@ -251,7 +251,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     (raysweep.tracking.ui says why the URL, not the experiment alone, decides that). This process becomes the
     server (exec), so stopping `raysweep ui` (Ctrl-C, SIGTERM) stops the server."""
     from raysweep.tracking.table import open_study
-    from raysweep.tracking.ui import check_port_free, runs_url, server_command
+    from raysweep.tracking.ui import check_port_free, runs_url, server_command, server_env
 
     study = load_study(args.study)
     require_tracking_store(study, args.study)
@@ -264,7 +264,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     print(" ".join(cmd))
     print(f"open {runs_url(f'http://{args.host}:{args.port}', experiment_id)}", flush=True)
     sys.stderr.flush()
-    os.execvp(cmd[0], cmd)
+    os.execvpe(cmd[0], cmd, server_env())
 
 
 class Parser(argparse.ArgumentParser):

@@ -82,12 +82,12 @@ def _expand(paths: Sequence[Location]) -> list[Location]:
     if not files:
         raise FileNotFoundError(f"no Parquet latent files in {', '.join(map(str, paths))}: give *.parquet files or "
                                 "directories holding them (other formats: `raysweep latents import`)")
-    first: dict[str, Location] = {}
-    for path in files:  # read twice, every latent would be its own nearest neighbour (LNC up, VIV down)
-        same = first.setdefault(_identity(path), path)
-        if same is not path:
-            raise LatentDataError(f"{path}: the same file as {same} (given twice, directly or through a directory "
-                                  "or link); give each file once")
+    first: dict[str, int] = {}
+    for i, path in enumerate(files):  # read twice, every latent would be its own nearest neighbour (LNC up)
+        same = first.setdefault(_identity(path), i)
+        if same != i:
+            raise LatentDataError(f"{path}: the same file as {files[same]} (given twice, directly or through a "
+                                  "directory or link); give each file once")
     return files
 
 

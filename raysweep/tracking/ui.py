@@ -15,6 +15,7 @@ What its JS bundle (mlflow/server/js/build) does, and why each setting is here:
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -89,6 +90,15 @@ def check_port_free(host: str, port: int) -> None:
         except OSError as err:
             raise ConfigError("--port", "", f"cannot listen on {host}:{port} ({err.strerror or err}); choose "
                                             "another --port, 1 to 65535") from None
+
+
+JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+
+
+def server_env() -> dict[str, str]:
+    """The server's environment: MLflow's job runner (GenAI scorer jobs, which raysweep never submits) off unless
+    asked for; it is one more process to start and, on a busy machine, to outlive the server by seconds."""
+    return {**os.environ, JOB_EXECUTION_ENV: os.environ.get(JOB_EXECUTION_ENV, "false")}
 
 
 def server_command(tracking_uri: str, host: str, port: int, workers: int) -> list[str]:
