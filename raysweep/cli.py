@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-mixed-cards", action=argparse.BooleanOptionalAction,
                    help="analyse scores produced under different evaluation cards together "
                         "(default: the study's analysis.allow_mixed_cards)")
-    p.add_argument("--n-boot", type=int, help="bootstrap resamples per confidence interval "
+    p.add_argument("--n-boot", type=_int_in(10, 10**6), help="bootstrap resamples per confidence interval "
                                               "(default: the study's analysis.n_boot, 1000)")
     p = add("status", cmd_status, "what is finished, running or failed")
     p.add_argument("study")

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from raysweep.config.errors import ConfigError, allowed, format_key_path
+from raysweep.config.errors import EXPECTED, ConfigError, allowed, format_key_path, type_message
 from raysweep.config.search import has_random_domain, resolve
 from raysweep.config.spec import SEED_LIMIT, DiffusionTrial, StudySpec, TokenizerTrial
 from raysweep.config.yamlfile import check_finite, read_yaml
@@ -24,29 +24,6 @@ SEARCH = "search"
 PATH_HEADROOM = 256  # characters raysweep may append below a study directory (Tune trial dirs, checkpoints)
 
 
-# strict-mode type errors (spec.Strict): what the field takes, said in the user's words
-EXPECTED = {"int_type": "an integer", "float_type": "a finite number", "bool_type": "true or false",
-            "string_type": "a string"}
-
-
-def _type_message(kind: str, value: Any) -> str:
-    """`Input should be an integer, not the boolean true` (pydantic says only "a valid integer")."""
-    if isinstance(value, bool):
-        got = f"the boolean {str(value).lower()}"
-    elif isinstance(value, str):
-        got = f"the string {value!r}" + (" (write numbers unquoted)" if kind != "string_type" else "")
-    elif isinstance(value, (int, float)):
-        got = f"{value!r}" + (" (write whole numbers without a decimal point)"
-                               if isinstance(value, float) and kind == "int_type" else "")
-    else:
-        got = f"a {_yaml_kind(value)}"
-    return f"Input should be {EXPECTED[kind]}, not {got}"
-
-
-def _yaml_kind(value: Any) -> str:
-    return {dict: "mapping", list: "list", type(None): "null"}.get(type(value), type(value).__name__)
-
-
 def _first_error(err: ValidationError, model: type[BaseModel], source: str, prefix: str) -> ConfigError:
     """Turn pydantic's first error into our one-liner, listing allowed keys for unknown ones."""
     e = err.errors()[0]
@@ -59,7 +36,7 @@ def _first_error(err: ValidationError, model: type[BaseModel], source: str, pref
     if e["type"] == "missing":
         msg = "required key is missing"
     elif e["type"] in EXPECTED:
-        msg = _type_message(e["type"], e.get("input"))
+        msg = type_message(e["type"], e.get("input"))
     return ConfigError(source, path, msg)
 
 
@@ -311,8 +288,10 @@ def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study YAML file. Raises `ConfigError` with a one-line message."""
     path = Path(path)
     source = str(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(source, "", "file not found")
+    if not path.is_file():
+        raise ConfigError(source, "", "not a regular file (a directory or device); give a study YAML file")
     data = read_yaml(path)
     if data is None:
         raise ConfigError(source, "", "the file is empty; a study needs at least 'name'")

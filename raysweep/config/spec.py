@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from raysweep.config.errors import type_message
 from raysweep.hashing import config_hash
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,20 @@ def _no_repeats(kind: str, values: list[Any]) -> None:
     for i, v in enumerate(values):
         if values.index(v) != i:
             raise ValueError(f"{kind} {v!r} is listed twice (entries {values.index(v)} and {i}); remove one")
+
+
+SCALAR_KINDS = {bool: "bool_type", int: "int_type", float: "float_type"}
+
+
+def _strict_scalars(model: type[BaseModel], values: dict[str, Any]) -> None:
+    """Free-form `params` are kept as written (they are hashed into the trial's key) and parsed by the
+    regularizer's own lax model: a bool or string where it takes a number, or a string for a bool, is refused
+    here as the study's own fields are (`"0.5"` and `0.5` would be two trials that train the same)."""
+    for name, value in values.items():
+        field = model.model_fields.get(name)
+        kind = SCALAR_KINDS.get(field.annotation) if field is not None else None  # type: ignore[call-overload]
+        if kind is not None and (isinstance(value, str) or isinstance(value, bool) != (kind == "bool_type")):
+            raise ValueError(f"params.{name}: {type_message(kind, value)}")
 
 
 def _check_name(kind: str, name: str, names: Any) -> str:
@@ -139,8 +154,9 @@ class TokenizerTrial(Strict):
 
     @model_validator(mode="after")
     def _regularizer_and_params(self) -> TokenizerTrial:
-        from raysweep.tokenizers.regularizers import validate_params
+        from raysweep.tokenizers.regularizers import regularizer_class, validate_params
 
+        _strict_scalars(regularizer_class(self.regularizer).Params, self.params)
         validate_params(self.regularizer, self.params)
         return self
 

@@ -78,7 +78,10 @@ def _expand(paths: Sequence[Location]) -> list[Location]:
     """Directories (local or pyarrow.fs URIs) become their Parquet files; files stay as given."""
     files: list[Location] = []
     for path in paths:
-        files += list_files(path, "*.parquet") if is_dir(path) else [path]
+        try:
+            files += list_files(path, "*.parquet") if is_dir(path) else [path]
+        except (ValueError, OSError) as err:  # an unknown URI scheme, an unreachable or unlistable location
+            raise LatentDataError(f"{path}: {err}") from None
     if not files:
         raise FileNotFoundError(f"no Parquet latent files in {', '.join(map(str, paths))}: give *.parquet files or "
                                 "directories holding them (other formats: `raysweep latents import`)")
