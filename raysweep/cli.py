@@ -167,18 +167,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def require_tracking_store(study: StudySpec, study_file: str) -> None:
     """`status` and `ui` read a study's store; opening a missing one would create it (an empty sqlite DB or
-    ./mlruns), so a study never run is refused first, writing nothing. Server stores (http, postgresql...) are
-    left to the client, which creates no local file."""
-    from raysweep.tracking.ui import local_store_path
+    ./mlruns), so a study never run (or a store that is no database) is refused first, writing nothing. Server
+    stores (http, postgresql...) are left to the client, which creates no local file."""
+    from raysweep.tracking.ui import store_problem
 
-    path = local_store_path(study.tracking_uri)
-    if path is not None and not path.exists():
-        raise ConfigError(study_file, "", f"no tracking store at {study.tracking_uri}: the study has not run yet; "
-                                          f"start it with `raysweep run {study_file}`")
+    problem = store_problem(study.tracking_uri)
+    if problem is not None:
+        raise ConfigError(study_file, "", f"{problem.format(uri=study.tracking_uri)}; start the study with "
+                                          f"`raysweep run {study_file}`")
 
 
 def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """One line on stderr, control characters escaped (file names and values in it come from the user)."""
+    print(printable(line), file=sys.stderr, flush=True)
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -271,7 +272,7 @@ class Parser(argparse.ArgumentParser):
     """argparse with its usage errors as the one `error:` line every other failure gets (exit code 2)."""
 
     def error(self, message: str) -> NoReturn:
-        _stderr(f"error: {printable(self.prog)}: {printable(message)} (see `{printable(self.prog)} -h`)")
+        _stderr(f"error: {self.prog}: {message} (see `{self.prog} -h`)")
         self.exit(EXIT_BAD_INPUT)
 
 
@@ -370,9 +371,9 @@ def _funnel(args: argparse.Namespace, verbose: bool) -> int:
         if line is None or verbose:
             traceback.print_exc()
         if line is None:
-            _stderr(f"error: internal error ({type(err).__name__}: {printable(str(err))}); {BUG_REPORT}")
+            _stderr(f"error: internal error ({type(err).__name__}: {err}); {BUG_REPORT}")
             return EXIT_BUG
-        _stderr(f"error: {printable(line)}")
+        _stderr(f"error: {line}")
         return EXIT_BAD_INPUT
 
 
@@ -385,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _funnel(args, verbose)
     if code != EXIT_BAD_INPUT:  # the command ran: its warnings, once each, after its output
         for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
-            _stderr(f"warning: {printable(message)}")
+            _stderr(f"warning: {message}")
     return code
 
 

@@ -92,6 +92,13 @@ def test_argument_errors_are_one_line(capsys: pytest.CaptureFixture) -> None:
 # -- validate checks what run would hit later ------------------------------------------------------------------
 
 
+def test_an_integer_past_pythons_digit_limit_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    study = tmp_path / "s.yaml"
+    study.write_text("name: s\nseed: " + "9" * 5000 + "\n")
+    assert main(["validate", str(study)]) == EXIT_BAD_INPUT
+    assert "invalid YAML value: Exceeds the limit (4300 digits)" in _one_error_line(capsys.readouterr().err)
+
+
 def test_yaml_1_2_floats_are_numbers_and_strings_are_not(tmp_path: Path) -> None:
     study = tmp_path / "s.yaml"
     study.write_text("name: s\ntokenizers: {lr: 1e-4, kl_weight: 2.5E-7}\ndiffusion: {lr: 3e-4}\n")
@@ -242,8 +249,20 @@ def test_status_and_ui_on_a_study_never_run_write_nothing(command: list[str], tm
     assert main([*command, str(study)]) == EXIT_BAD_INPUT
     assert _one_error_line(capsys.readouterr().err) == (
         f"error: {study}: no tracking store at sqlite:///{tmp_path}/store/mlflow.db: the study has not run yet; "
-        f"start it with `raysweep run {study}`")
+        f"start the study with `raysweep run {study}`")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database\n"])
+def test_status_on_a_store_that_is_no_database_is_one_line(content: bytes, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "mlflow.db").write_bytes(content)
+    study = tmp_path / "s.yaml"
+    study.write_text(f"name: s\ntracking: {{uri: 'sqlite:///{tmp_path}/store/mlflow.db'}}\n")
+    assert main(["status", str(study)]) == EXIT_BAD_INPUT
+    assert "mlflow.db is not an SQLite database" in _one_error_line(capsys.readouterr().err)
+    assert (tmp_path / "store" / "mlflow.db").read_bytes() == content  # not migrated into a store
 
 
 def _free_port() -> int:

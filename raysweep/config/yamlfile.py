@@ -166,3 +166,5 @@ def read_yaml(path: Path) -> Any:
             loader.dispose()
     except yaml.YAMLError as err:
         raise ConfigError(source, "", _yaml_error(err)) from None
+    except ValueError as err:  # a constructor's own: an integer literal past Python's 4300-digit limit, say
+        raise ConfigError(source, "", f"invalid YAML value: {err}") from None

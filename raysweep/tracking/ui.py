@@ -74,6 +74,25 @@ def local_store_path(tracking_uri: str) -> Path | None:
     return None
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def store_problem(tracking_uri: str) -> str | None:
+    """Why the local store at `tracking_uri` cannot be read as it is (None if it can, or is not local): missing
+    (opening it would create one), or a file that is not an SQLite database (MLflow would fail deep in SQLAlchemy,
+    or migrate an empty file into a new store)."""
+    path = local_store_path(tracking_uri)
+    if path is None:
+        return None
+    if not path.exists():
+        return "no tracking store at {uri}: the study has not run yet"
+    if tracking_uri.startswith("sqlite:") and path.is_file():
+        with path.open("rb") as f:
+            if f.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                return "{uri} is not an SQLite database (empty, or another kind of file)"
+    return None
+
+
 def check_port_free(host: str, port: int) -> None:
     """ConfigError naming --host/--port if the server could not listen there (taken, no such address), checked
     before this process becomes the server (whose own error would come after its start-up logs)."""
