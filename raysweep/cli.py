@@ -128,6 +128,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from raysweep.pipeline.runner import STUDY_STAGE
     from raysweep.tracking import Tracker
 
+    require_tracking_store(study, args.study)  # Tracker would create a missing store
     tracker = Tracker(study.tracking_uri, study.experiment_name)
     runs = tracker.runs(STUDY_STAGE)
     if not runs:
@@ -357,6 +358,8 @@ def user_error(err: BaseException) -> str | None:
     if isinstance(err, OSError) and err.filename is not None:
         return f"{err.filename}: {err.strerror or err}"
     if isinstance(err, FileNotFoundError):
+        return str(err)
+    if isinstance(err, ImportError) and "pip install" in str(err):  # an optional extra the input needs
         return str(err)
     return None
 

@@ -239,8 +239,8 @@ def test_label_metrics_undefined_by_the_labels_are_null_with_a_reason(classes: i
 # -- status and ui ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["ui"]])
-def test_status_and_ui_on_a_study_never_run_write_nothing(command: list[str], tmp_path: Path,
+@pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["ui"], ["analyze"]])
+def test_status_ui_analyze_on_a_study_never_run_write_nothing(command: list[str], tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
