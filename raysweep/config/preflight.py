@@ -64,6 +64,10 @@ def preflight(study: StudySpec) -> None:
         if why:
             raise ConfigError(source, key, f"cannot write '{location}': {why}")
     _must_exist(source, "reference.weights_path", study.reference.weights_path, "weights file")
+    for i, trial in enumerate(study.tokenizer_trials):  # read when that tokenizer starts training, maybe hours in
+        if trial.perceptual_weight > 0:
+            _must_exist(source, f"tokenizers (trial {i}, '{trial.id}').lpips_weights", trial.lpips_weights,
+                        "LPIPS weights file")
     data = study.dataset
     if data.name == "imagefolder":
         for split in (data.train_split, data.val_split):
