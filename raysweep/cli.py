@@ -9,12 +9,11 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 from raysweep.config import ConfigError, load_study
-from raysweep.config.errors import printable
 from raysweep.config.allocation import allocation_of
+from raysweep.config.errors import printable
 from raysweep.config.plan import ConfirmationSlot, StudyPlan
 from raysweep.config.spec import StudySpec
 from raysweep.jsonout import dumps, print_json
@@ -248,7 +247,7 @@ def _lazy_help(p: argparse.ArgumentParser, module: str, function: str) -> None:
                    help="show this help (with the tables below) and exit")
 
 
-def cmd_ui(args: argparse.Namespace) -> int:
+def cmd_ui(args: argparse.Namespace) -> NoReturn:
     """MLflow's UI on the study's store, and the URL that opens straight on its runs with the headline metrics
     (raysweep.tracking.ui says why the URL, not the experiment alone, decides that). This process becomes the
     server (exec), so stopping `raysweep ui` (Ctrl-C, SIGTERM) stops the server."""

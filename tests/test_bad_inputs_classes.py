@@ -153,7 +153,8 @@ def _metrics(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
 def test_the_same_file_twice_is_refused_however_it_is_given(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     part = _latents(tmp_path / "lat")
     (tmp_path / "link.parquet").symlink_to(part)
-    for args in ([str(part), str(part)], [str(tmp_path / "lat"), str(part)], [str(part), str(tmp_path / "link.parquet")]):
+    link = str(tmp_path / "link.parquet")
+    for args in ([str(part), str(part)], [str(tmp_path / "lat"), str(part)], [str(part), link]):
         code, _, err = _metrics(capsys, *args)
         assert code == EXIT_BAD_INPUT and "the same file as" in _one_error_line(err), args
     # a copy under another name: caught by its sample_ids, naming both rows

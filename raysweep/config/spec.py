@@ -57,7 +57,7 @@ def _strict_scalars(model: type[BaseModel], values: dict[str, Any]) -> None:
     here as the study's own fields are (`"0.5"` and `0.5` would be two trials that train the same)."""
     for name, value in values.items():
         field = model.model_fields.get(name)
-        kind = SCALAR_KINDS.get(field.annotation) if field is not None else None  # type: ignore[call-overload]
+        kind = SCALAR_KINDS.get(field.annotation) if field is not None else None  # type: ignore[arg-type]
         if kind is not None and (isinstance(value, str) or isinstance(value, bool) != (kind == "bool_type")):
             raise ValueError(f"params.{name}: {type_message(kind, value)}")
 

@@ -139,8 +139,8 @@ def _text(path: Path) -> str:
 
 def _yaml_error(err: yaml.YAMLError) -> str:
     if isinstance(err, yaml.reader.ReaderError):
-        return (f"invalid YAML: character {chr(err.character)!r} at offset {err.position} is not allowed in YAML (control "
-                "characters other than tab and newline)")
+        return (f"invalid YAML: character {chr(err.character)!r} at offset {err.position} is not allowed in YAML "
+                "(control characters other than tab and newline)")
     mark = getattr(err, "problem_mark", None)
     problem = " ".join(str(getattr(err, "problem", None) or err).split())  # PyYAML's messages span lines
     return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else \
