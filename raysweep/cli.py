@@ -99,7 +99,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     study = load_study(args.study)
     if args.address:
-        study.ray.address = args.address
+        try:
+            study.ray.address = args.address
+        except ValueError:
+            raise ConfigError("--address", "", f"{args.address!r} is not a Ray address; allowed: auto, local, "
+                                               "HOST:PORT or ray://HOST:PORT") from None
     from raysweep.config.preflight import preflight
     from raysweep.pipeline.lock import study_lock
     from raysweep.pipeline.runner import run_study

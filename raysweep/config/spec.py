@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -399,8 +400,17 @@ class TrackingSpec(Strict):
 
 
 class RaySpec(Strict):
-    address: str | None = None  # None: start a local Ray; "auto": join a running cluster
+    # None: start a local Ray; "auto": join a running cluster; host:port of its GCS; ray://host:port (Ray Client)
+    address: str | None = None
     num_cpus: int | None = Field(None, ge=1)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        """Checked here: `ray.init` with a malformed address fails only once the run has started."""
+        if v is not None and not re.fullmatch(r"auto|local|(ray://)?[^\s/:]+:\d{1,5}", v):
+            raise ValueError(f"{v!r} is not a Ray address; allowed: auto, local, HOST:PORT or ray://HOST:PORT")
+        return v
 
 
 class AnalysisSpec(Strict):
