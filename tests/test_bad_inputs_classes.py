@@ -117,6 +117,8 @@ def test_yaml_1_2_floats_are_numbers_and_strings_are_not(tmp_path: Path) -> None
     ("name: s\nmetrics: {names: [sec], params: {sec: {threshold: 2}}}\n", "metrics.params.sec: metric 'sec': unknown"),
     ("name: s\ndataset: {seed: 4294967296}\n", "dataset.seed: Input should be less than 4294967296"),
     ("name: s\ntokenizers: {seed: false}\n", "tokenizers.seed: Input should be an integer, not the boolean false"),
+    ("name: s\ndiffusion: {compile: yes}\n",  # YAML 1.2: yes is a string, not YAML 1.1's true
+     "diffusion.compile: Input should be true or false, not the string 'yes'"),
     ("name: s\nevaluation: {guidance_interval: [0.3, 0.3]}\n", "evaluation.guidance_interval: must be [low, high]"),
     ("name: s\ntokenizers: {num_samples: 100000000, lr: {uniform: [1.0e-4, 1.0e-3]}}\n",
      "tokenizers: resolves to more than 10000 trials"),

@@ -1,5 +1,5 @@
 """Reading a study file without losing data or hanging: PyYAML keeps the last of two equal keys, accepts `.nan`,
-`.inf` and `1.0e999` as numbers, reads `1e-4` (a YAML 1.2 float) as a string, turns `on:` into a boolean key,
+`.inf` and `1.0e999` as numbers, reads `1e-4` (a YAML 1.2 float) as a string and `no` as a boolean (YAML 1.1),
 expands aliases without bound (a few lines can stand for 10^9 nodes) and recurses once per nesting level. Each of
 these is refused here, or read as YAML 1.2 reads it, with a one-line `ConfigError` naming the file and key path."""
 from __future__ import annotations
@@ -15,6 +15,7 @@ from raysweep.config.errors import ConfigError, format_key_path
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
 STR_TAG = "tag:yaml.org,2002:str"
+BOOL_TAG = "tag:yaml.org,2002:bool"
 MAX_BYTES = 4 * 2**20  # a study is a few KB; this bounds what the parser is asked to read
 MAX_DEPTH = 32  # mappings/sequences inside each other (studies use about 6); PyYAML recurses once per level
 MAX_NODES = 20_000  # nodes after alias expansion (studies have a few hundred): bounds "billion laughs" files
@@ -44,6 +45,11 @@ class _Bounded(yaml.SafeLoader):
             self.depth -= 1
 
 
+# YAML 1.2's booleans are true/false only: PyYAML's YAML 1.1 rules also read yes/no/on/off as booleans, so
+# `regularizer: no` or a key `on:` would silently change type
+_Bounded.yaml_implicit_resolvers = {first: [(tag, rx) for tag, rx in resolvers if tag != BOOL_TAG]
+                                    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Bounded.add_implicit_resolver(BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _Bounded.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
 
 
