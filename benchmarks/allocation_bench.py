@@ -1,108 +1,100 @@
-"""Proxy-guided allocation on complete studies: how much of brute-force diffusion compute it needs (issue 14).
+"""Every allocation policy on every case (issue 25): how much brute-force diffusion compute each needs before >= 90 %
+of replays have measured the true top-1 tokenizer, the same for the metric-gFID r within 0.1 (measured rows), the
+sequential rounds and the share of the whole study's compute. Same functions as `raysweep replay`.
 
-    python benchmarks/allocation_bench.py                          # synthetic studies, r = 0.87 / 0.6 / 0.3
-    python benchmarks/allocation_bench.py --seeds 10 --cases 0.87
-    python benchmarks/allocation_bench.py --store sqlite:///studies/quickstart/mlflow.db --experiment quickstart \
-        --features latent/velocity/viv --metric latent/velocity/viv     # any finished study, same loader
+    python benchmarks/allocation_bench.py                   # every case x every policy, batch 1
+    python benchmarks/allocation_bench.py --batch 4         # launches of 4: sequential rounds
 
-Each replay (`raysweep/search/replay.py`) allocates every tokenizer one at a time in the proxy mode's order and
-reveals its measured gFID; after k measurements (k / N = the fraction of brute-force diffusion compute, every
-tokenizer costing the same) it records the best measured tokenizer, the metric-gFID Pearson r on measured rows only,
-the proxy's posterior-mean r over all tokenizers, and whether the stop rule (defaults) called the answer settled.
-Synthetic studies: a new draw per seed (86 tokenizers, VIV-like metric at population r, a useless PSNR-like second
-feature), allocator seed = replay seed; a stored study varies the allocator seed only. Baseline: measuring tokenizers
-in random order finds the best after k of N with probability k / N (90% needs 90%); its measured-row r is simulated.
+Cases: synthetic studies drawn as the paper's (86 tokenizers, a VIV-like metric at population r 0.87 / 0.6, a useless
+PSNR-like feature; a new draw per replay, 20 replays), the same r = 0.6 draws with a cheap tier (a gFID with population
+r 0.95 to the full one, each run a fifth of a full run's cost), and the committed benchmark study's table
+(`experiments/results/table.csv`, each tokenizer's best-CFG gFID averaged over its seeds; a replay = a random 80 % of
+its 24 tokenizers, 20 subsets), with VIV alone or four features as the proxy's. Shares of total compute count
+tokenizer training + metrics beside diffusion as `raysweep plan --json` estimates them: Table 1
+(`experiments/paper/table1.yaml`) 1,768 vs 9,110 GPU-h for the synthetic cases, `experiments/benchmark.yaml` 0.54 x
+its diffusion for the benchmark table.
 """
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
-from raysweep.config.allocation import ProxyAllocation
-from raysweep.search.replay import ReplayStudy, ReplayTrace, load_replay, replay, synthetic_study
+from raysweep.analysis.external import TableColumns, read_table
+from raysweep.search.comparison import Comparison, compare
+from raysweep.search.policies import policies_for
+from raysweep.search.replay import ReplayStudy, study_from_external, subsample, synthetic_study
 
-TARGET = 0.9       # fraction of replays that must succeed
-R_TOLERANCE = 0.1  # |r estimate - r of the complete study|
-
-
-def first_fraction(ok: np.ndarray, n: int) -> float:
-    """Smallest k / n from which at least TARGET of the replays succeed at every later k (ok: replays x k)."""
-    rate = ok.mean(axis=0)
-    good = rate >= TARGET
-    tail = np.flip(np.logical_and.accumulate(np.flip(good)))
-    return float((np.argmax(tail) + 1) / n) if tail.any() else float("nan")
+TABLE1_TOKENIZER_COST = 1767.6 / 9110.2  # non-diffusion / diffusion GPU-h of experiments/paper/table1.yaml
+BENCHMARK_TOKENIZER_COST = 0.541         # the same of experiments/benchmark.yaml (`raysweep plan --json`)
+BENCHMARK = Path(__file__).resolve().parents[1] / "experiments" / "results" / "table.csv"
+BENCHMARK_COLUMNS = TableColumns(id="tokenizer_id", target="gen/best/gfid")
 
 
-def random_r_fraction(study: ReplayStudy, orders: int, rng: np.random.Generator) -> float:
-    """The same criterion for measured-row r when tokenizers are measured in random order."""
-    n = len(study.ids)
-    ok = np.zeros((orders, n), dtype=bool)
-    for o in range(orders):
-        perm = rng.permutation(n)
-        for k in range(3, n + 1):
-            r = np.corrcoef(study.metric[perm[:k]], study.gfid[perm[:k]])[0, 1]
-            ok[o, k - 1] = abs(r - study.true_r) <= R_TOLERANCE
-    return first_fraction(ok, n)
+def synthetic_cases(replays: int) -> list[tuple[str, list[ReplayStudy]]]:
+    return [(f"synthetic r={r}" + (", cheap tier" if cheap else ""),
+             [synthetic_study(r, seed, cheap_r=cheap) for seed in range(replays)])
+            for r, cheap in ((0.87, None), (0.6, None), (0.6, 0.95))]
 
 
-def summarise(name: str, studies: list[ReplayStudy], traces: list[ReplayTrace], seconds: float) -> dict[str, object]:
-    n = len(studies[0].ids)
-    top1 = np.array([[b == s.best for b in t.best] for s, t in zip(studies, traces)])
-    r_post = np.array([np.abs(t.r_posterior - s.true_r) <= R_TOLERANCE for s, t in zip(studies, traces)])
-    r_meas = np.array([np.abs(t.r_measured - s.true_r) <= R_TOLERANCE for s, t in zip(studies, traces)])
-    stops = [int(np.argmax(t.settled)) if t.settled.any() else n - 1 for t in traces]
-    rng = np.random.default_rng(0)
-    return {
-        "case": name, "n": n, "replays": len(traces), "true_r": float(np.mean([s.true_r for s in studies])),
-        "top1": first_fraction(top1, n), "r_posterior": first_fraction(r_post, n),
-        "r_measured": first_fraction(r_meas, n),
-        "r_measured_random": float(np.median([random_r_fraction(s, 50, rng) for s in studies[:5]])),
-        "stop_fraction": float(np.mean([(k + 1) / n for k in stops])),
-        "stop_top1": float(np.mean([top1[i, k] for i, k in enumerate(stops)])),
-        "stop_r_posterior": float(np.mean([r_post[i, k] for i, k in enumerate(stops)])),
-        "seconds_per_replay": seconds / len(traces),
-    }
+def reuse_untiered(tiered: Comparison, untiered: Comparison) -> Comparison:
+    """The cheap tier is drawn after everything else, so a policy that ignores it sees the very studies of the same
+    r without one: its row is copied rather than replayed again (a third of the benchmark's time)."""
+    return replace(tiered, policies={**untiered.policies, **tiered.policies})
 
 
-def print_table(rows: list[dict[str, object]]) -> None:
-    print("| case | N | replays | r (complete) | top-1 in ≥90% | r ±0.1 (proxy posterior) | r ±0.1 (measured rows) "
-          "| same, random order | stop rule: fraction / top-1 right / r ±0.1 | s/replay |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['case']} | {r['n']} | {r['replays']} | {r['true_r']:.2f} | {r['top1']:.0%} | "
-              f"{r['r_posterior']:.0%} | {r['r_measured']:.0%} | {r['r_measured_random']:.0%} | "
-              f"{r['stop_fraction']:.0%} / {r['stop_top1']:.0%} / {r['stop_r_posterior']:.0%} | "
-              f"{r['seconds_per_replay']:.1f} |")
-    for r in rows:
-        print(f"{r['case']}: top-1 found in ≥90% of replays with {r['top1']:.0%} of brute-force diffusion compute")
+def table_case(features: list[str], replays: int, subset: float) -> tuple[str, list[ReplayStudy]]:
+    """The committed benchmark table, resampled as `raysweep replay --table` does."""
+    study, _ = study_from_external(read_table(BENCHMARK), BENCHMARK_COLUMNS, features, str(BENCHMARK))
+    studies = [subsample(study, subset, np.random.default_rng([seed, 11])) for seed in range(replays)]
+    return f"benchmark table ({', '.join(f.split('/')[-1] for f in features)})", studies
+
+
+def markdown(results: list[Comparison], field: str) -> str:
+    """Policies x cases, one field; `–` where a case has no such policy."""
+    names = list(dict.fromkeys(n for r in results for n in [*r.policies, *r.reference]))
+    lines = ["| policy | " + " | ".join(r.case for r in results) + " |", "|---|" + "---|" * len(results)]
+    for name in names:
+        cells = []
+        for r in results:
+            p = r.policies.get(name) or r.reference.get(name)
+            value = getattr(p, field) if p else None
+            text = "–" if value is None else (f"{value}" if field == "top1_rounds" else f"{value:.0%}")
+            cells.append(f"**{text}**" if p and name == r.best else text)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--cases", type=float, nargs="*", default=[0.87, 0.6, 0.3])
-    parser.add_argument("--store", help="tracking URI of a finished study (replaces the synthetic cases)")
-    parser.add_argument("--experiment")
-    parser.add_argument("--features", nargs="+", default=["latent/velocity/viv"])
-    parser.add_argument("--metric", default="latent/velocity/viv")
-    parser.add_argument("--top-weight", type=float, default=1.0, help="acquisition.top_weight")
-    parser.add_argument("--correlation-weight", type=float, default=1.0, help="acquisition.correlation_weight")
+    parser.add_argument("--replays", type=int, default=20, help="synthetic draws per case (default 20)")
+    parser.add_argument("--subsets", type=int, default=20, help="benchmark table subsets replayed (default 20)")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--subset", type=float, default=0.8)
     args = parser.parse_args()
-    spec = ProxyAllocation(acquisition={"top_weight": args.top_weight, "correlation_weight": args.correlation_weight})
-    rows = []
-    if args.store:
-        study = load_replay(args.store, args.experiment, args.features, args.metric)
-        cases = [(study.name, [study] * args.seeds)]
-    else:
-        cases = [(f"synthetic r={r}", [synthetic_study(r, seed) for seed in range(args.seeds)]) for r in args.cases]
-    for name, studies in cases:
+    cases = [(*case, TABLE1_TOKENIZER_COST) for case in synthetic_cases(args.replays)]
+    cases += [(*table_case(features, args.subsets, args.subset), BENCHMARK_TOKENIZER_COST) for features in
+              (["latent/velocity/viv"],
+               ["latent/velocity/viv", "latent/semantic/lnc@5", "latent/spatial/srss", "recon/psnr"])]
+    results: list[Comparison] = []
+    for name, studies, tokenizer_cost in cases:
         start = time.perf_counter()
-        traces = [replay(study, spec, seed) for seed, study in enumerate(studies)]
-        rows.append(summarise(name, studies, traces, time.perf_counter() - start))
-        print(rows[-1], flush=True)
-    print_table(rows)
+        policies = policies_for(studies[0])
+        tiered = studies[0].cheap is not None
+        if tiered:
+            policies = [p for p in policies if p.cheap_tier]
+        result = compare(studies, policies, args.batch, tokenizer_cost=tokenizer_cost, case=name)
+        results.append(reuse_untiered(result, results[-1]) if tiered else result)
+        print(f"{name}: {time.perf_counter() - start:.0f} s, n={result.n_tokenizers}, replays={result.replays}, "
+              f"r={result.true_r:.2f}, lowest top-1 fraction: {results[-1].best}", flush=True)
+    for field, title in (("top1_fraction", "top-1 in >= 90% of replays (fraction of brute-force diffusion)"),
+                         ("r_fraction", "r within 0.1 (measured rows) in >= 90% of replays"),
+                         ("top1_rounds", "sequential rounds until top-1 (90% of replays)"),
+                         ("top1_share_total", "share of the whole study's compute until top-1")):
+        print(f"\n{title}\n\n{markdown(results, field)}")
 
 
 if __name__ == "__main__":

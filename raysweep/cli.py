@@ -9,7 +9,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from raysweep.config import ConfigError, load_study
 from raysweep.config.allocation import allocation_of
@@ -17,6 +17,11 @@ from raysweep.config.errors import printable
 from raysweep.config.plan import ConfirmationSlot, StudyPlan
 from raysweep.config.spec import StudySpec
 from raysweep.jsonout import dumps, print_json
+
+if TYPE_CHECKING:
+    from raysweep.analysis.external import TableColumns
+    from raysweep.config.allocation import ProxyAllocation
+    from raysweep.search.replay import ReplayStudy
 
 EXIT_BAD_INPUT = 2
 EXIT_BUG = 70  # sysexits' EX_SOFTWARE: raysweep's fault, not the input's
@@ -124,9 +129,57 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def _names(text: str | None) -> tuple[str, ...]:
+    """`a,b,c` -> ('a', 'b', 'c'); None or empty -> ()."""
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
+
+
+def _table_columns(args: argparse.Namespace) -> TableColumns:
+    """The column options shared by `analyze --table` and `replay --table`."""
+    from raysweep.analysis.external import TableColumns
+
+    return TableColumns(id=args.id, target=args.target, metrics=_names(args.metrics),
+                        lower_is_better=_names(args.lower_is_better), group=args.group)
+
+
+def _analyze_table(args: argparse.Namespace) -> int:
+    """`analyze --table FILE`: the study analysis of any results table (raysweep.analysis.external)."""
+    import contextlib
+    import tempfile
+    from pathlib import Path
+
+    from raysweep.analysis import AnalysisOptions
+    from raysweep.analysis.external import analyze_table
+
+    if args.study:
+        raise ConfigError("raysweep analyze", "study", "give a study file or --table FILE, not both")
+    options = AnalysisOptions(**({"n_boot": args.n_boot} if args.n_boot else {}),
+                              allow_mixed_cards=bool(args.allow_mixed_cards))
+    columns = _table_columns(args)
+    with contextlib.ExitStack() as stack:
+        out = args.out or (stack.enter_context(tempfile.TemporaryDirectory()) if args.json
+                           else f"{Path(args.table).stem}-analysis")
+        if args.json:  # stdout holds only the JSON object
+            stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+        result, as_json = analyze_table(args.table, columns, out, options)
+    if args.json:
+        print_json(as_json)
+    else:
+        print(f"report: {result.report}; {as_json['n']} tokenizers, {len(result.best)} runs analysed, "
+              f"{len(result.excluded)} rows excluded")
+    return 0
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
+    if args.table:
+        return _analyze_table(args)
+    if not args.study:
+        raise ConfigError("raysweep analyze", "study", "give a study file or --table FILE")
     study = load_study(args.study)
     from raysweep.analysis import format_comparison
+    from raysweep.analysis.external import correlations_json
+    from raysweep.analysis.tidy import SCORE_DIRECTIONS, resolve_directions
+    from raysweep.metrics import metric_directions
     from raysweep.pipeline.analysis_stage import ARTIFACT_DIR, analysis_options, run_analysis
     from raysweep.pipeline.runner import STUDY_STAGE
     from raysweep.tracking import Tracker
@@ -137,11 +190,90 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not runs:
         raise ConfigError(args.study, "", "no tracked run for this study yet; run `raysweep run` first")
     options = analysis_options(study, n_boot=args.n_boot, allow_mixed_cards=args.allow_mixed_cards)
+    if args.json:
+        import contextlib
+
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_analysis(study, tracker, runs[0].info.run_id, options)
+        directions = resolve_directions(result.best.columns, {**metric_directions(), **SCORE_DIRECTIONS})
+        print_json(correlations_json(result.correlations, directions, {}, int(result.best["tokenizer_id"].nunique())))
+        return 0
     result = run_analysis(study, tracker, runs[0].info.run_id, options)
     print(f"report: artifact '{ARTIFACT_DIR}/{result.report.name}' of run {runs[0].info.run_id}; "
           f"{len(result.best)} runs analysed, {len(result.excluded)} rows excluded")
     if args.compare_paper:
         print(format_comparison(result.paper))
+    return 0
+
+
+def _replay_input(args: argparse.Namespace) -> tuple[ReplayStudy, ProxyAllocation | None, float]:
+    """(the complete study, its proxy spec, non-diffusion compute per tokenizer in diffusion-cost units)."""
+    from raysweep.search.replay import study_from_external, study_from_table
+
+    if args.table:
+        if args.study:
+            raise ConfigError("raysweep replay", "study", "give a study file or --table FILE, not both")
+        from raysweep.analysis.external import read_table
+
+        study, dropped = study_from_external(read_table(args.table), _table_columns(args), _names(args.features),
+                                             args.table, args.cost, args.cheap)
+        if dropped:
+            _stderr(f"{args.table}: {len(dropped)} id(s) left out for a missing value: {', '.join(dropped[:10])}")
+        return study, None, args.tokenizer_cost
+    if not args.study:
+        raise ConfigError("raysweep replay", "study", "give a finished study file or --table FILE")
+    spec = load_study(args.study)
+    from raysweep.analysis.loading import load_study as load_table
+    from raysweep.analysis.tidy import SCORE_DIRECTIONS, latent_metric_columns, resolve_directions
+    from raysweep.metrics import metric_directions
+    from raysweep.pipeline.estimate import estimate_gpu_hours
+    from raysweep.search.estimate import DIFFUSION_STAGES
+
+    require_tracking_store(spec, args.study)  # reading the table would create a missing store
+    try:
+        table = load_table(spec.tracking_uri, spec.experiment_name)
+    except ValueError as err:
+        raise ConfigError(args.study, "name", f"{err}; run `raysweep run` first") from None
+    allocation = allocation_of(spec)
+    features = list(_names(args.features) or (allocation and allocation.features) or latent_metric_columns(table))
+    missing = [f for f in features if f not in table.columns]
+    if missing or not features:
+        raise ConfigError(args.study, "--features", f"{missing or 'none'} not tracked; allowed: "
+                                                    f"{', '.join(sorted(latent_metric_columns(table)))}")
+    directions = resolve_directions(features, {**metric_directions(), **SCORE_DIRECTIONS})
+    study = study_from_table(table, features, features[0], spec.name, directions=directions)
+    estimate = estimate_gpu_hours(spec)
+    diffusion = sum(estimate["stages"][s]["gpu_hours"] for s in DIFFUSION_STAGES)
+    return study, allocation, (estimate["gpu_hours"] - diffusion) / diffusion if diffusion else 0.0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Allocation policies replayed on complete results: how much diffusion compute each needs for the answer."""
+    import numpy as np
+
+    from raysweep.search.comparison import CHEAP_COST, compare
+    from raysweep.search.policies import policies_for
+    from raysweep.search.replay import subsample
+
+    if args.replays < 1 or args.batch < 1 or not 0 < args.subset <= 1:
+        raise ConfigError("raysweep replay", "--replays/--batch/--subset",
+                          f"need replays >= 1, batch >= 1, 0 < subset <= 1; got {args.replays}, {args.batch}, "
+                          f"{args.subset}")
+    study, spec, tokenizer_cost = _replay_input(args)
+    studies = [subsample(study, args.subset, np.random.default_rng([seed, 11])) for seed in range(args.replays)]
+    result = compare(studies, policies_for(study, spec), args.batch,
+                     CHEAP_COST if args.cheap_cost is None else args.cheap_cost, tokenizer_cost, study.name)
+    if args.json:
+        print_json(result.as_json())
+        return 0
+    print(f"{result.case}: {result.replays} replays of {result.n_tokenizers} tokenizers (subset {args.subset:g}), "
+          f"batch {result.batch}, r(complete) {result.true_r:.2f}; fractions of brute-force diffusion compute at "
+          "which >= 90% of replays have the answer")
+    print(f"{'policy':<36} {'top-1':>7} {'r ±0.1':>7} {'rounds':>7} {'of total':>9}")
+    for name, p in [*result.policies.items(), *result.reference.items()]:
+        print(f"{name:<36} {p.top1_fraction:>7.0%} {p.r_fraction:>7.0%} {p.top1_rounds:>7} "
+              f"{p.top1_share_total:>9.0%}")
+    print(f"default: proxy; lowest top-1 fraction: {result.best}")
     return 0
 
 
@@ -288,6 +420,16 @@ def _verbose(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def _table_options(p: argparse.ArgumentParser) -> None:
+    """--table and its column options (analyze, replay)."""
+    p.add_argument("--table", metavar="FILE", help="a results table (CSV or Parquet): one row per tokenizer or run")
+    p.add_argument("--id", default="tokenizer_id", help="--table: the tokenizer column (rows sharing it are seeds)")
+    p.add_argument("--target", default="gfid", help="--table: the gFID-like column (lower is better)")
+    p.add_argument("--metrics", metavar="A,B", help="--table: metric columns (default: every other numeric one)")
+    p.add_argument("--lower-is-better", metavar="A,B", help="--table: metrics where lower means a better latent")
+    p.add_argument("--group", metavar="COLUMN", help="--table: the family column")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="raysweep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -309,14 +451,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study")
     p.add_argument("--address", help="Ray address, e.g. 'auto' on a cluster head")
     p.add_argument("--no-analysis", action="store_true")
-    p = add("analyze", cmd_analyze, "recompute the analysis of a tracked study")
-    p.add_argument("study")
+    p = add("analyze", cmd_analyze, "recompute the analysis of a tracked study, or analyse any results table")
+    p.add_argument("study", nargs="?", help="a study file (optional with --table)")
+    _table_options(p)
+    p.add_argument("--out", metavar="DIR", help="--table: write the report here (default: <FILE stem>-analysis)")
+    p.add_argument("--json", action="store_true",
+                   help='only {"n", "correlations": [{metric, method, n, r_raw, r, ci_low, ci_high}]} on stdout')
     p.add_argument("--compare-paper", action="store_true", help="print our coefficients beside the paper's")
     p.add_argument("--allow-mixed-cards", action=argparse.BooleanOptionalAction,
                    help="analyse scores produced under different evaluation cards together "
                         "(default: the study's analysis.allow_mixed_cards)")
     p.add_argument("--n-boot", type=_int_in(10, 10**6), help="bootstrap resamples per confidence interval "
                                               "(default: the study's analysis.n_boot, 1000)")
+    p = add("replay", cmd_replay, "replay allocation policies on a finished study or any results table")
+    p.add_argument("study", nargs="?", help="a finished study file (optional with --table)")
+    _table_options(p)
+    p.add_argument("--features", metavar="A,B", help="proxy features, each also a sort:<feature> policy; the first "
+                                                      "is the correlation metric (default: the metrics)")
+    p.add_argument("--cost", metavar="COLUMN", help="--table: per-row diffusion cost (default: equal)")
+    p.add_argument("--cheap", metavar="COLUMN", help="--table: a cheap-tier gFID column (adds the cheap policy)")
+    p.add_argument("--cheap-cost", type=float, metavar="F",
+                   help="a cheap-tier run's cost over a full diffusion run (default 0.2)")
+    p.add_argument("--tokenizer-cost", type=float, default=0.0, metavar="C",
+                   help="--table: tokenizer training + metrics per tokenizer, in --cost units (for the share of "
+                        "total compute; default 0)")
+    p.add_argument("--batch", type=int, default=1, help="tokenizers launched per round (default 1)")
+    p.add_argument("--replays", type=int, default=20, help="tokenizer subsets replayed (default 20)")
+    p.add_argument("--subset", type=float, default=0.8,
+                   help="fraction of the tokenizers each replay resamples (default 0.8)")
+    p.add_argument("--json", action="store_true", help='{"policies": {...}, "default": "proxy", "reference": ...}')
     p = add("status", cmd_status, "what is finished, running or failed")
     p.add_argument("study")
     p.add_argument("--json", action="store_true")

@@ -1,4 +1,5 @@
-"""The paper comparison: each item takes our best-agreeing metric of its family; unmeasured items stay listed."""
+"""The paper comparison: each item takes our strongest (|r|) metric of its family, reversed or not; unmeasured items
+stay listed."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,10 +21,12 @@ def test_best_member_of_each_family_and_the_joint_r2() -> None:
     best["gen/gfid"] = 3.0 - best["latent/spatial/srss"] - 2.0 * best["latent/semantic/lnc@10"] + 0.3 * rng.normal(
         size=8)
     corr = _corr([("latent/semantic/lnc@5", -0.5), ("latent/semantic/lnc@10", -0.8), ("latent/spatial/srss", -0.6),
-                  ("latent/velocity/viv_classes_skipped", 0.9)])
+                  ("latent/velocity/viv_classes_skipped", 0.9), ("latent/smoothness/sec@0.25", 0.5),
+                  ("latent/smoothness/sec@0.5", -0.3)])
     table = compare_with_paper(corr, best).set_index("item")
     assert table.loc["semantic (LNC)", "metric"] == "latent/semantic/lnc@10"
     assert table.loc["semantic (LNC)", ["paper", "ours"]].tolist() == [-0.79, -0.8]
+    assert table.loc["SEC", "metric"] == "latent/smoothness/sec@0.25"  # reversed but stronger: shown, not hidden
     assert np.isnan(table.loc["VIV", "ours"]) and table.loc["VIV", "metric"] == ""  # viv_classes_skipped is not VIV
     joint = table.loc["joint OLS R² (SRSS + LNC)"]
     expected = ols(best, ["latent/spatial/srss", "latent/semantic/lnc@10"], "gen/gfid").r2

@@ -146,7 +146,7 @@ def test_analyze_command_logs_every_artifact(store: tuple[Path, str, dict],
     assert len(table) == len(csv) == len(logged) * len(CFGS) + 1  # + one MISSING row for tok-planned
     assert {"card_hash", "card.sampling_steps"} <= set(table.columns)
     assert set(corr["target"]) == {"gen/gfid", "gen/is"}
-    assert {"best_cfg", "backbone", "family", "cfg_scale"} == set(corr["scope"])
+    assert {"best_cfg", "backbone", "family", "cluster", "cfg_scale"} == set(corr["scope"])  # cluster: regularizer
     assert set(corr.loc[corr["scope"] == "family", "group"]) == set(FAMILIES)
     assert set(general["held_out"]) == {"family", "backbone"}
     # 5 finished runs on LightningDiT-T: the failed one is not analysed, at any CFG scale

@@ -196,3 +196,9 @@ def test_blur_check_is_the_fd_the_scorer_computes(trained: tuple[DomainNet, dict
     got = blur_check(load_domain_net(spec.weights_path), x)
     assert got["check_fd_real_halves"] == pytest.approx(feature_frechet_distance(feats["a"], feats["b"]), rel=1e-4)
     assert got["check_fd_blurred"] == pytest.approx(feature_frechet_distance(feats["soft"], feats["b"]), rel=1e-3)
+    # KID, recorded beside FD because it has no sample-size bias, on the scorer's features of the same halves
+    from raysweep.features.sample_bias import kid
+
+    assert got["check_kid_real_halves"] == pytest.approx(kid(feats["a"], feats["b"])[0], rel=1e-3, abs=1e-6)
+    assert got["check_kid_blurred"] == pytest.approx(kid(feats["soft"], feats["b"])[0], rel=1e-2, abs=1e-4)
+    assert got["check_half_size"] == 64

@@ -1,6 +1,7 @@
 """The allocation state machine: deterministic for a seed, inside its budget, resumable from its JSON state."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from raysweep.config.allocation import ProxyAllocation
 from raysweep.search.acquisition import calibration_picks
 from raysweep.search.allocation import BUDGET, EXHAUSTED, SETTLED, AllocationState, Allocator, load_state, save_state
+from raysweep.search.proxy import fit_proxy
 from raysweep.search.replay import synthetic_study
 
 STUDY = synthetic_study(0.87, seed=4, n=30)
@@ -37,11 +39,24 @@ def _run(allocator: Allocator, state: AllocationState | None = None, rounds: int
 
 
 def test_choices_are_deterministic_for_a_seed() -> None:
-    spec = {"budget": {"trials": 12}, "stop": {"never": True}}
+    spec = {"budget": {"trials": 12}, "stop": {"never": True}, "acquisition": {"rule": "information"}}
     a, b, c = (_run(_allocator(seed, **spec))[1] for seed in (5, 5, 6))
     assert a == b
     assert a[0] == c[0] and len(a[0]) == 4  # calibration: one batch, no draws
     assert a[1:] != c[1:]                    # acquisition draws
+
+
+def test_greedy_acquisition_launches_the_lowest_predicted_gfids_without_draws() -> None:
+    spec = {"budget": {"trials": 9}, "stop": {"never": True}, "acquisition": {"batch": 2}}
+    allocator = _allocator(5, **spec)
+    state, batches = _run(allocator, rounds=1)
+    state, batch = allocator.propose(replace(state, measured=tuple((t, TRUTH[t]) for t in batches[0]), pending=()))
+    rows = [i for i, t in enumerate(STUDY.ids) if t not in batches[0]]
+    fit = fit_proxy(STUDY.features[[allocator.index[t] for t in batches[0]]], np.array([TRUTH[t] for t in batches[0]]),
+                    STUDY.features)
+    lowest = np.array(rows)[np.argsort(fit.predict(STUDY.features[rows]).mean)[:2]]
+    assert batch == [STUDY.ids[i] for i in lowest]
+    assert _run(_allocator(5, **spec))[1] == _run(_allocator(6, **spec))[1]  # no draws: seed-free
 
 
 @pytest.mark.parametrize(("budget", "per_tok", "expected_trials"), [

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from raysweep.tracking import Tracker
 from raysweep.tracking.table import SORT_KEYS, study_table
 
@@ -47,3 +49,25 @@ def test_a_run_asha_stopped_is_a_stopped_row_the_analysis_excludes(tmp_path: Pat
     ok, excluded = split_excluded(table)
     assert list(ok["tokenizer_id"]) == ["a"] and list(excluded["tokenizer_id"]) == ["b"]
     assert "stopped at rung 1 by ASHA" in excluded["reason"].iloc[0]
+
+
+def test_cheap_gfid_per_checkpoint_becomes_curve_columns(tmp_path: Path) -> None:
+    """A run's `CHECKPOINT_GFID` history, or else its cheap ASHA rungs, become `conv/gfid@<step>` columns."""
+    from raysweep.tracking.keys import CHECKPOINT_GFID, checkpoint_gfid_column, tier_gfid_key
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "t")
+    study = tracker.open_run("t", "study", "s")
+    tok = tracker.open_run("a", "tokenizer", "key-a", parent_id=study, tags={"tokenizer_id": "a"})
+    tracker.finish(tok)
+    for seed, history in ((0, {CHECKPOINT_GFID: [(100, 9.0), (200, 7.0), (300, 6.5)]}),
+                          (1, {tier_gfid_key(1): [(100, 8.0)], tier_gfid_key(2): [(300, 6.0)]})):
+        run = tracker.open_run(f"a/SiT-T/{seed}", "diffusion", f"d-{seed}", parent_id=tok,
+                               tags={"tokenizer_id": "a", "backbone": "SiT-T", "seed": seed})
+        tracker.log_history(run, [(step, {key: value}) for key, points in history.items() for step, value in points])
+        tracker.log_metrics(run, {"gen/cfg1/gfid": 5.0})
+        tracker.finish(run)
+
+    table = study_table(tracker).set_index("seed")
+    curve = [checkpoint_gfid_column(s) for s in (100, 200, 300)]
+    assert table.loc[0, curve].tolist() == [9.0, 7.0, 6.5]
+    assert table.loc[1, curve[0]] == 8.0 and np.isnan(table.loc[1, curve[1]]) and table.loc[1, curve[2]] == 6.0

@@ -6,6 +6,10 @@ For a lower-is-better metric this is the paper's "r of (-metric) vs gFID". Since
 predicts generation quality gives r < 0 against gFID (the paper: VIV -0.87, LNC -0.79, SRSS -0.72). The column
 `agreement` removes the target's direction too: `agreement = r` for a higher-is-better target and `-r` for a
 lower-is-better one, so `agreement > 0` always means "a better latent goes with better generation".
+
+Bootstrap: with `cluster="tokenizer_id"` (what the study analysis passes) a resample draws tokenizers with
+replacement and takes all rows of each drawn tokenizer (its diffusion seeds, backbones) together, since the seeds of
+one tokenizer share its latent metrics and are not independent observations; without it, rows are resampled.
 """
 from __future__ import annotations
 
@@ -31,22 +35,25 @@ def correlate(
     n_boot: int = 2000,
     ci: float = 0.95,
     seed: int = 0,
+    cluster: str | None = None,
 ) -> pd.DataFrame:
     """One row per metric x method: r, p_value, bootstrap CI, n, agreement (see the module docstring for signs).
 
     Rows where the metric or the target is NaN are dropped per metric (n says how many remain). The CI is the
-    percentile interval of r over `n_boot` resamples of the rows, drawn once per metric and shared by all methods;
+    percentile interval of r over `n_boot` resamples of the rows (of the `cluster` column's groups of rows when
+    given: see the module docstring), drawn once per metric and shared by all methods;
     every resample is evaluated in one batched array operation, as counts of the observations (see
     `correlation_methods`). `directions` must declare every metric and the target (True = higher is better);
     nothing is inferred.
     """
     if not 0.0 < ci < 1.0:
         raise ValueError(f"ci={ci} must lie in (0, 1)")
-    require_columns(table, [*metrics, target])
+    require_columns(table, [*metrics, target, *([cluster] if cluster else [])])
     require_directions([*metrics, target], directions)
     chosen = {name: get_method(name) for name in methods}
     target_sign = 1.0 if directions[target] else -1.0
     y_all = pd.to_numeric(table[target], errors="coerce").to_numpy(dtype=float)
+    groups_all = table[cluster].astype(str).to_numpy() if cluster else np.arange(len(table))
     tail = 100.0 * (1.0 - ci) / 2.0
     rng = np.random.default_rng(seed)
     rows = []
@@ -56,8 +63,8 @@ def correlate(
         x, y = x_all[keep], y_all[keep]
         n = len(x)
         usable = n >= MIN_N and np.ptp(x) > 0 and np.ptp(y) > 0
-        # (n_boot, n) row resamples, as counts of each row: one conversion shared by all methods
-        counts = resample_counts(rng.integers(0, n, size=(n_boot, n)), n) if usable else None
+        # (n_boot, n) resamples, as counts of each row: one conversion shared by all methods
+        counts = cluster_resample_counts(rng, groups_all[keep], n_boot) if usable else None
         for name, method in chosen.items():
             r = p = lo = hi = np.nan
             if usable:
@@ -68,6 +75,15 @@ def correlate(
                     lo, hi = np.nanpercentile(boot, [tail, 100.0 - tail])
             rows.append((metric, perspective_of(metric), name, r, p, lo, hi, n, target_sign * r))
     return pd.DataFrame(rows, columns=list(CORRELATION_COLUMNS))
+
+
+def cluster_resample_counts(rng: np.random.Generator, groups: np.ndarray, n_boot: int) -> np.ndarray:
+    """(n_boot, n) counts of each row when each resample draws the k distinct `groups` (n,) with replacement and
+    takes every row of a drawn group: a row counts as often as its group was drawn. One row per group is the plain
+    row bootstrap (the same draws `rng.integers(0, k, (n_boot, k))` over groups in sorted order)."""
+    labels, group_of_row = np.unique(groups, return_inverse=True)
+    k = len(labels)
+    return resample_counts(rng.integers(0, k, size=(n_boot, k)), k)[:, group_of_row]
 
 
 def group_correlations(
@@ -112,14 +128,28 @@ def best_cfg_rows(
     return table.loc[best.to_numpy()]
 
 
-def perspective_ranking(corr_df: pd.DataFrame, method: str = "pearson") -> pd.DataFrame:
-    """Best metric of each perspective (highest agreement under `method`), perspectives ranked best first.
+def paper_direction(r: pd.Series, agreement: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(the sign of r the paper reports, "as the paper" / "OPPOSITE to the paper") per row: the paper finds a better
+    latent with better generation for every metric (agreement > 0), i.e. r < 0 against gFID, r > 0 against IS."""
+    target_sign = np.sign(r.astype(float) * agreement.astype(float))  # +1 higher-is-better target, -1 lower
+    paper = pd.Series(np.where(target_sign < 0, "r < 0", "r > 0"), index=r.index)
+    versus = pd.Series(np.where(agreement.astype(float) > 0, "as the paper", "OPPOSITE to the paper"), index=r.index)
+    return paper, versus
 
-    Mirrors the paper's Figure 4: the highlighted metric per perspective becomes its main proxy.
+
+def perspective_ranking(corr_df: pd.DataFrame, method: str = "pearson") -> pd.DataFrame:
+    """The strongest metric of each perspective (largest |r| under `method`), perspectives ranked by |r|.
+
+    Strength, not agreement with the paper, picks and orders them: a metric that goes the opposite way to the paper
+    is shown as strongly as one that agrees, with `paper_sign` (the paper's sign of r) and `vs_paper` beside it
+    ("as the paper" / "OPPOSITE to the paper"), never hidden behind a weaker metric that agrees.
     """
     get_method(method)
-    require_columns(corr_df, ["perspective", "metric", "method", "agreement"])
-    rows = corr_df[(corr_df["method"] == method) & corr_df["agreement"].notna()]
-    best = rows.loc[rows.groupby("perspective")["agreement"].idxmax()]
-    ranked = best.sort_values("agreement", ascending=False).reset_index(drop=True)
+    require_columns(corr_df, ["perspective", "metric", "method", "r", "agreement"])
+    rows = corr_df[(corr_df["method"] == method) & corr_df["agreement"].notna() & corr_df["r"].notna()]
+    strength = rows["r"].astype(float).abs()
+    best = rows.loc[strength.groupby(rows["perspective"]).idxmax()]
+    ranked = best.assign(abs_r=best["r"].astype(float).abs()).sort_values("abs_r", ascending=False, kind="stable")
+    paper, versus = paper_direction(ranked["r"], ranked["agreement"])
+    ranked = ranked.assign(paper_sign=paper, vs_paper=versus).drop(columns="abs_r").reset_index(drop=True)
     return ranked.assign(rank=np.arange(1, len(ranked) + 1))

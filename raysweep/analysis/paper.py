@@ -2,7 +2,8 @@
 sign-normalised metric against gFID at the best CFG, and the joint OLS gFID ~ SRSS + LNC).
 
 Each paper item names a family of our metrics by a regular expression (LNC is reported at k = 5 and 10, SEC at two
-thresholds); like the paper's highlighted metric, we show the member with the strongest agreement.
+thresholds); like the paper's highlighted metric, we show the member with the largest |r|, whichever way it goes
+(a member reversed against the paper is shown, not passed over for a weaker one that agrees).
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def compare_with_paper(corr: pd.DataFrame, best: pd.DataFrame, target: str = DEF
         if match.empty:
             rows.append((item, paper_r, np.nan, "", np.nan, np.nan, 0))
             continue
-        top = match.loc[match["agreement"].idxmax()]
+        top = match.loc[match["r"].astype(float).abs().idxmax()]
         chosen[item] = top["metric"]
         rows.append((item, paper_r, top["r"], top["metric"], top["ci_low"], top["ci_high"], int(top["n"])))
     label, (a, b), paper_r2 = PAPER_JOINT

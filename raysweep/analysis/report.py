@@ -35,9 +35,13 @@ figcaption { font-size: 0.8rem; color: #555; } .note { color: #555; font-size: 0
 CellStyle = Callable[[pd.Series, str], str]
 
 
-R_CONVENTION = ("r = corr(sign-normalised metric, target): each metric is oriented so that higher means a better "
-                "latent (e.g. -VIV). Against gFID (lower is better) a metric that predicts the paper's way has r < 0; "
-                "agreement > 0 always means a better latent went with better generation.")
+R_CONVENTION = ("Sign convention (every r in this report): r = corr(sign-normalised metric, target), each metric "
+                "oriented so that higher means a better latent (e.g. -VIV). Against gFID (lower is better) a metric "
+                "that predicts the paper's way has r < 0; agreement > 0 always means a better latent went with better "
+                "generation, and vs_paper says whether a metric goes the paper's way or the opposite way.")
+CI_NOTE = ("CIs: 95 % percentile intervals of a tokenizer-level bootstrap (tokenizers resampled with all their "
+           "diffusion seeds together, not rows as if independent).")
+HEADLINE_TARGET, HEADLINE_METHOD = "gen/gfid", "pearson"
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,17 @@ def _ranking(corr_df: pd.DataFrame) -> pd.DataFrame:
         return corr_df
     methods = list(corr_df["method"].unique())
     ranked = perspective_ranking(corr_df, "pearson" if "pearson" in methods else methods[0])
-    return _shown(ranked, ("rank", "perspective", "metric", "method", "r", "ci_low", "ci_high", "n"))
+    return _shown(ranked, ("rank", "perspective", "metric", "method", "r", "ci_low", "ci_high", "n", "paper_sign",
+                           "vs_paper"))
+
+
+def _strongest(corr: pd.DataFrame) -> pd.DataFrame:
+    """Correlation rows by decreasing |r| (Pearson only when present): strength, whichever way it goes."""
+    if corr.empty or "r" not in corr.columns:
+        return corr
+    pearson = corr["method"] == HEADLINE_METHOD if "method" in corr.columns else pd.Series(False, index=corr.index)
+    rows = corr[pearson] if pearson.any() else corr
+    return rows.iloc[np.argsort(-rows["r"].astype(float).abs().fillna(-1.0).to_numpy(), kind="stable")]
 
 
 def _summary(study_name: str, table: pd.DataFrame, ranking: pd.DataFrame, excluded: pd.DataFrame) -> dict[str, str]:
@@ -117,9 +131,13 @@ def _summary(study_name: str, table: pd.DataFrame, ranking: pd.DataFrame, exclud
     for column, label in (("tokenizer_id", "tokenizers"), ("backbone", "backbones"), ("cfg_scale", "CFG scales")):
         if column in table.columns:
             facts[label] = str(table[column].nunique())
-    if not ranking.empty:
-        top = ranking.iloc[0]
+    headline = ranking[ranking["target"] == HEADLINE_TARGET] if "target" in ranking.columns else ranking
+    if not headline.empty:  # the largest |r| against gFID (the ranking is by |r|, all runs at their best CFG)
+        top = headline.iloc[0]
         facts["strongest perspective"] = f"{top['perspective']} ({top['metric']}, r = {_fmt(top['r'])})"
+        if "vs_paper" in headline.columns:
+            facts["its direction"] = (f"{top['vs_paper']} (paper: {top['paper_sign']}; CI "
+                                      f"[{_fmt(top['ci_low'])}, {_fmt(top['ci_high'])}], tokenizer-level bootstrap)")
     return facts
 
 
@@ -140,7 +158,8 @@ def _details(title: str, count: str, body: str, note: str = "", open_: bool = Fa
 
 
 def _html_section(section: ReportSection) -> str:
-    body = _html_table(section.frame, _agreement_style) if len(section.frame) else '<p class="note">None.</p>'
+    body = _html_table(section.frame, _agreement_style) if len(section.frame) else (
+        "" if section.note else '<p class="note">None.</p>')
     return _details(section.title, f"{len(section.frame)} rows", body, html.escape(section.note),
                     open_=not section.collapsed)
 
@@ -159,12 +178,12 @@ def _html_page(title: str, facts: dict[str, str], corr: pd.DataFrame, ranking: p
     lead_html = "".join(_figure(p, "lead") for p in lead if p.suffix.lower() == ".png")
     notes_html = "".join(f'<p class="warn">{html.escape(n)}</p>' for n in notes)
     excluded_html = _html_table(excluded) if len(excluded) else '<p class="note">No trials excluded.</p>'
-    corr_note = html.escape(R_CONVENTION) + (" Colour: agreement (green = better latent, better generation). CI: "
-                                             "percentile bootstrap over rows.")
+    corr_note = html.escape("Colour: agreement (green = better latent, better generation). " + CI_NOTE)
     title = html.escape(title)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{CSS}</style></head><body>
 <h1>{title}</h1>
+<p class="note">{html.escape(R_CONVENTION)} {html.escape(CI_NOTE)}</p>
 {notes_html}<section id="answer"><h2>The answer</h2><table>{summary}</table>
 {lead_html or '<p class="note">Too few analysed runs for the lead figures.</p>'}</section>
 {_details("Perspective ranking", f"{len(ranking)} rows", _html_table(ranking), open_=True)}
@@ -183,12 +202,15 @@ def _markdown(title: str, facts: dict[str, str], corr: pd.DataFrame, ranking: pd
               sections: Sequence[ReportSection], notes: Sequence[str], lead: Sequence[Path]) -> str:
     """A short summary: headline facts, ranking, the ten strongest correlations and regressions, the first rows of
     each extra section (with its note), exclusions."""
-    strongest = corr.sort_values("agreement", ascending=False) if "agreement" in corr.columns else corr
+    strongest = _strongest(corr)
     extra = [line for s in sections for line in (f"## {s.title}", "", *([s.note, ""] if s.note else []),
-                                                 _md_table(s.frame.head(10)) if len(s.frame) else "None.", "")]
-    lines = [f"# {title}", "", *(f"> {n}" for n in notes), "", *(f"- **{k}**: {v}" for k, v in facts.items()), "",
-             "## Perspective ranking", "", _md_table(ranking), "",
-             "## Strongest correlations", "", R_CONVENTION, "", _md_table(strongest.head(10)), "",
+                                                 _md_table(s.frame.head(10)) if len(s.frame) else
+                                                 ("" if s.note else "None."), "")]
+    lines = [f"# {title}", "", R_CONVENTION, CI_NOTE, "", *(f"> {n}" for n in notes), "",
+             *(f"- **{k}**: {v}" for k, v in facts.items()), "",
+             "## Perspective ranking", "", "Ranked by |r|; vs_paper: the metric's direction against the paper's.", "",
+             _md_table(ranking), "",
+             "## Strongest correlations (by |r|)", "", _md_table(strongest.head(10)), "",
              "## Joint regressions (best 10)", "", _md_table(regressions.head(10)), "", *extra,
              "## Figures", "", *(f"- {p.name}" for p in [*lead, *figures]), "",
              "## Excluded trials", "", _md_table(excluded) if len(excluded) else "None.", ""]

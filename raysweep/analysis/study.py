@@ -3,9 +3,11 @@
     result = analyze(table, out_dir, latent_directions, AnalysisOptions(n_boot=200))
 
 Steps: exclude failed / incomplete rows (listed, never dropped silently) -> refuse mixed evaluation cards -> each
-run at its best CFG -> correlations of every latent / recon / trajectory metric with gFID, IS and FDr (overall and
-per backbone, family and CFG scale) -> perspective ranking -> joint OLS of every pair of perspectives' best metrics
--> leave-one-family-out / leave-one-backbone-out errors of the best joint models -> figures, tables, report.
+run at its best CFG -> correlations of every latent / recon / trajectory metric with gFID, IS and FDr (overall,
+partial given PSNR and rFID, per backbone, family, regularizer sweep and CFG scale, over the reconstruction-matched
+tokenizers; CIs a tokenizer-level bootstrap) -> perspective ranking by |r| -> joint OLS of every pair of
+perspectives' best metrics -> leave-one-family-out / leave-one-backbone-out errors of the best joint models ->
+validity sections (`validity.py`) -> figures, tables, report.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from raysweep.analysis.correlation import CORRELATION_COLUMNS, best_cfg_rows, co
 from raysweep.analysis.figures import bubble, correlation_bar, heatmap, length_ratio_overlay, scatter_grid
 from raysweep.analysis.lead_figures import lead_figures
 from raysweep.analysis.paper import compare_with_paper
+from raysweep.analysis.partial import RECONSTRUCTION_CONTROLS, partial_correlate, reconstruction_matched
 from raysweep.analysis.regression import leave_group_out, pairwise_joint
 from raysweep.analysis.report import ReportSection, write_report
 from raysweep.analysis.tidy import (
@@ -31,9 +34,15 @@ from raysweep.analysis.tidy import (
     split_excluded,
     usable_metrics,
 )
+from raysweep.analysis.validity import validity_sections
 
-# (group column, rows it groups): per backbone / family at each run's best CFG, per CFG scale over all scales
-GROUP_SCOPES = (("backbone", "best_cfg"), ("family", "best_cfg"), ("cfg_scale", "all_cfg"))
+# (group column, rows it groups): per backbone / family / regularizer sweep (`cluster`) at each run's best CFG, per
+# CFG scale over all scales
+GROUP_SCOPES = (("backbone", "best_cfg"), ("family", "best_cfg"), ("cluster", "best_cfg"), ("cfg_scale", "all_cfg"))
+TOKENIZER = "tokenizer_id"  # the bootstrap's unit: all rows (seeds, backbones) of a tokenizer are drawn together
+MATCHED_SCOPE = "recon_matched"
+RANKING_COLUMNS = ("target", "rank", "perspective", "metric", "r", "ci_low", "ci_high", "n", "agreement", "paper_sign",
+                   "vs_paper")
 HELD_OUT = ("family", "backbone")  # generalisation: leave one of these out
 SCOPED_COLUMNS = ("target", "scope", "group", *CORRELATION_COLUMNS)
 
@@ -76,34 +85,45 @@ class StudyAnalysis:
 def scoped_correlations(analysed: pd.DataFrame, best: pd.DataFrame, metrics: Sequence[str],
                         directions: Mapping[str, bool], targets: Sequence[str],
                         options: AnalysisOptions) -> pd.DataFrame:
-    """`correlate` against each target: over all runs at their best CFG (scope `best_cfg`, group `all`), then per
-    backbone, family (best CFG rows) and CFG scale (all rows) when the study has more than one of them."""
-    kwargs = {"methods": options.methods, "n_boot": options.n_boot, "ci": options.ci, "seed": options.seed}
+    """`correlate` against each target: over all runs at their best CFG (scope `best_cfg`, group `all`; with the
+    `partial_pearson` rows given reconstruction quality when the table has PSNR and rFID), then per backbone,
+    family, regularizer sweep (best CFG rows) and CFG scale (all rows) when the study has more than one of them,
+    and over the reconstruction-matched tokenizers (scope `recon_matched`). CIs: tokenizer-level bootstrap."""
+    def coefficients(frame: pd.DataFrame, target: str) -> pd.DataFrame:
+        return correlate(frame, metrics, directions, target, options.methods, options.n_boot, options.ci,
+                         options.seed, TOKENIZER)
+
+    controls = [c for c in RECONSTRUCTION_CONTROLS if c in best.columns]
+    matched, matched_label = reconstruction_matched(best)
     parts = []
     for target in targets:
-        parts.append(correlate(best, metrics, directions, target, **kwargs).assign(
-            target=target, scope="best_cfg", group="all"))
+        parts.append(coefficients(best, target).assign(target=target, scope="best_cfg", group="all"))
+        if len(controls) == len(RECONSTRUCTION_CONTROLS):
+            partial = partial_correlate(best, metrics, directions, target, controls, options.n_boot, options.ci,
+                                        options.seed, TOKENIZER)
+            parts.append(partial.assign(target=target, scope="best_cfg", group="all"))
         for column, rows in GROUP_SCOPES:
             frame = best if rows == "best_cfg" else analysed
             if column not in frame.columns or frame[column].nunique() < 2:
                 continue
             for value, part in frame.groupby(column, sort=True):
-                parts.append(correlate(part, metrics, directions, target, **kwargs).assign(
+                parts.append(coefficients(part, target).assign(
                     target=target, scope=column, group=f"{value:g}" if isinstance(value, float) else str(value)))
+        if matched[TOKENIZER].nunique() >= 3:
+            parts.append(coefficients(matched, target).assign(target=target, scope=MATCHED_SCOPE, group=matched_label))
     if not parts:
         return pd.DataFrame(columns=list(SCOPED_COLUMNS))
     return pd.concat(parts, ignore_index=True)[list(SCOPED_COLUMNS)]
 
 
 def rank_perspectives(correlations: pd.DataFrame) -> pd.DataFrame:
-    """Pearson perspective ranking per target over all runs at their best CFG (the paper's Figures 4-7)."""
-    overall = correlations[correlations["scope"] == "best_cfg"]
+    """Pearson perspective ranking by |r| per target over all runs at their best CFG (the paper's Figures 4-7)."""
+    overall = correlations[(correlations["scope"] == "best_cfg") & (correlations["group"] == "all")]
     parts = [perspective_ranking(part).assign(target=target) for target, part in overall.groupby("target", sort=False)
              if part["agreement"].notna().any()]
     if not parts:
-        return pd.DataFrame(columns=["target", "rank", "perspective", "metric", "r", "ci_low", "ci_high", "n"])
-    ranked = pd.concat(parts, ignore_index=True)
-    return ranked[["target", "rank", "perspective", "metric", "r", "ci_low", "ci_high", "n", "agreement"]]
+        return pd.DataFrame(columns=list(RANKING_COLUMNS))
+    return pd.concat(parts, ignore_index=True)[list(RANKING_COLUMNS)]
 
 
 def generalisation(best: pd.DataFrame, joint: pd.DataFrame, models: int) -> pd.DataFrame:
@@ -205,9 +225,14 @@ def analyze(table: pd.DataFrame, out_dir: str | Path, latent_directions: Mapping
              "--allow-mixed-cards): they may not be comparable; see 'Evaluation cards'."
              for kind in (GENERATION, RECONSTRUCTION) if is_mixed(analysed, kind)]
     grouped = correlations[correlations["scope"] != "best_cfg"]
+    validity, warnings = validity_sections(best)
+    notes += warnings
     built_in = [
-        ReportSection("Correlations per backbone, family and CFG scale", grouped,
-                      "scope = the column grouped by; backbone and family use each run's best CFG.", collapsed=True),
+        *validity,
+        ReportSection("Correlations per backbone, family, regularizer sweep, CFG scale; reconstruction-matched",
+                      grouped, "scope = the column grouped by (cluster = one regularizer's sweep); backbone, family "
+                      "and cluster use each run's best CFG; recon_matched = the tokenizers in the PSNR interquartile "
+                      "range. partial_pearson rows (scope best_cfg) hold PSNR and rFID fixed.", collapsed=True),
         ReportSection("Generalisation of the joint models", general,
                       "Fit on all groups but one, predict the held-out family / backbone (errors in target units)."),
         ReportSection("Evaluation cards", cards, "Card hash of the analysed rows and the card fields that differ."),

@@ -40,7 +40,7 @@ class _Bounded(yaml.SafeLoader):
                 mark = self.peek_event().start_mark
                 raise yaml.YAMLError(f"nesting deeper than {MAX_DEPTH} levels at line {mark.line + 1}; a study "
                                      "file needs far fewer")
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self.depth -= 1
 

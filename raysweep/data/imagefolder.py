@@ -29,7 +29,7 @@ def _foreground(mask: Image.Image) -> Image.Image:
     arr = np.asarray(mask)
     if arr.ndim == 3:
         arr = arr[..., :1] if mask.mode == "LA" else arr[..., :3]
-        arr = arr.any(axis=2)
+        arr = np.asarray(arr.any(axis=2))
     return Image.fromarray((arr != 0).astype(np.uint8))
 
 

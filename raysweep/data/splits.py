@@ -17,9 +17,11 @@ def build_splits(spec: DatasetSpec) -> tuple[ImageSet, ImageSet]:
         splits = shapes_splits if spec.name == "shapes" else mnist_splits
         return splits(spec.train_size, spec.val_size, size=spec.image_size, seed=spec.seed,
                       num_classes=spec.num_classes)
-    splits = []
+    if spec.root is None:  # the spec refuses this; kept so the type says so too
+        raise ValueError(f"dataset.root: required for dataset {spec.name!r}")
+    loaded = []
     for split, limit in ((spec.train_split, spec.train_size), (spec.val_split, spec.val_size)):
         images = load_imagefolder(spec.root, split, spec.image_size, mask_root=spec.mask_root,
                                   max_per_class=spec.max_per_class)
-        splits.append(images.subset(np.arange(min(limit, len(images)))))
-    return splits[0], splits[1]
+        loaded.append(images.subset(np.arange(min(limit, len(images)))))
+    return loaded[0], loaded[1]

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from raysweep.diffusion.backbones import FlowTransformer
 from raysweep.diffusion.precision import backbone_autocast
-from raysweep.diffusion.transport import get_loss, get_timestep_sampler, training_loss
+from raysweep.diffusion.transport import TrainableVelocityModel, get_loss, get_timestep_sampler, training_loss
 from raysweep.pipeline.data_parallel import Shard
 
 OnLog = Callable[[int, dict[str, float]], None]  # (step after the update, logs)
@@ -57,9 +57,9 @@ class DiffusionTrainer:
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(beta1, beta2), weight_decay=weight_decay)
         self.shard = shard
         forward: nn.Module = model if shard is None else _VelocityDDP(model)
-        self._forward: nn.Module = torch.compile(forward) if compile else forward  # type: ignore[assignment]
-        self._params = list(model.parameters())
-        self._ema_params = list(self.ema.parameters())
+        self._forward: TrainableVelocityModel = torch.compile(forward) if compile else forward  # type: ignore[assignment]
+        self._params: list[torch.Tensor] = list(model.parameters())
+        self._ema_params: list[torch.Tensor] = list(self.ema.parameters())
 
     @property
     def device(self) -> torch.device:

@@ -74,8 +74,13 @@ def feature_check(network: FeatureSpec) -> str:
     meta = load_domain_checkpoint(network.weights_path)[1]
     if "check_fd_blurred" not in meta:
         return "not recorded with these weights"
-    return (f"FD(blur sigma={meta['check_blur_sigma']:g} of real, real) = {meta['check_fd_blurred']:.4g} vs "
+    text = (f"FD(blur sigma={meta['check_blur_sigma']:g} of real, real) = {meta['check_fd_blurred']:.4g} vs "
             f"FD(real halves) = {meta['check_fd_real_halves']:.4g}")
+    if "check_kid_real_halves" not in meta:  # weights trained before KID was recorded: the card they had
+        return text
+    return (f"{text}, {meta['check_half_size']:.0f} vs {meta['check_half_size']:.0f} images (FD at this N is mostly "
+            f"sample-size bias; KID, unbiased: blurred {meta['check_kid_blurred']:.3g} vs halves "
+            f"{meta['check_kid_real_halves']:.3g})")
 
 
 def reconstruction_card(network: FeatureSpec, dataset_key: str, split: str, size: int,

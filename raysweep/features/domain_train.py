@@ -55,7 +55,11 @@ def gaussian_blur(x: torch.Tensor, sigma: float = BLUR_SIGMA) -> torch.Tensor:
 def blur_check(model: DomainNet, images: torch.Tensor, sigma: float = BLUR_SIGMA) -> dict[str, float]:
     """FD between two halves of real images [N,3,H,W] in [-1, 1] (even / odd rows) and FD between the blurred first
     half and the second, in the network's pooled (FID) features, with images on the uint8 grid the scorer sees.
-    NaN when a half has no more images than feature dimensions (a singular covariance)."""
+    NaN when a half has no more images than feature dimensions (a singular covariance).
+
+    FD of N/2 vs N/2 images is mostly sample-size bias (FD_N ~ FD_inf + b/N), so it is not the floor a study's gFID
+    (N generated vs the whole training split) should be read against: the half size and KID, which is unbiased,
+    are recorded beside it so the card says so."""
     model.eval()
     if len(images) // 2 <= model.feature_dim:
         return {"check_fd_real_halves": float("nan"), "check_fd_blurred": float("nan"), "check_blur_sigma": sigma}
@@ -64,11 +68,14 @@ def blur_check(model: DomainNet, images: torch.Tensor, sigma: float = BLUR_SIGMA
         x = ((x + 1) * 127.5).round().clamp(0, 255) / 127.5 - 1  # what to_uint8 -> the extractor does
         return torch.cat([model.features_and_logits(b)[0] for b in x.split(EVAL_BATCH)]).double().numpy()
 
+    from raysweep.features.sample_bias import kid  # torch-fidelity: imported when a network is trained
+
     a, b = images[0::2], images[1::2]
-    fb = features(b)
-    return {"check_fd_real_halves": feature_frechet_distance(features(a), fb),
-            "check_fd_blurred": feature_frechet_distance(features(gaussian_blur(a, sigma)), fb),
-            "check_blur_sigma": sigma}
+    fa, fb, fblur = features(a), features(b), features(gaussian_blur(a, sigma))
+    return {"check_fd_real_halves": feature_frechet_distance(fa, fb),
+            "check_fd_blurred": feature_frechet_distance(fblur, fb),
+            "check_kid_real_halves": kid(fa, fb)[0], "check_kid_blurred": kid(fblur, fb)[0],
+            "check_half_size": float(len(b)), "check_blur_sigma": sigma}
 
 
 def _holdout(n: int, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,8 @@
 - IS: torch-fidelity's `isc_features_to_metric` on the FID network's logits, splits as `sample_settings`.
 - Precision / recall: torch-fidelity's kNN (k = 3) on features, against a seeded reference subset of the generated
   count (PRC is biased by unequal set sizes).
+- Validity (`sample_bias`): on the FID network, the real floor `fd_floor` = FD(val, train) (what no generator can
+  be expected to beat on these features), FD∞ (`fdinf`, FD extrapolated to infinite N) and KID (`kid`, unbiased).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from raysweep.features.fidelity import MIN_SCORE_SAMPLES, sample_settings
 from raysweep.features.frechet import Array, frechet_distance, sample_moments, shrink_covariance
 from raysweep.features.reference_stats import ReferenceStats
 from raysweep.features.registry import FeatureSpec
+from raysweep.features.sample_bias import fd_infinity, kid
 
 SMALL_SAMPLE_SHRINKAGE = 0.1
 PRC_NEIGHBOURS = 3
@@ -92,7 +95,7 @@ def inception_score(logits: Array, seed: int = 2020) -> float:
 def generation_scores(features: Mapping[str, Array], references: Mapping[str, NetworkReference], primary: str,
                       logits: Array | None = None, seed: int = 0) -> dict[str, float]:
     """features: network -> FID-layer features [N, D] of the generated images; `primary` is the FID network.
-    -> {gfid, fd_<net> per network, fdr, precision, recall, is (with logits [N, K])}."""
+    -> {gfid, fd_<net> per network, fdr, precision, recall, fd_floor, fdinf, kid, is (with logits [N, K])}."""
     if primary not in references or set(features) != set(references):
         raise ValueError(f"features for {sorted(features)} and references for {sorted(references)} must match and "
                          f"include the FID network '{primary}'")
@@ -103,6 +106,10 @@ def generation_scores(features: Mapping[str, Array], references: Mapping[str, Ne
         ratios.append(scores[ref.metric] / ref.val_fd)
     scores["gfid"] = scores[references[primary].metric]
     scores["fdr"] = float(np.mean(ratios))
+    fid = references[primary]
+    scores["fd_floor"] = fid.val_fd
+    scores["fdinf"] = fd_infinity(features[primary], fid.train.mu, fid.train.sigma, fid.shrinkage, seed=seed).fd_inf
+    scores["kid"] = kid(features[primary], fid.train.features, seed=seed)[0]
     scores["precision"], scores["recall"] = precision_recall(features[primary], references[primary].train.features,
                                                              seed)
     if logits is not None:

@@ -104,7 +104,10 @@ def _import(library: str, name: str) -> Any:
 
 def _load_state(path: Path) -> dict[str, Any]:
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    return blob.get("state_dict", blob.get("model", blob)) if isinstance(blob, dict) else blob
+    state = blob.get("state_dict", blob.get("model", blob)) if isinstance(blob, dict) else blob
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a state dict (a {type(state).__name__}); save `model.state_dict()`")
+    return state
 
 
 def build_network(net: PretrainedNetwork, path: Path) -> nn.Module:
@@ -158,7 +161,7 @@ class FeatureEncoder(nn.Module):
         if self.net.input_size and x.shape[-1] != self.net.input_size:
             size = (self.net.input_size, self.net.input_size)
             x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
-        return (x - self.mean) / self.std
+        return (x - self.get_buffer("mean")) / self.get_buffer("std")
 
     @torch.no_grad()
     def patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
@@ -171,10 +174,10 @@ class FeatureEncoder(nn.Module):
             return nn.Sequential(*list(model.children())[:-2])(x)  # resnet: drop avgpool + fc
         if lib == "torchvision":  # VisionTransformer: patchify, class token, encoder (with its final LayerNorm)
             tokens = model._process_input(x)  # type: ignore[operator]
-            cls = model.class_token.expand(tokens.shape[0], -1, -1)  # type: ignore[union-attr]
-            return _grid(model.encoder(torch.cat([cls, tokens], dim=1)), 1)  # type: ignore[operator]
+            cls = model.class_token.expand(tokens.shape[0], -1, -1)  # type: ignore[operator,union-attr]
+            return _grid(model.encoder(torch.cat([cls, tokens], dim=1)), 1)  # type: ignore[operator,union-attr]
         if lib == "timm":
-            return _grid(model.forward_features(x), model.num_prefix_tokens)  # type: ignore[operator]
+            return _grid(model.forward_features(x), int(model.num_prefix_tokens))  # type: ignore[operator,arg-type]
         if lib == "open_clip":
             return _grid(model(x)[1], 0)
         return _grid(model(x), self.net.prefix_tokens)

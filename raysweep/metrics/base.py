@@ -26,10 +26,14 @@ class LatentBatchLike(Protocol):
     """What metrics read from a batch; `raysweep.data.LatentBatch` fits. Numpy arrays: sample_id [B] int,
     label [B] int, latent [B,C,H,W] float (un-normalised), fg_mask [B,H,W] (non-zero = foreground) or None."""
 
-    sample_id: np.ndarray
-    label: np.ndarray
-    latent: np.ndarray
-    fg_mask: np.ndarray | None
+    @property
+    def sample_id(self) -> np.ndarray: ...
+    @property
+    def label(self) -> np.ndarray: ...
+    @property
+    def latent(self) -> np.ndarray: ...
+    @property
+    def fg_mask(self) -> np.ndarray | None: ...
 
 
 class LatentStats(Protocol):

@@ -79,7 +79,8 @@ def compute_metrics(batches: Iterable[LatentBatchLike], names: list[str] | None 
     stray = sorted(set(params) - set(names))
     if stray:
         raise ValueError(f"params given for metric(s) {', '.join(stray)} not in names {names}")
-    metrics = {name: build_metric(name, Accumulator, **params.get(name, {})) for name in names}
+    metrics = {name: build_metric(name, Accumulator, **params.get(name, {}))  # type: ignore[type-abstract]
+               for name in names}
     states = {name: m.init() for name, m in metrics.items()}
     for batch in batches:
         checked = check_batch(batch)  # validated once; its cache shares per-batch summaries between metrics

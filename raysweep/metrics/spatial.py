@@ -146,7 +146,7 @@ class SpatialStructure(Accumulator):
         return {k: True for k in self.keys}
 
     def params(self, shape: tuple[int, int, int] | None = None) -> dict[str, Any]:
-        used = self.distances if shape is None else asdict(resolve_distances(*shape[1:], **self.distances))
+        used = self.distances if shape is None else asdict(resolve_distances(shape[1], shape[2], **self.distances))
         return {**used, "standardisation": "accumulated" if self.stats is None else "given",
                 "srss_average": self.srss_average}
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from raysweep.analysis import AnalysisOptions, MixedCardsError, ReportSection, StudyAnalysis, analyze
 from raysweep.analysis.noise import CLASS_COUNTS
+from raysweep.analysis.outcome import log_tokenizer_outcomes
 from raysweep.config.errors import ConfigError
 from raysweep.config.plan import StudyPlan
 from raysweep.config.spec import StudySpec
@@ -92,6 +93,7 @@ def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
         except MixedCardsError as err:
             raise ConfigError(study.source, "analysis.allow_mixed_cards", str(err)) from None
         tracker.log_artifact(study_run_id, out, None)
+    log_tokenizer_outcomes(tracker, result.best)  # mean best gFID over seeds on each tokenizer run (issue 23)
     return result
 
 

@@ -7,7 +7,9 @@ fidelity.py          multi-fidelity gFID through Ray Tune's ASHA, and tier rank 
 tokenizer_search.py  tokenizers.search through a Ray Tune search algorithm (Optuna TPE or random)
 report.py            the report section: measured vs predicted, held-out proxy error
 estimate.py          `raysweep plan --json` GPU-hours of the proxy-guided study beside brute force
-replay.py            replays of finished studies (benchmarks/allocation_bench.py)
+replay.py            complete studies as replay inputs: a tracked study, any results table, synthetic draws
+policies.py          allocation policies replayed: proxy (the default), random, sort:<feature>, calibrate-greedy, ...
+comparison.py        `raysweep replay`: the diffusion compute each policy needs for the answer (allocation_bench.py)
 MLflow keys of predicted values (pred/*, never gen/*) live in raysweep/tracking/keys.py with the measured ones.
 
 Wired into the study engine by `raysweep/pipeline/allocation_gate.py` (`ProxyGate`, a scheduler `Gate`): it builds

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from raysweep.analysis.tidy import metric_columns, require_columns
-from raysweep.config.allocation import ProxyAllocation
+from raysweep.config.allocation import GREEDY, ProxyAllocation
 from raysweep.pipeline.store import write_json_atomic
 from raysweep.search.acquisition import AnswerPosterior, answer_posterior, calibration_picks, pick, scores
 from raysweep.search.proxy import Proxy, fit_proxy
@@ -169,11 +169,16 @@ class Allocator:
         elif state.pending:
             return state, []  # acquisition waits for the results it depends on
         else:
-            post = self.posterior(state)
-            if not self.spec.stop.never and post.settled(self.spec.stop.confidence, self.spec.stop.r_sd):
+            acq, stop = self.spec.acquisition, self.spec.stop
+            post = None if stop.never and acq.rule == GREEDY else self.posterior(state)
+            if post is not None and not stop.never and post.settled(stop.confidence, stop.r_sd):
                 return replace(state, done=SETTLED), []
-            acq = self.spec.acquisition
-            chosen = pick(scores(post, acq.top_k, acq.top_weight, acq.correlation_weight), acq.batch)
+            if acq.rule == GREEDY:  # the lowest predicted gFIDs: wins the replays (benchmarks/RESULTS-allocation.md)
+                rows = np.array(open_rows)
+                chosen = [int(i) for i in rows[np.argsort(self.fit(state).predict(self.features[rows]).mean,
+                                                          kind="stable")[:acq.batch]]]
+            else:
+                chosen = pick(scores(post, acq.top_k, acq.top_weight, acq.correlation_weight), acq.batch)
         affordable = self._affordable(state, chosen)
         if not affordable:
             return (replace(state, done=BUDGET) if not state.pending else state), []

@@ -110,11 +110,12 @@ def run_tokenizer_search(space: dict[str, Any], objective: Objective, spec: Toke
                                                        max_concurrent_trials=max_concurrent),
                            run_config=tune.RunConfig(storage_path=storage_path, name=name, verbose=0))
     trials, errors = [], []
-    for result in sorted(tuner.fit(), key=_created):
+    grid = tuner.fit()
+    for result in sorted((grid[i] for i in range(len(grid))), key=_created):
         if result.error is None and result.metrics and SEARCH_SCORE in result.metrics:
             metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(k, str) and "/" in k
                        and isinstance(v, (int, float))}
-            trials.append(SearchTrial(dict(result.config), metrics, violation(metrics, spec) == 0))
+            trials.append(SearchTrial(dict(result.config or {}), metrics, violation(metrics, spec) == 0))
         elif result.error is not None:
             cause = getattr(result.error, "cause", None) or result.error
             errors.append(f"{type(cause).__name__}: {cause}".splitlines()[0][:500])

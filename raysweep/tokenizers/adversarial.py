@@ -65,7 +65,7 @@ def hinge_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     return 0.5 * (torch.relu(1 - real).mean() + torch.relu(1 + fake).mean())
 
 
-def adaptive_gan_weight(rec_loss: torch.Tensor, gan_loss: torch.Tensor, layer: nn.Parameter) -> torch.Tensor:
+def adaptive_gan_weight(rec_loss: torch.Tensor, gan_loss: torch.Tensor, layer: torch.Tensor) -> torch.Tensor:
     """‖∇_layer rec‖ / (‖∇_layer gan‖ + 1e-4), clamped to [0, 1e4], detached (taming's calculate_adaptive_weight)."""
     g_rec = torch.autograd.grad(rec_loss, layer, retain_graph=True)[0]
     g_gan = torch.autograd.grad(gan_loss, layer, retain_graph=True)[0]
@@ -84,7 +84,7 @@ class Adversarial:
         return self.config.weight > 0 and step >= self.config.start
 
     def generator_loss(self, recon: torch.Tensor, rec_loss: torch.Tensor,
-                       layer: nn.Parameter) -> tuple[torch.Tensor, dict[str, float]]:
+                       layer: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """λ2 · w · (-mean D(x̂)); recon (B, 3, H, W) attached to the decoder, rec_loss the scalar it is balanced to."""
         self.discriminator.train()
         g_loss = -self.discriminator(recon).mean()

@@ -103,11 +103,11 @@ class ConvVAE(Tokenizer):
         self.decoder = nn.Sequential(*dec, group_norm(chs[0]), nn.SiLU(), self.conv_final)
 
     @property
-    def encoder_output_layer(self) -> nn.Parameter:
+    def encoder_output_layer(self) -> torch.Tensor:
         return self.conv_out.weight
 
     @property
-    def decoder_output_layer(self) -> nn.Parameter:
+    def decoder_output_layer(self) -> torch.Tensor:
         return self.conv_final.weight
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:

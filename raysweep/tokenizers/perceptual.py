@@ -43,7 +43,8 @@ class PerceptualDistance(nn.Module):
         return super().train(False)  # frozen feature network
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        fx, fy = (x - self.shift) / self.scale, (y - self.shift) / self.scale
+        shift, scale = self.get_buffer("shift"), self.get_buffer("scale")
+        fx, fy = (x - shift) / scale, (y - shift) / scale
         total = x.new_zeros(x.shape[0])
         for i, stage in enumerate(self.stages):
             fx, fy = stage(fx), stage(fy)  # (B, C_l, H_l, W_l)

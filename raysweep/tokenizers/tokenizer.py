@@ -22,12 +22,12 @@ class Tokenizer(nn.Module):
         return self.latent.channels
 
     @property
-    def encoder_output_layer(self) -> nn.Parameter:
+    def encoder_output_layer(self) -> torch.Tensor:
         """Weight of the encoder's last layer: where VA-VAE-style adaptive weights compare gradient norms."""
         raise NotImplementedError
 
     @property
-    def decoder_output_layer(self) -> nn.Parameter:
+    def decoder_output_layer(self) -> torch.Tensor:
         """Weight of the decoder's last layer: where the GAN's adaptive weight compares gradient norms (taming/LDM)."""
         raise NotImplementedError
 

@@ -63,11 +63,11 @@ class ViTVAE(Tokenizer):
         self.to_pixels = nn.Linear(d, 3 * p * p)
 
     @property
-    def encoder_output_layer(self) -> nn.Parameter:
+    def encoder_output_layer(self) -> torch.Tensor:
         return self.to_moments.weight
 
     @property
-    def decoder_output_layer(self) -> nn.Parameter:
+    def decoder_output_layer(self) -> torch.Tensor:
         return self.to_pixels.weight
 
     def positions(self, grid: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:

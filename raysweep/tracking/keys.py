@@ -72,3 +72,22 @@ SEARCH_RUN_TAG = "raysweep.search_run"   # tokenizer run -> the search run that 
 SEARCH_CONFIRMED_TAG = "raysweep.search_confirmed"  # tokenizer run: "true" / "false"
 SEARCH_TRIALS_TAG = "raysweep.search_trials"        # search run: its tokenizer ids, in search order
 SEARCH_CHOSEN_TAG = "raysweep.search_confirmed_ids"  # search run: the confirmed tokenizer ids, best first
+
+# convergence check (issue 23, analysis/convergence.py): a diffusion run's cheap-tier gFID at every checkpoint, logged
+# with step = the training step; the tidy table turns its history (or, without it, the cheap ASHA rungs'
+# `tier/rung<r>/gfid`) into `conv/gfid@<step>` columns
+CHECKPOINT_GFID = "conv/gfid"
+TIER_GFID_KEY = re.compile(rf"^{TIER_PREFIX}rung\d+/gfid$")  # what `tier_gfid_key` writes
+
+
+def checkpoint_gfid_column(step: int) -> str:
+    """The tidy-table column of the cheap gFID at checkpoint `step`: `conv/gfid@<step>`."""
+    return f"{CHECKPOINT_GFID}@{int(step)}"
+
+# a tokenizer run's summary of its diffusion outcome (issue 23, analysis/outcome.py), logged when the study is analysed,
+# so MLflow's runs table shows latent metrics and gFID on one row per tokenizer; never a `gen/` key (those are the
+# diffusion runs' own) and not a table metric
+OUTCOME_GFID = "outcome/gfid_mean"      # mean over the tokenizer's diffusion runs (seeds) of their best-CFG gFID
+OUTCOME_GFID_LO = "outcome/gfid_ci_low"  # 95 % t interval of that mean (absent with one seed)
+OUTCOME_GFID_HI = "outcome/gfid_ci_high"
+OUTCOME_SEEDS = "outcome/seeds"          # how many diffusion runs the mean is over

@@ -13,10 +13,13 @@ import pandas as pd
 from raysweep.tracking.keys import (
     CARD_HASH_TAG,
     CFG_KEY,
+    CHECKPOINT_GFID,
     FAILURE_REASON_TAG,
     STOPPED,
+    TIER_GFID_KEY,
     TIER_RUNG,
     TIER_TAG,
+    checkpoint_gfid_column,
     stopped_reason,
 )
 from raysweep.tracking.tracker import PARENT_TAG, Tracker, mlflow_name
@@ -73,13 +76,23 @@ def _status(tok: Any, diff: Any | None) -> tuple[str, str]:
     return "FINISHED", ""
 
 
+def checkpoint_curve(tracker: Tracker, run_id: str, metrics: dict[str, float]) -> dict[str, float]:
+    """`conv/gfid@<step>` -> the run's cheap-tier gFID at that checkpoint: the history of `CHECKPOINT_GFID`, or
+    without it the cheap ASHA rungs' `tier/rung<r>/gfid` (each logged once, at its rung's step); {} with neither.
+    Only runs that logged one of them cost history reads."""
+    keys = [CHECKPOINT_GFID] if CHECKPOINT_GFID in metrics else [k for k in metrics if TIER_GFID_KEY.match(k)]
+    return {checkpoint_gfid_column(m.step): m.value for key in keys
+            for m in tracker.client.get_metric_history(run_id, mlflow_name(key))}
+
+
 def study_table(tracker: Tracker) -> pd.DataFrame:
     """Every tokenizer and diffusion run of the study, failed ones included (with `status` and `reason`).
 
     Columns: ids and tags (tokenizer_id, family, cluster, variant, backbone, seed, run ids), `status`, `reason`,
     `cfg_scale`, `latent/*`, `recon/*`, `recon_card_hash` and `recon_card.<field>` of the tokenizer, `traj/*`,
     `gen/best/*` and `gen/nocfg/*` of the diffusion run, `gen/<metric>` at the row's CFG scale (from
-    `gen/cfg<scale>/<metric>`), and the diffusion run's evaluation card: `card_hash` and `card.<field>`.
+    `gen/cfg<scale>/<metric>`), the diffusion run's evaluation card: `card_hash` and `card.<field>`, and its cheap
+    gFID per checkpoint `conv/gfid@<step>` where logged (`checkpoint_curve`).
     A tokenizer without any diffusion run gets one row with status NO_DIFFUSION.
     """
     tokenizers = {r.info.run_id: r for r in tracker.runs("tokenizer")}
@@ -96,6 +109,7 @@ def study_table(tracker: Tracker) -> pd.DataFrame:
                 "status": status, "reason": reason, **_card_columns(diff)}
         metrics = Tracker.metrics_of(diff)
         base.update({k: v for k, v in metrics.items() if k.startswith(RUN_PREFIXES) and k != LENGTH_RATIO})
+        base.update(checkpoint_curve(tracker, diff.info.run_id, metrics))
         per_cfg: dict[float, dict[str, float]] = {}
         for key, value in metrics.items():
             match = CFG_KEY.match(key)

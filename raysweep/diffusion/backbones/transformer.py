@@ -67,14 +67,12 @@ class FlowTransformer(nn.Module):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
         nn.init.xavier_uniform_(self.x_embedder.weight.view(self.x_embedder.weight.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.bias)
+        nn.init.zeros_(self.x_embedder.get_parameter("bias"))
         nn.init.normal_(self.y_embedder.table.weight, std=0.02)
-        for layer in (self.t_embedder.mlp[0], self.t_embedder.mlp[2]):
+        for layer in _linears(self.t_embedder.mlp[0], self.t_embedder.mlp[2]):
             nn.init.normal_(layer.weight, std=0.02)
-        for block in self.blocks:
-            nn.init.zeros_(block.adaLN_modulation[-1].weight)
-            nn.init.zeros_(block.adaLN_modulation[-1].bias)
-        for layer in (self.final_layer.adaLN_modulation[-1], self.final_layer.linear):
+        adaln = [block.adaLN_modulation[-1] for block in self.blocks if isinstance(block, AdaLNZeroBlock)]
+        for layer in _linears(*adaln, self.final_layer.adaLN_modulation[-1], self.final_layer.linear):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
@@ -96,3 +94,10 @@ class FlowTransformer(nn.Module):
             else:
                 tokens = block(tokens, c, self.rope)  # (B, T, D)
         return self.unpatchify(self.final_layer(tokens, c))  # (B, C, H, W)
+
+
+def _linears(*modules: nn.Module) -> list[nn.Linear]:
+    """The given sub-modules, checked to be linear layers (the initialisation above addresses them by position)."""
+    if not all(isinstance(m, nn.Linear) for m in modules):
+        raise TypeError("expected linear layers: the block layout changed, update FlowTransformer._init_weights")
+    return [m for m in modules if isinstance(m, nn.Linear)]

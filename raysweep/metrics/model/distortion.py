@@ -107,7 +107,7 @@ class EncoderDistortion(ImageMetric):
         per image [erank ratio, var log‖Ju‖ (tangent, random), curvature (tangent, random)], flattened [b·5]."""
         k, m = self.neighbours, self.neighbours + self.directions
         h = self.step * float(np.sqrt(x[0].numel()))
-        z, ju = jvp(codec.encode_standardised, (x.contiguous(),), (u,))  # E(x), J u: (b·m, C, h, w)
+        z, ju = jvp(codec.encode_standardised, (x.contiguous(),), (u,))[:2]  # E(x), J u: (b·m, C, h, w)
         with torch.no_grad():
             norms = ju.flatten(1).double().norm(dim=1).reshape(-1, m)  # (b, m)
             second = codec.encode_standardised(x + h * u) - 2 * z + codec.encode_standardised(x - h * u)

@@ -116,7 +116,7 @@ class Equivariance(ImageMetric):
     def _finalize(self, state: State) -> dict[str, Value]:
         cos, nmse = state["cos"] / state["count"], state["nmse"] / state["count"]  # (T,) per transform
         family = np.array([t.family for t in self.transforms])
-        out = {self.key("consistency"): float(cos.mean()), self.key("error"): float(nmse.mean())}
+        out: dict[str, Value] = {self.key("consistency"): float(cos.mean()), self.key("error"): float(nmse.mean())}
         for f in self.families:
             out[self.key(f"consistency_{f}")] = float(cos[family == f].mean())
             out[self.key(f"error_{f}")] = float(nmse[family == f].mean())

@@ -112,6 +112,6 @@ class InterpolationFID(TokenizerMetric):
         if queries is None:
             raise ValueError("ifid: the tokenizer has no validation latents")
         reference = data.latents("train")
-        alone = reference is None
-        decoded = self.interpolants(queries, queries if alone else reference, data.codec, exclude_self=alone)
+        decoded = self.interpolants(queries, queries if reference is None else reference, data.codec,
+                                    exclude_self=reference is None)
         return ModelOutput(self.result(data.fid(decoded)), grids={INTERPOLANTS_FILE: decoded[:GRID_IMAGES]})

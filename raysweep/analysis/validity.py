@@ -1,0 +1,167 @@
+"""Is gFID measuring the tokenizers? The report's validity sections, from the tidy table alone.
+
+* gFID floor: per scorer, the real floor (FD of held-out vs training images on the same features), each
+  tokenizer's rFID and gFID beside it and gFID − floor; a gFID far above both floor and rFID, not following rFID,
+  is dominated by diffusion-side error. The floor is the logged `gen/fd_floor`, or gFID / FDr when FDr was taken
+  on the FID network alone (FDr = FD(gen, train) / FD(val, train)).
+* Sample-size bias: FD∞ (`gen/fdinf`, Chong & Forsyth 2020) and KID (`gen/kid`) beside gFID, with the agreement of
+  the tokenizer rankings (does the ranking survive removing the 1/N bias?).
+* Second scorer: `gen/gfid@<scorer>` columns, their rank agreement with gFID; tokenizers trained with an alignment
+  regularizer are flagged beside a scorer whose features they may align to.
+* Convergence (`analysis.convergence`) and sampler steps (`gen/sampler/gfid@<sampler><steps>` columns).
+A section whose data the study lacks says so in one line.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from raysweep.analysis.convergence import convergence_flags, provisional
+from raysweep.analysis.report import ReportSection
+from raysweep.analysis.tidy import DEFAULT_TARGET
+
+FLOOR, FD_INF, KID, FDR, RFID, PSNR = "gen/fd_floor", "gen/fdinf", "gen/kid", "gen/fdr", "recon/rfid", "recon/psnr"
+SCORER_COLUMN = re.compile(r"^gen/gfid@([A-Za-z][\w.-]*)$")
+SAMPLER_COLUMN = re.compile(r"^gen/sampler/gfid@([a-z]+)(\d+)$")
+ALIGNMENT_REGULARIZERS = ("vf", "mcos", "mdms", "repa")  # align latents to an encoder's features (default: domain)
+DOMAIN_SCORER = "domain"
+TOKENIZER = "tokenizer_id"
+TOP_K = 3
+SECTION_TITLES = ("gFID floor", "Sample-size bias (FD∞, KID)", "Second scorer", "Convergence", "Sampler steps")
+
+
+def _per_tokenizer(best: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Mean of each column over a tokenizer's rows (its seeds and backbones at their best CFG)."""
+    present = [c for c in columns if c in best.columns]
+    values = best[present].apply(pd.to_numeric, errors="coerce")
+    return values.groupby(best[TOKENIZER]).mean()
+
+
+def rank_agreement(best: pd.DataFrame, reference: str, other: str, top_k: int = TOP_K) -> dict[str, object]:
+    """Agreement of the tokenizer rankings by two lower-is-better scores (means over seeds): Spearman rho, Kendall
+    tau, the overlap of their top-k, and the number of tokenizers with both."""
+    means = _per_tokenizer(best, [reference, other]).dropna()
+    row: dict[str, object] = {"reference": reference, "score": other, "tokenizers": len(means)}
+    if len(means) < 3 or means[other].nunique() < 2 or means[reference].nunique() < 2:
+        return {**row, "spearman": np.nan, "kendall": np.nan, f"top{top_k}_overlap": np.nan}
+    top = min(top_k, len(means))
+    overlap = len(set(means[reference].nsmallest(top).index) & set(means[other].nsmallest(top).index))
+    return {**row, "spearman": float(stats.spearmanr(means[reference], means[other]).statistic),
+            "kendall": float(stats.kendalltau(means[reference], means[other]).statistic),
+            f"top{top_k}_overlap": f"{overlap}/{top}"}
+
+
+def _floor(best: pd.DataFrame) -> tuple[pd.Series | None, str]:
+    """Per-row real floor of the FID network, and where it came from."""
+    if FLOOR in best.columns:
+        return pd.to_numeric(best[FLOOR], errors="coerce"), f"{FLOOR} (FD(val, train) on the FID network)"
+    networks = best["card.fd_networks"].dropna().astype(str) if "card.fd_networks" in best.columns else pd.Series()
+    if FDR in best.columns and len(networks) and not networks.str.contains(",").any():
+        floor = pd.to_numeric(best[DEFAULT_TARGET], errors="coerce") / pd.to_numeric(best[FDR], errors="coerce")
+        return floor, f"gFID / FDr (FDr taken on the FID network alone: {networks.iloc[0]})"
+    return None, ""
+
+
+def _scorer_floor(best: pd.DataFrame, scorer: str, gfid: str, floor: pd.Series) -> pd.DataFrame:
+    """One scorer's rows: per tokenizer its floor, gFID (in column gen/gfid), gFID − floor; rFID and PSNR (scored on
+    the FID network) only beside the FID network's own rows."""
+    columns = [FLOOR, gfid, *((RFID, PSNR) if gfid == DEFAULT_TARGET else ())]
+    means = _per_tokenizer(best.assign(**{FLOOR: floor}), columns).rename(columns={gfid: DEFAULT_TARGET})
+    frame = means.assign(scorer=scorer, gfid_minus_floor=means[DEFAULT_TARGET] - means[FLOOR])
+    if RFID in means.columns:
+        frame["gfid_over_rfid"] = means[DEFAULT_TARGET] / means[RFID]
+    return frame.reset_index().sort_values(DEFAULT_TARGET)
+
+
+def floor_section(best: pd.DataFrame) -> ReportSection:
+    """Per scorer and tokenizer: floor, rFID, gFID, gFID − floor, gFID / rFID; the note says whether gFID tracks
+    rFID. Extra scorers appear where the table has their `gen/gfid@<scorer>` and `gen/fd_floor@<scorer>`."""
+    title = SECTION_TITLES[0]
+    floor, source = _floor(best)
+    if floor is None:
+        return ReportSection(title, pd.DataFrame(), f"Not available: the table has no {FLOOR} and no single-network "
+                             f"{FDR} to derive it from (re-score the runs to log it).")
+    scorer = str(best["card.feature_network"].dropna().iloc[0]) if "card.feature_network" in best.columns and \
+        best["card.feature_network"].notna().any() else "FID network"
+    frame = _scorer_floor(best, scorer, DEFAULT_TARGET, floor)
+    extra = [_scorer_floor(best, m.group(1), c, pd.to_numeric(best[f"{FLOOR}@{m.group(1)}"], errors="coerce"))
+             for c in best.columns if isinstance(c, str) and (m := SCORER_COLUMN.match(c))
+             and f"{FLOOR}@{m.group(1)}" in best.columns]
+    shown = [c for c in (TOKENIZER, "scorer", FLOOR, RFID, DEFAULT_TARGET, "gfid_minus_floor", "gfid_over_rfid",
+                         PSNR) if c in frame.columns]
+    facts = [f"Floor of {scorer} from {source}: {frame[FLOOR].median():.4g} (median over tokenizers); gFID "
+             f"{frame[DEFAULT_TARGET].min():.4g}–{frame[DEFAULT_TARGET].max():.4g}, median "
+             f"{(frame[DEFAULT_TARGET] / frame[FLOOR]).median():.3g}× the floor."]
+    for column, label in ((RFID, "rFID"), (PSNR, "PSNR")):
+        pair = frame[[column, DEFAULT_TARGET]].dropna() if column in frame.columns else pd.DataFrame()
+        if len(pair) >= 3 and pair[column].nunique() > 1:
+            facts.append(f"Pearson r(gFID, {label}) over tokenizers = {stats.pearsonr(*pair.T.values).statistic:+.2f}.")
+    if RFID in frame.columns and (frame[DEFAULT_TARGET] > 2 * frame[RFID]).mean() > 0.5:
+        facts.append("gFID exceeds twice the rFID for most tokenizers: generation error is mostly diffusion-side "
+                     "(training length, sampler), which the latent metrics are not meant to predict.")
+    return ReportSection(title, pd.concat([frame, *extra], ignore_index=True)[shown], " ".join(facts))
+
+
+def sample_size_section(best: pd.DataFrame) -> ReportSection:
+    """gFID beside FD∞ and KID per tokenizer, and whether the tokenizer ranking changes without the 1/N bias."""
+    present = [c for c in (FD_INF, KID) if c in best.columns and pd.to_numeric(best[c], errors="coerce").notna().any()]
+    title = SECTION_TITLES[1]
+    if not present:
+        return ReportSection(title, pd.DataFrame(), f"Not measured in this study: no {FD_INF} / {KID} columns "
+                             "(runs scored before FD∞ and KID were logged; re-score to get them).")
+    agreement = pd.DataFrame([rank_agreement(best, DEFAULT_TARGET, c) for c in present])
+    return ReportSection(title, agreement, "Rank agreement over tokenizers of gFID (FD at the run's N) with FD∞ "
+                         "(FD extrapolated to N = ∞ from a linear fit in 1/N) and KID (unbiased): a ranking that "
+                         "survives is not an artefact of the sample size.")
+
+
+def second_scorer_section(best: pd.DataFrame) -> ReportSection:
+    """Rank agreement of every extra scorer's gFID with the FID network's; alignment regularizers flagged."""
+    scorers = [c for c in best.columns if isinstance(c, str) and SCORER_COLUMN.match(c)]
+    title = SECTION_TITLES[2]
+    aligned = sorted(best.loc[best["cluster"].isin(ALIGNMENT_REGULARIZERS), TOKENIZER].unique()) \
+        if "cluster" in best.columns else []
+    flag = (f" Tokenizers trained to align their latents to an encoder's features ({', '.join(aligned)}; encoder "
+            f"'{DOMAIN_SCORER}' unless their config says otherwise) are scored circularly by that encoder's gFID."
+            if aligned else "")
+    if not scorers:
+        return ReportSection(title, pd.DataFrame(), "Not measured in this study: one scorer only (no gen/gfid@<scorer> "
+                             f"columns), so gFID cannot be told apart from that network's taste.{flag}")
+    frame = pd.DataFrame([rank_agreement(best, DEFAULT_TARGET, c) for c in scorers])
+    return ReportSection(title, frame, f"Rank agreement of each scorer's gFID (its own target) with gFID.{flag}")
+
+
+def convergence_section(best: pd.DataFrame) -> tuple[ReportSection, str]:
+    """The convergence flags and the provisional-answer warning ("" when every group converged)."""
+    flags = convergence_flags(best)
+    title = SECTION_TITLES[3]
+    if flags.empty:
+        return ReportSection(title, flags, "Not measured in this study: no cheap gFID per checkpoint "
+                             "(conv/gfid@<step> columns), so whether the diffusion models converged is unknown."), ""
+    return ReportSection(title, flags, "Per tokenizer x backbone: under-trained if the cheap gFID improved by "
+                         "> 5 % over the last checkpoint interval and by > 2 seed standard errors; unknown with < 3 "
+                         "checkpoints or one seed."), provisional(flags)
+
+
+def sampler_section(best: pd.DataFrame) -> ReportSection:
+    """Rank agreement of gFID with re-sampled gFIDs (more steps, Heun) where the study has them."""
+    columns = [c for c in best.columns if isinstance(c, str) and SAMPLER_COLUMN.match(c)]
+    title = SECTION_TITLES[4]
+    if not columns:
+        return ReportSection(title, pd.DataFrame(), "Not measured in this study: no re-sampling of saved models at "
+                             "more steps or with Heun (gen/sampler/gfid@<sampler><steps> columns).")
+    frame = pd.DataFrame([rank_agreement(best, DEFAULT_TARGET, c) for c in columns])
+    return ReportSection(title, frame, "Does the tokenizer ranking move when the same models sample with more "
+                         "steps / Heun? Low agreement means the sampler, not the latent, decides the ranking.")
+
+
+def validity_sections(best: pd.DataFrame) -> tuple[list[ReportSection], list[str]]:
+    """The five validity sections (titles `SECTION_TITLES`, in order) and the report's warnings."""
+    convergence, warning = convergence_section(best)
+    sections = [floor_section(best), sample_size_section(best), second_scorer_section(best), convergence,
+                sampler_section(best)]
+    return sections, [warning] if warning else []
