@@ -76,7 +76,7 @@ def study_texts(draw: st.DrawFn) -> bytes:
         paths = _paths(tree)
         if paths:
             _set(tree, draw(st.sampled_from(paths)), draw(st.sampled_from(["replace", "delete", "add_key"])),
-                 draw(HOSTILE_VALUES))
+                 copy.deepcopy(draw(HOSTILE_VALUES)))  # a copy: a later mutation must not edit the strategy's value
     text = yaml.safe_dump(tree, allow_unicode=True).encode()
     if draw(st.booleans()):  # byte-level: insert something, or cut the file short
         at = draw(st.integers(0, len(text)))
