@@ -1,14 +1,19 @@
-"""`raysweep` command line: wiring only. Bad input is one line on stderr and exit code 2, never a traceback."""
+"""`raysweep` command line: wiring only. Bad input is one line on stderr and exit code 2, never a traceback
+(`-v` adds it); an internal error is its traceback and a line saying it is a bug (exit code 70)."""
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
+import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from raysweep.config import ConfigError, load_study
 from raysweep.config.allocation import allocation_of
+from raysweep.config.errors import printable
 from raysweep.config.plan import ConfirmationSlot, StudyPlan
 from raysweep.config.spec import StudySpec
 from raysweep.jsonout import dumps, print_json
@@ -19,6 +24,9 @@ if TYPE_CHECKING:
     from raysweep.search.replay import ReplayStudy
 
 EXIT_BAD_INPUT = 2
+EXIT_BUG = 70  # sysexits' EX_SOFTWARE: raysweep's fault, not the input's
+BUG_REPORT = ("this is a bug in raysweep, not in your input: please report it with the traceback above and the "
+              "command you ran")
 
 
 def _built_plan(study: StudySpec) -> StudyPlan:
@@ -103,7 +111,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     study = load_study(args.study)
     if args.address:
-        study.ray.address = args.address
+        try:
+            study.ray.address = args.address
+        except ValueError:
+            raise ConfigError("--address", "", f"{args.address!r} is not a Ray address; allowed: auto, local, "
+                                               "HOST:PORT or ray://HOST:PORT") from None
     from raysweep.config.preflight import preflight
     from raysweep.pipeline.lock import study_lock
     from raysweep.pipeline.runner import run_study
@@ -179,6 +191,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from raysweep.pipeline.runner import STUDY_STAGE
     from raysweep.tracking import Tracker
 
+    require_tracking_store(study, args.study)  # Tracker would create a missing store
     tracker = Tracker(study.tracking_uri, study.experiment_name)
     runs = tracker.runs(STUDY_STAGE)
     if not runs:
@@ -223,6 +236,7 @@ def _replay_input(args: argparse.Namespace) -> tuple[ReplayStudy, ProxyAllocatio
     from raysweep.pipeline.estimate import estimate_gpu_hours
     from raysweep.search.estimate import DIFFUSION_STAGES
 
+    require_tracking_store(spec, args.study)  # reading the table would create a missing store
     try:
         table = load_table(spec.tracking_uri, spec.experiment_name)
     except ValueError as err:
@@ -273,6 +287,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """The live view's table from the tracking store (no Ray); `--json`: the store's stage-by-stage status."""
     study = load_study(args.study)
+    require_tracking_store(study, args.study)
     if args.json:
         from raysweep.pipeline.status import study_status
 
@@ -316,8 +331,21 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def require_tracking_store(study: StudySpec, study_file: str) -> None:
+    """`status` and `ui` read a study's store; opening a missing one would create it (an empty sqlite DB or
+    ./mlruns), so a study never run (or a store that is no database) is refused first, writing nothing. Server
+    stores (http, postgresql...) are left to the client, which creates no local file."""
+    from raysweep.tracking.ui import store_problem
+
+    problem = store_problem(study.tracking_uri)
+    if problem is not None:
+        raise ConfigError(study_file, "", f"{problem.format(uri=study.tracking_uri)}; start the study with "
+                                          f"`raysweep run {study_file}`")
+
+
 def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """One line on stderr, control characters escaped (file names and values in it come from the user)."""
+    print(printable(line), file=sys.stderr, flush=True)
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -326,6 +354,18 @@ def _shape(text: str) -> tuple[int, int, int]:
     if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
         raise argparse.ArgumentTypeError(f"expected C,H,W (three positive integers), got '{text}'")
     return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high] (argparse turns the error into the one-line usage error)."""
+
+    def parse(text: str) -> int:
+        if not text.strip().isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {text!r}")
+        return int(text)
+
+    parse.__name__ = "integer"
+    return parse
 
 
 def _number(value: object) -> str:
@@ -373,21 +413,41 @@ def _lazy_help(p: argparse.ArgumentParser, module: str, function: str) -> None:
                    help="show this help (with the tables below) and exit")
 
 
-def cmd_ui(args: argparse.Namespace) -> int:
+def cmd_ui(args: argparse.Namespace) -> NoReturn:
     """MLflow's UI on the study's store, and the URL that opens straight on its runs with the headline metrics
-    (raysweep.tracking.ui says why the URL, not the experiment alone, decides that)."""
-    import subprocess
-
-    from raysweep.tracking import Tracker
-    from raysweep.tracking.ui import runs_url
+    (raysweep.tracking.ui says why the URL, not the experiment alone, decides that). This process becomes the
+    server (exec), so stopping `raysweep ui` (Ctrl-C, SIGTERM) stops the server."""
+    from raysweep.tracking.table import open_study
+    from raysweep.tracking.ui import check_port_free, runs_url, server_command, server_env
 
     study = load_study(args.study)
-    experiment_id = Tracker(study.tracking_uri, study.experiment_name).experiment_id  # (re)tags the experiment
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", study.tracking_uri,
-           "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
+    require_tracking_store(study, args.study)
+    try:
+        experiment_id = open_study(study.tracking_uri, study.experiment_name).experiment_id  # (re)tags it
+    except ValueError as err:
+        raise ConfigError(args.study, "name", f"{err}; run `raysweep run` first") from None
+    check_port_free(args.host, args.port)
+    cmd = server_command(study.tracking_uri, args.host, args.port, args.workers)
     print(" ".join(cmd))
     print(f"open {runs_url(f'http://{args.host}:{args.port}', experiment_id)}", flush=True)
-    return subprocess.call(cmd)
+    sys.stderr.flush()
+    os.execvpe(cmd[0], cmd, server_env())
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as the one `error:` line every other failure gets (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        _stderr(f"error: {self.prog}: {message} (see `{self.prog} -h`)")
+        self.exit(EXIT_BAD_INPUT)
+
+
+def _verbose(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """`-v/--verbose` on every subcommand."""
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="a failing command's traceback on stderr; `run`: Ray, Ray Data, Ray Tune and MLflow logs "
+                        "and Tune's tables on the terminal too")
+    return p
 
 
 def _table_options(p: argparse.ArgumentParser) -> None:
@@ -401,12 +461,12 @@ def _table_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="raysweep", description=__doc__)
+    parser = Parser(prog="raysweep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str,
             **kwargs: Any) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, **kwargs)
+        p = _verbose(sub.add_parser(name, help=help_, **kwargs))
         p.set_defaults(fn=fn)
         return p
 
@@ -421,8 +481,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study")
     p.add_argument("--address", help="Ray address, e.g. 'auto' on a cluster head")
     p.add_argument("--no-analysis", action="store_true")
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="Ray, Ray Data, Ray Tune and MLflow logs and Tune's tables on the terminal too")
     p = add("analyze", cmd_analyze, "recompute the analysis of a tracked study, or analyse any results table")
     p.add_argument("study", nargs="?", help="a study file (optional with --table)")
     _table_options(p)
@@ -433,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-mixed-cards", action=argparse.BooleanOptionalAction,
                    help="analyse scores produced under different evaluation cards together "
                         "(default: the study's analysis.allow_mixed_cards)")
-    p.add_argument("--n-boot", type=int, help="bootstrap resamples per confidence interval "
+    p.add_argument("--n-boot", type=_int_in(10, 10**6), help="bootstrap resamples per confidence interval "
                                               "(default: the study's analysis.n_boot, 1000)")
     p = add("replay", cmd_replay, "replay allocation policies on a finished study or any results table")
     p.add_argument("study", nargs="?", help="a finished study file (optional with --table)")
@@ -474,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Write SRC's latents, labels and optional masks as latent Parquet files in "
                                        "DEST (a new or empty directory).")
     _lazy_help(p, "raysweep.data.importers", "import_help")
-    p.set_defaults(fn=cmd_latents_import)
+    _verbose(p).set_defaults(fn=cmd_latents_import)
     p.add_argument("src", metavar="SRC")
     p.add_argument("dest", metavar="DEST")
     p.add_argument("--labels", metavar="FILE", help="labels from another file (any SRC format)")
@@ -483,24 +541,54 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("ui", cmd_ui, "open the MLflow UI on a study's tracking store")
     p.add_argument("study")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--port", type=_int_in(1, 65535), default=5000)
+    p.add_argument("--workers", type=_int_in(1, 64), default=1,
                    help="server processes (MLflow's own default, 4, is for shared servers; one person needs one)")
     return parser
 
 
+def user_error(err: BaseException) -> str | None:
+    """The message of an error the user's input caused, None for a bug. Input is checked where it is read and
+    refused with raysweep's own ValueErrors (ConfigError, LatentDataError... naming file, key or column); the file
+    system's errors on the paths a user gave (no such file, permission, name too long) carry that path."""
+    if isinstance(err, ValueError) and type(err).__module__.startswith("raysweep"):
+        return str(err)
+    if isinstance(err, OSError) and err.filename is not None:
+        return f"{err.filename}: {err.strerror or err}"
+    if isinstance(err, FileNotFoundError):
+        return str(err)
+    if isinstance(err, ImportError) and "pip install" in str(err):  # an optional extra the input needs
+        return str(err)
+    return None
+
+
+def _funnel(args: argparse.Namespace, verbose: bool) -> int:
+    """Run the command; every failure ends here as one `error:` line (control characters escaped)."""
+    try:
+        code: int = args.fn(args)
+        return code
+    except Exception as err:
+        line = user_error(err)
+        if line is None or verbose:
+            traceback.print_exc()
+        if line is None:
+            _stderr(f"error: internal error ({type(err).__name__}: {err}); {BUG_REPORT}")
+            return EXIT_BUG
+        _stderr(f"error: {line}")
+        return EXIT_BAD_INPUT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.fn(args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (ValueError, FileNotFoundError) as err:
-        if type(err).__module__.startswith("raysweep") or isinstance(err, FileNotFoundError):
-            print(f"error: {err}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        raise
+    verbose = bool(getattr(args, "verbose", False))
+    if verbose:
+        return _funnel(args, verbose)
+    with warnings.catch_warnings(record=True) as caught:  # a library's warning must not precede the error line
+        code = _funnel(args, verbose)
+    if code != EXIT_BAD_INPUT:  # the command ran: its warnings, once each, after its output
+        for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
+            _stderr(f"warning: {message}")
+    return code
 
 
 if __name__ == "__main__":

@@ -46,6 +46,10 @@ def test_plan_and_status_json_parse_strictly(command: str, tmp_path: Path, capsy
     study = tmp_path / "s.yaml"
     study.write_text(f"name: s\nstorage: {{root: {tmp_path}/store}}\ndataset: {{image_size: 16}}\n"
                      "tokenizers: {steps: 2, variants: [{regularizer: baseline}, {regularizer: eq}]}\n")
+    if command == "status":  # status reads a study that has run: its tracking store exists
+        from raysweep.tracking import Tracker
+
+        Tracker(f"sqlite:///{tmp_path}/store/mlflow.db", "s")
 
     assert main([command, "--json", str(study)]) == 0
     out = _strict(capsys.readouterr().out)

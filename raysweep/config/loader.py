@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from raysweep.config.errors import ConfigError, allowed, format_key_path
+from raysweep.config.errors import EXPECTED, ConfigError, allowed, format_key_path, type_message
 from raysweep.config.search import has_random_domain, resolve
-from raysweep.config.spec import DiffusionTrial, StudySpec, TokenizerTrial
+from raysweep.config.spec import SEED_LIMIT, DiffusionTrial, StudySpec, TokenizerTrial
 from raysweep.config.yamlfile import check_finite, read_yaml
 
 M = TypeVar("M", bound=BaseModel)
@@ -20,6 +21,7 @@ ALLOCATION = "allocation"  # diffusion.allocation: how diffusion compute is spre
 # a tokenizer param (or all `params`) set to this sweeps the regularizer's declared search_space; as a key of the
 # tokenizers block, a Ray Tune search over those domains (config/allocation.py TokenizerSearch)
 SEARCH = "search"
+PATH_HEADROOM = 256  # characters raysweep may append below a study directory (Tune trial dirs, checkpoints)
 
 
 def _first_error(err: ValidationError, model: type[BaseModel], source: str, prefix: str) -> ConfigError:
@@ -33,6 +35,8 @@ def _first_error(err: ValidationError, model: type[BaseModel], source: str, pref
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "missing":
         msg = "required key is missing"
+    elif e["type"] in EXPECTED:
+        msg = type_message(e["type"], e.get("input"))
     return ConfigError(source, path, msg)
 
 
@@ -83,7 +87,7 @@ def _resolve_block(block: dict[str, Any], model: type[T], source: str, name: str
         if model is TokenizerTrial:
             merged = _declared_search(merged, source, path)
         random = has_random_domain(merged)
-        resolved = resolve(merged, num_samples if random else 1, seed + i, source, path)
+        resolved = resolve(merged, num_samples if random else 1, (seed + i) % SEED_LIMIT, source, path)
         drawn: set[str] = set()
         for j, config in enumerate(resolved):
             trial = _validate(model, config, source, path)
@@ -160,9 +164,13 @@ def parse_study(data: Any, source: str = "<study>") -> StudySpec:
     _assign_tokenizer_ids(study.tokenizer_trials, source)
     diffusion = dict(study.diffusion or {})
     seeds = diffusion.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                           for s in seeds):
         raise ConfigError(source, "diffusion.seeds", f"must be a non-empty list of integers, got {seeds!r}")
     for i, seed in enumerate(seeds):
+        if not 0 <= seed < SEED_LIMIT:
+            raise ConfigError(source, f"diffusion.seeds[{i}]", f"seed {seed} is out of range; seeds are integers "
+                              f"0 <= seed < 2**32")
         if seeds.index(seed) != i:
             raise ConfigError(source, f"diffusion.seeds[{i}]", f"seed {seed} is also diffusion.seeds"
                               f"[{seeds.index(seed)}]; it would train the same runs twice")
@@ -190,25 +198,100 @@ def _check_search_blocks(study: StudySpec, source: str) -> None:
 
 
 def _check_cross_fields(study: StudySpec, source: str) -> None:
+    """What `run` would otherwise find out only after training: every field right on its own, wrong together."""
     from raysweep.tokenizers.latent_config import parse_latent_config
 
+    size = study.dataset.image_size
     for i, t in enumerate(study.tokenizer_trials):
         down = parse_latent_config(t.latent).down
-        if study.dataset.image_size % down:
+        if size % down:
             raise ConfigError(source, f"tokenizers (trial {i}, '{t.id}').latent",
-                              f"downsampling factor {down} does not divide dataset.image_size "
-                              f"{study.dataset.image_size}")
+                              f"downsampling factor {down} does not divide dataset.image_size {size}")
+    _check_patch_sizes(study, source)
     if study.evaluation.num_samples < study.dataset.num_classes:
         raise ConfigError(source, "evaluation.num_samples",
                           f"must be at least dataset.num_classes ({study.dataset.num_classes}) for class balance")
+    _check_metric_params(study, source)
+    check_path_lengths(study)
+
+
+def _latents_of(study: StudySpec) -> list[tuple[str, str]]:
+    """(where, latent config) of every tokenizer the study can train: its trials, and a search's `latent` choices."""
+    out = [(f"tokenizers (trial {i}, '{t.id}').latent", t.latent) for i, t in enumerate(study.tokenizer_trials)]
+    domain = (study.tokenizers or {}).get("latent") if SEARCH in (study.tokenizers or {}) else None
+    if isinstance(domain, dict) and len(domain) == 1:
+        values = next(iter(domain.values()))
+        out += [(f"tokenizers.latent.{next(iter(domain))}[{j}]", v) for j, v in enumerate(values or [])
+                if isinstance(v, str)]
+    return out
+
+
+def _check_patch_sizes(study: StudySpec, source: str) -> None:
+    """A backbone patchifies the latent grid (image_size / down): its patch size must divide it, for every
+    tokenizer x diffusion pair (the transformer refuses it, but only once that tokenizer has trained)."""
+    from raysweep.tokenizers.latent_config import parse_latent_config
+
+    size = study.dataset.image_size
+    grids: dict[int, tuple[str, str]] = {}  # one tokenizer per latent grid size: the check is per grid x patch
+    for where, latent in _latents_of(study):
+        try:
+            grids.setdefault(size // parse_latent_config(latent).down, (where, latent))
+        except ValueError as err:
+            raise ConfigError(source, where, str(err)) from None
+    patches = {d.patch_size: j for j, d in reversed(list(enumerate(study.diffusion_trials)))}
+    for grid, (where, latent) in grids.items():
+        for patch_size, j in patches.items():
+            d = study.diffusion_trials[j]
+            if grid % patch_size:
+                path = f"diffusion (trial {j})" if len(study.diffusion_trials) > 1 else "diffusion"
+                raise ConfigError(source, f"{path}.patch_size",
+                                  f"patch_size {d.patch_size} does not divide the {grid}x{grid} latent grid of "
+                                  f"{where.rsplit('.latent', 1)[0]} (latent {latent}, dataset.image_size {size}); "
+                                  f"allowed: divisors of {grid}")
+
+
+def _check_metric_params(study: StudySpec, source: str) -> None:
+    """Each metric's params against its constructor (names and values), as the metric stage will build it."""
+    from raysweep.metrics.registry import metric_info
+
+    for name, params in study.metrics.params.items():
+        try:
+            metric_info(name).build(f"metric '{name}'", **params)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(source, f"metrics.params.{name}", str(err)) from None
+
+
+def check_path_lengths(study: StudySpec) -> None:
+    """The study's local directories must fit the file system they go on: no path component longer than its
+    NAME_MAX, and room under PATH_MAX for what raysweep writes below them (`PATH_HEADROOM` characters)."""
+    from raysweep.config.preflight import local_directory, nearest_existing
+
+    for key, location in (("storage.root", str(study.root)), ("storage.tune", study.tune_storage),
+                          ("storage.latents", study.latent_storage)):
+        directory = local_directory(location)
+        if directory is None:
+            continue
+        anchor = nearest_existing(directory)
+        name_max, path_max = (os.pathconf(anchor, "PC_NAME_MAX"), os.pathconf(anchor, "PC_PATH_MAX")) \
+            if anchor.is_dir() else (255, 4096)
+        long = [part for part in directory.parts if len(part.encode()) > name_max]
+        if long:
+            raise ConfigError(study.source, key, f"path component '{long[0][:40]}...' is {len(long[0].encode())} "
+                              f"bytes; the file system at '{anchor}' allows {name_max}")
+        if len(str(directory).encode()) + PATH_HEADROOM > path_max:
+            raise ConfigError(study.source, key, f"'{str(directory)[:40]}...' is {len(str(directory).encode())} "
+                              f"bytes; the file system at '{anchor}' allows {path_max} for a whole path and raysweep "
+                              f"needs {PATH_HEADROOM} below it")
 
 
 def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study YAML file. Raises `ConfigError` with a one-line message."""
     path = Path(path)
     source = str(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(source, "", "file not found")
+    if not path.is_file():
+        raise ConfigError(source, "", "not a regular file (a directory or device); give a study YAML file")
     data = read_yaml(path)
     if data is None:
         raise ConfigError(source, "", "the file is empty; a study needs at least 'name'")

@@ -15,11 +15,22 @@ from raysweep.config.spec import StudySpec
 from raysweep.data.location import is_uri, resolve, uri_scheme
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path` or its nearest ancestor that exists (what a new directory there would be created in)."""
+    probe = path
+    while probe != probe.parent:
+        try:
+            if probe.exists():
+                break
+        except OSError:  # a name too long for the file system, say: it does not exist either
+            pass
+        probe = probe.parent
+    return probe
+
+
 def _writable(path: Path) -> str | None:
     """Why `path` cannot be created or written (None if it can): checks its nearest existing ancestor."""
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
+    probe = nearest_existing(path)
     if not probe.is_dir():
         return f"'{probe}' is not a directory"
     if not os.access(probe, os.W_OK | os.X_OK):
@@ -27,7 +38,7 @@ def _writable(path: Path) -> str | None:
     return None
 
 
-def _local_directory(location: str) -> Path | None:
+def local_directory(location: str) -> Path | None:
     """The local directory of a path or `file://` URI; None for object stores (checked only when written)."""
     if not is_uri(location):
         return Path(location)
@@ -48,11 +59,15 @@ def preflight(study: StudySpec) -> None:
     if why:
         raise ConfigError(source, "storage.root", f"cannot write the study directory '{study.root}': {why}")
     for key, location in (("storage.tune", study.storage.tune), ("storage.latents", study.latent_storage)):
-        directory = None if location is None else _local_directory(location)
+        directory = None if location is None else local_directory(location)
         why = None if directory is None else _writable(directory)
         if why:
             raise ConfigError(source, key, f"cannot write '{location}': {why}")
     _must_exist(source, "reference.weights_path", study.reference.weights_path, "weights file")
+    for i, trial in enumerate(study.tokenizer_trials):  # read when that tokenizer starts training, maybe hours in
+        if trial.perceptual_weight > 0:
+            _must_exist(source, f"tokenizers (trial {i}, '{trial.id}').lpips_weights", trial.lpips_weights,
+                        "LPIPS weights file")
     data = study.dataset
     if data.name == "imagefolder":
         for split in (data.train_split, data.val_split):

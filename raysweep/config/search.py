@@ -17,6 +17,7 @@ from typing import Any
 
 from raysweep.config.errors import ConfigError, allowed
 
+MAX_TRIALS = 10_000  # trials one block may resolve to: a typo'd num_samples or grid must not hang `validate`
 DOMAIN_KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "quniform")
 
 
@@ -75,6 +76,9 @@ def resolve(tree: dict[str, Any], num_samples: int, seed: int, source: str = "<s
     for _ in range(num_samples):
         for _, resolved in generate_variants(space, random_state=rng):
             out.append(resolved)
+            if len(out) > MAX_TRIALS:
+                raise ConfigError(source, path, f"resolves to more than {MAX_TRIALS} trials (num_samples x grid "
+                                                "sizes); split the study")
     return out
 
 

@@ -7,21 +7,39 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from raysweep.config.errors import type_message
 from raysweep.hashing import config_hash
 
 log = logging.getLogger(__name__)
 
 
-class Strict(BaseModel):
-    """Base: unknown keys are errors, values are validated on assignment too, NaN/inf (also as "nan", "1e999")
-    are refused."""
+NAME_MAX_LENGTH = 100  # a study name is a directory name and an MLflow experiment name
+SEED_LIMIT = 2**32  # numpy's RandomState (Ray Tune's variant generator) and torch's workers take seeds below it
+Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
+
+class Strict(BaseModel):
+    """Base: unknown keys are errors, values are validated on assignment too, NaN/inf are refused, and types are
+    strict: `true` is not an integer and `"3"` not a number (pydantic's lax mode would take both, so the study
+    would run something its author did not write). Numpy scalars (Ray Tune's draws) count as Python numbers."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False,
+                              strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _python_scalars(cls, data: Any) -> Any:
+        import numpy as np
+
+        if not isinstance(data, dict):
+            return data
+        return {k: v.item() if isinstance(v, np.generic) else v for k, v in data.items()}
 
 
 def _no_repeats(kind: str, values: list[Any]) -> None:
@@ -29,6 +47,20 @@ def _no_repeats(kind: str, values: list[Any]) -> None:
     for i, v in enumerate(values):
         if values.index(v) != i:
             raise ValueError(f"{kind} {v!r} is listed twice (entries {values.index(v)} and {i}); remove one")
+
+
+SCALAR_KINDS = {bool: "bool_type", int: "int_type", float: "float_type"}
+
+
+def _strict_scalars(model: type[BaseModel], values: dict[str, Any]) -> None:
+    """Free-form `params` are kept as written (they are hashed into the trial's key) and parsed by the
+    regularizer's own lax model: a bool or string where it takes a number, or a string for a bool, is refused
+    here as the study's own fields are (`"0.5"` and `0.5` would be two trials that train the same)."""
+    for name, value in values.items():
+        field = model.model_fields.get(name)
+        kind = SCALAR_KINDS.get(field.annotation) if field is not None else None  # type: ignore[arg-type]
+        if kind is not None and (isinstance(value, str) or isinstance(value, bool) != (kind == "bool_type")):
+            raise ValueError(f"params.{name}: {type_message(kind, value)}")
 
 
 def _check_name(kind: str, name: str, names: Any) -> str:
@@ -46,7 +78,7 @@ class DatasetSpec(Strict):
     num_classes: int = Field(10, ge=2)
     train_size: int = Field(2000, ge=8)
     val_size: int = Field(500, ge=8)
-    seed: int = 0
+    seed: Seed = 0
     root: str | None = None
     mask_root: str | None = None
     train_split: str = "train"
@@ -101,7 +133,7 @@ class TokenizerTrial(Strict):
     batch_size: int = Field(32, ge=1)
     lr: float = Field(2e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    seed: int = 0
+    seed: Seed = 0
     family: str | None = None
     cluster: str | None = None
     variant: str | None = None
@@ -123,8 +155,9 @@ class TokenizerTrial(Strict):
 
     @model_validator(mode="after")
     def _regularizer_and_params(self) -> TokenizerTrial:
-        from raysweep.tokenizers.regularizers import validate_params
+        from raysweep.tokenizers.regularizers import regularizer_class, validate_params
 
+        _strict_scalars(regularizer_class(self.regularizer).Params, self.params)
         validate_params(self.regularizer, self.params)
         return self
 
@@ -229,6 +262,19 @@ class EvaluationSpec(Strict):
     checkpoint_samples: int = Field(128, ge=0)  # the cheap gFID's samples at each checkpoint; 0: no curve
     sampler_check: list[SamplerVariant] = Field(default_factory=list)
 
+    @field_validator("guidance_interval", mode="before")
+    @classmethod
+    def _interval(cls, v: Any) -> Any:
+        """[low, high] in YAML; an ordered interval of t in [0, 1]."""
+        if isinstance(v, list):
+            v = tuple(v)
+        if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                        for x in v):
+            if not 0 <= v[0] < v[1] <= 1:
+                raise ValueError(f"must be [low, high] with 0 <= low < high <= 1, got {list(v)}")
+            return (float(v[0]), float(v[1]))
+        return v
+
     @field_validator("cfg_scales")
     @classmethod
     def _scales(cls, v: list[float]) -> list[float]:
@@ -319,6 +365,22 @@ class StorageSpec(Strict):
     latents: str | None = None
     checkpoint_every: int = Field(50, ge=1)  # training steps between Tune checkpoints (and MLflow history flushes)
 
+    @field_validator("root", "latents")
+    @classmethod
+    def _name_placeholder(cls, v: str | None) -> str | None:
+        """`{name}` is the only placeholder (`str.format` would raise on any other, or on a lone brace)."""
+        import string
+
+        try:
+            fields = [f for _, f, spec, conv in string.Formatter().parse(v or "") if f is not None
+                      and (f, spec, conv) != ("name", "", None)]
+        except ValueError as err:
+            raise ValueError(f"{err} in {v!r}; the only placeholder is {{name}} (write {{{{ and }}}} for braces)")
+        if fields:
+            raise ValueError(f"unknown placeholder {{{fields[0]}}} in {v!r}; the only placeholder is {{name}} "
+                             "(write {{ and }} for braces)")
+        return v
+
     @field_validator("root")
     @classmethod
     def _local(cls, v: str | None) -> str | None:
@@ -349,8 +411,17 @@ class TrackingSpec(Strict):
 
 
 class RaySpec(Strict):
-    address: str | None = None  # None: start a local Ray; "auto": join a running cluster
+    # None: start a local Ray; "auto": join a running cluster; host:port of its GCS; ray://host:port (Ray Client)
+    address: str | None = None
     num_cpus: int | None = Field(None, ge=1)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        """Checked here: `ray.init` with a malformed address fails only once the run has started."""
+        if v is not None and not re.fullmatch(r"auto|local|(ray://)?[^\s/:]+:\d{1,5}", v):
+            raise ValueError(f"{v!r} is not a Ray address; allowed: auto, local, HOST:PORT or ray://HOST:PORT")
+        return v
 
 
 class AnalysisSpec(Strict):
@@ -378,8 +449,8 @@ class AnalysisSpec(Strict):
 class StudySpec(Strict):
     """The whole study. `tokenizer_trials` and `diffusion_trials` are resolved by `load_study`."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    seed: int = 0
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=NAME_MAX_LENGTH)
+    seed: Seed = 0
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     reference: ReferenceSpec = Field(default_factory=ReferenceSpec)
     tokenizers: dict[str, Any] = Field(default_factory=dict)
@@ -414,7 +485,8 @@ class StudySpec(Strict):
 
     @property
     def root(self) -> Path:
-        pattern = self.storage.root or str(Path(os.environ.get("RAYSWEEP_STORAGE", "studies")) / "{name}")
+        base = os.environ.get("RAYSWEEP_STORAGE", "studies").replace("{", "{{").replace("}", "}}")
+        pattern = self.storage.root or str(Path(base) / "{name}")
         return Path(pattern.format(name=self.name)).resolve()
 
     @property

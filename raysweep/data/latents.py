@@ -242,10 +242,13 @@ class Footer:
     has_mask: bool  # the optional `fg_mask` column is there
 
     def meta(self, source: str) -> LatentMeta:
-        """The footer as `LatentMeta`; raises naming the missing key when the statistics are absent."""
+        """The footer as `LatentMeta`; raises naming the missing key when the statistics are absent, or the
+        channel whose statistic is NaN, inf or a negative std."""
         if self.stats is None:
             raise LatentDataError(f"{source}: metadata '{MEAN_KEY}' is missing or not valid JSON")
         mean, std, norm_hash = self.stats
+        _check_statistic(mean, MEAN_KEY, source)
+        _check_statistic(std, STD_KEY, source)
         return LatentMeta(shape=self.shape, tokenizer_id=self.tokenizer_id, channel_mean=mean, channel_std=std,
                           norm_hash=norm_hash, extra=self.extra)
 
@@ -255,12 +258,24 @@ def _shape_from(raw: dict[str, str], source: str, given: tuple[int, int, int] | 
     if given is not None and SHAPE_KEY not in raw:
         return given
     shape = _json_key(raw, SHAPE_KEY, source)
-    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(x, int) and x >= 1 for x in shape)):
+    if not (isinstance(shape, list) and len(shape) == 3
+            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in shape)):
         raise LatentDataError(f"{source}: metadata '{SHAPE_KEY}' must be a JSON [C, H, W] of positive ints, "
                               f"got {raw[SHAPE_KEY]!r}")
     if given is not None and tuple(shape) != tuple(given):
         raise LatentDataError(f"{source}: metadata '{SHAPE_KEY}' is {shape}, not the given shape {list(given)}")
     return shape[0], shape[1], shape[2]
+
+
+def _check_statistic(values: np.ndarray, key: str, source: str) -> None:
+    """Footer statistics standardise every latent: NaN or inf (JSON `NaN`, `Infinity`, which Python reads) would
+    make every metric NaN, a negative std would flip channels; refused naming the channel."""
+    bad = np.flatnonzero(~np.isfinite(values) | ((values < 0) if key == STD_KEY else False))
+    if len(bad):
+        allowed = "finite numbers >= 0" if key == STD_KEY else "finite numbers"
+        raise LatentDataError(f"{source}: metadata '{key}': channel {bad[0]} is {values[bad[0]]}; allowed: "
+                              f"{allowed} (re-encode the latents, or drop the three statistics keys to have them "
+                              "computed)")
 
 
 def _footer(schema: pa.Schema, source: str, shape: tuple[int, int, int] | None = None,
@@ -275,7 +290,8 @@ def _footer(schema: pa.Schema, source: str, shape: tuple[int, int, int] | None =
     stats = []
     for key in (MEAN_KEY, STD_KEY):
         values = _json_key(raw, key, source)
-        if not (isinstance(values, list) and len(values) == c and all(isinstance(x, (int, float)) for x in values)):
+        if not (isinstance(values, list) and len(values) == c and all(isinstance(x, (int, float))
+                                                                       and not isinstance(x, bool) for x in values)):
             raise LatentDataError(f"{source}: metadata '{key}' must be a JSON list of {c} numbers")
         stats.append(np.asarray(values, np.float64))
     for key in (TOKENIZER_KEY, HASH_KEY):
@@ -320,8 +336,9 @@ def check_labels(labels: np.ndarray, source: str) -> None:
 
 
 def latent_batch_from_columns(columns: dict[str, np.ndarray], shape: tuple[int, int, int],
-                              source: str = "batch") -> LatentBatch:
-    """Numpy columns (a Ray Data `batch_format="numpy"` batch, or pyarrow's) -> validated `LatentBatch`."""
+                              source: str = "batch", first_row: int = 0) -> LatentBatch:
+    """Numpy columns (a Ray Data `batch_format="numpy"` batch, or pyarrow's) -> validated `LatentBatch`;
+    `first_row` is the batch's first row in its file, for messages."""
     c, h, w = shape
     for name in REQUIRED_COLUMNS:
         if name not in columns:
@@ -341,14 +358,21 @@ def latent_batch_from_columns(columns: dict[str, np.ndarray], shape: tuple[int, 
         if values is not None and len(values) != len(latent):
             raise LatentDataError(f"{source}: column '{name}' has {len(values)} rows, '{LATENT}' has {len(latent)}")
     if not np.isfinite(latent).all():
-        bad = int((~np.isfinite(latent)).any(axis=1).sum())
-        raise LatentDataError(f"{source}: column '{LATENT}': {bad} row(s) contain NaN or inf")
+        rows = np.flatnonzero(~np.isfinite(latent).all(axis=1))
+        raise LatentDataError(f"{source}: column '{LATENT}': {len(rows)} row(s) contain NaN or inf (first: row "
+                              f"{first_row + rows[0]}, sample_id {batch.sample_id[rows[0]]}); latents must be finite")
     if mask is not None and mask.size and mask.max() > 1:
         raise LatentDataError(f"{source}: column '{FG_MASK}': values must be 0 or 1, got {mask.max()}")
     return batch
 
 
+def _numeric(kind: pa.DataType) -> bool:
+    return pa.types.is_floating(kind) or pa.types.is_integer(kind)
+
+
 def _check_column_types(schema: pa.Schema, shape: tuple[int, int, int], path: Location) -> None:
+    """Types from the footer, before any data is read: lists of the right width, and numbers (a string or
+    boolean value would fail deep inside numpy instead, or be read as 0/1)."""
     c, h, w = shape
     for name, width in ((LATENT, c * h * w), (FG_MASK, h * w)):
         if name in schema.names:
@@ -356,6 +380,14 @@ def _check_column_types(schema: pa.Schema, shape: tuple[int, int, int], path: Lo
             if not pa.types.is_fixed_size_list(kind) or kind.list_size != width:
                 raise LatentDataError(f"{path}: column '{name}': type {kind} is not a fixed_size_list of {width} "
                                       f"values (latent shape {[c, h, w]})")
+            if not _numeric(kind.value_type):
+                expected = "float32" if name == LATENT else "uint8 0/1"
+                raise LatentDataError(f"{path}: column '{name}': values are {kind.value_type}, not numbers; "
+                                      f"allowed: {expected} (any float or integer type is read)")
+    for name in (SAMPLE_ID, LABEL):
+        if name in schema.names and not pa.types.is_integer(schema.field(name).type):
+            raise LatentDataError(f"{path}: column '{name}': expected integers, got {schema.field(name).type}; "
+                                  f"store {'class indices 0..K-1 as int32' if name == LABEL else 'unique int64 ids'}")
 
 
 def open_latent_file(path: Location, shape: tuple[int, int, int] | None = None,
@@ -371,10 +403,12 @@ def open_latent_file(path: Location, shape: tuple[int, int, int] | None = None,
 def iter_latent_batches(path: Location, file: pq.ParquetFile, shape: tuple[int, int, int],
                         rows: int = 4096) -> Iterator[LatentBatch]:
     """Validated batches of at most `rows` rows of an open latent file: memory bounded by `rows`, not the file."""
+    first = 0
     try:
         for record_batch in file.iter_batches(batch_size=rows):
             table = pa.Table.from_batches([record_batch])
-            yield latent_batch_from_columns(numpy_columns(table, str(path)), shape, str(path))
+            yield latent_batch_from_columns(numpy_columns(table, str(path), first), shape, str(path), first)
+            first += len(table)
     except (OSError, pa.ArrowException) as err:
         raise LatentDataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from None
 
@@ -387,20 +421,31 @@ def _read_file(path: Location, file: pq.ParquetFile, shape: tuple[int, int, int]
     return latent_batch_from_columns(numpy_columns(table, str(path)), shape, str(path))
 
 
-def numpy_columns(table: pa.Table, source: str) -> dict[str, np.ndarray]:
+def _first_null(column: pa.Array, width: int = 1) -> int:
+    return int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0]) // width
+
+
+def numpy_columns(table: pa.Table, source: str, first_row: int = 0) -> dict[str, np.ndarray]:
     """Arrow columns as numpy, fixed-size lists as [rows, width] views of their flat values: no per-row Python
-    objects (Ray Data's own numpy batches hold one array object per row, ~4x slower for the metric pool)."""
+    objects (Ray Data's own numpy batches hold one array object per row, ~4x slower for the metric pool). A null,
+    in a row or inside a row's list, is refused naming the column and the first such row (`first_row` on)."""
     columns = {}
     for name in table.column_names:
-        column = table[name]
+        column = table[name].combine_chunks()
         if column.null_count:
-            raise LatentDataError(f"{source}: column '{name}': {column.null_count} null value(s); every row needs "
-                                  "a value: fill or drop those rows")
+            raise LatentDataError(f"{source}: column '{name}': {column.null_count} null value(s) (first: row "
+                                  f"{first_row + _first_null(column)}); every row needs a value: fill or drop "
+                                  "those rows")
         if pa.types.is_fixed_size_list(column.type):
             width = column.type.list_size
-            columns[name] = column.combine_chunks().flatten().to_numpy().reshape(-1, width)
+            flat = column.flatten()
+            if flat.null_count:
+                raise LatentDataError(f"{source}: column '{name}': {flat.null_count} null value(s) inside the "
+                                      f"lists (first: row {first_row + _first_null(flat, width)}); every value "
+                                      "must be a number")
+            columns[name] = flat.to_numpy(zero_copy_only=False).reshape(-1, width)
         else:
-            columns[name] = column.to_numpy()
+            columns[name] = column.to_numpy(zero_copy_only=False)
     return columns
 
 

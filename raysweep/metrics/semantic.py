@@ -60,6 +60,19 @@ def knn_label_agreement(features: np.ndarray, labels: np.ndarray, k: int,
     return float((labels[neighbours] == labels[:, None]).mean())
 
 
+def labels_undefined(labels: np.ndarray) -> str | None:
+    """Why a label-based metric is undefined on these labels (None if it is defined): one class only (agreement is
+    1 and a probe has nothing to tell apart), or a class of a single latent (it has no same-class neighbour and
+    cannot be both trained and held out)."""
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < 2:
+        return f"{len(labels)} latent(s) all in one class ({classes[0] if len(classes) else '-'})"
+    if counts.min() < 2:
+        single = classes[counts < 2]
+        return f"class(es) {single[:5].tolist()}{' ...' if len(single) > 5 else ''} hold a single latent"
+    return None
+
+
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
     """Boolean test mask [N]: per class, round(test_fraction·n_k) rows drawn by a seeded permutation, keeping at
     least one training row (classes of one sample are train-only)."""
@@ -121,6 +134,11 @@ class LatentNeighbourConsistency(_PooledFeatures):
         if len(usable) < len(self.ks):
             log.warning("latent/semantic/lnc: %d latent(s) are too few for k = %s; those values are NaN",
                         len(features), sorted(set(self.ks) - set(usable)))
+        why = labels_undefined(labels)
+        if why and usable:
+            log.warning("latent/semantic/lnc: NaN, %s (label agreement is then fixed by the labels, not the latents)",
+                        why)
+            return dict.fromkeys(self.keys, float("nan"))
         neighbours = knn_indices(features, max(usable)) if usable else None
         return {key: knn_label_agreement(features, labels, k, neighbours) for key, k in zip(self.keys, self.ks)}
 
@@ -155,6 +173,11 @@ class LinearProbe(_PooledFeatures):
         from sklearn.linear_model import LogisticRegression
 
         features, labels = self.features(state)
+        why = labels_undefined(labels)
+        if why:
+            log.warning("latent/semantic/linear_probe: NaN, %s (a stratified held-out split needs two or more "
+                        "classes of two or more latents)", why)
+            return {self.key("linear_probe"): float("nan")}
         test = stratified_split(labels, self.test_fraction, self.seed)
         if not test.any() or len(np.unique(labels[~test])) < 2:
             log.warning("latent/semantic/linear_probe: NaN, a held-out split of %d latent(s) in %d class(es) leaves "

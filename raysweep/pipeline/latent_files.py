@@ -8,6 +8,7 @@ one-line error; inputs on which they are defined but weaker are warned about. A 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from raysweep.data.latents import (
     LABEL,
     LATENT,
     MEAN_KEY,
+    SAMPLE_ID,
     STD_KEY,
     Footer,
     LatentBatch,
@@ -34,7 +36,7 @@ from raysweep.data.latents import (
     iter_latent_batches,
     open_latent_file,
 )
-from raysweep.data.location import Location, is_dir, list_files
+from raysweep.data.location import Location, is_dir, is_uri, list_files, resolve, uri_scheme
 from raysweep.metrics import Accumulator, build_metric, compute_metrics, metric_info, metrics_consuming
 from raysweep.metrics.base import Moments, channel_moments
 from raysweep.pipeline.metric_logging import split_values
@@ -42,6 +44,7 @@ from raysweep.pipeline.metric_stage import with_known_stats
 
 log = logging.getLogger(__name__)
 BATCH_ROWS = 4096  # rows per streamed batch: bounds memory; metrics are exact under any split
+FOOTER_TOLERANCE = 0.5  # footer vs data statistics, in units of the larger std (see `_check_footer_matches`)
 DEAD_RELATIVE_STD = 1e-6  # a channel whose std is below this share of |mean| is constant up to float32 rounding
 Say = Callable[[str], None]
 
@@ -75,11 +78,28 @@ def _expand(paths: Sequence[Location]) -> list[Location]:
     """Directories (local or pyarrow.fs URIs) become their Parquet files; files stay as given."""
     files: list[Location] = []
     for path in paths:
-        files += list_files(path, "*.parquet") if is_dir(path) else [path]
+        try:
+            files += list_files(path, "*.parquet") if is_dir(path) else [path]
+        except (ValueError, OSError) as err:  # an unknown URI scheme, an unreachable or unlistable location
+            raise LatentDataError(f"{path}: {err}") from None
     if not files:
         raise FileNotFoundError(f"no Parquet latent files in {', '.join(map(str, paths))}: give *.parquet files or "
                                 "directories holding them (other formats: `raysweep latents import`)")
+    first: dict[str, int] = {}
+    for i, path in enumerate(files):  # read twice, every latent would be its own nearest neighbour (LNC up)
+        same = first.setdefault(_identity(path), i)
+        if same != i:
+            raise LatentDataError(f"{path}: the same file as {files[same]} (given twice, directly or through a "
+                                  "directory or link); give each file once")
     return files
+
+
+def _identity(path: Location) -> str:
+    """What makes two arguments one file: the real path of a local file, else the URI."""
+    if is_uri(str(path)) and uri_scheme(str(path)) != "file":
+        return str(path)
+    local = resolve(path)[1] if is_uri(str(path)) else str(path)
+    return os.path.realpath(local)
 
 
 def _batches(files: list[tuple[Location, pq.ParquetFile]], shape: tuple[int, int, int]) -> Iterator[LatentBatch]:
@@ -87,17 +107,57 @@ def _batches(files: list[tuple[Location, pq.ParquetFile]], shape: tuple[int, int
         yield from iter_latent_batches(path, file, shape, BATCH_ROWS)
 
 
-def _streamed_stats(files: list[tuple[Location, pq.ParquetFile]], shape: tuple[int, int, int]) -> LatentMeta:
-    """Per-channel mean and population std over N,H,W, as `write_latents` stores them, in one streaming pass."""
+def _scan(files: list[tuple[Location, pq.ParquetFile]], shape: tuple[int, int, int]) -> LatentMeta:
+    """One streaming pass before any metric: every batch validated (nulls, non-numbers, NaN/inf refused by column
+    and row), `sample_id`s unique over the whole set, and the per-channel mean and population std over N,H,W as
+    `write_latents` stores them."""
     total: Moments | None = None
+    ids: list[np.ndarray] = []
     for batch in _batches(files, shape):
         if len(batch):
             moments = channel_moments(batch.latent)
             total = moments if total is None else total + moments
+            ids.append(batch.sample_id)
     assert total is not None  # `open_set` refused an empty set first
+    _check_unique_ids(files, ids)
     mean, std = total.mean, np.sqrt(total.m2 / total.count)
     return LatentMeta(shape=shape, tokenizer_id="", channel_mean=mean, channel_std=std,
                       norm_hash=compute_norm_hash(mean, std))
+
+
+def _check_unique_ids(files: list[tuple[Location, pq.ParquetFile]], ids: list[np.ndarray]) -> None:
+    """A `sample_id` twice is one image counted twice (a copied file, a concatenation): refused, naming both rows."""
+    every = np.concatenate(ids)
+    order = np.argsort(every, kind="stable")
+    repeats = np.flatnonzero(every[order][1:] == every[order][:-1])
+    if not len(repeats):
+        return
+    starts = np.cumsum([0] + [file.metadata.num_rows for _, file in files])
+
+    def where(i: int) -> str:
+        f = int(np.searchsorted(starts, i, side="right")) - 1
+        return f"row {i - starts[f]} of {files[f][0]}"
+
+    a, b = order[repeats[0]], order[repeats[0] + 1]
+    raise LatentDataError(f"{files[0][0] if len(files) == 1 else 'latent files'}: column '{SAMPLE_ID}': "
+                          f"{len(repeats)} repeated id(s), first {every[a]} at {where(a)} and {where(b)}; every image "
+                          "needs its own sample_id (is a file given twice?)")
+
+
+def _check_footer_matches(footer: LatentMeta, data: LatentMeta, source: str) -> None:
+    """Footer statistics standardise the latents for every metric; statistics far from the data's (edited, or
+    another set's with its hash recomputed) would shift every value without a word. The tolerance admits a
+    subset of a written set (one part file of several): means within half a std, stds within a factor of 2."""
+    std_f, std_d = footer.channel_std, data.channel_std
+    scale = np.maximum(std_f, std_d) + 1e-6 * (1 + np.abs(data.channel_mean))
+    for key, bad in ((MEAN_KEY, np.abs(footer.channel_mean - data.channel_mean) > FOOTER_TOLERANCE * scale),
+                     (STD_KEY, np.abs(std_f - std_d) > FOOTER_TOLERANCE * scale)):
+        if bad.any():
+            ch = int(np.flatnonzero(bad)[0])
+            given, actual = (footer.channel_mean, data.channel_mean) if key == MEAN_KEY else (std_f, std_d)
+            raise LatentDataError(f"{source}: metadata '{key}': channel {ch} says {given[ch]:.6g} but the data's is "
+                                  f"{actual[ch]:.6g}; the statistics are not these latents' (re-encode them, or drop "
+                                  f"'{MEAN_KEY}', '{STD_KEY}' and '{HASH_KEY}' to have them computed)")
 
 
 def open_set(paths: Sequence[Location], shape: tuple[int, int, int] | None = None) -> LatentSet:
@@ -113,11 +173,14 @@ def open_set(paths: Sequence[Location], shape: tuple[int, int, int] | None = Non
         raise LatentDataError(f"{source}: column '{LATENT}': no rows in {len(files)} file(s); nothing to measure "
                               "(write at least one latent per class)")
     first_pass = footers[0].stats is None
-    if first_pass:
-        meta = _streamed_stats(handles, footers[0].shape)
-    else:
+    if not first_pass:
         meta = footers[0].meta(str(files[0]))
         check_norm_hash(meta, str(files[0]))
+    scanned = _scan(handles, footers[0].shape)
+    if first_pass:
+        meta = scanned
+    else:
+        _check_footer_matches(meta, scanned, str(files[0]))
     return LatentSet(handles, meta, rows, footers[0].has_mask, source, first_pass)
 
 
@@ -150,8 +213,8 @@ def _check_classes(latents: LatentSet, classes: dict[int, Moments], say: Say) ->
     """One class, or classes that are each a single point, leave the class-conditional metrics defined but
     decided by construction (LNC 1, VIV 0): warned, so such a value is never read as a finding."""
     if len(classes) == 1:
-        say(f"warning: {latents.source}: column '{LABEL}': one class ({next(iter(classes))}) only; "
-            "class-conditional metrics are trivial (LNC is 1) or undefined (linear probe): give class labels 0..K-1")
+        say(f"warning: {latents.source}: column '{LABEL}': one class ({next(iter(classes))}) only; the "
+            "label-based metrics are undefined (null): give class labels 0..K-1")
         return
     total = float(np.sum(latents.meta.channel_std ** 2)) * np.prod(latents.meta.shape[1:])
     spread = [float(m.m2.sum()) / m.count for m in classes.values() if m.count > 1]
