@@ -1,5 +1,5 @@
-"""README "Add a regularizer", followed literally: its file goes into a temporary directory on the regularizers
-package path, its registration block runs as written, its study YAML is loaded, validated, and trained one step."""
+"""docs/add-a-regularizer.md, followed literally: its file goes into a temporary directory on the regularizers package
+path, its registration block runs as written, its study YAML is loaded, validated, and trained one step."""
 from __future__ import annotations
 
 import re
@@ -14,19 +14,19 @@ import raysweep.tokenizers.regularizers as regularizers_pkg
 from raysweep.config import ConfigError, load_study
 from raysweep.tokenizers import REGULARIZERS, RegContext, TokenizerTrainer, build_regularizer, build_tokenizer
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "add-a-regularizer.md"
 
 
 def section_blocks() -> list[tuple[str, str]]:
     """(language, code) of the fenced blocks between the add-a-regularizer markers."""
-    text = README.read_text()
+    text = PAGE.read_text()
     section = text.split("<!-- add-a-regularizer:start -->")[1].split("<!-- add-a-regularizer:end -->")[0]
     return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S)
 
 
 @pytest.fixture
 def tv_package(tmp_path, monkeypatch):
-    """The README's file at `raysweep/tokenizers/regularizers/tv.py`, served from tmp_path; cleaned up after."""
+    """The page's file at `raysweep/tokenizers/regularizers/tv.py`, served from tmp_path; cleaned up after."""
     (file_block, register_block, yaml_block) = section_blocks()
     assert [file_block[0], register_block[0], yaml_block[0]] == ["python", "python", "yaml"]
     (tmp_path / "tv.py").write_text(file_block[1])
@@ -39,7 +39,7 @@ def tv_package(tmp_path, monkeypatch):
 def test_readme_regularizer_registers_validates_and_trains(tv_package, tmp_path) -> None:
     register_code, study_yaml = tv_package
     assert "tv" not in REGULARIZERS
-    exec(compile(register_code, "README.md", "exec"), {})
+    exec(compile(register_code, "docs/add-a-regularizer.md", "exec"), {})
     assert REGULARIZERS["tv"].__name__ == "LatentTV"
 
     path = tmp_path / "study.yaml"

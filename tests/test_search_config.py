@@ -86,11 +86,10 @@ def test_tokenizer_search_block() -> None:
         parse_study(data)
 
 
-def test_readme_proxy_study_is_valid() -> None:
-    text = (QUICKSTART.parents[1] / "README.md").read_text()
-    section = text[text.index("## Proxy-guided studies"):]
+def test_docs_proxy_study_is_valid() -> None:
+    section = (QUICKSTART.parents[1] / "docs" / "proxy.md").read_text()
     block = section[section.index("```yaml") + len("```yaml"):section.index("```\n", section.index("```yaml") + 7)]
-    study = parse_study(yaml.safe_load(block), "README.md")
+    study = parse_study(yaml.safe_load(block), "docs/proxy.md")
     spec = allocation_of(study)
     assert spec is not None and spec.budget.trials == 0.3 and spec.fidelity is not None
     assert len(study.tokenizer_trials) == 6

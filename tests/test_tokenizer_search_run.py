@@ -178,12 +178,11 @@ def test_bad_search_block_is_one_line_naming_the_key(tmp_path: Path, change: Any
     assert message.startswith(f"study.yaml: {where}:") and says in message, message
 
 
-def test_readme_search_block_is_valid(tmp_path: Path) -> None:
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text[text.index("## Tokenizer search"):]
+def test_docs_search_block_is_valid(tmp_path: Path) -> None:
+    section = (Path(__file__).resolve().parents[1] / "docs" / "tokenizer-search.md").read_text()
     start = section.index("```yaml") + len("```yaml")
     block = yaml.safe_load(section[start:section.index("```\n", start)])
-    study = parse_study({**search_study(tmp_path), **block}, "README.md")
+    study = parse_study({**search_study(tmp_path), **block}, "docs/tokenizer-search.md")
     search = StudyPlan.from_spec(study).search
     assert search is not None and search.spec.num_samples == 20 and search.spec.confirm == 2
     assert set(search.space["params"]) == {"weight", "threshold"}  # lcr's declared search_space
