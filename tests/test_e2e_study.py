@@ -1,10 +1,13 @@
 """The real pipeline at micro scale: local Ray, sqlite MLflow, Parquet latents, torch-fidelity. Nothing mocked."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from local_ray import local_ray
 
 from raysweep.config import parse_study
@@ -15,6 +18,7 @@ from raysweep.tracking.keys import CHECKPOINT_GFID, EVALUATION_KEY_TAG, EVALUATI
 from raysweep.tracking.tracker import mlflow_name
 
 pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[1]
 
 
 def micro_study(root: Path) -> dict:
@@ -123,3 +127,24 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path, ray_local: None) -> N
         assert run.data.tags[EVALUATION_KEY_TAG] in {j.evaluation_key for j in
                                                      StudyPlan.from_spec(parse_study(edited)).diffusion}
     assert study_status(parse_study(edited))["stale"] == []
+
+    # the Python face on the finished study, as a notebook drives it (experiments/notebook.py: a resume that runs
+    # nothing, the tidy table, the gFID-vs-VIV figure, `analyze_table`), then each verb on its own
+    study_file = tmp_path / "micro.yaml"
+    study_file.write_text(yaml.safe_dump(edited))
+    out = subprocess.run([sys.executable, str(REPO / "experiments" / "notebook.py"), str(study_file),
+                          str(tmp_path / "nb")], capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "0 failed" in out.stdout and (tmp_path / "nb" / "gfid_vs_viv.png").stat().st_size > 0
+    assert len(tracker.runs()) == len(runs)  # the notebook's run resumed: nothing new
+
+    import raysweep
+    from raysweep.analysis import best_cfg_rows, split_excluded
+
+    spec = raysweep.load(study_file)
+    assert len(raysweep.plan(spec).diffusion) == 2 and raysweep.status(spec)["stale"] == []
+    best = best_cfg_rows(split_excluded(raysweep.table(spec))[0])
+    assert sorted(best["tokenizer_id"]) == ["baseline", "lcr"]
+    analysis = raysweep.analyze_table(best, id="tokenizer_id", target="gen/gfid", out_dir=tmp_path / "again",
+                                      metrics=["latent/velocity/viv"])
+    assert len(analysis.best) == 2 and (tmp_path / "again" / "report.html").is_file()
