@@ -39,7 +39,7 @@ def curve_xlabel(key: str) -> str:
 
 def log_latent_metrics(tracker: Tracker, run_id: str, values: dict[str, Any], directory: Path,
                        params: dict[str, Any] | None = None) -> None:
-    """Scalars as metrics, `params` (e.g. `metric_stage.resolved_params`) as tags (a recomputed metric may change
+    """Scalars as metrics, `params` (e.g. `MetricSet.used_params`) as tags (a recomputed metric may change
     them), curves and per-class arrays as one JSON artifact (merged with the curves logged before into `directory`:
     adding a metric keeps the others') plus a PNG each under `figures/`."""
     from raysweep.analysis.figures import curve_plot
