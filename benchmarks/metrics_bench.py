@@ -26,7 +26,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -34,9 +33,7 @@ import pyarrow.parquet as pq
 from raysweep.data import latent_files, read_latent_meta, read_latents, write_latents
 from raysweep.metrics import MetricSet, kronecker_eigenvalues, viv_from_eigenvalues
 from raysweep.metrics.semantic import knn_indices
-
-if TYPE_CHECKING:
-    from raysweep.pipeline.metric_pool import MetricPool
+from raysweep.pipeline.metric_pool import MetricPool
 
 STREAMING = ["viv", "sec", "spatial", "lnc"]
 
@@ -94,11 +91,18 @@ def sklearn_knn(features: np.ndarray, k: int) -> np.ndarray:
     return index.kneighbors(features, return_distance=False)[:, 1:]  # drop self
 
 
-def ray_stage(pool: MetricPool, directory: Path, batch_size: int, finalize: bool) -> object:
-    """The latent-metric job's compute on the study's pool: Ray Data streams `directory` to its actors."""
+def ray_stage(directory: Path, actors: int, batch_size: int, finalize: bool,
+              pool: MetricPool | None = None) -> object:
+    """The latent-metric job's compute on the study's pool (None: a pool of `actors` started and closed here, its
+    start included): Ray Data streams `directory` to its actors."""
     meta = read_latent_meta(latent_files(directory)[0])
     metrics = MetricSet(STREAMING).with_footer(meta)
-    states = pool.merged_states(directory, metrics, meta.shape, batch_size)
+    own = pool or MetricPool(actors)
+    try:
+        states = own.merged_states(directory, metrics, meta.shape, batch_size)
+    finally:
+        if pool is None:
+            own.close()
     return metrics.finalize(states) if finalize else states
 
 
@@ -142,27 +146,25 @@ def main() -> None:
         if not args.quick:
             import ray
 
-            from raysweep.pipeline.metric_pool import MetricPool
-
             ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
             batch = max(64, args.n // 20)
             pools = {k: MetricPool(k) for k in (1, 2)}  # started once, as a study does
             for pool in pools.values():
-                ray_stage(pool, Path(tmp), batch, False)  # warm-up: actor start-up is not throughput
-            r["ray_1_actor_s"], _ = timed(lambda: ray_stage(pools[1], Path(tmp), batch, False))
-            r["ray_2_actors_s"], _ = timed(lambda: ray_stage(pools[2], Path(tmp), batch, False))
+                ray_stage(Path(tmp), 0, batch, False, pool)  # warm-up: actor start-up is not throughput
+            r["ray_1_actor_s"], _ = timed(lambda: ray_stage(Path(tmp), 1, batch, False, pools[1]))
+            r["ray_2_actors_s"], _ = timed(lambda: ray_stage(Path(tmp), 2, batch, False, pools[2]))
             r["ray_speedup_2_over_1"] = r["ray_1_actor_s"] / r["ray_2_actors_s"]
             # Steady-state throughput: the same runs on one file, whose time is the fixed cost (actor start-up,
             # Ray Data planning, the first batch's latency); rows past it over the time past it.
             rows = args.rows_per_file
             with tempfile.TemporaryDirectory() as small:
                 write_latents(small, latents[:rows], labels[:rows], tokenizer_id="bench", rows_per_file=rows)
-                r["ray_1_actor_one_file_s"], _ = timed(lambda: ray_stage(pools[1], Path(small), batch, False))
-                r["ray_2_actors_one_file_s"], _ = timed(lambda: ray_stage(pools[2], Path(small), batch, False))
+                r["ray_1_actor_one_file_s"], _ = timed(lambda: ray_stage(Path(small), 1, batch, False, pools[1]))
+                r["ray_2_actors_one_file_s"], _ = timed(lambda: ray_stage(Path(small), 2, batch, False, pools[2]))
             for k, key in ((1, "ray_1_actor"), (2, "ray_2_actors")):
                 r[f"ray_{k}_steady_rows_per_s"] = (args.n - rows) / (r[f"{key}_s"] - r[f"{key}_one_file_s"])
             r["ray_steady_speedup_2_over_1"] = r["ray_2_steady_rows_per_s"] / r["ray_1_steady_rows_per_s"]
-            r["ray_stage_full_2_actors_s"], _ = timed(lambda: ray_stage(pools[2], Path(tmp), batch, True))
+            r["ray_stage_full_2_actors_s"], _ = timed(lambda: ray_stage(Path(tmp), 2, batch, True, pools[2]))
             r["ray_stage_full_over_scan"] = r["ray_stage_full_2_actors_s"] / r["bare_scan_s"]
             ray.shutdown()
             print(f"ray data streaming: 1 actor {r['ray_1_actor_s']:.2f}s | 2 actors {r['ray_2_actors_s']:.2f}s | "

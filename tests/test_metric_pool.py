@@ -57,32 +57,31 @@ def test_pool_equals_one_pass_in_process_for_every_tokenizer(tmp_path: Path) -> 
 
 @pytest.mark.e2e
 def test_a_node_lost_mid_stream_costs_its_blocks_not_the_numbers(tmp_path: Path) -> None:
-    """Two nodes, an actor on each; the worker node goes while the stream runs. Its actor restarts on the head and
-    its pending blocks (rebuilt from lineage where their objects died with it) are merged once: the same numbers."""
+    """A CPU-less head (the driver, the actors) and two worker nodes that run the reads; one worker node goes
+    while the stream runs. The blocks that died with it are rebuilt from lineage on the other (an actor that was
+    there restarts on a live node), and every block is merged once: the numbers of one pass."""
     import ray
     from ray.cluster_utils import Cluster
 
-    _write(tmp_path / "t", 0, n=600, rows_per_file=10)  # 60 blocks: the stream outlives the node
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
-    worker = cluster.add_node(num_cpus=1)
+    _write(tmp_path / "t", 0, n=1200, rows_per_file=10)  # 120 files: the stream outlives the node
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster.add_node(num_cpus=1)
+    doomed = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
     ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
     try:
-        cluster.wait_for_nodes()
         pool = MetricPool(2)
-        ray.get([a.__ray_ready__.remote() for a in pool.actors])
-        nodes = {ray.get(a.node.remote()) for a in pool.actors}
-        assert worker.node_id in nodes  # SPREAD: one actor lives on the node that goes
         got: dict = {}
         stream = threading.Thread(target=lambda: got.update(zip(("pooled", "one_pass"),
                                                                _pooled_and_one_pass(pool, tmp_path / "t"))))
         stream.start()
-        time.sleep(2.0)
+        time.sleep(3.0)
         assert stream.is_alive(), "the stream ended before the node went: nothing was tested"
-        cluster.remove_node(worker)
-        stream.join(timeout=180)
+        cluster.remove_node(doomed)
+        stream.join(timeout=240)
         assert not stream.is_alive() and got, "the stream did not survive the lost node"
         _assert_same(got["pooled"], got["one_pass"])
-        assert {ray.get(a.node.remote()) for a in pool.actors} == {cluster.head_node.node_id}  # restarted there
+        assert doomed.node_id not in {ray.get(a.node.remote()) for a in pool.actors}
         pool.close()
     finally:
         ray.shutdown()

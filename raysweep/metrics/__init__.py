@@ -1,8 +1,8 @@
 """Latent-space metrics as mergeable accumulators (init / update / merge / finalize), plain numpy and torch.
 
 One code path serves a unit test, one Ray actor or a hundred: states are picklable and exact under any split.
-`MetricSet(names, params)` runs registered latent metrics as one (`compute_metrics`: in one pass); `METRICS` also registers the
-model-dependent ones (`raysweep.metrics.model`); definitions: shared/METRICS.md.
+`MetricSet(names, params)` runs registered latent metrics as one (`compute_metrics`: in one pass); `METRICS` also
+registers the model-dependent ones (`raysweep.metrics.model`); definitions: shared/METRICS.md.
 """
 from raysweep.metrics.base import (
     Accumulator,
@@ -19,6 +19,7 @@ from raysweep.metrics.base import (
     run_accumulator,
 )
 from raysweep.metrics.fisher import fisher_information, kappa, mmse
+from raysweep.metrics.metric_set import MetricSet, compute_metrics
 from raysweep.metrics.mixture import Component, MixtureVelocityAmbiguity, mixture_residuals
 from raysweep.metrics.registry import (
     METRICS,
@@ -28,7 +29,6 @@ from raysweep.metrics.registry import (
     metric_info,
     metrics_consuming,
 )
-from raysweep.metrics.metric_set import MetricSet, compute_metrics
 from raysweep.metrics.semantic import LatentNeighbourConsistency, LinearProbe, knn_label_agreement, pool_features
 from raysweep.metrics.smoothness import SpectralEnergy, dct2, dct_matrix
 from raysweep.metrics.spatial import SpatialDistances, SpatialStructure, resolve_distances
