@@ -61,9 +61,6 @@ class MetricPool:
     def __init__(self, size: int, torch_threads: int = 1) -> None:
         import ray
 
-        context = ray.data.DataContext.get_current()  # a job's stream is short: no bars or plans on the console
-        context.enable_progress_bars = False
-        context.print_on_execution_start = False
         worker = ray.remote(PoolWorker).options(num_cpus=0, max_restarts=RESTARTS, max_task_retries=RESTARTS,
                                                 scheduling_strategy="SPREAD")
         self.actors = [worker.remote(torch_threads) for _ in range(size)]
@@ -74,6 +71,9 @@ class MetricPool:
         Ray Data, in chunks of `batch_size` rows; the states merged here."""
         import ray
 
+        context = ray.data.DataContext.get_current()  # a job's stream is short: no bars or plans in the logs
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False
         filesystem, root, parts = latent_parts(directory)
         dataset = ray.data.read_parquet([f"{root}/{part}" for part in parts], filesystem=filesystem,
                                         num_cpus=READ_CPUS)
