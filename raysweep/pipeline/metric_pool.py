@@ -19,7 +19,7 @@ from raysweep.data.latents import latent_parts, numpy_columns
 from raysweep.data.location import Location
 from raysweep.metrics.metric_set import MetricSet, States
 
-READ_CPUS = 0.25  # the CPU share of a Parquet read task (Ray Data's file listing takes 1 CPU, not configurable)
+READ_CPUS = 0.25  # the CPU share of a Parquet read task
 IN_FLIGHT = 2  # blocks handed to one actor at a time: one computing, one arriving
 RESTARTS = 3  # an actor lost with its node restarts (and reruns its pending blocks) this often
 
@@ -71,7 +71,12 @@ class MetricPool:
         Ray Data, in chunks of `batch_size` rows; the states merged here."""
         import ray
 
-        context = ray.data.DataContext.get_current()  # a job's stream is short: no bars or plans in the logs
+        context = ray.data.DataContext.get_current()
+        # Ray 2.60's Parquet datasource V2 lists files in a task that starts a pool of footer-reading actors, a
+        # start of 2-15 s per stream here; V1 plans from the footers it reads on the spot (0.1 s for a
+        # quickstart tokenizer's latents; benchmarks/RESULTS-metrics.md). A job's stream is short: no progress
+        # bars or plans in the logs.
+        context.use_datasource_v2 = False
         context.enable_progress_bars = False
         context.print_on_execution_start = False
         filesystem, root, parts = latent_parts(directory)
