@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -97,7 +98,8 @@ def main() -> None:
     shape = tuple(args.shape)
     r: dict = {"command": "PYTHONPATH=. python benchmarks/metric_pool_bench.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in vars(args).items() if k != "out"), "metrics": METRICS}
+        for k, v in vars(args).items() if k != "out"), "metrics": METRICS,
+        "load_average_1min_before": os.getloadavg()[0]}  # the machine is shared: the figures depend on it
     with tempfile.TemporaryDirectory() as tmp:
         dirs = []
         for i in range(args.tokenizers):
@@ -126,6 +128,7 @@ def main() -> None:
         for key, value in ref.items():
             np.testing.assert_allclose(np.asarray(a[key]), np.asarray(value), rtol=1e-4, atol=1e-6, err_msg=key)
             np.testing.assert_allclose(np.asarray(b[key]), np.asarray(value), rtol=1e-4, atol=1e-6, err_msg=key)
+    r["load_average_1min_after"] = os.getloadavg()[0]
     base = r["in_process"]["median_s"]
     for way in ("pool_without_start", "pool_with_start"):
         r[f"{way}_over_in_process"] = r[way]["median_s"] / base
