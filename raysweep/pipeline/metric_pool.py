@@ -5,8 +5,9 @@ The pool's actors start once per study. A latent-metric job reads its tokenizer'
 through the job) to the least-loaded actor, at most `IN_FLIGHT` blocks per actor, which throttles the reads. Each
 call returns the `MetricSet` states of one block, merged by the job as they come, so a lost node costs only its
 blocks: a block whose object died with it is rebuilt from lineage (its read task alone re-runs), and an actor lost
-with it restarts elsewhere and is handed its pending blocks again (`RESTARTS`). States merge exactly under any
-split, so the numbers equal one in-process pass. The actors ask Ray for no CPU: the scheduler books a job's CPUs
+with it restarts elsewhere and is handed its pending blocks again (`RESTARTS`; tests/test_metric_pool.py loses a
+node mid-stream and checks the numbers). States merge exactly under any split, so the numbers equal one in-process
+pass. The actors ask Ray for no CPU: the scheduler books a job's CPUs
 (actors x metric_actor.cpu) while it runs, so an idle pool never blocks a trial (on 2 cores it would otherwise
 hold the whole machine for the study).
 """
@@ -71,17 +72,22 @@ class MetricPool:
         Ray Data, in chunks of `batch_size` rows; the states merged here."""
         import ray
 
-        context = ray.data.DataContext.get_current()
         # Ray 2.60's Parquet datasource V2 lists files in a task that starts a pool of footer-reading actors, a
         # start of 2-15 s per stream here; V1 plans from the footers it reads on the spot (0.1 s for a
         # quickstart tokenizer's latents; benchmarks/RESULTS-metrics.md). A job's stream is short: no progress
-        # bars or plans in the logs.
-        context.use_datasource_v2 = False
-        context.enable_progress_bars = False
-        context.print_on_execution_start = False
+        # bars or plans in the logs. The dataset keeps a copy of these settings; the process's are restored.
+        context = ray.data.DataContext.get_current()
+        ours = {"use_datasource_v2": False, "enable_progress_bars": False, "print_on_execution_start": False}
+        theirs = {k: getattr(context, k) for k in ours}
         filesystem, root, parts = latent_parts(directory)
-        dataset = ray.data.read_parquet([f"{root}/{part}" for part in parts], filesystem=filesystem,
-                                        num_cpus=READ_CPUS)
+        try:
+            for k, v in ours.items():
+                setattr(context, k, v)
+            dataset = ray.data.read_parquet([f"{root}/{part}" for part in parts], filesystem=filesystem,
+                                            num_cpus=READ_CPUS)
+        finally:
+            for k, v in theirs.items():
+                setattr(context, k, v)
         merged = metrics.init()
         load = [0] * len(self.actors)
         pending: dict[Any, int] = {}  # a block's result -> the actor computing it
