@@ -257,21 +257,20 @@ def metric_pool(s: Sizes, root: Path) -> dict[str, Any]:
     import ray
 
     from raysweep.data import latent_files, read_latents
+    from raysweep.metrics import MetricSet
     from raysweep.pipeline.metric_pool import MetricPool
-    from raysweep.pipeline.metric_stage import with_known_stats
 
     names = ["viv", "sec", "lnc", "spatial"]
     directory = _pool_latents(s, root)
-    meta = read_latents(latent_files(directory))[1]
-    params = with_known_stats(names, {}, meta)
+    metrics = MetricSet(names, {}).with_footer(read_latents(latent_files(directory))[1])
     start = time.perf_counter()
     pool = MetricPool(8)
     ray.get([a.__ray_ready__.remote() for a in pool.actors])
     started = time.perf_counter() - start
     try:
-        pool.merged_states(directory, names, params, (32, 16, 16), 256)  # warm: imports in the actors
+        pool.merged_states(directory, metrics, (32, 16, 16), 256)  # warm: imports in the actors
         start = time.perf_counter()
-        pool.merged_states(directory, names, params, (32, 16, 16), 256)
+        pool.merged_states(directory, metrics, (32, 16, 16), 256)
         job = time.perf_counter() - start
     finally:
         pool.close()

@@ -9,8 +9,9 @@ Reports, all on the same Parquet files of Kronecker-structured synthetic latents
                    (target <= 2x the bare scan; each metric is also timed alone); their finalize (VIV flip-flop
                    per class, LNC kNN) is timed apart;
   * LNC kNN        our top-k search vs scikit-learn NearestNeighbors (cosine, brute) on the same pooled features;
-  * Ray Data       the metric stage's streaming half with 1 and 2 actors (target >= 1.6x), end to end and in
-                   steady state (minus a one-file run: actor start-up is a fixed cost), and the whole stage
+  * Ray Data       the metric job's streaming half on a started pool (`MetricPool`: Ray Data reads, long-lived
+                   actors) of 1 and 2 actors (target >= 1.6x), end to end and in steady state (minus a one-file
+                   run: the stream's planning and first block are a fixed cost), and the whole stage
                    (streaming + finalize) over the bare scan;
   * VIV            Kronecker flip-flop vs the dense route (d x d sample covariance + eigvalsh) on the same pooled
                    within-class data (target >= 100x), both against the generator's analytic VIV; the flip-flop
@@ -30,9 +31,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from raysweep.data import latent_files, read_latent_meta, read_latents, write_latents
-from raysweep.metrics import build_metric, check_batch, kronecker_eigenvalues, viv_from_eigenvalues
+from raysweep.metrics import MetricSet, kronecker_eigenvalues, viv_from_eigenvalues
 from raysweep.metrics.semantic import knn_indices
-from raysweep.pipeline.metric_stage import with_known_stats
+from raysweep.pipeline.metric_pool import MetricPool
 
 STREAMING = ["viv", "sec", "spatial", "lnc"]
 
@@ -74,14 +75,12 @@ def bare_scan(files: list[Path]) -> int:
     return total
 
 
-def one_pass(files: list[Path], names: list[str] = STREAMING) -> tuple[dict, dict]:
+def one_pass(files: list[Path], names: list[str] = STREAMING) -> tuple[MetricSet, dict]:
     """Read every file and update the named streaming metrics once (one validation per batch): (metrics, states)."""
-    params = with_known_stats(names, {}, read_latent_meta(files[0]))
-    metrics = {name: build_metric(name, **params.get(name, {})) for name in names}
-    states = {name: m.init() for name, m in metrics.items()}
+    metrics = MetricSet(names).with_footer(read_latent_meta(files[0]))
+    states = metrics.init()
     for f in files:
-        batch = check_batch(read_latents([f])[0])
-        states = {name: m.update(states[name], batch) for name, m in metrics.items()}
+        states = metrics.update(states, read_latents([f])[0])
     return metrics, states
 
 
@@ -92,12 +91,19 @@ def sklearn_knn(features: np.ndarray, k: int) -> np.ndarray:
     return index.kneighbors(features, return_distance=False)[:, 1:]  # drop self
 
 
-def ray_stage(directory: Path, actors: int, batch_size: int, finalize: bool) -> object:
-    from raysweep.pipeline.metric_stage import compute_latent_metrics, merged_states
-
-    if finalize:
-        return compute_latent_metrics(directory, STREAMING, {}, actors=actors, batch_size=batch_size)
-    return merged_states(directory, STREAMING, {}, actors=actors, batch_size=batch_size)
+def ray_stage(directory: Path, actors: int, batch_size: int, finalize: bool,
+              pool: MetricPool | None = None) -> object:
+    """The latent-metric job's compute on the study's pool (None: a pool of `actors` started and closed here, its
+    start included): Ray Data streams `directory` to its actors."""
+    meta = read_latent_meta(latent_files(directory)[0])
+    metrics = MetricSet(STREAMING).with_footer(meta)
+    own = pool or MetricPool(actors)
+    try:
+        states = own.merged_states(directory, metrics, meta.shape, batch_size)
+    finally:
+        if pool is None:
+            own.close()
+    return metrics.finalize(states) if finalize else states
 
 
 def main() -> None:
@@ -124,11 +130,11 @@ def main() -> None:
             r[f"one_pass_{name}_alone_s"], _ = timed(lambda name=name: one_pass(files, [name]), repeat=2)
         print("each alone, minus the scan: " + ", ".join(
             f"{n} {r[f'one_pass_{n}_alone_s'] - r['bare_scan_s']:.2f}s" for n in STREAMING), flush=True)
-        for name, m in metrics.items():
+        for name, m in metrics.metrics.items():
             r[f"finalize_{name}_s"], _ = timed(lambda m=m, name=name: m.finalize(states[name]))
-        print("finalize " + ", ".join(f"{n} {r[f'finalize_{n}_s']:.2f}s" for n in metrics), flush=True)
+        print("finalize " + ", ".join(f"{n} {r[f'finalize_{n}_s']:.2f}s" for n in metrics.names), flush=True)
 
-        features, _ = metrics["lnc"].features(states["lnc"])
+        features, _ = metrics.metrics["lnc"].features(states["lnc"])
         r["knn_ours_s"], ours = timed(lambda: knn_indices(features, 10), repeat=3)
         r["knn_sklearn_s"], theirs = timed(lambda: sklearn_knn(features, 10), repeat=3)
         r["knn_sklearn_over_ours"] = r["knn_sklearn_s"] / r["knn_ours_s"]
@@ -142,21 +148,23 @@ def main() -> None:
 
             ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
             batch = max(64, args.n // 20)
-            ray_stage(Path(tmp), 1, batch, False)  # warm-up: worker start-up is not throughput
-            r["ray_1_actor_s"], _ = timed(lambda: ray_stage(Path(tmp), 1, batch, False))
-            r["ray_2_actors_s"], _ = timed(lambda: ray_stage(Path(tmp), 2, batch, False))
+            pools = {k: MetricPool(k) for k in (1, 2)}  # started once, as a study does
+            for pool in pools.values():
+                ray_stage(Path(tmp), 0, batch, False, pool)  # warm-up: actor start-up is not throughput
+            r["ray_1_actor_s"], _ = timed(lambda: ray_stage(Path(tmp), 1, batch, False, pools[1]))
+            r["ray_2_actors_s"], _ = timed(lambda: ray_stage(Path(tmp), 2, batch, False, pools[2]))
             r["ray_speedup_2_over_1"] = r["ray_1_actor_s"] / r["ray_2_actors_s"]
             # Steady-state throughput: the same runs on one file, whose time is the fixed cost (actor start-up,
             # Ray Data planning, the first batch's latency); rows past it over the time past it.
             rows = args.rows_per_file
             with tempfile.TemporaryDirectory() as small:
                 write_latents(small, latents[:rows], labels[:rows], tokenizer_id="bench", rows_per_file=rows)
-                r["ray_1_actor_one_file_s"], _ = timed(lambda: ray_stage(Path(small), 1, batch, False))
-                r["ray_2_actors_one_file_s"], _ = timed(lambda: ray_stage(Path(small), 2, batch, False))
+                r["ray_1_actor_one_file_s"], _ = timed(lambda: ray_stage(Path(small), 1, batch, False, pools[1]))
+                r["ray_2_actors_one_file_s"], _ = timed(lambda: ray_stage(Path(small), 2, batch, False, pools[2]))
             for k, key in ((1, "ray_1_actor"), (2, "ray_2_actors")):
                 r[f"ray_{k}_steady_rows_per_s"] = (args.n - rows) / (r[f"{key}_s"] - r[f"{key}_one_file_s"])
             r["ray_steady_speedup_2_over_1"] = r["ray_2_steady_rows_per_s"] / r["ray_1_steady_rows_per_s"]
-            r["ray_stage_full_2_actors_s"], _ = timed(lambda: ray_stage(Path(tmp), 2, batch, True))
+            r["ray_stage_full_2_actors_s"], _ = timed(lambda: ray_stage(Path(tmp), 2, batch, True, pools[2]))
             r["ray_stage_full_over_scan"] = r["ray_stage_full_2_actors_s"] / r["bare_scan_s"]
             ray.shutdown()
             print(f"ray data streaming: 1 actor {r['ray_1_actor_s']:.2f}s | 2 actors {r['ray_2_actors_s']:.2f}s | "

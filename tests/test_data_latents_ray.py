@@ -1,5 +1,6 @@
 """What Ray Data really hands over for latent Parquet files turns into the same LatentBatch as our own reader, and
-latent stores on pyarrow.fs URIs (storage.latents) work end to end: writer, readers, the Ray Data metric pool."""
+latent stores on pyarrow.fs URIs (storage.latents) work end to end: writer, readers, the metric pool
+(Ray Data reads)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -17,8 +18,9 @@ from raysweep.data import (
     read_latents,
     write_latents,
 )
+from raysweep.metrics import MetricSet
 from raysweep.pipeline.latent_files import metrics_for_files
-from raysweep.pipeline.metric_stage import compute_latent_metrics
+from raysweep.pipeline.metric_pool import MetricPool
 from raysweep.pipeline.store import Store
 
 SHAPE = (2, 3, 3)
@@ -86,8 +88,10 @@ def test_file_uri_latent_store_goes_through_pyarrow_fs(tmp_path: Path, local_ray
     assert meta.norm_hash == read_latent_meta(on_disk / "part-00000.parquet").norm_hash
 
     names = ["viv", "sec"]
-    pooled = compute_latent_metrics(location, names, {}, actors=1, batch_size=3,
-                                    cpus_per_actor=0.5)  # Ray Data on the URI's filesystem
+    metrics = MetricSet(names).with_footer(meta)
+    pool = MetricPool(1)  # Ray Data reads on the URI's filesystem
+    pooled = metrics.finalize(pool.merged_states(location, metrics, meta.shape, batch_size=3))
+    pool.close()
     in_process = metrics_for_files([location], names).values  # the `raysweep metrics` reader, same URI
     local = metrics_for_files([on_disk], names).values
     assert set(in_process) == set(local) and local and set(local) <= set(pooled)  # the CLI folds curve grids in
@@ -98,39 +102,18 @@ def test_file_uri_latent_store_goes_through_pyarrow_fs(tmp_path: Path, local_ray
 
 
 def test_metric_pool_does_not_starve_its_reads_on_a_one_cpu_ray(tmp_path: Path) -> None:
-    """One actor of 1 CPU on a 1-CPU Ray used to hold the only CPU, so the read tasks never ran (a hang)."""
+    """The pool's actors hold no CPU, so on a 1-CPU Ray the stream's listing and reads still run (an actor that
+    held the only CPU used to hang the stage)."""
     import subprocess
     import sys
 
     write_latents(tmp_path, np.random.default_rng(0).normal(size=(40, 2, 4, 4)), np.arange(40) % 4,
                   tokenizer_id="t", rows_per_file=10)
-    script = ("import ray, sys; from raysweep.pipeline.metric_stage import compute_latent_metrics; "
+    script = ("import ray, sys; from raysweep.metrics import MetricSet; from raysweep.data import read_latent_meta, "
+              "latent_files; from raysweep.pipeline.metric_pool import MetricPool; "
               "ray.init(address='local', num_cpus=1, include_dashboard=False, log_to_driver=False); "
-              "v = compute_latent_metrics(sys.argv[1], ['sec'], {}, actors=1, batch_size=10, cpus_per_actor=1.0); "
-              "print(sorted(v)[0])")
+              "meta = read_latent_meta(latent_files(sys.argv[1])[0]); m = MetricSet(['sec']); "
+              "v = m.finalize(MetricPool(1, 1).merged_states(sys.argv[1], m, meta.shape, 10)); print(sorted(v)[0])")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "latent/smoothness/sec" in done.stdout
-
-
-def test_only_infrastructure_losses_are_retried() -> None:
-    """A stream that lost a node (Ray wraps the dead actor in a RayTaskError) is re-run; a metric's error is not."""
-    from ray.exceptions import ActorDiedError, RayTaskError
-
-    from raysweep.pipeline.metric_stage import _lost_to_a_node
-
-    assert _lost_to_a_node(RayTaskError("ListFiles", "tb", ActorDiedError()))
-    assert not _lost_to_a_node(RayTaskError("MetricActor", "tb", ValueError("NaN latents")))
-    assert not _lost_to_a_node(ValueError("NaN latents"))
-    # what the driver sees when the task's error cannot be unpickled: only its text survives, under Ray Data's own
-    from ray.data.exceptions import SystemException
-    from ray.exceptions import UnserializableException
-
-    for text, lost in (("ray.exceptions.ActorDiedError: The actor died", True), ("ValueError: NaN latents", False)):
-        try:
-            try:
-                raise UnserializableException(f"ray.exceptions.RayTaskError: ray::ListFiles()\n{text}")
-            except UnserializableException as cause:
-                raise SystemException() from cause
-        except SystemException as err:
-            assert _lost_to_a_node(err) is lost

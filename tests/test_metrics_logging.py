@@ -7,9 +7,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from raysweep.metrics import compute_metrics
+from raysweep.metrics import MetricSet
 from raysweep.pipeline.metric_logging import log_latent_metrics
-from raysweep.pipeline.metric_stage import resolved_params
 from raysweep.tracking import Tracker
 
 
@@ -18,10 +17,11 @@ def test_scalars_params_curves_and_plots_land_on_the_run(tmp_path: Path) -> None
     labels = np.arange(40) % 2
     data = SimpleNamespace(sample_id=np.arange(40), label=labels, fg_mask=None,
                            latent=(rng.normal(size=(40, 2, 8, 8)) + labels[:, None, None, None]).astype(np.float32))
-    values = compute_metrics([data], ["viv", "spatial"])
+    metrics = MetricSet(["viv", "spatial"])
+    values = metrics.run([data])
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "study")
     run_id = tracker.open_run("tokenizer/a", "tokenizer", "hash-a")
-    params = resolved_params(["viv", "spatial"], {}, (2, 8, 8))
+    params = metrics.used_params((2, 8, 8))
     log_latent_metrics(tracker, run_id, values, tmp_path / "figures", params)
 
     run = tracker.client.get_run(run_id)

@@ -1,5 +1,5 @@
 """Every accumulator gives the same numbers for any split of the data into batches and actors, and one pass of
-`compute_metrics` equals separate runs."""
+`compute_metrics` equals separate runs; so does a `MetricSet` merged over any split, and its key is its job's."""
 from __future__ import annotations
 
 import pickle
@@ -8,9 +8,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from raysweep.metrics import build_metric, compute_metrics, merge_all, metrics_consuming, run_accumulator
+from raysweep.metrics import MetricSet, build_metric, compute_metrics, merge_all, metrics_consuming, run_accumulator
 
 N, C, H, W = 90, 4, 8, 8
+POOLED = ["viv", "sec", "lnc", "spatial", "linear_probe"]  # the set a study streams (each metric: the test above)
 FAST = {"uniformity": {"iterations": 250, "repeats": 1}, "viv_mixture": {"samples": 64, "curve_samples": 2}}
 
 
@@ -36,10 +37,10 @@ def random_batches(data: SimpleNamespace, rng: np.random.Generator) -> list[Simp
     return [take(data, rows) for rows in np.split(order, cuts)]
 
 
-def assert_same(a: dict, b: dict) -> None:
+def assert_same(a: dict, b: dict, atol: float = 1e-12) -> None:
     assert a.keys() == b.keys()
     for key in a:
-        np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-12, equal_nan=True, err_msg=key)
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=atol, equal_nan=True, err_msg=key)
 
 
 @pytest.mark.parametrize("name", [*metrics_consuming("latents"), "spatial-given-stats"])
@@ -72,3 +73,39 @@ def test_one_pass_over_all_metrics_equals_separate_runs():
         separate.update(run_accumulator(build_metric(name, **FAST.get(name, {})), [data]))
     assert_same(together, separate)
     assert all(np.all(np.isfinite(v)) for v in together.values())
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_metric_set_merged_over_any_split_equals_its_one_pass(seed):
+    """What the pool does: actors update the whole set on their blocks (from fresh states), the states travel
+    pickled with the set itself, the driver merges them in arrival order."""
+    data = dataset(seed=seed)
+    one_pass = MetricSet(POOLED)
+    reference = one_pass.run([data])
+    rng = np.random.default_rng(10 + seed)
+    for _ in range(3):
+        travelled = pickle.loads(pickle.dumps(one_pass))  # the set as an actor receives it: rebuilt there
+        parts = [pickle.loads(pickle.dumps(travelled.update(travelled.init(), b)))
+                 for b in random_batches(data, rng)]
+        merged = one_pass.init()
+        for i in rng.permutation(len(parts)):
+            merged = one_pass.merge(merged, parts[i])
+        assert_same(one_pass.finalize(merged), reference, atol=1e-8)  # float32 sums near zero (srss ~ 1e-3)
+
+
+def test_a_metric_set_keys_like_its_job_and_on_what_changes_its_numbers(monkeypatch):
+    from raysweep.config.plan import LatentMetricJob
+    from raysweep.metrics.smoothness import SpectralEnergy
+
+    base = MetricSet(["viv", "sec"], {"sec": {"rhos": [0.25]}})
+    assert base.key("tok") == LatentMetricJob.of("vf", "tok", ("viv", "sec"), {"sec": {"rhos": [0.25]}}).key
+    assert MetricSet(["viv", "sec"], {"sec": {"rhos": [0.5]}}).key("tok") != base.key("tok")
+    assert MetricSet(["viv", "sec"]).key("tok") != base.key("tok")
+    assert base.key("other") != base.key("tok")
+    stats = SimpleNamespace(channel_mean=np.zeros(C), channel_std=np.ones(C))
+    assert base.with_footer(stats).key("tok") == base.key("tok")  # footer statistics come with the upstream
+    before = base.key("tok")
+    monkeypatch.setattr(SpectralEnergy, "version", SpectralEnergy.version + 1)
+    assert base.key("tok") != before
+    with pytest.raises(ValueError, match="params given for metric.*sec"):
+        MetricSet(["viv"], {"sec": {}})

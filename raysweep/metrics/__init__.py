@@ -1,8 +1,8 @@
 """Latent-space metrics as mergeable accumulators (init / update / merge / finalize), plain numpy and torch.
 
 One code path serves a unit test, one Ray actor or a hundred: states are picklable and exact under any split.
-`compute_metrics(batches, names, params)` runs registered latent metrics in one pass; `METRICS` also registers the
-model-dependent ones (`raysweep.metrics.model`); definitions: shared/METRICS.md.
+`MetricSet(names, params)` runs registered latent metrics as one (`compute_metrics`: in one pass); `METRICS` also
+registers the model-dependent ones (`raysweep.metrics.model`); definitions: shared/METRICS.md.
 """
 from raysweep.metrics.base import (
     Accumulator,
@@ -19,12 +19,12 @@ from raysweep.metrics.base import (
     run_accumulator,
 )
 from raysweep.metrics.fisher import fisher_information, kappa, mmse
+from raysweep.metrics.metric_set import MetricSet, compute_metrics
 from raysweep.metrics.mixture import Component, MixtureVelocityAmbiguity, mixture_residuals
 from raysweep.metrics.registry import (
     METRICS,
     MetricInfo,
     build_metric,
-    compute_metrics,
     metric_directions,
     metric_info,
     metrics_consuming,
@@ -47,7 +47,7 @@ from raysweep.metrics.velocity import (
 
 __all__ = [
     "METRICS", "Accumulator", "Batch", "Component", "Consumes", "KeyedMetric", "LatentBatchLike",
-    "LatentNeighbourConsistency", "LatentStats", "LatentUniformity", "LinearProbe", "MetricInfo",
+    "LatentNeighbourConsistency", "LatentStats", "LatentUniformity", "LinearProbe", "MetricInfo", "MetricSet",
     "MixtureVelocityAmbiguity", "Moments", "SpatialDistances", "SpatialStructure", "SpectralEnergy", "State", "Value",
     "VelocityAmbiguity", "build_metric", "check_batch", "class_samples", "compute_metrics", "dct2", "dct_matrix",
     "dense_eigenvalues", "density_scores", "fisher_information", "gini", "hashed_positions", "kappa",

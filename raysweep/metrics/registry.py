@@ -1,5 +1,5 @@
-"""The metric registry: study YAML names -> metric classes, for latent and model-dependent metrics alike, plus a
-one-pass runner of the latent ones.
+"""The metric registry: study YAML names -> metric classes, for latent and model-dependent metrics alike (the latent
+ones run together through `metric_set.MetricSet`).
 
 Each class's typed base says what it consumes (`Accumulator`: latents; `TokenizerMetric`; `DiffusionMetric`), so
 the plan puts it in the right job and the stage runs it through that base: adding a metric is a class and a line
@@ -7,10 +7,9 @@ here.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from raysweep.metrics.base import Accumulator, Consumes, KeyedMetric, LatentBatchLike, MetricInfo, Value, check_batch
+from raysweep.metrics.base import Consumes, KeyedMetric, MetricInfo
 from raysweep.metrics.mixture import MixtureVelocityAmbiguity
 from raysweep.metrics.model.distortion import EncoderDistortion
 from raysweep.metrics.model.equivariance import Equivariance
@@ -70,22 +69,3 @@ def metric_directions() -> dict[str, bool]:
     sign-normalises with."""
     return {k: v for info in METRICS.values() for k, v in info.directions.items()}
 
-
-def compute_metrics(batches: Iterable[LatentBatchLike], names: list[str] | None = None,
-                    params: dict[str, dict[str, Any]] | None = None) -> dict[str, Value]:
-    """Run the named latent metrics (default: all) over the batches in one pass; returns {key: float | array}."""
-    names = list(names) if names is not None else metrics_consuming("latents")
-    params = params or {}
-    stray = sorted(set(params) - set(names))
-    if stray:
-        raise ValueError(f"params given for metric(s) {', '.join(stray)} not in names {names}")
-    metrics = {name: build_metric(name, Accumulator, **params.get(name, {}))  # type: ignore[type-abstract]
-               for name in names}
-    states = {name: m.init() for name, m in metrics.items()}
-    for batch in batches:
-        checked = check_batch(batch)  # validated once; its cache shares per-batch summaries between metrics
-        states = {name: m.update(states[name], checked) for name, m in metrics.items()}
-    values: dict[str, Value] = {}
-    for name, m in metrics.items():
-        values.update(m.finalize(states[name]))
-    return values

@@ -307,7 +307,7 @@ def measure_latent_metrics(names: list[str], shape: tuple[int, int, int] = (32, 
     import numpy as np
 
     from raysweep.data.latents import LatentBatch
-    from raysweep.metrics import Accumulator, build_metric, check_batch
+    from raysweep.metrics import MetricSet
 
     rng = np.random.default_rng(0)
     latents = LatentBatch(np.arange(batch, dtype=np.int64), (np.arange(batch) % 10).astype(np.int32),
@@ -315,6 +315,6 @@ def measure_latent_metrics(names: list[str], shape: tuple[int, int, int] = (32, 
                           (rng.random((batch, *shape[1:])) > 0.5).astype(np.uint8))
     out = {}
     for name in names:
-        metric = build_metric(name, Accumulator)
-        out[name] = _median_step_seconds(lambda: metric.update(metric.init(), check_batch(latents)), 2) / batch
+        metrics = MetricSet([name])
+        out[name] = _median_step_seconds(lambda: metrics.update(metrics.init(), latents), 2) / batch
     return out

@@ -37,10 +37,9 @@ from raysweep.data.latents import (
     open_latent_file,
 )
 from raysweep.data.location import Location, is_dir, is_uri, list_files, resolve, uri_scheme
-from raysweep.metrics import Accumulator, build_metric, compute_metrics, metric_info, metrics_consuming
+from raysweep.metrics import MetricSet, metric_info, metrics_consuming
 from raysweep.metrics.base import Moments, channel_moments
 from raysweep.pipeline.metric_logging import split_values
-from raysweep.pipeline.metric_stage import with_known_stats
 
 log = logging.getLogger(__name__)
 BATCH_ROWS = 4096  # rows per streamed batch: bounds memory; metrics are exact under any split
@@ -250,12 +249,11 @@ def _captured(say: Say) -> Iterator[_Capture]:
         logger.propagate = propagate
 
 
-def _reasons(names: list[str], params: dict[str, dict[str, Any]], messages: list[str]) -> dict[str, list[str]]:
+def _reasons(metric_keys: dict[str, tuple[str, ...]], messages: list[str]) -> dict[str, list[str]]:
     """Metric key -> the warnings its metric logged. A warning starts with `latent/<perspective>/<name>:`; it
     belongs to the metric that has that key, or keys `<that>@...` (lnc@5, lnc@10)."""
     out: dict[str, list[str]] = {}
-    for name in names:
-        keys = build_metric(name, Accumulator, **params.get(name, {})).keys
+    for keys in metric_keys.values():
         mine = [m for m in messages if (p := m.split(": ", 1)[0]) in keys or any(k.startswith(p + "@") for k in keys)]
         out.update({key: mine for key in keys})
     return out
@@ -291,14 +289,14 @@ def metrics_for_files(paths: Sequence[Location], only: list[str] | None = None,
     if latents.first_pass:  # said after the checks: a refused input gets its one error line and nothing else
         say(f"note: {latents.source}: no raysweep statistics in the footer ('{MEAN_KEY}', '{STD_KEY}', "
             f"'{HASH_KEY}'); computed them in a first pass over {latents.rows} rows")
-    params = with_known_stats(names, {}, latents.meta)
+    metrics = MetricSet(names).with_footer(latents.meta)
     classes: dict[int, Moments] = {}
     with _captured(say) as capture:
-        values = compute_metrics(_census(latents.batches(), classes), names, params)
+        values = metrics.run(_census(latents.batches(), classes))
     _check_classes(latents, classes, say)
     census = (f"{latents.rows} rows in {len(classes)} class(es), smallest {min(m.count for m in classes.values()):g}"
               f" rows, '{FG_MASK}' {'present' if latents.has_mask else 'absent'}")
-    return _json_ready(values, _reasons(names, params, capture.messages), census)
+    return _json_ready(values, _reasons(metrics.keys(), capture.messages), census)
 
 
 JSON_HELP = """\

@@ -38,17 +38,20 @@ def curve_xlabel(key: str) -> str:
 
 
 def log_latent_metrics(tracker: Tracker, run_id: str, values: dict[str, Any], directory: Path,
-                       params: dict[str, Any] | None = None) -> None:
-    """Scalars as metrics, `params` (e.g. `metric_stage.resolved_params`) as tags (a recomputed metric may change
-    them), curves and per-class arrays as one JSON artifact (merged with the curves logged before into `directory`:
-    adding a metric keeps the others') plus a PNG each under `figures/`."""
+                       params: dict[str, dict[str, Any]] | None = None) -> None:
+    """Scalars as metrics, `params` ({metric: {param: value}}, e.g. `MetricSet.used_params`) as the tags
+    `metrics.<name>.<param>` (a recomputed metric may change them), curves and per-class arrays as one JSON
+    artifact (merged with the curves logged before into `directory`: adding a metric keeps the others') plus a PNG
+    each under `figures/`."""
     from raysweep.analysis.figures import curve_plot
     from raysweep.pipeline.store import write_json_atomic
+    from raysweep.tracking.keys import METRIC_PARAM_PREFIX
 
     scalars, curves = split_values(values)
     tracker.log_metrics(run_id, scalars)
     if params:
-        tracker.set_tags(run_id, params)
+        tracker.set_tags(run_id, {f"{METRIC_PARAM_PREFIX}{name}.{k}": str(v) for name, used in params.items()
+                                  for k, v in used.items()})
     if not curves:
         return
     directory.mkdir(parents=True, exist_ok=True)
@@ -66,7 +69,7 @@ def log_latent_metrics(tracker: Tracker, run_id: str, values: dict[str, Any], di
 
 def record_metrics(tracker: Tracker, store: Store, job: MetricJob, names: list[str], run_id: str,
                    values: dict[str, Any], artifacts: list[Path] | None = None,
-                   params: dict[str, Any] | None = None) -> None:
+                   params: dict[str, dict[str, Any]] | None = None) -> None:
     """Log the values of a metric job's metrics `names` (and its files under `figures/`, the metrics' versions as
     tags) on its upstream's run, then write their entries in the job's marker beside the entries still current: a
     resumed study finds them and logs nothing twice."""
