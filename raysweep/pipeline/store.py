@@ -111,7 +111,7 @@ class Store:
         done = self.done(job)
         if done is None:
             raise RuntimeError(f"{job.ref} is not finished ({self.marker(job)}): a step after it reads its run")
-        return str(done["run_id"])
+        return done["run_id"]
 
     def cached_marker(self, job: Job) -> Path:
         """`marker` of a job that is cached (every job but the analysis)."""
