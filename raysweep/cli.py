@@ -45,9 +45,9 @@ def _plan(study: StudySpec, plan: StudyPlan) -> dict:
     # a tokenizer search not yet run: its confirmed tokenizers are unknown, their diffusion trials are slots
     diffusion += [{"id": j.id, "key": None, "tokenizer": None, "confirms_rank": j.rank, "backbone": j.trial.backbone,
                    "seed": j.seed, "steps": j.trial.steps} for j in plan.of(ConfirmationSlot)]
-    out = {"study": study.name, "root": str(study.root), "tracking_uri": study.tracking_uri,
-           "tokenizer_trials": tokenizers, "diffusion_trials": diffusion,
-           "metrics": study.metrics.names, "cfg_scales": study.evaluation.cfg_scales}
+    out: dict[str, Any] = {"study": study.name, "root": str(study.root), "tracking_uri": study.tracking_uri,
+                           "tokenizer_trials": tokenizers, "diffusion_trials": diffusion,
+                           "metrics": study.metrics.names, "cfg_scales": study.evaluation.cfg_scales}
     if plan.search is not None:
         search = plan.search
         out["tokenizer_search"] = {"id": search.id, "key": search.key, **search.spec.model_dump(),

@@ -43,3 +43,9 @@ def test_merge_key_override_is_not_a_duplicate_but_a_repeated_key_is(tmp_path: P
 def test_non_finite_strings_in_float_fields_name_the_key(value: str) -> None:
     with pytest.raises(ConfigError, match=r"tokenizers\.lr: .*finite"):
         parse_study({"name": "s", "tokenizers": {"lr": value}})
+
+
+def test_params_of_a_regularizer_that_takes_none_are_one_config_error() -> None:
+    """(An AttributeError from the strict-scalar check once, before the message that names the refused params.)"""
+    with pytest.raises(ConfigError, match=r"variants\[0\]: regularizer 'baseline': x: it takes no params"):
+        parse_study({"name": "s", "tokenizers": {"variants": [{"regularizer": "baseline", "params": {"x": 1}}]}})

@@ -67,7 +67,7 @@ def correlate(
         counts = cluster_resample_counts(rng, groups_all[keep], n_boot) if usable else None
         for name, method in chosen.items():
             r = p = lo = hi = np.nan
-            if usable:
+            if counts is not None:  # usable
                 r = method.r(x, y)
                 p = method.p_value(x, y)
                 boot = method.weighted(x, y, counts)  # (n_boot,)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from scipy import stats
@@ -21,6 +22,13 @@ from scipy import stats
 KENDALL_CHUNK_ELEMENTS = 4_000_000  # bound on n * block for the block of the sign matrix built at once
 
 Statistic = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+class TestResult(Protocol):
+    """What the methods read of a scipy.stats test's result."""
+
+    @property
+    def pvalue(self) -> float: ...
 
 
 def resample_counts(idx: np.ndarray, n: int) -> np.ndarray:
@@ -95,7 +103,7 @@ class CorrelationMethod:
     the observed sample = all ones) and scipy's test."""
 
     weighted: Statistic
-    test: Callable[..., object]
+    test: Callable[..., TestResult]
 
     def r(self, x: np.ndarray, y: np.ndarray) -> float:
         """The coefficient of the observed sample (x, y each of shape (n,))."""

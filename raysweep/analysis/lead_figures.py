@@ -130,7 +130,7 @@ def parallel_coordinates(best: pd.DataFrame, ranking: pd.DataFrame, out_path: st
                                    s=12, zorder=3), ax=ax, label=target).cmap
     span = np.ptp(colours) or 1.0
     positions = np.broadcast_to(np.arange(len(axes), dtype=float), scaled.shape)
-    lines = LineCollection(np.stack([positions, scaled], axis=-1), colors=cmap((colours - colours.min()) / span),
+    lines = LineCollection(list(np.stack([positions, scaled], axis=-1)), colors=cmap((colours - colours.min()) / span),
                            alpha=0.7, linewidths=1.0, rasterized=True)  # one artist for all runs, not one each
     ax.add_collection(lines)
     for j in range(len(axes)):

@@ -15,7 +15,7 @@ the resolved trials, and every trial key, are exactly those of a study without t
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -23,7 +23,7 @@ from raysweep.config.errors import ConfigError, allowed
 from raysweep.config.spec import Strict, StudySpec
 
 ALLOCATION_MODES = ("all", "proxy")
-GREEDY = "greedy"  # acquisition.rule: the lowest predicted gFID next
+GREEDY: Final = "greedy"  # acquisition.rule: the lowest predicted gFID next
 CONSTRAINT = re.compile(r"^\s*([A-Za-z0-9_/@.\-]+)\s*(>=|<=)\s*(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*$")
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from raysweep.config.allocation import TokenizerSearch, tokenizer_search_of
 from raysweep.config.spec import DatasetSpec, DiffusionTrial, ReferenceSpec, StudySpec, TokenizerTrial
 from raysweep.hashing import config_hash, plain
+from raysweep.pipeline.events import Stage
 
 if TYPE_CHECKING:
     from raysweep.metrics.base import Consumes
@@ -98,7 +99,7 @@ def metric_names(study: StudySpec, consumes: Consumes) -> tuple[str, ...]:
 class Job:
     """One unit of work: `id` is its study id, `key` its content key in the store, `deps` the refs it waits for."""
 
-    stage: ClassVar[str]
+    stage: ClassVar[Stage]
     tolerate_failed_deps: ClassVar[bool] = False  # runs after its deps even when some failed
     id: str
     key: str
@@ -136,7 +137,7 @@ def changed_fields(recorded: Any, planned: Any, prefix: str = "") -> list[str]:
 
 @dataclass(frozen=True)
 class TokenizerJob(Job):
-    stage: ClassVar[str] = "tokenizer"
+    stage: ClassVar[Stage] = "tokenizer"
     trial: TokenizerTrial = field(kw_only=True)
 
     @classmethod
@@ -200,7 +201,7 @@ class MetricJob(Job):
 class LatentMetricJob(MetricJob):
     """Metrics computed from a tokenizer's validation latents; `upstream` is the tokenizer's key."""
 
-    stage: ClassVar[str] = "latent_metrics"
+    stage: ClassVar[Stage] = "latent_metrics"
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ class ModelMetricJob(MetricJob):
     """Metrics of the tokenizer itself (`TokenizerMetric`s: equivariance, distortion, iFID); `upstream` is the
     tokenizer's key."""
 
-    stage: ClassVar[str] = "model_metrics"
+    stage: ClassVar[Stage] = "model_metrics"
 
 
 def scored_under(result: Mapping[str, Any], evaluation_key: str) -> bool:
@@ -221,7 +222,7 @@ class DiffusionJob(Job):
     """`key` is the training key (the store directory, the MLflow run); the job is finished when its result was
     scored under `evaluation_key` (a trial ASHA stopped: whatever the evaluation)."""
 
-    stage: ClassVar[str] = "diffusion"
+    stage: ClassVar[Stage] = "diffusion"
     tokenizer: TokenizerJob = field(kw_only=True)
     trial: DiffusionTrial = field(kw_only=True)
     seed: int = field(kw_only=True)
@@ -249,7 +250,7 @@ class DiffusionMetricJob(MetricJob):
     """Metrics of a trained diffusion model (`DiffusionMetric`s: the velocity Fisher); `upstream` is the diffusion
     run's training key (they do not depend on its evaluation)."""
 
-    stage: ClassVar[str] = "diffusion_metrics"
+    stage: ClassVar[Stage] = "diffusion_metrics"
     diffusion: DiffusionJob = field(kw_only=True)
 
 
@@ -259,7 +260,7 @@ class TokenizerSearchJob(Job):
     under its own key, with its metric jobs). `trial` is the block's first draw: what the estimate prices each
     search trial at. `space` is the block's trial fields with their domains."""
 
-    stage: ClassVar[str] = "tokenizer_search"
+    stage: ClassVar[Stage] = "tokenizer_search"
     spec: TokenizerSearch = field(kw_only=True)
     space: dict[str, Any] = field(kw_only=True, hash=False, compare=False)
     trial: TokenizerTrial = field(kw_only=True)
@@ -270,7 +271,7 @@ class ConfirmationSlot(Job):
     """A diffusion trial of the search's `rank`-th best tokenizer (1 = best), unknown until the search ends: planned
     so that `plan`, `status` and the estimate count it; never run (the plan is made anew once the search ends)."""
 
-    stage: ClassVar[str] = "diffusion"
+    stage: ClassVar[Stage] = "diffusion"
     rank: int = field(kw_only=True)
     trial: DiffusionTrial = field(kw_only=True)
     seed: int = field(kw_only=True)
@@ -305,7 +306,7 @@ class SearchOutcome:
 class AnalysisJob(Job):
     """The correlation analysis of every tracked run; it also reports the failed ones."""
 
-    stage: ClassVar[str] = "analysis"
+    stage: ClassVar[Stage] = "analysis"
     tolerate_failed_deps: ClassVar[bool] = True
 
 

@@ -157,7 +157,9 @@ class TokenizerTrial(Strict):
     def _regularizer_and_params(self) -> TokenizerTrial:
         from raysweep.tokenizers.regularizers import regularizer_class, validate_params
 
-        _strict_scalars(regularizer_class(self.regularizer).Params, self.params)
+        params_model = regularizer_class(self.regularizer).Params
+        if params_model is not None:  # one that takes no params: validate_params names the refused ones
+            _strict_scalars(params_model, self.params)
         validate_params(self.regularizer, self.params)
         return self
 

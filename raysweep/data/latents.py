@@ -202,9 +202,9 @@ def _write_part(table: pa.Table, fs: pafs.FileSystem, root: str, name: str) -> N
     elif fs.type_name in OBJECT_STORES:
         pq.write_table(table, f"{root}/{name}", filesystem=fs)
     else:
-        tmp = f"{root}/{temp_name(name)}"  # hidden: Ray Data and pyarrow datasets skip it
-        pq.write_table(table, tmp, filesystem=fs)
-        fs.move(tmp, f"{root}/{name}")
+        hidden = f"{root}/{temp_name(name)}"  # Ray Data and pyarrow datasets skip it
+        pq.write_table(table, hidden, filesystem=fs)
+        fs.move(hidden, f"{root}/{name}")
 
 
 def latent_parts(directory: Location) -> tuple[pafs.FileSystem, str, list[str]]:
@@ -316,7 +316,7 @@ def read_latent_meta(path: Location) -> LatentMeta:
 def _rows(values: np.ndarray, width: int, name: str, source: str) -> np.ndarray:
     """[B, width] from a 2-D array or (as Ray Data hands over fixed-size lists) an object array of 1-D arrays."""
     if values.dtype == object:
-        values = np.stack(values) if len(values) else np.empty((0, width))
+        values = np.stack(list(values)) if len(values) else np.empty((0, width))
     if values.size != len(values) * width:
         raise LatentDataError(f"{source}: column '{name}': rows hold {values.size // max(len(values), 1)} values, "
                               f"expected {width}")

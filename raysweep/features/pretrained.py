@@ -174,8 +174,8 @@ class FeatureEncoder(nn.Module):
             return nn.Sequential(*list(model.children())[:-2])(x)  # resnet: drop avgpool + fc
         if lib == "torchvision":  # VisionTransformer: patchify, class token, encoder (with its final LayerNorm)
             tokens = model._process_input(x)  # type: ignore[operator]
-            cls = model.class_token.expand(tokens.shape[0], -1, -1)  # type: ignore[operator,union-attr]
-            return _grid(model.encoder(torch.cat([cls, tokens], dim=1)), 1)  # type: ignore[operator,union-attr]
+            cls = model.class_token.expand(tokens.shape[0], -1, -1)  # type: ignore[operator]
+            return _grid(model.encoder(torch.cat([cls, tokens], dim=1)), 1)  # type: ignore[operator]
         if lib == "timm":
             return _grid(model.forward_features(x), int(model.num_prefix_tokens))  # type: ignore[operator,arg-type]
         if lib == "open_clip":

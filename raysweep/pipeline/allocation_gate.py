@@ -174,7 +174,7 @@ def tokenizer_metrics(store: Store, tracker: Tracker) -> Features:
         runs = {r.info.run_id: r for r in tracker.runs("tokenizer")}
         rows = []
         for job in jobs:
-            run = runs[store.done(job)["run_id"]]
+            run = runs[store.run_id(job)]
             rows.append({"tokenizer_id": job.id, **{k: v for k, v in Tracker.metrics_of(run).items()
                                                     if k.startswith(TOKENIZER_PREFIXES)}})
         return pd.DataFrame(rows)

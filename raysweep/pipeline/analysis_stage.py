@@ -41,9 +41,9 @@ def missing_trials(study: StudySpec, table: pd.DataFrame, skipped: Collection[st
         runs = table.dropna(subset=["backbone"])
         tracked_runs = set(zip(runs["tokenizer_id"], runs["backbone"], runs["seed"].astype(int)))
     plan = plan or plan_study(study)
-    rows = [{"tokenizer_id": tok.id, **tok.trial.tags(), "status": "MISSING",
-             "reason": "planned tokenizer trial without a tracked run"}
-            for tok in plan.tokenizers if tok.id not in tracked_tokenizers]
+    rows: list[dict[str, Any]] = [{"tokenizer_id": tok.id, **tok.trial.tags(), "status": "MISSING",
+                                   "reason": "planned tokenizer trial without a tracked run"}
+                                  for tok in plan.tokenizers if tok.id not in tracked_tokenizers]
     rows += [{"tokenizer_id": run.tokenizer.id, **run.tokenizer.trial.tags(), "backbone": run.backbone,
               "seed": run.seed,
               **({"status": SKIPPED, "reason": "not chosen by the proxy allocation (see its report section)"}

@@ -80,7 +80,7 @@ def restore(trainer: Trainer) -> list[tuple[str, float, int, int]] | None:
     return unsent
 
 
-def train_with_checkpoints(trainer: Trainer, fit: Callable[[int, Callable[[int, dict[str, float]], None]], None],
+def train_with_checkpoints(trainer: Trainer, fit: Callable[[int, Callable[[int, dict[str, float]], None]], object],
                            total_steps: int, every: int, tracker: Tracker | None, run_id: str | None,
                            prefix: str = "train/", score: Callable[[], dict[str, float]] | None = None
                            ) -> dict[str, float]:

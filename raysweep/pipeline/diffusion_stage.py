@@ -36,6 +36,7 @@ from raysweep.diffusion import (
     straightness,
 )
 from raysweep.diffusion.precision import backbone_autocast, sampling_precision
+from raysweep.diffusion.sampler import SamplerMethod
 from raysweep.diffusion.velocity_model import load_velocity_model, save_velocity_model
 from raysweep.features import EvalCard, generation_card
 from raysweep.hashing import flatten
@@ -47,6 +48,7 @@ from raysweep.pipeline.scoring import GENERATION_REFERENCE, GenerationScorer, fe
 from raysweep.pipeline.store import STOPPED_RESULT, Store, provenance
 from raysweep.search.fidelity import Tiers, checkpoint_count
 from raysweep.tokenizers import load_tokenizer
+from raysweep.tokenizers.tokenizer import Tokenizer
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import (
     BEST_CFG_SCALE,
@@ -263,7 +265,10 @@ def settle_stopped_trial(config: dict[str, Any], result: dict[str, Any]) -> None
         raise RuntimeError(f"{payload['id']}: Tune ended it at checkpoint {result['training_iteration']}, "
                            f"not at one of its rungs {list(tiers.rungs)}")
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
-    run_id = tracker.find_run(STAGE, payload["key"]).info.run_id
+    run = tracker.find_run(STAGE, payload["key"])
+    if run is None:
+        raise RuntimeError(f"{payload['id']}: stopped by Tune, but its MLflow run ({STAGE} {payload['key']}) is gone")
+    run_id = run.info.run_id
     metrics = {tier_gfid_key(rung): float(result[TIER_GFID]), TIER_RUNG: rung}
     tracker.set_tags(run_id, {TIER_TAG: STOPPED})
     ctx.store.mark_done(out, _result(payload, run_id, metrics,
@@ -347,7 +352,7 @@ def cfg_views(scores: dict[float, dict[str, float]], grid: list[float]) -> dict[
     return metrics
 
 
-def decode_standardised(decoder: torch.nn.Module, z: torch.Tensor, meta: LatentMeta, batch_size: int) -> torch.Tensor:
+def decode_standardised(decoder: Tokenizer, z: torch.Tensor, meta: LatentMeta, batch_size: int) -> torch.Tensor:
     """Standardised latents [N,C,H,W] -> de-standardised with the latents' own stats -> decoded [N,3,H,W] floats
     on the decoder's device."""
     device = next(decoder.parameters()).device
@@ -362,14 +367,15 @@ def sample_latents(model: torch.nn.Module, noise: torch.Tensor, labels: torch.Te
     """The ODE every sample of a run comes from (the study's Euler steps, or the sampler check's `variant`): the
     backbone under `backbone_autocast` of its device (what the card's precision reports), the ODE state in
     float32."""
-    method, steps = ("euler", evaluation.sampling_steps) if variant is None else (variant.method, variant.steps)
+    method: SamplerMethod = "euler" if variant is None else variant.method
+    steps = evaluation.sampling_steps if variant is None else variant.steps
     with backbone_autocast(noise.device):
         return ode_sample(model, noise, labels, steps=steps, cfg_scale=scale, method=method,
                           guidance_interval=evaluation.guidance_interval, record_trajectory=record_trajectory)
 
 
 @torch.no_grad()
-def _sample_and_decode(model: torch.nn.Module, decoder: torch.nn.Module, noise: torch.Tensor, labels: torch.Tensor,
+def _sample_and_decode(model: torch.nn.Module, decoder: Tokenizer, noise: torch.Tensor, labels: torch.Tensor,
                        scale: float, evaluation: EvaluationSpec, meta: LatentMeta,
                        variant: SamplerVariant | None = None) -> np.ndarray:
     """Euler ODE in standardised latent space, de-standardise, decode; in batches. -> uint8 [N,3,H,W]."""
@@ -393,5 +399,7 @@ def _trajectory_metrics(model: torch.nn.Module, noise: torch.Tensor, labels: tor
     result = sample_latents(model, noise[:n].to(device), labels[:n].to(device), NO_CFG, evaluation,
                             record_trajectory=True)
     traj = result.trajectory
+    if traj is None:  # asked for with record_trajectory=True
+        raise RuntimeError("the sampler returned no trajectory")
     scalars = {"traj/straightness": float(straightness(traj)), "traj/efficiency": float(efficiency(traj))}
     return scalars, torch.as_tensor(length_ratios(traj)).cpu().numpy()

@@ -204,7 +204,8 @@ class RayExecutor:
         # on the driver's node: a relay on a worker node dies with it (seen in the node-failure test)
         self._relay_actor = ray.remote(EventRelay).options(name=RELAY_NAME, num_cpus=0, get_if_exists=True,
                                                            scheduling_strategy=here)
-        self._relay = self._relay_actor.remote()
+        # Any: ray's stubs type the handle as `ActorHandle | type[EventRelay]`, its methods without `.remote`
+        self._relay: Any = self._relay_actor.remote()
         # the Tune driver of a trial job: no CPU (its trial holds the resources), on the driver's node
         self._tune = ray.remote(run_tune_job).options(num_cpus=0, scheduling_strategy=here, max_retries=0)
         self._call = ray.remote(_call)  # made once: each `ray.remote` exports the function again
@@ -248,7 +249,7 @@ class RayExecutor:
                 task = self._pending.pop(ref)
                 try:
                     errors = ray.get(ref) if task.kind == "trial" else {task.ref: None}
-                    self._done += [Outcome(job, errors[job] and _error(errors[job])) for job in task.refs]
+                    self._done += [Outcome(job, (failure := errors[job]) and _error(failure)) for job in task.refs]
                 except Exception as err:  # a RayTaskError wraps the job's own error: report that
                     cause = getattr(err, "cause", None) or err
                     self._done += [Outcome(job, _error(cause)) for job in task.refs]

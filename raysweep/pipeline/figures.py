@@ -18,5 +18,6 @@ def save_image_grid(images: np.ndarray, path: Path, nrow: int = 8, scale: int = 
         r, c = divmod(i, nrow)
         canvas[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + c * (w + 2):2 + c * (w + 2) + w] = img.transpose(1, 2, 0)
     with atomic_file(path, durable=False) as tmp:  # a lost picture is redrawn; a torn one would be kept
-        Image.fromarray(canvas).resize((canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST).save(tmp)
+        size = (canvas.shape[1] * scale, canvas.shape[0] * scale)
+        Image.fromarray(canvas).resize(size, Image.Resampling.NEAREST).save(tmp)
     return path

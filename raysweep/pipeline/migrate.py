@@ -29,8 +29,8 @@ from raysweep.pipeline.store import Store
 ASSUMED = "assumed_at_migration"  # in a migrated result: the inputs its old key did not cover
 MIGRATED_FROM = "migrated_from"  # in a migrated result: its old key
 # what each old key left out (the dotted input fields of the new key)
-TOKENIZER_ASSUMED = ("dataset", "reference", "version")
-DIFFUSION_ASSUMED = ("version", "evaluation.scorer")
+TOKENIZER_ASSUMED: tuple[str, ...] = ("dataset", "reference", "version")
+DIFFUSION_ASSUMED: tuple[str, ...] = ("version", "evaluation.scorer")
 METRIC_ASSUMED = ("params", "version")
 TOKENIZER_KEY_FOOTER = "raysweep.tokenizer_key"  # the latents' footer entry naming their tokenizer's key
 
@@ -104,8 +104,7 @@ def migrate_store(study: StudySpec, plan: StudyPlan, store: Store) -> list[Move]
         result = Store.result(move.new) or {}
         Store.mark_done(move.new, {**result, **move.job.record(), ASSUMED: list(move.assumed),
                                    MIGRATED_FROM: move.old.name})
-        run = tracker.find_run(move.job.stage, move.old.name) if tracker is not None else None
-        if run is not None:
+        if tracker is not None and (run := tracker.find_run(move.job.stage, move.old.name)) is not None:
             tracker.set_tags(run.info.run_id, {HASH_TAG: move.job.key, MIGRATED_TAG: move.old.name})
     for job in plan.jobs:
         if isinstance(job, MetricJob):

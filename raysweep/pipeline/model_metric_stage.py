@@ -85,7 +85,9 @@ def _written(outputs: Iterable[ModelOutput], directory: Path) -> ModelMetricOutp
             _, curves = split_values(result.values)
             path = directory / result.curves_file
             with atomic_file(path) as tmp:
-                np.savez(tmp, **{k.replace("/", "_"): np.stack([g, v]) for k, (g, v) in curves.items()})
+                # numpy's stub: a `**` dict's keys might include the `allow_pickle: bool` keyword
+                np.savez(tmp, **{k.replace("/", "_"): np.stack([g, v])  # type: ignore[arg-type]
+                                 for k, (g, v) in curves.items()})
             out.artifacts.append(path)
     return out
 
@@ -128,7 +130,7 @@ def run_model_metric_job(ctx: TrialContext, job: ModelMetricJob, params: dict[st
 
     names = list(job.missing(ctx.store.found(job)))
     out = run_model_metrics(ctx, job.upstream, names, params)
-    run_id = ctx.store.result(ctx.store.tokenizer(job.upstream))["run_id"]
+    run_id = ctx.store.finished(ctx.store.tokenizer(job.upstream))["run_id"]
     record_metrics(Tracker(ctx.tracking_uri, ctx.experiment), ctx.store, job, names, run_id, out.values,
                    out.artifacts)
 
@@ -140,6 +142,6 @@ def run_diffusion_metric_job(ctx: TrialContext, job: DiffusionMetricJob, params:
 
     names = list(job.missing(ctx.store.found(job)))
     out = run_diffusion_metrics(ctx, job.upstream, job.diffusion.tokenizer.key, names, params)
-    run_id = ctx.store.result(ctx.store.diffusion(job.upstream))["run_id"]
+    run_id = ctx.store.finished(ctx.store.diffusion(job.upstream))["run_id"]
     record_metrics(Tracker(ctx.tracking_uri, ctx.experiment), ctx.store, job, names, run_id, out.values,
                    out.artifacts)

@@ -149,8 +149,11 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
             if searched is not None and searched.failed:
                 outcome = searched  # the rest of the plan waits for tokenizers the search did not give
             elif plan.of(ConfirmationSlot):  # a search that ended without its result: no stage runs a slot
-                raise RuntimeError(f"the tokenizer search '{plan.search.id}' ended without writing its result "
-                                   f"({store.marker(plan.search)}); run again to restore it")
+                search = plan.search
+                if search is None:
+                    raise RuntimeError("the plan has confirmation slots but no tokenizer search")
+                raise RuntimeError(f"the tokenizer search '{search.id}' ended without writing its result "
+                                   f"({store.marker(search)}); run again to restore it")
             else:
                 tag_confirmed(plan, store, tracker)
                 gate = proxy_gate(study, plan, store, tracker, on_done=log_predictions(store, tracker, plan))
@@ -192,8 +195,9 @@ def _resources(res: TrialResources, times: float = 1.0) -> dict[str, float]:
 def headline(store: Store, job: Job) -> tuple[str, float] | None:
     """The job's headline metric (`tracking.keys.HEADLINE`) from its store result, if it has one."""
     metric = HEADLINE.get(job.stage)
-    done = store.done(job) if metric else None
-    value = (done or {}).get("metrics", {}).get(metric) if metric else None
+    if metric is None:
+        return None
+    value = (store.done(job) or {}).get("metrics", {}).get(metric)
     return None if value is None else (metric, float(value))
 
 
@@ -207,7 +211,7 @@ def log_predictions(store: Store, tracker: Tracker, plan: StudyPlan) -> Callable
         tokenizers = {t.id: t for t in plan.tokenizers}
         predicted = predicted_metrics(allocator, state)
         for tid in allocator.ids:
-            run_id = store.done(tokenizers[tid])["run_id"]
+            run_id = store.run_id(tokenizers[tid])
             if tid in predicted:
                 tracker.log_metrics(run_id, predicted[tid])
             tracker.set_tags(run_id, {PRED_TAG: PREDICTED if tid in predicted else MEASURED})
@@ -277,7 +281,7 @@ def diffusion_experiment(job: DiffusionJob, store: Store) -> str:
 
 
 def _tokenizer_run(job: DiffusionJob, ctx: TrialContext) -> str:
-    return ctx.store.done(job.tokenizer)["run_id"]
+    return ctx.store.run_id(job.tokenizer)
 
 
 def cohort_task(jobs: list[DiffusionJob], study: StudySpec, ctx: TrialContext) -> Task:

@@ -55,7 +55,7 @@ def remaining_path(plan: StudyPlan, cost: Callable[[Job], float]) -> dict[JobRef
     for job in plan:
         for dep in job.deps:
             after[dep].append(job.ref)
-    by_ref, out = plan.by_ref(), {}
+    by_ref, out = plan.by_ref(), dict[JobRef, float]()
     for job in reversed(plan.jobs):  # the plan is topologically ordered
         out[job.ref] = cost(job) + max((out[r] for r in after[job.ref]), default=0.0)
     return {r: out[r] for r in by_ref}
@@ -82,7 +82,7 @@ class Scheduler:
 
     def _finished(self, job: Job, cached: bool = False) -> None:
         metric, value = self.headline(job) or (None, None)
-        self.emit(JobFinished(job.id, job.stage, metric=metric, value=value, cached=cached))  # type: ignore[arg-type]
+        self.emit(JobFinished(job.id, job.stage, metric=metric, value=value, cached=cached))
 
     def run(self) -> ScheduleResult:
         result = ScheduleResult()
@@ -98,7 +98,7 @@ class Scheduler:
             else:
                 waiting.append(job)
                 total = getattr(getattr(job, "trial", None), "steps", None)
-                self.emit(JobQueued(job.id, job.stage, total=total))  # type: ignore[arg-type]
+                self.emit(JobQueued(job.id, job.stage, total=total))
         running: dict[JobRef, Task] = {}
         tasks: dict[JobRef, Task] = {}  # made once, when the job is first ready
         while waiting or running:
@@ -129,9 +129,10 @@ class Scheduler:
                 for k, v in need.items():
                     free[k] = free.get(k, 0.0) - v
                 for ref in task.refs:
-                    waiting.remove(self.jobs[ref])
+                    started = self.jobs[ref]
+                    waiting.remove(started)
                     running[ref] = task
-                    self.emit(JobStarted(ref[1], ref[0], total=task.total_steps))  # type: ignore[arg-type]
+                    self.emit(JobStarted(started.id, started.stage, total=task.total_steps))
                 self.executor.submit(task)
             if waiting and not running and not ready:
                 raise RuntimeError(f"{len(waiting)} job(s) held with nothing running, e.g. {waiting[0].ref}: "
@@ -146,7 +147,7 @@ class Scheduler:
                     self._finished(job)
                 else:
                     result.failed[job.ref] = outcome.error
-                    self.emit(JobFailed(job.id, job.stage, reason=outcome.error))  # type: ignore[arg-type]
+                    self.emit(JobFailed(job.id, job.stage, reason=outcome.error))
                 if self.gate is not None:
                     self.gate.observe(job, outcome.error)
         return result
@@ -165,7 +166,7 @@ class Scheduler:
                 if reason is not None:
                     waiting.remove(job)
                     result.skipped[job.ref] = reason
-                    self.emit(JobSkipped(job.id, job.stage, reason=reason))  # type: ignore[arg-type]
+                    self.emit(JobSkipped(job.id, job.stage, reason=reason))
                     changed = True
 
     @staticmethod
@@ -185,7 +186,7 @@ class Scheduler:
                     waiting.remove(job)
                     reason = f"not run: {failed[0][0]} '{failed[0][1]}' failed"
                     result.failed[job.ref] = reason
-                    self.emit(JobFailed(job.id, job.stage, reason=reason))  # type: ignore[arg-type]
+                    self.emit(JobFailed(job.id, job.stage, reason=reason))
                     if self.gate is not None:
                         self.gate.observe(job, reason)
                     changed = True

@@ -117,11 +117,11 @@ class GenerationScorer:
         """-> {gfid, is (if the FID network has a classifier), fd_<net>, fdr, precision, recall}."""
         features, logits = {}, None
         for spec in self.networks:
-            layers = [spec.layers.fid, *([spec.layers.isc] if spec is self.primary and spec.layers.isc else [])]
-            extracted = extract_features(images, spec, layers=layers)
+            isc = spec.layers.isc if spec is self.primary else None
+            extracted = extract_features(images, spec, layers=[spec.layers.fid, *([isc] if isc else [])])
             features[spec.name] = extracted[spec.layers.fid]
-            if len(layers) == 2:
-                logits = extracted[spec.layers.isc]
+            if isc:
+                logits = extracted[isc]
         return generation_scores(features, self.references, self.primary.name, logits=logits, seed=self.seed)
 
 

@@ -94,7 +94,9 @@ def _remote(fn: Any, resources: dict[str, float], *args: Any) -> None:
     res = dict(resources)
     ray.get(ray.remote(fn).options(num_cpus=res.pop("CPU", 0.0), num_gpus=res.pop("GPU", 0.0), resources=res,
                                    max_retries=0,
-                                   scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None))
+                                   # None (Ray's documented way out of the trial's group); the stub wants a group
+                                   scheduling_strategy=PlacementGroupSchedulingStrategy(
+                                       placement_group=None))  # type: ignore[arg-type]
             .remote(*args))
 
 
@@ -113,7 +115,7 @@ def train_search_trial(env: SearchEnv, config: dict[str, Any]) -> dict[str, floa
     tok, store = TokenizerJob.of(trial, env.upstream), env.ctx.store
     relay = _relay()
     if relay is not None:
-        relay.put.remote(JobStarted(tok.id, tok.stage, total=trial.steps))  # type: ignore[arg-type]
+        relay.put.remote(JobStarted(tok.id, tok.stage, total=trial.steps))
     error = run_trial(f"tokenizers-{tok.key}", train_tokenizer_trial, {"payload": tokenizer_payload(tok, env.ctx)},
                       env.storage, env.tokenizer, trial_name=tok.id, max_failures=env.max_failures,
                       callbacks=None if relay is None else [step_callback("tokenizer", trial.steps)],
@@ -128,7 +130,7 @@ def train_search_trial(env: SearchEnv, config: dict[str, Any]) -> dict[str, floa
             else:
                 _remote(run_model_metric_job, env.metric_actor, env.ctx, job, env.metrics.params)
     tracker = Tracker(env.ctx.tracking_uri, env.ctx.experiment)
-    run_id = store.done(tok)["run_id"]
+    run_id = store.run_id(tok)
     tracker.set_tags(run_id, {SEARCH_RUN_TAG: env.search_run_id})
     metrics = {k: v for k, v in Tracker.metrics_of(tracker.client.get_run(run_id)).items()
                if k.startswith(TOKENIZER_PREFIXES)}
@@ -167,9 +169,9 @@ def run_search_job(env: SearchEnv, job: TokenizerSearchJob, seed: int) -> None:
                 trials.append((trial, t))
         if not trials:
             raise RuntimeError(f"no search trial finished; first error: {(result.errors or ('none',))[0]}")
-        runs = {t.id: store.done(TokenizerJob.of(t, env.upstream))["run_id"] for t, _ in trials}
-        for order, (trial, t) in enumerate(trials):
-            tracker.log_metrics(runs[trial.id], {SEARCH_SCORE: t.metrics[SEARCH_SCORE],
+        runs = {tok.id: store.run_id(tok) for tok in (TokenizerJob.of(trial, env.upstream) for trial, _ in trials)}
+        for order, (tokenizer_run, (_, t)) in enumerate(zip(runs.values(), trials)):
+            tracker.log_metrics(tokenizer_run, {SEARCH_SCORE: t.metrics[SEARCH_SCORE],
                                                  SEARCH_FEASIBLE: float(t.feasible), SEARCH_ORDER: float(order)})
         best = best_feasible([t for _, t in trials], 1)
         tracker.log_metrics(run_id, {SEARCH_FEASIBLE_COUNT: float(sum(t.feasible for _, t in trials)),
@@ -178,7 +180,7 @@ def run_search_job(env: SearchEnv, job: TokenizerSearchJob, seed: int) -> None:
     except Exception as err:
         tracker.finish(run_id, "FAILED", reason=f"{type(err).__name__}: {err}")
         raise
-    store.mark_done(store.marker(job), {"run_id": run_id, "errors": list(result.errors),
+    store.mark_done(store.cached_marker(job), {"run_id": run_id, "errors": list(result.errors),
                                         "trials": [{"trial": trial.model_dump(), "metrics": t.metrics,
                                                     "feasible": t.feasible} for trial, t in trials]})
     tracker.finish(run_id)
@@ -196,5 +198,4 @@ def tag_confirmed(plan: StudyPlan, store: Store, tracker: Tracker) -> None:
         return
     tracker.set_tags(done["run_id"], {SEARCH_CHOSEN_TAG: ",".join(found.confirmed)})
     for tok in plan.tokenizers:
-        run = store.done(tok)
-        tracker.set_tags(run["run_id"], {SEARCH_CONFIRMED_TAG: str(tok.id in found.confirmed).lower()})
+        tracker.set_tags(store.run_id(tok), {SEARCH_CONFIRMED_TAG: str(tok.id in found.confirmed).lower()})

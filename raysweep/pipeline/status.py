@@ -90,7 +90,7 @@ def study_status(study: StudySpec, text: bool = False, plan: StudyPlan | None = 
     runs = plan.diffusion
     finished = [j for j in runs if job_done(store, j)]
     slots = plan.of(ConfirmationSlot)  # diffusion trials of tokenizers a search has not found yet
-    status = {"study": study.name, "root": str(study.root),
+    status: dict[str, Any] = {"study": study.name, "root": str(study.root),
               "data_ready": store.data(dataset_key(study.dataset)).is_dir(), "tokenizers": list(by_tokenizer.values()),
               "diffusion_trials": len(runs) + len(slots), "diffusion_finished": len(finished),
               "diffusion_metrics_finished": sum(job_done(store, j) for j in plan.of(DiffusionMetricJob)),

@@ -106,6 +106,20 @@ class Store:
         found = self.found(job)
         return found if found is not None and job.current(found) else None
 
+    def run_id(self, job: Job) -> str:
+        """The MLflow run of a finished `job`, read by a step that runs after it."""
+        done = self.done(job)
+        if done is None:
+            raise RuntimeError(f"{job.ref} is not finished ({self.marker(job)}): a step after it reads its run")
+        return done["run_id"]
+
+    def cached_marker(self, job: Job) -> Path:
+        """`marker` of a job that is cached (every job but the analysis)."""
+        marker = self.marker(job)
+        if marker is None:
+            raise RuntimeError(f"{job.ref} has no marker: its result is never stored")
+        return marker
+
     def found(self, job: Job) -> dict[str, Any] | None:
         """Whatever result is stored at `job`'s marker, current or not."""
         marker = self.marker(job)
@@ -126,12 +140,18 @@ class Store:
         path = directory / RESULT_FILE
         return json.loads(path.read_text()) if path.is_file() else None
 
+    @classmethod
+    def finished(cls, directory: Path) -> dict[str, Any]:
+        """The result of a stage output that a step after it reads."""
+        found = cls.result(directory)
+        if found is None:
+            raise RuntimeError(f"{directory} is not finished: a step after it reads its result")
+        return found
+
     @staticmethod
     def mark_done(directory: Path, result: dict[str, Any]) -> None:
         write_json_atomic(directory / RESULT_FILE, result)
 
     def finish(self, job: Job, result: dict[str, Any]) -> None:
         """Write `job`'s result with its record and provenance, whole (a metric job: every metric's entry)."""
-        marker = self.marker(job)
-        assert marker is not None, f"{job.ref} has no marker"
-        self.mark_done(marker, provenance({**result, **job.record()}))
+        self.mark_done(self.cached_marker(job), provenance({**result, **job.record()}))

@@ -117,6 +117,8 @@ def _fit(trial: TokenizerTrial, ctx: TrialContext, tracker: Tracker | None, run_
 
 def _train_and_encode(trial: TokenizerTrial, key: str, ctx: TrialContext, tracker: Tracker, run_id: str,
                       device: torch.device) -> dict[str, float]:
+    if trial.id is None:  # the loader names every trial; its latents carry the name
+        raise ValueError(f"tokenizer trial {key} has no id")
     trainer, train, x_train = _fit(trial, ctx, tracker, run_id, device)
     val = load_images(ctx.root, ctx.dataset_key, "val")
 

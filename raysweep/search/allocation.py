@@ -178,6 +178,8 @@ class Allocator:
                 chosen = [int(i) for i in rows[np.argsort(self.fit(state).predict(self.features[rows]).mean,
                                                           kind="stable")[:acq.batch]]]
             else:
+                if post is None:  # only greedy acquisition with the stop rule off skips the posterior
+                    raise RuntimeError(f"acquisition rule '{acq.rule}' ran without the posterior")
                 chosen = pick(scores(post, acq.top_k, acq.top_weight, acq.correlation_weight), acq.batch)
         affordable = self._affordable(state, chosen)
         if not affordable:

@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -134,12 +135,15 @@ class Tracker:
                                                                          tags=tags))
             except MlflowException:  # created concurrently by another process
                 exp = self._retry(lambda: self.client.get_experiment_by_name(self.experiment))
+                if exp is None:
+                    raise RuntimeError(f"MLflow experiment '{self.experiment}' could neither be created nor found")
+        experiment_id: str = exp.experiment_id
         if exp.lifecycle_stage == "deleted":
-            self._retry(lambda: self.client.restore_experiment(exp.experiment_id))
+            self._retry(lambda: self.client.restore_experiment(experiment_id))
         for key, value in tags.items():
             if exp.tags.get(key) != value:
-                self._retry(lambda k=key, v=value: self.client.set_experiment_tag(exp.experiment_id, k, v))
-        return exp.experiment_id
+                self._retry(partial(self.client.set_experiment_tag, experiment_id, key, value))
+        return experiment_id
 
     def _artifact_location(self) -> str | None:
         """A sqlite store keeps its artifacts next to the DB (in the study directory, shared on a cluster), not in
@@ -186,7 +190,7 @@ class Tracker:
         have = dict(existing.data.params) if existing is not None else {}
         todo = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in have]
         for i in range(0, len(todo), 100):
-            self._retry(lambda chunk=todo[i:i + 100]: self.client.log_batch(run_id, params=chunk))
+            self._retry(partial(self.client.log_batch, run_id, params=todo[i:i + 100]))
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         self._retry(lambda: self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]))
@@ -238,7 +242,7 @@ class Tracker:
         (rows are sent in order, so a metric's rows up to its last stored step all arrived); then try to send."""
         last = {name: self._last_step(run_id, name) for name in {row[0] for row in rows}}
         todo = [Metric(name, value, ts, step) for name, value, ts, step in rows
-                if last[name] is None or step > last[name]]
+                if (stored := last[name]) is None or step > stored]
         self.pending[:0] = [(run_id, todo[i:i + MAX_BATCH]) for i in range(0, len(todo), MAX_BATCH)]
         self.flush(timeout=0.0)
 

@@ -44,7 +44,7 @@ class _StudyLogFile(logging.FileHandler):
     """Opened at the first record, its folder made then: a study refused as bad input before anything logs leaves
     no `logs/` folder behind."""
 
-    def _open(self):  # type: ignore[no-untyped-def]
+    def _open(self):
         Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
         return super()._open()
 
