@@ -227,7 +227,7 @@ class _Capture(logging.Handler):
 
     def __init__(self, say: Say) -> None:
         super().__init__(logging.WARNING)
-        self.say, self.messages = say, []
+        self.say, self.messages = say, list[str]()
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()

@@ -64,7 +64,8 @@ class MetricPool:
 
         worker = ray.remote(PoolWorker).options(num_cpus=0, max_restarts=RESTARTS, max_task_retries=RESTARTS,
                                                 scheduling_strategy="SPREAD")
-        self.actors = [worker.remote(torch_threads) for _ in range(size)]
+        # Any: Ray's stubs type an actor's methods without `.remote`
+        self.actors: list[Any] = [worker.remote(torch_threads) for _ in range(size)]
 
     def merged_states(self, directory: Location, metrics: MetricSet, shape: tuple[int, int, int],
                       batch_size: int) -> States:

@@ -31,6 +31,6 @@ def run_latent_metric_job(ctx: TrialContext, job: LatentMetricJob, spec: Metrics
         values = metrics.run([read_latents(latent_files(latents))[0]])
     else:
         values = metrics.finalize(pool.merged_states(latents, metrics, meta.shape, spec.batch_size))
-    run_id = store.result(store.tokenizer(job.upstream))["run_id"]
+    run_id = store.finished(store.tokenizer(job.upstream))["run_id"]
     record_metrics(Tracker(ctx.tracking_uri, ctx.experiment), store, job, names, run_id, values,
                    params=metrics.used_params(meta.shape))
