@@ -52,8 +52,9 @@ def test_a_run_asha_stopped_is_a_stopped_row_the_analysis_excludes(tmp_path: Pat
 
 
 def test_cheap_gfid_per_checkpoint_becomes_curve_columns(tmp_path: Path) -> None:
-    """A run's `CHECKPOINT_GFID` history, or else its cheap ASHA rungs, become `conv/gfid@<step>` columns."""
-    from raysweep.tracking.keys import CHECKPOINT_GFID, checkpoint_gfid_column, tier_gfid_key
+    """A run's `CHECKPOINT_GFID` history, or else its cheap ASHA rungs, become `conv/gfid@<step>` columns; its
+    sampler-check values are columns of their own."""
+    from raysweep.tracking.keys import CHECKPOINT_GFID, checkpoint_gfid_column, sampler_gfid_key, tier_gfid_key
 
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "t")
     study = tracker.open_run("t", "study", "s")
@@ -64,10 +65,11 @@ def test_cheap_gfid_per_checkpoint_becomes_curve_columns(tmp_path: Path) -> None
         run = tracker.open_run(f"a/SiT-T/{seed}", "diffusion", f"d-{seed}", parent_id=tok,
                                tags={"tokenizer_id": "a", "backbone": "SiT-T", "seed": seed})
         tracker.log_history(run, [(step, {key: value}) for key, points in history.items() for step, value in points])
-        tracker.log_metrics(run, {"gen/cfg1/gfid": 5.0})
+        tracker.log_metrics(run, {"gen/cfg1/gfid": 5.0, sampler_gfid_key("heun", 20): 4.0 + seed})
         tracker.finish(run)
 
     table = study_table(tracker).set_index("seed")
+    assert table["gen/sampler/gfid@heun20"].tolist() == [4.0, 5.0]  # the sampler check: a column per solver
     curve = [checkpoint_gfid_column(s) for s in (100, 200, 300)]
     assert table.loc[0, curve].tolist() == [9.0, 7.0, 6.5]
     assert table.loc[1, curve[0]] == 8.0 and np.isnan(table.loc[1, curve[1]]) and table.loc[1, curve[2]] == 6.0

@@ -80,9 +80,12 @@ CHECKPOINT_GFID = "conv/gfid"
 TIER_GFID_KEY = re.compile(rf"^{TIER_PREFIX}rung\d+/gfid$")  # what `tier_gfid_key` writes
 
 
+SAMPLER_PREFIX = "gen/sampler/"  # the sampler check's values: one per diffusion run, repeated on its CFG rows
+
+
 def sampler_gfid_key(method: str, steps: int) -> str:
     """A diffusion run's gFID at its best CFG scale re-sampled with `method` at `steps` (the sampler check)."""
-    return f"gen/sampler/gfid@{method}{int(steps)}"
+    return f"{SAMPLER_PREFIX}gfid@{method}{int(steps)}"
 
 
 def checkpoint_gfid_column(step: int) -> str:

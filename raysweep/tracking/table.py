@@ -15,6 +15,7 @@ from raysweep.tracking.keys import (
     CFG_KEY,
     CHECKPOINT_GFID,
     FAILURE_REASON_TAG,
+    SAMPLER_PREFIX,
     STOPPED,
     TIER_GFID_KEY,
     TIER_RUNG,
@@ -25,7 +26,7 @@ from raysweep.tracking.keys import (
 from raysweep.tracking.tracker import PARENT_TAG, Tracker, mlflow_name
 
 TOKENIZER_PREFIXES = ("latent/", "recon/")
-RUN_PREFIXES = ("traj/", "gen/best/", "gen/nocfg/")  # per diffusion run, repeated on each of its CFG rows
+RUN_PREFIXES = ("traj/", "gen/best/", "gen/nocfg/", SAMPLER_PREFIX)  # per diffusion run, on each of its CFG rows
 CARD_PREFIX = "card."  # card fields are logged as params `card.<field>`
 LENGTH_RATIO = "traj/length_ratio"  # history: step = Euler segment
 LATENT_CURVES_FILE = "curves/latent_curves.json"  # {key: {"grid": [...], "values": [...]}} on the tokenizer run
