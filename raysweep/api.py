@@ -12,7 +12,7 @@
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,16 +41,19 @@ def plan(study: StudySpec) -> StudyPlan:
 
 
 def run(study: StudySpec, executor: Executor | None = None, quiet: bool = False, analyze: bool = True,
-        verbose: bool = False) -> StudyResult:
+        verbose: bool = False, on_logs: Callable[[Path], None] | None = None) -> StudyResult:
     """Run or resume the study, holding its lock; progress as `raysweep run` shows it (`quiet`: none). Library logs
-    go to `<root>/logs/raysweep.log` (`verbose`: here too). `executor`: another than Ray's (e.g. in-process)."""
+    go to `<root>/logs/raysweep.log` (`verbose`: here too; `on_logs(path)` once it is open). `executor`: another
+    than Ray's (e.g. in-process). `raysweep run` is this function."""
     from raysweep.config.preflight import preflight
     from raysweep.pipeline.lock import study_lock
     from raysweep.pipeline.runner import run_study
     from raysweep.view import open_view, route_logs
 
     preflight(study)  # first: a study that cannot run leaves no lock file behind (and the lock needs the root)
-    with study_lock(study.root, hint=f"raysweep status {study.source}"), route_logs(study.root, verbose):
+    with study_lock(study.root, hint=f"raysweep status {study.source}"), route_logs(study.root, verbose) as log:
+        if on_logs is not None:
+            on_logs(log)
         if quiet:
             return run_study(study, analyze=analyze, verbose=verbose, executor=executor)
         with open_view(title=f"study {study.name}") as view:

@@ -9,6 +9,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from raysweep.config import ConfigError, load_study
@@ -116,16 +117,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError("--address", "", f"{args.address!r} is not a Ray address; allowed: auto, local, "
                                                "HOST:PORT or ray://HOST:PORT") from None
-    from raysweep.config.preflight import preflight
-    from raysweep.pipeline.lock import study_lock
-    from raysweep.pipeline.runner import run_study
-    from raysweep.view import open_view, route_logs
+    from raysweep.api import run
 
-    preflight(study)  # first: a study that cannot run leaves no lock file behind (and the lock needs the root)
-    with study_lock(study.root, hint=f"raysweep status {args.study}"):
-        with route_logs(study.root, args.verbose) as log, open_view(title=f"study {study.name}") as view:
-            print(f"library logs: {log}" + ("" if args.verbose else "   (-v shows them here too)"), flush=True)
-            result = run_study(study, analyze=not args.no_analysis, sink=view, verbose=args.verbose)
+    def say_logs(log: Path) -> None:
+        print(f"library logs: {log}" + ("" if args.verbose else "   (-v shows them here too)"), flush=True)
+
+    result = run(study, analyze=not args.no_analysis, verbose=args.verbose, on_logs=say_logs)
     print(f"MLflow UI: raysweep ui {args.study}   (tracking URI {study.tracking_uri})")
     if result.report:
         print(f"report: artifact '{result.report}' of run {result.study_run_id}")
