@@ -17,7 +17,7 @@ from raysweep.analysis.noise import measure_noise
 from raysweep.analysis.regression import OLSResult
 
 IMAGE_MIME = {".png": "image/png", ".svg": "image/svg+xml"}
-EXCLUDED_COLUMNS = ("tokenizer_id", "backbone", "seed", "cfg_scale", "status", "reason")
+EXCLUDED_COLUMNS = ("tokenizer_id", "tokenizer_seed", "backbone", "seed", "cfg_scale", "status", "reason")
 CORRELATION_SHOWN = ("target", "metric", "method", "r", "ci_low", "ci_high", "p_value", "n", "agreement")
 REGRESSION_SHOWN = ("predictors", "coef_x", "coef_y", "intercept", "r2", "adj_r2", "loo_r2", "n")
 CSS = """

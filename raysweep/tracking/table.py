@@ -15,11 +15,13 @@ from raysweep.tracking.keys import (
     CFG_KEY,
     CHECKPOINT_GFID,
     FAILURE_REASON_TAG,
+    RUN_KEYS,
     SAMPLER_PREFIX,
     STOPPED,
     TIER_GFID_KEY,
     TIER_RUNG,
     TIER_TAG,
+    TOKENIZER_SEED_TAG,
     checkpoint_gfid_column,
     stopped_reason,
 )
@@ -30,7 +32,7 @@ RUN_PREFIXES = ("traj/", "gen/best/", "gen/nocfg/", SAMPLER_PREFIX)  # per diffu
 CARD_PREFIX = "card."  # card fields are logged as params `card.<field>`
 LENGTH_RATIO = "traj/length_ratio"  # history: step = Euler segment
 LATENT_CURVES_FILE = "curves/latent_curves.json"  # {key: {"grid": [...], "values": [...]}} on the tokenizer run
-SORT_KEYS = ["tokenizer_id", "backbone", "seed", "cfg_scale"]
+SORT_KEYS = [*RUN_KEYS, "cfg_scale"]
 STOPPED_STATUS = "STOPPED"  # a diffusion run stopped at a cheap tier by ASHA (multi-fidelity gFID)
 HISTORY_THREADS = 8
 
@@ -50,6 +52,7 @@ def _tokenizer_columns(run: Any) -> dict[str, Any]:
     tags = run.data.tags
     cols: dict[str, Any] = {
         "tokenizer_id": tags.get("tokenizer_id", run.info.run_name),
+        "tokenizer_seed": int(tags.get(TOKENIZER_SEED_TAG, 0)),
         "family": tags.get("family"), "cluster": tags.get("cluster"), "variant": tags.get("variant"),
         "tokenizer_run_id": run.info.run_id, "recon_card_hash": tags.get(CARD_HASH_TAG),
     }
@@ -90,8 +93,8 @@ def checkpoint_curve(tracker: Tracker, run_id: str, metrics: dict[str, float]) -
 def study_table(tracker: Tracker) -> pd.DataFrame:
     """Every tokenizer and diffusion run of the study, failed ones included (with `status` and `reason`).
 
-    Columns: ids and tags (tokenizer_id, family, cluster, variant, backbone, seed, run ids), `status`, `reason`,
-    `cfg_scale`, `latent/*`, `recon/*`, `recon_card_hash` and `recon_card.<field>` of the tokenizer, `traj/*`,
+    Columns: ids and tags (tokenizer_id, tokenizer_seed, family, cluster, variant, backbone, seed, run ids), `status`,
+    `reason`, `cfg_scale`, `latent/*`, `recon/*`, `recon_card_hash` and `recon_card.<field>` of the tokenizer, `traj/*`,
     `gen/best/*` and `gen/nocfg/*` of the diffusion run, `gen/<metric>` at the row's CFG scale (from
     `gen/cfg<scale>/<metric>`), the diffusion run's evaluation card: `card_hash` and `card.<field>`, and its cheap
     gFID per checkpoint `conv/gfid@<step>` where logged (`checkpoint_curve`).
