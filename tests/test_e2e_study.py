@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -145,6 +146,17 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path, ray_local: None) -> N
     assert len(raysweep.plan(spec).diffusion) == 2 and raysweep.status(spec)["stale"] == []
     best = best_cfg_rows(split_excluded(raysweep.table(spec))[0])
     assert sorted(best["tokenizer_id"]) == ["baseline", "lcr"]
+    # the floors, on one scorer's features: the real floor < each tokenizer's rFID < its gFID
+    assert (best["gen/fd_floor"] < best["recon/rfid"]).all() and (best["recon/rfid"] < best["gen/gfid"]).all()
     analysis = raysweep.analyze_table(best, id="tokenizer_id", target="gen/gfid", out_dir=tmp_path / "again",
                                       metrics=["latent/velocity/viv"])
     assert len(analysis.best) == 2 and (tmp_path / "again" / "report.html").is_file()
+
+    # the reversal experiments' script reads the same tracked runs (2 tokenizers: every r is NaN, but each score the
+    # study measured gets its row: the study's gFID, the Heun re-sample, the convergence curve's checkpoints)
+    out = subprocess.run([sys.executable, str(REPO / "experiments" / "reversal.py"), str(study_file),
+                          str(tmp_path / "reversal")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    relation = pd.read_csv(tmp_path / "reversal" / "relation.csv")
+    assert {"gen/gfid", "gen/sampler/gfid@heun4", "conv/gfid@30"} <= set(relation["score"])
+    assert (tmp_path / "reversal" / "reversal.md").read_text().startswith("# Reversal experiments: micro")
