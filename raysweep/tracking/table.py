@@ -31,7 +31,7 @@ TOKENIZER_PREFIXES = ("latent/", "recon/")
 RUN_PREFIXES = ("traj/", "gen/best/", "gen/nocfg/", SAMPLER_PREFIX)  # per diffusion run, on each of its CFG rows
 CARD_PREFIX = "card."  # card fields are logged as params `card.<field>`
 LENGTH_RATIO = "traj/length_ratio"  # history: step = Euler segment
-LATENT_CURVES_FILE = "curves/latent_curves.json"  # {key: {"grid": [...], "values": [...]}} on the tokenizer run
+CURVES_DIR = "curves"  # on a tokenizer run: `<stage>_curves.json` files of {key: {"grid": [...], "values": [...]}}
 SORT_KEYS = [*RUN_KEYS, "cfg_scale"]
 STOPPED_STATUS = "STOPPED"  # a diffusion run stopped at a cheap tier by ASHA (multi-fidelity gFID)
 HISTORY_THREADS = 8
@@ -170,7 +170,8 @@ def _local_artifact_root(tracker: Tracker) -> Path | None:
 
 
 def latent_curve(tracker: Tracker, run_ids: list[str], key: str) -> pd.DataFrame:
-    """One latent curve (e.g. `latent/velocity/viv_t`) of the given tokenizer runs, read from their curve JSON.
+    """One latent curve (e.g. `latent/velocity/viv_t`) of the given tokenizer runs, read from their curve JSONs
+    (`curves/*.json`: one per metric stage that logged curves on the run).
 
     Columns: tokenizer_run_id, t, value; runs that did not log the curve contribute no rows. On a local artifact
     store the JSON is read in place (MLflow's `<artifact root>/<run id>/artifacts/<path>` layout): per-run
@@ -182,15 +183,13 @@ def latent_curve(tracker: Tracker, run_ids: list[str], key: str) -> pd.DataFrame
         for run_id in run_ids:
             run_dir = None if local is None else local / run_id / "artifacts"
             if run_dir is not None and run_dir.is_dir():
-                path = run_dir / LATENT_CURVES_FILE
-                if not path.is_file():
-                    continue
+                paths = sorted((run_dir / CURVES_DIR).glob("*.json"))
             else:
-                folder = str(Path(LATENT_CURVES_FILE).parent)
-                if not any(a.path == LATENT_CURVES_FILE for a in tracker.client.list_artifacts(run_id, folder)):
-                    continue
-                path = Path(tracker.client.download_artifacts(run_id, LATENT_CURVES_FILE, tmp))
-            curve = json.loads(path.read_text()).get(key)
-            if curve is not None:
-                rows += [(run_id, float(t), float(v)) for t, v in zip(curve["grid"], curve["values"])]
+                paths = [Path(tracker.client.download_artifacts(run_id, a.path, tmp))
+                         for a in tracker.client.list_artifacts(run_id, CURVES_DIR) if a.path.endswith(".json")]
+            for path in paths:
+                curve = json.loads(path.read_text()).get(key)
+                if curve is not None:
+                    rows += [(run_id, float(t), float(v)) for t, v in zip(curve["grid"], curve["values"])]
+                    break
     return pd.DataFrame(rows, columns=["tokenizer_run_id", "t", "value"])
