@@ -16,6 +16,7 @@ from raysweep.config.plan import StudyPlan
 from raysweep.pipeline.status import study_status
 from raysweep.tracking import PARENT_TAG, STAGE_TAG, Tracker
 from raysweep.tracking.keys import CHECKPOINT_GFID, EVALUATION_KEY_TAG, EVALUATION_TAG_PREFIX, METRIC_VERSION_PREFIX
+from raysweep.tracking.table import study_table
 from raysweep.tracking.tracker import mlflow_name
 
 pytestmark = pytest.mark.e2e
@@ -128,6 +129,9 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path, ray_local: None) -> N
         assert run.data.tags[EVALUATION_KEY_TAG] in {j.evaluation_key for j in
                                                      StudyPlan.from_spec(parse_study(edited)).diffusion}
     assert study_status(parse_study(edited))["stale"] == []
+    rows = study_table(tracker)  # the scale no longer swept (2.0) stays on the runs in MLflow, not in the table
+    assert "gen/cfg2.0/gfid" in Tracker.metrics_of(tracker.runs("diffusion")[0])
+    assert sorted(set(rows["cfg_scale"].dropna())) == [1.0, 1.5]
 
     # the Python face on the finished study, as a notebook drives it (experiments/notebook.py: a resume that runs
     # nothing, the tidy table, the gFID-vs-VIV figure, `analyze_table`), then each verb on its own

@@ -2,6 +2,7 @@
 scale) and the curves the figures need (trajectory length ratios, latent curves such as VIV(t))."""
 from __future__ import annotations
 
+import ast
 import json
 import tempfile
 from pathlib import Path
@@ -14,6 +15,7 @@ from raysweep.tracking.keys import (
     CARD_HASH_TAG,
     CFG_KEY,
     CHECKPOINT_GFID,
+    EVALUATION_TAG_PREFIX,
     FAILURE_REASON_TAG,
     RUN_KEYS,
     SAMPLER_PREFIX,
@@ -23,6 +25,7 @@ from raysweep.tracking.keys import (
     TIER_TAG,
     TOKENIZER_SEED_TAG,
     checkpoint_gfid_column,
+    sampler_gfid_key,
     stopped_reason,
 )
 from raysweep.tracking.tracker import PARENT_TAG, Tracker, mlflow_name
@@ -90,6 +93,25 @@ def checkpoint_curve(tracker: Tracker, run_id: str, metrics: dict[str, float]) -
             for m in tracker.client.get_metric_history(run_id, mlflow_name(key))}
 
 
+def _last_scored(metrics: dict[str, float], tags: dict[str, str]) -> dict[str, float]:
+    """The run's metrics without those of an earlier evaluation: a re-score after `cfg_scales` or `sampler_check`
+    changed leaves the old `gen/cfg<s>/*` and `gen/sampler/*` values on the run (MLflow keeps every key), and a
+    scale no longer swept must not be a row, nor win the best-CFG choice. The run's `eval.*` tags say what its last
+    scoring swept; a run without them (logged before they existed) keeps everything."""
+    scales, samplers = tags.get(f"{EVALUATION_TAG_PREFIX}cfg_scales"), tags.get(f"{EVALUATION_TAG_PREFIX}sampler_check")
+    swept = None if scales is None else {float(s) for s in ast.literal_eval(scales)}
+    checked = None if samplers is None else {sampler_gfid_key(v["method"], v["steps"])
+                                             for v in ast.literal_eval(samplers)}
+
+    def current(key: str) -> bool:
+        match = CFG_KEY.match(key)
+        if match and swept is not None:
+            return float(match.group(1)) in swept
+        return checked is None or not key.startswith(SAMPLER_PREFIX) or key in checked
+
+    return {k: v for k, v in metrics.items() if current(k)}
+
+
 def study_table(tracker: Tracker) -> pd.DataFrame:
     """Every tokenizer and diffusion run of the study, failed ones included (with `status` and `reason`).
 
@@ -112,7 +134,7 @@ def study_table(tracker: Tracker) -> pd.DataFrame:
         base = {**_tokenizer_columns(tok), "backbone": diff.data.tags.get("backbone"),
                 "seed": int(diff.data.tags.get("seed", 0)), "diffusion_run_id": diff.info.run_id,
                 "status": status, "reason": reason, **_card_columns(diff)}
-        metrics = Tracker.metrics_of(diff)
+        metrics = _last_scored(Tracker.metrics_of(diff), diff.data.tags)
         base.update({k: v for k, v in metrics.items() if k.startswith(RUN_PREFIXES) and k != LENGTH_RATIO})
         base.update(checkpoint_curve(tracker, diff.info.run_id, metrics))
         per_cfg: dict[float, dict[str, float]] = {}
