@@ -52,6 +52,17 @@ def test_perturbed_covariance_is_exactly_the_scaled_one_and_the_mean_is_kept() -
     np.testing.assert_allclose(out.mean(axis=0), z.mean(axis=0), atol=1e-12)
 
 
+def test_a_fitted_basis_shrinks_held_out_latents_to_the_samplers_covariance() -> None:
+    """The script shrinks validation latents in the train latents' basis: held-out samples of the same Gaussian get
+    the sampler's covariance V diag(s²λ) Vᵀ (to sampling error)."""
+    train, rotation, mean = _gaussian(100_000, seed=9)
+    held_out = mean + (np.random.default_rng(10).standard_normal((100_000, 5)) * np.sqrt(LAM)) @ rotation.T
+    out = shrink(held_out, 20, basis=Eigenbasis.of(train))
+    along = np.einsum("dk,de,ek->k", rotation, np.cov(out.T, bias=True), rotation)
+    np.testing.assert_allclose(along, sampler_spread(LAM, 20) ** 2 * LAM, rtol=0.03)
+    np.testing.assert_array_equal(shrink(train, 20, basis=Eigenbasis.of(train)), shrink(train, 20))
+
+
 def test_many_steps_are_the_identity_and_20_shrink_each_direction_by_its_factor() -> None:
     z, rotation, mean = _gaussian(2000, seed=4)
     np.testing.assert_allclose(shrink(z, 100_000), z, atol=2e-4)

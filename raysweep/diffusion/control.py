@@ -55,10 +55,11 @@ def shrinkage_factors(basis: Eigenbasis, steps: int, method: SamplerMethod = "eu
     return sampler_spread(basis.variances, steps, method)
 
 
-def shrink(z: np.ndarray, steps: int, method: SamplerMethod = "euler") -> np.ndarray:
-    """z (N, D) with each covariance direction of its own scaled by the sampler's factor; mean and null space kept.
-    -> (N, D) in z's dtype."""
-    basis = Eigenbasis.of(z)
+def shrink(z: np.ndarray, steps: int, method: SamplerMethod = "euler", basis: Eigenbasis | None = None
+           ) -> np.ndarray:
+    """z (N, D) with each covariance direction scaled by the sampler's factor about the mean; the null space kept.
+    `basis`: the distribution the sampler was fitted to (the train latents'; default z's own). -> (N, D), z's dtype."""
+    basis = basis or Eigenbasis.of(z)
     coords = basis.coordinates(z)  # (N, K)
     moved = (coords * (shrinkage_factors(basis, steps, method) - 1)) @ basis.directions.T  # (N, D)
     return (np.asarray(z, dtype=np.float64) + moved).astype(z.dtype)
@@ -92,8 +93,8 @@ class Perturbation:
             return f"shrink@{self.method}{self.steps}"
         return f"noise@{self.sigma:g}" if self.kind == "noise" else "none"
 
-    def apply(self, z: np.ndarray, seed: int = 0) -> np.ndarray:
-        """(N, D) -> (N, D)."""
+    def apply(self, z: np.ndarray, seed: int = 0, basis: Eigenbasis | None = None) -> np.ndarray:
+        """(N, D) -> (N, D); `basis` as for `shrink`."""
         if self.kind == "shrink":
-            return shrink(z, self.steps, self.method)
+            return shrink(z, self.steps, self.method, basis)
         return add_noise(z, self.sigma, seed) if self.kind == "noise" else z.copy()
