@@ -3,8 +3,9 @@ than from what diffusion learned?
 
 For every finished tokenizer of a study: its validation latents, standardised as the diffusion model sees them
 (the per-channel mean and std of its train latents), are perturbed (`raysweep.diffusion.control`: the Euler
-sampler's exact per-direction shrinkage at the study's sampling steps and at 50 and 100, isotropic noise of
-sigma 0.1 and 0.2, and `none`, the plain reconstruction), de-standardised, decoded by the tokenizer and scored with
+sampler's exact per-direction shrinkage at the study's sampling steps and at 50 and 100, in the eigenbasis of the
+train latents the diffusion model was fitted to; isotropic noise of sigma 0.1 and 0.2; and `none`, the plain
+reconstruction), de-standardised, decoded by the tokenizer and scored with
 the study's own scorer against the validation images (the stage-0 network, as rFID is scored). If this control
 ranks tokenizers like the real gFID, the reversal comes from decoder x sampler rather than from learning.
 
@@ -76,18 +77,20 @@ def tokenizer_scores(table: pd.DataFrame) -> pd.DataFrame:
 def control_fd(store: Store, dataset_key: str, spec: FeatureSpec, key: str, todo: list[Perturbation],
                batch_size: int, device: torch.device) -> dict[str, float]:
     """FD of the decoded perturbed validation latents of tokenizer `key`, per perturbation name."""
+    from raysweep.diffusion.control import Eigenbasis
     from raysweep.pipeline.diffusion_stage import decode_standardised, load_latents
     from raysweep.pipeline.scoring import reconstruction_scores, to_uint8
     from raysweep.tokenizers import load_tokenizer
 
     val, _ = load_latents(store, key, "val")
-    meta = load_latents(store, key, "train")[1]  # the statistics the diffusion model standardises with
+    train, meta = load_latents(store, key, "train")  # what the diffusion model was fitted to, and its statistics
     z = meta.standardise(val.latent)  # (N, C, H, W)
     flat = z.reshape(len(z), -1)  # (N, D)
+    basis = Eigenbasis.of(meta.standardise(train.latent).reshape(len(train.latent), -1))
     decoder = load_tokenizer(store.tokenizer_file(key)).eval().to(device)
     out = {}
     for perturbation in todo:
-        moved = torch.from_numpy(perturbation.apply(flat, NOISE_SEED).reshape(z.shape))
+        moved = torch.from_numpy(perturbation.apply(flat, NOISE_SEED, basis).reshape(z.shape))
         images = to_uint8(decode_standardised(decoder, moved, meta, batch_size))
         out[perturbation.name] = reconstruction_scores(store, dataset_key, spec, images, "val")[0]["rfid"]
     return out
@@ -105,7 +108,8 @@ def summary(rows: pd.DataFrame, study_name: str, study_steps: int, command: str)
     """The markdown summary: per perturbation, how the control FD ranks tokenizers against gFID and VIV."""
     per_tok = rows.drop_duplicates(ID).set_index(ID)
     lines = [f"# No-diffusion control: study `{study_name}`", "", f"Command: `{command}`", "",
-             "Each tokenizer's validation latents, perturbed in the diffusion model's standardised space, decoded "
+             "Each tokenizer's validation latents, perturbed in the diffusion model's standardised space (shrinkage "
+             "along the train latents' covariance directions), decoded "
              "and scored against the validation images with the study's scorer (`fd`; `none` is the plain "
              f"reconstruction, so its FD is rFID). `shrink@euler{study_steps}` is the study's own sampler. Over "
              "tokenizers with a gFID; r = Pearson, ρ = Spearman.", "",

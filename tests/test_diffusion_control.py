@@ -102,3 +102,7 @@ def test_perturbation_names_and_dispatch() -> None:
     np.testing.assert_array_equal(Perturbation("shrink", steps=20).apply(z), shrink(z, 20))
     np.testing.assert_array_equal(Perturbation("noise", sigma=0.2).apply(z, seed=3), add_noise(z, 0.2, seed=3))
     np.testing.assert_array_equal(Perturbation("none").apply(z), z)
+    for bad, match in ((dict(kind="shrink", steps=0), "steps must be >= 1"), (dict(kind="noise", sigma=-0.1), "sigma"),
+                       (dict(kind="blur"), "one of none, shrink, noise")):
+        with pytest.raises(ValueError, match=match):
+            Perturbation(**bad)

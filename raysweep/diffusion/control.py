@@ -86,6 +86,14 @@ class Perturbation:
     sigma: float = 0.0  # noise
     method: SamplerMethod = "euler"
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("none", "shrink", "noise"):
+            raise ValueError(f"perturbation kind must be one of none, shrink, noise, got {self.kind!r}")
+        if self.kind == "shrink" and self.steps < 1:
+            raise ValueError(f"shrink: steps must be >= 1, got {self.steps}")
+        if self.kind == "noise" and not self.sigma >= 0:
+            raise ValueError(f"noise: sigma must be >= 0, got {self.sigma}")
+
     @property
     def name(self) -> str:
         """The CSV's `perturbation` value: `none`, `shrink@euler20`, `noise@0.1`."""
