@@ -66,6 +66,8 @@ def tokenizer_scores(table: pd.DataFrame) -> pd.DataFrame:
     """Per tokenizer: gFID (mean over its finished runs, each at its best CFG scale), VIV and rFID."""
     from raysweep.analysis import best_cfg_rows, split_excluded
 
+    if GFID not in table.columns:  # no diffusion run has finished yet: the control FD is still measured
+        table = table.assign(**{GFID: float("nan")})
     ok = split_excluded(table)[0]
     best = best_cfg_rows(ok) if len(ok) else ok
     gfid = pd.to_numeric(best[GFID], errors="coerce").groupby(best[ID]).mean().rename("gfid")
