@@ -146,23 +146,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("study", help="the study's YAML file (its store must hold finished tokenizers)")
     parser.add_argument("--storage", metavar="DIR", help="studies directory (sets RAYSWEEP_STORAGE, as for raysweep)")
     parser.add_argument("--out", default="experiments/results/no_diffusion_control", metavar="DIR")
-    parser.add_argument("--steps", default="50,100", help="Euler steps to shrink at besides the study's")
-    parser.add_argument("--sigmas", default="0.1,0.2", help="isotropic noise levels in the standardised space")
+    parser.add_argument("--steps", type=_numbers(int), default=[50, 100], metavar="A,B",
+                        help="Euler steps to shrink at besides the study's (default 50,100)")
+    parser.add_argument("--sigmas", type=_numbers(float), default=[0.1, 0.2], metavar="A,B",
+                        help="isotropic noise levels in the standardised space (default 0.1,0.2)")
     args = parser.parse_args(argv)
     if args.storage:
         os.environ["RAYSWEEP_STORAGE"] = args.storage
+    from raysweep.cli import user_error
 
+    try:
+        return _run(args, argv)
+    except Exception as err:  # bad input (a study file, a store not run): one line, as the raysweep CLI says it
+        line = user_error(err)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 2
+
+
+def _numbers(kind: type[int] | type[float]) -> Any:
+    """An argparse type: a comma-separated list of `kind`."""
+    def parse(text: str) -> list[int | float]:
+        try:
+            return [kind(part) for part in text.split(",") if part]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+
+    return parse
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """Every finished tokenizer's missing rows, the CSV rewritten after each tokenizer, then the summary."""
     from raysweep.api import load, plan, table
     from raysweep.atomic import write_text_atomic
+    from raysweep.cli import require_tracking_store
+    from raysweep.config import ConfigError
     from raysweep.config.plan import dataset_key
     from raysweep.pipeline.store import Store
 
     study = load(args.study)
+    require_tracking_store(study, args.study)  # opening a missing store would create an empty one
     store = Store(study.root, study.latent_storage)
     data_key = dataset_key(study.dataset)
     steps = study.evaluation.sampling_steps
-    wanted = perturbations(steps, [int(s) for s in args.steps.split(",") if s],
-                           [float(s) for s in args.sigmas.split(",") if s])
+    try:
+        wanted = perturbations(steps, args.steps, args.sigmas)
+    except ValueError as err:
+        raise ConfigError("no_diffusion_control.py", "--steps/--sigmas", str(err)) from None
     order = [p.name for p in wanted]
     scores = tokenizer_scores(table(study))
     out = Path(args.out)
