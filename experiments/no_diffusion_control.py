@@ -12,9 +12,10 @@ ranks tokenizers like the real gFID, the reversal comes from decoder x sampler r
     RAYSWEEP_STORAGE=/work/bench-studies PYTHONPATH=. python experiments/no_diffusion_control.py \
         experiments/benchmark.yaml --out experiments/results/no_diffusion_control
 
-Writes OUT/control.csv (tokenizer_id, perturbation, fd, gfid, viv, rfid; rows already there are not recomputed, so
-a stopped run resumes) and OUT/control.md (Spearman and Pearson of the control FD with gFID over tokenizers, and
-r(VIV, control FD) beside r(VIV, gFID)).
+Writes OUT/control.csv (job, tokenizer_id, tokenizer_seed, perturbation, fd, gfid, viv, rfid: a row per tokenizer
+job, so each seed replicate has its own; rows already there are not recomputed, so a stopped run resumes) and
+OUT/control.md (Spearman and Pearson of the control FD with gFID over tokenizers, and r(VIV, control FD) beside
+r(VIV, gFID)).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from raysweep.pipeline.store import Store
 
 GFID, VIV, RFID = "gen/gfid", "latent/velocity/viv", "recon/rfid"
-ID, PERTURBATION, FD = "tokenizer_id", "perturbation", "fd"
+ID, SEED, JOB, PERTURBATION, FD = "tokenizer_id", "tokenizer_seed", "job", "perturbation", "fd"
 CSV_FILE, SUMMARY_FILE = "control.csv", "control.md"
 NOISE_SEED = 0  # one noise draw for every tokenizer: differences between tokenizers are not the draw's
 
@@ -63,15 +64,16 @@ def scoring_spec(study: StudySpec, store: Store, dataset_key: str) -> FeatureSpe
 
 
 def tokenizer_scores(table: pd.DataFrame) -> pd.DataFrame:
-    """Per tokenizer: gFID (mean over its finished runs, each at its best CFG scale), VIV and rFID."""
+    """Per tokenizer replicate (tokenizer_id, tokenizer_seed): gFID (mean over its finished runs, each at its best
+    CFG scale), VIV and rFID."""
     from raysweep.analysis import best_cfg_rows, split_excluded
 
     if GFID not in table.columns:  # no diffusion run has finished yet: the control FD is still measured
         table = table.assign(**{GFID: float("nan")})
     ok = split_excluded(table)[0]
     best = best_cfg_rows(ok) if len(ok) else ok
-    gfid = pd.to_numeric(best[GFID], errors="coerce").groupby(best[ID]).mean().rename("gfid")
-    own = table.reindex(columns=[ID, VIV, RFID]).groupby(ID).first()  # tokenizer-level columns, on every row
+    gfid = pd.to_numeric(best[GFID], errors="coerce").groupby([best[ID], best[SEED]]).mean().rename("gfid")
+    own = table.reindex(columns=[ID, SEED, VIV, RFID]).groupby([ID, SEED]).first()  # tokenizer-level columns
     own = own.apply(pd.to_numeric, errors="coerce").rename(columns={VIV: "viv", RFID: "rfid"})
     return own.join(gfid, how="left")[["gfid", "viv", "rfid"]]
 
@@ -108,13 +110,13 @@ def _r(method: Any, x: pd.Series, y: pd.Series) -> float:
 
 def summary(rows: pd.DataFrame, study_name: str, study_steps: int, command: str) -> str:
     """The markdown summary: per perturbation, how the control FD ranks tokenizers against gFID and VIV."""
-    per_tok = rows.drop_duplicates(ID).set_index(ID)
+    per_tok = rows.drop_duplicates(JOB).set_index(JOB)
     lines = [f"# No-diffusion control: study `{study_name}`", "", f"Command: `{command}`", "",
              "Each tokenizer's validation latents, perturbed in the diffusion model's standardised space (shrinkage "
              "along the train latents' covariance directions), decoded "
              "and scored against the validation images with the study's scorer (`fd`; `none` is the plain "
              f"reconstruction, so its FD is rFID). `shrink@euler{study_steps}` is the study's own sampler. Over "
-             "tokenizers with a gFID; r = Pearson, ρ = Spearman.", "",
+             "tokenizers with a gFID (each seed replicate one point); r = Pearson, ρ = Spearman.", "",
              f"r(VIV, gFID) = {_r(stats.pearsonr, per_tok['viv'], per_tok['gfid']):.3f}, "
              f"ρ(VIV, gFID) = {_r(stats.spearmanr, per_tok['viv'], per_tok['gfid']):.3f} "
              f"over {int(per_tok[['viv', 'gfid']].notna().all(axis=1).sum())} tokenizers.", "",
@@ -131,13 +133,14 @@ def summary(rows: pd.DataFrame, study_name: str, study_steps: int, command: str)
     return "\n".join(lines)
 
 
-def _table(done: dict[tuple[str, str], float], scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    rows = pd.DataFrame([{ID: t, PERTURBATION: p, FD: fd} for (t, p), fd in done.items()],
-                        columns=[ID, PERTURBATION, FD])
-    rows = rows.join(scores, on=ID)
+def _table(done: dict[tuple[str, str], float], identity: dict[str, tuple[str, int]], scores: pd.DataFrame,
+           order: list[str]) -> pd.DataFrame:
+    rows = pd.DataFrame([{JOB: j, ID: identity[j][0], SEED: identity[j][1], PERTURBATION: p, FD: fd}
+                         for (j, p), fd in done.items()], columns=[JOB, ID, SEED, PERTURBATION, FD])
+    rows = rows.join(scores, on=[ID, SEED])
     rows[PERTURBATION] = pd.Categorical(rows[PERTURBATION], categories=order + sorted(set(rows[PERTURBATION]) -
                                                                                       set(order)))
-    return rows.sort_values([PERTURBATION, ID]).assign(**{PERTURBATION: lambda f: f[PERTURBATION].astype(str)})
+    return rows.sort_values([PERTURBATION, JOB]).assign(**{PERTURBATION: lambda f: f[PERTURBATION].astype(str)})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,10 +205,12 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     done: dict[tuple[str, str], float] = {}
     if csv.is_file():
         previous = pd.read_csv(csv)
-        done = {(str(t), str(p)): float(f) for t, p, f in zip(previous[ID], previous[PERTURBATION], previous[FD])}
+        done = {(str(j), str(p)): float(f) for j, p, f in zip(previous[JOB], previous[PERTURBATION], previous[FD])}
     spec = scoring_spec(study, store, data_key)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizers = plan(study).tokenizers
+    identity = {job.id: (job.trial.tags()[ID], job.trial.seed) for job in tokenizers}
+    done = {k: v for k, v in done.items() if k[0] in identity}  # rows of tokenizers the study no longer has: dropped
     t0 = time.perf_counter()
     for i, job in enumerate(tokenizers, 1):
         todo = [p for p in wanted if (job.id, p.name) not in done]
@@ -218,10 +223,10 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             continue
         fds = control_fd(store, data_key, spec, job.key, todo, study.evaluation.batch_size, device)
         done.update({(job.id, name): fd for name, fd in fds.items()})
-        write_text_atomic(csv, _table(done, scores, order).to_csv(index=False))
+        write_text_atomic(csv, _table(done, identity, scores, order).to_csv(index=False))
         print(f"{head}: " + ", ".join(f"{n} {v:.4g}" for n, v in fds.items())
               + f" ({time.perf_counter() - t0:.0f}s)", flush=True)
-    rows = _table(done, scores, order)
+    rows = _table(done, identity, scores, order)
     write_text_atomic(csv, rows.to_csv(index=False))
     command = " ".join(["python experiments/no_diffusion_control.py", *(argv if argv is not None else sys.argv[1:])])
     write_text_atomic(out / SUMMARY_FILE, summary(rows, study.name, steps, command))
