@@ -23,10 +23,12 @@ Why production misses exact at 64 slots (measured by `--diagnose`; the numbers a
 more runs of the longest backbone (86 LightningDiT-XL runs of ~64 GPU-h) than slots, so 22 of them can start only
 once another one has ended (~40-85 h in). Which of the 86 is actually longest (~2.6x its estimate in a typical
 draw) no estimate tells: they are all 63.85-63.89 GPU-h. Production's schedule ends with such a late-started XL
-run; an oracle knowing only the XL durations closes most of the gap, one knowing every duration but those does not,
-and the gap vanishes once the XL runs fit the slots (96, 128 slots; or 43 tokenizers on 48 slots). Re-ranking by
-the estimate alone cannot pick the long run: tie-breaks by ready time, shortest tokenizers first, or XL runs
-before the remaining tokenizers were tried in a throwaway copy of this virtual clock and did no better. The goal
+run; an oracle knowing only the XL durations closes more than half of the gap, one knowing every duration but
+those closes none, and the gap vanishes once the XL runs fit the slots (96, 128 slots; or 43 tokenizers on 48).
+Re-ranking cannot pick the long run: any priority computed from the estimates and the noise model (a quantile of
+the remaining path included) ranks the XL runs of a family alike, and the late ones are as likely as any to be the
+long one; tie-breaks by ready time, shortest tokenizers first, or XL runs before the remaining tokenizers were
+tried in a throwaway copy of this virtual clock and did no better. The goal
 P / E <= 1.03 at 64 slots needs information the estimate does not hold; the scheduler's policy is unchanged.
 
 Without `--virtual-only` it also runs the production and barrier schedules on a local Ray, each job a task that
