@@ -28,8 +28,8 @@ those closes none, and the gap vanishes once the XL runs fit the slots (96, 128 
 Re-ranking cannot pick the long run: any priority computed from the estimates and the noise model (a quantile of
 the remaining path included) ranks the XL runs of a family alike, and the late ones are as likely as any to be the
 long one; tie-breaks by ready time, shortest tokenizers first, or XL runs before the remaining tokenizers were
-tried in a throwaway copy of this virtual clock and did no better. The goal
-P / E <= 1.03 at 64 slots needs information the estimate does not hold; the scheduler's policy is unchanged.
+tried in a throwaway copy of this virtual clock and did no better. The goal P / E <= 1.03 at 64 slots needs
+information the estimate does not hold; the scheduler's policy is unchanged.
 
 Without `--virtual-only` it also runs the production and barrier schedules on a local Ray, each job a task that
 sleeps its estimate (scaled so the smallest slot count's lower bound lasts `--seconds`), and prints that table
