@@ -50,20 +50,17 @@ class EvalCard:
     feature_check: str            # the gFID validity check of the FID network: FD(blurred real, real) vs real halves
     extra_scorers: str = ""       # "name:sha256[:12]; name skipped: reason" of evaluation.scorers (generation only)
 
-    def _fields(self) -> dict[str, object]:
-        """The card's fields; `extra_scorers` only when set, so cards without extra scorers (every reconstruction
-        card, and those written before extra scorers existed) keep their hash."""
+    def hash(self) -> str:
+        """Hashes `extra_scorers` only when set, so cards without extra scorers (every reconstruction card, and
+        those written before extra scorers existed) keep their hash."""
         fields = asdict(self)
         if not self.extra_scorers:
             del fields["extra_scorers"]
-        return fields
-
-    def hash(self) -> str:
-        return config_hash(self._fields(), CARD_HASH_LENGTH)
+        return config_hash(fields, CARD_HASH_LENGTH)
 
     def params(self) -> dict[str, str]:
         """MLflow params `card.<field>` (MLflow stores params as strings)."""
-        return {f"{CARD_PARAM_PREFIX}{k}": str(v) for k, v in self._fields().items()}
+        return {f"{CARD_PARAM_PREFIX}{k}": str(v) for k, v in asdict(self).items()}
 
     def tags(self) -> dict[str, str]:
         return {CARD_TAG: self.hash()}
