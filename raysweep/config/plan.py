@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from raysweep.config.allocation import TokenizerSearch, tokenizer_search_of
-from raysweep.config.spec import DISPLAY_FIELDS, DatasetSpec, DiffusionTrial, ReferenceSpec, StudySpec, TokenizerTrial
+from raysweep.config.spec import (
+    DISPLAY_FIELDS,
+    DatasetSpec,
+    DiffusionTrial,
+    ReferenceSpec,
+    ScorerSpec,
+    StudySpec,
+    TokenizerTrial,
+)
 from raysweep.hashing import config_hash, plain
 from raysweep.pipeline.events import Stage
 
@@ -44,6 +52,12 @@ def dataset_key(spec: DatasetSpec) -> str:
 def reference_key(spec: ReferenceSpec, dataset: str) -> str:
     """The scoring network and its reference statistics: the dataset it is fitted to and its settings."""
     return config_hash({"dataset": dataset, **spec.model_dump()})
+
+
+def scorer_key(spec: ScorerSpec, dataset: str) -> str:
+    """A study-trained extra scorer (stage 0): the dataset it is fitted to and its settings. It enters the diffusion
+    evaluation key only (through `evaluation.scorers`), never a tokenizer's or a diffusion run's training key."""
+    return config_hash({"dataset": dataset, "scorer": spec.model_dump()})
 
 
 @dataclass(frozen=True)
