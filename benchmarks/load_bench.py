@@ -147,7 +147,7 @@ def tokenizer_trial(study: StudySpec, tracker: Tracker, store: Store, study_run:
     store.mark_done(store.tokenizer(key), {"metrics": metrics, "run_id": run_id, "id": trial.id})
     tracker.finish(run_id)
     with tempfile.TemporaryDirectory() as tmp:
-        log_latent_metrics(tracker, run_id, values, Path(tmp), params={"viv": {"t_points": 11}})
+        log_latent_metrics(tracker, run_id, values, Path(tmp), "latent_metrics", params={"viv": {"t_points": 11}})
     store.mark_done(store.tokenizer(key) / "metrics", {"metrics": {}})
     return run_id
 

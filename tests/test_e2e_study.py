@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -15,6 +16,7 @@ from raysweep.config.plan import StudyPlan
 from raysweep.pipeline.status import study_status
 from raysweep.tracking import PARENT_TAG, STAGE_TAG, Tracker
 from raysweep.tracking.keys import CHECKPOINT_GFID, EVALUATION_KEY_TAG, EVALUATION_TAG_PREFIX, METRIC_VERSION_PREFIX
+from raysweep.tracking.table import study_table
 from raysweep.tracking.tracker import mlflow_name
 
 pytestmark = pytest.mark.e2e
@@ -130,6 +132,9 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path, ray_local: None) -> N
         assert run.data.tags[EVALUATION_KEY_TAG] in {j.evaluation_key for j in
                                                      StudyPlan.from_spec(parse_study(edited)).diffusion}
     assert study_status(parse_study(edited))["stale"] == []
+    rows = study_table(tracker)  # the scale no longer swept (2.0) stays on the runs in MLflow, not in the table
+    assert "gen/cfg2.0/gfid" in Tracker.metrics_of(tracker.runs("diffusion")[0])
+    assert sorted(set(rows["cfg_scale"].dropna())) == [1.0, 1.5]
 
     # the Python face on the finished study, as a notebook drives it (experiments/notebook.py: a resume that runs
     # nothing, the tidy table, the gFID-vs-VIV figure, `analyze_table`), then each verb on its own
@@ -148,6 +153,18 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path, ray_local: None) -> N
     assert len(raysweep.plan(spec).diffusion) == 2 and raysweep.status(spec)["stale"] == []
     best = best_cfg_rows(split_excluded(raysweep.table(spec))[0])
     assert sorted(best["tokenizer_id"]) == ["baseline", "lcr"]
+    # the floor, on the scorer's features: below each tokenizer's rFID (rFID < gFID needs a scorer that sees more
+    # than a 60-step domain network on 96 images does: the benchmark study reports it)
+    assert (best["gen/fd_floor"] < best["recon/rfid"]).all()
     analysis = raysweep.analyze_table(best, id="tokenizer_id", target="gen/gfid", out_dir=tmp_path / "again",
                                       metrics=["latent/velocity/viv"])
     assert len(analysis.best) == 2 and (tmp_path / "again" / "report.html").is_file()
+
+    # the reversal experiments' script reads the same tracked runs (2 tokenizers: every r is NaN, but each score the
+    # study measured gets its row: the study's gFID, the Heun re-sample, the convergence curve's checkpoints)
+    out = subprocess.run([sys.executable, str(REPO / "experiments" / "reversal.py"), str(study_file),
+                          str(tmp_path / "reversal")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    relation = pd.read_csv(tmp_path / "reversal" / "relation.csv")
+    assert {"gen/gfid", "gen/sampler/gfid@heun4", "conv/gfid@30"} <= set(relation["score"])
+    assert (tmp_path / "reversal" / "reversal.md").read_text().startswith("# Reversal experiments: micro")

@@ -10,6 +10,7 @@ import numpy as np
 from raysweep.metrics import MetricSet
 from raysweep.pipeline.metric_logging import log_latent_metrics
 from raysweep.tracking import Tracker
+from raysweep.tracking.table import latent_curve
 
 
 def test_scalars_params_curves_and_plots_land_on_the_run(tmp_path: Path) -> None:
@@ -22,7 +23,9 @@ def test_scalars_params_curves_and_plots_land_on_the_run(tmp_path: Path) -> None
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "study")
     run_id = tracker.open_run("tokenizer/a", "tokenizer", "hash-a")
     params = metrics.used_params((2, 8, 8))
-    log_latent_metrics(tracker, run_id, values, tmp_path / "figures", params)
+    log_latent_metrics(tracker, run_id, values, tmp_path / "figures", "latent_metrics", params)
+    # a model-metric job's curves on the same run, from its own directory: the latent ones stay
+    log_latent_metrics(tracker, run_id, {"latent/x/y_t": np.arange(3.0)}, tmp_path / "model", "model_metrics")
 
     run = tracker.client.get_run(run_id)
     metrics = Tracker.metrics_of(run)
@@ -33,7 +36,9 @@ def test_scalars_params_curves_and_plots_land_on_the_run(tmp_path: Path) -> None
 
     artifacts = {a.path for a in tracker.client.list_artifacts(run_id, "figures")}
     assert {"figures/latent_velocity_viv_t.png", "figures/latent_velocity_viv_per_class.png"} <= artifacts
-    curves = json.loads(Path(tracker.client.download_artifacts(run_id, "curves/latent_curves.json",
+    curves = json.loads(Path(tracker.client.download_artifacts(run_id, "curves/latent_metrics_curves.json",
                                                                str(tmp_path))).read_text())
+    assert list(latent_curve(tracker, [run_id], "latent/x/y_t")["value"]) == [0.0, 1.0, 2.0]
+    assert len(latent_curve(tracker, [run_id], "latent/velocity/viv_t")) == len(values["latent/velocity/viv_t"])
     assert curves["latent/velocity/viv_per_class"]["grid"] == [0.0, 1.0]
     np.testing.assert_allclose(curves["latent/velocity/viv_t"]["values"], values["latent/velocity/viv_t"])

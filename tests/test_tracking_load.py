@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from raysweep.tracking import Tracker
-from raysweep.tracking.table import LATENT_CURVES_FILE, LENGTH_RATIO, latent_curve, length_ratio_curves
+from raysweep.tracking.table import CURVES_DIR, LENGTH_RATIO, latent_curve, length_ratio_curves
 
 KEY = "latent/velocity/viv_t"
 
@@ -26,12 +26,14 @@ def test_curves_and_histories_read_back_what_was_logged(tracker: Tracker) -> Non
     runs = [tracker.open_run(f"r{i}", "tokenizer", f"h{i}") for i in range(3)]
     for run_id in runs[:2]:
         logged[run_id] = rng.random(5)
-        tracker.log_json(run_id, {KEY: {"grid": np.linspace(0, 1, 5).tolist(), "values": logged[run_id].tolist()},
-                                  "other": {"grid": [0.0], "values": [1.0]}}, LATENT_CURVES_FILE)
+        tracker.log_json(run_id, {"other": {"grid": [0.0], "values": [1.0]}}, f"{CURVES_DIR}/a_curves.json")
+        tracker.log_json(run_id, {KEY: {"grid": np.linspace(0, 1, 5).tolist(), "values": logged[run_id].tolist()}},
+                         f"{CURVES_DIR}/b_curves.json")  # a second stage's file on the same run: both are read
     ratios = {run_id: rng.random(4) for run_id in runs}
     for run_id, r in ratios.items():
         tracker.log_history(run_id, [(i, {LENGTH_RATIO: float(v)}) for i, v in enumerate(r)])
 
+    assert len(latent_curve(tracker, runs, "other")) == 2
     curves = latent_curve(tracker, runs, KEY)
     assert set(curves["tokenizer_run_id"]) == set(logged)  # the third run logged no curve
     for run_id, values in logged.items():

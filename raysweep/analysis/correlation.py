@@ -21,6 +21,7 @@ import pandas as pd
 
 from raysweep.analysis.correlation_methods import get_method, resample_counts
 from raysweep.analysis.tidy import DEFAULT_TARGET, perspective_of, require_columns, require_directions, signed_metric
+from raysweep.tracking.keys import RUN_KEYS, TOKENIZER_SEED_TAG
 
 MIN_N = 3  # fewer paired observations than this give a NaN row rather than a meaningless coefficient
 CORRELATION_COLUMNS = ("metric", "perspective", "method", "r", "p_value", "ci_low", "ci_high", "n", "agreement")
@@ -110,16 +111,24 @@ def group_correlations(
     return pd.concat(parts, ignore_index=True)
 
 
+def run_keys(table: pd.DataFrame) -> list[str]:
+    """The columns that identify one diffusion run: tokenizer, its seed replicate (where tracked), backbone, seed."""
+    return [k for k in RUN_KEYS if k in table.columns or k != TOKENIZER_SEED_TAG]
+
+
 def best_cfg_rows(
     table: pd.DataFrame,
     target: str = DEFAULT_TARGET,
     higher_is_better: bool = False,
-    keys: Sequence[str] = ("tokenizer_id", "backbone", "seed"),
+    keys: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Each diffusion run's row at its best CFG scale (lowest gFID by default); runs with no finite target vanish.
 
     The paper compares tokenizers at their own best guidance, since the optimal scale differs between latents.
+    A run is identified by `keys`, by default the run keys the table has (`tokenizer_seed` tells apart the seed
+    replicates of one tokenizer, where a study trains them).
     """
+    keys = run_keys(table) if keys is None else keys
     require_columns(table, [*keys, target])
     values = pd.to_numeric(table[target], errors="coerce")
     finite = table.loc[np.isfinite(values.to_numpy(dtype=float))]

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from raysweep.analysis.correlation_methods import pearson_weighted
+from raysweep.tracking.keys import TOKENIZER_SEED_TAG
 
 ALPHA = 0.05          # two-sided test level of the power line
 POWER = 0.8
@@ -247,7 +248,8 @@ def measure_noise(table: pd.DataFrame, directions: Mapping[str, bool] | None = N
         class_counts = [int(c) for c in str(table[CLASS_COUNTS].dropna().iloc[0]).split(",")]
     columns = {"tokenizer_id", "seed", TARGET}
     unit = ["tokenizer_id", "backbone"] if "backbone" in table.columns else ["tokenizer_id"]
-    runs = table.dropna(subset=[TARGET]).drop_duplicates([*unit, "seed"]) if columns <= set(
+    replicate = [c for c in (TOKENIZER_SEED_TAG, "seed") if c in table.columns]  # tokenizer and diffusion seeds
+    runs = table.dropna(subset=[TARGET]).drop_duplicates([*unit, *replicate]) if columns <= set(
         table.columns) else pd.DataFrame(columns=sorted(columns))
     groups = [g[TARGET].to_numpy(float) for _, g in runs.groupby(unit, sort=True)] if len(runs) else []
     sizes = np.array([len(g) for g in groups], float)

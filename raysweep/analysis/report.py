@@ -17,7 +17,7 @@ from raysweep.analysis.noise import measure_noise
 from raysweep.analysis.regression import OLSResult
 
 IMAGE_MIME = {".png": "image/png", ".svg": "image/svg+xml"}
-EXCLUDED_COLUMNS = ("tokenizer_id", "backbone", "seed", "cfg_scale", "status", "reason")
+EXCLUDED_COLUMNS = ("tokenizer_id", "tokenizer_seed", "backbone", "seed", "cfg_scale", "status", "reason")
 CORRELATION_SHOWN = ("target", "metric", "method", "r", "ci_low", "ci_high", "p_value", "n", "agreement")
 REGRESSION_SHOWN = ("predictors", "coef_x", "coef_y", "intercept", "r2", "adj_r2", "loo_r2", "n")
 CSS = """
@@ -75,7 +75,7 @@ def _html_table(frame: pd.DataFrame, cell_style: CellStyle | None = None) -> str
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _md_table(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
     """GitHub-flavoured markdown table (pipes in cells escaped)."""
     def cell(v: object) -> str:
         return _fmt(v).replace("|", "\\|")
@@ -204,16 +204,16 @@ def _markdown(title: str, facts: dict[str, str], corr: pd.DataFrame, ranking: pd
     each extra section (with its note), exclusions."""
     strongest = _strongest(corr)
     extra = [line for s in sections for line in (f"## {s.title}", "", *([s.note, ""] if s.note else []),
-                                                 _md_table(s.frame.head(10)) if len(s.frame) else
+                                                 markdown_table(s.frame.head(10)) if len(s.frame) else
                                                  ("" if s.note else "None."), "")]
     lines = [f"# {title}", "", R_CONVENTION, CI_NOTE, "", *(f"> {n}" for n in notes), "",
              *(f"- **{k}**: {v}" for k, v in facts.items()), "",
              "## Perspective ranking", "", "Ranked by |r|; vs_paper: the metric's direction against the paper's.", "",
-             _md_table(ranking), "",
-             "## Strongest correlations (by |r|)", "", _md_table(strongest.head(10)), "",
-             "## Joint regressions (best 10)", "", _md_table(regressions.head(10)), "", *extra,
+             markdown_table(ranking), "",
+             "## Strongest correlations (by |r|)", "", markdown_table(strongest.head(10)), "",
+             "## Joint regressions (best 10)", "", markdown_table(regressions.head(10)), "", *extra,
              "## Figures", "", *(f"- {p.name}" for p in [*lead, *figures]), "",
-             "## Excluded trials", "", _md_table(excluded) if len(excluded) else "None.", ""]
+             "## Excluded trials", "", markdown_table(excluded) if len(excluded) else "None.", ""]
     return "\n".join(lines)
 
 

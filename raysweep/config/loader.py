@@ -21,6 +21,7 @@ ALLOCATION = "allocation"  # diffusion.allocation: how diffusion compute is spre
 # a tokenizer param (or all `params`) set to this sweeps the regularizer's declared search_space; as a key of the
 # tokenizers block, a Ray Tune search over those domains (config/allocation.py TokenizerSearch)
 SEARCH = "search"
+SEEDS = "seeds"  # tokenizers.seeds / diffusion.seeds: replicates of every trial
 PATH_HEADROOM = 256  # characters raysweep may append below a study directory (Tune trial dirs, checkpoints)
 
 
@@ -151,6 +152,44 @@ def _assign_tokenizer_ids(trials: list[TokenizerTrial], source: str) -> None:
         seen[t.id] = i
 
 
+def _seeds(block: dict[str, Any], name: str, source: str) -> list[int] | None:
+    """`<block>.seeds`: distinct integers 0 <= seed < 2**32, or None where the block has none."""
+    if SEEDS not in block:
+        return None
+    seeds = block[SEEDS]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                           for s in seeds):
+        raise ConfigError(source, f"{name}.seeds", f"must be a non-empty list of integers, got {seeds!r}")
+    for i, seed in enumerate(seeds):
+        if not 0 <= seed < SEED_LIMIT:
+            raise ConfigError(source, f"{name}.seeds[{i}]", f"seed {seed} is out of range; seeds are integers "
+                              f"0 <= seed < 2**32")
+        if seeds.index(seed) != i:
+            raise ConfigError(source, f"{name}.seeds[{i}]", f"seed {seed} is also {name}.seeds"
+                              f"[{seeds.index(seed)}]; it would train the same runs twice")
+    return seeds
+
+
+def _replicate(trials: list[TokenizerTrial], block: dict[str, Any], source: str) -> list[TokenizerTrial]:
+    """`tokenizers.seeds: [0, 1]` trains every trial once per seed: replicates measure tokenizer-training noise.
+    Each replicate is its own job (`<id>-s<seed>`) and shares `<id>` as the analysis' tokenizer id."""
+    seeds = _seeds(block, "tokenizers", source)
+    if seeds is None:
+        return trials
+    if SEARCH in block:
+        raise ConfigError(source, "tokenizers.seeds", "is not supported with tokenizers.search (a search draws "
+                                                      "its own trials); remove one of them")
+    where = ["tokenizers"] + [f"tokenizers.variants[{i}]" for i, v in enumerate(block.get("variants") or [])
+                              if isinstance(v, dict)]
+    for path, entry in zip(where, [block, *[v for v in block.get("variants") or [] if isinstance(v, dict)]]):
+        if "seed" in entry:
+            raise ConfigError(source, f"{path}.seed", "conflicts with tokenizers.seeds; give the seeds in one place")
+    if len(seeds) == 1:
+        return [t.model_copy(update={"seed": seeds[0]}) for t in trials]
+    return [t.model_copy(update={"seed": s, "id": f"{t.id}-s{s}", "replicate_of": t.id})
+            for t in trials for s in seeds]
+
+
 def parse_study(data: Any, source: str = "<study>") -> StudySpec:
     """Validate a parsed YAML mapping and resolve its search spaces."""
     if isinstance(data, dict) and "source" in data:
@@ -159,24 +198,14 @@ def parse_study(data: Any, source: str = "<study>") -> StudySpec:
     study = _validate(StudySpec, data, source)
     check_finite(study.model_dump(), source)  # numbers pydantic parsed from strings such as "1e999"
     study.source = source
-    study.tokenizer_trials = _resolve_block(study.tokenizers or {}, TokenizerTrial, source, "tokenizers",
-                                            study.seed, extra_keys=(SEARCH,))
-    _assign_tokenizer_ids(study.tokenizer_trials, source)
+    tokenizers = study.tokenizers or {}
+    trials = _resolve_block(tokenizers, TokenizerTrial, source, "tokenizers", study.seed, extra_keys=(SEARCH, SEEDS))
+    _assign_tokenizer_ids(trials, source)
+    study.tokenizer_trials = _replicate(trials, tokenizers, source)
     diffusion = dict(study.diffusion or {})
-    seeds = diffusion.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                           for s in seeds):
-        raise ConfigError(source, "diffusion.seeds", f"must be a non-empty list of integers, got {seeds!r}")
-    for i, seed in enumerate(seeds):
-        if not 0 <= seed < SEED_LIMIT:
-            raise ConfigError(source, f"diffusion.seeds[{i}]", f"seed {seed} is out of range; seeds are integers "
-                              f"0 <= seed < 2**32")
-        if seeds.index(seed) != i:
-            raise ConfigError(source, f"diffusion.seeds[{i}]", f"seed {seed} is also diffusion.seeds"
-                              f"[{seeds.index(seed)}]; it would train the same runs twice")
-    study.diffusion_seeds = seeds
+    study.diffusion_seeds = _seeds(diffusion, "diffusion", source) or [0]
     study.diffusion_trials = _resolve_block(diffusion, DiffusionTrial, source, "diffusion", study.seed,
-                                            extra_keys=("seeds", ALLOCATION))
+                                            extra_keys=(SEEDS, ALLOCATION))
     _check_search_blocks(study, source)
     _check_cross_fields(study, source)
     return study

@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from raysweep.config.allocation import TokenizerSearch, tokenizer_search_of
-from raysweep.config.spec import DatasetSpec, DiffusionTrial, ReferenceSpec, ScorerSpec, StudySpec, TokenizerTrial
+from raysweep.config.spec import (
+    DISPLAY_FIELDS,
+    DatasetSpec,
+    DiffusionTrial,
+    ReferenceSpec,
+    ScorerSpec,
+    StudySpec,
+    TokenizerTrial,
+)
 from raysweep.hashing import config_hash, plain
 from raysweep.pipeline.events import Stage
 
@@ -35,7 +43,6 @@ SEARCH_ID = "search"
 TOKENIZER_CODE_VERSION = 1  # bump when the tokenizer stage's training or encoding changes its results
 DIFFUSION_CODE_VERSION = 1  # bump when the diffusion stage's training changes its results
 STOPPED_RESULT = "stopped"  # in the result of a diffusion trial ASHA stopped: {"rung": r, "reason": ...}
-TRIAL_ONLY = {"id", "family", "cluster", "variant"}  # a tokenizer trial's names, not what it trains
 
 
 def dataset_key(spec: DatasetSpec) -> str:
@@ -67,7 +74,7 @@ class Upstream:
 
 
 def tokenizer_inputs(trial: TokenizerTrial, upstream: Upstream) -> dict[str, Any]:
-    return plain({"trial": trial.model_dump(exclude=TRIAL_ONLY), "dataset": upstream.dataset,
+    return plain({"trial": trial.model_dump(exclude=set(DISPLAY_FIELDS)), "dataset": upstream.dataset,
                   "reference": upstream.reference, "version": TOKENIZER_CODE_VERSION})
 
 

@@ -114,6 +114,9 @@ class ReferenceSpec(Strict):
         return _check_name("feature network", v, FEATURE_NETWORKS)
 
 
+DISPLAY_FIELDS = ("id", "family", "cluster", "variant", "replicate_of")  # names and tags: never in a content key
+
+
 class TokenizerTrial(Strict):
     """One concrete tokenizer: architecture, latent config `f{down}d{ch}`, regularizer and training budget."""
 
@@ -137,6 +140,7 @@ class TokenizerTrial(Strict):
     family: str | None = None
     cluster: str | None = None
     variant: str | None = None
+    replicate_of: str | None = None  # set by `tokenizers.seeds`: the id its seed replicates share in the analysis
 
     @field_validator("architecture")
     @classmethod
@@ -165,13 +169,16 @@ class TokenizerTrial(Strict):
 
     def key(self) -> str:
         """Content hash of everything that changes the trained tokenizer (not its display tags)."""
-        return config_hash(self.model_dump(exclude={"id", "family", "cluster", "variant"}))
+        return config_hash(self.model_dump(exclude=set(DISPLAY_FIELDS)))
 
     def tags(self) -> dict[str, str]:
-        """family / cluster / variant, derived when not given: `conv-f4d4`, regularizer, its params."""
+        """The analysis' identity of this tokenizer: `tokenizer_id` (shared by the seed replicates of one
+        configuration, so a bootstrap draws them together), `tokenizer_seed`, and family / cluster / variant,
+        derived when not given: `conv-f4d4`, regularizer, its params."""
         family = self.family or f"{self.architecture.split('-')[0]}-{self.latent}"
         variant = self.variant or (",".join(f"{k}={v}" for k, v in sorted(self.params.items())) or "-")
-        return {"family": family, "cluster": self.cluster or self.regularizer, "variant": variant}
+        return {"tokenizer_id": self.replicate_of or str(self.id), "tokenizer_seed": str(self.seed),
+                "family": family, "cluster": self.cluster or self.regularizer, "variant": variant}
 
 
 class DiffusionTrial(Strict):

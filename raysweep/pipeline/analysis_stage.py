@@ -17,11 +17,12 @@ from raysweep.analysis.noise import CLASS_COUNTS
 from raysweep.analysis.outcome import log_tokenizer_outcomes
 from raysweep.config.errors import ConfigError
 from raysweep.config.plan import StudyPlan
-from raysweep.config.spec import StudySpec
+from raysweep.config.spec import StudySpec, TokenizerTrial
 from raysweep.data.class_counts import val_class_counts
 from raysweep.metrics import metric_directions
 from raysweep.pipeline.study_plan import plan_study
 from raysweep.tracking import Tracker
+from raysweep.tracking.keys import TOKENIZER_ID_TAG, TOKENIZER_SEED_TAG
 from raysweep.tracking.table import SORT_KEYS, latent_curve, length_ratio_curves, study_table
 
 ARTIFACT_DIR = "analysis"
@@ -35,22 +36,27 @@ def missing_trials(study: StudySpec, table: pd.DataFrame, skipped: Collection[st
                    plan: StudyPlan | None = None) -> pd.DataFrame:
     """Rows (status MISSING) for planned tokenizer x backbone x seed trials that have no tracked run at all; those
     of the `skipped` tokenizers (not chosen by a proxy allocation) get status SKIPPED instead."""
-    tracked_tokenizers = set(table["tokenizer_id"]) if "tokenizer_id" in table.columns else set()
-    tracked_runs: set[tuple[str, str, int]] = set()
+    def identity(trial: TokenizerTrial) -> tuple[str, int]:
+        return trial.tags()[TOKENIZER_ID_TAG], trial.seed
+
+    seeds = table[TOKENIZER_SEED_TAG].astype(int) if TOKENIZER_SEED_TAG in table.columns else [0] * len(table)
+    tracked_tokenizers = set(zip(table[TOKENIZER_ID_TAG], seeds)) if TOKENIZER_ID_TAG in table.columns else set()
+    tracked_runs: set[tuple[tuple[str, int], str, int]] = set()
     if "backbone" in table.columns:
-        runs = table.dropna(subset=["backbone"])
-        tracked_runs = set(zip(runs["tokenizer_id"], runs["backbone"], runs["seed"].astype(int)))
+        ran = table["backbone"].notna()
+        tracked_runs = set(zip(zip(table[TOKENIZER_ID_TAG][ran], pd.Series(seeds, index=table.index)[ran]),
+                               table["backbone"][ran], table["seed"][ran].astype(int)))
     plan = plan or plan_study(study)
-    rows: list[dict[str, Any]] = [{"tokenizer_id": tok.id, **tok.trial.tags(), "status": "MISSING",
+    rows: list[dict[str, Any]] = [{**tok.trial.tags(), TOKENIZER_SEED_TAG: tok.trial.seed, "status": "MISSING",
                                    "reason": "planned tokenizer trial without a tracked run"}
-                                  for tok in plan.tokenizers if tok.id not in tracked_tokenizers]
-    rows += [{"tokenizer_id": run.tokenizer.id, **run.tokenizer.trial.tags(), "backbone": run.backbone,
+                                  for tok in plan.tokenizers if identity(tok.trial) not in tracked_tokenizers]
+    rows += [{**run.tokenizer.trial.tags(), TOKENIZER_SEED_TAG: run.tokenizer.trial.seed, "backbone": run.backbone,
               "seed": run.seed,
               **({"status": SKIPPED, "reason": "not chosen by the proxy allocation (see its report section)"}
                  if run.tokenizer.id in skipped else
                  {"status": "MISSING", "reason": "planned diffusion trial without a tracked run"})}
-             for run in plan.diffusion if run.tokenizer.id in tracked_tokenizers
-             and (run.tokenizer.id, run.backbone, run.seed) not in tracked_runs]
+             for run in plan.diffusion if identity(run.tokenizer.trial) in tracked_tokenizers
+             and (identity(run.tokenizer.trial), run.backbone, run.seed) not in tracked_runs]
     return pd.DataFrame(rows)
 
 

@@ -13,7 +13,8 @@ if TYPE_CHECKING:  # MLflow and matplotlib stay out of `raysweep metrics`, which
     from raysweep.tracking import Tracker
 
 GRID_SUFFIX = "_grid"
-CURVES_FILE = "latent_curves.json"  # beside the job's marker, and on the run under curves/
+CURVES_SUFFIX = "_curves.json"  # `<job stage>_curves.json` beside the job's marker, and on the run under curves/:
+# one file per stage, since a tokenizer run takes the curves of its latent-metric and its model-metric job
 
 
 def split_values(values: dict[str, Any]) -> tuple[dict[str, float], dict[str, tuple[np.ndarray, np.ndarray]]]:
@@ -37,12 +38,12 @@ def curve_xlabel(key: str) -> str:
     return "class label" if key.endswith("_per_class") else "t"
 
 
-def log_latent_metrics(tracker: Tracker, run_id: str, values: dict[str, Any], directory: Path,
+def log_latent_metrics(tracker: Tracker, run_id: str, values: dict[str, Any], directory: Path, stage: str,
                        params: dict[str, dict[str, Any]] | None = None) -> None:
     """Scalars as metrics, `params` ({metric: {param: value}}, e.g. `MetricSet.used_params`) as the tags
     `metrics.<name>.<param>` (a recomputed metric may change them), curves and per-class arrays as one JSON
     artifact (merged with the curves logged before into `directory`: adding a metric keeps the others') plus a PNG
-    each under `figures/`."""
+    each under `figures/`. The JSON is named after the job's `stage`: another stage's curves on the same run stay."""
     from raysweep.analysis.figures import curve_plot
     from raysweep.pipeline.store import write_json_atomic
     from raysweep.tracking.keys import METRIC_PARAM_PREFIX
@@ -55,7 +56,7 @@ def log_latent_metrics(tracker: Tracker, run_id: str, values: dict[str, Any], di
     if not curves:
         return
     directory.mkdir(parents=True, exist_ok=True)
-    merged = directory / CURVES_FILE
+    merged = directory / f"{stage}{CURVES_SUFFIX}"
     logged = json.loads(merged.read_text()) if merged.is_file() else {}
     write_json_atomic(merged, {**logged, **{k: {"grid": g.tolist(), "values": v.tolist()}
                                             for k, (g, v) in curves.items()}})
@@ -78,7 +79,7 @@ def record_metrics(tracker: Tracker, store: Store, job: MetricJob, names: list[s
 
     marker = store.marker(job)
     assert marker is not None
-    log_latent_metrics(tracker, run_id, values, marker, params)
+    log_latent_metrics(tracker, run_id, values, marker, job.stage, params)
     for path in artifacts or []:
         tracker.log_artifact(run_id, path, "figures")
     now = [e for e in job.metrics if e.name in names]

@@ -9,7 +9,7 @@ import torch
 
 from raysweep import __version__
 from raysweep.config.plan import TOKENIZER_CODE_VERSION, TokenizerJob
-from raysweep.config.spec import TokenizerTrial
+from raysweep.config.spec import DISPLAY_FIELDS, TokenizerTrial
 from raysweep.data import pool_masks, write_latents
 from raysweep.data.imageset import ImageSet
 from raysweep.features.pretrained import load_feature_encoder
@@ -59,9 +59,9 @@ def train_tokenizer_trial(config: dict[str, Any]) -> None:
         return
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
     run_id = tracker.open_run(payload["id"], STAGE, key, parent_id=ctx.study_run_id,
-                              tags={"tokenizer_id": trial.id, **trial.tags(),
+                              tags={**trial.tags(),
                                     CODE_VERSION_TAG: TOKENIZER_CODE_VERSION, PACKAGE_VERSION_TAG: __version__},
-                              params=flatten(trial.model_dump(exclude={"family", "cluster", "variant"})))
+                              params=flatten(trial.model_dump(exclude=set(DISPLAY_FIELDS) - {"id"})))
     try:
         metrics = _train_and_encode(trial, key, ctx, tracker, run_id, device)
     except Exception as err:

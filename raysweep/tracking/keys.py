@@ -6,6 +6,8 @@ import re
 FAILURE_REASON_TAG = "raysweep.failure_reason"  # why a run is FAILED or KILLED
 CARD_HASH_TAG = "raysweep.eval_card_hash"  # the evaluation card a run's scores were computed under (issue 8)
 TOKENIZER_ID_TAG, BACKBONE_TAG, SEED_TAG = "tokenizer_id", "backbone", "seed"
+TOKENIZER_SEED_TAG = "tokenizer_seed"  # replicates of one tokenizer configuration share its tokenizer_id
+RUN_KEYS = (TOKENIZER_ID_TAG, TOKENIZER_SEED_TAG, BACKBONE_TAG, SEED_TAG)  # one diffusion run's row identity
 
 GEN_PREFIX = "gen/"
 NO_CFG_VIEW, BEST_VIEW = "nocfg", "best"  # scale 1 (always sampled), the grid scale of lowest gFID

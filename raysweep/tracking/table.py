@@ -2,6 +2,7 @@
 scale) and the curves the figures need (trajectory length ratios, latent curves such as VIV(t))."""
 from __future__ import annotations
 
+import ast
 import json
 import tempfile
 from pathlib import Path
@@ -14,13 +15,17 @@ from raysweep.tracking.keys import (
     CARD_HASH_TAG,
     CFG_KEY,
     CHECKPOINT_GFID,
+    EVALUATION_TAG_PREFIX,
     FAILURE_REASON_TAG,
+    RUN_KEYS,
     SAMPLER_PREFIX,
     STOPPED,
     TIER_GFID_KEY,
     TIER_RUNG,
     TIER_TAG,
+    TOKENIZER_SEED_TAG,
     checkpoint_gfid_column,
+    sampler_gfid_key,
     stopped_reason,
 )
 from raysweep.tracking.tracker import PARENT_TAG, Tracker, mlflow_name
@@ -29,8 +34,8 @@ TOKENIZER_PREFIXES = ("latent/", "recon/")
 RUN_PREFIXES = ("traj/", "gen/best/", "gen/nocfg/", SAMPLER_PREFIX)  # per diffusion run, on each of its CFG rows
 CARD_PREFIX = "card."  # card fields are logged as params `card.<field>`
 LENGTH_RATIO = "traj/length_ratio"  # history: step = Euler segment
-LATENT_CURVES_FILE = "curves/latent_curves.json"  # {key: {"grid": [...], "values": [...]}} on the tokenizer run
-SORT_KEYS = ["tokenizer_id", "backbone", "seed", "cfg_scale"]
+CURVES_DIR = "curves"  # on a tokenizer run: `<stage>_curves.json` files of {key: {"grid": [...], "values": [...]}}
+SORT_KEYS = [*RUN_KEYS, "cfg_scale"]
 STOPPED_STATUS = "STOPPED"  # a diffusion run stopped at a cheap tier by ASHA (multi-fidelity gFID)
 HISTORY_THREADS = 8
 
@@ -50,6 +55,7 @@ def _tokenizer_columns(run: Any) -> dict[str, Any]:
     tags = run.data.tags
     cols: dict[str, Any] = {
         "tokenizer_id": tags.get("tokenizer_id", run.info.run_name),
+        "tokenizer_seed": int(tags.get(TOKENIZER_SEED_TAG, 0)),
         "family": tags.get("family"), "cluster": tags.get("cluster"), "variant": tags.get("variant"),
         "tokenizer_run_id": run.info.run_id, "recon_card_hash": tags.get(CARD_HASH_TAG),
     }
@@ -87,11 +93,30 @@ def checkpoint_curve(tracker: Tracker, run_id: str, metrics: dict[str, float]) -
             for m in tracker.client.get_metric_history(run_id, mlflow_name(key))}
 
 
+def _last_scored(metrics: dict[str, float], tags: dict[str, str]) -> dict[str, float]:
+    """The run's metrics without those of an earlier evaluation: a re-score after `cfg_scales` or `sampler_check`
+    changed leaves the old `gen/cfg<s>/*` and `gen/sampler/*` values on the run (MLflow keeps every key), and a
+    scale no longer swept must not be a row, nor win the best-CFG choice. The run's `eval.*` tags say what its last
+    scoring swept; a run without them (logged before they existed) keeps everything."""
+    scales, samplers = tags.get(f"{EVALUATION_TAG_PREFIX}cfg_scales"), tags.get(f"{EVALUATION_TAG_PREFIX}sampler_check")
+    swept = None if scales is None else {float(s) for s in ast.literal_eval(scales)}
+    checked = None if samplers is None else {sampler_gfid_key(v["method"], v["steps"])
+                                             for v in ast.literal_eval(samplers)}
+
+    def current(key: str) -> bool:
+        match = CFG_KEY.match(key)
+        if match and swept is not None:
+            return float(match.group(1)) in swept
+        return checked is None or not key.startswith(SAMPLER_PREFIX) or key in checked
+
+    return {k: v for k, v in metrics.items() if current(k)}
+
+
 def study_table(tracker: Tracker) -> pd.DataFrame:
     """Every tokenizer and diffusion run of the study, failed ones included (with `status` and `reason`).
 
-    Columns: ids and tags (tokenizer_id, family, cluster, variant, backbone, seed, run ids), `status`, `reason`,
-    `cfg_scale`, `latent/*`, `recon/*`, `recon_card_hash` and `recon_card.<field>` of the tokenizer, `traj/*`,
+    Columns: ids and tags (tokenizer_id, tokenizer_seed, family, cluster, variant, backbone, seed, run ids), `status`,
+    `reason`, `cfg_scale`, `latent/*`, `recon/*`, `recon_card_hash` and `recon_card.<field>` of the tokenizer, `traj/*`,
     `gen/best/*` and `gen/nocfg/*` of the diffusion run, `gen/<metric>` at the row's CFG scale (from
     `gen/cfg<scale>/<metric>`), the diffusion run's evaluation card: `card_hash` and `card.<field>`, and its cheap
     gFID per checkpoint `conv/gfid@<step>` where logged (`checkpoint_curve`).
@@ -109,7 +134,7 @@ def study_table(tracker: Tracker) -> pd.DataFrame:
         base = {**_tokenizer_columns(tok), "backbone": diff.data.tags.get("backbone"),
                 "seed": int(diff.data.tags.get("seed", 0)), "diffusion_run_id": diff.info.run_id,
                 "status": status, "reason": reason, **_card_columns(diff)}
-        metrics = Tracker.metrics_of(diff)
+        metrics = _last_scored(Tracker.metrics_of(diff), diff.data.tags)
         base.update({k: v for k, v in metrics.items() if k.startswith(RUN_PREFIXES) and k != LENGTH_RATIO})
         base.update(checkpoint_curve(tracker, diff.info.run_id, metrics))
         per_cfg: dict[float, dict[str, float]] = {}
@@ -167,7 +192,8 @@ def _local_artifact_root(tracker: Tracker) -> Path | None:
 
 
 def latent_curve(tracker: Tracker, run_ids: list[str], key: str) -> pd.DataFrame:
-    """One latent curve (e.g. `latent/velocity/viv_t`) of the given tokenizer runs, read from their curve JSON.
+    """One latent curve (e.g. `latent/velocity/viv_t`) of the given tokenizer runs, read from their curve JSONs
+    (`curves/*.json`: one per metric stage that logged curves on the run).
 
     Columns: tokenizer_run_id, t, value; runs that did not log the curve contribute no rows. On a local artifact
     store the JSON is read in place (MLflow's `<artifact root>/<run id>/artifacts/<path>` layout): per-run
@@ -179,15 +205,13 @@ def latent_curve(tracker: Tracker, run_ids: list[str], key: str) -> pd.DataFrame
         for run_id in run_ids:
             run_dir = None if local is None else local / run_id / "artifacts"
             if run_dir is not None and run_dir.is_dir():
-                path = run_dir / LATENT_CURVES_FILE
-                if not path.is_file():
-                    continue
+                paths = sorted((run_dir / CURVES_DIR).glob("*.json"))
             else:
-                folder = str(Path(LATENT_CURVES_FILE).parent)
-                if not any(a.path == LATENT_CURVES_FILE for a in tracker.client.list_artifacts(run_id, folder)):
-                    continue
-                path = Path(tracker.client.download_artifacts(run_id, LATENT_CURVES_FILE, tmp))
-            curve = json.loads(path.read_text()).get(key)
-            if curve is not None:
-                rows += [(run_id, float(t), float(v)) for t, v in zip(curve["grid"], curve["values"])]
+                paths = [Path(tracker.client.download_artifacts(run_id, a.path, tmp))
+                         for a in tracker.client.list_artifacts(run_id, CURVES_DIR) if a.path.endswith(".json")]
+            for path in paths:
+                curve = json.loads(path.read_text()).get(key)
+                if curve is not None:
+                    rows += [(run_id, float(t), float(v)) for t, v in zip(curve["grid"], curve["values"])]
+                    break
     return pd.DataFrame(rows, columns=["tokenizer_run_id", "t", "value"])
