@@ -42,6 +42,7 @@ ANALYSIS_ID = "analysis"
 SEARCH_ID = "search"
 TOKENIZER_CODE_VERSION = 1  # bump when the tokenizer stage's training or encoding changes its results
 DIFFUSION_CODE_VERSION = 1  # bump when the diffusion stage's training changes its results
+SCORER_CODE_VERSION = 1  # bump when a study-trained extra scorer's network or training changes its features
 STOPPED_RESULT = "stopped"  # in the result of a diffusion trial ASHA stopped: {"rung": r, "reason": ...}
 
 
@@ -57,7 +58,7 @@ def reference_key(spec: ReferenceSpec, dataset: str) -> str:
 def scorer_key(spec: ScorerSpec, dataset: str) -> str:
     """A study-trained extra scorer (stage 0): the dataset it is fitted to and its settings. It enters the diffusion
     evaluation key only (through `evaluation.scorers`), never a tokenizer's or a diffusion run's training key."""
-    return config_hash({"dataset": dataset, "scorer": spec.model_dump()})
+    return config_hash({"dataset": dataset, "scorer": spec.model_dump(), "version": SCORER_CODE_VERSION})
 
 
 @dataclass(frozen=True)
