@@ -60,6 +60,7 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path, ray_local: None) -> N
         by_stage.setdefault(run.data.tags[STAGE_TAG], []).append(run)
     assert {k: len(v) for k, v in by_stage.items()} == {"study": 1, "tokenizer": 2, "diffusion": 2}
     study_id = by_stage["study"][0].info.run_id
+    assert "weights_path" in by_stage["study"][0].data.tags["raysweep.scorer_skipped.inception-v3-compat"]
     tokenizer_ids = {r.info.run_id for r in by_stage["tokenizer"]}
     assert all(r.data.tags[PARENT_TAG] == study_id for r in by_stage["tokenizer"])
     assert {r.data.tags[PARENT_TAG] for r in by_stage["diffusion"]} == tokenizer_ids
@@ -79,6 +80,8 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path, ray_local: None) -> N
             assert key in m, (key, sorted(m))
         assert 0 < m["traj/efficiency"] <= 1 + 1e-6
         assert m["gen/sampler/gfid@heun4"] > 0  # the sampler check: re-sampled with Heun at the best scale
+        assert m["gen/best/gfid@domain-ae"] > 0 and m["gen/best/fd_floor@domain-ae"] > 0  # the second scorer
+        assert "domain-ae:" in run.data.tags["card.extra_scorers"]
         curve = tracker.client.get_metric_history(run.info.run_id, mlflow_name(CHECKPOINT_GFID))
         assert [p.step for p in curve] == [10, 20, 30] and all(p.value > 0 for p in curve)  # convergence curve
 

@@ -6,8 +6,8 @@
   on the FID network alone (FDr = FD(gen, train) / FD(val, train)).
 * Sample-size bias: FD∞ (`gen/fdinf`, Chong & Forsyth 2020) and KID (`gen/kid`) beside gFID, with the agreement of
   the tokenizer rankings (does the ranking survive removing the 1/N bias?).
-* Second scorer: `gen/gfid@<scorer>` columns, their rank agreement with gFID; tokenizers trained with an alignment
-  regularizer are flagged beside a scorer whose features they may align to.
+* Second scorer: `gen/gfid@<scorer>` columns, their rank agreement with gFID and each other; tokenizers trained with
+  an alignment regularizer are flagged beside the scorer whose features they align to; skipped scorers, with why.
 * Convergence (`analysis.convergence`) and sampler steps (`gen/sampler/gfid@<sampler><steps>` columns).
 A section whose data the study lacks says so in one line.
 """
@@ -29,6 +29,7 @@ SCORER_COLUMN = re.compile(r"^gen/gfid@([A-Za-z][\w.-]*)$")
 SAMPLER_COLUMN = re.compile(r"^gen/sampler/gfid@([a-z]+)(\d+)$")
 ALIGNMENT_REGULARIZERS = ("vf", "mcos", "mdms", "repa")  # align latents to an encoder's features (default: domain)
 DOMAIN_SCORER = "domain"
+EXTRA_SCORERS = "card.extra_scorers"  # the card's list of extra scorers, those skipped with their reason
 TOKENIZER = "tokenizer_id"
 TOP_K = 3
 SECTION_TITLES = ("gFID floor", "Sample-size bias (FD∞, KID)", "Second scorer", "Convergence", "Sampler steps")
@@ -119,20 +120,62 @@ def sample_size_section(best: pd.DataFrame) -> ReportSection:
                          "survives is not an artefact of the sample size.")
 
 
+def _aligned_to(best: pd.DataFrame) -> dict[str, list[str]]:
+    """Scorer network -> the tokenizers trained to align their latents to its features: an alignment regularizer's
+    `encoder` param, read from the `variant` tag (`encoder=<name>`), else its default, the domain network."""
+    if "cluster" not in best.columns:
+        return {}
+    out: dict[str, list[str]] = {}
+    aligned = best.loc[best["cluster"].isin(ALIGNMENT_REGULARIZERS)].drop_duplicates(TOKENIZER)
+    for tokenizer, variant in zip(aligned[TOKENIZER], aligned.get("variant", pd.Series("", index=aligned.index))):
+        match = re.search(r"(?:^|,)encoder=([^,]+)", str(variant))
+        out.setdefault(match.group(1) if match else DOMAIN_SCORER, []).append(str(tokenizer))
+    return {name: sorted(tokenizers) for name, tokenizers in out.items()}
+
+
+def _skipped_scorers(best: pd.DataFrame) -> list[str]:
+    """"<scorer> skipped: <reason>" entries of the runs' cards (`card.extra_scorers`), once each."""
+    if EXTRA_SCORERS not in best.columns:
+        return []
+    entries = {e.strip() for text in best[EXTRA_SCORERS].dropna().astype(str) for e in text.split(";")}
+    return sorted(e for e in entries if " skipped: " in e)
+
+
 def second_scorer_section(best: pd.DataFrame) -> ReportSection:
-    """Rank agreement of every extra scorer's gFID with the FID network's; alignment regularizers flagged."""
-    scorers = [c for c in best.columns if isinstance(c, str) and SCORER_COLUMN.match(c)]
+    """Per scorer (the FID network first, then every `gen/gfid@<scorer>`): its median gFID and floor over tokenizers,
+    the rank agreement of its tokenizer ranking with each scorer before it (Spearman, Kendall, top-k overlap), and the
+    tokenizers whose regularizer aligns their latents to its features, flagged beside its numbers; then the scorers
+    the study skipped and why."""
     title = SECTION_TITLES[2]
-    aligned = sorted(best.loc[best["cluster"].isin(ALIGNMENT_REGULARIZERS), TOKENIZER].unique()) \
-        if "cluster" in best.columns else []
-    flag = (f" Tokenizers trained to align their latents to an encoder's features ({', '.join(aligned)}; encoder "
-            f"'{DOMAIN_SCORER}' unless their config says otherwise) are scored circularly by that encoder's gFID."
-            if aligned else "")
-    if not scorers:
-        return ReportSection(title, pd.DataFrame(), "Not measured in this study: one scorer only (no gen/gfid@<scorer> "
-                             f"columns), so gFID cannot be told apart from that network's taste.{flag}")
-    frame = pd.DataFrame([rank_agreement(best, DEFAULT_TARGET, c) for c in scorers])
-    return ReportSection(title, frame, f"Rank agreement of each scorer's gFID (its own target) with gFID.{flag}")
+    primary = str(best["card.feature_network"].dropna().iloc[0]) if "card.feature_network" in best.columns and \
+        best["card.feature_network"].notna().any() else DOMAIN_SCORER
+    targets = {primary: (DEFAULT_TARGET, FLOOR)}
+    targets.update({m.group(1): (c, f"{FLOOR}@{m.group(1)}") for c in best.columns
+                    if isinstance(c, str) and (m := SCORER_COLUMN.match(c))})
+    aligned, skipped = _aligned_to(best), _skipped_scorers(best)
+    flags = [f"{', '.join(tokenizers)} align their latents to {name}'s features, so {name}'s gFID scores them "
+             "circularly" for name, tokenizers in aligned.items()]
+    notes = [*(f"{f}." for f in flags), *(f"Scorer {s}." for s in skipped)]
+    if len(targets) < 2:
+        return ReportSection(title, pd.DataFrame(), " ".join(["Not measured in this study: one scorer only (no "
+                             "gen/gfid@<scorer> columns), so gFID cannot be told apart from that network's taste.",
+                                                              *notes]))
+    rows = []
+    names = list(targets)
+    for i, name in enumerate(names):
+        gfid, floor = targets[name]
+        means = _per_tokenizer(best, [gfid, floor])
+        numbers = {"scorer": name, "gfid_median": means[gfid].median() if gfid in means else np.nan,
+                   "floor_median": means[floor].median() if floor in means else np.nan,
+                   "aligned_tokenizers": ", ".join(aligned.get(name, [])) or "none"}
+        for other in names[:i] or [""]:  # the FID network's own row compares with none
+            agreement = rank_agreement(best, targets[other][0], gfid) if other else {}
+            rows.append({**numbers, "versus": other,
+                         **{k: v for k, v in agreement.items() if k not in ("reference", "score")}})
+    frame = pd.DataFrame(rows)
+    return ReportSection(title, frame, " ".join([
+        f"Each scorer's gFID is its own target (gen/gfid@<scorer>); rank agreement over tokenizers with each scorer "
+        f"listed before it (the FID network {primary} first).", *notes]))
 
 
 def convergence_section(best: pd.DataFrame) -> tuple[ReportSection, str]:

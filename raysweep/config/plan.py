@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from raysweep.config.allocation import TokenizerSearch, tokenizer_search_of
-from raysweep.config.spec import DISPLAY_FIELDS, DatasetSpec, DiffusionTrial, ReferenceSpec, StudySpec, TokenizerTrial
+from raysweep.config.spec import (
+    DISPLAY_FIELDS,
+    DatasetSpec,
+    DiffusionTrial,
+    ReferenceSpec,
+    ScorerSpec,
+    StudySpec,
+    TokenizerTrial,
+)
 from raysweep.hashing import config_hash, plain
 from raysweep.pipeline.events import Stage
 
@@ -34,6 +42,7 @@ ANALYSIS_ID = "analysis"
 SEARCH_ID = "search"
 TOKENIZER_CODE_VERSION = 1  # bump when the tokenizer stage's training or encoding changes its results
 DIFFUSION_CODE_VERSION = 1  # bump when the diffusion stage's training changes its results
+SCORER_CODE_VERSION = 1  # bump when a study-trained extra scorer's network or training changes its features
 STOPPED_RESULT = "stopped"  # in the result of a diffusion trial ASHA stopped: {"rung": r, "reason": ...}
 
 
@@ -44,6 +53,12 @@ def dataset_key(spec: DatasetSpec) -> str:
 def reference_key(spec: ReferenceSpec, dataset: str) -> str:
     """The scoring network and its reference statistics: the dataset it is fitted to and its settings."""
     return config_hash({"dataset": dataset, **spec.model_dump()})
+
+
+def scorer_key(spec: ScorerSpec, dataset: str) -> str:
+    """A study-trained extra scorer (stage 0): the dataset it is fitted to and its settings. It enters the diffusion
+    evaluation key only (through `evaluation.scorers`), never a tokenizer's or a diffusion run's training key."""
+    return config_hash({"dataset": dataset, "scorer": spec.model_dump(), "version": SCORER_CODE_VERSION})
 
 
 @dataclass(frozen=True)

@@ -257,6 +257,39 @@ class SamplerVariant(Strict):
     steps: int = Field(ge=1)
 
 
+class ScorerSpec(Strict):
+    """An extra scorer beside the FID network: its gFID, real floor and KID are logged as their own targets
+    (`gen/gfid@<name>`). A study-trained network (`domain-ae`, which no regularizer aligns to) is trained by stage 0
+    for `train_steps`; a published one (`inception-v3-compat`, `vgg16`) scores only from its local `weights_path` and
+    is skipped, with the reason in the report, without one (raysweep never downloads weights). A bare name is
+    shorthand for `{name: ...}`."""
+
+    name: str
+    weights_path: str | None = None
+    train_steps: int = Field(300, ge=1)  # study-trained scorers only
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from raysweep.features.registry import FEATURE_NETWORKS
+
+        return _check_name("scorer", v, [n for n in FEATURE_NETWORKS if n != "domain"])  # domain: the FID network
+
+    @model_validator(mode="after")
+    def _weights_for_published_only(self) -> ScorerSpec:
+        from raysweep.features.registry import feature_network
+
+        if self.weights_path is not None and feature_network(self.name).kind == "domain":
+            raise ValueError(f"weights_path is for published networks; '{self.name}' is trained by stage 0 on the "
+                             "study's images")
+        return self
+
+
 class EvaluationSpec(Strict):
     """How samples are drawn and scored (Euler ODE + CFG sweep, torch-fidelity), and the checks that say whether a
     gFID measures the latent space or the run's own scale: a cheap gFID at every checkpoint (is it still
@@ -270,6 +303,9 @@ class EvaluationSpec(Strict):
     trajectory_samples: int = Field(64, ge=2)
     checkpoint_samples: int = Field(128, ge=0)  # the cheap gFID's samples at each checkpoint; 0: no curve
     sampler_check: list[SamplerVariant] = Field(default_factory=list)
+    # extra scorers, each its own gFID target: the study-trained autoencoder always, Inception where its weights are
+    scorers: list[ScorerSpec] = Field(default_factory=lambda: [ScorerSpec(name="domain-ae"),
+                                                               ScorerSpec(name="inception-v3-compat")])
 
     @field_validator("guidance_interval", mode="before")
     @classmethod
@@ -282,6 +318,12 @@ class EvaluationSpec(Strict):
             if not 0 <= v[0] < v[1] <= 1:
                 raise ValueError(f"must be [low, high] with 0 <= low < high <= 1, got {list(v)}")
             return (float(v[0]), float(v[1]))
+        return v
+
+    @field_validator("scorers")
+    @classmethod
+    def _distinct(cls, v: list[ScorerSpec]) -> list[ScorerSpec]:
+        _no_repeats("scorer", [s.name for s in v])
         return v
 
     @field_validator("cfg_scales")

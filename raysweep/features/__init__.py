@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from raysweep.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from raysweep.features.autoencoder import DomainAutoencoder, train_domain_autoencoder
     from raysweep.features.card import CARD_PARAM_PREFIX, CARD_TAG, EvalCard, generation_card, reconstruction_card
     from raysweep.features.domain_net import DomainNet, load_domain_checkpoint, load_domain_net, save_domain_net
     from raysweep.features.domain_train import train_domain_net
@@ -49,12 +50,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CARD_PARAM_PREFIX", "CARD_TAG", "FD_PROTOCOL", "FEATURE_NETWORKS", "MIN_SCORE_SAMPLES", "WEIGHTS_DIR_ENV",
-    "DomainFeatureExtractor", "DomainNet", "EvalCard", "FeatureLayers", "FeatureNetwork", "FeatureSpec",
-    "NetworkReference", "ReferenceStats", "cached_reference_stats", "extract_features", "fd_to_reference",
-    "feature_frechet_distance", "feature_moments", "feature_network", "find_weights", "frechet_distance",
-    "generation_card", "generation_scores", "inception_score", "load_domain_checkpoint", "load_domain_net",
-    "network_reference", "precision_recall", "reconstruction_card", "reference_key", "resolve_feature_network",
-    "sample_moments", "sample_settings", "save_domain_net", "score_images", "shrink_covariance", "train_domain_net",
-    "weights_sha256",
+    "DomainAutoencoder", "DomainFeatureExtractor", "DomainNet", "EvalCard", "FeatureLayers", "FeatureNetwork",
+    "FeatureSpec", "NetworkReference", "ReferenceStats", "cached_reference_stats", "extract_features",
+    "fd_to_reference", "feature_frechet_distance", "feature_moments", "feature_network", "find_weights",
+    "frechet_distance", "generation_card", "generation_scores", "inception_score", "load_domain_checkpoint",
+    "load_domain_net", "network_reference", "precision_recall", "reconstruction_card", "reference_key",
+    "resolve_feature_network", "sample_moments", "sample_settings", "save_domain_net", "score_images",
+    "shrink_covariance", "train_domain_autoencoder", "train_domain_net", "weights_sha256",
 ]
 __getattr__ = lazy_exports(__name__, __file__)

@@ -48,9 +48,15 @@ class EvalCard:
     precision: str
     prc: str
     feature_check: str            # the gFID validity check of the FID network: FD(blurred real, real) vs real halves
+    extra_scorers: str = ""       # "name:sha256[:12]; name skipped: reason" of evaluation.scorers (generation only)
 
     def hash(self) -> str:
-        return config_hash(asdict(self), CARD_HASH_LENGTH)
+        """Hashes `extra_scorers` only when set, so cards without extra scorers (every reconstruction card, and
+        those written before extra scorers existed) keep their hash."""
+        fields = asdict(self)
+        if not self.extra_scorers:
+            del fields["extra_scorers"]
+        return config_hash(fields, CARD_HASH_LENGTH)
 
     def params(self) -> dict[str, str]:
         """MLflow params `card.<field>` (MLflow stores params as strings)."""
@@ -99,7 +105,7 @@ def reconstruction_card(network: FeatureSpec, dataset_key: str, split: str, size
 def generation_card(network: FeatureSpec, fd_networks: Sequence[FeatureSpec], dataset_key: str, split: str,
                     reference_size: int, num_samples: int, sampler: str, steps: int, cfg_scales: Sequence[float],
                     guidance_interval: tuple[float, float] | None, timestep_shift: float, seed: int,
-                    precision: str, class_balancing: str) -> EvalCard:
+                    precision: str, class_balancing: str, extra_scorers: str = "") -> EvalCard:
     return EvalCard(
         kind="generation", feature_network=network.name, feature_weights_sha256=network.weights_sha256,
         fd_networks=network_list(fd_networks), fd_protocol=FD_PROTOCOL, reference_dataset=dataset_key,
@@ -108,4 +114,4 @@ def generation_card(network: FeatureSpec, fd_networks: Sequence[FeatureSpec], da
         sampler=sampler, steps=steps, cfg_scales=",".join(f"{s:g}" for s in cfg_scales),
         guidance_interval="none" if guidance_interval is None else f"{guidance_interval[0]:g}-{guidance_interval[1]:g}",
         timestep_shift=timestep_shift, seed=seed, precision=precision, prc=PRC_PROTOCOL,
-        feature_check=feature_check(network))
+        feature_check=feature_check(network), extra_scorers=extra_scorers)

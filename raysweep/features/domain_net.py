@@ -27,6 +27,8 @@ def _conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
 class DomainNet(nn.Module):
     """Images float [B,3,H,W] in [-1, 1], H and W >= 16."""
 
+    checkpoint_format = CHECKPOINT_FORMAT
+
     def __init__(self, num_classes: int, width: int = 32, feature_dim: int = 128) -> None:
         super().__init__()
         if num_classes < 2:
@@ -58,26 +60,32 @@ class DomainNet(nn.Module):
         pooled = self.patch_tokens(x).mean(dim=(-2, -1))  # (B, D)
         return pooled, self.head(pooled)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features [B, D]: the FID layer."""
+        return self.features_and_logits(x)[0]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, num_classes]."""
         return self.features_and_logits(x)[1]
 
 
-def save_domain_net(model: DomainNet, path: str | Path, meta: dict[str, Any] | None = None) -> None:
-    """A plain dict (constructor args, state dict, meta of python scalars/strings), loadable with weights_only."""
+def save_domain_net(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> None:
+    """A study-trained network (DomainNet, DomainAutoencoder) as a plain dict (its `checkpoint_format`, constructor
+    args, state dict, meta of python scalars/strings), loadable with weights_only."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_file(Path(path)) as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, "config": model.config(), "state_dict": state,
-                    "meta": dict(meta or {})}, tmp)
+        torch.save({"format": model.checkpoint_format, "config": model.config(),  # type: ignore[operator]
+                    "state_dict": state, "meta": dict(meta or {})}, tmp)
 
 
-def load_domain_checkpoint(path: str | Path) -> tuple[DomainNet, dict[str, Any]]:
-    """(model in eval mode on CPU, meta). ValueError for a file that is not a DomainNet checkpoint."""
+def load_domain_checkpoint(path: str | Path, cls: type[Any] = DomainNet) -> tuple[Any, dict[str, Any]]:
+    """(model of `cls` in eval mode on CPU, meta). ValueError for a file that is not a `cls` checkpoint."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+    expected = cls.checkpoint_format
+    if not isinstance(blob, dict) or blob.get("format") != expected:
         found = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
-        raise ValueError(f"{path} is not a DomainNet checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})")
-    model = DomainNet(**blob["config"])
+        raise ValueError(f"{path} is not a {cls.__name__} checkpoint (format {found!r}, expected {expected!r})")
+    model = cls(**blob["config"])
     model.load_state_dict(blob["state_dict"])
     return model.eval(), blob["meta"]
 

@@ -3,6 +3,7 @@ the gFID validity check: a network that scores generations must rate blurred rea
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -10,6 +11,9 @@ import torch.nn.functional as F
 
 from raysweep.features.domain_net import DomainNet
 from raysweep.features.frechet import feature_frechet_distance
+
+if TYPE_CHECKING:
+    from raysweep.features.autoencoder import DomainAutoencoder
 
 MAX_SHIFT = 0.125  # random translation, as a fraction of the image side
 EVAL_BATCH = 256
@@ -52,9 +56,11 @@ def gaussian_blur(x: torch.Tensor, sigma: float = BLUR_SIGMA) -> torch.Tensor:
 
 
 @torch.no_grad()
-def blur_check(model: DomainNet, images: torch.Tensor, sigma: float = BLUR_SIGMA) -> dict[str, float]:
+def blur_check(model: DomainNet | DomainAutoencoder, images: torch.Tensor,
+               sigma: float = BLUR_SIGMA) -> dict[str, float]:
     """FD between two halves of real images [N,3,H,W] in [-1, 1] (even / odd rows) and FD between the blurred first
-    half and the second, in the network's pooled (FID) features, with images on the uint8 grid the scorer sees.
+    half and the second, in a study-trained network's FID features (`model.features`, `model.feature_dim`: DomainNet,
+    DomainAutoencoder), with images on the uint8 grid the scorer sees.
     NaN when a half has no more images than feature dimensions (a singular covariance).
 
     FD of N/2 vs N/2 images is mostly sample-size bias (FD_N ~ FD_inf + b/N), so it is not the floor a study's gFID
@@ -66,7 +72,7 @@ def blur_check(model: DomainNet, images: torch.Tensor, sigma: float = BLUR_SIGMA
 
     def features(x: torch.Tensor) -> np.ndarray:
         x = ((x + 1) * 127.5).round().clamp(0, 255) / 127.5 - 1  # what to_uint8 -> the extractor does
-        return torch.cat([model.features_and_logits(b)[0] for b in x.split(EVAL_BATCH)]).double().numpy()
+        return torch.cat([model.features(b) for b in x.split(EVAL_BATCH)]).double().numpy()
 
     from raysweep.features.sample_bias import kid  # torch-fidelity: imported when a network is trained
 

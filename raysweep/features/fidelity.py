@@ -32,8 +32,9 @@ from torch_fidelity import (
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
-from raysweep.features.domain_net import load_domain_net
-from raysweep.features.registry import DOMAIN_EXTRACTOR, FEATURE_NETWORKS, FeatureSpec
+from raysweep.features.autoencoder import DomainAutoencoder
+from raysweep.features.domain_net import DomainNet, load_domain_checkpoint
+from raysweep.features.registry import AUTOENCODER_EXTRACTOR, DOMAIN_EXTRACTOR, FEATURE_NETWORKS, FeatureSpec
 
 MIN_SCORE_SAMPLES = 8
 ISC_MIN_SPLIT_SIZE, ISC_MAX_SPLITS = 50, 10
@@ -53,6 +54,9 @@ class DomainFeatureExtractor(FeatureExtractorBase):
     """torch-fidelity extractor around a saved DomainNet. Input uint8 [B,3,H,W] (H, W >= 16); provides
     "pool" [B, D] (FID/KID/PRC/FD) and "logits" [B, num_classes] (IS: the net's own class posterior, bias included)."""
 
+    network: str = "domain"
+    network_class: type[DomainNet | DomainAutoencoder] = DomainNet
+
     def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None,
                  feature_extractor_internal_dtype: str | None = None, **kwargs: object) -> None:
         super().__init__(name, features_list)
@@ -63,17 +67,18 @@ class DomainFeatureExtractor(FeatureExtractorBase):
             raise ValueError(f"feature_extractor_internal_dtype {feature_extractor_internal_dtype!r}; allowed: "
                              f"{', '.join(map(str, _DTYPES))}")
         self.dtype = _DTYPES[feature_extractor_internal_dtype]
-        self.net = load_domain_net(feature_extractor_weights_path).to(self.dtype)
+        self.net = load_domain_checkpoint(feature_extractor_weights_path, self.network_class)[0].to(self.dtype)
         self.requires_grad_(False)
         self.eval()
 
-    @staticmethod
-    def get_provided_features_list() -> tuple[str, ...]:
-        return "pool", "logits"
+    @classmethod
+    def get_provided_features_list(cls) -> tuple[str, ...]:
+        layers = FEATURE_NETWORKS[cls.network].layers
+        return (layers.fid, *([layers.isc] if layers.isc else []))
 
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric: str) -> str | None:
-        layers = FEATURE_NETWORKS["domain"].layers
+    @classmethod
+    def get_default_feature_layer_for_metric(cls, metric: str) -> str | None:
+        layers = FEATURE_NETWORKS[cls.network].layers
         return {"isc": layers.isc, "fid": layers.fid, "kid": layers.fid, "prc": layers.fid}[metric]
 
     @staticmethod
@@ -88,13 +93,28 @@ class DomainFeatureExtractor(FeatureExtractorBase):
         if not torch.is_tensor(x) or x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected uint8 images [B,3,H,W], got {getattr(x, 'dtype', type(x))} "
                              f"{tuple(getattr(x, 'shape', ()))}")
-        pooled, logits = self.net.features_and_logits(x.to(self.dtype) / 127.5 - 1.0)  # (B, D), (B, K)
-        out = {"pool": pooled, "logits": logits}
+        out = self.views(x.to(self.dtype) / 127.5 - 1.0)
         return tuple(out[name].float() for name in self.features_list)
 
+    def views(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Images float [B,3,H,W] in [-1, 1] -> {layer: [B, F]}."""
+        pooled, logits = self.net.features_and_logits(x)  # (B, D), (B, K)
+        return {"pool": pooled, "logits": logits}
 
-if DOMAIN_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:  # torch-fidelity refuses a second registration
-    register_feature_extractor(DOMAIN_EXTRACTOR, DomainFeatureExtractor)
+
+class DomainAutoencoderExtractor(DomainFeatureExtractor):
+    """torch-fidelity extractor around a saved DomainAutoencoder: "pool" [B, D] only (no classifier, so no IS)."""
+
+    network, network_class = "domain-ae", DomainAutoencoder
+
+    def views(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"pool": self.net.features(x)}
+
+
+for _name, _extractor in ((DOMAIN_EXTRACTOR, DomainFeatureExtractor),
+                          (AUTOENCODER_EXTRACTOR, DomainAutoencoderExtractor)):
+    if _name not in FEATURE_EXTRACTORS_REGISTRY:  # torch-fidelity refuses a second registration
+        register_feature_extractor(_name, _extractor)
 
 
 class UInt8Images(Dataset):

@@ -8,7 +8,8 @@
 - Precision / recall: torch-fidelity's kNN (k = 3) on features, against a seeded reference subset of the generated
   count (PRC is biased by unequal set sizes).
 - Validity (`sample_bias`): on the FID network, the real floor `fd_floor` = FD(val, train) (what no generator can
-  be expected to beat on these features), FD∞ (`fdinf`, FD extrapolated to infinite N) and KID (`kid`, unbiased).
+  be expected to beat on these features), FD∞ (`fdinf`, FD extrapolated to infinite N) and KID (`kid`, unbiased);
+  on each extra scorer, its own gFID, floor and KID (`scorer_scores`) and its real-halves check.
 """
 from __future__ import annotations
 
@@ -115,3 +116,23 @@ def generation_scores(features: Mapping[str, Array], references: Mapping[str, Ne
     if logits is not None:
         scores["is"] = inception_score(logits)
     return scores
+
+
+def scorer_scores(features: Array, reference: NetworkReference, seed: int = 0) -> dict[str, float]:
+    """An extra scorer's view of generated features [N, D]: {gfid, fd_floor (FD(val, train) under the run's
+    shrinkage), kid}, each read against its own floor (`gen/gfid@<scorer>`: the scorer's own target)."""
+    return {"gfid": fd_to_reference(features, reference), "fd_floor": reference.val_fd,
+            "kid": kid(features, reference.train.features, seed=seed)[0]}
+
+
+def real_halves_check(train: ReferenceStats, val: ReferenceStats) -> dict[str, float]:
+    """A scorer's real-data checks from its cached statistics: FD and KID between the even and odd rows of the
+    validation features (two real halves: mostly FD's sample-size bias at small N) and the floor FD(val, train) with
+    KID(val, train), under the small-sample shrinkage rule of their counts."""
+    halves = val.features[0::2], val.features[1::2]
+    dim = val.mu.shape[0]
+    shrink = fd_shrinkage(dim, *map(len, halves))
+    fd_halves = fd_between(*sample_moments(halves[0]), *sample_moments(halves[1]), shrink)
+    return {"fd_real_halves": fd_halves, "kid_real_halves": kid(*halves)[0], "half_size": float(len(halves[1])),
+            "fd_floor": fd_between(val.mu, val.sigma, train.mu, train.sigma, fd_shrinkage(dim, val.n, train.n)),
+            "kid_floor": kid(val.features, train.features)[0]}

@@ -2,8 +2,9 @@
 metric reads, and which local weight file it needs. No entry ever downloads.
 
 Adding a network: one `FeatureNetwork` entry. Kinds: `torch-fidelity` (a builtin extractor that accepts a local
-weights path), `domain` (the study-trained DomainNet). torchvision / timm / open_clip backbones would be a new kind
-with its own extractor class in `fidelity.py`.
+weights path), `domain` (trained by stage 0 on the study's images: the DomainNet classifier, and the
+DomainAutoencoder, the second scorer no regularizer aligns to). torchvision / timm / open_clip backbones would be a
+new kind with its own extractor class in `fidelity.py`.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import Literal
 from raysweep.features.weights import find_weights, weights_sha256
 
 Kind = Literal["torch-fidelity", "domain"]
-DOMAIN_EXTRACTOR = "raysweep-domain"  # our torch-fidelity extractor name, registered in fidelity.py
+DOMAIN_EXTRACTOR = "raysweep-domain"  # our torch-fidelity extractor names, registered in fidelity.py
+AUTOENCODER_EXTRACTOR = "raysweep-domain-ae"
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,10 @@ FEATURE_NETWORKS: dict[str, FeatureNetwork] = {net.name: net for net in (
     FeatureNetwork(
         "domain", "domain", DOMAIN_EXTRACTOR, FeatureLayers("pool", "logits"), ("domain.pt",),
         "It is the DomainNet that stage 0 trains on the study's images (train_domain_net + save_domain_net).",
+        "none: native resolution, uint8 -> [-1, 1]"),
+    FeatureNetwork(
+        "domain-ae", "domain", AUTOENCODER_EXTRACTOR, FeatureLayers("pool", None), ("domain_ae.pt",),
+        "It is the DomainAutoencoder that stage 0 trains on the study's images (train_domain_autoencoder).",
         "none: native resolution, uint8 -> [-1, 1]"),
 )}
 

@@ -44,7 +44,15 @@ from raysweep.pipeline.checkpointing import report, train_with_checkpoints
 from raysweep.pipeline.context import TrialContext, setup_worker
 from raysweep.pipeline.data_parallel import current_shard, is_chief
 from raysweep.pipeline.figures import save_image_grid
-from raysweep.pipeline.scoring import GENERATION_REFERENCE, GenerationScorer, feature_network, save_cfg_curve, to_uint8
+from raysweep.pipeline.scoring import (
+    GENERATION_REFERENCE,
+    ExtraScorers,
+    GenerationScorer,
+    extra_scorers,
+    feature_network,
+    save_cfg_curve,
+    to_uint8,
+)
 from raysweep.pipeline.store import STOPPED_RESULT, Store, provenance
 from raysweep.search.fidelity import Tiers, checkpoint_count
 from raysweep.tokenizers import load_tokenizer
@@ -107,13 +115,14 @@ def _tiers(payload: dict[str, Any]) -> Tiers | None:
 
 
 def run_card(scorer: GenerationScorer, dataset_key: str, evaluation: EvaluationSpec, seed: int,
-             device: torch.device) -> EvalCard:
-    """The card of a run sampled on `device` (its precision is `sample_latents`' on that device)."""
+             device: torch.device, extras: ExtraScorers | None = None) -> EvalCard:
+    """The card of a run sampled on `device` (its precision is `sample_latents`' on that device), with the extra
+    scorers that scored it and those skipped."""
     return generation_card(
         scorer.primary, scorer.networks, dataset_key, GENERATION_REFERENCE, scorer.reference_size,
         evaluation.num_samples, SAMPLER, evaluation.sampling_steps, evaluation.cfg_scales,
         evaluation.guidance_interval, timestep_shift=1.0, seed=seed, precision=sampling_precision(device),
-        class_balancing="round-robin labels (i % num_classes)")
+        class_balancing="round-robin labels (i % num_classes)", extra_scorers=extras.card_text() if extras else "")
 
 
 def train_diffusion_trial(config: dict[str, Any]) -> None:
@@ -137,9 +146,10 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
         return
     evaluation = EvaluationSpec(**payload["evaluation"])
     tok = payload["tokenizer"]
+    extras = extra_scorers(ctx.store, ctx.dataset_key, evaluation.scorers, ctx.feature_network)
     scorer = GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, evaluation.num_samples,
-                              payload["seed"])
-    card = run_card(scorer, ctx.dataset_key, evaluation, payload["seed"], device)
+                              payload["seed"], extras.networks)
+    card = run_card(scorer, ctx.dataset_key, evaluation, payload["seed"], device, extras)
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
     run_id = tracker.open_run(
         payload["id"], STAGE, key, parent_id=tok["run_id"],  # named by its study id, found by its tags

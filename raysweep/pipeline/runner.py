@@ -120,7 +120,8 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
     result = StudyResult(study_run_id)
     _log(f"study '{study.name}' in {study.root} (MLflow: {study.tracking_uri}, run {study_run_id})")
     try:
-        weights = prepare_reference(study.reference, store, dataset_key, tracker, study_run_id)
+        weights = prepare_reference(study.reference, store, dataset_key, tracker, study_run_id,
+                                    study.evaluation.scorers)
         result.seconds["reference"] = time.perf_counter() - t0
         ctx = _context(study, dataset_key, study_run_id, weights)
         emit = fan_out(*([sink] if sink else []), _Book(result))

@@ -8,7 +8,8 @@ featurised once per CFG scale and network; FD, FDr, IS and PRC all come from tho
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import numpy as np
 import torch
 
 from raysweep.atomic import atomic_file
+from raysweep.config.plan import scorer_key
+from raysweep.config.spec import ScorerSpec
 from raysweep.features import (
     FEATURE_NETWORKS,
     EvalCard,
@@ -34,10 +37,11 @@ from raysweep.features import (
     score_images,
 )
 from raysweep.features.card import PREPROCESSING
-from raysweep.features.generation import fd_between, fd_shrinkage
+from raysweep.features.generation import fd_between, fd_shrinkage, scorer_scores
 from raysweep.pipeline.context import TrialContext
 from raysweep.pipeline.images import load_images
 from raysweep.pipeline.store import Store
+from raysweep.tracking.keys import scorer_metric
 
 DOMAIN_FILE = "domain.pt"
 STATS_DIR = "stats"
@@ -83,6 +87,42 @@ def scoring_networks(primary: FeatureSpec) -> list[FeatureSpec]:
     return found
 
 
+@dataclass(frozen=True)
+class ExtraScorers:
+    """The study's extra scorers (`evaluation.scorers`) on this machine: the networks that score, in config order,
+    and why each other one does not."""
+
+    networks: tuple[FeatureSpec, ...] = ()
+    skipped: Mapping[str, str] = field(default_factory=dict)
+
+    def card_text(self) -> str:
+        """"domain-ae:<sha12>; inception-v3-compat skipped: <reason>": the card's `extra_scorers`."""
+        return "; ".join([*(f"{n.name}:{n.weights_sha256[:12]}" for n in self.networks),
+                          *(f"{name} skipped: {why}" for name, why in self.skipped.items())])
+
+
+def study_trained_weights(store: Store, dataset_key: str, scorer: ScorerSpec) -> Path:
+    """Where stage 0 saves a study-trained scorer (`domain-ae`): under its own key, beside the domain network."""
+    return store.reference(scorer_key(scorer, dataset_key)) / FEATURE_NETWORKS[scorer.name].weights_files[0]
+
+
+def extra_scorers(store: Store, dataset_key: str, scorers: Sequence[ScorerSpec], primary: str) -> ExtraScorers:
+    """Resolve each extra scorer's local weights: a study-trained one from stage 0's output (FileNotFoundError before
+    stage 0 trained it), a published one from its `weights_path` only: without one it is skipped, never downloaded."""
+    networks, skipped = [], {}
+    for scorer in scorers:
+        if scorer.name == primary:
+            skipped[scorer.name] = "it is the study's FID network (reference.feature_network), scored as gen/gfid"
+        elif FEATURE_NETWORKS[scorer.name].kind == "domain":
+            networks.append(resolve_feature_network(scorer.name, study_trained_weights(store, dataset_key, scorer)))
+        elif scorer.weights_path is None:
+            skipped[scorer.name] = ("no weights_path given in evaluation.scorers (raysweep never downloads weights; "
+                                    "point it at a local copy of the file)")
+        else:
+            networks.append(resolve_feature_network(scorer.name, scorer.weights_path))
+    return ExtraScorers(tuple(networks), skipped)
+
+
 def reference_statistics(store: Store, dataset_key: str, spec: FeatureSpec, split: str) -> ReferenceStats:
     """A split's statistics in the network's FID layer: read from the store, computed and saved on a miss."""
     key = reference_key(dataset_key, split, spec, PREPROCESSING)
@@ -98,13 +138,16 @@ def prepare_reference_statistics(store: Store, dataset_key: str, spec: FeatureSp
 
 
 class GenerationScorer:
-    """Scores generated uint8 images [N,3,H,W] of one run against the cached references of every network."""
+    """Scores generated uint8 images [N,3,H,W] of one run against the cached references of every network: the FID
+    network and the FD networks (`scoring_networks`), and each extra scorer (its own gFID, floor and KID)."""
 
-    def __init__(self, store: Store, dataset_key: str, primary: FeatureSpec, num_samples: int, seed: int) -> None:
+    def __init__(self, store: Store, dataset_key: str, primary: FeatureSpec, num_samples: int, seed: int,
+                 extras: Sequence[FeatureSpec] = ()) -> None:
         self.primary, self.seed = primary, seed
         self.networks = scoring_networks(primary)
+        self.extras = tuple(extras)
         self.references: dict[str, NetworkReference] = {}
-        for spec in self.networks:
+        for spec in (*self.networks, *self.extras):
             train, val = (reference_statistics(store, dataset_key, spec, s) for s in (GENERATION_REFERENCE,
                                                                                        FDR_REFERENCE))
             self.references[spec.name] = network_reference(spec, train, val, num_samples)
@@ -114,15 +157,22 @@ class GenerationScorer:
         return self.references[self.primary.name].train.n
 
     def score(self, images: np.ndarray) -> dict[str, float]:
-        """-> {gfid, is (if the FID network has a classifier), fd_<net>, fdr, precision, recall}."""
+        """-> {gfid, is (if the FID network has a classifier), fd_<net>, fdr, precision, recall, fd_floor, fdinf,
+        kid}, and per extra scorer {gfid, fd_floor, kid}@<scorer>."""
         features, logits = {}, None
-        for spec in self.networks:
+        for spec in (*self.networks, *self.extras):
             isc = spec.layers.isc if spec is self.primary else None
             extracted = extract_features(images, spec, layers=[spec.layers.fid, *([isc] if isc else [])])
             features[spec.name] = extracted[spec.layers.fid]
             if isc:
                 logits = extracted[isc]
-        return generation_scores(features, self.references, self.primary.name, logits=logits, seed=self.seed)
+        fd_networks = [spec.name for spec in self.networks]
+        scores = generation_scores({n: features[n] for n in fd_networks}, {n: self.references[n] for n in fd_networks},
+                                   self.primary.name, logits=logits, seed=self.seed)
+        for spec in self.extras:
+            own = scorer_scores(features[spec.name], self.references[spec.name], self.seed)
+            scores.update({scorer_metric(name, spec.name): value for name, value in own.items()})
+        return scores
 
 
 def reconstruction_scores(store: Store, dataset_key: str, spec: FeatureSpec, reconstructions: np.ndarray,

@@ -110,3 +110,20 @@ METRIC_PARAM_PREFIX = "metrics."  # + `<metric>.<param>`: a metric's resolved pa
 EVALUATION_KEY_TAG = "raysweep.evaluation_key"  # a diffusion run's evaluation key, updated on re-score
 EVALUATION_TAG_PREFIX = "eval."  # + evaluation setting: how a diffusion run was last scored
 MIGRATED_TAG = "raysweep.migrated_from"  # a run's key before `raysweep migrate` moved its result
+
+# extra scorers (issue 23, `evaluation.scorers`): each one's gFID, real floor FD(val, train) and KID, logged on a
+# diffusion run beside the FID network's as `<metric>@<scorer>` (`gen/best/gfid@domain-ae`; the tidy table's
+# `gen/gfid@domain-ae`, each scorer's gFID its own target); stage 0 logs each scorer's real-halves check on the study
+# run as `reference/<check>@<scorer>`, and a scorer it skipped as a tag with the reason
+SCORER_METRICS = ("gfid", "fd_floor", "kid")
+SCORER_SKIPPED_TAG_PREFIX = "raysweep.scorer_skipped."  # + scorer name: why it did not score (study run)
+
+
+def scorer_metric(name: str, scorer: str) -> str:
+    """`gfid@domain-ae`: a generation score of an extra scorer (under `gen/<view>/`, as the FID network's)."""
+    return f"{name}@{scorer}"
+
+
+def scorer_reference_key(check: str, scorer: str) -> str:
+    """`reference/fd_real_halves@domain-ae`: an extra scorer's stage-0 check, on the study run."""
+    return f"reference/{check}@{scorer}"
