@@ -14,7 +14,22 @@ job an actual duration = estimate x exp(N(0, sigma^2)) (sigma 0.4: estimates are
   barrier      today's stage barriers added to the plan (every job waits for the stage before), ranked by estimate.
 Each cell is makespan / lower bound of the same draw, lower bound = max(critical path, slot work / slots) of that
 draw's actual durations; the median over draws, the spread (min-max) in its own column. `--out` gets that one
-table (it is the script's own file: never point it at hand-written text).
+table (it is the script's own file: never point it at hand-written text). `--tokenizers N` keeps the plan's first N
+tokenizers and their jobs (a second workload); `--diagnose FILE` also writes, over the same draws, two partial
+oracles (one knows only the longest backbone's actual durations, one every actual duration but those) and which job
+ends production's schedule.
+
+Why production misses exact at 64 slots (measured by `--diagnose`; the numbers are in RESULTS-engine.md): there are
+more runs of the longest backbone (86 LightningDiT-XL runs of ~64 GPU-h) than slots, so 22 of them can start only
+once another one has ended (~40-85 h in). Which of the 86 is actually longest (~2.6x its estimate in a typical
+draw) no estimate tells: they are all 63.85-63.89 GPU-h. Production's schedule ends with such a late-started XL
+run; an oracle knowing only the XL durations closes more than half of the gap, one knowing every duration but
+those closes none, and the gap vanishes once the XL runs fit the slots (96, 128 slots; or 43 tokenizers on 48).
+Re-ranking cannot pick the long run: any priority computed from the estimates and the noise model (a quantile of
+the remaining path included) ranks the XL runs of a family alike, and the late ones are as likely as any to be the
+long one; tie-breaks by ready time, shortest tokenizers first, or XL runs before the remaining tokenizers were
+tried in a throwaway copy of this virtual clock and did no better. The goal P / E <= 1.03 at 64 slots needs
+information the estimate does not hold; the scheduler's policy is unchanged.
 
 Without `--virtual-only` it also runs the production and barrier schedules on a local Ray, each job a task that
 sleeps its estimate (scaled so the smallest slot count's lower bound lasts `--seconds`), and prints that table
@@ -38,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from raysweep.config import load_study
-from raysweep.config.plan import Job, JobRef, LatentMetricJob, StudyPlan
+from raysweep.config.plan import Job, JobRef, LatentMetricJob, StudyPlan, TokenizerJob
 from raysweep.pipeline.estimate import job_hours
 from raysweep.pipeline.executors import Outcome, RayExecutor, Task
 from raysweep.pipeline.scheduler import Scheduler, remaining_path
@@ -62,6 +77,17 @@ def with_barriers(plan: StudyPlan) -> StudyPlan:
         jobs += [dataclasses.replace(j, deps=tuple(dict.fromkeys(j.deps + before))) for j in by_stage[stage]]
         before = tuple(j.ref for j in by_stage[stage]) or before
     return StudyPlan(tuple(jobs))
+
+
+def first_tokenizers(plan: StudyPlan, n: int | None) -> StudyPlan:
+    """The plan's first `n` tokenizers and the jobs that depend only on them (a smaller workload; None: all)."""
+    if n is None:
+        return plan
+    kept = {j.ref for j in plan.tokenizers[:n]}
+    for job in plan:  # topological order: a job's deps are decided before it
+        if job.ref not in kept and not isinstance(job, TokenizerJob) and all(d in kept for d in job.deps):
+            kept.add(job.ref)
+    return StudyPlan(tuple(j for j in plan if j.ref in kept))
 
 
 def lower_bound(plan: StudyPlan, hours: dict[JobRef, float], slots: int) -> float:
@@ -96,11 +122,13 @@ class VirtualClock:
     def __init__(self, capacity: dict[str, float], hours: dict[JobRef, float]) -> None:
         self._capacity, self.hours, self.now = capacity, hours, 0.0
         self.running: list[tuple[float, int, JobRef]] = []
+        self.started: dict[JobRef, float] = {}  # each job's start (the diagnosis reads which job ended last)
 
     def capacity(self) -> dict[str, float]:
         return dict(self._capacity)
 
     def submit(self, task: Task) -> None:
+        self.started[task.ref] = self.now
         heapq.heappush(self.running, (self.now + self.hours.get(task.ref, 0.0), len(self.running) + id(task), task.ref))
 
     def wait(self, timeout: float) -> list[Outcome]:
@@ -116,9 +144,9 @@ class VirtualClock:
         pass
 
 
-def virtual_makespan(plan: StudyPlan, hours: dict[JobRef, float], slots: int,
-                     cost: Callable[[Job], float]) -> float:
-    """Hours the scheduler's schedule takes on the virtual clock, jobs lasting `hours`, ranked by `cost`."""
+def virtual_schedule(plan: StudyPlan, hours: dict[JobRef, float], slots: int,
+                     cost: Callable[[Job], float]) -> VirtualClock:
+    """The scheduler's schedule on the virtual clock, jobs lasting `hours`, ranked by `cost` (`now`: the makespan)."""
     clock = VirtualClock({"CPU": float(CPUS), SLOT: float(slots)}, hours)
 
     def task(job: Job) -> Task:
@@ -127,7 +155,7 @@ def virtual_makespan(plan: StudyPlan, hours: dict[JobRef, float], slots: int,
     with tempfile.TemporaryDirectory() as tmp:
         result = Scheduler(plan, Store(Path(tmp)), clock, task, cost=cost).run()
     assert not result.failed
-    return clock.now
+    return clock
 
 
 def noisy(estimate: dict[JobRef, float], rng: np.random.Generator) -> dict[JobRef, float]:
@@ -147,8 +175,39 @@ def virtual_ratios(plan: StudyPlan, estimate: dict[JobRef, float], slots: int, d
                                    ("exact", plan, lambda j: actual.get(j.ref, 0.0)),
                                    ("plan order", plan, lambda j: 0.0),
                                    ("barrier", barriers, lambda j: estimate.get(j.ref, 0.0))):
-            out[column].append(virtual_makespan(jobs, actual, slots, cost) / bound)
+            out[column].append(virtual_schedule(jobs, actual, slots, cost).now / bound)
     return out
+
+
+def longest_backbone(plan: StudyPlan, estimate: dict[JobRef, float]) -> str:
+    """The diffusion backbone whose runs have the largest estimate (Table 1: LightningDiT-XL)."""
+    return max(plan.diffusion, key=lambda j: estimate.get(j.ref, 0.0)).backbone
+
+
+def diagnosis_row(plan: StudyPlan, estimate: dict[JobRef, float], slots: int, draws: int, seed: int = 0) -> str:
+    """Where production loses to exact: two partial oracles on the same draws as `virtual_ratios` (one knows only
+    the longest backbone's actual durations, one every actual duration but those), and which job ends production's
+    schedule (how often a run of the longest backbone, and when it started: the window in which such runs start)."""
+    backbone, rng = longest_backbone(plan, estimate), np.random.default_rng(seed)
+    long = {j.ref for j in plan.diffusion if j.backbone == backbone}
+    out: dict[str, list[float]] = {c: [] for c in ("production", "exact", "long only", "all but long")}
+    last_long, last_start = 0, []
+    for _ in range(draws):
+        actual = noisy(estimate, rng)
+        bound = lower_bound(plan, actual, slots)
+        for column, cost in (("production", lambda j: estimate.get(j.ref, 0.0)),
+                             ("exact", lambda j: actual.get(j.ref, 0.0)),
+                             ("long only", lambda j: (actual if j.ref in long else estimate).get(j.ref, 0.0)),
+                             ("all but long", lambda j: (estimate if j.ref in long else actual).get(j.ref, 0.0))):
+            clock = virtual_schedule(plan, actual, slots, cost)
+            out[column].append(clock.now / bound)
+            if column == "production":
+                last = max(clock.started, key=lambda r: clock.started[r] + actual.get(r, 0.0))
+                last_long += last in long
+                last_start.append(clock.started[last])
+    med = {c: statistics.median(v) for c, v in out.items()}
+    return (f"| {slots} | {len(long)} | {med['production']:.3f} | {med['exact']:.3f} | {med['long only']:.3f} "
+            f"| {med['all but long']:.3f} | {last_long} of {draws} | {statistics.median(last_start):.0f} |")
 
 
 def virtual_table(plan: StudyPlan, estimate: dict[JobRef, float], slots: list[int], draws: int) -> list[str]:
@@ -162,6 +221,19 @@ def virtual_table(plan: StudyPlan, estimate: dict[JobRef, float], slots: list[in
         spread = "; ".join(f"{min(v):.3f}-{max(v):.3f}" for v in r.values())
         lines.append(f"| {n} | {med['production']:.3f} | {med['exact']:.3f} | {med['plan order']:.3f} "
                      f"| {med['barrier']:.3f} | {med['production'] / med['exact']:.3f} | {spread} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
+def diagnosis_table(plan: StudyPlan, estimate: dict[JobRef, float], slots: list[int], draws: int) -> list[str]:
+    """The markdown table `--diagnose` holds: per slot count, `diagnosis_row` (medians over the same draws)."""
+    long = longest_backbone(plan, estimate)
+    lines = [f"| slots | {long} runs | production / lower bound | exact / lower bound "
+             f"| oracle of the {long} durations only | oracle of every duration but the {long} ones "
+             f"| production ends with a {long} run | that run's start (h, median) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for n in slots:
+        lines.append(diagnosis_row(plan, estimate, n, draws))
         print(lines[-1], flush=True)
     return lines
 
@@ -187,6 +259,12 @@ def tune_overhead(root: Path, n: int = 3) -> float:
     return sorted(times)[n // 2]
 
 
+def _shown(path: Path) -> str:
+    """`path` as the command line in the caption gives it (relative to the repository when inside it)."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def _noop(config: dict) -> None:
     pass
 
@@ -202,20 +280,31 @@ def main() -> None:
     parser.add_argument("--virtual-only", action="store_true", help="skip the runs on Ray")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS-engine-virtual.md",
                         help="the virtual-clock table (the script's own file)")
+    parser.add_argument("--tokenizers", type=int, default=None,
+                        help="only the plan's first N tokenizers and their jobs (a second, smaller workload)")
+    parser.add_argument("--diagnose", type=Path, default=None,
+                        help="also write the diagnosis table (partial oracles, which job ends production) to FILE")
     parser.add_argument("--seconds", type=float, default=200.0, help="Ray: target wall of the smallest lower bound")
     parser.add_argument("--slots", type=int, nargs="+", default=[8, 16], help="Ray: slot counts")
     args = parser.parse_args()
     study = load_study(ROOT / "experiments" / "paper" / "table1.yaml")
-    plan = StudyPlan.from_spec(study, analyze=False)
-    estimate = job_hours(study, plan)
+    full = StudyPlan.from_spec(study, analyze=False)
+    plan = first_tokenizers(full, args.tokenizers)
+    estimate = {ref: h for ref, h in job_hours(study, full).items() if ref in plan.by_ref()}
     command = ("PYTHONPATH=. python benchmarks/engine_bench.py --virtual-only --virtual-slots "
-               + " ".join(map(str, args.virtual_slots)) + f" --draws {args.draws}")
+               + " ".join(map(str, args.virtual_slots)) + f" --draws {args.draws}"
+               + (f" --tokenizers {args.tokenizers}" if args.tokenizers else "")
+               + (f" --out {_shown(args.out)}" if args.out != parser.get_default("out") else "")
+               + (f" --diagnose {_shown(args.diagnose)}" if args.diagnose else ""))
+    caption = (f"Virtual clock, simulated Table 1 ({len(plan.tokenizers)} tokenizers, {len(plan.diffusion)} diffusion "
+               f"runs, {len(plan.of(LatentMetricJob))} latent-metric jobs), actual = estimate x lognormal(sigma "
+               f"{SIGMA}), median of {args.draws} draws; written by `{command}` "
+               f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).")
     table = virtual_table(plan, estimate, args.virtual_slots, args.draws)
-    args.out.write_text("\n".join([
-        f"Virtual clock, simulated Table 1 ({len(plan.tokenizers)} tokenizers, {len(plan.diffusion)} diffusion runs, "
-        f"{len(plan.of(LatentMetricJob))} latent-metric jobs), actual = estimate x lognormal(sigma {SIGMA}), median "
-        f"of {args.draws} draws; written by `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).",
-        "", *table, ""]))
+    args.out.write_text("\n".join([caption, "", *table, ""]))
+    if args.diagnose:
+        args.diagnose.write_text("\n".join([caption, "", *diagnosis_table(plan, estimate, args.virtual_slots,
+                                                                          args.draws), ""]))
     if not args.virtual_only:
         ray_table(plan, estimate, args.slots, args.seconds)
 

@@ -25,12 +25,13 @@ METRICS = ("latent/velocity/viv", "latent/smoothness/sec@0.5", "latent/spatial/l
 
 
 def with_control(best: pd.DataFrame, control: Path | None) -> pd.DataFrame:
-    """The no-diffusion control's FDs as `control/fd@<perturbation>` columns, joined on the tokenizer run (each
-    seed replicate has its own)."""
+    """The no-diffusion control's FDs as `control/fd@<perturbation>` columns, joined on the tokenizer replicate
+    (tokenizer_id, tokenizer_seed)."""
     if control is None or not control.exists():
         return best
-    fd = pd.read_csv(control).pivot_table(index="tokenizer_run_id", columns="perturbation", values="fd")
-    return best.join(fd.add_prefix(CONTROL_PREFIX), on="tokenizer_run_id")
+    keys = ["tokenizer_id", "tokenizer_seed"]
+    fd = pd.read_csv(control).pivot_table(index=keys, columns="perturbation", values="fd")
+    return best.join(fd.add_prefix(CONTROL_PREFIX), on=keys)
 
 
 def main() -> None:

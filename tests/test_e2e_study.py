@@ -133,7 +133,7 @@ def test_micro_study_end_to_end_and_resume(tmp_path: Path, ray_local: None) -> N
                                                      StudyPlan.from_spec(parse_study(edited)).diffusion}
     assert study_status(parse_study(edited))["stale"] == []
     rows = study_table(tracker)  # the scale no longer swept (2.0) stays on the runs in MLflow, not in the table
-    assert "gen/cfg2.0/gfid" in Tracker.metrics_of(tracker.runs("diffusion")[0])
+    assert "gen/cfg2/gfid" in Tracker.metrics_of(tracker.runs("diffusion")[0])
     assert sorted(set(rows["cfg_scale"].dropna())) == [1.0, 1.5]
 
     # the Python face on the finished study, as a notebook drives it (experiments/notebook.py: a resume that runs
