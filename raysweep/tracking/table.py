@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,9 @@ def checkpoint_curve(tracker: Tracker, run_id: str, metrics: dict[str, float]) -
             for m in tracker.client.get_metric_history(run_id, mlflow_name(key))}
 
 
-def study_table(tracker: Tracker) -> pd.DataFrame:
-    """Every tokenizer and diffusion run of the study, failed ones included (with `status` and `reason`).
+def study_table(tracker: Tracker, exclude_backbones: Collection[str] = ()) -> pd.DataFrame:
+    """Every tokenizer and diffusion run of the study, failed ones included (with `status` and `reason`), but the
+    diffusion runs of `exclude_backbones` (a backbone ladder's cheap tier, reported apart).
 
     Columns: ids and tags (tokenizer_id, family, cluster, variant, backbone, seed, run ids), `status`, `reason`,
     `cfg_scale`, `latent/*`, `recon/*`, `recon_card_hash` and `recon_card.<field>` of the tokenizer, `traj/*`,
@@ -102,7 +104,7 @@ def study_table(tracker: Tracker) -> pd.DataFrame:
     seen_tokenizers: set[str] = set()
     for diff in tracker.runs("diffusion"):
         tok = tokenizers.get(diff.data.tags.get(PARENT_TAG, ""))
-        if tok is None:
+        if tok is None or diff.data.tags.get("backbone") in exclude_backbones:
             continue
         seen_tokenizers.add(tok.info.run_id)
         status, reason = _status(tok, diff)
