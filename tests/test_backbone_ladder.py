@@ -24,6 +24,7 @@ from raysweep.pipeline.events import JobEvent, JobStarted
 from raysweep.pipeline.executors import LocalExecutor, Task
 from raysweep.pipeline.scheduler import Scheduler
 from raysweep.pipeline.simulation import simulated_task
+from raysweep.pipeline.status import study_status
 from raysweep.pipeline.store import Store
 from raysweep.search.allocation import load_state
 from raysweep.search.fidelity import tier_agreement
@@ -141,6 +142,8 @@ def test_the_target_runs_only_on_tokenizers_promoted_from_the_cheap_tier(tmp_pat
     assert {r for r, why in result.skipped.items() if why == NOT_CHOSEN} == {
         ("diffusion", f"t{i}/SiT-T/0") for i in range(N) if f"t{i}" not in promoted}
     assert CHEAP_GFID == "ladder/cheap_gfid" and ("analysis", "analysis") in result.finished
+    status = study_status(study)["allocation"]  # the cheap runs of unpromoted tokenizers ran: not "not chosen"
+    assert status["diffusion_skipped"] == N - 3
 
 
 def test_a_restarted_driver_recomputes_the_same_promotions(tmp_path: Path) -> None:
@@ -232,3 +235,62 @@ def test_the_analysis_table_keeps_cheap_runs_out_of_the_target_rows(tmp_path: Pa
     assert table.loc["a", "backbone"] == "SiT-T" and table.loc["a", "gen/gfid"] == 5.0
     assert table.loc["b", "status"] == "NO_DIFFUSION" and table.loc["b", "recon/psnr"] == 20.0
     assert len(table) == 2
+
+
+@pytest.mark.e2e
+def test_a_ladder_study_killed_mid_allocation_resumes_with_the_same_promotions(tmp_path: Path) -> None:
+    """`raysweep run` (a real local Ray, MLflow, Parquet) of a three-tokenizer ladder, SIGKILLed with its Ray once
+    the allocation has started, then run again: every tokenizer has one cheap run, the target backbone ran on the
+    promoted ones only, no MLflow run is duplicated, the saved batches before the kill lead the final ones, and the
+    report has the ladder section."""
+    import time
+
+    import mlflow
+    import yaml
+    from study_process import kill_run, start_run, tracked_runs
+
+    from raysweep.config import load_study
+    from raysweep.tracking.keys import STAGE_TAG
+
+    data = {
+        "name": "ladder",
+        "dataset": {"name": "shapes", "image_size": 16, "num_classes": 4, "train_size": 96, "val_size": 32},
+        "reference": {"train_steps": 20, "batch_size": 32},
+        "tokenizers": {"architecture": "conv-tiny", "latent": "f2d4", "steps": 20, "batch_size": 16,
+                       "variants": [{"regularizer": "baseline", "kl_weight": w, "id": f"t{i}"}
+                                    for i, w in enumerate((1e-6, 1e-3, 1.0))]},
+        "diffusion": {"backbone": "SiT-T", "steps": 20, "batch_size": 32, "seeds": [0],
+                      "allocation": {**LADDER, "budget": {"trials": 2}}},
+        "evaluation": {"sampling_steps": 2, "cfg_scales": [1.0], "num_samples": 16, "trajectory_samples": 4},
+        "metrics": {"names": ["viv"], "actors": 1, "batch_size": 32},
+        "ray": {"num_cpus": 2},
+        "storage": {"root": str(tmp_path / "store"), "checkpoint_every": 5},
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(data))
+    study = load_study(path)
+    state_file = Store(study.root).allocation_state
+    proc = start_run(path)
+    deadline = time.monotonic() + 600
+    while not state_file.is_file() and proc.poll() is None:
+        assert time.monotonic() < deadline, "the allocation did not start in 600 s"
+        time.sleep(0.2)
+    if proc.poll() is None:
+        kill_run(proc)
+    before = load_state(state_file)
+    assert before is not None
+    assert start_run(path).wait(timeout=900) == 0
+    after = load_state(state_file)
+    assert after is not None and after.done == "budget" and len(after.measured) == 2
+    assert after.batches[:len(before.batches)] == before.batches  # the promotions made before the kill stand
+    runs, keys = tracked_runs(path)
+    assert len(keys) == len(set(keys))  # nothing ran twice into MLflow
+    diffusion = sorted(r.data.tags["tokenizer_id"] + "/" + r.data.tags["backbone"] for r in runs
+                       if r.data.tags[STAGE_TAG] == "diffusion")
+    assert diffusion == sorted([f"t{i}/{CHEAP}" for i in range(3)] + [f"{t}/SiT-T" for t in after.measured_ids()])
+    study_run = next(r for r in runs if r.data.tags[STAGE_TAG] == "study" and r.info.status == "FINISHED")
+    out = Path(mlflow.artifacts.download_artifacts(run_id=study_run.info.run_id, artifact_path="analysis",
+                                                   tracking_uri=study.tracking_uri, dst_path=str(tmp_path / "a")))
+    assert f"Backbone ladder: {CHEAP} vs SiT-T" in (out / "report.md").read_text()
+    table = pd.read_csv(out / "table.csv")
+    assert CHEAP not in set(table["backbone"].dropna())

@@ -34,7 +34,8 @@ CONSTRAINT = re.compile(r"^\s*([A-Za-z0-9_/@.\-]+)\s*(>=|<=)\s*(-?[0-9.]+(?:[eE]
 
 class BudgetSpec(Strict):
     """Diffusion compute the proxy mode may spend: `trials` is a count (int) or a fraction (float in (0, 1]) of the
-    brute-force diffusion trials; `gpu_hours` caps the estimated GPU-hours. Either or both; none = all trials."""
+    brute-force diffusion trials; `gpu_hours` caps the estimated GPU-hours. Either or both; none = all trials.
+    Under a backbone ladder both count the target backbone's trials: the cheap tier runs on every tokenizer."""
 
     trials: int | float | None = None
     gpu_hours: float | None = Field(None, gt=0)

@@ -214,11 +214,12 @@ def tokenizer_metrics(store: Store, tracker: Tracker) -> Features:
 
 
 def diffusion_gpu_hours(study: StudySpec, plan: StudyPlan) -> float:
-    """Estimated diffusion GPU-hours of one tokenizer (all its trials), for a GPU-hour budget."""
+    """Estimated diffusion GPU-hours of one tokenizer (all its target trials: a ladder's cheap run is not in the
+    budget), for a GPU-hour budget."""
     from raysweep.pipeline.estimate import estimate_gpu_hours
     from raysweep.search.estimate import proxy_estimate
 
-    brute = proxy_estimate(estimate_gpu_hours(study, plan), None)["brute_force"]
+    brute = proxy_estimate(estimate_gpu_hours(study, plan), allocation_of(study))["brute_force"]
     return float(brute["diffusion_gpu_hours"]) / max(1, len(plan.tokenizers))
 
 
