@@ -18,7 +18,7 @@ from raysweep.config import parse_study
 from raysweep.config.allocation import allocation_of, ladder_trial
 from raysweep.config.errors import ConfigError
 from raysweep.config.plan import DiffusionJob, Job, StudyPlan, TokenizerJob
-from raysweep.pipeline.allocation_gate import CHEAP_GFID, NOT_CHOSEN, ProxyGate
+from raysweep.pipeline.allocation_gate import CHEAP_GFID, NO_CHEAP_GFID, NOT_CHOSEN, ProxyGate
 from raysweep.pipeline.estimate import job_hours
 from raysweep.pipeline.events import JobEvent, JobStarted
 from raysweep.pipeline.executors import LocalExecutor, Task
@@ -56,14 +56,17 @@ def _features(jobs: list[TokenizerJob]) -> pd.DataFrame:
     return pd.DataFrame([{"tokenizer_id": j.id, "latent/x": 1.0, "recon/psnr": 20.0} for j in jobs])
 
 
-def _scheduler(study, interrupt: list[int] | None = None) -> tuple[Scheduler, ProxyGate, list[JobEvent]]:
+def _scheduler(study, interrupt: list[int] | None = None, no_cheap_gfid: str = ""
+               ) -> tuple[Scheduler, ProxyGate, list[JobEvent]]:
     plan, store = StudyPlan.from_spec(study), Store(study.root)
     jobs, events = plan.by_ref(), []
 
     def task(job: Job) -> Task:
         if isinstance(job, DiffusionJob):
-            truth = _cheap_truth if job.backbone == CHEAP else _truth
-            return Task(job.ref, "task", _gfid_job, (str(store.marker(job)), truth(job.tokenizer.id),
+            cheap = job.backbone == CHEAP
+            value = float("nan") if cheap and job.tokenizer.id == no_cheap_gfid else (
+                _cheap_truth if cheap else _truth)(job.tokenizer.id)
+            return Task(job.ref, "task", _gfid_job, (str(store.marker(job)), value,
                                                      interrupt if interrupt is not None else [], job.record()))
         if job.stage == "analysis":
             return Task(job.ref, "driver", lambda: None)
@@ -144,6 +147,27 @@ def test_the_target_runs_only_on_tokenizers_promoted_from_the_cheap_tier(tmp_pat
     assert CHEAP_GFID == "ladder/cheap_gfid" and ("analysis", "analysis") in result.finished
     status = study_status(study)["allocation"]  # the cheap runs of unpromoted tokenizers ran: not "not chosen"
     assert status["diffusion_skipped"] == N - 3
+
+
+def test_a_cheap_run_without_a_gfid_leaves_its_tokenizer_out_of_the_allocation(tmp_path: Path) -> None:
+    study = parse_study(_data(tmp_path))
+    scheduler, gate, _ = _scheduler(study, no_cheap_gfid="t3")
+    result = scheduler.run()
+    state = load_state(Store(study.root).allocation_state)
+    assert not result.failed and state is not None and "t3" not in state.chosen_ids()
+    assert gate.allocator is not None and "t3" not in gate.allocator.ids and len(gate.allocator.ids) == N - 1
+    assert result.skipped[("diffusion", "t3/SiT-T/0")] == NO_CHEAP_GFID
+
+
+def test_with_asha_keys_too_the_cheap_runs_run_alone_ungated(tmp_path: Path) -> None:
+    study = parse_study(_data(tmp_path, {"backbone": CHEAP, "reduction_factor": 2}))
+    spec = allocation_of(study)
+    assert spec is not None and spec.fidelity is not None and spec.fidelity.reduction_factor == 2
+    plan = StudyPlan.from_spec(study)
+    gate = ProxyGate(spec, plan, Store(study.root), _features)
+    cheap = [j for j in plan.diffusion if j.backbone == CHEAP]
+    assert len(cheap) == N and not any(gate.gates(j) for j in cheap) and all(gate.cohort(j) == [] for j in cheap)
+    assert all(gate.gates(j) for j in plan.diffusion if j.backbone != CHEAP)
 
 
 def test_a_restarted_driver_recomputes_the_same_promotions(tmp_path: Path) -> None:
