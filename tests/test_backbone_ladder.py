@@ -274,7 +274,7 @@ def test_a_ladder_study_killed_mid_allocation_resumes_with_the_same_promotions(t
     from study_process import kill_run, start_run, tracked_runs
 
     from raysweep.config import load_study
-    from raysweep.tracking.keys import STAGE_TAG
+    from raysweep.tracking import STAGE_TAG
 
     data = {
         "name": "ladder",
