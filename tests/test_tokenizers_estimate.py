@@ -75,7 +75,8 @@ def test_stages_sum_to_the_totals() -> None:
     assert training["gpu_hours"] == pytest.approx(sum(r["gpu_hours"] for r in out["tokenizers"]))
     assert all(s["gpu_hours"] > 0 for n, s in stages.items() if n != "latent_metrics")
     assert stages["latent_metrics"]["cpu_hours"] > 0
-    assert out["counts"] == {"tokenizers": 2, "diffusion_trials": 2, "train_images": 64, "val_images": 32,
+    assert out["counts"] == {"tokenizers": 2, "diffusion_trials": 2, "diffusion_trials_by_backbone": {"SiT-T": 2},
+                             "train_images": 64, "val_images": 32,
                              "velocity_evaluations_per_sample": 4 + 2 * 4}  # scale 1: 4; scale 2: 2 per step
 
 

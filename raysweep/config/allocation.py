@@ -8,6 +8,9 @@
         calibration: {count: 4}                  # first trials span the proxy's range
         acquisition: {rule: greedy, batch: 1}   # or information (top_k, weights, draws)
         fidelity: {grace_fraction: 0.25, reduction_factor: 3}
+        fidelity: {backbone: SiT-T}             # a backbone ladder: SiT-T on every tokenizer, the study's own
+                                                # backbone(s) on those the allocator promotes (with grace_fraction
+                                                # etc. as well: ASHA on the promoted runs)
 
 The models are parsed from the raw `diffusion` / `tokenizers` mappings (`allocation_of`, `tokenizer_search_of`) so
 the resolved trials, and every trial key, are exactly those of a study without these blocks.
@@ -20,16 +23,19 @@ from typing import Any, Final, Literal
 from pydantic import Field, field_validator, model_validator
 
 from raysweep.config.errors import ConfigError, allowed
-from raysweep.config.spec import Strict, StudySpec
+from raysweep.config.spec import DiffusionTrial, Strict, StudySpec
 
 ALLOCATION_MODES = ("all", "proxy")
+LADDER: Final = "ladder"  # ProxyAllocation's field for the cheap tier of a backbone ladder
 GREEDY: Final = "greedy"  # acquisition.rule: the lowest predicted gFID next
+FIDELITY_KEY = "diffusion.allocation.fidelity"
 CONSTRAINT = re.compile(r"^\s*([A-Za-z0-9_/@.\-]+)\s*(>=|<=)\s*(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*$")
 
 
 class BudgetSpec(Strict):
     """Diffusion compute the proxy mode may spend: `trials` is a count (int) or a fraction (float in (0, 1]) of the
-    brute-force diffusion trials; `gpu_hours` caps the estimated GPU-hours. Either or both; none = all trials."""
+    brute-force diffusion trials; `gpu_hours` caps the estimated GPU-hours. Either or both; none = all trials.
+    Under a backbone ladder both count the target backbone's trials: the cheap tier runs on every tokenizer."""
 
     trials: int | float | None = None
     gpu_hours: float | None = Field(None, gt=0)
@@ -107,8 +113,24 @@ class ProxyAllocation(Strict):
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
     acquisition: AcquisitionSpec = Field(default_factory=AcquisitionSpec)
     stop: StopSpec = Field(default_factory=StopSpec)
-    fidelity: FidelitySpec | None = None
+    fidelity: FidelitySpec | None = None  # ASHA's tiers of the (target) diffusion trials
+    ladder: dict[str, Any] | None = None  # the cheap tier's trial fields (`fidelity.backbone`...): `ladder_trial`
     level: float = Field(0.9, gt=0, lt=1)  # of the reported prediction intervals
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ladder_of_fidelity(cls, data: Any) -> Any:
+        """`fidelity` with a `backbone` names a backbone ladder: its FidelitySpec keys (if any) are ASHA's tiers of
+        the target trials, the others (backbone, patch_size, steps, ... of a diffusion trial) the cheap tier's."""
+        if not isinstance(data, dict):
+            return data
+        if LADDER in data:
+            raise ValueError(f"unknown key '{LADDER}'; a cheap backbone is set as fidelity.backbone")
+        fidelity = data.get("fidelity")
+        if not isinstance(fidelity, dict) or "backbone" not in fidelity:
+            return data
+        tiers = {k: v for k, v in fidelity.items() if k in FidelitySpec.model_fields}
+        return {**data, "fidelity": tiers or None, LADDER: {k: v for k, v in fidelity.items() if k not in tiers}}
 
     @field_validator("features")
     @classmethod
@@ -243,6 +265,46 @@ def check_tokenizer_search(study: StudySpec, spec: TokenizerSearch) -> None:
 def allocation_of(study: StudySpec) -> ProxyAllocation | None:
     """The study's proxy allocation, or None for `all` (brute force)."""
     return parse_allocation((study.diffusion or {}).get("allocation"), study.source)
+
+
+def ladder_trial(study: StudySpec) -> DiffusionTrial | None:
+    """The cheap tier's diffusion trial of a backbone ladder (None without one): `fidelity.backbone` and the other
+    trial fields given there, over the fields the study's diffusion block sets itself (at their first trial's
+    values: steps, batch size, patch size...), the rest from the cheap backbone's recipe. Bad fields: ConfigError
+    on `diffusion.allocation.fidelity.<field>`."""
+    from raysweep.config.loader import _validate
+
+    spec = allocation_of(study)
+    if spec is None or spec.ladder is None:
+        return None
+    target = study.diffusion_trials[0]
+    own = {k: getattr(target, k) for k in study.diffusion or {} if k in DiffusionTrial.model_fields and k != "backbone"}
+    return _validate(DiffusionTrial, {**own, **spec.ladder}, study.source, FIDELITY_KEY)
+
+
+def ladder_backbones(study: StudySpec) -> tuple[str, ...]:
+    """The cheap tier's backbone of a backbone ladder (none without one): its runs never join the target
+    backbone's rows of the analysis."""
+    spec = allocation_of(study)
+    return (spec.ladder["backbone"],) if spec is not None and spec.ladder is not None else ()
+
+
+def check_ladder(study: StudySpec) -> None:
+    """A backbone ladder's cheap tier: a known backbone (`ladder_trial`), not one the study trains as its target,
+    with a patch size that divides every tokenizer's latent grid."""
+    from raysweep.config.loader import check_patch_sizes
+    from raysweep.diffusion.backbones import BACKBONES
+
+    cheap = ladder_trial(study)
+    if cheap is None:
+        return
+    targets = sorted({d.backbone for d in study.diffusion_trials})
+    if cheap.backbone in targets:
+        raise ConfigError(study.source, f"{FIDELITY_KEY}.backbone",
+                          f"the cheap tier's backbone '{cheap.backbone}' is a target backbone of the study "
+                          f"(diffusion.backbone: {', '.join(targets)}); allowed: "
+                          f"{allowed(b for b in BACKBONES if b not in targets)}")
+    check_patch_sizes(study, study.source, [cheap], FIDELITY_KEY)
 
 
 def tokenizer_search_of(study: StudySpec) -> TokenizerSearch | None:

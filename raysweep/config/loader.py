@@ -214,12 +214,19 @@ def parse_study(data: Any, source: str = "<study>") -> StudySpec:
 def _check_search_blocks(study: StudySpec, source: str) -> None:
     """`diffusion.allocation` and `tokenizers.search` fail at load time; they never change the resolved trials
     (with a search, the block's resolved trial is only its first draw: what the plan estimates a search trial by)."""
-    from raysweep.config.allocation import check_tokenizer_search, parse_allocation, parse_tokenizer_search
+    from raysweep.config.allocation import (
+        check_ladder,
+        check_tokenizer_search,
+        parse_allocation,
+        parse_tokenizer_search,
+    )
 
     allocation = parse_allocation((study.diffusion or {}).get(ALLOCATION), source)
     search = parse_tokenizer_search((study.tokenizers or {}).get(SEARCH), source)
     if search is not None:
         check_tokenizer_search(study, search)
+    if allocation is not None:
+        check_ladder(study)
     if allocation is not None and allocation.fidelity is not None and study.resources.diffusion.workers > 1:
         raise ConfigError(source, f"diffusion.{ALLOCATION}.fidelity",
                           f"needs resources.diffusion.workers: 1, got {study.resources.diffusion.workers}: ASHA "
@@ -236,7 +243,7 @@ def _check_cross_fields(study: StudySpec, source: str) -> None:
         if size % down:
             raise ConfigError(source, f"tokenizers (trial {i}, '{t.id}').latent",
                               f"downsampling factor {down} does not divide dataset.image_size {size}")
-    _check_patch_sizes(study, source)
+    check_patch_sizes(study, source)
     if study.evaluation.num_samples < study.dataset.num_classes:
         raise ConfigError(source, "evaluation.num_samples",
                           f"must be at least dataset.num_classes ({study.dataset.num_classes}) for class balance")
@@ -255,9 +262,11 @@ def _latents_of(study: StudySpec) -> list[tuple[str, str]]:
     return out
 
 
-def _check_patch_sizes(study: StudySpec, source: str) -> None:
+def check_patch_sizes(study: StudySpec, source: str, trials: list[DiffusionTrial] | None = None,
+                      key: str | None = None) -> None:
     """A backbone patchifies the latent grid (image_size / down): its patch size must divide it, for every
-    tokenizer x diffusion pair (the transformer refuses it, but only once that tokenizer has trained)."""
+    tokenizer x diffusion pair (the transformer refuses it, but only once that tokenizer has trained). `trials`:
+    other diffusion trials than the study's (a backbone ladder's cheap tier), found at `key` in the file."""
     from raysweep.tokenizers.latent_config import parse_latent_config
 
     size = study.dataset.image_size
@@ -267,12 +276,13 @@ def _check_patch_sizes(study: StudySpec, source: str) -> None:
             grids.setdefault(size // parse_latent_config(latent).down, (where, latent))
         except ValueError as err:
             raise ConfigError(source, where, str(err)) from None
-    patches = {d.patch_size: j for j, d in reversed(list(enumerate(study.diffusion_trials)))}
+    trials = study.diffusion_trials if trials is None else trials
+    patches = {d.patch_size: j for j, d in reversed(list(enumerate(trials)))}
     for grid, (where, latent) in grids.items():
         for patch_size, j in patches.items():
-            d = study.diffusion_trials[j]
+            d = trials[j]
             if grid % patch_size:
-                path = f"diffusion (trial {j})" if len(study.diffusion_trials) > 1 else "diffusion"
+                path = key or (f"diffusion (trial {j})" if len(trials) > 1 else "diffusion")
                 raise ConfigError(source, f"{path}.patch_size",
                                   f"patch_size {d.patch_size} does not divide the {grid}x{grid} latent grid of "
                                   f"{where.rsplit('.latent', 1)[0]} (latent {latent}, dataset.image_size {size}); "

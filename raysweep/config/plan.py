@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from raysweep.config.allocation import TokenizerSearch, tokenizer_search_of
+from raysweep.config.allocation import TokenizerSearch, ladder_trial, tokenizer_search_of
 from raysweep.config.spec import (
     DISPLAY_FIELDS,
     DatasetSpec,
@@ -336,6 +336,7 @@ class StudyPlan:
         (`pipeline.study_plan.plan_study` reads it from the store)."""
         latent, model, diffusion = (metric_names(study, n) for n in ("latents", "tokenizer", "diffusion"))
         upstream, params = Upstream.of(study), study.metrics.params
+        cheap = ladder_trial(study)  # a backbone ladder's cheap tier: one more diffusion run per tokenizer
         jobs: list[Job] = []
         tokenizers = [(t, True) for t in study.tokenizer_trials]  # (trial, gets diffusion trials)
         after: tuple[JobRef, ...] = ()
@@ -357,18 +358,23 @@ class StudyPlan:
                 if names:
                     jobs.append(job_type.of(tok.id, tok.key, names, params, deps=(tok.ref,)))
                     ready.append(jobs[-1].ref)
-            for dif in study.diffusion_trials if diffuse else ():
-                for seed in study.diffusion_seeds:
-                    inputs = diffusion_inputs(dif, seed, tok.key)
-                    key = config_hash(inputs)
-                    evaluation = evaluation_inputs(key, study, upstream)
-                    run = DiffusionJob(f"{tok.id}/{dif.backbone}/{seed}", key, tokenizer=tok, trial=dif, seed=seed,
-                                       deps=tuple(ready), inputs=inputs, evaluation_key=config_hash(evaluation),
-                                       evaluation=evaluation)
-                    jobs.append(run)
-                    if diffusion:
-                        jobs.append(DiffusionMetricJob.of(run.id, run.key, diffusion, params, deps=(run.ref,),
-                                                          diffusion=run))
+            # a backbone ladder: its cheap run first (the first seed); the target runs wait for it
+            runs = [(cheap, study.diffusion_seeds[0])] if cheap is not None and diffuse else []
+            runs += [(dif, seed) for dif in (study.diffusion_trials if diffuse else ())
+                     for seed in study.diffusion_seeds]
+            for dif, seed in runs:
+                inputs = diffusion_inputs(dif, seed, tok.key)
+                key = config_hash(inputs)
+                evaluation = evaluation_inputs(key, study, upstream)
+                run = DiffusionJob(f"{tok.id}/{dif.backbone}/{seed}", key, tokenizer=tok, trial=dif, seed=seed,
+                                   deps=tuple(ready), inputs=inputs, evaluation_key=config_hash(evaluation),
+                                   evaluation=evaluation)
+                jobs.append(run)
+                if dif is cheap:
+                    ready.append(run.ref)
+                if diffusion:
+                    jobs.append(DiffusionMetricJob.of(run.id, run.key, diffusion, params, deps=(run.ref,),
+                                                      diffusion=run))
         if analyze:
             jobs.append(AnalysisJob(ANALYSIS_ID, study.key(), deps=tuple(j.ref for j in jobs)))
         return cls(tuple(jobs))

@@ -17,6 +17,13 @@ cohort's trials against each other, which compares tokenizers only when backbone
 ASHA's rungs need one checkpoint count). A run ASHA stopped is finished but not measured: its tokenizer's gFID is
 the mean over its full-tier runs, and a tokenizer whose runs were all stopped is recorded as stopped; the metric
 jobs of a stopped run (the velocity Fisher of a half-trained model) are skipped.
+
+Under a backbone ladder (`fidelity.backbone`) every tokenizer's cheap-backbone run is an ordinary diffusion job the
+gate does not hold; the target runs depend on it (a plan dependency), so the allocator starts once every cheap run is
+over, with each tokenizer's cheap gFID (its run's `gen/best/gfid`, from the store: the same on a resumed driver) as
+one more proxy feature (`CHEAP_GFID`). A tokenizer whose cheap run failed loses its target runs with it; one whose
+cheap run gave no finite gFID is left out of the allocation and its target runs are skipped. The cheap runs never
+join an ASHA cohort nor the allocator's measured gFIDs.
 """
 from __future__ import annotations
 
@@ -35,7 +42,9 @@ from raysweep.tracking import Tracker
 from raysweep.tracking.keys import BEST_GFID, FULL_TIER, TIER_TAG, tier_gfid_key
 
 NOT_CHOSEN = "not chosen by the proxy allocation"
+NO_CHEAP_GFID = "not run: its cheap-tier run gave no gFID"
 GFID = BEST_GFID
+CHEAP_GFID = "ladder/cheap_gfid"  # the allocator's feature column of a backbone ladder's cheap-tier gFID
 Features = Callable[[list[TokenizerJob]], pd.DataFrame]  # finished tokenizers -> one row each: tokenizer_id, metrics
 
 
@@ -49,9 +58,14 @@ class ProxyGate:
         self.spec, self.store, self.features, self.seed = spec, store, features, seed
         self.gpu_hours, self.on_done = gpu_hours, on_done
         self.tokenizers = {t.id: t for t in plan.tokenizers}
-        self.runs: dict[str, list[DiffusionJob]] = {t: [] for t in self.tokenizers}
+        self.cheap_backbone: str | None = (spec.ladder or {}).get("backbone")
+        self.cheap: dict[str, DiffusionJob] = {}  # tokenizer -> its cheap-tier run (a backbone ladder)
+        self.runs: dict[str, list[DiffusionJob]] = {t: [] for t in self.tokenizers}  # the target runs
         for run in plan.diffusion:
-            self.runs[run.tokenizer.id].append(run)
+            if run.backbone == self.cheap_backbone:
+                self.cheap[run.tokenizer.id] = run
+            else:
+                self.runs[run.tokenizer.id].append(run)
         self.prereqs = {t: set(runs[0].deps) if runs else set() for t, runs in self.runs.items()}
         self.metric_jobs: list[DiffusionMetricJob] = plan.of(DiffusionMetricJob) if spec.fidelity else []
         self.outcome: dict[JobRef, str | None] = {}  # observed jobs -> error (None: finished)
@@ -62,7 +76,9 @@ class ProxyGate:
 
     # --- the Gate interface -------------------------------------------------------------------------------------
     def gates(self, job: Job) -> bool:
-        return isinstance(job, DiffusionJob) or (self.spec.fidelity is not None and isinstance(job, DiffusionMetricJob))
+        if isinstance(job, DiffusionJob):
+            return job.backbone != self.cheap_backbone
+        return self.spec.fidelity is not None and isinstance(job, DiffusionMetricJob)
 
     def observe(self, job: Job, error: str | None) -> None:
         self.outcome[job.ref] = error
@@ -83,9 +99,9 @@ class ProxyGate:
         self._skipped |= set(out)
         if self.state is None or not self.state.done or self.state.pending or self.allocator is None:
             return out
-        chosen = self.chosen()
-        out.update({r.ref: NOT_CHOSEN for t in self.allocator.ids if t not in chosen for r in self.runs[t]
-                    if r.ref not in self._skipped})
+        chosen, ids = self.chosen(), set(self.allocator.ids)
+        out.update({r.ref: NOT_CHOSEN if t in ids else NO_CHEAP_GFID for t in self.tokenizers if t not in chosen
+                    for r in self.runs[t] if r.ref not in self._skipped})
         self._skipped |= set(out)
         if not self._finalised:
             self._finalised = True
@@ -100,7 +116,9 @@ class ProxyGate:
 
     def cohort(self, job: DiffusionJob) -> list[DiffusionJob]:
         """The diffusion jobs that run with `job` as one ASHA cohort: those of its batch's tokenizers with its
-        diffusion trial (see the module docstring), in plan order."""
+        diffusion trial (see the module docstring), in plan order; [] for a cheap-tier run (it runs alone)."""
+        if job.backbone == self.cheap_backbone:
+            return []
         assert self.state is not None  # a state saved before batches were recorded: the tokenizer alone
         batch = next((b for b in self.state.batches if job.tokenizer.id in b), (job.tokenizer.id,))
         return [r for t in self.tokenizers if t in batch for r in self.runs[t] if r.trial == job.trial]
@@ -110,16 +128,28 @@ class ProxyGate:
         return ((self.store.done(run) or {}).get(STOPPED_RESULT) or {}).get("reason")
 
     def finished_tokenizers(self) -> list[str]:
-        """Tokenizers (plan order) whose prerequisites all finished: those the allocator chooses among."""
-        return [t for t, refs in self.prereqs.items() if refs and all(self.outcome.get(r, "") is None for r in refs)]
+        """Tokenizers (plan order) whose prerequisites all finished (under a ladder, with a finite cheap gFID):
+        those the allocator chooses among."""
+        return [t for t, refs in self.prereqs.items() if refs and all(self.outcome.get(r, "") is None for r in refs)
+                and (self.cheap_backbone is None or self.cheap_gfid(t) is not None)]
+
+    def cheap_gfid(self, tokenizer_id: str) -> float | None:
+        """The best-CFG gFID of the tokenizer's cheap-tier run (a backbone ladder); None unless it finished with
+        a finite one."""
+        run = self.cheap.get(tokenizer_id)
+        return None if run is None else self._gfid_of(run)
 
     def build(self, ok: list[str]) -> Allocator:
-        """The allocator over the tokenizers `ok`, fitted on their tracked metrics."""
+        """The allocator over the tokenizers `ok`, fitted on their tracked metrics (and cheap-tier gFIDs)."""
         table = self.features([self.tokenizers[t] for t in ok])
+        extra: list[str] = []
+        if self.cheap_backbone is not None:
+            table = table.assign(**{CHEAP_GFID: [self.cheap_gfid(t) for t in table["tokenizer_id"]]})
+            extra = [CHEAP_GFID]
         per_tokenizer = len(next(iter(self.runs.values()), []))
         hours = None if self.gpu_hours is None else np.full(len(table), self.gpu_hours)
         return Allocator.from_table(self.spec, table, trials_per_tokenizer=per_tokenizer, gpu_hours=hours,
-                                    seed=self.seed)
+                                    seed=self.seed, extra_features=extra)
 
     def _start(self) -> None:
         ok = self.finished_tokenizers()
@@ -137,14 +167,15 @@ class ProxyGate:
         return all(r.ref in self.outcome for r in self.runs[tokenizer_id])
 
     def gfid(self, tokenizer_id: str) -> float | None:
-        """Mean best-CFG gFID of the tokenizer's finished diffusion runs; None when none finished."""
-        values = []
-        for run in self.runs[tokenizer_id]:
-            done = self.store.done(run) if self.outcome.get(run.ref, "") is None else None
-            value = (done or {}).get("metrics", {}).get(GFID)
-            if value is not None and np.isfinite(value):
-                values.append(float(value))
+        """Mean best-CFG gFID of the tokenizer's finished (target) diffusion runs; None when none finished."""
+        values = [v for run in self.runs[tokenizer_id] if (v := self._gfid_of(run)) is not None]
         return float(np.mean(values)) if values else None
+
+    def _gfid_of(self, run: DiffusionJob) -> float | None:
+        """A finished run's best-CFG gFID from its store result; None if it did not finish or has none finite."""
+        done = self.store.done(run) if self.outcome.get(run.ref, "") is None else None
+        value = (done or {}).get("metrics", {}).get(GFID)
+        return float(value) if value is not None and np.isfinite(value) else None
 
     def _advance(self) -> None:
         """Record every pending tokenizer whose runs are over, then propose until nothing new can be decided."""
@@ -183,11 +214,12 @@ def tokenizer_metrics(store: Store, tracker: Tracker) -> Features:
 
 
 def diffusion_gpu_hours(study: StudySpec, plan: StudyPlan) -> float:
-    """Estimated diffusion GPU-hours of one tokenizer (all its trials), for a GPU-hour budget."""
+    """Estimated diffusion GPU-hours of one tokenizer (all its target trials: a ladder's cheap run is not in the
+    budget), for a GPU-hour budget."""
     from raysweep.pipeline.estimate import estimate_gpu_hours
     from raysweep.search.estimate import proxy_estimate
 
-    brute = proxy_estimate(estimate_gpu_hours(study, plan), None)["brute_force"]
+    brute = proxy_estimate(estimate_gpu_hours(study, plan), allocation_of(study))["brute_force"]
     return float(brute["diffusion_gpu_hours"]) / max(1, len(plan.tokenizers))
 
 
@@ -208,7 +240,7 @@ def allocation_report(study: StudySpec, tracker: Tracker, plan: StudyPlan | None
     trials were not chosen, from the saved state and the tracked metrics (the allocator rebuilt as the run built it).
     ([], set()) for `allocation: all` or before the allocation started."""
     from raysweep.pipeline.study_plan import plan_study
-    from raysweep.search.report import allocation_section, fidelity_section
+    from raysweep.search.report import allocation_section, fidelity_section, ladder_section
 
     store = Store(study.root, study.latent_storage)
     plan = plan or plan_study(study, store, analyze=False)
@@ -224,6 +256,10 @@ def allocation_report(study: StudySpec, tracker: Tracker, plan: StudyPlan | None
     sections = [allocation_section(allocator, state)]
     if gate.spec.fidelity is not None:
         sections.append(fidelity_section(*tier_values(tracker)))
+    if gate.cheap_backbone is not None:
+        cheap = {t: v for t in gate.cheap if (v := gate.cheap_gfid(t)) is not None}
+        targets = sorted({r.backbone for runs in gate.runs.values() for r in runs})
+        sections.append(ladder_section(cheap, dict(state.measured), gate.cheap_backbone, targets))
     return sections, skipped
 
 

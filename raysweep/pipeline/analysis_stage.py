@@ -15,6 +15,7 @@ import pandas as pd
 from raysweep.analysis import AnalysisOptions, MixedCardsError, ReportSection, StudyAnalysis, analyze
 from raysweep.analysis.noise import CLASS_COUNTS
 from raysweep.analysis.outcome import log_tokenizer_outcomes
+from raysweep.config.allocation import ladder_backbones
 from raysweep.config.errors import ConfigError
 from raysweep.config.plan import StudyPlan
 from raysweep.config.spec import StudySpec, TokenizerTrial
@@ -33,9 +34,10 @@ SKIPPED = "SKIPPED"  # status of planned diffusion trials a proxy allocation did
 
 
 def missing_trials(study: StudySpec, table: pd.DataFrame, skipped: Collection[str] = (),
-                   plan: StudyPlan | None = None) -> pd.DataFrame:
+                   plan: StudyPlan | None = None, exclude_backbones: Collection[str] = ()) -> pd.DataFrame:
     """Rows (status MISSING) for planned tokenizer x backbone x seed trials that have no tracked run at all; those
-    of the `skipped` tokenizers (not chosen by a proxy allocation) get status SKIPPED instead."""
+    of the `skipped` tokenizers (not chosen by a proxy allocation) get status SKIPPED instead. Trials of
+    `exclude_backbones` (a backbone ladder's cheap tier, not in the table) get none."""
     def identity(trial: TokenizerTrial) -> tuple[str, int]:
         return trial.tags()[TOKENIZER_ID_TAG], trial.seed
 
@@ -56,6 +58,7 @@ def missing_trials(study: StudySpec, table: pd.DataFrame, skipped: Collection[st
                  if run.tokenizer.id in skipped else
                  {"status": "MISSING", "reason": "planned diffusion trial without a tracked run"})}
              for run in plan.diffusion if identity(run.tokenizer.trial) in tracked_tokenizers
+             and run.backbone not in exclude_backbones
              and (identity(run.tokenizer.trial), run.backbone, run.seed) not in tracked_runs]
     return pd.DataFrame(rows)
 
@@ -81,8 +84,9 @@ def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
         from raysweep.pipeline.allocation_gate import allocation_report
 
         sections, skipped = allocation_report(study, tracker, plan)
-    table = study_table(tracker)
-    missing = missing_trials(study, table, skipped, plan)
+    cheap = ladder_backbones(study)  # a backbone ladder's cheap tier: its own report section, never pooled
+    table = study_table(tracker, cheap)
+    missing = missing_trials(study, table, skipped, plan, cheap)
     if len(missing):
         table = pd.concat([table, missing.assign(cfg_scale=float("nan"), **{"gen/gfid": float("nan")})],
                           ignore_index=True)

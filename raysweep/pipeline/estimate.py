@@ -27,6 +27,7 @@ most of the wall time (estimate 0.05 CPU-hours = 3 min of compute; measured 12.6
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -247,6 +248,8 @@ def estimate_gpu_hours(study: StudySpec, plan: StudyPlan | None = None) -> dict[
         "stages": by_stage,
         "tokenizers": tokenizers,
         "counts": {"tokenizers": priced.priced, "diffusion_trials": len(plan.diffusion) + len(slots),
+                   "diffusion_trials_by_backbone": dict(Counter(j.trial.backbone
+                                                                for j in (*plan.diffusion, *slots))),
                    "train_images": n_train, "val_images": n_val,
                    "velocity_evaluations_per_sample": guided_passes(study)},
         "measured": {"where": f"CPU: {MEASURED_ON}",

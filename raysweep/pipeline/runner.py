@@ -235,8 +235,8 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
         return Task(job.ref, "trial", train_tokenizer_trial, ({"payload": tokenizer_payload(job, ctx)},),
                     _resources(res.tokenizer), experiment=f"tokenizers-{job.key}", total_steps=job.trial.steps,
                     workers=res.tokenizer.workers)
-    if isinstance(job, DiffusionJob) and cohort is not None:
-        return cohort_task(cohort(job), study, ctx)
+    if isinstance(job, DiffusionJob) and cohort is not None and (members := cohort(job)):  # []: runs alone
+        return cohort_task(members, study, ctx)
     if isinstance(job, TokenizerSearchJob):
         from raysweep.config.plan import Upstream, metric_names
         from raysweep.pipeline.search_stage import SearchEnv, run_search_job

@@ -19,5 +19,8 @@ and skips the rest; the runner logs `predicted_metrics` on the unmeasured tokeni
 `allocation_section` (`allocation_report`), `raysweep plan --json` shows `proxy_estimate`, `raysweep status` the
 allocation. With `fidelity`, the gate groups each batch's diffusion jobs into cohorts that the runner runs as one
 Tune experiment under `asha_scheduler` (`runner.cohort_task`, `tune_stage.run_cohort`); the analysis adds
-`fidelity_section` from the tracked `tier/` values. Not wired yet: `tokenizer_search.py` (`tokenizers.search`).
+`fidelity_section` from the tracked `tier/` values. A backbone ladder (`fidelity.backbone`) adds a cheap-backbone
+diffusion job per tokenizer to the plan; the gate feeds its gFID to the Allocator as one more feature
+(`extra_features`), `proxy_estimate` prices it and the analysis adds `ladder_section`. Not wired yet:
+`tokenizer_search.py` (`tokenizers.search`).
 """

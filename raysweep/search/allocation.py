@@ -14,6 +14,7 @@ that a decision depends on besides the inputs, so a study resumed from the saved
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -105,14 +106,17 @@ class Allocator:
 
     @classmethod
     def from_table(cls, spec: ProxyAllocation, tokenizers: pd.DataFrame, trials_per_tokenizer: int = 1,
-                   gpu_hours: np.ndarray | None = None, seed: int = 0) -> Allocator:
+                   gpu_hours: np.ndarray | None = None, seed: int = 0,
+                   extra_features: Sequence[str] = ()) -> Allocator:
         """From one row per tokenizer (`tokenizer_id` and its latent/ and recon/ metric columns, e.g. the tidy
         table's tokenizer columns). Features: `spec.features`, default every latent/ and recon/ column with a value
-        for every tokenizer; the correlation metric: `acquisition.correlation_metric`, default the first feature.
-        A tokenizer without a value for a named feature is refused (ValueError naming it)."""
+        for every tokenizer, then `extra_features` (a backbone ladder's cheap-tier gFID); the correlation metric:
+        `acquisition.correlation_metric`, default the first feature. A tokenizer without a value for a named
+        feature is refused (ValueError naming it)."""
         names = spec.features or [c for c in metric_columns(tokenizers, ("latent/", "recon/"))
                                   if np.isfinite(pd.to_numeric(tokenizers[c], errors="coerce")).all()]
         metric = spec.acquisition.correlation_metric or (names[0] if names else "")
+        names = [*names, *extra_features]
         require_columns(tokenizers, ["tokenizer_id", *names, metric])
         values = tokenizers[[*names, metric]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
         bad = tokenizers["tokenizer_id"][~np.isfinite(values).all(axis=1)].tolist()

@@ -94,6 +94,22 @@ def allocation_section(allocator: Allocator, state: AllocationState) -> ReportSe
     return ReportSection("Proxy-guided allocation: measured and predicted gFID", table, note)
 
 
+def ladder_section(cheap: dict[str, float], target: dict[str, float], backbone: str, targets: list[str],
+                   top_k: int = 3) -> ReportSection:
+    """A backbone ladder: did the cheap backbone rank the tokenizers as the target backbone does? Spearman and
+    top-k overlap over the tokenizers measured on both (`tier_agreement`)."""
+    a = tier_agreement(cheap, target, top_k)
+    frame = pd.DataFrame([{"cheap_backbone": backbone, "target_backbones": ", ".join(targets),
+                           "tokenizers_cheap": len(cheap), "tokenizers_target": len(target),
+                           "tokenizers_with_both": a.n, "spearman": a.spearman, "top_k": a.top_k,
+                           "top_k_overlap": a.top_k_overlap}])
+    note = (f"Best-CFG gFID of each tokenizer's {backbone} run (the cheap tier, on every tokenizer) against its mean "
+            f"over the target runs ({', '.join(targets)}), over the {a.n} tokenizers the allocation promoted. The "
+            f"cheap runs are not in the correlations above. Promoted tokenizers are those the proxy (cheap gFID "
+            f"among its features) ranked best, so this agreement is measured on a truncated range.")
+    return ReportSection(f"Backbone ladder: {backbone} vs {', '.join(targets)}", frame, note)
+
+
 def fidelity_section(cheap: dict[str, float], full: dict[str, float], top_k: int = 3) -> ReportSection:
     """Whether the cheap tier could be trusted: rank agreement with the full tier where both were measured."""
     a = tier_agreement(cheap, full, top_k)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +113,9 @@ def _last_scored(metrics: dict[str, float], tags: dict[str, str]) -> dict[str, f
     return {k: v for k, v in metrics.items() if current(k)}
 
 
-def study_table(tracker: Tracker) -> pd.DataFrame:
-    """Every tokenizer and diffusion run of the study, failed ones included (with `status` and `reason`).
+def study_table(tracker: Tracker, exclude_backbones: Collection[str] = ()) -> pd.DataFrame:
+    """Every tokenizer and diffusion run of the study, failed ones included (with `status` and `reason`), but the
+    diffusion runs of `exclude_backbones` (a backbone ladder's cheap tier, reported apart).
 
     Columns: ids and tags (tokenizer_id, tokenizer_seed, family, cluster, variant, backbone, seed, run ids), `status`,
     `reason`, `cfg_scale`, `latent/*`, `recon/*`, `recon_card_hash` and `recon_card.<field>` of the tokenizer, `traj/*`,
@@ -127,7 +129,7 @@ def study_table(tracker: Tracker) -> pd.DataFrame:
     seen_tokenizers: set[str] = set()
     for diff in tracker.runs("diffusion"):
         tok = tokenizers.get(diff.data.tags.get(PARENT_TAG, ""))
-        if tok is None:
+        if tok is None or diff.data.tags.get("backbone") in exclude_backbones:
             continue
         seen_tokenizers.add(tok.info.run_id)
         status, reason = _status(tok, diff)
