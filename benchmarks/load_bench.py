@@ -43,12 +43,12 @@ import numpy as np
 
 from raysweep.config import load_study
 from raysweep.config.spec import DiffusionTrial, StudySpec, TokenizerTrial
+from raysweep.engine.runner import open_study_run
+from raysweep.engine.store import Store
 from raysweep.features.card import EvalCard
 from raysweep.hashing import flatten
-from raysweep.pipeline.diffusion_stage import cfg_views, diffusion_payload
-from raysweep.pipeline.metric_logging import GRID_SUFFIX, log_latent_metrics
-from raysweep.pipeline.runner import open_study_run
-from raysweep.pipeline.store import Store
+from raysweep.stages.diffusion import cfg_views, diffusion_payload
+from raysweep.stages.metric_logging import GRID_SUFFIX, log_latent_metrics
 from raysweep.tracking import Tracker
 
 WRITES = ("create_run", "log_batch", "log_param", "log_metric", "set_tag", "set_terminated", "update_run",

@@ -12,7 +12,7 @@ policies.py          allocation policies replayed: proxy (the default), random, 
 comparison.py        `raysweep replay`: the diffusion compute each policy needs for the answer (allocation_bench.py)
 MLflow keys of predicted values (pred/*, never gen/*) live in raysweep/tracking/keys.py with the measured ones.
 
-Wired into the study engine by `raysweep/pipeline/allocation_gate.py` (`ProxyGate`, a scheduler `Gate`): it builds
+Wired into the study engine by `raysweep/stages/allocation_gate.py` (`ProxyGate`, a scheduler `Gate`): it builds
 the `Allocator` from the tracked latent/recon metrics once every tokenizer's metric jobs are over, releases the
 chosen tokenizers' diffusion jobs, records their mean best-CFG gFID, saves the state in `Store.allocation_state`,
 and skips the rest; the runner logs `predicted_metrics` on the unmeasured tokenizers' runs, the analysis adds

@@ -59,7 +59,7 @@ def stopped_reason(rung: int) -> str:
     """The outcome of a trial ASHA stopped, as the store, the table and the report say it (finished, not failed)."""
     return f"stopped at rung {rung} by ASHA"
 
-# `tokenizers.search` (raysweep.search.tokenizer_search, pipeline/search_stage.py): the search has its own run (stage
+# `tokenizers.search` (raysweep.search.tokenizer_search, stages/search.py): the search has its own run (stage
 # SEARCH_STAGE, under the study run); each tokenizer it trained is a normal tokenizer run that also carries its
 # search score, feasibility and whether it was confirmed (got the study's diffusion trials)
 SEARCH_STAGE = "tokenizer_search"

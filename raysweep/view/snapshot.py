@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
-from raysweep.pipeline.events import STAGES, JobEvent, JobFailed, JobFinished, JobQueued, JobStarted, Stage
+from raysweep.engine.events import STAGES, JobEvent, JobFailed, JobFinished, JobQueued, JobStarted, Stage
 from raysweep.tracking.tracker import PARENT_TAG, STAGE_TAG, raysweep_key
 from raysweep.view.state import StudyState
 from raysweep.view.table import jobs_table

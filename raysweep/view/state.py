@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from raysweep.pipeline.events import JobEvent, JobFailed, JobFinished, JobQueued, JobStarted, JobStep, Stage
+from raysweep.engine.events import JobEvent, JobFailed, JobFinished, JobQueued, JobStarted, JobStep, Stage
 
 Status = Literal["queued", "running", "finished", "cached", "failed"]
 DONE: tuple[Status, ...] = ("finished", "cached", "failed")

@@ -19,8 +19,8 @@ from raysweep.config.errors import ConfigError
 from raysweep.config.plan import StudyPlan
 from raysweep.config.spec import StudySpec
 from raysweep.data.class_counts import val_class_counts
+from raysweep.engine.study_plan import plan_study
 from raysweep.metrics import metric_directions
-from raysweep.pipeline.study_plan import plan_study
 from raysweep.tracking import Tracker
 from raysweep.tracking.table import SORT_KEYS, latent_curve, length_ratio_curves, study_table
 
@@ -72,7 +72,7 @@ def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
     options = options or analysis_options(study)
     plan = plan or plan_study(study)
     if not sections and not skipped:  # diffusion.allocation: proxy — its report section and unchosen tokenizers
-        from raysweep.pipeline.allocation_gate import allocation_report
+        from raysweep.stages.allocation_gate import allocation_report
 
         sections, skipped = allocation_report(study, tracker, plan)
     table = study_table(tracker)

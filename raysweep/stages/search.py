@@ -4,7 +4,7 @@ whose every trial trains one tokenizer through the tokenizer stage, runs its met
 A search trial trains its tokenizer as the same one-trial Tune experiment (`tokenizers-<key>`) a `TokenizerJob`
 runs, so the tokenizer is stored under its content key, tracked as a normal tokenizer run, never trained twice and
 resumed from its checkpoint; its metric jobs write their usual markers. After the search, the plan made anew
-(`pipeline.study_plan.plan_study`) finds them all finished. The search trial itself only waits: the tokenizer's trial
+(`engine.study_plan.plan_study`) finds them all finished. The search trial itself only waits: the tokenizer's trial
 holds the tokenizer's resources and the metric jobs (Ray tasks) the metric actor's, so the search trial asks a token
 CPU share (Tune refuses a trial of no resources), and at most as many search trials run at once as tokenizer trials
 fit on the cluster. A cut-off search is restored by Tune with its searcher's state (`run_tokenizer_search`).
@@ -29,9 +29,9 @@ from raysweep.config.plan import (
     Upstream,
 )
 from raysweep.config.spec import MetricsSpec, TokenizerTrial
+from raysweep.engine.context import TrialContext
+from raysweep.engine.store import Store
 from raysweep.hashing import flatten
-from raysweep.pipeline.context import TrialContext
-from raysweep.pipeline.store import Store
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import (
     SEARCH_BEST,
@@ -77,7 +77,7 @@ def _relay() -> Any:
     """The driver's event relay (None without one, e.g. in-process executors): search trials' progress."""
     import ray
 
-    from raysweep.pipeline.executors import RELAY_NAME
+    from raysweep.engine.executors import RELAY_NAME
 
     try:
         return ray.get_actor(RELAY_NAME)
@@ -103,12 +103,12 @@ def _remote(fn: Any, resources: dict[str, float], *args: Any) -> None:
 def train_search_trial(env: SearchEnv, config: dict[str, Any]) -> dict[str, float]:
     """The search's objective: train the trial's tokenizer (or find it trained), run its metric jobs, and return its
     reconstruction and latent metrics as tracked on its run."""
-    from raysweep.pipeline.events import JobFinished, JobStarted
-    from raysweep.pipeline.executors import step_callback
-    from raysweep.pipeline.metric_stage import run_latent_metric_job
-    from raysweep.pipeline.model_metric_stage import run_model_metric_job
-    from raysweep.pipeline.tokenizer_stage import tokenizer_payload, train_tokenizer_trial
-    from raysweep.pipeline.tune_stage import run_trial
+    from raysweep.engine.events import JobFinished, JobStarted
+    from raysweep.engine.executors import step_callback
+    from raysweep.engine.tune import run_trial
+    from raysweep.stages.latent_metrics import run_latent_metric_job
+    from raysweep.stages.model_metrics import run_model_metric_job
+    from raysweep.stages.tokenizer import tokenizer_payload, train_tokenizer_trial
     from raysweep.tracking.table import TOKENIZER_PREFIXES
 
     trial = searched_trial(config)
@@ -189,7 +189,7 @@ def run_search_job(env: SearchEnv, job: TokenizerSearchJob, seed: int) -> None:
 def tag_confirmed(plan: StudyPlan, store: Store, tracker: Tracker) -> None:
     """Once the plan has the search's tokenizers: which were confirmed (got the study's diffusion trials), on the
     search run (best first) and on every tokenizer run. Tags are idempotent: a rerun sets the same values."""
-    from raysweep.pipeline.study_plan import search_outcome
+    from raysweep.engine.study_plan import search_outcome
 
     search = plan.search
     done = None if search is None else store.done(search)

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 from raysweep.config.plan import LatentMetricJob
 from raysweep.config.spec import MetricsSpec
 from raysweep.data import latent_files, read_latent_meta, read_latents
+from raysweep.engine.context import TrialContext
 from raysweep.metrics.metric_set import MetricSet
-from raysweep.pipeline.context import TrialContext
-from raysweep.pipeline.metric_logging import record_metrics
+from raysweep.stages.metric_logging import record_metrics
 
 if TYPE_CHECKING:
-    from raysweep.pipeline.metric_pool import MetricPool
+    from raysweep.engine.metric_pool import MetricPool
 
 
 def run_latent_metric_job(ctx: TrialContext, job: LatentMetricJob, spec: MetricsSpec,

@@ -16,6 +16,9 @@ import numpy as np
 import torch
 
 from raysweep.atomic import atomic_file
+from raysweep.engine.context import TrialContext
+from raysweep.engine.images import load_images
+from raysweep.engine.store import Store
 from raysweep.features import (
     FEATURE_NETWORKS,
     EvalCard,
@@ -35,9 +38,6 @@ from raysweep.features import (
 )
 from raysweep.features.card import PREPROCESSING
 from raysweep.features.generation import fd_between, fd_shrinkage
-from raysweep.pipeline.context import TrialContext
-from raysweep.pipeline.images import load_images
-from raysweep.pipeline.store import Store
 
 DOMAIN_FILE = "domain.pt"
 STATS_DIR = "stats"

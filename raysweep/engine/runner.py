@@ -30,20 +30,20 @@ from raysweep.config.plan import (
 )
 from raysweep.config.preflight import preflight
 from raysweep.config.spec import StudySpec, TrialResources
+from raysweep.engine.context import TrialContext
+from raysweep.engine.events import EventSink, JobEvent, JobFailed, fan_out
+from raysweep.engine.executors import Cohort, Executor, RayExecutor, Task
+from raysweep.engine.images import prepare_images
+from raysweep.engine.metric_pool import MetricPool
+from raysweep.engine.migrate import needs_migration
+from raysweep.engine.scheduler import Scheduler, ScheduleResult
+from raysweep.engine.store import Store
+from raysweep.engine.study_plan import plan_study, search_outcome
+from raysweep.estimate.gpu_hours import job_cost
 from raysweep.hashing import config_hash, flatten
-from raysweep.pipeline.allocation_gate import proxy_gate
-from raysweep.pipeline.context import TrialContext
-from raysweep.pipeline.estimate import job_cost
-from raysweep.pipeline.events import EventSink, JobEvent, JobFailed, fan_out
-from raysweep.pipeline.executors import Cohort, Executor, RayExecutor, Task
-from raysweep.pipeline.images import prepare_images
-from raysweep.pipeline.metric_pool import MetricPool
-from raysweep.pipeline.migrate import needs_migration
-from raysweep.pipeline.reference_stage import prepare_reference
-from raysweep.pipeline.scheduler import Scheduler, ScheduleResult
-from raysweep.pipeline.search_stage import tag_confirmed
-from raysweep.pipeline.store import Store
-from raysweep.pipeline.study_plan import plan_study, search_outcome
+from raysweep.stages.allocation_gate import proxy_gate
+from raysweep.stages.reference import prepare_reference
+from raysweep.stages.search import tag_confirmed
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import HEADLINE
 
@@ -229,7 +229,7 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
     run's plan, which the analysis reads instead of making its own."""
     res, params = study.resources, study.metrics.params
     if isinstance(job, TokenizerJob):
-        from raysweep.pipeline.tokenizer_stage import tokenizer_payload, train_tokenizer_trial
+        from raysweep.stages.tokenizer import tokenizer_payload, train_tokenizer_trial
 
         return Task(job.ref, "trial", train_tokenizer_trial, ({"payload": tokenizer_payload(job, ctx)},),
                     _resources(res.tokenizer), experiment=f"tokenizers-{job.key}", total_steps=job.trial.steps,
@@ -238,7 +238,7 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
         return cohort_task(cohort(job), study, ctx)
     if isinstance(job, TokenizerSearchJob):
         from raysweep.config.plan import Upstream, metric_names
-        from raysweep.pipeline.search_stage import SearchEnv, run_search_job
+        from raysweep.stages.search import SearchEnv, run_search_job
 
         env = SearchEnv(ctx, Upstream.of(study), metric_names(study, "latents"), metric_names(study, "tokenizer"),
                         study.metrics, _resources(res.tokenizer), res.tokenizer.workers,
@@ -246,28 +246,28 @@ def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
         # the task only drives the search: its trials' tokenizer trials and metric tasks hold the resources
         return Task(job.ref, "task", run_search_job, (env, job, study.seed), {}, ray_resources={})
     if isinstance(job, DiffusionJob):
-        from raysweep.pipeline.diffusion_stage import diffusion_payload, train_diffusion_trial
+        from raysweep.stages.diffusion import diffusion_payload, train_diffusion_trial
 
         payload = diffusion_payload(job, _tokenizer_run(job, ctx), study.evaluation, ctx)
         return Task(job.ref, "trial", train_diffusion_trial, ({"payload": payload},), _resources(res.diffusion),
                     experiment=diffusion_experiment(job, ctx.store), total_steps=job.trial.steps,
                     workers=res.diffusion.workers)
     if isinstance(job, LatentMetricJob):
-        from raysweep.pipeline.metric_stage import run_latent_metric_job
+        from raysweep.stages.latent_metrics import run_latent_metric_job
 
         # the task itself asks nothing: the pool's actors compute on what the scheduler books for the job
         return Task(job.ref, "task", run_latent_metric_job, (ctx, job, study.metrics, pool),
                     _resources(res.metric_actor, study.metrics.actors), ray_resources={})
     if isinstance(job, ModelMetricJob):
-        from raysweep.pipeline.model_metric_stage import run_model_metric_job
+        from raysweep.stages.model_metrics import run_model_metric_job
 
         return Task(job.ref, "task", run_model_metric_job, (ctx, job, params), _resources(res.metric_actor))
     if isinstance(job, DiffusionMetricJob):
-        from raysweep.pipeline.model_metric_stage import run_diffusion_metric_job
+        from raysweep.stages.model_metrics import run_diffusion_metric_job
 
         return Task(job.ref, "task", run_diffusion_metric_job, (ctx, job, params), _resources(res.metric_actor))
     if isinstance(job, AnalysisJob):
-        from raysweep.pipeline.analysis_stage import analyze_study
+        from raysweep.stages.analysis import analyze_study
 
         return Task(job.ref, "driver", lambda: report(analyze_study(study, tracker, ctx.study_run_id, plan=plan)))
     raise TypeError(f"no stage runs {type(job).__name__}")
@@ -289,13 +289,13 @@ def cohort_task(jobs: list[DiffusionJob], study: StudySpec, ctx: TrialContext) -
     all their keys so a restarted driver restores it; jobs finished earlier (full tier or stopped) are not run
     again. ASHA starts from the rung gFIDs the jobs' runs already tracked (a restored experiment's trials)."""
     from raysweep.config.allocation import allocation_of
-    from raysweep.pipeline.diffusion_stage import (
+    from raysweep.search.fidelity import Tiers, asha_scheduler
+    from raysweep.stages.diffusion import (
         diffusion_payload,
         settle_stopped_trial,
         tracked_rungs,
         train_diffusion_trial,
     )
-    from raysweep.search.fidelity import Tiers, asha_scheduler
 
     spec = allocation_of(study).fidelity  # type: ignore[union-attr]
     assert spec is not None

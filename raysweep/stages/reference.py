@@ -11,10 +11,10 @@ from pathlib import Path
 
 from raysweep.config.plan import reference_key
 from raysweep.config.spec import ReferenceSpec
+from raysweep.engine.images import load_images
+from raysweep.engine.store import Store
 from raysweep.features import resolve_feature_network, save_domain_net, train_domain_net, weights_sha256
-from raysweep.pipeline.images import load_images
-from raysweep.pipeline.scoring import DOMAIN_FILE, prepare_reference_statistics, scoring_networks
-from raysweep.pipeline.store import Store
+from raysweep.stages.scoring import DOMAIN_FILE, prepare_reference_statistics, scoring_networks
 from raysweep.tracking import Tracker
 
 

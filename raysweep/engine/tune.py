@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from raysweep.pipeline.data_parallel import with_resources
+from raysweep.engine.data_parallel import with_resources
 
 if TYPE_CHECKING:
-    from raysweep.pipeline.executors import Cohort
+    from raysweep.engine.executors import Cohort
 
 MEMBER = "member"  # a cohort trial's config: the index of its job in the cohort
 
@@ -30,7 +30,7 @@ def run_trial(name: str, trainable: Callable[[dict[str, Any]], None], config: di
     `storage` is a directory (shared on a cluster: NFS) or a pyarrow.fs URI (s3://...). A trial whose node is lost
     is retried up to `max_failures` times from its last checkpoint on another node. `resources` are Ray's
     ({"CPU": 1, "GPU": 1, custom...}), the trial's totals: `workers > 1` runs it on that many Ray Train workers
-    (`pipeline/data_parallel.py`)."""
+    (`engine/data_parallel.py`)."""
 
     wrapped = with_resources(trainable, resources, workers)  # `workers > 1`: a data-parallel launcher
     tuner = _tuner(name, wrapped, config, storage, lambda _: trial_name, None, callbacks, max_failures, verbose)

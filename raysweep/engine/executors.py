@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from raysweep.config.plan import JobRef
-from raysweep.pipeline.events import JobEvent, JobStep, Stage
+from raysweep.engine.events import JobEvent, JobStep, Stage
 
 Kind = Literal["trial", "task", "driver"]  # a Tune trial | a Ray task | a call in the driver process
 RELAY_NAME = "raysweep-event-relay"
@@ -174,7 +174,7 @@ def step_callback(stage: Stage, total: int | None) -> Any:
 
 def run_tune_job(task: Task, storage: str, max_failures: int, verbose: int) -> dict[JobRef, str | None]:
     """Run (or restore) the Tune experiment of a trial job (or of a cohort); -> each job's error (None: finished)."""
-    from raysweep.pipeline.tune_stage import run_cohort, run_trial
+    from raysweep.engine.tune import run_cohort, run_trial
 
     job_stage, job_id = task.ref
     callbacks = [step_callback(job_stage, task.total_steps)]  # type: ignore[arg-type]

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from raysweep.config.plan import DiffusionJob, Job, TokenizerJob
-from raysweep.pipeline.executors import Task
-from raysweep.pipeline.store import Store
+from raysweep.engine.executors import Task
+from raysweep.engine.store import Store
 
 
 def _run(marker: str, requires: list[str], seconds: float, steps: int, record: dict[str, Any],
