@@ -293,7 +293,7 @@ def ray_data(s: Sizes, root: Path) -> dict[str, Any]:
 def micro_study(s: Sizes, root: Path) -> dict[str, Any]:
     """A whole study (reference net, a tokenizer, latent + model metrics, a diffusion trial) with fractional GPUs."""
     from raysweep.config import parse_study
-    from raysweep.engine.runner import run_study
+    from raysweep.runner import run_study
 
     gpu = {"cpu": 1, "gpu": 0.25 if s.device == "cuda" else 0.0}
     study = parse_study({
@@ -333,7 +333,7 @@ def ddp(s: Sizes, root: Path) -> dict[str, Any]:
 
 def _ddp_steps_s(config: dict[str, Any]) -> float:
     from raysweep.diffusion import DiffusionTrainer, build_backbone
-    from raysweep.engine.data_parallel import current_shard
+    from raysweep.nn.distributed import current_shard
 
     s = Sizes(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["sizes"].items()})
     device = torch.device(s.device)
@@ -354,7 +354,7 @@ def _ddp_trial(config: dict[str, Any]) -> None:
     """Each Train worker times its steps, rank 0 writes the rate; the launcher's closing call reports it."""
     from ray import train, tune
 
-    from raysweep.engine.data_parallel import in_train_worker, is_chief
+    from raysweep.nn.distributed import in_train_worker, is_chief
 
     out = Path(config["out"])
     if not in_train_worker():

@@ -43,10 +43,10 @@ import numpy as np
 
 from raysweep.config import load_study
 from raysweep.config.spec import DiffusionTrial, StudySpec, TokenizerTrial
-from raysweep.engine.runner import open_study_run
 from raysweep.engine.store import Store
 from raysweep.features.card import EvalCard
 from raysweep.hashing import flatten
+from raysweep.runner import open_study_run
 from raysweep.stages.diffusion import cfg_views, diffusion_payload
 from raysweep.stages.metric_logging import GRID_SUFFIX, log_latent_metrics
 from raysweep.tracking import Tracker

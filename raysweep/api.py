@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from raysweep.config.plan import StudyPlan
     from raysweep.config.spec import StudySpec
     from raysweep.engine.executors import Executor
-    from raysweep.engine.runner import StudyResult
+    from raysweep.runner import StudyResult
 
 
 def load(path: str | Path) -> StudySpec:
@@ -47,7 +47,7 @@ def run(study: StudySpec, executor: Executor | None = None, quiet: bool = False,
     than Ray's (e.g. in-process). `raysweep run` is this function."""
     from raysweep.config.preflight import preflight
     from raysweep.engine.lock import study_lock
-    from raysweep.engine.runner import run_study
+    from raysweep.runner import run_study
     from raysweep.view import open_view, route_logs
 
     preflight(study)  # first: a study that cannot run leaves no lock file behind (and the lock needs the root)

@@ -183,8 +183,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from raysweep.analysis import format_comparison
     from raysweep.analysis.external import correlations_json
     from raysweep.analysis.tidy import SCORE_DIRECTIONS, resolve_directions
-    from raysweep.engine.runner import STUDY_STAGE
     from raysweep.metrics import metric_directions
+    from raysweep.runner import STUDY_STAGE
     from raysweep.stages.analysis import ARTIFACT_DIR, analysis_options, run_analysis
     from raysweep.tracking import Tracker
 

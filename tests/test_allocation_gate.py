@@ -156,7 +156,7 @@ def test_proxy_study_end_to_end_in_process(tmp_path: Path) -> None:
     rows only and the report has the allocation section."""
     import mlflow
 
-    from raysweep.engine.runner import run_study
+    from raysweep.runner import run_study
     from raysweep.tracking.keys import GEN_PREFIX, PRED_GFID, PRED_PREFIX, PRED_TAG, PREDICTED
 
     data = micro_study(tmp_path / "study")

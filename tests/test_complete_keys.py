@@ -113,7 +113,7 @@ def _old_store(tmp_path: Path) -> tuple[dict[str, Any], Store]:
 
 
 def test_a_store_of_the_previous_version_is_refused_then_migrated_without_retraining(tmp_path: Path) -> None:
-    from raysweep.engine.runner import run_study
+    from raysweep.runner import run_study
 
     data, store = _old_store(tmp_path)
     study = parse_study(data)
@@ -157,8 +157,8 @@ def test_a_run_builds_its_plan_once(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     """`run` makes the plan once and hands it to the scheduler, the gate and the analysis (a migrated store: every
     job but the analysis found finished; run in this process)."""
     from raysweep.engine.executors import LocalExecutor
-    from raysweep.engine.runner import run_study
     from raysweep.engine.study_plan import plan_study
+    from raysweep.runner import run_study
 
     data, store = _old_store(tmp_path)
     study = parse_study(data)

@@ -46,7 +46,7 @@ def search_study(root: Path, **search: Any) -> dict[str, Any]:
 
 @pytest.mark.e2e
 def test_search_trains_num_samples_tokenizers_confirms_the_best_feasible_and_reruns_nothing(tmp_path: Path) -> None:
-    from raysweep.engine.runner import run_study
+    from raysweep.runner import run_study
 
     # mode max: the draw that misses the constraint has the highest VIV, so only the constraint keeps it out
     study = parse_study(search_study(tmp_path / "study", mode="max"))

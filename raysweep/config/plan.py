@@ -19,16 +19,19 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from raysweep.config.allocation import TokenizerSearch, tokenizer_search_of
 from raysweep.config.spec import DatasetSpec, DiffusionTrial, ReferenceSpec, StudySpec, TokenizerTrial
-from raysweep.engine.events import Stage
 from raysweep.hashing import config_hash, plain
 
 if TYPE_CHECKING:
     from raysweep.metrics.base import Consumes
 
+Stage = Literal["reference", "tokenizer_search", "tokenizer", "latent_metrics", "model_metrics", "diffusion",
+                "diffusion_metrics", "analysis"]
+STAGES: tuple[Stage, ...] = ("reference", "tokenizer_search", "tokenizer", "latent_metrics", "model_metrics",
+                             "diffusion", "diffusion_metrics", "analysis")
 JobRef = tuple[str, str]  # (stage, study id)
 ANALYSIS_ID = "analysis"
 SEARCH_ID = "search"
@@ -287,7 +290,7 @@ def search_job(study: StudySpec) -> TokenizerSearchJob | None:
     spec = tokenizer_search_of(study)
     if spec is None:
         return None
-    from raysweep.search.tokenizer_search import search_space
+    from raysweep.config.search import search_space
 
     space = search_space(study.tokenizers or {}, study.source)
     return TokenizerSearchJob(SEARCH_ID, search_key(study, spec, space), spec=spec, space=space,

@@ -1,4 +1,5 @@
-"""The study engine: runs a `StudyPlan` — the runner, the DAG scheduler, executors (Tune | in-process), Tune glue,
-checkpointing, the store and its markers, the run lock, progress events, `status` and store migration.
+"""The study engine: what runs a `StudyPlan` — the DAG scheduler, executors (Tune | in-process), Tune glue,
+checkpointing, the store and its markers, the run lock, progress events, the metric pool, `status` and store
+migration.
 
-It knows job types only through the stage table; the maths lives in the cores and the stages."""
+It names no stage: `raysweep.runner` wires the stages (`raysweep.stages`) into it, one table entry per job type."""

@@ -27,29 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from raysweep.config.plan import JobRef
-from raysweep.engine.events import JobEvent, JobStep, Stage
+from raysweep.config.plan import JobRef, Stage
+from raysweep.engine.events import JobEvent, JobStep
+from raysweep.engine.tune import Cohort, run_cohort, run_trial
 
 Kind = Literal["trial", "task", "driver"]  # a Tune trial | a Ray task | a call in the driver process
 RELAY_NAME = "raysweep-event-relay"
 RELAY_EVERY_S = 0.5  # while waiting, how often step events are fetched from the relay
 TRAINING_METRIC = "loss"  # what trainables report each chunk (checkpointing.train_with_checkpoints)
-
-
-@dataclass(frozen=True)
-class Cohort:
-    """Trial jobs run as the trials of one Tune experiment under a Tune trial `scheduler` (ASHA), which decides
-    which of them train to the end. `names` and `configs` are every job of the cohort in a fixed order (the
-    experiment's trial i is job i, so a restored experiment finds its jobs again); `todo` the indices a fresh
-    experiment runs (jobs finished earlier are not run again). After the experiment, `settle(config, result)` runs
-    for every trial that ended without an error (`result`: its last reported metrics): it records a trial the
-    scheduler stopped as a finished job of its stage, and leaves one that finished by itself as it is."""
-
-    names: tuple[str, ...]
-    configs: tuple[dict[str, Any], ...]
-    todo: tuple[int, ...]
-    scheduler: Any
-    settle: Callable[[dict[str, Any], dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -174,8 +159,6 @@ def step_callback(stage: Stage, total: int | None) -> Any:
 
 def run_tune_job(task: Task, storage: str, max_failures: int, verbose: int) -> dict[JobRef, str | None]:
     """Run (or restore) the Tune experiment of a trial job (or of a cohort); -> each job's error (None: finished)."""
-    from raysweep.engine.tune import run_cohort, run_trial
-
     job_stage, job_id = task.ref
     callbacks = [step_callback(job_stage, task.total_steps)]  # type: ignore[arg-type]
     if task.cohort is not None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from raysweep import __version__
-from raysweep.atomic import write_text_atomic
+from raysweep.atomic import write_json_atomic
 from raysweep.config.plan import STOPPED_RESULT as STOPPED_RESULT  # re-exported: a field of stored results
 from raysweep.config.plan import (
     DiffusionJob,
@@ -46,11 +46,6 @@ MODEL_METRIC_DIR = "model_metrics"  # under the tokenizer's directory
 DIFFUSION_METRIC_DIR = "fisher"  # under the diffusion run's directory
 TOKENIZER_FILE = "tokenizer.pt"  # the trained tokenizer, under its directory
 VELOCITY_MODEL_FILE = "velocity_model.pt"  # the trained (EMA) velocity field, under the diffusion run's directory
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write-then-rename (fsync-ed) so a crash never leaves a half-written marker that looks finished."""
-    write_text_atomic(path, json.dumps(obj, indent=2, default=str))
 
 
 def provenance(record: dict[str, Any]) -> dict[str, Any]:

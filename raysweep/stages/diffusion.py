@@ -40,10 +40,10 @@ from raysweep.diffusion.sampler import SamplerMethod
 from raysweep.diffusion.velocity_model import load_velocity_model, save_velocity_model
 from raysweep.engine.checkpointing import report, train_with_checkpoints
 from raysweep.engine.context import TrialContext, setup_worker
-from raysweep.engine.data_parallel import current_shard, is_chief
 from raysweep.engine.store import STOPPED_RESULT, Store, provenance
 from raysweep.features import EvalCard, generation_card
 from raysweep.hashing import flatten
+from raysweep.nn.distributed import current_shard, is_chief
 from raysweep.search.fidelity import Tiers, checkpoint_count
 from raysweep.stages.figures import save_image_grid
 from raysweep.stages.scoring import GENERATION_REFERENCE, GenerationScorer, feature_network, save_cfg_curve, to_uint8

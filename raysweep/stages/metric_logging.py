@@ -44,7 +44,7 @@ def log_latent_metrics(tracker: Tracker, run_id: str, values: dict[str, Any], di
     artifact (merged with the curves logged before into `directory`: adding a metric keeps the others') plus a PNG
     each under `figures/`."""
     from raysweep.analysis.figures import curve_plot
-    from raysweep.engine.store import write_json_atomic
+    from raysweep.atomic import write_json_atomic
     from raysweep.tracking.keys import METRIC_PARAM_PREFIX
 
     scalars, curves = split_values(values)

@@ -14,11 +14,11 @@ from raysweep.data import pool_masks, write_latents
 from raysweep.data.imageset import ImageSet
 from raysweep.engine.checkpointing import report, train_with_checkpoints
 from raysweep.engine.context import TrialContext, setup_worker
-from raysweep.engine.data_parallel import current_shard, is_chief
 from raysweep.engine.images import load_images
 from raysweep.engine.store import provenance
 from raysweep.features.pretrained import load_feature_encoder
 from raysweep.hashing import flatten
+from raysweep.nn.distributed import current_shard, is_chief
 from raysweep.stages.figures import save_image_grid
 from raysweep.stages.scoring import feature_network, reconstruction_scores, to_uint8
 from raysweep.tokenizers import (

@@ -3,6 +3,18 @@ from __future__ import annotations
 
 import re
 
+# MLflow metric names may not contain '@'; raysweep's keys (`latent/semantic/lnc@5`) are stored with ':' instead.
+TO_MLFLOW, FROM_MLFLOW = str.maketrans("@", ":"), str.maketrans(":", "@")
+
+
+def mlflow_name(key: str) -> str:
+    return key.translate(TO_MLFLOW)
+
+
+def raysweep_key(name: str) -> str:
+    return name.translate(FROM_MLFLOW)
+
+
 FAILURE_REASON_TAG = "raysweep.failure_reason"  # why a run is FAILED or KILLED
 CARD_HASH_TAG = "raysweep.eval_card_hash"  # the evaluation card a run's scores were computed under (issue 8)
 TOKENIZER_ID_TAG, BACKBONE_TAG, SEED_TAG = "tokenizer_id", "backbone", "seed"

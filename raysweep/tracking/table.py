@@ -21,9 +21,10 @@ from raysweep.tracking.keys import (
     TIER_RUNG,
     TIER_TAG,
     checkpoint_gfid_column,
+    mlflow_name,
     stopped_reason,
 )
-from raysweep.tracking.tracker import PARENT_TAG, Tracker, mlflow_name
+from raysweep.tracking.tracker import PARENT_TAG, Tracker
 
 TOKENIZER_PREFIXES = ("latent/", "recon/")
 RUN_PREFIXES = ("traj/", "gen/best/", "gen/nocfg/", SAMPLER_PREFIX)  # per diffusion run, on each of its CFG rows

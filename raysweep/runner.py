@@ -32,13 +32,14 @@ from raysweep.config.preflight import preflight
 from raysweep.config.spec import StudySpec, TrialResources
 from raysweep.engine.context import TrialContext
 from raysweep.engine.events import EventSink, JobEvent, JobFailed, fan_out
-from raysweep.engine.executors import Cohort, Executor, RayExecutor, Task
+from raysweep.engine.executors import Executor, RayExecutor, Task
 from raysweep.engine.images import prepare_images
 from raysweep.engine.metric_pool import MetricPool
 from raysweep.engine.migrate import needs_migration
 from raysweep.engine.scheduler import Scheduler, ScheduleResult
 from raysweep.engine.store import Store
 from raysweep.engine.study_plan import plan_study, search_outcome
+from raysweep.engine.tune import Cohort
 from raysweep.estimate.gpu_hours import job_cost
 from raysweep.hashing import config_hash, flatten
 from raysweep.stages.allocation_gate import proxy_gate
