@@ -12,10 +12,10 @@ MLflow write calls one tokenizer trial and one diffusion trial make.
 scalars then drawn per tokenizer), one seed of each of Table 2's four backbones per tokenizer, 6 CFG scales.
 
 The runs are synthetic (no training) but written through `raysweep.tracking.Tracker` with the calls, in the order,
-the stages make them: `open_study_run`; per tokenizer the `open_run` of `tokenizer_stage`, training history in
+the stages make them: `open_study_run`; per tokenizer the `open_run` of `stages.tokenizer`, training history in
 checkpoint-sized `log_history` chunks as `train_with_checkpoints` sends it, reconstruction metrics, card params and
 tags, the reconstruction grid, `finish`, then the metric stage's `log_latent_metrics` (scalars, params, the curve
-JSON, one PNG per curve); per diffusion trial the `open_run` of `diffusion_stage`, its history, a sample grid per
+JSON, one PNG per curve); per diffusion trial the `open_run` of `stages.diffusion`, its history, a sample grid per
 CFG scale, the CFG curve, `cfg_views` metrics, the trajectory history, tags and `finish`. Store markers
 (`result.json`) are written as the stages write them, so `status` sees a finished study.
 

@@ -26,6 +26,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 # config validates names against the registries that own them, inside the validating function
 CONFIG_LOOKUPS = {"tokenizers", "diffusion", "metrics", "features", "analysis", "search", "data"}
+# the modules that run a job type (`raysweep.runner.STAGES`, and the reference network before the plan)
+STAGE_MODULES = {f"raysweep.stages.{name}" for name in
+                 ("reference", "tokenizer", "latent_metrics", "model_metrics", "diffusion", "search", "analysis")}
 # known module cycles, each with why it is still there
 KNOWN_CYCLES = {
     frozenset({"raysweep.config.allocation", "raysweep.config.loader", "raysweep.config.plan"}):
@@ -91,6 +94,13 @@ def upward(edges: dict[str, set[tuple[str, bool]]]) -> list[str]:
 def test_imports_go_down_the_layers() -> None:
     found = upward(graph())
     assert not found, "upward imports:\n" + "\n".join(found)
+
+
+def test_no_stage_imports_another_stage() -> None:
+    """A stage hands work to the scheduler (a search trial: a sub-plan), never calls another stage."""
+    found = sorted(f"{m} -> {t}" for m, targets in graph().items() if m in STAGE_MODULES
+                   for t, _ in targets if t in STAGE_MODULES)
+    assert not found, f"stages importing stages: {found}"
 
 
 def cycles(edges: dict[str, set[str]]) -> list[frozenset[str]]:

@@ -18,6 +18,6 @@ chosen tokenizers' diffusion jobs, records their mean best-CFG gFID, saves the s
 and skips the rest; the runner logs `predicted_metrics` on the unmeasured tokenizers' runs, the analysis adds
 `allocation_section` (`allocation_report`), `raysweep plan --json` shows `proxy_estimate`, `raysweep status` the
 allocation. With `fidelity`, the gate groups each batch's diffusion jobs into cohorts that the runner runs as one
-Tune experiment under `asha_scheduler` (`runner.cohort_task`, `tune_stage.run_cohort`); the analysis adds
+Tune experiment under `asha_scheduler` (`stages.diffusion.cohort_task`, `engine.tune.run_cohort`); the analysis adds
 `fidelity_section` from the tracked `tier/` values. Not wired yet: `tokenizer_search.py` (`tokenizers.search`).
 """

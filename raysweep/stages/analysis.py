@@ -16,9 +16,11 @@ from raysweep.analysis import AnalysisOptions, MixedCardsError, ReportSection, S
 from raysweep.analysis.noise import CLASS_COUNTS
 from raysweep.analysis.outcome import log_tokenizer_outcomes
 from raysweep.config.errors import ConfigError
-from raysweep.config.plan import StudyPlan
+from raysweep.config.plan import AnalysisJob, StudyPlan
 from raysweep.config.spec import StudySpec
 from raysweep.data.class_counts import val_class_counts
+from raysweep.engine.executors import Task
+from raysweep.engine.stage import StudyRun
 from raysweep.engine.study_plan import plan_study
 from raysweep.metrics import metric_directions
 from raysweep.tracking import Tracker
@@ -107,3 +109,13 @@ def analyze_study(study: StudySpec, tracker: Tracker, study_run_id: str,
     """`run_analysis`, returning the report's artifact path on the study run (what `raysweep run` prints)."""
     result = run_analysis(study, tracker, study_run_id, options, sections, skipped, plan)
     return f"{ARTIFACT_DIR}/{result.report.name}"
+
+
+def task(job: AnalysisJob, run: StudyRun) -> Task:
+    """On the driver, once every run it reads has ended; the report's artifact path goes to `run.report`."""
+
+    def analyze() -> None:
+        tracker = Tracker(run.ctx.tracking_uri, run.ctx.experiment)
+        run.report(analyze_study(run.study, tracker, run.ctx.study_run_id, plan=run.plan))
+
+    return Task(job.ref, "driver", analyze)

@@ -24,7 +24,9 @@ from raysweep.data import latent_files, read_latent_meta, read_latents
 from raysweep.data.location import is_dir
 from raysweep.diffusion.velocity_model import load_velocity_model
 from raysweep.engine.context import TrialContext, setup_worker, trial_device
+from raysweep.engine.executors import Task
 from raysweep.engine.images import load_images
+from raysweep.engine.stage import StudyRun, resources
 from raysweep.engine.store import MODEL_METRIC_DIR
 from raysweep.metrics.base import Value
 from raysweep.metrics.model import (
@@ -145,3 +147,13 @@ def run_diffusion_metric_job(ctx: TrialContext, job: DiffusionMetricJob, params:
     run_id = ctx.store.finished(ctx.store.diffusion(job.upstream))["run_id"]
     record_metrics(Tracker(ctx.tracking_uri, ctx.experiment), ctx.store, job, names, run_id, out.values,
                    out.artifacts)
+
+
+def task(job: ModelMetricJob, run: StudyRun) -> Task:
+    return Task(job.ref, "task", run_model_metric_job, (run.ctx, job, run.study.metrics.params),
+                resources(run.study.resources.metric_actor))
+
+
+def diffusion_metric_task(job: DiffusionMetricJob, run: StudyRun) -> Task:
+    return Task(job.ref, "task", run_diffusion_metric_job, (run.ctx, job, run.study.metrics.params),
+                resources(run.study.resources.metric_actor))
