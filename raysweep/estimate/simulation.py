@@ -7,6 +7,7 @@ so a test or benchmark reads the schedule back from the store.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,41 +16,49 @@ from raysweep.engine.executors import Task
 from raysweep.engine.store import Store
 
 
-def _run(marker: str, requires: list[str], seconds: float, steps: int, record: dict[str, Any],
-         report: Any = None) -> None:
-    start = time.time()
-    missing = [m for m in requires if Store.result(Path(m)) is None]
-    if missing:
-        raise RuntimeError(f"started before its input existed: {missing[0]}")
-    for step in range(1, steps + 1):
-        time.sleep(seconds / steps)
-        if report is not None:
-            report({"step": step, "loss": 1.0 / step})
-    Store.mark_done(Path(marker), {"start": start, "end": time.time(), "metrics": {"sim/seconds": seconds},
-                                   "run_id": None, **record})
+@dataclass(frozen=True)
+class Sleep:
+    """A simulated job: its marker, the markers it requires, how long it sleeps (in `steps` reports), and the
+    record its marker carries."""
+
+    marker: str
+    requires: tuple[str, ...]
+    seconds: float
+    record: dict[str, Any]
+    steps: int = 1
+
+    def run(self, report: Any = None) -> None:
+        start = time.time()
+        missing = [m for m in self.requires if Store.result(Path(m)) is None]
+        if missing:
+            raise RuntimeError(f"started before its input existed: {missing[0]}")
+        for step in range(1, self.steps + 1):
+            time.sleep(self.seconds / self.steps)
+            if report is not None:
+                report({"step": step, "loss": 1.0 / step})
+        Store.mark_done(Path(self.marker), {"start": start, "end": time.time(),
+                                            "metrics": {"sim/seconds": self.seconds}, "run_id": None, **self.record})
 
 
 def sleep_trial(config: dict[str, Any]) -> None:
-    """A Tune function trainable: `config["payload"]` holds marker, requires, seconds, steps."""
+    """A Tune function trainable: `config["sleep"]` is its `Sleep`."""
     from ray import tune
 
-    _run(**config["payload"], report=tune.report)
+    config["sleep"].run(report=tune.report)
 
 
-def sleep_task(marker: str, requires: list[str], seconds: float, record: dict[str, Any]) -> None:
-    _run(marker, requires, seconds, 1, record)
+def sleep_task(sleep: Sleep) -> None:
+    sleep.run()
 
 
 def simulated_task(job: Job, store: Store, plan_jobs: dict[Any, Job], seconds: float,
                    resources: dict[str, float], steps: int = 1, tune: bool = True) -> Task:
     """The task of `job` that sleeps `seconds` holding `resources`; trials (tokenizer, diffusion) as Tune trials
     (`tune=False`: every job a plain task)."""
-    marker = str(store.marker(job))
-    requires = [str(store.marker(plan_jobs[d])) for d in job.deps if store.marker(plan_jobs[d]) is not None]
+    requires = tuple(str(store.marker(plan_jobs[d])) for d in job.deps if store.marker(plan_jobs[d]) is not None)
+    sleep = Sleep(str(store.marker(job)), requires, seconds, job.record(), steps)
     if tune and isinstance(job, (TokenizerJob, DiffusionJob)):
-        payload = {"marker": marker, "requires": requires, "seconds": seconds, "steps": steps,
-                   "record": job.record()}
         prefix = "tokenizers" if isinstance(job, TokenizerJob) else "diffusion"
-        return Task(job.ref, "trial", sleep_trial, ({"payload": payload},), resources,
+        return Task(job.ref, "trial", sleep_trial, ({"sleep": sleep},), resources,
                     experiment=f"{prefix}-{job.key}", total_steps=steps)
-    return Task(job.ref, "task", sleep_task, (marker, requires, seconds, job.record()), resources)
+    return Task(job.ref, "task", sleep_task, (sleep,), resources)
