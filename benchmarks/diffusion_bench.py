@@ -7,7 +7,7 @@
 Per preset (each with its own Table 2 recipe: sampler, loss, β2, clipping, EMA):
   * train steps/s    `DiffusionTrainer.fit` exactly as a Tune trial calls it (trainer built from the study trial
                      that names only the preset, `DiffusionTrial.trainer_kwargs()`), with the logging callback of
-                     `raysweep.pipeline.checkpointing.train_with_checkpoints` (appends every step's logs);
+                     `raysweep.engine.checkpointing.train_with_checkpoints` (appends every step's logs);
   * plain steps/s    a minimal hand-written loop on the same model, batch and recipe: index, noise, t, label
                      dropout, interpolate, forward, loss, backward, (clip), AdamW, EMA lerp; no logging;
   * ratio            trainer / plain, both timed in alternation in the same process (median over repeats), so
@@ -34,7 +34,7 @@ from raysweep.config.spec import DiffusionTrial, EvaluationSpec
 from raysweep.diffusion import DiffusionTrainer, build_backbone, get_loss, recipe_for
 from raysweep.diffusion.backbones import FlowTransformer
 from raysweep.diffusion.transport import interpolate, velocity_target
-from raysweep.pipeline.diffusion_stage import sample_latents
+from raysweep.stages.diffusion import sample_latents
 
 CPU_PRESETS = ["SiT-T", "LightningDiT-T"]
 CUDA_PRESETS = ["SiT-B", "LightningDiT-B"]

@@ -1,7 +1,7 @@
 """Makespan of a simulated Table-1-shaped study: the DAG engine's schedule against baselines.
 
 The jobs are the plan of experiments/paper/table1.yaml (86 tokenizers, 86 latent-metric jobs, 344 diffusion runs).
-Each job's estimate is `pipeline/estimate.py` job_hours, the cost production schedules by (`run_study`): GPU-hours
+Each job's estimate is `estimate/gpu_hours.py` job_hours, the cost production schedules by (`run_study`): GPU-hours
 of a tokenizer and of each diffusion run (which differ by tokenizer: latent width, decoder), CPU-hours of the latent
 metrics. Trials hold one slot of a GPU-like resource, latent-metric jobs one of `CPUS` CPUs.
 
@@ -54,11 +54,11 @@ import numpy as np
 
 from raysweep.config import load_study
 from raysweep.config.plan import Job, JobRef, LatentMetricJob, StudyPlan, TokenizerJob
-from raysweep.pipeline.estimate import job_hours
-from raysweep.pipeline.executors import Outcome, RayExecutor, Task
-from raysweep.pipeline.scheduler import Scheduler, remaining_path
-from raysweep.pipeline.simulation import simulated_task
-from raysweep.pipeline.store import Store
+from raysweep.engine.executors import Outcome, RayExecutor, Task
+from raysweep.engine.scheduler import Scheduler, remaining_path
+from raysweep.engine.store import Store
+from raysweep.estimate.gpu_hours import job_hours
+from raysweep.estimate.simulation import simulated_task
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOT = "sim_gpu"
@@ -249,7 +249,7 @@ def warm_up(slots: int, cpus: int) -> None:
 
 def tune_overhead(root: Path, n: int = 3) -> float:
     """Median wall seconds of a one-trial Tune experiment whose trial does nothing (a trial job's fixed cost)."""
-    from raysweep.pipeline.tune_stage import run_trial
+    from raysweep.engine.tune import run_trial
 
     times = []
     for i in range(n):

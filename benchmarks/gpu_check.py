@@ -9,7 +9,7 @@ It needs only torch (>= 2.11), numpy, scipy, pyarrow, pyyaml, timm (and torchvis
 here or in the raysweep modules it imports pulls in ray, mlflow, pydantic, optuna or torch-fidelity, so it runs on a
 bare GPU box with the source tree. Each section prints one JSON line to stdout and flushes as it ends, in its own
 try/except (a failure prints {"section", "error"} and the next section runs), so a crash or a timeout keeps what was
-done. Every line carries "mfu": achieved FLOP/s over the device's dense datasheet peak (`pipeline/flops.py`
+done. Every line carries "mfu": achieved FLOP/s over the device's dense datasheet peak (`estimate/flops.py`
 GPU_PEAKS, looked up by device name; an unknown GPU gives null and says so; null on the CPU). FLOPs per step are
 counted (torch FlopCounterMode) on the warm-up of the very config that is timed (its patch size and token count),
 forward and backward.
@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from raysweep.pipeline.flops import GPU_PEAKS, Flops, count, gpu_model, peak_seconds
+from raysweep.estimate.flops import GPU_PEAKS, Flops, count, gpu_model, peak_seconds
 
 RAY_CPUS = 16
 
@@ -95,7 +95,7 @@ class Peak:
         name = torch.cuda.get_device_name()
         model = gpu_model(name)
         if model is None:
-            return cls(None, None, f"unknown GPU {name!r}: no peak in pipeline/flops.py GPU_PEAKS "
+            return cls(None, None, f"unknown GPU {name!r}: no peak in estimate/flops.py GPU_PEAKS "
                                    f"({', '.join(GPU_PEAKS)})")
         return cls(model, GPU_PEAKS[model])
 
@@ -257,8 +257,8 @@ def metric_pool(s: Sizes, root: Path) -> dict[str, Any]:
     import ray
 
     from raysweep.data import latent_files, read_latents
+    from raysweep.engine.metric_pool import MetricPool
     from raysweep.metrics import MetricSet
-    from raysweep.pipeline.metric_pool import MetricPool
 
     names = ["viv", "sec", "lnc", "spatial"]
     directory = _pool_latents(s, root)
@@ -293,7 +293,7 @@ def ray_data(s: Sizes, root: Path) -> dict[str, Any]:
 def micro_study(s: Sizes, root: Path) -> dict[str, Any]:
     """A whole study (reference net, a tokenizer, latent + model metrics, a diffusion trial) with fractional GPUs."""
     from raysweep.config import parse_study
-    from raysweep.pipeline.runner import run_study
+    from raysweep.runner import run_study
 
     gpu = {"cpu": 1, "gpu": 0.25 if s.device == "cuda" else 0.0}
     study = parse_study({
@@ -317,7 +317,7 @@ def ddp(s: Sizes, root: Path) -> dict[str, Any]:
     """Steps/s of one process vs a 2-worker data-parallel Tune trial (gloo), both on the same global batch."""
     from ray import tune
 
-    from raysweep.pipeline.data_parallel import Scaling, launch
+    from raysweep.engine.data_parallel import Scaling, launch
 
     cuda = s.device == "cuda"
     single = _ddp_steps_s({"out": "", "sizes": asdict(s)})
@@ -333,7 +333,7 @@ def ddp(s: Sizes, root: Path) -> dict[str, Any]:
 
 def _ddp_steps_s(config: dict[str, Any]) -> float:
     from raysweep.diffusion import DiffusionTrainer, build_backbone
-    from raysweep.pipeline.data_parallel import current_shard
+    from raysweep.nn.distributed import current_shard
 
     s = Sizes(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["sizes"].items()})
     device = torch.device(s.device)
@@ -354,7 +354,7 @@ def _ddp_trial(config: dict[str, Any]) -> None:
     """Each Train worker times its steps, rank 0 writes the rate; the launcher's closing call reports it."""
     from ray import train, tune
 
-    from raysweep.pipeline.data_parallel import in_train_worker, is_chief
+    from raysweep.nn.distributed import in_train_worker, is_chief
 
     out = Path(config["out"])
     if not in_train_worker():

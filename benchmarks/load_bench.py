@@ -12,10 +12,10 @@ MLflow write calls one tokenizer trial and one diffusion trial make.
 scalars then drawn per tokenizer), one seed of each of Table 2's four backbones per tokenizer, 6 CFG scales.
 
 The runs are synthetic (no training) but written through `raysweep.tracking.Tracker` with the calls, in the order,
-the stages make them: `open_study_run`; per tokenizer the `open_run` of `tokenizer_stage`, training history in
+the stages make them: `open_study_run`; per tokenizer the `open_run` of `stages.tokenizer`, training history in
 checkpoint-sized `log_history` chunks as `train_with_checkpoints` sends it, reconstruction metrics, card params and
 tags, the reconstruction grid, `finish`, then the metric stage's `log_latent_metrics` (scalars, params, the curve
-JSON, one PNG per curve); per diffusion trial the `open_run` of `diffusion_stage`, its history, a sample grid per
+JSON, one PNG per curve); per diffusion trial the `open_run` of `stages.diffusion`, its history, a sample grid per
 CFG scale, the CFG curve, `cfg_views` metrics, the trajectory history, tags and `finish`. Store markers
 (`result.json`) are written as the stages write them, so `status` sees a finished study.
 
@@ -43,12 +43,12 @@ import numpy as np
 
 from raysweep.config import load_study
 from raysweep.config.spec import DiffusionTrial, StudySpec, TokenizerTrial
+from raysweep.engine.store import Store
 from raysweep.features.card import EvalCard
 from raysweep.hashing import flatten
-from raysweep.pipeline.diffusion_stage import cfg_views, diffusion_payload
-from raysweep.pipeline.metric_logging import GRID_SUFFIX, log_latent_metrics
-from raysweep.pipeline.runner import open_study_run
-from raysweep.pipeline.store import Store
+from raysweep.runner import open_study_run
+from raysweep.stages.diffusion import cfg_views, diffusion_payload
+from raysweep.stages.metric_logging import GRID_SUFFIX, log_latent_metrics
 from raysweep.tracking import Tracker
 
 WRITES = ("create_run", "log_batch", "log_param", "log_metric", "set_tag", "set_terminated", "update_run",

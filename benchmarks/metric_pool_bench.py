@@ -29,8 +29,8 @@ import numpy as np
 from metrics_bench import synthetic_latents
 
 from raysweep.data import latent_files, read_latent_meta, read_latents, write_latents
+from raysweep.engine.metric_pool import MetricPool
 from raysweep.metrics import MetricSet
-from raysweep.pipeline.metric_pool import MetricPool
 
 METRICS = ["viv", "sec", "lnc", "spatial"]  # experiments/quickstart.yaml's latent metrics
 

@@ -31,9 +31,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from raysweep.data import latent_files, read_latent_meta, read_latents, write_latents
+from raysweep.engine.metric_pool import MetricPool
 from raysweep.metrics import MetricSet, kronecker_eigenvalues, viv_from_eigenvalues
 from raysweep.metrics.semantic import knn_indices
-from raysweep.pipeline.metric_pool import MetricPool
 
 STREAMING = ["viv", "sec", "spatial", "lnc"]
 

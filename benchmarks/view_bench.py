@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from rich.console import Console
 
-from raysweep.pipeline.events import JobEvent, JobFinished, JobQueued, JobStarted, JobStep
+from raysweep.engine.events import JobEvent, JobFinished, JobQueued, JobStarted, JobStep
 from raysweep.view import LiveView, PlainView
 
 SECONDS_PER_STEP = {"reference": 0.2, "tokenizer": 0.9, "diffusion": 0.7}

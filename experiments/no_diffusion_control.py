@@ -34,8 +34,8 @@ from scipy import stats
 if TYPE_CHECKING:
     from raysweep.config.spec import StudySpec
     from raysweep.diffusion.control import Perturbation
+    from raysweep.engine.store import Store
     from raysweep.features import FeatureSpec
-    from raysweep.pipeline.store import Store
 
 GFID, VIV, RFID = "gen/gfid", "latent/velocity/viv", "recon/rfid"
 ID, SEED, JOB, PERTURBATION, FD = "tokenizer_id", "tokenizer_seed", "job", "perturbation", "fd"
@@ -82,8 +82,8 @@ def control_fd(store: Store, dataset_key: str, spec: FeatureSpec, key: str, todo
                batch_size: int, device: torch.device) -> dict[str, float]:
     """FD of the decoded perturbed validation latents of tokenizer `key`, per perturbation name."""
     from raysweep.diffusion.control import Eigenbasis
-    from raysweep.pipeline.diffusion_stage import decode_standardised, load_latents
-    from raysweep.pipeline.scoring import reconstruction_scores, to_uint8
+    from raysweep.stages.diffusion import decode_standardised, load_latents
+    from raysweep.stages.scoring import reconstruction_scores, to_uint8
     from raysweep.tokenizers import load_tokenizer
 
     val, _ = load_latents(store, key, "val")
@@ -186,7 +186,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     from raysweep.cli import require_tracking_store
     from raysweep.config import ConfigError
     from raysweep.config.plan import dataset_key
-    from raysweep.pipeline.store import Store
+    from raysweep.engine.store import Store
 
     study = load(args.study)
     require_tracking_store(study, args.study)  # opening a missing store would create an empty one

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from raysweep.analysis.study import AnalysisOptions, StudyAnalysis
     from raysweep.config.plan import StudyPlan
     from raysweep.config.spec import StudySpec
-    from raysweep.pipeline.executors import Executor
-    from raysweep.pipeline.runner import StudyResult
+    from raysweep.engine.executors import Executor
+    from raysweep.runner import StudyResult
 
 
 def load(path: str | Path) -> StudySpec:
@@ -35,7 +35,7 @@ def load(path: str | Path) -> StudySpec:
 
 def plan(study: StudySpec) -> StudyPlan:
     """Every job of the study with its content key (a finished tokenizer search's outcome read from its store)."""
-    from raysweep.pipeline.study_plan import plan_study
+    from raysweep.engine.study_plan import plan_study
 
     return plan_study(study)
 
@@ -46,8 +46,8 @@ def run(study: StudySpec, executor: Executor | None = None, quiet: bool = False,
     go to `<root>/logs/raysweep.log` (`verbose`: here too; `on_logs(path)` once it is open). `executor`: another
     than Ray's (e.g. in-process). `raysweep run` is this function."""
     from raysweep.config.preflight import preflight
-    from raysweep.pipeline.lock import study_lock
-    from raysweep.pipeline.runner import run_study
+    from raysweep.engine.lock import study_lock
+    from raysweep.runner import run_study
     from raysweep.view import open_view, route_logs
 
     preflight(study)  # first: a study that cannot run leaves no lock file behind (and the lock needs the root)
@@ -63,7 +63,7 @@ def run(study: StudySpec, executor: Executor | None = None, quiet: bool = False,
 def status(study: StudySpec) -> dict[str, Any]:
     """What `raysweep status --json` prints: per tokenizer and job, done / running / stale (with the field that
     changed)."""
-    from raysweep.pipeline.status import study_status
+    from raysweep.engine.status import study_status
 
     return study_status(study)
 

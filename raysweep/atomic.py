@@ -7,12 +7,14 @@ leaves no orphans once the file is written again, and never deletes a live write
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 TEMP_MARK = ".tmp"
 
@@ -83,3 +85,8 @@ def atomic_file(path: Path, durable: bool = True) -> Iterator[Path]:
 def write_text_atomic(path: Path, text: str) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write-then-rename (fsync-ed) so a crash never leaves a half-written marker that looks finished."""
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str))

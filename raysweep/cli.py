@@ -32,7 +32,7 @@ BUG_REPORT = ("this is a bug in raysweep, not in your input: please report it wi
 
 def _built_plan(study: StudySpec) -> StudyPlan:
     """The study's plan, built once per command (`plan_study` reads a finished search's outcome from the store)."""
-    from raysweep.pipeline.study_plan import plan_study
+    from raysweep.engine.study_plan import plan_study
 
     return plan_study(study)
 
@@ -85,7 +85,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     built = _built_plan(study)
     plan = _plan(study, built)
     if args.json:
-        from raysweep.pipeline.estimate import estimate_gpu_hours  # imports torch: only for --json
+        from raysweep.estimate.gpu_hours import estimate_gpu_hours  # imports torch: only for --json
 
         plan["estimate"] = estimate_gpu_hours(study, built)
         spec = allocation_of(study)
@@ -184,8 +184,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from raysweep.analysis.external import correlations_json
     from raysweep.analysis.tidy import SCORE_DIRECTIONS, resolve_directions
     from raysweep.metrics import metric_directions
-    from raysweep.pipeline.analysis_stage import ARTIFACT_DIR, analysis_options, run_analysis
-    from raysweep.pipeline.runner import STUDY_STAGE
+    from raysweep.runner import STUDY_STAGE
+    from raysweep.stages.analysis import ARTIFACT_DIR, analysis_options, run_analysis
     from raysweep.tracking import Tracker
 
     require_tracking_store(study, args.study)  # Tracker would create a missing store
@@ -229,8 +229,8 @@ def _replay_input(args: argparse.Namespace) -> tuple[ReplayStudy, ProxyAllocatio
     spec = load_study(args.study)
     from raysweep.analysis.loading import load_tracked_table as load_table
     from raysweep.analysis.tidy import SCORE_DIRECTIONS, latent_metric_columns, resolve_directions
+    from raysweep.estimate.gpu_hours import estimate_gpu_hours
     from raysweep.metrics import metric_directions
-    from raysweep.pipeline.estimate import estimate_gpu_hours
     from raysweep.search.estimate import DIFFUSION_STAGES
 
     require_tracking_store(spec, args.study)  # reading the table would create a missing store
@@ -286,7 +286,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     study = load_study(args.study)
     require_tracking_store(study, args.study)
     if args.json:
-        from raysweep.pipeline.status import study_status
+        from raysweep.engine.status import study_status
 
         print(dumps(study_status(study)))
         return 0
@@ -298,8 +298,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ConfigError(args.study, "name", f"{err}; run `raysweep run` first") from None
     # trials have runs of their own; metric jobs log on their tokenizer's or diffusion model's run
-    from raysweep.pipeline.status import status_lines, study_status
-    from raysweep.pipeline.study_plan import plan_study
+    from raysweep.engine.status import status_lines, study_status
+    from raysweep.engine.study_plan import plan_study
 
     plan = plan_study(study)
     planned = [(job.id, job.stage) for job in plan.jobs if job.stage in ("tokenizer_search", "tokenizer", "diffusion")]
@@ -313,10 +313,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Move a raysweep 0.1.0 store's results under the current keys; nothing is retrained."""
     study = load_study(args.study)
-    from raysweep.pipeline.lock import study_lock
-    from raysweep.pipeline.migrate import migrate_store
-    from raysweep.pipeline.store import Store
-    from raysweep.pipeline.study_plan import plan_study
+    from raysweep.engine.lock import study_lock
+    from raysweep.engine.migrate import migrate_store
+    from raysweep.engine.store import Store
+    from raysweep.engine.study_plan import plan_study
 
     store = Store(study.root, study.latent_storage)
     with study_lock(study.root, hint=f"raysweep status {args.study}"):
@@ -370,7 +370,7 @@ def _number(value: object) -> str:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from raysweep.pipeline.latent_files import metrics_for_files
+    from raysweep.latent_files import metrics_for_files
 
     only = [n for n in args.only.split(",") if n] if args.only else None
     report = metrics_for_files(args.paths, only, args.shape, say=_stderr)  # paths or URIs
@@ -516,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
             description="Latent metrics of Parquet latent files (raysweep's, or any tool's that follow the contract "
                         "below; convert other formats with `raysweep latents import`).")
-    _lazy_help(p, "raysweep.pipeline.latent_files", "metrics_help")
+    _lazy_help(p, "raysweep.latent_files", "metrics_help")
     p.add_argument("paths", nargs="+", help="latent files or directories of them (paths or pyarrow.fs URIs)")
     p.add_argument("--only", metavar="NAMES", help="comma-separated metric names (listed below)")
     p.add_argument("--shape", type=_shape, metavar="C,H,W",

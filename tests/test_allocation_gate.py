@@ -14,14 +14,14 @@ from test_e2e_study import micro_study
 from raysweep.config import parse_study
 from raysweep.config.allocation import allocation_of
 from raysweep.config.plan import DiffusionJob, Job, StudyPlan, TokenizerJob
-from raysweep.pipeline.allocation_gate import GFID, NOT_CHOSEN, ProxyGate, diffusion_gpu_hours, proxy_gate
-from raysweep.pipeline.events import JobEvent, JobFailed, JobSkipped, JobStarted
-from raysweep.pipeline.executors import LocalExecutor, Task
-from raysweep.pipeline.scheduler import Scheduler
-from raysweep.pipeline.simulation import simulated_task
-from raysweep.pipeline.status import study_status
-from raysweep.pipeline.store import Store
+from raysweep.engine.events import JobEvent, JobFailed, JobSkipped, JobStarted
+from raysweep.engine.executors import LocalExecutor, Task
+from raysweep.engine.scheduler import Scheduler
+from raysweep.engine.status import study_status
+from raysweep.engine.store import Store
+from raysweep.estimate.simulation import simulated_task
 from raysweep.search.allocation import load_state
+from raysweep.stages.allocation_gate import GFID, NOT_CHOSEN, ProxyGate, diffusion_gpu_hours, proxy_gate
 from raysweep.tracking import Tracker
 
 N = 8
@@ -156,7 +156,7 @@ def test_proxy_study_end_to_end_in_process(tmp_path: Path) -> None:
     rows only and the report has the allocation section."""
     import mlflow
 
-    from raysweep.pipeline.runner import run_study
+    from raysweep.runner import run_study
     from raysweep.tracking.keys import GEN_PREFIX, PRED_GFID, PRED_PREFIX, PRED_TAG, PREDICTED
 
     data = micro_study(tmp_path / "study")
@@ -226,7 +226,7 @@ def test_on_ray_the_proxy_gate_releases_chosen_diffusion_trials_as_tune_trials(t
     others are skipped and have no Tune experiment."""
     import ray
 
-    from raysweep.pipeline.executors import RayExecutor
+    from raysweep.engine.executors import RayExecutor
 
     study = _study(tmp_path, {**PROXY, "budget": {"trials": 3}}, tokenizers=5)
     plan, store = StudyPlan.from_spec(study, analyze=False), Store(study.root)
@@ -236,7 +236,7 @@ def test_on_ray_the_proxy_gate_releases_chosen_diffusion_trials_as_tune_trials(t
         """A Tune trainable: one reported step, then the diffusion job's marker with its gFID."""
         from ray import tune
 
-        from raysweep.pipeline.store import Store
+        from raysweep.engine.store import Store
 
         tune.report({"step": 1, "loss": 1.0})
         Store.mark_done(Path(config["marker"]), {"metrics": {"gen/best/gfid": config["gfid"]}, "run_id": None,

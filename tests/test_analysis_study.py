@@ -17,7 +17,7 @@ from raysweep import analysis as ra
 from raysweep.analysis.cards import RECONSTRUCTION
 from raysweep.cli import main
 from raysweep.config import ConfigError, load_study
-from raysweep.pipeline.analysis_stage import analysis_options, analyze_study
+from raysweep.stages.analysis import analysis_options, analyze_study
 from raysweep.tracking import Tracker
 
 BACKBONES = ("SiT-T", "LightningDiT-T")

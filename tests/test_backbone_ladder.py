@@ -18,17 +18,17 @@ from raysweep.config import parse_study
 from raysweep.config.allocation import allocation_of, ladder_trial
 from raysweep.config.errors import ConfigError
 from raysweep.config.plan import DiffusionJob, Job, StudyPlan, TokenizerJob
-from raysweep.pipeline.allocation_gate import CHEAP_GFID, NO_CHEAP_GFID, NOT_CHOSEN, ProxyGate
-from raysweep.pipeline.estimate import job_hours
-from raysweep.pipeline.events import JobEvent, JobStarted
-from raysweep.pipeline.executors import LocalExecutor, Task
-from raysweep.pipeline.scheduler import Scheduler
-from raysweep.pipeline.simulation import simulated_task
-from raysweep.pipeline.status import study_status
-from raysweep.pipeline.store import Store
+from raysweep.engine.events import JobEvent, JobStarted
+from raysweep.engine.executors import LocalExecutor, Task
+from raysweep.engine.scheduler import Scheduler
+from raysweep.engine.status import study_status
+from raysweep.engine.store import Store
+from raysweep.estimate.gpu_hours import job_hours
+from raysweep.estimate.simulation import simulated_task
 from raysweep.search.allocation import load_state
 from raysweep.search.fidelity import tier_agreement
 from raysweep.search.report import ladder_section
+from raysweep.stages.allocation_gate import CHEAP_GFID, NO_CHEAP_GFID, NOT_CHOSEN, ProxyGate
 from raysweep.tracking import Tracker
 from raysweep.tracking.table import study_table
 
@@ -188,7 +188,7 @@ def test_a_restarted_driver_recomputes_the_same_promotions(tmp_path: Path) -> No
 
 
 def test_the_estimate_prices_cheap_runs_on_all_and_target_runs_on_the_promoted(tmp_path: Path) -> None:
-    from raysweep.pipeline.estimate import estimate_gpu_hours
+    from raysweep.estimate.gpu_hours import estimate_gpu_hours
     from raysweep.search.estimate import proxy_estimate
 
     study = parse_study(_data(tmp_path))

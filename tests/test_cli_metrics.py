@@ -15,8 +15,8 @@ import pytest
 from raysweep.cli import main
 from raysweep.data import read_latent_meta, read_latents, write_latents
 from raysweep.data.latents import RESERVED_KEYS
+from raysweep.latent_files import metrics_for_files, open_set
 from raysweep.metrics import METRICS, compute_metrics, metrics_consuming
-from raysweep.pipeline.latent_files import metrics_for_files, open_set
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

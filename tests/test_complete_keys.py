@@ -22,10 +22,10 @@ from raysweep.config.plan import (
     StudyPlan,
     TokenizerJob,
 )
+from raysweep.engine.migrate import ASSUMED, MIGRATED_FROM, migrate_store, needs_migration
+from raysweep.engine.status import study_status
+from raysweep.engine.store import Store
 from raysweep.metrics.smoothness import SpectralEnergy
-from raysweep.pipeline.migrate import ASSUMED, MIGRATED_FROM, migrate_store, needs_migration
-from raysweep.pipeline.status import study_status
-from raysweep.pipeline.store import Store
 
 FIXTURE = Path(__file__).parent / "fixtures" / "micro_store_0_1_0"
 
@@ -113,7 +113,7 @@ def _old_store(tmp_path: Path) -> tuple[dict[str, Any], Store]:
 
 
 def test_a_store_of_the_previous_version_is_refused_then_migrated_without_retraining(tmp_path: Path) -> None:
-    from raysweep.pipeline.runner import run_study
+    from raysweep.runner import run_study
 
     data, store = _old_store(tmp_path)
     study = parse_study(data)
@@ -156,9 +156,9 @@ def test_migration_reuses_only_what_the_old_keys_of_the_current_study_match(tmp_
 def test_a_run_builds_its_plan_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`run` makes the plan once and hands it to the scheduler, the gate and the analysis (a migrated store: every
     job but the analysis found finished; run in this process)."""
-    from raysweep.pipeline.executors import LocalExecutor
-    from raysweep.pipeline.runner import run_study
-    from raysweep.pipeline.study_plan import plan_study
+    from raysweep.engine.executors import LocalExecutor
+    from raysweep.engine.study_plan import plan_study
+    from raysweep.runner import run_study
 
     data, store = _old_store(tmp_path)
     study = parse_study(data)

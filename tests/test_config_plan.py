@@ -19,9 +19,9 @@ from raysweep.config.plan import (
     StudyPlan,
     TokenizerJob,
 )
-from raysweep.pipeline.migrate import legacy_diffusion_key, legacy_tokenizer_key
-from raysweep.pipeline.status import study_status
-from raysweep.pipeline.store import Store
+from raysweep.engine.migrate import legacy_diffusion_key, legacy_tokenizer_key
+from raysweep.engine.status import study_status
+from raysweep.engine.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 # sha256 of the JSON list of (id, key) of every tokenizer and diffusion run, in study order, as computed by the

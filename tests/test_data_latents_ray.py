@@ -18,10 +18,10 @@ from raysweep.data import (
     read_latents,
     write_latents,
 )
+from raysweep.engine.metric_pool import MetricPool
+from raysweep.engine.store import Store
+from raysweep.latent_files import metrics_for_files
 from raysweep.metrics import MetricSet
-from raysweep.pipeline.latent_files import metrics_for_files
-from raysweep.pipeline.metric_pool import MetricPool
-from raysweep.pipeline.store import Store
 
 SHAPE = (2, 3, 3)
 
@@ -110,7 +110,7 @@ def test_metric_pool_does_not_starve_its_reads_on_a_one_cpu_ray(tmp_path: Path) 
     write_latents(tmp_path, np.random.default_rng(0).normal(size=(40, 2, 4, 4)), np.arange(40) % 4,
                   tokenizer_id="t", rows_per_file=10)
     script = ("import ray, sys; from raysweep.metrics import MetricSet; from raysweep.data import read_latent_meta, "
-              "latent_files; from raysweep.pipeline.metric_pool import MetricPool; "
+              "latent_files; from raysweep.engine.metric_pool import MetricPool; "
               "ray.init(address='local', num_cpus=1, include_dashboard=False, log_to_driver=False); "
               "meta = read_latent_meta(latent_files(sys.argv[1])[0]); m = MetricSet(['sec']); "
               "v = m.finalize(MetricPool(1, 1).merged_states(sys.argv[1], m, meta.shape, 10)); print(sorted(v)[0])")

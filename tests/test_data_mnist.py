@@ -7,7 +7,7 @@ import pytest
 from raysweep.config.spec import DatasetSpec
 from raysweep.data import mnist_splits
 from raysweep.data.mnist import _load_raw
-from raysweep.pipeline.images import build_splits
+from raysweep.engine.images import build_splits
 
 
 def test_native_size_keeps_the_digits_and_splits_them_disjointly():

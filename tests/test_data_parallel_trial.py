@@ -13,8 +13,9 @@ from mlflow import MlflowClient
 from ray import tune
 
 from raysweep.config.spec import ResourcesSpec, TrialResources
-from raysweep.pipeline.checkpointing import STATE_FILE
-from raysweep.pipeline.data_parallel import Scaling, Shard, with_resources
+from raysweep.engine.checkpointing import STATE_FILE
+from raysweep.engine.data_parallel import Scaling, with_resources
+from raysweep.nn.distributed import Shard
 
 TOTAL, EVERY, CRASH_AT, BATCH = 6, 2, 4, 4
 CONFIG: dict[str, Any] = dict(lr=1e-3, beta2=0.95, weight_decay=0.01, ema_decay=0.9, timestep_sampler="logit_normal",
@@ -29,7 +30,7 @@ def test_two_worker_trial_matches_single_process_and_resumes(tmp_path: Path) -> 
         """Trainer (data-parallel inside a Train worker) and data, built alike in the workers and on the driver
         (nested: Ray pickles it by value)."""
         from raysweep.diffusion import DiffusionTrainer, build_backbone
-        from raysweep.pipeline.data_parallel import current_shard
+        from raysweep.nn.distributed import current_shard
 
         torch.set_num_threads(1)
         torch.manual_seed(0)
@@ -44,8 +45,8 @@ def test_two_worker_trial_matches_single_process_and_resumes(tmp_path: Path) -> 
     def trainable(config: dict[str, Any]) -> None:
         import torch.distributed
 
-        from raysweep.pipeline.checkpointing import train_with_checkpoints
-        from raysweep.pipeline.data_parallel import in_train_worker, is_chief
+        from raysweep.engine.checkpointing import train_with_checkpoints
+        from raysweep.nn.distributed import in_train_worker, is_chief
 
         if not in_train_worker():  # the launcher's closing call: a stage would report its stored result here
             tune.report({"done": 1})

@@ -11,12 +11,12 @@ from torch import nn
 from raysweep.config.spec import DatasetSpec, EvaluationSpec
 from raysweep.diffusion import build_backbone
 from raysweep.diffusion.precision import sampling_precision
+from raysweep.engine.images import prepare_images
+from raysweep.engine.store import Store
 from raysweep.features import resolve_feature_network, save_domain_net
 from raysweep.features.domain_net import DomainNet
-from raysweep.pipeline.diffusion_stage import run_card, sample_latents
-from raysweep.pipeline.images import prepare_images
-from raysweep.pipeline.scoring import GenerationScorer
-from raysweep.pipeline.store import Store
+from raysweep.stages.diffusion import run_card, sample_latents
+from raysweep.stages.scoring import GenerationScorer
 
 DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 

@@ -10,7 +10,7 @@ import torch
 from mlflow import MlflowClient
 from ray import tune
 
-from raysweep.pipeline.checkpointing import STATE_FILE, train_with_checkpoints
+from raysweep.engine.checkpointing import STATE_FILE, train_with_checkpoints
 from raysweep.tracking import Tracker
 
 TOTAL, EVERY, CRASH_AT, BATCH = 6, 2, 4, 4

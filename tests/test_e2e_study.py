@@ -13,11 +13,16 @@ from local_ray import local_ray
 
 from raysweep.config import parse_study
 from raysweep.config.plan import StudyPlan
-from raysweep.pipeline.status import study_status
+from raysweep.engine.status import study_status
 from raysweep.tracking import PARENT_TAG, STAGE_TAG, Tracker
-from raysweep.tracking.keys import CHECKPOINT_GFID, EVALUATION_KEY_TAG, EVALUATION_TAG_PREFIX, METRIC_VERSION_PREFIX
+from raysweep.tracking.keys import (
+    CHECKPOINT_GFID,
+    EVALUATION_KEY_TAG,
+    EVALUATION_TAG_PREFIX,
+    METRIC_VERSION_PREFIX,
+    mlflow_name,
+)
 from raysweep.tracking.table import study_table
-from raysweep.tracking.tracker import mlflow_name
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +52,7 @@ def ray_local():
 
 
 def test_micro_study_end_to_end_and_resume(tmp_path: Path, ray_local: None) -> None:
-    from raysweep.pipeline.runner import run_study
+    from raysweep.runner import run_study
 
     study = parse_study(micro_study(tmp_path / "study"))
     result = run_study(study)

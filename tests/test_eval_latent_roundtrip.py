@@ -11,8 +11,8 @@ import torch
 
 from raysweep.data import write_latents
 from raysweep.data.latents import MEAN_KEY, LatentDataError
-from raysweep.pipeline.diffusion_stage import TOKENIZER_KEY, decode_standardised, load_latents
-from raysweep.pipeline.store import Store
+from raysweep.engine.store import Store
+from raysweep.stages.diffusion import TOKENIZER_KEY, decode_standardised, load_latents
 from raysweep.tokenizers import build_tokenizer
 
 KEY = "tok-a"

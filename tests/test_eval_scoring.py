@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from raysweep.config.spec import DatasetSpec
+from raysweep.engine.images import load_images, prepare_images
+from raysweep.engine.store import Store
 from raysweep.features import (
     CARD_PARAM_PREFIX,
     CARD_TAG,
@@ -25,15 +27,13 @@ from raysweep.features import (
 )
 from raysweep.features.domain_net import DomainNet
 from raysweep.features.generation import SMALL_SAMPLE_SHRINKAGE, fd_shrinkage
-from raysweep.pipeline.diffusion_stage import cfg_views, run_card
-from raysweep.pipeline.images import load_images, prepare_images
-from raysweep.pipeline.scoring import (
+from raysweep.stages.diffusion import cfg_views, run_card
+from raysweep.stages.scoring import (
     GenerationScorer,
     reconstruction_scores,
     reference_statistics,
     save_cfg_curve,
 )
-from raysweep.pipeline.store import Store
 
 N_TRAIN, N_VAL, FEATURE_DIM = 48, 32, 16
 

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from raysweep.config.spec import DatasetSpec, ScorerSpec
+from raysweep.engine.images import load_images, prepare_images
+from raysweep.engine.store import Store
 from raysweep.features import (
     DomainAutoencoder,
     FeatureSpec,
@@ -24,15 +26,13 @@ from raysweep.features.domain_net import DomainNet
 from raysweep.features.domain_train import gaussian_blur
 from raysweep.features.generation import fd_shrinkage, real_halves_check
 from raysweep.features.sample_bias import kid
-from raysweep.pipeline.images import load_images, prepare_images
-from raysweep.pipeline.scoring import (
+from raysweep.stages.scoring import (
     GenerationScorer,
     extra_scorers,
     reference_statistics,
     study_trained_weights,
     to_uint8,
 )
-from raysweep.pipeline.store import Store
 
 AE_STEPS = 300  # the default of evaluation.scorers
 

@@ -15,9 +15,8 @@ from local_ray import local_ray
 from ray import tune
 
 from raysweep.config.allocation import FidelitySpec
-from raysweep.pipeline.executors import Cohort
-from raysweep.pipeline.store import STOPPED_RESULT, Store
-from raysweep.pipeline.tune_stage import run_cohort
+from raysweep.engine.store import STOPPED_RESULT, Store
+from raysweep.engine.tune import Cohort, run_cohort
 from raysweep.search.fidelity import TIER_GFID, Tiers, asha_scheduler
 
 SPEC = FidelitySpec(grace_fraction=0.25, reduction_factor=2)
@@ -150,8 +149,8 @@ def test_a_fidelity_study_runs_its_batch_as_one_asha_cohort(tmp_path: Path) -> N
     import pandas as pd
 
     from raysweep.config import parse_study
-    from raysweep.pipeline.events import JobStarted
-    from raysweep.pipeline.runner import run_study
+    from raysweep.engine.events import JobStarted
+    from raysweep.runner import run_study
     from raysweep.search.allocation import load_state
     from raysweep.tracking import Tracker
     from raysweep.tracking.keys import (
@@ -227,7 +226,7 @@ def test_a_driver_killed_mid_cohort_resumes_the_cohort_experiment(tmp_path: Path
     from study_process import kill_run, start_run, tracked_runs
 
     from raysweep.config import parse_study
-    from raysweep.pipeline.runner import run_study
+    from raysweep.runner import run_study
     from raysweep.tracking import Tracker
     from raysweep.tracking.keys import TIER_TAG, tier_gfid_key
 

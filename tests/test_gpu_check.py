@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from raysweep.pipeline.flops import GPU_PEAKS, Flops, count, gpu_model
+from raysweep.estimate.flops import GPU_PEAKS, Flops, count, gpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKED = ("ray", "mlflow", "pydantic", "optuna", "torch_fidelity")

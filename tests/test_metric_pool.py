@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from raysweep.data import latent_files, read_latent_meta, read_latents, write_latents
+from raysweep.engine.metric_pool import MetricPool
 from raysweep.metrics import MetricSet
-from raysweep.pipeline.metric_pool import MetricPool
 
 NAMES = ["viv", "sec", "lnc", "spatial"]
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from raysweep.metrics import MetricSet
-from raysweep.pipeline.metric_logging import log_latent_metrics
+from raysweep.stages.metric_logging import log_latent_metrics
 from raysweep.tracking import Tracker
 from raysweep.tracking.table import latent_curve
 

@@ -19,13 +19,13 @@ from raysweep.config.spec import DatasetSpec
 from raysweep.data import write_latents
 from raysweep.diffusion import build_backbone
 from raysweep.diffusion.velocity_model import save_velocity_model
+from raysweep.engine.context import TrialContext
+from raysweep.engine.images import load_images, prepare_images
+from raysweep.engine.store import Store
 from raysweep.features.domain_net import DomainNet, save_domain_net
 from raysweep.metrics import METRICS, MetricInfo
 from raysweep.metrics.model import ModelOutput, TokenizerInputs, TokenizerMetric
-from raysweep.pipeline.context import TrialContext
-from raysweep.pipeline.images import load_images, prepare_images
-from raysweep.pipeline.model_metric_stage import run_diffusion_metrics, run_model_metric_job, run_model_metrics
-from raysweep.pipeline.store import Store
+from raysweep.stages.model_metrics import run_diffusion_metrics, run_model_metric_job, run_model_metrics
 from raysweep.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 
 KEY = "tok0"

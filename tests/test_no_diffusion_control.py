@@ -32,7 +32,7 @@ def _script() -> ModuleType:
 def study_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three baseline tokenizers of different KL weight, one short diffusion run each, VIV only."""
     import raysweep
-    from raysweep.pipeline.executors import LocalExecutor
+    from raysweep.engine.executors import LocalExecutor
 
     root = tmp_path_factory.mktemp("control")
     data = micro_study(root / "study")

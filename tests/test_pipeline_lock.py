@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from raysweep.cli import EXIT_BAD_INPUT, main
-from raysweep.pipeline.lock import LOCK_FILE, study_lock
+from raysweep.engine.lock import LOCK_FILE, study_lock
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from raysweep.pipeline.lock import study_lock, StudyLocked
+from raysweep.engine.lock import study_lock, StudyLocked
 start, hold = float(sys.argv[2]), float(sys.argv[3])
 time.sleep(max(0.0, start - time.time()))
 try:

@@ -10,12 +10,12 @@ from test_e2e_study import micro_study
 
 from raysweep.config import parse_study
 from raysweep.config.plan import DiffusionJob, Job, StudyPlan, TokenizerJob
-from raysweep.pipeline.estimate import estimate_gpu_hours, job_cost, job_hours
-from raysweep.pipeline.events import JobEvent, JobFailed, JobFinished, JobQueued, JobStarted, JobStep
-from raysweep.pipeline.executors import LocalExecutor, RayExecutor, Task
-from raysweep.pipeline.scheduler import Scheduler, remaining_path
-from raysweep.pipeline.simulation import simulated_task
-from raysweep.pipeline.store import Store
+from raysweep.engine.events import JobEvent, JobFailed, JobFinished, JobQueued, JobStarted, JobStep
+from raysweep.engine.executors import LocalExecutor, RayExecutor, Task
+from raysweep.engine.scheduler import Scheduler, remaining_path
+from raysweep.engine.store import Store
+from raysweep.estimate.gpu_hours import estimate_gpu_hours, job_cost, job_hours
+from raysweep.estimate.simulation import simulated_task
 
 
 def _study(root: Path, tokenizers: int = 3, seeds: int = 1):

@@ -12,8 +12,9 @@ from local_ray import local_ray
 from ray import tune
 
 from raysweep.config.allocation import FidelitySpec, TokenizerSearch
+from raysweep.config.search import search_space
 from raysweep.search.fidelity import TIER_GFID, asha_scheduler, rungs
-from raysweep.search.tokenizer_search import SEARCH_SCORE, run_tokenizer_search, search_space
+from raysweep.search.tokenizer_search import SEARCH_SCORE, run_tokenizer_search
 
 MAX_ITERATIONS = 8
 

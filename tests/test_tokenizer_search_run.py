@@ -15,9 +15,9 @@ from test_e2e_study import micro_study
 from raysweep.config import parse_study
 from raysweep.config.errors import ConfigError
 from raysweep.config.plan import ConfirmationSlot, StudyPlan, TokenizerSearchJob
-from raysweep.pipeline.events import JobEvent, JobFinished, JobStarted
-from raysweep.pipeline.store import Store
-from raysweep.pipeline.study_plan import plan_study
+from raysweep.engine.events import JobEvent, JobFinished, JobStarted
+from raysweep.engine.store import Store
+from raysweep.engine.study_plan import plan_study
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import (
     SEARCH_CHOSEN_TAG,
@@ -46,7 +46,7 @@ def search_study(root: Path, **search: Any) -> dict[str, Any]:
 
 @pytest.mark.e2e
 def test_search_trains_num_samples_tokenizers_confirms_the_best_feasible_and_reruns_nothing(tmp_path: Path) -> None:
-    from raysweep.pipeline.runner import run_study
+    from raysweep.runner import run_study
 
     # mode max: the draw that misses the constraint has the highest VIV, so only the constraint keeps it out
     study = parse_study(search_study(tmp_path / "study", mode="max"))
@@ -120,8 +120,8 @@ def test_plan_before_and_after_the_search(tmp_path: Path) -> None:
                                                                     ("search-best2/SiT-T/0", 2)]
     # the estimate prices num_samples trainings of the block's first draw and `confirm` diffusion trials on it:
     # 4x and 2x a plain study of that one tokenizer
-    from raysweep.pipeline.estimate import estimate_gpu_hours
-    from raysweep.pipeline.status import study_status
+    from raysweep.engine.status import study_status
+    from raysweep.estimate.gpu_hours import estimate_gpu_hours
 
     plain_data = search_study(tmp_path / "plain")
     plain_data["tokenizers"].pop("search")

@@ -10,7 +10,7 @@ from raysweep.analysis.correlation import best_cfg_rows
 from raysweep.analysis.noise import measure_noise
 from raysweep.config import ConfigError, parse_study
 from raysweep.config.plan import StudyPlan
-from raysweep.pipeline.analysis_stage import missing_trials
+from raysweep.stages.analysis import missing_trials
 
 STUDY = {"name": "s", "tokenizers": {"seeds": [0, 3], "variants": [{"regularizer": "baseline"},
                                                                    {"regularizer": "eq", "id": "eqx"}]},

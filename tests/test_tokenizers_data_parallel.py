@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e  # two spawned processes: ~15 s idle, minutes on a 
 
 
 def _rank(rank: int, init_file: str, out: str) -> None:
-    from raysweep.pipeline.data_parallel import Shard, current_shard
+    from raysweep.nn.distributed import Shard, current_shard
     from raysweep.tokenizers import GanConfig, TokenizerTrainer, build_regularizer, build_tokenizer
 
     torch.set_num_threads(1)

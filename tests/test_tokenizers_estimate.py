@@ -10,8 +10,8 @@ import torch
 from raysweep.config import load_study
 from raysweep.config.loader import parse_study
 from raysweep.config.spec import StudySpec, TokenizerTrial
-from raysweep.pipeline.estimate import ASSUMED_MFU, GPU_PEAK_FLOPS, estimate_gpu_hours, gpu_seconds, step_flops
-from raysweep.pipeline.flops import Flops, count, patchgan_flops, tokenizer_flops, vgg_flops
+from raysweep.estimate.flops import Flops, count, patchgan_flops, tokenizer_flops, vgg_flops
+from raysweep.estimate.gpu_hours import ASSUMED_MFU, GPU_PEAK_FLOPS, estimate_gpu_hours, gpu_seconds, step_flops
 
 PAPER = Path(__file__).resolve().parents[1] / "experiments" / "paper" / "table1.yaml"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from raysweep.pipeline.checkpointing import UNSENT
+from raysweep.engine.checkpointing import UNSENT
 from raysweep.tracking import Tracker
 
 

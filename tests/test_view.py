@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from raysweep.pipeline.events import JobFailed, JobFinished, JobQueued, JobStarted, JobStep
+from raysweep.engine.events import JobFailed, JobFinished, JobQueued, JobStarted, JobStep
 from raysweep.view import LiveView, PlainView, StudyState, fmt_duration, open_view, route_logs
 from raysweep.view.logs import HANDLER_NAME, LOGGERS, QUIET
 

@@ -228,9 +228,7 @@ def tokenizer_metric_keys(study: StudySpec) -> list[str]:
 def check_tokenizer_search(study: StudySpec, spec: TokenizerSearch) -> None:
     """What the search needs of the rest of the study: the tokenizer block has domains to search (and is no list
     of variants), the objective and the constraint name metrics the study computes for a tokenizer."""
-    from raysweep.config.loader import BLOCK_KEYS, SEARCH
-    from raysweep.config.search import has_random_domain, is_domain
-    from raysweep.search.tokenizer_search import search_space
+    from raysweep.config.search import BLOCK_KEYS, SEARCH, has_random_domain, is_domain, search_space
 
     source, block = study.source, study.tokenizers or {}
     for key in BLOCK_KEYS:

@@ -9,18 +9,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from raysweep.config.errors import EXPECTED, ConfigError, allowed, format_key_path, type_message
-from raysweep.config.search import has_random_domain, resolve
+from raysweep.config.search import BLOCK_KEYS, SEARCH, declared_search, has_random_domain, resolve
 from raysweep.config.spec import SEED_LIMIT, DiffusionTrial, StudySpec, TokenizerTrial
 from raysweep.config.yamlfile import check_finite, read_yaml
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T", TokenizerTrial, DiffusionTrial)
 log = logging.getLogger(__name__)
-BLOCK_KEYS = ("variants", "num_samples")
 ALLOCATION = "allocation"  # diffusion.allocation: how diffusion compute is spread (config/allocation.py)
-# a tokenizer param (or all `params`) set to this sweeps the regularizer's declared search_space; as a key of the
-# tokenizers block, a Ray Tune search over those domains (config/allocation.py TokenizerSearch)
-SEARCH = "search"
 SEEDS = "seeds"  # tokenizers.seeds / diffusion.seeds: replicates of every trial
 PATH_HEADROOM = 256  # characters raysweep may append below a study directory (Tune trial dirs, checkpoints)
 
@@ -86,7 +82,7 @@ def _resolve_block(block: dict[str, Any], model: type[T], source: str, name: str
         if isinstance(defaults.get("params"), dict) and isinstance(variant.get("params"), dict):
             merged["params"] = {**defaults["params"], **variant["params"]}
         if model is TokenizerTrial:
-            merged = _declared_search(merged, source, path)
+            merged = declared_search(merged, source, path)
         random = has_random_domain(merged)
         resolved = resolve(merged, num_samples if random else 1, (seed + i) % SEED_LIMIT, source, path)
         drawn: set[str] = set()
@@ -111,27 +107,6 @@ def _refuse_duplicates(trials: list[tuple[str, T]], source: str) -> None:
             raise ConfigError(source, where, f"resolves to the same configuration as {first[key]}; remove the "
                                              "duplicate")
         first[key] = where
-
-
-def _declared_search(trial: dict[str, Any], source: str, path: str) -> dict[str, Any]:
-    """`params: search` (every declared domain, explicit params kept) or `params: {p: search}` (that one) ->
-    the regularizer's own `search_space`, so a sweep never copies (and drifts from) the file that declares it."""
-    from raysweep.tokenizers.regularizers import regularizer_class
-
-    params = trial.get("params")
-    if params != SEARCH and not (isinstance(params, dict) and SEARCH in params.values()):
-        return trial
-    try:
-        declared = regularizer_class(str(trial.get("regularizer", "baseline"))).search_space
-    except ValueError as err:
-        raise ConfigError(source, f"{path}.regularizer", str(err)) from None
-    asked = dict.fromkeys(declared, SEARCH) if params == SEARCH else params
-    unknown = [k for k, v in asked.items() if v == SEARCH and k not in declared]
-    if unknown or not declared:
-        raise ConfigError(source, f"{path}.params.{unknown[0] if unknown else ''}".rstrip("."),
-                          f"'{SEARCH}' needs a declared search_space; regularizer '{trial.get('regularizer')}' "
-                          f"declares: {', '.join(declared) or '(none)'}")
-    return {**trial, "params": {k: declared[k] if v == SEARCH else v for k, v in asked.items()}}
 
 
 def _assign_tokenizer_ids(trials: list[TokenizerTrial], source: str) -> None:

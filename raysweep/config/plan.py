@@ -4,13 +4,13 @@ Derived from the study file alone (no Ray, MLflow, store or finished upstream jo
 `status`, the estimate, the analysis and the scheduler all see the same jobs. One exception: the tokenizers of a
 `tokenizers.search` exist only once the search has run. Until then the plan holds the search job and its
 `ConfirmationSlot`s (diffusion trials for tokenizers still unknown); given the search's outcome (`SearchOutcome`,
-read from the store by `pipeline.study_plan`), it holds the tokenizers it trained (with their metric jobs, after the
+read from the store by `engine.study_plan`), it holds the tokenizers it trained (with their metric jobs, after the
 search job) and the diffusion trials of the best `confirm` feasible ones. A job's key is the hash of its `inputs`,
 everything that determines its result (recorded readable in its `result.json`, so `status` can name what changed):
 a tokenizer's trial fields, dataset, reference network and code version; each metric's upstream key, name, resolved
 parameters and class `version` (one entry per metric in its job's marker: adding a metric computes only that one);
 a diffusion run's training (trial, seed, tokenizer, code version) apart from its evaluation (settings, scorer), so
-editing the evaluation re-scores the saved model. `pipeline/migrate.py` keeps the formulas of the previous version's
+editing the evaluation re-scores the saved model. `engine/migrate.py` keeps the formulas of the previous version's
 keys. A job is named by its `ref` (stage, study id): study ids repeat across stages (the tokenizer `vf` and its
 latent metrics `vf`), refs do not.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from raysweep.config.allocation import TokenizerSearch, ladder_trial, tokenizer_search_of
 from raysweep.config.spec import (
@@ -32,11 +32,14 @@ from raysweep.config.spec import (
     TokenizerTrial,
 )
 from raysweep.hashing import config_hash, plain
-from raysweep.pipeline.events import Stage
 
 if TYPE_CHECKING:
     from raysweep.metrics.base import Consumes
 
+Stage = Literal["reference", "tokenizer_search", "tokenizer", "latent_metrics", "model_metrics", "diffusion",
+                "diffusion_metrics", "analysis"]
+STAGES: tuple[Stage, ...] = ("reference", "tokenizer_search", "tokenizer", "latent_metrics", "model_metrics",
+                             "diffusion", "diffusion_metrics", "analysis")
 JobRef = tuple[str, str]  # (stage, study id)
 ANALYSIS_ID = "analysis"
 SEARCH_ID = "search"
@@ -301,7 +304,7 @@ def search_job(study: StudySpec) -> TokenizerSearchJob | None:
     spec = tokenizer_search_of(study)
     if spec is None:
         return None
-    from raysweep.search.tokenizer_search import search_space
+    from raysweep.config.search import search_space
 
     space = search_space(study.tokenizers or {}, study.source)
     return TokenizerSearchJob(SEARCH_ID, search_key(study, spec, space), spec=spec, space=space,
@@ -333,7 +336,7 @@ class StudyPlan:
     @classmethod
     def from_spec(cls, study: StudySpec, analyze: bool = True, searched: SearchOutcome | None = None) -> StudyPlan:
         """The plan of `study`, from the study alone and, for a `tokenizers.search`, its outcome once it has ended
-        (`pipeline.study_plan.plan_study` reads it from the store)."""
+        (`engine.study_plan.plan_study` reads it from the store)."""
         latent, model, diffusion = (metric_names(study, n) for n in ("latents", "tokenizer", "diffusion"))
         upstream, params = Upstream.of(study), study.metrics.params
         cheap = ladder_trial(study)  # a backbone ladder's cheap tier: one more diffusion run per tokenizer

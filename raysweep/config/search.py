@@ -13,12 +13,17 @@ resolved trial can be keyed by the hash of its concrete config.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from raysweep.config.errors import ConfigError, allowed
 
 MAX_TRIALS = 10_000  # trials one block may resolve to: a typo'd num_samples or grid must not hang `validate`
 DOMAIN_KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "quniform")
+BLOCK_KEYS = ("variants", "num_samples")  # keys of a trial block that are not trial fields
+# a tokenizer param (or all `params`) set to this sweeps the regularizer's declared search_space; as a key of the
+# tokenizers block, a Ray Tune search over those domains (config/allocation.py TokenizerSearch)
+SEARCH = "search"
 
 
 def is_domain(value: Any) -> bool:
@@ -91,3 +96,30 @@ def has_random_domain(tree: Any) -> bool:
     if isinstance(tree, list):
         return any(has_random_domain(v) for v in tree)
     return False
+
+
+def declared_search(trial: dict[str, Any], source: str, path: str) -> dict[str, Any]:
+    """`params: search` (every declared domain, explicit params kept) or `params: {p: search}` (that one) ->
+    the regularizer's own `search_space`, so a sweep never copies (and drifts from) the file that declares it."""
+    from raysweep.tokenizers.regularizers import regularizer_class
+
+    params = trial.get("params")
+    if params != SEARCH and not (isinstance(params, dict) and SEARCH in params.values()):
+        return trial
+    try:
+        declared = regularizer_class(str(trial.get("regularizer", "baseline"))).search_space
+    except ValueError as err:
+        raise ConfigError(source, f"{path}.regularizer", str(err)) from None
+    asked = dict.fromkeys(declared, SEARCH) if params == SEARCH else params
+    unknown = [k for k, v in asked.items() if v == SEARCH and k not in declared]
+    if unknown or not declared:
+        raise ConfigError(source, f"{path}.params.{unknown[0] if unknown else ''}".rstrip("."),
+                          f"'{SEARCH}' needs a declared search_space; regularizer '{trial.get('regularizer')}' "
+                          f"declares: {', '.join(declared) or '(none)'}")
+    return {**trial, "params": {k: declared[k] if v == SEARCH else v for k, v in asked.items()}}
+
+
+def search_space(block: Mapping[str, Any], source: str = "<study>") -> dict[str, Any]:
+    """The tokenizer block's trial fields with their search domains (declared ones expanded), for Tune."""
+    trial = {k: v for k, v in block.items() if k not in (*BLOCK_KEYS, SEARCH)}
+    return declared_search(trial, source, "tokenizers")

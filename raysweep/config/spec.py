@@ -359,7 +359,7 @@ class MetricsSpec(Strict):
 
 
 class TrialResources(Strict):
-    """What one trial holds. `workers > 1` makes it a data-parallel trial (`pipeline/data_parallel.py`): `cpu` and
+    """What one trial holds. `workers > 1` makes it a data-parallel trial (`engine/data_parallel.py`): `cpu` and
     `gpu` are then the totals over its Ray Train workers, split evenly, and each worker needs whole GPUs (NCCL
     refuses two ranks on one device)."""
 

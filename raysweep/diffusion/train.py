@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from raysweep.diffusion.backbones import FlowTransformer
 from raysweep.diffusion.precision import backbone_autocast
 from raysweep.diffusion.transport import TrainableVelocityModel, get_loss, get_timestep_sampler, training_loss
-from raysweep.pipeline.data_parallel import Shard
+from raysweep.nn.distributed import Shard
 
 OnLog = Callable[[int, dict[str, float]], None]  # (step after the update, logs)
 LOG_SYNC_EVERY = 50  # default number of steps whose logs are copied to the host together (one device sync)

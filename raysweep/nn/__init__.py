@@ -1,1 +1,2 @@
-"""Transformer building blocks shared by the ViT tokenizer and the diffusion backbones (neither imports the other)."""
+"""Blocks shared by the tokenizers and the diffusion backbones (neither imports the other): transformer blocks, and
+the torch.distributed helpers of data-parallel training (`distributed`)."""

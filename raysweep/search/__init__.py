@@ -12,13 +12,13 @@ policies.py          allocation policies replayed: proxy (the default), random, 
 comparison.py        `raysweep replay`: the diffusion compute each policy needs for the answer (allocation_bench.py)
 MLflow keys of predicted values (pred/*, never gen/*) live in raysweep/tracking/keys.py with the measured ones.
 
-Wired into the study engine by `raysweep/pipeline/allocation_gate.py` (`ProxyGate`, a scheduler `Gate`): it builds
+Wired into the study engine by `raysweep/stages/allocation_gate.py` (`ProxyGate`, a scheduler `Gate`): it builds
 the `Allocator` from the tracked latent/recon metrics once every tokenizer's metric jobs are over, releases the
 chosen tokenizers' diffusion jobs, records their mean best-CFG gFID, saves the state in `Store.allocation_state`,
 and skips the rest; the runner logs `predicted_metrics` on the unmeasured tokenizers' runs, the analysis adds
 `allocation_section` (`allocation_report`), `raysweep plan --json` shows `proxy_estimate`, `raysweep status` the
 allocation. With `fidelity`, the gate groups each batch's diffusion jobs into cohorts that the runner runs as one
-Tune experiment under `asha_scheduler` (`runner.cohort_task`, `tune_stage.run_cohort`); the analysis adds
+Tune experiment under `asha_scheduler` (`stages.diffusion.cohort_task`, `engine.tune.run_cohort`); the analysis adds
 `fidelity_section` from the tracked `tier/` values. A backbone ladder (`fidelity.backbone`) adds a cheap-backbone
 diffusion job per tokenizer to the plan; the gate feeds its gFID to the Allocator as one more feature
 (`extra_features`), `proxy_estimate` prices it and the analysis adds `ladder_section`. Not wired yet:

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from raysweep.analysis.tidy import metric_columns, require_columns
+from raysweep.atomic import write_json_atomic
 from raysweep.config.allocation import GREEDY, ProxyAllocation
-from raysweep.pipeline.store import write_json_atomic
 from raysweep.search.acquisition import AnswerPosterior, answer_posterior, calibration_picks, pick, scores
 from raysweep.search.proxy import Proxy, fit_proxy
 

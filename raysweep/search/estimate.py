@@ -1,5 +1,5 @@
 """`raysweep plan --json` for a proxy-guided study: its GPU-hours beside brute force, from the brute-force estimate
-(`pipeline/estimate.py estimate_gpu_hours`) and the allocation spec. An upper bound: the allocation stops earlier
+(`estimate/gpu_hours.py estimate_gpu_hours`) and the allocation spec. An upper bound: the allocation stops earlier
 when the answer settles, which no plan can know in advance."""
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from raysweep.config.allocation import TokenizerSearch
-from raysweep.config.loader import BLOCK_KEYS, SEARCH, _declared_search
 from raysweep.config.search import to_tune
 from raysweep.tracking.keys import SEARCH_SCORE
 
@@ -42,12 +41,6 @@ def best_feasible(trials: Sequence[SearchTrial], k: int) -> list[SearchTrial]:
     """The `k` feasible trials of lowest score, best first (ties in search order): the ones to confirm."""
     feasible = [t for t in trials if t.feasible]
     return sorted(feasible, key=lambda t: t.metrics[SEARCH_SCORE])[:k]
-
-
-def search_space(block: Mapping[str, Any], source: str = "<study>") -> dict[str, Any]:
-    """The tokenizer block's trial fields with their search domains (declared ones expanded), for Tune."""
-    trial = {k: v for k, v in block.items() if k not in (*BLOCK_KEYS, SEARCH)}
-    return _declared_search(trial, source, "tokenizers")
 
 
 def violation(metrics: Mapping[str, float], spec: TokenizerSearch) -> float:

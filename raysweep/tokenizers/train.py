@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from raysweep.diffusion.precision import backbone_autocast
-from raysweep.pipeline.data_parallel import Shard, average_gradients
+from raysweep.nn.distributed import Shard, average_gradients
 from raysweep.tokenizers.adversarial import Adversarial, GanConfig
 from raysweep.tokenizers.losses import PerceptualFn, ReconstructionObjective
 from raysweep.tokenizers.posterior import DiagonalGaussian

@@ -3,6 +3,18 @@ from __future__ import annotations
 
 import re
 
+# MLflow metric names may not contain '@'; raysweep's keys (`latent/semantic/lnc@5`) are stored with ':' instead.
+TO_MLFLOW, FROM_MLFLOW = str.maketrans("@", ":"), str.maketrans(":", "@")
+
+
+def mlflow_name(key: str) -> str:
+    return key.translate(TO_MLFLOW)
+
+
+def raysweep_key(name: str) -> str:
+    return name.translate(FROM_MLFLOW)
+
+
 FAILURE_REASON_TAG = "raysweep.failure_reason"  # why a run is FAILED or KILLED
 CARD_HASH_TAG = "raysweep.eval_card_hash"  # the evaluation card a run's scores were computed under (issue 8)
 TOKENIZER_ID_TAG, BACKBONE_TAG, SEED_TAG = "tokenizer_id", "backbone", "seed"
@@ -61,7 +73,7 @@ def stopped_reason(rung: int) -> str:
     """The outcome of a trial ASHA stopped, as the store, the table and the report say it (finished, not failed)."""
     return f"stopped at rung {rung} by ASHA"
 
-# `tokenizers.search` (raysweep.search.tokenizer_search, pipeline/search_stage.py): the search has its own run (stage
+# `tokenizers.search` (raysweep.search.tokenizer_search, stages/search.py): the search has its own run (stage
 # SEARCH_STAGE, under the study run); each tokenizer it trained is a normal tokenizer run that also carries its
 # search score, feasibility and whether it was confirmed (got the study's diffusion trials)
 SEARCH_STAGE = "tokenizer_search"

@@ -26,10 +26,11 @@ from raysweep.tracking.keys import (
     TIER_TAG,
     TOKENIZER_SEED_TAG,
     checkpoint_gfid_column,
+    mlflow_name,
     sampler_gfid_key,
     stopped_reason,
 )
-from raysweep.tracking.tracker import PARENT_TAG, Tracker, mlflow_name
+from raysweep.tracking.tracker import PARENT_TAG, Tracker
 
 TOKENIZER_PREFIXES = ("latent/", "recon/")
 RUN_PREFIXES = ("traj/", "gen/best/", "gen/nocfg/", SAMPLER_PREFIX)  # per diffusion run, on each of its CFG rows

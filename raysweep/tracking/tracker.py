@@ -23,7 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from raysweep.atomic import fsync_path, temp_beside
-from raysweep.tracking.keys import FAILURE_REASON_TAG
+from raysweep.tracking.keys import FAILURE_REASON_TAG, mlflow_name, raysweep_key
 
 STAGE_TAG = "raysweep.stage"
 HASH_TAG = "raysweep.config_hash"
@@ -31,18 +31,6 @@ STUDY_TAG = "raysweep.study"
 PARENT_TAG = "mlflow.parentRunId"
 MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
 T = TypeVar("T")
-# MLflow metric names may not contain '@'; raysweep's keys (`latent/semantic/lnc@5`) are stored with ':' instead.
-TO_MLFLOW, FROM_MLFLOW = str.maketrans("@", ":"), str.maketrans(":", "@")
-
-
-def mlflow_name(key: str) -> str:
-    return key.translate(TO_MLFLOW)
-
-
-def raysweep_key(name: str) -> str:
-    return name.translate(FROM_MLFLOW)
-
-
 TRANSIENT = ("locked", "Connection", "connection", "Max retries", "timed out", "502", "503", "504")
 
 

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlencode, urlparse
 
-from raysweep.tracking.tracker import mlflow_name
+from raysweep.tracking.keys import mlflow_name
 
 KIND_TAG = "mlflow.experimentKind"
 KIND = "custom_model_development"

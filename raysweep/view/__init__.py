@@ -1,5 +1,5 @@
 """What a researcher sees of a running study: a live table in a terminal, plain lines in logs, library logs in a
-file. Both views are `EventSink`s of the engine's progress events (raysweep.pipeline.events).
+file. Both views are `EventSink`s of the engine's progress events (raysweep.engine.events).
 
     with open_view() as view:
         run_study(study, sink=view, verbose=False)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from rich.console import Console, Group
 from rich.live import Live
 
-from raysweep.pipeline.events import JobEvent
+from raysweep.engine.events import JobEvent
 from raysweep.view.state import StudyState
 from raysweep.view.table import jobs_table
 

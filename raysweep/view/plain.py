@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from raysweep.pipeline.events import JobEvent
+from raysweep.engine.events import JobEvent
 from raysweep.view.state import JobRow, StudyState
 from raysweep.view.table import fmt_duration, fmt_metric, fmt_overview
 

@@ -11,8 +11,10 @@ from typing import Any
 
 from rich.console import Console
 
-from raysweep.pipeline.events import STAGES, JobEvent, JobFailed, JobFinished, JobQueued, JobStarted, Stage
-from raysweep.tracking.tracker import PARENT_TAG, STAGE_TAG, raysweep_key
+from raysweep.config.plan import STAGES, Stage
+from raysweep.engine.events import JobEvent, JobFailed, JobFinished, JobQueued, JobStarted
+from raysweep.tracking.keys import raysweep_key
+from raysweep.tracking.tracker import PARENT_TAG, STAGE_TAG
 from raysweep.view.state import StudyState
 from raysweep.view.table import jobs_table
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from raysweep.pipeline.events import JobEvent, JobFailed, JobFinished, JobQueued, JobStarted, JobStep, Stage
+from raysweep.config.plan import Stage
+from raysweep.engine.events import JobEvent, JobFailed, JobFinished, JobQueued, JobStarted, JobStep
 
 Status = Literal["queued", "running", "finished", "cached", "failed"]
 DONE: tuple[Status, ...] = ("finished", "cached", "failed")

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
-from raysweep.pipeline.data_parallel import in_train_worker, is_chief
+from raysweep.nn.distributed import in_train_worker, is_chief
 from raysweep.tracking import Tracker
 
 STATE_FILE = "state.pt"

@@ -1,4 +1,4 @@
-"""Where a job runs: one interface (`Executor`: submit a `Task`, wait for `Outcome`s), two implementations.
+"""Where a job runs: one interface (`Executor`: submit a `Task`, wait for `Outcome`s), three implementations.
 
 `RayExecutor` runs trials (tokenizers, diffusion models) as Ray Tune trials and metric jobs as Ray tasks.
 Each trial job is its own one-trial Tune experiment, `<tune>/<stage>-<key>`, driven by a Ray task pinned to the
@@ -17,7 +17,8 @@ Step events travel from a Tune callback in that task to the driver through a nam
 drained while waiting.
 
 `LocalExecutor` runs every task in the calling process at submit time (as submitit's `DebugExecutor`), so
-pipeline logic is testable without starting Ray; a trainable's `tune.report` is then a no-op.
+pipeline logic is testable without starting Ray; a trainable's `tune.report` is then a no-op. `TrialExecutor` runs
+a sub-plan from inside a Tune trial (a tokenizer search's trial: its tokenizer and metric jobs).
 """
 from __future__ import annotations
 
@@ -27,29 +28,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from raysweep.config.plan import JobRef
-from raysweep.pipeline.events import JobEvent, JobStep, Stage
+from raysweep.config.plan import JobRef, Stage
+from raysweep.engine.events import JobEvent, JobStep
+from raysweep.engine.tune import Cohort, run_cohort, run_trial
 
 Kind = Literal["trial", "task", "driver"]  # a Tune trial | a Ray task | a call in the driver process
 RELAY_NAME = "raysweep-event-relay"
 RELAY_EVERY_S = 0.5  # while waiting, how often step events are fetched from the relay
 TRAINING_METRIC = "loss"  # what trainables report each chunk (checkpointing.train_with_checkpoints)
-
-
-@dataclass(frozen=True)
-class Cohort:
-    """Trial jobs run as the trials of one Tune experiment under a Tune trial `scheduler` (ASHA), which decides
-    which of them train to the end. `names` and `configs` are every job of the cohort in a fixed order (the
-    experiment's trial i is job i, so a restored experiment finds its jobs again); `todo` the indices a fresh
-    experiment runs (jobs finished earlier are not run again). After the experiment, `settle(config, result)` runs
-    for every trial that ended without an error (`result`: its last reported metrics): it records a trial the
-    scheduler stopped as a finished job of its stage, and leaves one that finished by itself as it is."""
-
-    names: tuple[str, ...]
-    configs: tuple[dict[str, Any], ...]
-    todo: tuple[int, ...]
-    scheduler: Any
-    settle: Callable[[dict[str, Any], dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -146,6 +132,16 @@ class EventRelay:
         return events
 
 
+def relay() -> Any:
+    """The driver's event relay, or None where there is none (a study run by in-process executors)."""
+    import ray
+
+    try:
+        return ray.get_actor(RELAY_NAME)
+    except ValueError:
+        return None
+
+
 def step_callback(stage: Stage, total: int | None) -> Any:
     """A Tune callback that relays each reported result of a job's trial (named by the job's id) as a `JobStep`.
     It holds the relay's name, not its handle, so a restored experiment (whose callbacks are unpickled) finds the
@@ -160,10 +156,11 @@ def step_callback(stage: Stage, total: int | None) -> Any:
             return {"_relay": None}
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-            import ray
 
             if self._relay is None:
-                self._relay = ray.get_actor(RELAY_NAME)
+                self._relay = relay()
+                if self._relay is None:
+                    return
             value = result.get(TRAINING_METRIC)
             self._relay.put.remote(JobStep(str(trial), stage, step=int(result.get("step", 0)), total=total,
                                            metric=f"train/{TRAINING_METRIC}" if value is not None else None,
@@ -174,8 +171,6 @@ def step_callback(stage: Stage, total: int | None) -> Any:
 
 def run_tune_job(task: Task, storage: str, max_failures: int, verbose: int) -> dict[JobRef, str | None]:
     """Run (or restore) the Tune experiment of a trial job (or of a cohort); -> each job's error (None: finished)."""
-    from raysweep.pipeline.tune_stage import run_cohort, run_trial
-
     job_stage, job_id = task.ref
     callbacks = [step_callback(job_stage, task.total_steps)]  # type: ignore[arg-type]
     if task.cohort is not None:
@@ -189,6 +184,62 @@ def run_tune_job(task: Task, storage: str, max_failures: int, verbose: int) -> d
 
 def _call(fn: Callable[..., Any], *args: Any) -> None:
     fn(*args)
+
+
+class TrialExecutor:
+    """Runs each task when it is submitted, from inside a Tune trial that only waits (a search trial, holding a token
+    CPU share): trials as their own Tune experiments, tasks as Ray tasks placed outside the trial's placement group
+    (Tune's trials capture their child tasks into it). Events go to the driver's relay when there is one."""
+
+    def __init__(self, storage: str, max_failures: int = 2) -> None:
+        self.storage, self.max_failures = storage, max_failures
+        self._relay = relay()
+        self._done: list[Outcome] = []
+
+    def capacity(self) -> dict[str, float]:
+        import ray
+
+        return {k: float(v) for k, v in ray.cluster_resources().items() if not k.startswith("node:")}
+
+    def emit(self, event: JobEvent) -> None:
+        if self._relay is not None:
+            self._relay.put.remote(event)
+
+    def submit(self, task: Task) -> None:
+        try:
+            if task.kind == "trial":
+                errors = run_tune_job(task, self.storage, self.max_failures, verbose=0)
+                self._done += [Outcome(ref, error and _error(error)) for ref, error in errors.items()]
+                return
+            if task.kind == "task":
+                _outside_group(task)
+            else:
+                task.fn(*task.args)
+            self._done.append(Outcome(task.ref))
+        except Exception as err:  # a RayTaskError wraps the job's own error: report that
+            self._done.append(Outcome(task.ref, _error(getattr(err, "cause", None) or err)))
+
+    def wait(self, timeout: float) -> list[Outcome]:
+        done, self._done = self._done, []
+        return done
+
+    def close(self) -> None:
+        pass
+
+
+def _outside_group(task: Task) -> None:
+    """`task.fn(*task.args)` as a Ray task holding the task's resources, outside the calling trial's placement
+    group, waited for."""
+    import ray
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    res = dict(task.resources if task.ray_resources is None else task.ray_resources)
+    ray.get(ray.remote(task.fn).options(num_cpus=res.pop("CPU", 0.0), num_gpus=res.pop("GPU", 0.0), resources=res,
+                                        max_retries=0,
+                                        # None (Ray's documented way out of the trial's group); the stub wants one
+                                        scheduling_strategy=PlacementGroupSchedulingStrategy(
+                                            placement_group=None))  # type: ignore[arg-type]
+            .remote(*task.args))
 
 
 class RayExecutor:

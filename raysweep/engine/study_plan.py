@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from raysweep.config.plan import SearchOutcome, StudyPlan, TokenizerSearchJob, search_job
 from raysweep.config.spec import StudySpec, TokenizerTrial
-from raysweep.pipeline.store import Store
+from raysweep.engine.store import Store
 
 
 def search_outcome(job: TokenizerSearchJob, store: Store) -> SearchOutcome | None:

@@ -15,6 +15,7 @@ again from that model, on the same MLflow run, and never retrained; the evaluati
 which a re-score updates (params cannot change once logged)."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from raysweep import __version__
+from raysweep.config.allocation import allocation_of
 from raysweep.config.plan import DIFFUSION_CODE_VERSION, DiffusionJob, scored_under
 from raysweep.config.spec import DiffusionTrial, EvaluationSpec, SamplerVariant
 from raysweep.data import LatentBatch, LatentMeta, latent_files, read_latents
@@ -38,13 +40,18 @@ from raysweep.diffusion import (
 from raysweep.diffusion.precision import backbone_autocast, sampling_precision
 from raysweep.diffusion.sampler import SamplerMethod
 from raysweep.diffusion.velocity_model import load_velocity_model, save_velocity_model
+from raysweep.engine.checkpointing import report, train_with_checkpoints
+from raysweep.engine.context import TrialContext, setup_worker
+from raysweep.engine.executors import Task
+from raysweep.engine.stage import StudyRun, resources
+from raysweep.engine.store import STOPPED_RESULT, Store, provenance
+from raysweep.engine.tune import Cohort
 from raysweep.features import EvalCard, generation_card
-from raysweep.hashing import flatten
-from raysweep.pipeline.checkpointing import report, train_with_checkpoints
-from raysweep.pipeline.context import TrialContext, setup_worker
-from raysweep.pipeline.data_parallel import current_shard, is_chief
-from raysweep.pipeline.figures import save_image_grid
-from raysweep.pipeline.scoring import (
+from raysweep.hashing import config_hash, flatten
+from raysweep.nn.distributed import current_shard, is_chief
+from raysweep.search.fidelity import Tiers, asha_scheduler, checkpoint_count
+from raysweep.stages.figures import save_image_grid
+from raysweep.stages.scoring import (
     GENERATION_REFERENCE,
     ExtraScorers,
     GenerationScorer,
@@ -53,8 +60,6 @@ from raysweep.pipeline.scoring import (
     save_cfg_curve,
     to_uint8,
 )
-from raysweep.pipeline.store import STOPPED_RESULT, Store, provenance
-from raysweep.search.fidelity import Tiers, checkpoint_count
 from raysweep.tokenizers import load_tokenizer
 from raysweep.tokenizers.tokenizer import Tokenizer
 from raysweep.tracking import Tracker
@@ -413,3 +418,43 @@ def _trajectory_metrics(model: torch.nn.Module, noise: torch.Tensor, labels: tor
         raise RuntimeError("the sampler returned no trajectory")
     scalars = {"traj/straightness": float(straightness(traj)), "traj/efficiency": float(efficiency(traj))}
     return scalars, torch.as_tensor(length_ratios(traj)).cpu().numpy()
+
+
+def task(job: DiffusionJob, run: StudyRun) -> Task:
+    """A diffusion job as its own one-trial Tune experiment, or with its cohort under ASHA (multi-fidelity gFID)."""
+    if run.cohort is not None:
+        return cohort_task(run.cohort(job), run)
+    res = run.study.resources.diffusion
+    payload = diffusion_payload(job, run.ctx.store.run_id(job.tokenizer), run.study.evaluation, run.ctx)
+    return Task(job.ref, "trial", train_diffusion_trial, ({"payload": payload},), resources(res),
+                experiment=diffusion_experiment(job, run.ctx.store), total_steps=job.trial.steps,
+                workers=res.workers)
+
+
+def diffusion_experiment(job: DiffusionJob, store: Store) -> str:
+    """The Tune experiment of a diffusion job: its training's (restored after a kill), or, once the model is saved,
+    one per evaluation (a finished experiment is not run again, and a re-score must run)."""
+    trained = store.velocity_model_file(job.key).is_file()
+    return f"diffusion-{job.key}" + (f"-scored-{job.evaluation_key}" if trained else "")
+
+
+def cohort_task(jobs: list[DiffusionJob], run: StudyRun) -> Task:
+    """Diffusion jobs (one diffusion trial, several tokenizers / seeds) as one Tune experiment under ASHA, named by
+    all their keys so a restarted driver restores it; jobs finished earlier (full tier or stopped) are not run
+    again. ASHA starts from the rung gFIDs the jobs' runs already tracked (a restored experiment's trials)."""
+    study, ctx = run.study, run.ctx
+    spec = allocation_of(study).fidelity  # type: ignore[union-attr]
+    assert spec is not None
+    trial = jobs[0].trial
+    tiers = Tiers.of(spec, trial.steps, study.storage.checkpoint_every, study.evaluation.num_samples)
+    configs = tuple({"payload": diffusion_payload(j, ctx.store.run_id(j.tokenizer), study.evaluation, ctx, tiers)}
+                    for j in jobs)
+    todo = tuple(i for i, j in enumerate(jobs) if ctx.store.done(j) is None)
+    recorded = functools.partial(tracked_rungs, ctx.tracking_uri, ctx.experiment, {j.id: j.key for j in jobs},
+                                 tiers.rungs)
+    scheduler = asha_scheduler(spec, tiers.max_iterations, recorded=recorded)
+    return Task(jobs[todo[0]].ref, "trial", train_diffusion_trial, (), resources(study.resources.diffusion),
+                experiment=f"diffusion-cohort-{config_hash([(j.key, j.evaluation_key) for j in jobs])}",
+                total_steps=trial.steps,
+                cohort=Cohort(tuple(j.id for j in jobs), configs, todo, scheduler, settle_stopped_trial),
+                members=tuple(jobs[i].ref for i in todo))

@@ -9,7 +9,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # MLflow and matplotlib stay out of `raysweep metrics`, which only needs `split_values`
     from raysweep.config.plan import MetricJob
-    from raysweep.pipeline.store import Store
+    from raysweep.engine.store import Store
     from raysweep.tracking import Tracker
 
 GRID_SUFFIX = "_grid"
@@ -45,7 +45,7 @@ def log_latent_metrics(tracker: Tracker, run_id: str, values: dict[str, Any], di
     artifact (merged with the curves logged before into `directory`: adding a metric keeps the others') plus a PNG
     each under `figures/`. The JSON is named after the job's `stage`: another stage's curves on the same run stay."""
     from raysweep.analysis.figures import curve_plot
-    from raysweep.pipeline.store import write_json_atomic
+    from raysweep.atomic import write_json_atomic
     from raysweep.tracking.keys import METRIC_PARAM_PREFIX
 
     scalars, curves = split_values(values)
@@ -74,7 +74,7 @@ def record_metrics(tracker: Tracker, store: Store, job: MetricJob, names: list[s
     """Log the values of a metric job's metrics `names` (and its files under `figures/`, the metrics' versions as
     tags) on its upstream's run, then write their entries in the job's marker beside the entries still current: a
     resumed study finds them and logs nothing twice."""
-    from raysweep.pipeline.store import provenance
+    from raysweep.engine.store import provenance
     from raysweep.tracking.keys import METRIC_VERSION_PREFIX
 
     marker = store.marker(job)

@@ -16,6 +16,8 @@ from typing import Any
 
 from raysweep.config.plan import reference_key
 from raysweep.config.spec import ReferenceSpec, ScorerSpec
+from raysweep.engine.images import load_images
+from raysweep.engine.store import Store
 from raysweep.features import (
     feature_network,
     resolve_feature_network,
@@ -25,8 +27,7 @@ from raysweep.features import (
     weights_sha256,
 )
 from raysweep.features.generation import real_halves_check
-from raysweep.pipeline.images import load_images
-from raysweep.pipeline.scoring import (
+from raysweep.stages.scoring import (
     DOMAIN_FILE,
     FDR_REFERENCE,
     GENERATION_REFERENCE,
@@ -36,7 +37,6 @@ from raysweep.pipeline.scoring import (
     scoring_networks,
     study_trained_weights,
 )
-from raysweep.pipeline.store import Store
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import SCORER_SKIPPED_TAG_PREFIX, scorer_reference_key
 

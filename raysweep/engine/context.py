@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from raysweep.pipeline.store import Store
+from raysweep.engine.store import Store
 
 
 @dataclass(frozen=True)

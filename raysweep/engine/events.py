@@ -9,12 +9,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
-Stage = Literal["reference", "tokenizer_search", "tokenizer", "latent_metrics", "model_metrics", "diffusion",
-                "diffusion_metrics", "analysis"]
-STAGES: tuple[Stage, ...] = ("reference", "tokenizer_search", "tokenizer", "latent_metrics", "model_metrics",
-                             "diffusion", "diffusion_metrics", "analysis")
+from raysweep.config.plan import Stage
 
 
 @dataclass(frozen=True)

@@ -5,21 +5,35 @@ re-run finds and restores its own experiment (`Tuner.can_restore`), and resumes 
 trial also short-circuits on its store marker, so a lost Tune directory costs nothing either. The trial is named by
 the job's study id (`vf/SiT-T/0`; its directory `vf_SiT-T_0`).
 
-A cohort (`executors.Cohort`, multi-fidelity gFID) is the same with several trials, one per job, under a Tune trial
+A `Cohort` (multi-fidelity gFID) is the same with several trials, one per job, under a Tune trial
 scheduler (ASHA). Tune does not save a trial scheduler's state with the experiment, so a restored cohort's ASHA
 starts from the trials' tracked rung values (`Cohort.scheduler` is built with them).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-from raysweep.pipeline.data_parallel import with_resources
-
-if TYPE_CHECKING:
-    from raysweep.pipeline.executors import Cohort
+from raysweep.engine.data_parallel import with_resources
 
 MEMBER = "member"  # a cohort trial's config: the index of its job in the cohort
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Trial jobs run as the trials of one Tune experiment under a Tune trial `scheduler` (ASHA), which decides
+    which of them train to the end. `names` and `configs` are every job of the cohort in a fixed order (the
+    experiment's trial i is job i, so a restored experiment finds its jobs again); `todo` the indices a fresh
+    experiment runs (jobs finished earlier are not run again). After the experiment, `settle(config, result)` runs
+    for every trial that ended without an error (`result`: its last reported metrics): it records a trial the
+    scheduler stopped as a finished job of its stage, and leaves one that finished by itself as it is."""
+
+    names: tuple[str, ...]
+    configs: tuple[dict[str, Any], ...]
+    todo: tuple[int, ...]
+    scheduler: Any
+    settle: Callable[[dict[str, Any], dict[str, Any]], None]
 
 
 def run_trial(name: str, trainable: Callable[[dict[str, Any]], None], config: dict[str, Any], storage: str,
@@ -30,7 +44,7 @@ def run_trial(name: str, trainable: Callable[[dict[str, Any]], None], config: di
     `storage` is a directory (shared on a cluster: NFS) or a pyarrow.fs URI (s3://...). A trial whose node is lost
     is retried up to `max_failures` times from its last checkpoint on another node. `resources` are Ray's
     ({"CPU": 1, "GPU": 1, custom...}), the trial's totals: `workers > 1` runs it on that many Ray Train workers
-    (`pipeline/data_parallel.py`)."""
+    (`engine/data_parallel.py`)."""
 
     wrapped = with_resources(trainable, resources, workers)  # `workers > 1`: a data-parallel launcher
     tuner = _tuner(name, wrapped, config, storage, lambda _: trial_name, None, callbacks, max_failures, verbose)

@@ -21,12 +21,13 @@ here is written through `raysweep.atomic` (temp + fsync + rename), so a kill lea
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from raysweep import __version__
-from raysweep.atomic import write_text_atomic
+from raysweep.atomic import write_json_atomic
 from raysweep.config.plan import STOPPED_RESULT as STOPPED_RESULT  # re-exported: a field of stored results
 from raysweep.config.plan import (
     DiffusionJob,
@@ -46,11 +47,6 @@ MODEL_METRIC_DIR = "model_metrics"  # under the tokenizer's directory
 DIFFUSION_METRIC_DIR = "fisher"  # under the diffusion run's directory
 TOKENIZER_FILE = "tokenizer.pt"  # the trained tokenizer, under its directory
 VELOCITY_MODEL_FILE = "velocity_model.pt"  # the trained (EMA) velocity field, under the diffusion run's directory
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write-then-rename (fsync-ed) so a crash never leaves a half-written marker that looks finished."""
-    write_text_atomic(path, json.dumps(obj, indent=2, default=str))
 
 
 def provenance(record: dict[str, Any]) -> dict[str, Any]:
@@ -88,18 +84,8 @@ class Store:
 
     def marker(self, job: Job) -> Path | None:
         """The directory whose `result.json` says `job` is finished; None for jobs never cached (the analysis)."""
-        if isinstance(job, TokenizerJob):
-            return self.tokenizer(job.key)
-        if isinstance(job, (LatentMetricJob, ModelMetricJob)):
-            sub = LATENT_METRIC_DIR if isinstance(job, LatentMetricJob) else MODEL_METRIC_DIR
-            return self.tokenizer(job.upstream) / sub
-        if isinstance(job, DiffusionJob):
-            return self.diffusion(job.key)
-        if isinstance(job, DiffusionMetricJob):
-            return self.diffusion(job.upstream) / DIFFUSION_METRIC_DIR
-        if isinstance(job, TokenizerSearchJob):
-            return self.root / "search" / job.key
-        return None
+        where = MARKERS.get(type(job))
+        return None if where is None else where(self, job)
 
     def done(self, job: Job) -> dict[str, Any] | None:
         """`job`'s stored result, or None while it is not finished (or what is stored is not this job's)."""
@@ -155,3 +141,14 @@ class Store:
     def finish(self, job: Job, result: dict[str, Any]) -> None:
         """Write `job`'s result with its record and provenance, whole (a metric job: every metric's entry)."""
         self.mark_done(self.cached_marker(job), provenance({**result, **job.record()}))
+
+
+# where each job type's marker lives (a type absent here is never cached: the analysis, a confirmation slot)
+MARKERS: dict[type[Job], Callable[[Store, Any], Path]] = {
+    TokenizerJob: lambda store, job: store.tokenizer(job.key),
+    LatentMetricJob: lambda store, job: store.tokenizer(job.upstream) / LATENT_METRIC_DIR,
+    ModelMetricJob: lambda store, job: store.tokenizer(job.upstream) / MODEL_METRIC_DIR,
+    DiffusionJob: lambda store, job: store.diffusion(job.key),
+    DiffusionMetricJob: lambda store, job: store.diffusion(job.upstream) / DIFFUSION_METRIC_DIR,
+    TokenizerSearchJob: lambda store, job: store.root / "search" / job.key,
+}

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from raysweep.config.plan import Job, JobRef, StudyPlan
-from raysweep.pipeline.events import JobEvent, JobFailed, JobFinished, JobQueued, JobSkipped, JobStarted
-from raysweep.pipeline.executors import Executor, Task
-from raysweep.pipeline.store import Store
+from raysweep.engine.events import JobEvent, JobFailed, JobFinished, JobQueued, JobSkipped, JobStarted
+from raysweep.engine.executors import Executor, Task
+from raysweep.engine.store import Store
 
 POLL_S = 1.0  # how long one wait for outcomes blocks before the scheduler looks at capacity again
 

@@ -12,15 +12,17 @@ from raysweep.config.plan import TOKENIZER_CODE_VERSION, TokenizerJob
 from raysweep.config.spec import DISPLAY_FIELDS, TokenizerTrial
 from raysweep.data import pool_masks, write_latents
 from raysweep.data.imageset import ImageSet
+from raysweep.engine.checkpointing import report, train_with_checkpoints
+from raysweep.engine.context import TrialContext, setup_worker
+from raysweep.engine.executors import Task
+from raysweep.engine.images import load_images
+from raysweep.engine.stage import StudyRun, resources, trial_config
+from raysweep.engine.store import provenance
 from raysweep.features.pretrained import load_feature_encoder
 from raysweep.hashing import flatten
-from raysweep.pipeline.checkpointing import report, train_with_checkpoints
-from raysweep.pipeline.context import TrialContext, setup_worker
-from raysweep.pipeline.data_parallel import current_shard, is_chief
-from raysweep.pipeline.figures import save_image_grid
-from raysweep.pipeline.images import load_images
-from raysweep.pipeline.scoring import feature_network, reconstruction_scores, to_uint8
-from raysweep.pipeline.store import provenance
+from raysweep.nn.distributed import current_shard, is_chief
+from raysweep.stages.figures import save_image_grid
+from raysweep.stages.scoring import feature_network, reconstruction_scores, to_uint8
 from raysweep.tokenizers import (
     GanConfig,
     TokenizerTrainer,
@@ -36,17 +38,18 @@ from raysweep.tracking.keys import CODE_VERSION_TAG, PACKAGE_VERSION_TAG
 STAGE = "tokenizer"
 
 
-def tokenizer_payload(job: TokenizerJob, ctx: TrialContext) -> dict[str, Any]:
-    return {"id": job.trial.id, "key": job.key, "trial": job.trial.model_dump(), "record": job.record(),
-            "ctx": ctx.to_dict()}
+def task(job: TokenizerJob, run: StudyRun) -> Task:
+    """A tokenizer job as its own one-trial Tune experiment, named by its key (a re-run restores it)."""
+    res = run.study.resources.tokenizer
+    return Task(job.ref, "trial", train_tokenizer_trial, (trial_config(job, run.ctx),), resources(res),
+                experiment=f"tokenizers-{job.key}", total_steps=job.trial.steps, workers=res.workers)
 
 
 def train_tokenizer_trial(config: dict[str, Any]) -> None:
     """Tune function trainable. Idempotent: a finished tokenizer reports its stored result and returns."""
-    payload = config["payload"]
-    ctx = TrialContext(**payload["ctx"])
-    trial = TokenizerTrial(**payload["trial"])
-    key = payload["key"]
+    job: TokenizerJob = config["job"]
+    ctx: TrialContext = config["ctx"]
+    trial, key = job.trial, job.key
     out = ctx.store.tokenizer(key)
     done = ctx.store.result(out)
     if done is not None:
@@ -58,7 +61,7 @@ def train_tokenizer_trial(config: dict[str, Any]) -> None:
         report({})  # meets rank 0's final report
         return
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
-    run_id = tracker.open_run(payload["id"], STAGE, key, parent_id=ctx.study_run_id,
+    run_id = tracker.open_run(job.id, STAGE, key, parent_id=ctx.study_run_id,
                               tags={**trial.tags(),
                                     CODE_VERSION_TAG: TOKENIZER_CODE_VERSION, PACKAGE_VERSION_TAG: __version__},
                               params=flatten(trial.model_dump(exclude=set(DISPLAY_FIELDS) - {"id"})))
@@ -68,7 +71,7 @@ def train_tokenizer_trial(config: dict[str, Any]) -> None:
         tracker.finish(run_id, "FAILED", reason=f"{type(err).__name__}: {err}")
         raise
     ctx.store.mark_done(out, {"metrics": metrics, "run_id": run_id, "id": trial.id,
-                              **provenance(payload["record"])})
+                              **provenance(job.record())})
     tracker.finish(run_id)
     report(metrics)
 

@@ -17,11 +17,13 @@ from raysweep.analysis.noise import CLASS_COUNTS
 from raysweep.analysis.outcome import log_tokenizer_outcomes
 from raysweep.config.allocation import ladder_backbones
 from raysweep.config.errors import ConfigError
-from raysweep.config.plan import StudyPlan
+from raysweep.config.plan import AnalysisJob, StudyPlan
 from raysweep.config.spec import StudySpec, TokenizerTrial
 from raysweep.data.class_counts import val_class_counts
+from raysweep.engine.executors import Task
+from raysweep.engine.stage import StudyRun
+from raysweep.engine.study_plan import plan_study
 from raysweep.metrics import metric_directions
-from raysweep.pipeline.study_plan import plan_study
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import TOKENIZER_ID_TAG, TOKENIZER_SEED_TAG
 from raysweep.tracking.table import SORT_KEYS, latent_curve, length_ratio_curves, study_table
@@ -81,7 +83,7 @@ def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
     options = options or analysis_options(study)
     plan = plan or plan_study(study)
     if not sections and not skipped:  # diffusion.allocation: proxy — its report section and unchosen tokenizers
-        from raysweep.pipeline.allocation_gate import allocation_report
+        from raysweep.stages.allocation_gate import allocation_report
 
         sections, skipped = allocation_report(study, tracker, plan)
     cheap = ladder_backbones(study)  # a backbone ladder's cheap tier: its own report section, never pooled
@@ -117,3 +119,13 @@ def analyze_study(study: StudySpec, tracker: Tracker, study_run_id: str,
     """`run_analysis`, returning the report's artifact path on the study run (what `raysweep run` prints)."""
     result = run_analysis(study, tracker, study_run_id, options, sections, skipped, plan)
     return f"{ARTIFACT_DIR}/{result.report.name}"
+
+
+def task(job: AnalysisJob, run: StudyRun) -> Task:
+    """On the driver, once every run it reads has ended; the report's artifact path goes to `run.report`."""
+
+    def analyze() -> None:
+        tracker = Tracker(run.ctx.tracking_uri, run.ctx.experiment)
+        run.report(analyze_study(run.study, tracker, run.ctx.study_run_id, plan=run.plan))
+
+    return Task(job.ref, "driver", analyze)

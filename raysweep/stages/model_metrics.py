@@ -23,6 +23,11 @@ from raysweep.config.plan import DiffusionMetricJob, ModelMetricJob
 from raysweep.data import latent_files, read_latent_meta, read_latents
 from raysweep.data.location import is_dir
 from raysweep.diffusion.velocity_model import load_velocity_model
+from raysweep.engine.context import TrialContext, setup_worker, trial_device
+from raysweep.engine.executors import Task
+from raysweep.engine.images import load_images
+from raysweep.engine.stage import StudyRun, resources
+from raysweep.engine.store import MODEL_METRIC_DIR
 from raysweep.metrics.base import Value
 from raysweep.metrics.model import (
     Codec,
@@ -33,12 +38,9 @@ from raysweep.metrics.model import (
     TokenizerMetric,
 )
 from raysweep.metrics.registry import build_metric
-from raysweep.pipeline.context import TrialContext, setup_worker, trial_device
-from raysweep.pipeline.figures import save_image_grid
-from raysweep.pipeline.images import load_images
-from raysweep.pipeline.metric_logging import record_metrics, split_values
-from raysweep.pipeline.scoring import feature_network, to_uint8
-from raysweep.pipeline.store import MODEL_METRIC_DIR
+from raysweep.stages.figures import save_image_grid
+from raysweep.stages.metric_logging import record_metrics, split_values
+from raysweep.stages.scoring import feature_network, to_uint8
 from raysweep.tokenizers import load_tokenizer
 
 GRID_ROW = 16  # images per row of a metric's image grid
@@ -145,3 +147,13 @@ def run_diffusion_metric_job(ctx: TrialContext, job: DiffusionMetricJob, params:
     run_id = ctx.store.finished(ctx.store.diffusion(job.upstream))["run_id"]
     record_metrics(Tracker(ctx.tracking_uri, ctx.experiment), ctx.store, job, names, run_id, out.values,
                    out.artifacts)
+
+
+def task(job: ModelMetricJob, run: StudyRun) -> Task:
+    return Task(job.ref, "task", run_model_metric_job, (run.ctx, job, run.study.metrics.params),
+                resources(run.study.resources.metric_actor))
+
+
+def diffusion_metric_task(job: DiffusionMetricJob, run: StudyRun) -> Task:
+    return Task(job.ref, "task", run_diffusion_metric_job, (run.ctx, job, run.study.metrics.params),
+                resources(run.study.resources.metric_actor))

@@ -19,6 +19,9 @@ import torch
 from raysweep.atomic import atomic_file
 from raysweep.config.plan import scorer_key
 from raysweep.config.spec import ScorerSpec
+from raysweep.engine.context import TrialContext
+from raysweep.engine.images import load_images
+from raysweep.engine.store import Store
 from raysweep.features import (
     FEATURE_NETWORKS,
     EvalCard,
@@ -38,9 +41,6 @@ from raysweep.features import (
 )
 from raysweep.features.card import PREPROCESSING
 from raysweep.features.generation import fd_between, fd_shrinkage, scorer_scores
-from raysweep.pipeline.context import TrialContext
-from raysweep.pipeline.images import load_images
-from raysweep.pipeline.store import Store
 from raysweep.tracking.keys import scorer_metric
 
 DOMAIN_FILE = "domain.pt"

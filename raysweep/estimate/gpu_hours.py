@@ -44,7 +44,7 @@ from raysweep.config.plan import (
     TokenizerSearchJob,
 )
 from raysweep.config.spec import DiffusionTrial, StudySpec, TokenizerTrial
-from raysweep.pipeline.flops import (
+from raysweep.estimate.flops import (
     GPU_PEAKS,
     ZERO,
     Flops,
@@ -233,7 +233,7 @@ def job_cost(study: StudySpec, plan: StudyPlan) -> Callable[[Job], float]:
 def estimate_gpu_hours(study: StudySpec, plan: StudyPlan | None = None) -> dict[str, Any]:
     """Per-stage and total GPU-hours (assumed GPU throughput) and CPU-hours (measured CPU throughput) of `study`
     (`plan`: its plan where the caller has built it; else built here)."""
-    from raysweep.pipeline.study_plan import plan_study
+    from raysweep.engine.study_plan import plan_study
 
     ds = study.dataset
     n_train, n_val = ds.train_size, ds.val_size

@@ -1,10 +1,11 @@
 """`tokenizers.search` in `raysweep run`: the search job runs a Ray Tune search (`raysweep.search.tokenizer_search`)
-whose every trial trains one tokenizer through the tokenizer stage, runs its metric jobs and returns its metrics.
+whose every trial hands a sub-plan — one tokenizer job and its metric jobs — to the runner's scheduler
+(`SearchEnv.run_jobs`) and returns the tokenizer's metrics.
 
-A search trial trains its tokenizer as the same one-trial Tune experiment (`tokenizers-<key>`) a `TokenizerJob`
+A search trial's tokenizer job runs as the same one-trial Tune experiment (`tokenizers-<key>`) any `TokenizerJob`
 runs, so the tokenizer is stored under its content key, tracked as a normal tokenizer run, never trained twice and
 resumed from its checkpoint; its metric jobs write their usual markers. After the search, the plan made anew
-(`pipeline.study_plan.plan_study`) finds them all finished. The search trial itself only waits: the tokenizer's trial
+(`engine.study_plan.plan_study`) finds them all finished. The search trial itself only waits: the tokenizer's trial
 holds the tokenizer's resources and the metric jobs (Ray tasks) the metric actor's, so the search trial asks a token
 CPU share (Tune refuses a trial of no resources), and at most as many search trials run at once as tokenizer trials
 fit on the cluster. A cut-off search is restored by Tune with its searcher's state (`run_tokenizer_search`).
@@ -16,6 +17,7 @@ the confirmed ones; each tokenizer run carries its search score, feasibility, or
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -27,11 +29,14 @@ from raysweep.config.plan import (
     TokenizerJob,
     TokenizerSearchJob,
     Upstream,
+    metric_names,
 )
 from raysweep.config.spec import MetricsSpec, TokenizerTrial
+from raysweep.engine.context import TrialContext
+from raysweep.engine.executors import Task
+from raysweep.engine.stage import StudyRun, resources
+from raysweep.engine.store import Store
 from raysweep.hashing import flatten
-from raysweep.pipeline.context import TrialContext
-from raysweep.pipeline.store import Store
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import (
     SEARCH_BEST,
@@ -51,7 +56,8 @@ WAIT_CPU = 0.01  # what a search trial asks: it waits for its tokenizer's own tr
 
 @dataclass(frozen=True)
 class SearchEnv:
-    """What a search trial needs (picklable): the study's trial context, metric jobs and resources."""
+    """What a search trial needs (picklable): the study's trial context and metric jobs, and what runs a sub-plan
+    (`run_jobs`: the runner's scheduler over the same stages, from inside the trial)."""
 
     ctx: TrialContext
     upstream: Upstream  # the study's dataset and reference keys, in every tokenizer's key
@@ -59,10 +65,8 @@ class SearchEnv:
     model: tuple[str, ...]  # metrics that need the tokenizer itself
     metrics: MetricsSpec
     tokenizer: dict[str, float]  # Ray resources of a tokenizer trial
-    tokenizer_workers: int
-    metric_actor: dict[str, float]  # Ray resources of a metric job
     storage: str  # Ray Tune's storage path
-    max_failures: int = 2
+    run_jobs: Callable[[StudyPlan], None]
     search_run_id: str = ""
 
 
@@ -73,70 +77,36 @@ def searched_trial(config: dict[str, Any]) -> TokenizerTrial:
     return trial
 
 
-def _relay() -> Any:
-    """The driver's event relay (None without one, e.g. in-process executors): search trials' progress."""
-    import ray
-
-    from raysweep.pipeline.executors import RELAY_NAME
-
-    try:
-        return ray.get_actor(RELAY_NAME)
-    except ValueError:
-        return None
-
-
-def _remote(fn: Any, resources: dict[str, float], *args: Any) -> None:
-    """`fn(*args)` as a Ray task holding `resources`, waited for. It is placed outside the search trial's placement
-    group (Tune's trials capture their child tasks into it, and it holds only the trial's token CPU share)."""
-    import ray
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-    res = dict(resources)
-    ray.get(ray.remote(fn).options(num_cpus=res.pop("CPU", 0.0), num_gpus=res.pop("GPU", 0.0), resources=res,
-                                   max_retries=0,
-                                   # None (Ray's documented way out of the trial's group); the stub wants a group
-                                   scheduling_strategy=PlacementGroupSchedulingStrategy(
-                                       placement_group=None))  # type: ignore[arg-type]
-            .remote(*args))
+def trial_plan(trial: TokenizerTrial, env: SearchEnv) -> StudyPlan:
+    """A search trial's sub-plan: its tokenizer, then the tokenizer's metric jobs."""
+    tok = TokenizerJob.of(trial, env.upstream)
+    metrics = [job_type.of(tok.id, tok.key, names, env.metrics.params, deps=(tok.ref,))
+               for job_type, names in ((LatentMetricJob, env.latent), (ModelMetricJob, env.model)) if names]
+    return StudyPlan((tok, *metrics))
 
 
 def train_search_trial(env: SearchEnv, config: dict[str, Any]) -> dict[str, float]:
-    """The search's objective: train the trial's tokenizer (or find it trained), run its metric jobs, and return its
-    reconstruction and latent metrics as tracked on its run."""
-    from raysweep.pipeline.events import JobFinished, JobStarted
-    from raysweep.pipeline.executors import step_callback
-    from raysweep.pipeline.metric_stage import run_latent_metric_job
-    from raysweep.pipeline.model_metric_stage import run_model_metric_job
-    from raysweep.pipeline.tokenizer_stage import tokenizer_payload, train_tokenizer_trial
-    from raysweep.pipeline.tune_stage import run_trial
+    """The search's objective: run the trial's sub-plan (its tokenizer trained or found trained, its metric jobs),
+    and return its reconstruction and latent metrics as tracked on its run."""
     from raysweep.tracking.table import TOKENIZER_PREFIXES
 
-    trial = searched_trial(config)
-    tok, store = TokenizerJob.of(trial, env.upstream), env.ctx.store
-    relay = _relay()
-    if relay is not None:
-        relay.put.remote(JobStarted(tok.id, tok.stage, total=trial.steps))
-    error = run_trial(f"tokenizers-{tok.key}", train_tokenizer_trial, {"payload": tokenizer_payload(tok, env.ctx)},
-                      env.storage, env.tokenizer, trial_name=tok.id, max_failures=env.max_failures,
-                      callbacks=None if relay is None else [step_callback("tokenizer", trial.steps)],
-                      workers=env.tokenizer_workers)
-    if error is not None:
-        raise RuntimeError(f"tokenizer '{tok.id}': {error}")
-    for job_type, names in ((LatentMetricJob, env.latent), (ModelMetricJob, env.model)):
-        job = job_type.of(tok.id, tok.key, names, env.metrics.params, deps=(tok.ref,))
-        if names and store.done(job) is None:
-            if isinstance(job, LatentMetricJob):
-                _remote(run_latent_metric_job, env.metric_actor, env.ctx, job, env.metrics, None)
-            else:
-                _remote(run_model_metric_job, env.metric_actor, env.ctx, job, env.metrics.params)
+    plan = trial_plan(searched_trial(config), env)
+    env.run_jobs(plan)
     tracker = Tracker(env.ctx.tracking_uri, env.ctx.experiment)
-    run_id = store.run_id(tok)
+    run_id = env.ctx.store.run_id(plan.tokenizers[0])
     tracker.set_tags(run_id, {SEARCH_RUN_TAG: env.search_run_id})
-    metrics = {k: v for k, v in Tracker.metrics_of(tracker.client.get_run(run_id)).items()
-               if k.startswith(TOKENIZER_PREFIXES)}
-    if relay is not None:
-        relay.put.remote(JobFinished(tok.id, tok.stage, metric="recon/psnr", value=metrics.get("recon/psnr")))
-    return metrics
+    return {k: v for k, v in Tracker.metrics_of(tracker.client.get_run(run_id)).items()
+            if k.startswith(TOKENIZER_PREFIXES)}
+
+
+def task(job: TokenizerSearchJob, run: StudyRun) -> Task:
+    """The search job drives the search only: its trials' tokenizer trials and metric tasks hold the resources."""
+    study = run.study
+    if run.run_jobs is None:
+        raise RuntimeError(f"{job.ref}: a tokenizer search runs its trials' jobs through `StudyRun.run_jobs`")
+    env = SearchEnv(run.ctx, Upstream.of(study), metric_names(study, "latents"), metric_names(study, "tokenizer"),
+                    study.metrics, resources(study.resources.tokenizer), study.tune_storage, run.run_jobs)
+    return Task(job.ref, "task", run_search_job, (env, job, study.seed), {}, ray_resources={})
 
 
 def _concurrency(need: dict[str, float]) -> int:
@@ -189,7 +159,7 @@ def run_search_job(env: SearchEnv, job: TokenizerSearchJob, seed: int) -> None:
 def tag_confirmed(plan: StudyPlan, store: Store, tracker: Tracker) -> None:
     """Once the plan has the search's tokenizers: which were confirmed (got the study's diffusion trials), on the
     search run (best first) and on every tokenizer run. Tags are idempotent: a rerun sets the same values."""
-    from raysweep.pipeline.study_plan import search_outcome
+    from raysweep.engine.study_plan import search_outcome
 
     search = plan.search
     done = None if search is None else store.done(search)

@@ -23,8 +23,8 @@ from raysweep.atomic import atomic_file
 from raysweep.config.errors import ConfigError
 from raysweep.config.plan import DiffusionJob, Job, MetricJob, StudyPlan, TokenizerJob
 from raysweep.config.spec import EvaluationSpec, StudySpec
+from raysweep.engine.store import Store
 from raysweep.hashing import config_hash
-from raysweep.pipeline.store import Store
 
 ASSUMED = "assumed_at_migration"  # in a migrated result: the inputs its old key did not cover
 MIGRATED_FROM = "migrated_from"  # in a migrated result: its old key

@@ -29,21 +29,23 @@ from raysweep.config.plan import (
     TokenizerSearchJob,
 )
 from raysweep.config.preflight import preflight
-from raysweep.config.spec import StudySpec, TrialResources
+from raysweep.config.spec import StudySpec
+from raysweep.engine.context import TrialContext
+from raysweep.engine.events import EventSink, JobEvent, JobFailed, fan_out
+from raysweep.engine.executors import Executor, RayExecutor, Task, TrialExecutor
+from raysweep.engine.images import prepare_images
+from raysweep.engine.metric_pool import MetricPool
+from raysweep.engine.migrate import needs_migration
+from raysweep.engine.scheduler import Scheduler, ScheduleResult
+from raysweep.engine.stage import StageTask, StudyRun
+from raysweep.engine.store import Store
+from raysweep.engine.study_plan import plan_study, search_outcome
+from raysweep.estimate.gpu_hours import job_cost
 from raysweep.hashing import config_hash, flatten
-from raysweep.pipeline.allocation_gate import proxy_gate
-from raysweep.pipeline.context import TrialContext
-from raysweep.pipeline.estimate import job_cost
-from raysweep.pipeline.events import EventSink, JobEvent, JobFailed, fan_out
-from raysweep.pipeline.executors import Cohort, Executor, RayExecutor, Task
-from raysweep.pipeline.images import prepare_images
-from raysweep.pipeline.metric_pool import MetricPool
-from raysweep.pipeline.migrate import needs_migration
-from raysweep.pipeline.reference_stage import prepare_reference
-from raysweep.pipeline.scheduler import Scheduler, ScheduleResult
-from raysweep.pipeline.search_stage import tag_confirmed
-from raysweep.pipeline.store import Store
-from raysweep.pipeline.study_plan import plan_study, search_outcome
+from raysweep.stages import analysis, diffusion, latent_metrics, model_metrics, tokenizer
+from raysweep.stages import search as tokenizer_search
+from raysweep.stages.allocation_gate import proxy_gate
+from raysweep.stages.reference import prepare_reference
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import HEADLINE
 
@@ -138,8 +140,9 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
 
             def schedule(jobs: StudyPlan, gate: Any = None) -> ScheduleResult:
                 cohort = gate.cohort if gate is not None and gate.spec.fidelity is not None else None
-                return Scheduler(jobs, store, executor,
-                                 lambda job: job_task(job, study, ctx, tracker, keep_report, pool, cohort, jobs), emit,
+                run = StudyRun(study, ctx, pool, jobs, keep_report, cohort,
+                               run_jobs=functools.partial(run_in_trial, study, ctx))
+                return Scheduler(jobs, store, executor, lambda job: job_task(job, run), emit,
                                  cost=job_cost(study, jobs), headline=lambda job: headline(store, job), gate=gate).run()
 
             searched = None
@@ -156,7 +159,7 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
                 raise RuntimeError(f"the tokenizer search '{search.id}' ended without writing its result "
                                    f"({store.marker(search)}); run again to restore it")
             else:
-                tag_confirmed(plan, store, tracker)
+                tokenizer_search.tag_confirmed(plan, store, tracker)
                 gate = proxy_gate(study, plan, store, tracker, on_done=log_predictions(store, tracker, plan))
                 outcome = schedule(plan, gate)  # a search that just ended is found finished (cached) here
         finally:
@@ -189,10 +192,6 @@ class _Book:
             self.result.failed.append({"stage": event.stage, "id": event.job_id, "error": event.reason})
 
 
-def _resources(res: TrialResources, times: float = 1.0) -> dict[str, float]:
-    return {"CPU": res.cpu * times, **({"GPU": res.gpu * times} if res.gpu else {})}
-
-
 def headline(store: Store, job: Job) -> tuple[str, float] | None:
     """The job's headline metric (`tracking.keys.HEADLINE`) from its store result, if it has one."""
     metric = HEADLINE.get(job.stage)
@@ -220,96 +219,32 @@ def log_predictions(store: Store, tracker: Tracker, plan: StudyPlan) -> Callable
     return log
 
 
-def job_task(job: Job, study: StudySpec, ctx: TrialContext, tracker: Tracker,
-             report: Callable[[str], None] = lambda path: None, pool: MetricPool | None = None,
-             cohort: Callable[[DiffusionJob], list[DiffusionJob]] | None = None,
-             plan: StudyPlan | None = None) -> Task:
-    """The runnable form of a job whose deps are finished: which stage entry point, with what, on what.
-    `report` receives the analysis report's artifact path; `pool` runs the latent metrics (None: in-process);
-    `cohort` (multi-fidelity gFID) names the diffusion jobs that run with a diffusion job under ASHA; `plan` is the
-    run's plan, which the analysis reads instead of making its own."""
-    res, params = study.resources, study.metrics.params
-    if isinstance(job, TokenizerJob):
-        from raysweep.pipeline.tokenizer_stage import tokenizer_payload, train_tokenizer_trial
-
-        return Task(job.ref, "trial", train_tokenizer_trial, ({"payload": tokenizer_payload(job, ctx)},),
-                    _resources(res.tokenizer), experiment=f"tokenizers-{job.key}", total_steps=job.trial.steps,
-                    workers=res.tokenizer.workers)
-    if isinstance(job, DiffusionJob) and cohort is not None and (members := cohort(job)):  # []: runs alone
-        return cohort_task(members, study, ctx)
-    if isinstance(job, TokenizerSearchJob):
-        from raysweep.config.plan import Upstream, metric_names
-        from raysweep.pipeline.search_stage import SearchEnv, run_search_job
-
-        env = SearchEnv(ctx, Upstream.of(study), metric_names(study, "latents"), metric_names(study, "tokenizer"),
-                        study.metrics, _resources(res.tokenizer), res.tokenizer.workers,
-                        _resources(res.metric_actor), study.tune_storage)
-        # the task only drives the search: its trials' tokenizer trials and metric tasks hold the resources
-        return Task(job.ref, "task", run_search_job, (env, job, study.seed), {}, ray_resources={})
-    if isinstance(job, DiffusionJob):
-        from raysweep.pipeline.diffusion_stage import diffusion_payload, train_diffusion_trial
-
-        payload = diffusion_payload(job, _tokenizer_run(job, ctx), study.evaluation, ctx)
-        return Task(job.ref, "trial", train_diffusion_trial, ({"payload": payload},), _resources(res.diffusion),
-                    experiment=diffusion_experiment(job, ctx.store), total_steps=job.trial.steps,
-                    workers=res.diffusion.workers)
-    if isinstance(job, LatentMetricJob):
-        from raysweep.pipeline.metric_stage import run_latent_metric_job
-
-        # the task itself asks nothing: the pool's actors compute on what the scheduler books for the job
-        return Task(job.ref, "task", run_latent_metric_job, (ctx, job, study.metrics, pool),
-                    _resources(res.metric_actor, study.metrics.actors), ray_resources={})
-    if isinstance(job, ModelMetricJob):
-        from raysweep.pipeline.model_metric_stage import run_model_metric_job
-
-        return Task(job.ref, "task", run_model_metric_job, (ctx, job, params), _resources(res.metric_actor))
-    if isinstance(job, DiffusionMetricJob):
-        from raysweep.pipeline.model_metric_stage import run_diffusion_metric_job
-
-        return Task(job.ref, "task", run_diffusion_metric_job, (ctx, job, params), _resources(res.metric_actor))
-    if isinstance(job, AnalysisJob):
-        from raysweep.pipeline.analysis_stage import analyze_study
-
-        return Task(job.ref, "driver", lambda: report(analyze_study(study, tracker, ctx.study_run_id, plan=plan)))
-    raise TypeError(f"no stage runs {type(job).__name__}")
+# the stage of every job type: what turns a job whose deps are finished into its `Task`
+STAGES: dict[type[Job], StageTask] = {
+    TokenizerSearchJob: tokenizer_search.task,
+    TokenizerJob: tokenizer.task,
+    LatentMetricJob: latent_metrics.task,
+    ModelMetricJob: model_metrics.task,
+    DiffusionJob: diffusion.task,
+    DiffusionMetricJob: model_metrics.diffusion_metric_task,
+    AnalysisJob: analysis.task,
+}
 
 
-def diffusion_experiment(job: DiffusionJob, store: Store) -> str:
-    """The Tune experiment of a diffusion job: its training's (restored after a kill), or, once the model is saved,
-    one per evaluation (a finished experiment is not run again, and a re-score must run)."""
-    trained = store.velocity_model_file(job.key).is_file()
-    return f"diffusion-{job.key}" + (f"-scored-{job.evaluation_key}" if trained else "")
+def job_task(job: Job, run: StudyRun) -> Task:
+    """The runnable form of a job whose deps are finished, by its stage."""
+    stage = STAGES.get(type(job))
+    if stage is None:
+        raise TypeError(f"no stage runs {type(job).__name__}")
+    return stage(job, run)
 
 
-def _tokenizer_run(job: DiffusionJob, ctx: TrialContext) -> str:
-    return ctx.store.run_id(job.tokenizer)
-
-
-def cohort_task(jobs: list[DiffusionJob], study: StudySpec, ctx: TrialContext) -> Task:
-    """Diffusion jobs (one diffusion trial, several tokenizers / seeds) as one Tune experiment under ASHA, named by
-    all their keys so a restarted driver restores it; jobs finished earlier (full tier or stopped) are not run
-    again. ASHA starts from the rung gFIDs the jobs' runs already tracked (a restored experiment's trials)."""
-    from raysweep.config.allocation import allocation_of
-    from raysweep.pipeline.diffusion_stage import (
-        diffusion_payload,
-        settle_stopped_trial,
-        tracked_rungs,
-        train_diffusion_trial,
-    )
-    from raysweep.search.fidelity import Tiers, asha_scheduler
-
-    spec = allocation_of(study).fidelity  # type: ignore[union-attr]
-    assert spec is not None
-    trial = jobs[0].trial
-    tiers = Tiers.of(spec, trial.steps, study.storage.checkpoint_every, study.evaluation.num_samples)
-    configs = tuple({"payload": diffusion_payload(j, _tokenizer_run(j, ctx), study.evaluation, ctx, tiers)}
-                    for j in jobs)
-    todo = tuple(i for i, j in enumerate(jobs) if ctx.store.done(j) is None)
-    recorded = functools.partial(tracked_rungs, ctx.tracking_uri, ctx.experiment, {j.id: j.key for j in jobs},
-                                 tiers.rungs)
-    scheduler = asha_scheduler(spec, tiers.max_iterations, recorded=recorded)
-    return Task(jobs[todo[0]].ref, "trial", train_diffusion_trial, (), _resources(study.resources.diffusion),
-                experiment=f"diffusion-cohort-{config_hash([(j.key, j.evaluation_key) for j in jobs])}",
-                total_steps=trial.steps,
-                cohort=Cohort(tuple(j.id for j in jobs), configs, todo, scheduler, settle_stopped_trial),
-                members=tuple(jobs[i].ref for i in todo))
+def run_in_trial(study: StudySpec, ctx: TrialContext, plan: StudyPlan) -> None:
+    """Run a sub-plan from inside a Tune trial (a search trial's tokenizer and its metric jobs) through the same
+    stages; its progress goes to the driver's view. Raises on the first job that failed."""
+    executor = TrialExecutor(study.tune_storage)
+    store = ctx.store
+    outcome = Scheduler(plan, store, executor, lambda job: job_task(job, StudyRun(study, ctx)), executor.emit,
+                        headline=functools.partial(headline, store)).run()
+    for (stage, job_id), reason in outcome.failed.items():
+        raise RuntimeError(f"{stage} '{job_id}': {reason}")

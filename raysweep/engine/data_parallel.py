@@ -2,7 +2,8 @@
 
 The Tune + Train pattern of Ray >= 2.51 (Train V2): the Tune trial is a light launcher that builds a
 `TorchTrainer` and waits for it; every Train worker runs the stage's own trial function. Inside the workers
-`torch.distributed` is up (gloo on CPU, NCCL on GPUs), and that is what the rest of raysweep keys on:
+`torch.distributed` is up (gloo on CPU, NCCL on GPUs), and that is what the rest of raysweep keys on
+(`raysweep.nn.distributed`, plain torch):
 
 - `current_shard()` gives a rank its slice of every global batch. All ranks draw the same global indices and noise
   from the same seeded generator and compute their slice, so the union of the shards is the single-process step
@@ -20,9 +21,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import torch
-import torch.distributed as dist
 
 Trainable = Callable[[dict[str, Any]], None]
 LAUNCHER_CPU = 0.01  # a token share: the launcher only waits on its TorchTrainer, whose workers hold the resources
@@ -44,65 +42,6 @@ class Scaling:
     def of(cls, resources: dict[str, float], workers: int) -> Scaling:
         """From a trial's Ray resources (its totals, {"CPU": 16, "GPU": 8}) split evenly over `workers`."""
         return cls(workers, float(resources.get("CPU", 1.0)) / workers, float(resources.get("GPU", 0.0)) / workers)
-
-
-@dataclass(frozen=True)
-class Shard:
-    """This rank's place among `world` data-parallel ranks."""
-
-    rank: int
-    world: int
-
-    def of(self, batch_size: int) -> slice:
-        """The rows of a global batch this rank computes (contiguous, equal-sized)."""
-        if batch_size % self.world:
-            raise ValueError(f"batch_size {batch_size} is not divisible by the {self.world} data-parallel workers")
-        size = batch_size // self.world
-        return slice(self.rank * size, (self.rank + 1) * size)
-
-    @property
-    def chief(self) -> bool:
-        return self.rank == 0
-
-    def mean(self, logs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """0-d logs averaged over the ranks (one all-reduce), so every rank logs the global batch's values."""
-        keys = list(logs)
-        stacked = torch.stack([logs[k].detach().float() for k in keys])
-        dist.all_reduce(stacked)  # SUM: gloo has no AVG
-        return dict(zip(keys, (stacked / self.world).unbind(), strict=True))
-
-
-def in_train_worker() -> bool:
-    """True inside a data-parallel trial's Ray Train worker (its process group is up)."""
-    return dist.is_available() and dist.is_initialized()
-
-
-def current_shard() -> Shard | None:
-    """This worker's shard in a data-parallel trial with more than one rank, else None (single-process)."""
-    if not in_train_worker() or dist.get_world_size() == 1:
-        return None
-    return Shard(dist.get_rank(), dist.get_world_size())
-
-
-def is_chief() -> bool:
-    """Rank 0 of a data-parallel trial, or any single-process trial: the one that logs and evaluates."""
-    shard = current_shard()
-    return shard is None or shard.chief
-
-
-def average_gradients(params: list[torch.nn.Parameter], shard: Shard) -> None:
-    """Average each parameter's gradient over the ranks as soon as backward accumulates it: data parallelism for
-    modules trained through methods other than `forward` (a tokenizer's encode/decode, its regularizer, the
-    discriminator), which `DistributedDataParallel` cannot wrap."""
-
-    def hook(p: torch.Tensor) -> None:
-        assert p.grad is not None
-        dist.all_reduce(p.grad)
-        p.grad.div_(shard.world)
-
-    for p in params:
-        if p.requires_grad:
-            p.register_post_accumulate_grad_hook(hook)
 
 
 def with_resources(trainable: Trainable, resources: dict[str, float], workers: int = 1) -> Any:

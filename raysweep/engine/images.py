@@ -10,7 +10,7 @@ from raysweep.config.plan import dataset_key
 from raysweep.config.spec import DatasetSpec
 from raysweep.data import ImageSet
 from raysweep.data.splits import build_splits
-from raysweep.pipeline.store import Store
+from raysweep.engine.store import Store
 
 SPLITS = ("train", "val")
 

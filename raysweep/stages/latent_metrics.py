@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING
 from raysweep.config.plan import LatentMetricJob
 from raysweep.config.spec import MetricsSpec
 from raysweep.data import latent_files, read_latent_meta, read_latents
+from raysweep.engine.context import TrialContext
+from raysweep.engine.executors import Task
+from raysweep.engine.stage import StudyRun, resources
 from raysweep.metrics.metric_set import MetricSet
-from raysweep.pipeline.context import TrialContext
-from raysweep.pipeline.metric_logging import record_metrics
+from raysweep.stages.metric_logging import record_metrics
 
 if TYPE_CHECKING:
-    from raysweep.pipeline.metric_pool import MetricPool
+    from raysweep.engine.metric_pool import MetricPool
 
 
 def run_latent_metric_job(ctx: TrialContext, job: LatentMetricJob, spec: MetricsSpec,
@@ -34,3 +36,13 @@ def run_latent_metric_job(ctx: TrialContext, job: LatentMetricJob, spec: Metrics
     run_id = store.finished(store.tokenizer(job.upstream))["run_id"]
     record_metrics(Tracker(ctx.tracking_uri, ctx.experiment), store, job, names, run_id, values,
                    params=metrics.used_params(meta.shape))
+
+
+def task(job: LatentMetricJob, run: StudyRun) -> Task:
+    """On the study's metric pool the task itself asks nothing (the pool's actors compute on what the scheduler
+    books for the job); without one it computes in its own task, holding a metric actor's resources."""
+    spec, actor = run.study.metrics, run.study.resources.metric_actor
+    if run.pool is None:
+        return Task(job.ref, "task", run_latent_metric_job, (run.ctx, job, spec), resources(actor))
+    return Task(job.ref, "task", run_latent_metric_job, (run.ctx, job, spec, run.pool),
+                resources(actor, spec.actors), ray_resources={})

@@ -36,7 +36,7 @@ import pandas as pd
 from raysweep.config.allocation import ProxyAllocation, allocation_of
 from raysweep.config.plan import DiffusionJob, DiffusionMetricJob, Job, JobRef, StudyPlan, TokenizerJob
 from raysweep.config.spec import StudySpec
-from raysweep.pipeline.store import STOPPED_RESULT, Store
+from raysweep.engine.store import STOPPED_RESULT, Store
 from raysweep.search.allocation import AllocationState, Allocator, load_state, save_state
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import BEST_GFID, FULL_TIER, TIER_TAG, tier_gfid_key
@@ -216,7 +216,7 @@ def tokenizer_metrics(store: Store, tracker: Tracker) -> Features:
 def diffusion_gpu_hours(study: StudySpec, plan: StudyPlan) -> float:
     """Estimated diffusion GPU-hours of one tokenizer (all its target trials: a ladder's cheap run is not in the
     budget), for a GPU-hour budget."""
-    from raysweep.pipeline.estimate import estimate_gpu_hours
+    from raysweep.estimate.gpu_hours import estimate_gpu_hours
     from raysweep.search.estimate import proxy_estimate
 
     brute = proxy_estimate(estimate_gpu_hours(study, plan), allocation_of(study))["brute_force"]
@@ -239,7 +239,7 @@ def allocation_report(study: StudySpec, tracker: Tracker, plan: StudyPlan | None
     """For the analysis of a proxy-guided study: the report's allocation section and the tokenizers whose diffusion
     trials were not chosen, from the saved state and the tracked metrics (the allocator rebuilt as the run built it).
     ([], set()) for `allocation: all` or before the allocation started."""
-    from raysweep.pipeline.study_plan import plan_study
+    from raysweep.engine.study_plan import plan_study
     from raysweep.search.report import allocation_section, fidelity_section, ladder_section
 
     store = Store(study.root, study.latent_storage)

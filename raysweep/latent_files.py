@@ -39,7 +39,7 @@ from raysweep.data.latents import (
 from raysweep.data.location import Location, is_dir, is_uri, list_files, resolve, uri_scheme
 from raysweep.metrics import MetricSet, metric_info, metrics_consuming
 from raysweep.metrics.base import Moments, channel_moments
-from raysweep.pipeline.metric_logging import split_values
+from raysweep.stages.metric_logging import split_values
 
 log = logging.getLogger(__name__)
 BATCH_ROWS = 4096  # rows per streamed batch: bounds memory; metrics are exact under any split

@@ -20,10 +20,10 @@ from raysweep.config.plan import (
     StudyPlan,
 )
 from raysweep.config.spec import StudySpec
-from raysweep.pipeline.images import dataset_key
-from raysweep.pipeline.migrate import ASSUMED, legacy_results
-from raysweep.pipeline.store import RESULT_FILE, Store
-from raysweep.pipeline.study_plan import plan_study
+from raysweep.engine.images import dataset_key
+from raysweep.engine.migrate import ASSUMED, legacy_results
+from raysweep.engine.store import RESULT_FILE, Store
+from raysweep.engine.study_plan import plan_study
 
 
 def job_done(store: Store, job: Job) -> bool:
