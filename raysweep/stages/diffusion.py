@@ -422,8 +422,8 @@ def _trajectory_metrics(model: torch.nn.Module, noise: torch.Tensor, labels: tor
 
 def task(job: DiffusionJob, run: StudyRun) -> Task:
     """A diffusion job as its own one-trial Tune experiment, or with its cohort under ASHA (multi-fidelity gFID)."""
-    if run.cohort is not None:
-        return cohort_task(run.cohort(job), run)
+    if run.cohort is not None and (members := run.cohort(job)):  # []: runs alone (a ladder's cheap run)
+        return cohort_task(members, run)
     res = run.study.resources.diffusion
     payload = diffusion_payload(job, run.ctx.store.run_id(job.tokenizer), run.study.evaluation, run.ctx)
     return Task(job.ref, "trial", train_diffusion_trial, ({"payload": payload},), resources(res),
