@@ -141,7 +141,7 @@ def test_a_big_quiet_study_concludes_and_a_small_one_says_it_cannot():
     assert column.chance.set_index("metric").loc["latent/semantic/lnc@5", "chance"] == pytest.approx(99 / 999)
     small = measure_noise(study(6, 1, 0.1), {"latent/velocity/viv": False}, n_boot=100)
     assert small.too_small and np.isnan(small.icc)
-    assert "Too small to conclude" in small.notes()[0] and "benchmark.yaml" in small.notes()[0]
+    assert "Too small to conclude" in small.notes()[0] and "More tokenizers are needed" in small.notes()[0]
     fragment = small.html()
     assert fragment.startswith('<p class="warn">Too small') and "<table>" in fragment
     assert measure_noise(pd.DataFrame({"x": [1.0]}), {}).n_tokenizers == 0  # tables without runs: empty

@@ -167,7 +167,8 @@ class NoiseReport:
                      "seed noise is unmeasured (one diffusion seed per tokenizer)")
             out.append(f"Too small to conclude: with {self.n_tokenizers} tokenizers only |r| >= "
                        f"{self.detectable_r:.2f} is detectable (Fisher z, alpha {ALPHA}, power {POWER}) and {seeds}. "
-                       f"Run experiments/benchmark.yaml (24 tokenizers x 2 seeds) for an answer.")
+                       f"More tokenizers are needed for an answer (experiments/benchmark.yaml's first design, "
+                       f"24 tokenizers: experiments/results/first-design/).")
         for row in self.chance.itertuples(index=False):
             if row.at_chance:
                 out.append(f"{row.metric} sits at chance level ({row.value:.3f} vs {row.chance:.3f} for labels "
