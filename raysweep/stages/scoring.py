@@ -116,7 +116,7 @@ def extra_scorers(store: Store, dataset_key: str, scorers: Sequence[ScorerSpec],
         elif FEATURE_NETWORKS[scorer.name].kind == "domain":
             networks.append(resolve_feature_network(scorer.name, study_trained_weights(store, dataset_key, scorer)))
         elif scorer.weights_path is None:
-            skipped[scorer.name] = ("no weights_path given in evaluation.scorers (raysweep never downloads weights; "
+            skipped[scorer.name] = ("no weights_path given in evaluation.scorers (raysweep never downloads weights: "
                                     "point it at a local copy of the file)")
         else:
             networks.append(resolve_feature_network(scorer.name, scorer.weights_path))
