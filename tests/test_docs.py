@@ -107,3 +107,13 @@ def test_every_relative_link_resolves() -> None:
                 if anchor not in {slug(h) for h in headings}:
                     broken.append(f"{page.name}: {target} (no such heading)")
     assert broken == []
+
+
+def test_no_file_holds_merge_conflict_markers() -> None:
+    """A merge's markers once landed in a results file; every tracked text file is checked."""
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    marked = [f for f in files if f.endswith((".py", ".md", ".yaml", ".toml", ".txt", ".cfg"))
+              and re.search(r"^(<{7}|>{7}) ", (ROOT / f).read_text(errors="replace"), re.M)]
+    assert not marked, marked
