@@ -116,7 +116,8 @@ def summary(rows: pd.DataFrame, study_name: str, study_steps: int, command: str)
              "along the train latents' covariance directions), decoded "
              "and scored against the validation images with the study's scorer (`fd`; `none` is the plain "
              f"reconstruction, so its FD is rFID). `shrink@euler{study_steps}` is the study's own sampler. Over "
-             "tokenizers with a gFID (each seed replicate one point); r = Pearson, ρ = Spearman.", "",
+             "tokenizers with a gFID (each seed replicate one point); r = Pearson, ρ = Spearman, of raw VIV (lower: "
+             "a simpler velocity field), so the report's sign-normalised r is the negative of these.", "",
              f"r(VIV, gFID) = {_r(stats.pearsonr, per_tok['viv'], per_tok['gfid']):.3f}, "
              f"ρ(VIV, gFID) = {_r(stats.spearmanr, per_tok['viv'], per_tok['gfid']):.3f} "
              f"over {int(per_tok[['viv', 'gfid']].notna().all(axis=1).sum())} tokenizers.", "",
