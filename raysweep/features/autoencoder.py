@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raysweep.features.domain_train import EVAL_BATCH, _holdout, augment, blur_check
+from raysweep.features.domain_train import EVAL_BATCH, augment, blur_check, holdout_split
 
 CHECKPOINT_FORMAT = "raysweep.domain_autoencoder/1"
 SEED = 1  # the DomainNet trains with seed 0
@@ -105,7 +105,7 @@ def train_domain_autoencoder(images: torch.Tensor, steps: int, batch_size: int =
                          f"steps={steps}, batch_size={batch_size}")
     generator = torch.Generator().manual_seed(seed)
     if val is None:
-        train_idx, val_idx = _holdout(len(images), val_fraction, generator)
+        train_idx, val_idx = holdout_split(len(images), val_fraction, generator)
         images, val = images[train_idx], images[val_idx]
     torch.manual_seed(seed)  # parameter initialisation
     model = DomainAutoencoder(width, code_channels).to(device)

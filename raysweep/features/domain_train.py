@@ -3,7 +3,7 @@ the gFID validity check: a network that scores generations must rate blurred rea
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -11,9 +11,6 @@ import torch.nn.functional as F
 
 from raysweep.features.domain_net import DomainNet
 from raysweep.features.frechet import feature_frechet_distance
-
-if TYPE_CHECKING:
-    from raysweep.features.autoencoder import DomainAutoencoder
 
 MAX_SHIFT = 0.125  # random translation, as a fraction of the image side
 EVAL_BATCH = 256
@@ -56,7 +53,17 @@ def gaussian_blur(x: torch.Tensor, sigma: float = BLUR_SIGMA) -> torch.Tensor:
 
 
 @torch.no_grad()
-def blur_check(model: DomainNet | DomainAutoencoder, images: torch.Tensor,
+class FeatureModel(Protocol):
+    """What `blur_check` needs of a study-trained network (DomainNet, the autoencoder scorer)."""
+
+    feature_dim: int
+
+    def eval(self) -> Any: ...
+
+    def features(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+def blur_check(model: FeatureModel, images: torch.Tensor,
                sigma: float = BLUR_SIGMA) -> dict[str, float]:
     """FD between two halves of real images [N,3,H,W] in [-1, 1] (even / odd rows) and FD between the blurred first
     half and the second, in a study-trained network's FID features (`model.features`, `model.feature_dim`: DomainNet,
@@ -84,7 +91,7 @@ def blur_check(model: DomainNet | DomainAutoencoder, images: torch.Tensor,
             "check_half_size": float(len(b)), "check_blur_sigma": sigma}
 
 
-def _holdout(n: int, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def holdout_split(n: int, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     perm = torch.randperm(n, generator=generator)
     n_val = max(1, round(n * fraction))
     return perm[n_val:], perm[:n_val]
@@ -107,7 +114,7 @@ def train_domain_net(images: torch.Tensor, labels: torch.Tensor | np.ndarray, st
         raise ValueError(f"steps and batch_size must be >= 1, got steps={steps}, batch_size={batch_size}")
     generator = torch.Generator().manual_seed(seed)
     if val is None:
-        train_idx, val_idx = _holdout(len(labels), val_fraction, generator)
+        train_idx, val_idx = holdout_split(len(labels), val_fraction, generator)
         val_images, val_labels = images[val_idx], labels[val_idx]
         images, labels = images[train_idx], labels[train_idx]
     else:
