@@ -6,13 +6,13 @@ sequential rounds and the share of the whole study's compute. Same functions as 
     python benchmarks/allocation_bench.py --batch 4         # launches of 4: sequential rounds
 
 Cases: synthetic studies drawn as the paper's (86 tokenizers, a VIV-like metric at population r 0.87 / 0.6, a useless
-PSNR-like feature; a new draw per replay, 20 replays), the same r = 0.6 draws with a cheap tier (a gFID with population
-r 0.95 to the full one, each run a fifth of a full run's cost), and the committed benchmark study's table
-(`experiments/results/first-design/table.csv`, each tokenizer's best-CFG gFID averaged over its seeds; a replay = a
-random 80 % of its 24 tokenizers, 20 subsets), with VIV alone or four features as the proxy's. Shares of total compute
-count tokenizer training + metrics beside diffusion as `raysweep plan --json` estimates them: Table 1
-(`experiments/paper/table1.yaml`) 1,768 vs 9,110 GPU-h for the synthetic cases, the first benchmark design 0.54 x
-its diffusion for the benchmark table.
+PSNR-like feature; a new draw per replay, 20 replays by default, 40 in RESULTS-allocation.md), the same r = 0.6 draws
+with a cheap tier (a gFID with population r 0.95 to the full one, each run a fifth of a full run's cost), and the
+committed benchmark study's table (`experiments/results/first-design/table.csv`, each tokenizer's best-CFG gFID
+averaged over its seeds; a replay = a random 80 % of its 24 tokenizers, 20 subsets by default, 40 there), with VIV
+alone or four features as the proxy's. Shares of total compute count tokenizer training + metrics beside diffusion as
+`raysweep plan --json` estimates them: Table 1 (`experiments/paper/table1.yaml`) 1,768 vs 9,110 GPU-h for the
+synthetic cases, the first benchmark design 0.54 x its diffusion for the benchmark table.
 """
 from __future__ import annotations
 

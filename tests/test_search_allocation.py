@@ -117,6 +117,18 @@ def test_calibration_spans_the_proxy_range() -> None:
     assert len(set(pc)) == 4
 
 
+def test_calibration_measures_every_feature_slope() -> None:
+    """On a 5 x 5 grid of two features the D-optimal picks are the four corners, the design that measures both
+    slopes best (quantiles along the first principal component took (0,0), (1,3), (3,1), (4,4)), and the proxy
+    fitted on them finds the grid's best tokenizer, gFID = 10 + i - 2 j, exactly linear."""
+    i, j = np.divmod(np.arange(25), 5)
+    x = np.column_stack([i, j]).astype(float)
+    picks = calibration_picks(x, 4)
+    assert sorted(picks) == [0, 4, 20, 24]
+    y = 10.0 + i - 2.0 * j
+    assert int(np.argmin(fit_proxy(x[picks], y[picks], x).predict(x).mean)) == int(np.argmin(y)) == 4
+
+
 def test_a_strong_proxy_settles_before_brute_force_and_a_weak_one_measures_more() -> None:
     state, _ = _run(_allocator(2))
     assert state.done == SETTLED and len(state.measured) < len(STUDY.ids)

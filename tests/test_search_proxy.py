@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from raysweep.analysis.regression import ols
 from raysweep.search.proxy import fit_proxy, loo_predictions
@@ -27,16 +28,38 @@ def test_interval_coverage_is_calibrated(r: float) -> None:
     assert abs(hits / reps - 0.9) <= 3 * np.sqrt(0.9 * 0.1 / reps)
 
 
-def test_many_rows_give_the_ols_fit() -> None:
+def _normal_scores(x: np.ndarray) -> np.ndarray:
+    """Independent of the proxy's code: scipy's mid-ranks mapped to normal quantiles."""
+    return stats.norm.ppf((stats.rankdata(x, axis=0) - 0.5) / len(x))
+
+
+def test_many_rows_give_the_ols_fit_on_normal_scores() -> None:
     rng = np.random.default_rng(1)
     x, y = _study(rng, 2000, 0.87)
-    fit = ols(pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "gen/gfid": y}), ["a", "b"])
-    probe = np.array([[1.0, -2.0], [0.0, 0.0]])
-    expected = fit.intercept + probe @ np.array([fit.coef["a"], fit.coef["b"]])
-    pred = fit_proxy(x, y).predict(probe)
-    np.testing.assert_allclose(pred.mean, expected, atol=0.01)
-    resid_sd = np.sqrt(((y - fit.intercept - x @ np.array([fit.coef["a"], fit.coef["b"]])) ** 2).mean())
+    z = _normal_scores(x)
+    fit = ols(pd.DataFrame({"a": z[:, 0], "b": z[:, 1], "gen/gfid": y}), ["a", "b"])
+    coef = np.array([fit.coef["a"], fit.coef["b"]])
+    pred = fit_proxy(x, y).predict(x[:5])
+    np.testing.assert_allclose(pred.mean, fit.intercept + z[:5] @ coef, atol=0.01)
+    resid_sd = np.sqrt(((y - fit.intercept - z @ coef) ** 2).mean())
     np.testing.assert_allclose(pred.scale, resid_sd, rtol=0.02)
+
+
+def test_one_outlying_feature_value_cannot_steer_the_proxy() -> None:
+    """The benchmark table's failure mode: one tokenizer's feature far from the rest (a PSNR of 19 among 24-31) set
+    the raw-value proxy's scale for that feature. On normal scores any monotone change of a feature, the outlier
+    moved ten times further out included, leaves every prediction unchanged (the raw-value proxy of fb8c44f moved
+    them by up to 0.27 gFID and its interval scales tenfold on this table)."""
+    x = np.column_stack([np.arange(12.0), [5, 3, 9, 1, 11, 0, 7, 2, 10, 4, 8, 6.0]])
+    y = 20.0 - x[:, 0] + 0.3 * np.sin(x[:, 1])
+    moved = x.copy()
+    moved[:, 1] = np.where(x[:, 1] == 11, 110.0, np.exp(x[:, 1] / 3))
+    measured = [0, 3, 6, 9]
+    base = fit_proxy(x[measured], y[measured], x).predict(x)
+    other = fit_proxy(moved[measured], y[measured], moved).predict(moved)
+    np.testing.assert_allclose(other.mean, base.mean, rtol=1e-12)
+    np.testing.assert_allclose(other.scale, base.scale, rtol=1e-12)
+    assert int(np.argmin(base.mean)) == 11  # the informative feature's slope is learnt from 4 rows
 
 
 def test_intervals_shrink_as_results_arrive_and_loo_holds_each_row_out() -> None:

@@ -57,8 +57,8 @@ class BudgetSpec(Strict):
 
 
 class CalibrationSpec(Strict):
-    """The first `count` tokenizers measured, spread evenly over the proxy's range (the first principal component
-    of the standardised features, or `by`, one feature)."""
+    """The first `count` tokenizers measured: a D-optimal design for the proxy over all its features (each pick the
+    tokenizer the proxy fitted on the earlier picks is least sure of), or with `by` quantiles of that one feature."""
 
     count: int = Field(4, ge=2)
     by: str | None = None

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from raysweep.search.proxy import Proxy
+from raysweep.search.proxy import Proxy, fit_proxy
 
 EPS = 1e-12
 
@@ -93,18 +93,23 @@ def pick(score: np.ndarray, count: int) -> list[int]:
 
 
 def calibration_picks(x_all: np.ndarray, count: int, column: int | None = None) -> list[int]:
-    """`count` distinct rows spread evenly along the proxy's range: quantiles of one feature column, or of the first
-    principal component of the standardised features. Deterministic (no draws)."""
+    """`count` distinct rows to measure first. With `column`: quantiles of that feature, evenly spread. Otherwise a
+    sequential D-optimal design for the proxy: each pick is the row whose gFID the proxy, fitted on the picks so far,
+    predicts least surely (gFID's values do not change that ranking, so none are needed). Unlike quantiles along the
+    first principal component it also spreads the picks along the features that component ignores, so every
+    feature's slope is measured from the first fit on. Deterministic (no draws; ties to the lower row)."""
     x = np.asarray(x_all, dtype=float)
     if column is not None:
-        axis = x[:, column]
-    else:
-        z = (x - x.mean(axis=0)) / np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
-        axis = z @ np.linalg.svd(z, full_matrices=False)[2][0] if z.shape[1] > 1 else z[:, 0]
-    order = np.argsort(axis, kind="stable")
-    chosen: list[int] = []
-    for q in np.linspace(0, len(order) - 1, min(count, len(order))):
-        i = int(order[int(round(q))])
-        if i not in chosen:
-            chosen.append(i)
+        order = np.argsort(x[:, column], kind="stable")
+        chosen: list[int] = []
+        for q in np.linspace(0, len(order) - 1, min(count, len(order))):
+            i = int(order[int(round(q))])
+            if i not in chosen:
+                chosen.append(i)
+        return chosen
+    chosen = []
+    for _ in range(min(count, len(x))):
+        scale = fit_proxy(x[chosen], np.zeros(len(chosen)), x).predict(x).scale
+        scale[chosen] = -np.inf
+        chosen.append(int(np.argmax(scale)))
     return chosen
