@@ -38,7 +38,8 @@ def micro_study(root: Path) -> dict:
                                                                   "params": {"weight": 1.0, "threshold": 0.95}}]},
         "diffusion": {"backbone": "SiT-T", "steps": 30, "batch_size": 32, "seeds": [0]},
         "evaluation": {"sampling_steps": 4, "cfg_scales": [1.0, 2.0], "num_samples": 64, "trajectory_samples": 8,
-                       "checkpoint_samples": 32, "sampler_check": [{"method": "heun", "steps": 4}]},
+                       "checkpoint_samples": 32, "sampler_check": [{"method": "heun", "steps": 4}],
+                       "scorers": [{"name": "domain-ae", "train_steps": 50}, "inception-v3-compat"]},  # kept cheap
         "metrics": {"names": ["viv", "sec", "equivariance", "velocity_fisher"], "actors": 2, "batch_size": 32,
                     "params": {"velocity_fisher": {"t_points": 5}}},
         "storage": {"root": str(root), "checkpoint_every": 10},
