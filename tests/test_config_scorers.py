@@ -60,4 +60,4 @@ def test_a_scorer_enters_only_the_diffusion_evaluation_key(tmp_path: Path) -> No
     study = parse_study(base)  # the study-trained scorer's own stage-0 key: its settings and the dataset
     ae = study.evaluation.scorers[0]
     assert scorer_key(ae, "d1") != scorer_key(ae, "d2") != reference_key(study.reference, "d2")
-    assert scorer_key(ae, "d1") != scorer_key(ae.model_copy(update={"train_steps": 50}), "d1")
+    assert scorer_key(ae, "d1") != scorer_key(ae.model_copy(update={"train_steps": ae.train_steps + 1}), "d1")

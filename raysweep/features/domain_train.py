@@ -52,7 +52,6 @@ def gaussian_blur(x: torch.Tensor, sigma: float = BLUR_SIGMA) -> torch.Tensor:
     return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), taps.transpose(-1, -2), groups=x.shape[1])
 
 
-@torch.no_grad()
 class FeatureModel(Protocol):
     """What `blur_check` needs of a study-trained network (DomainNet, the autoencoder scorer)."""
 
@@ -63,6 +62,7 @@ class FeatureModel(Protocol):
     def features(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
+@torch.no_grad()
 def blur_check(model: FeatureModel, images: torch.Tensor,
                sigma: float = BLUR_SIGMA) -> dict[str, float]:
     """FD between two halves of real images [N,3,H,W] in [-1, 1] (even / odd rows) and FD between the blurred first
