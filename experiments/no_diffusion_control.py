@@ -12,8 +12,9 @@ ranks tokenizers like the real gFID, the reversal comes from decoder x sampler r
     RAYSWEEP_STORAGE=/work/bench-studies PYTHONPATH=. python experiments/no_diffusion_control.py \
         experiments/benchmark.yaml --out experiments/results/no_diffusion_control
 
-Writes OUT/control.csv (job, tokenizer_id, tokenizer_seed, perturbation, fd, gfid, viv, rfid: a row per tokenizer
-job, so each seed replicate has its own; rows already there are not recomputed, so a stopped run resumes) and
+Writes OUT/control.csv (job, tokenizer_id, tokenizer_seed, tokenizer_key, perturbation, fd, gfid, viv, rfid: a row
+per tokenizer job, so each seed replicate has its own; a row of the same tokenizer content key is not recomputed, so
+a stopped run resumes, and a retrained tokenizer is measured again) and
 OUT/control.md (Spearman and Pearson of the control FD with gFID over tokenizers, and r(VIV, control FD) beside
 r(VIV, gFID)).
 """
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 GFID, VIV, RFID = "gen/gfid", "latent/velocity/viv", "recon/rfid"
 ID, SEED, JOB, PERTURBATION, FD = "tokenizer_id", "tokenizer_seed", "job", "perturbation", "fd"
+KEY = "tokenizer_key"  # the tokenizer's content key: a row is reused only for the tokenizer that made it
 CSV_FILE, SUMMARY_FILE = "control.csv", "control.md"
 NOISE_SEED = 0  # one noise draw for every tokenizer: differences between tokenizers are not the draw's
 
@@ -134,10 +136,10 @@ def summary(rows: pd.DataFrame, study_name: str, study_steps: int, command: str)
     return "\n".join(lines)
 
 
-def _table(done: dict[tuple[str, str], float], identity: dict[str, tuple[str, int]], scores: pd.DataFrame,
+def _table(done: dict[tuple[str, str], float], identity: dict[str, tuple[str, str, int]], scores: pd.DataFrame,
            order: list[str]) -> pd.DataFrame:
-    rows = pd.DataFrame([{JOB: j, ID: identity[j][0], SEED: identity[j][1], PERTURBATION: p, FD: fd}
-                         for (j, p), fd in done.items()], columns=[JOB, ID, SEED, PERTURBATION, FD])
+    rows = pd.DataFrame([{JOB: identity[k][0], ID: identity[k][1], SEED: identity[k][2], KEY: k, PERTURBATION: p,
+                          FD: fd} for (k, p), fd in done.items()], columns=[JOB, ID, SEED, KEY, PERTURBATION, FD])
     rows = rows.join(scores, on=[ID, SEED])
     rows[PERTURBATION] = pd.Categorical(rows[PERTURBATION], categories=order + sorted(set(rows[PERTURBATION]) -
                                                                                       set(order)))
@@ -204,17 +206,16 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     csv = out / CSV_FILE
     done: dict[tuple[str, str], float] = {}
-    if csv.is_file():
-        previous = pd.read_csv(csv)
-        done = {(str(j), str(p)): float(f) for j, p, f in zip(previous[JOB], previous[PERTURBATION], previous[FD])}
+    if csv.is_file() and KEY in (previous := pd.read_csv(csv)).columns:
+        done = {(str(k), str(p)): float(f) for k, p, f in zip(previous[KEY], previous[PERTURBATION], previous[FD])}
     spec = scoring_spec(study, store, data_key)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizers = plan(study).tokenizers
-    identity = {job.id: (job.trial.tags()[ID], job.trial.seed) for job in tokenizers}
-    done = {k: v for k, v in done.items() if k[0] in identity}  # rows of tokenizers the study no longer has: dropped
+    identity = {job.key: (job.id, job.trial.tags()[ID], job.trial.seed) for job in tokenizers}
+    done = {k: v for k, v in done.items() if k[0] in identity}  # rows of tokenizers no longer in the study: dropped
     t0 = time.perf_counter()
     for i, job in enumerate(tokenizers, 1):
-        todo = [p for p in wanted if (job.id, p.name) not in done]
+        todo = [p for p in wanted if (job.key, p.name) not in done]
         head = f"[{i}/{len(tokenizers)}] {job.id}"
         if not todo:
             print(f"{head}: done before", flush=True)
@@ -223,7 +224,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             print(f"{head}: tokenizer not finished in {store.root}; skipped", flush=True)
             continue
         fds = control_fd(store, data_key, spec, job.key, todo, study.evaluation.batch_size, device)
-        done.update({(job.id, name): fd for name, fd in fds.items()})
+        done.update({(job.key, name): fd for name, fd in fds.items()})
         write_text_atomic(csv, _table(done, identity, scores, order).to_csv(index=False))
         print(f"{head}: " + ", ".join(f"{n} {v:.4g}" for n, v in fds.items())
               + f" ({time.perf_counter() - t0:.0f}s)", flush=True)

@@ -117,6 +117,10 @@ class TierAgreement:
     top_k: int
     top_k_overlap: float  # |top-k(cheap) ∩ top-k(full)| / k
 
+    def columns(self) -> dict[str, object]:
+        """The rank-agreement columns a report table shows."""
+        return {"spearman": self.spearman, "top_k": self.top_k, "top_k_overlap": self.top_k_overlap}
+
 
 def tier_agreement(cheap: Mapping[str, float], full: Mapping[str, float], top_k: int = 3) -> TierAgreement:
     both = sorted(set(cheap) & set(full))

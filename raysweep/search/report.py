@@ -101,8 +101,7 @@ def ladder_section(cheap: dict[str, float], target: dict[str, float], backbone: 
     a = tier_agreement(cheap, target, top_k)
     frame = pd.DataFrame([{"cheap_backbone": backbone, "target_backbones": ", ".join(targets),
                            "tokenizers_cheap": len(cheap), "tokenizers_target": len(target),
-                           "tokenizers_with_both": a.n, "spearman": a.spearman, "top_k": a.top_k,
-                           "top_k_overlap": a.top_k_overlap}])
+                           "tokenizers_with_both": a.n, **a.columns()}])
     note = (f"Best-CFG gFID of each tokenizer's {backbone} run (the cheap tier, on every tokenizer) against its mean "
             f"over the target runs ({', '.join(targets)}), over the {a.n} tokenizers the allocation promoted. The "
             f"cheap runs are not in the correlations above. Promoted tokenizers are those the proxy (cheap gFID "
@@ -114,8 +113,7 @@ def fidelity_section(cheap: dict[str, float], full: dict[str, float], top_k: int
     """Whether the cheap tier could be trusted: rank agreement with the full tier where both were measured."""
     a = tier_agreement(cheap, full, top_k)
     frame = pd.DataFrame([{"trials_at_cheap_rung": len(cheap), "reached_full_tier": len(full),
-                           "trials_with_both": a.n, "spearman": a.spearman, "top_k": a.top_k,
-                           "top_k_overlap": a.top_k_overlap}])
+                           "trials_with_both": a.n, **a.columns()}])
     note = (f"Cheap-tier gFID (ASHA's first rung) against full-tier gFID over the {a.n} trials promoted to the full "
             f"tier; ASHA stopped {len(cheap) - len(full)} of {len(cheap)} trials before it (finished, not measured: "
             f"no gen/ values, not in the correlations). Promoted trials are the cheap tier's best, so this agreement "
