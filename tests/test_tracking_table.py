@@ -73,3 +73,30 @@ def test_cheap_gfid_per_checkpoint_becomes_curve_columns(tmp_path: Path) -> None
     curve = [checkpoint_gfid_column(s) for s in (100, 200, 300)]
     assert table.loc[0, curve].tolist() == [9.0, 7.0, 6.5]
     assert table.loc[1, curve[0]] == 8.0 and np.isnan(table.loc[1, curve[1]]) and table.loc[1, curve[2]] == 6.0
+
+
+def test_values_of_an_earlier_scoring_leave_the_table(tmp_path: Path) -> None:
+    """A re-score after `cfg_scales`, `sampler_check` or `scorers` changed leaves the old keys on the run (MLflow keeps
+    them); the table keeps only what the run's `eval.*` tags say its last scoring swept."""
+    from raysweep.tracking.keys import EVALUATION_TAG_PREFIX, sampler_gfid_key
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "t")
+    study = tracker.open_run("t", "study", "s")
+    tok = tracker.open_run("a", "tokenizer", "key-a", parent_id=study, tags={"tokenizer_id": "a"})
+    tracker.finish(tok)
+    last = {"cfg_scales": "[1.0]", "sampler_check": "[{'method': 'heun', 'steps': 20}]",
+            "scorers": "[{'name': 'domain-ae', 'weights_path': None, 'train_steps': 300}]"}
+    run = tracker.open_run("a/SiT-T/0", "diffusion", "d", parent_id=tok,
+                           tags={"tokenizer_id": "a", "backbone": "SiT-T", "seed": 0,
+                                 **{f"{EVALUATION_TAG_PREFIX}{k}": v for k, v in last.items()}})
+    tracker.log_metrics(run, {"gen/cfg1/gfid": 5.0, "gen/cfg2/gfid": 1.0, "gen/cfg1/gfid@domain-ae": 6.0,
+                              "gen/cfg1/gfid@vgg16": 2.0, "gen/best/gfid@vgg16": 2.0,
+                              sampler_gfid_key("heun", 20): 4.0, sampler_gfid_key("euler", 20): 3.0})
+    tracker.finish(run)
+
+    table = study_table(tracker)
+
+    assert table["cfg_scale"].tolist() == [1.0]  # the dropped scale is no row
+    assert table.loc[0, "gen/gfid@domain-ae"] == 6.0 and table.loc[0, "gen/gfid"] == 5.0
+    assert not any("vgg16" in c for c in table.columns)  # a removed scorer is no target
+    assert "gen/sampler/gfid@heun20" in table.columns and "gen/sampler/gfid@euler20" not in table.columns

@@ -96,20 +96,27 @@ def checkpoint_curve(tracker: Tracker, run_id: str, metrics: dict[str, float]) -
 
 
 def _last_scored(metrics: dict[str, float], tags: dict[str, str]) -> dict[str, float]:
-    """The run's metrics without those of an earlier evaluation: a re-score after `cfg_scales` or `sampler_check`
-    changed leaves the old `gen/cfg<s>/*` and `gen/sampler/*` values on the run (MLflow keeps every key), and a
-    scale no longer swept must not be a row, nor win the best-CFG choice. The run's `eval.*` tags say what its last
-    scoring swept; a run without them (logged before they existed) keeps everything."""
-    scales, samplers = tags.get(f"{EVALUATION_TAG_PREFIX}cfg_scales"), tags.get(f"{EVALUATION_TAG_PREFIX}sampler_check")
-    swept = None if scales is None else {float(s) for s in ast.literal_eval(scales)}
-    checked = None if samplers is None else {sampler_gfid_key(v["method"], v["steps"])
-                                             for v in ast.literal_eval(samplers)}
+    """The run's metrics without those of an earlier evaluation: a re-score after `cfg_scales`, `sampler_check` or
+    `scorers` changed leaves the old `gen/cfg<s>/*`, `gen/sampler/*` and `gen/*/<metric>@<scorer>` values on the run
+    (MLflow keeps every key), and a scale no longer swept must not be a row, nor win the best-CFG choice, nor a
+    removed scorer stay a target. The run's `eval.*` tags say what its last scoring swept; a run without them
+    (logged before they existed) keeps everything."""
+    def literal(name: str) -> Any:
+        raw = tags.get(f"{EVALUATION_TAG_PREFIX}{name}")
+        return None if raw is None else ast.literal_eval(raw)
+
+    scales, samplers, scorers = literal("cfg_scales"), literal("sampler_check"), literal("scorers")
+    swept = None if scales is None else {float(s) for s in scales}
+    checked = None if samplers is None else {sampler_gfid_key(v["method"], v["steps"]) for v in samplers}
+    scored = None if scorers is None else {v["name"] for v in scorers}
 
     def current(key: str) -> bool:
+        if key.startswith(SAMPLER_PREFIX):
+            return checked is None or key in checked
         match = CFG_KEY.match(key)
-        if match and swept is not None:
-            return float(match.group(1)) in swept
-        return checked is None or not key.startswith(SAMPLER_PREFIX) or key in checked
+        if match and swept is not None and float(match.group(1)) not in swept:
+            return False
+        return scored is None or not key.startswith("gen/") or "@" not in key or key.rsplit("@", 1)[1] in scored
 
     return {k: v for k, v in metrics.items() if current(k)}
 
