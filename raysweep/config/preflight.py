@@ -64,6 +64,9 @@ def preflight(study: StudySpec) -> None:
         if why:
             raise ConfigError(source, key, f"cannot write '{location}': {why}")
     _must_exist(source, "reference.weights_path", study.reference.weights_path, "weights file")
+    for i, scorer in enumerate(study.evaluation.scorers):  # read at stage 0's scorer check
+        _must_exist(source, f"evaluation.scorers[{i}] ('{scorer.name}').weights_path", scorer.weights_path,
+                    "weights file")
     for i, trial in enumerate(study.tokenizer_trials):  # read when that tokenizer starts training, maybe hours in
         if trial.perceptual_weight > 0:
             _must_exist(source, f"tokenizers (trial {i}, '{trial.id}').lpips_weights", trial.lpips_weights,
