@@ -14,6 +14,7 @@ from scipy import stats
 from test_allocation_gate import _gfid_job, _truth
 from test_e2e_study import micro_study
 
+from raysweep.analysis.rank_agreement import rank_agreement
 from raysweep.config import parse_study
 from raysweep.config.allocation import allocation_of, ladder_trial
 from raysweep.config.errors import ConfigError
@@ -26,7 +27,6 @@ from raysweep.engine.store import Store
 from raysweep.estimate.gpu_hours import job_hours
 from raysweep.estimate.simulation import simulated_task
 from raysweep.search.allocation import load_state
-from raysweep.search.fidelity import tier_agreement
 from raysweep.search.report import ladder_section
 from raysweep.stages.allocation_gate import CHEAP_GFID, NO_CHEAP_GFID, NOT_CHOSEN, ProxyGate
 from raysweep.tracking import Tracker
@@ -230,7 +230,7 @@ def test_plan_json_prices_the_ladder(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_rank_agreement_of_the_tiers_by_hand() -> None:
     cheap = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0, "only_cheap": 0.5}
     target = {"a": 10.0, "b": 30.0, "c": 20.0, "d": 40.0}
-    a = tier_agreement(cheap, target, top_k=2)
+    a = rank_agreement(cheap, target, top_k=2)
     # ranks over a..d: cheap 1 2 3 4, target 1 3 2 4; sum d^2 = 2: 1 - 6 * 2 / (4 * 15) = 0.8
     assert a.n == 4 and a.spearman == pytest.approx(0.8) and a.spearman == pytest.approx(
         stats.spearmanr([1, 2, 3, 4], [1, 3, 2, 4])[0])

@@ -4,11 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from raysweep.analysis.rank_agreement import rank_agreement
 from raysweep.analysis.tidy import METRIC_PREFIXES
 from raysweep.config.allocation import FidelitySpec, ProxyAllocation
 from raysweep.search.allocation import Allocator
 from raysweep.search.estimate import DIFFUSION_STAGES, fidelity_fractions, proxy_estimate
-from raysweep.search.fidelity import rungs, tier_agreement
+from raysweep.search.fidelity import rungs
 from raysweep.search.replay import synthetic_study
 from raysweep.search.report import allocation_section, fidelity_section, predicted_metrics
 from raysweep.tracking.keys import MEASURED, PRED_GFID, PRED_GFID_HI, PRED_GFID_LO, PRED_PREFIX, PREDICTED
@@ -84,9 +85,9 @@ def test_fidelity_cost_is_successive_halving() -> None:
 
 def test_tier_agreement() -> None:
     full = {f"t{i}": float(i) for i in range(6)}
-    same = tier_agreement({t: 2 * v + 1 for t, v in full.items()}, full, top_k=2)
+    same = rank_agreement({t: 2 * v + 1 for t, v in full.items()}, full, top_k=2)
     assert same.spearman == pytest.approx(1.0) and same.top_k_overlap == 1.0 and same.n == 6
-    swapped = tier_agreement({**full, "t0": 1.5, "t1": 0.5, "t2": 5.5, "x": 0.0}, full, top_k=3)
+    swapped = rank_agreement({**full, "t0": 1.5, "t1": 0.5, "t2": 5.5, "x": 0.0}, full, top_k=3)
     assert swapped.n == 6 and swapped.top_k_overlap == pytest.approx(2 / 3)
     row = fidelity_section({"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 3.0, "b": 2.0, "c": 1.0}, 1).frame.iloc[0]
     assert row["spearman"] == pytest.approx(-1.0) and row["top_k_overlap"] == 0.0 and row["trials_with_both"] == 3

@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from raysweep.analysis.convergence import convergence_flags, provisional
+from raysweep.analysis.rank_agreement import rank_agreement as agreement
 from raysweep.analysis.report import ReportSection
 from raysweep.analysis.tidy import DEFAULT_TARGET
 
@@ -43,17 +44,13 @@ def _per_tokenizer(best: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def rank_agreement(best: pd.DataFrame, reference: str, other: str, top_k: int = TOP_K) -> dict[str, object]:
-    """Agreement of the tokenizer rankings by two lower-is-better scores (means over seeds): Spearman rho, Kendall
-    tau, the overlap of their top-k, and the number of tokenizers with both."""
-    means = _per_tokenizer(best, [reference, other]).dropna()
-    row: dict[str, object] = {"reference": reference, "score": other, "tokenizers": len(means)}
-    if len(means) < 3 or means[other].nunique() < 2 or means[reference].nunique() < 2:
-        return {**row, "spearman": np.nan, "kendall": np.nan, f"top{top_k}_overlap": np.nan}
-    top = min(top_k, len(means))
-    overlap = len(set(means[reference].nsmallest(top).index) & set(means[other].nsmallest(top).index))
-    return {**row, "spearman": float(stats.spearmanr(means[reference], means[other]).statistic),
-            "kendall": float(stats.kendalltau(means[reference], means[other]).statistic),
-            f"top{top_k}_overlap": f"{overlap}/{top}"}
+    """A report row: how two lower-is-better scores (means over a tokenizer's seeds) rank the tokenizers
+    (`analysis.rank_agreement`): Spearman rho, Kendall tau, the overlap of their top-k, the tokenizers with both."""
+    means = _per_tokenizer(best, [reference, other])
+    a = agreement(means[reference].to_dict(), means[other].to_dict(), top_k)
+    overlap = np.nan if np.isnan(a.spearman) else f"{round(a.top_k_overlap * a.top_k)}/{a.top_k}"
+    return {"reference": reference, "score": other, "tokenizers": a.n, "spearman": a.spearman, "kendall": a.kendall,
+            f"top{top_k}_overlap": overlap}
 
 
 def _floor(best: pd.DataFrame) -> tuple[pd.Series | None, str]:

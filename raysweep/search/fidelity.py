@@ -3,8 +3,8 @@ fraction of the evaluation samples); Ray Tune's ASHA promotes the best `1 / redu
 full tier and stops the rest. The trainable reports `TIER_GFID` once per checkpoint (`training_iteration` counts
 checkpoints), scored with `tier_samples` samples below the last rung and the full count at it.
 
-`tier_agreement` tells the reader whether the cheap tier could be trusted: Spearman rank correlation and top-k overlap
-between the cheap-rung gFIDs and the full-tier gFIDs of the trials that reached both.
+Whether the cheap tier could be trusted is `analysis.rank_agreement` between the cheap-rung gFIDs and the full-tier
+gFIDs of the trials that reached both (`search.report.fidelity_section`).
 """
 from __future__ import annotations
 
@@ -12,9 +12,6 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
-from scipy import stats
 
 from raysweep.config.allocation import FidelitySpec
 from raysweep.tracking.keys import TIER_GFID
@@ -106,28 +103,3 @@ class Tiers:
     def rung(self, iteration: int) -> int | None:
         """The rung (counted from 1) a checkpoint is, or None."""
         return self.rungs.index(iteration) + 1 if iteration in self.rungs else None
-
-
-@dataclass(frozen=True)
-class TierAgreement:
-    """Rank agreement of cheap-tier and full-tier gFID over the `n` trials that have both."""
-
-    n: int
-    spearman: float
-    top_k: int
-    top_k_overlap: float  # |top-k(cheap) ∩ top-k(full)| / k
-
-    def columns(self) -> dict[str, object]:
-        """The rank-agreement columns a report table shows."""
-        return {"spearman": self.spearman, "top_k": self.top_k, "top_k_overlap": self.top_k_overlap}
-
-
-def tier_agreement(cheap: Mapping[str, float], full: Mapping[str, float], top_k: int = 3) -> TierAgreement:
-    both = sorted(set(cheap) & set(full))
-    if len(both) < 2:
-        return TierAgreement(len(both), np.nan, top_k, np.nan)
-    c = np.array([cheap[t] for t in both])
-    f = np.array([full[t] for t in both])
-    k = min(top_k, len(both))
-    overlap = len(set(np.argsort(c, kind="stable")[:k]) & set(np.argsort(f, kind="stable")[:k])) / k
-    return TierAgreement(len(both), float(stats.spearmanr(c, f)[0]), k, overlap)

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from raysweep.analysis.rank_agreement import rank_agreement
 from raysweep.analysis.report import ReportSection
 from raysweep.search.allocation import AllocationState, Allocator
-from raysweep.search.fidelity import tier_agreement
 from raysweep.search.proxy import loo_predictions
 from raysweep.tracking.keys import (
     MEASURED,
@@ -97,8 +97,8 @@ def allocation_section(allocator: Allocator, state: AllocationState) -> ReportSe
 def ladder_section(cheap: dict[str, float], target: dict[str, float], backbone: str, targets: list[str],
                    top_k: int = 3) -> ReportSection:
     """A backbone ladder: did the cheap backbone rank the tokenizers as the target backbone does? Spearman and
-    top-k overlap over the tokenizers measured on both (`tier_agreement`)."""
-    a = tier_agreement(cheap, target, top_k)
+    top-k overlap over the tokenizers measured on both (`analysis.rank_agreement`)."""
+    a = rank_agreement(cheap, target, top_k)
     frame = pd.DataFrame([{"cheap_backbone": backbone, "target_backbones": ", ".join(targets),
                            "tokenizers_cheap": len(cheap), "tokenizers_target": len(target),
                            "tokenizers_with_both": a.n, **a.columns()}])
@@ -111,7 +111,7 @@ def ladder_section(cheap: dict[str, float], target: dict[str, float], backbone: 
 
 def fidelity_section(cheap: dict[str, float], full: dict[str, float], top_k: int = 3) -> ReportSection:
     """Whether the cheap tier could be trusted: rank agreement with the full tier where both were measured."""
-    a = tier_agreement(cheap, full, top_k)
+    a = rank_agreement(cheap, full, top_k)
     frame = pd.DataFrame([{"trials_at_cheap_rung": len(cheap), "reached_full_tier": len(full),
                            "trials_with_both": a.n, **a.columns()}])
     note = (f"Cheap-tier gFID (ASHA's first rung) against full-tier gFID over the {a.n} trials promoted to the full "
