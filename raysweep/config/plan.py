@@ -19,9 +19,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from raysweep.config.allocation import TokenizerSearch, ladder_trial, tokenizer_search_of
+from raysweep.config.allocation import TokenizerSearch
 from raysweep.config.spec import (
     DISPLAY_FIELDS,
     DatasetSpec,
@@ -32,9 +32,6 @@ from raysweep.config.spec import (
     TokenizerTrial,
 )
 from raysweep.hashing import config_hash, plain
-
-if TYPE_CHECKING:
-    from raysweep.metrics.base import Consumes
 
 Stage = Literal["reference", "tokenizer_search", "tokenizer", "latent_metrics", "model_metrics", "diffusion",
                 "diffusion_metrics", "analysis"]
@@ -102,14 +99,6 @@ def metric_inputs(name: str, params: Mapping[str, Any], upstream_key: str) -> di
                 if p.default is not inspect.Parameter.empty}
     return plain({"upstream": upstream_key, "metric": name, "params": {**defaults, **params},
                   "version": factory.version})
-
-
-def metric_names(study: StudySpec, consumes: Consumes) -> tuple[str, ...]:
-    """The study's metrics that run on `consumes` (their registered class's typed base): latents (the metric
-    pool), a tokenizer or a diffusion model."""
-    from raysweep.metrics.registry import metric_info  # torch: imported when a plan is made, not with the config
-
-    return tuple(n for n in study.metrics.names if metric_info(n).consumes == consumes)
 
 
 @dataclass(frozen=True)
@@ -301,12 +290,9 @@ def search_key(study: StudySpec, spec: TokenizerSearch, space: dict[str, Any]) -
 
 def search_job(study: StudySpec) -> TokenizerSearchJob | None:
     """The study's `tokenizers.search` as a job, if it has one."""
-    spec = tokenizer_search_of(study)
-    if spec is None:
+    spec, space = study.search, study.search_space
+    if spec is None or space is None:
         return None
-    from raysweep.config.search import search_space
-
-    space = search_space(study.tokenizers or {}, study.source)
     return TokenizerSearchJob(SEARCH_ID, search_key(study, spec, space), spec=spec, space=space,
                               trial=study.tokenizer_trials[0])
 
@@ -337,9 +323,9 @@ class StudyPlan:
     def from_spec(cls, study: StudySpec, analyze: bool = True, searched: SearchOutcome | None = None) -> StudyPlan:
         """The plan of `study`, from the study alone and, for a `tokenizers.search`, its outcome once it has ended
         (`engine.study_plan.plan_study` reads it from the store)."""
-        latent, model, diffusion = (metric_names(study, n) for n in ("latents", "tokenizer", "diffusion"))
+        latent, model, diffusion = (study.metrics.consuming(n) for n in ("latents", "tokenizer", "diffusion"))
         upstream, params = Upstream.of(study), study.metrics.params
-        cheap = ladder_trial(study)  # a backbone ladder's cheap tier: one more diffusion run per tokenizer
+        cheap = study.ladder_trial  # a backbone ladder's cheap tier: one more diffusion run per tokenizer
         jobs: list[Job] = []
         tokenizers = [(t, True) for t in study.tokenizer_trials]  # (trial, gets diffusion trials)
         after: tuple[JobRef, ...] = ()
