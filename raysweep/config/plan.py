@@ -7,12 +7,12 @@ Derived from the study file alone (no Ray, MLflow, store or finished upstream jo
 read from the store by `engine.study_plan`), it holds the tokenizers it trained (with their metric jobs, after the
 search job) and the diffusion trials of the best `confirm` feasible ones. A job's key is the hash of its `inputs`,
 everything that determines its result (recorded readable in its `result.json`, so `status` can name what changed):
-a tokenizer's trial fields, dataset, reference network and code version; each metric's upstream key, name, resolved
-parameters and class `version` (one entry per metric in its job's marker: adding a metric computes only that one);
-a diffusion run's training (trial, seed, tokenizer, code version) apart from its evaluation (settings, scorer), so
-editing the evaluation re-scores the saved model. `engine/migrate.py` keeps the formulas of the previous version's
-keys. A job is named by its `ref` (stage, study id): study ids repeat across stages (the tokenizer `vf` and its
-latent metrics `vf`), refs do not.
+a tokenizer's trial fields, dataset, reference network (settings and code version) and code version; each metric's
+upstream key, name, resolved parameters and class `version` (one entry per metric in its job's marker: adding a
+metric computes only that one); a diffusion run's training (trial, seed, tokenizer, code version) apart from its
+evaluation (settings, scorer), so editing the evaluation re-scores the saved model. `engine/migrate.py` keeps the
+formulas of earlier versions' keys. A job is named by its `ref` (stage, study id): study ids repeat across stages
+(the tokenizer `vf` and its latent metrics `vf`), refs do not.
 """
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ SEARCH_ID = "search"
 TOKENIZER_CODE_VERSION = 1  # bump when the tokenizer stage's training or encoding changes its results
 DIFFUSION_CODE_VERSION = 1  # bump when the diffusion stage's training changes its results
 SCORER_CODE_VERSION = 1  # bump when a study-trained extra scorer's network or training changes its features
+REFERENCE_CODE_VERSION = 1  # bump when the domain network (the study-trained FID network) or its training changes
 STOPPED_RESULT = "stopped"  # in the result of a diffusion trial ASHA stopped: {"rung": r, "reason": ...}
 
 
@@ -50,9 +51,14 @@ def dataset_key(spec: DatasetSpec) -> str:
     return config_hash(spec.model_dump())
 
 
+def reference_inputs(spec: ReferenceSpec) -> dict[str, Any]:
+    """The scoring network's settings and its code version: what a tokenizer's key and an evaluation key hold of it."""
+    return {**spec.model_dump(), "version": REFERENCE_CODE_VERSION}
+
+
 def reference_key(spec: ReferenceSpec, dataset: str) -> str:
-    """The scoring network and its reference statistics: the dataset it is fitted to and its settings."""
-    return config_hash({"dataset": dataset, **spec.model_dump()})
+    """The scoring network and its reference statistics: the dataset it is fitted to, its settings, its code."""
+    return config_hash({"dataset": dataset, **reference_inputs(spec)})
 
 
 def scorer_key(spec: ScorerSpec, dataset: str) -> str:
@@ -63,15 +69,15 @@ def scorer_key(spec: ScorerSpec, dataset: str) -> str:
 
 @dataclass(frozen=True)
 class Upstream:
-    """The study-wide inputs of every tokenizer's key, readable: the dataset and the reference (scoring) network
-    settings (with the dataset, what `reference_key` hashes)."""
+    """The study-wide inputs of every tokenizer's key, readable: the dataset and the reference (scoring) network's
+    settings and code version (with the dataset, what `reference_key` hashes)."""
 
     dataset: Mapping[str, Any]
     reference: Mapping[str, Any]
 
     @classmethod
     def of(cls, study: StudySpec) -> Upstream:
-        return cls(study.dataset.model_dump(), study.reference.model_dump())
+        return cls(study.dataset.model_dump(), reference_inputs(study.reference))
 
 
 def tokenizer_inputs(trial: TokenizerTrial, upstream: Upstream) -> dict[str, Any]:
