@@ -127,10 +127,10 @@ def legacy_results(study: StudySpec, plan: StudyPlan, store: Store) -> list[Move
     order: tokenizers before their diffusion runs)."""
     moves = []
     for job in plan.jobs:
-        new = store.marker(job)
-        if new is None or store.found(job) is not None:
+        new, old_keys = store.marker(job), _old_keys(job, study)
+        if new is None or not old_keys or store.found(job) is not None:
             continue
-        for release, key, assumed in _old_keys(job, study):
+        for release, key, assumed in old_keys:
             old = new.parent / key
             result = Store.result(old)
             if old != new and result is not None:
