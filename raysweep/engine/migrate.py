@@ -1,7 +1,7 @@
 """`raysweep migrate`: a store written under an earlier version's keys moved under the current keys, without
 retraining. Two earlier formulas are known, the newest tried first:
 
-- 0.2.0 (complete keys, commit cdbe955): the same inputs, but the reference network's without its code version
+- 0.2.0 (complete keys; up to commit cdbe955): the same inputs, but the reference network's without its code version
   (`REFERENCE_CODE_VERSION`): tokenizer keys, and through them every key below them, hash `reference` without
   `version`; the domain network's directory is keyed the same way.
 - 0.1.0 (commit 8e5a5a3): a tokenizer's key was its trial fields alone; a diffusion run's hashed its trial, seed, old
@@ -42,6 +42,7 @@ from raysweep.hashing import config_hash
 
 ASSUMED = "assumed_at_migration"  # in a migrated result: the inputs its old key did not cover
 MIGRATED_FROM = "migrated_from"  # in a migrated result: its old key
+V0_1, V0_2 = "0.1.0", "0.2.0"  # the releases whose keys `migrate` knows
 # what each old key left out (the dotted input fields of the new key): 0.1.0's
 TOKENIZER_ASSUMED: tuple[str, ...] = ("dataset", "reference", "version")
 DIFFUSION_ASSUMED: tuple[str, ...] = ("version", "evaluation.scorer")
@@ -104,11 +105,11 @@ class Move:
 def _old_keys(job: Job, study: StudySpec) -> list[tuple[str, str, tuple[str, ...]]]:
     """(release, `job`'s key under that release's formula, what that key left out), newest first."""
     if isinstance(job, TokenizerJob):
-        return [("0.2.0", unversioned_tokenizer_key(job), REFERENCE_ASSUMED),
-                ("0.1.0", legacy_tokenizer_key(job), TOKENIZER_ASSUMED)]
+        return [(V0_2, unversioned_tokenizer_key(job), REFERENCE_ASSUMED),
+                (V0_1, legacy_tokenizer_key(job), TOKENIZER_ASSUMED)]
     if isinstance(job, DiffusionJob):
-        return [("0.2.0", unversioned_diffusion_key(job), DIFFUSION_REFERENCE_ASSUMED),
-                ("0.1.0", legacy_diffusion_key(job, study.evaluation), DIFFUSION_ASSUMED)]
+        return [(V0_2, unversioned_diffusion_key(job), DIFFUSION_REFERENCE_ASSUMED),
+                (V0_1, legacy_diffusion_key(job, study.evaluation), DIFFUSION_ASSUMED)]
     return []
 
 
@@ -116,7 +117,7 @@ def _record(job: Job, release: str, old_key: str, result: Mapping[str, Any]) -> 
     """What a moved result records of `job`: its inputs; a 0.2.0 diffusion run's evaluation key only when it was
     scored under the study's evaluation (else the next `run` re-scores it; 0.1.0's key held the evaluation)."""
     record = job.record()
-    if isinstance(job, DiffusionJob) and release == "0.2.0" and STOPPED_RESULT not in result and \
+    if isinstance(job, DiffusionJob) and release == V0_2 and STOPPED_RESULT not in result and \
             result.get("evaluation_key") != unversioned_evaluation_key(job, old_key):
         return {"inputs": record["inputs"]}
     return record
