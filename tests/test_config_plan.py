@@ -1,4 +1,4 @@
-"""The study plan: the previous version's keys still computed exactly (what `raysweep migrate` matches old stores
+"""The study plan: earlier versions' keys still computed exactly (what `raysweep migrate` matches old stores
 with), dependencies that respect the stages, and `status` counting exactly the planned jobs of an edited study."""
 from __future__ import annotations
 
