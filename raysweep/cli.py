@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from raysweep.config import ConfigError, load_study
-from raysweep.config.allocation import allocation_of
 from raysweep.config.errors import printable
 from raysweep.config.plan import ConfirmationSlot, StudyPlan
 from raysweep.config.spec import StudySpec
@@ -88,7 +87,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         from raysweep.estimate.gpu_hours import estimate_gpu_hours  # imports torch: only for --json
 
         plan["estimate"] = estimate_gpu_hours(study, built)
-        spec = allocation_of(study)
+        spec = study.allocation
         if spec is not None:  # diffusion.allocation: proxy — its GPU-hours beside brute force
             from raysweep.search.estimate import proxy_estimate
             from raysweep.search.fidelity import checkpoint_count
@@ -238,7 +237,7 @@ def _replay_input(args: argparse.Namespace) -> tuple[ReplayStudy, ProxyAllocatio
         table = load_table(spec.tracking_uri, spec.experiment_name)
     except ValueError as err:
         raise ConfigError(args.study, "name", f"{err}; run `raysweep run` first") from None
-    allocation = allocation_of(spec)
+    allocation = spec.allocation
     features = list(_names(args.features) or (allocation and allocation.features) or latent_metric_columns(table))
     missing = [f for f in features if f not in table.columns]
     if missing or not features:
@@ -311,7 +310,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    """Move a raysweep 0.1.0 store's results under the current keys; nothing is retrained."""
+    """Move the results of a store written under an earlier version's keys (0.1.0, 0.2.0) under the current keys;
+    nothing is retrained."""
     study = load_study(args.study)
     from raysweep.engine.lock import study_lock
     from raysweep.engine.migrate import migrate_store
@@ -510,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", cmd_status, "what is finished, running or failed")
     p.add_argument("study")
     p.add_argument("--json", action="store_true")
-    p = add("migrate", cmd_migrate, "reuse a raysweep 0.1.0 store's results under the current keys")
+    p = add("migrate", cmd_migrate, "reuse an earlier raysweep's store (0.1.0, 0.2.0) under the current keys")
     p.add_argument("study")
     p = add("metrics", cmd_metrics, "latent metrics of Parquet latent files", add_help=False,
             formatter_class=argparse.RawDescriptionHelpFormatter,

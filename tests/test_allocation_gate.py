@@ -12,7 +12,6 @@ import pytest
 from test_e2e_study import micro_study
 
 from raysweep.config import parse_study
-from raysweep.config.allocation import allocation_of
 from raysweep.config.plan import DiffusionJob, Job, StudyPlan, TokenizerJob
 from raysweep.engine.events import JobEvent, JobFailed, JobSkipped, JobStarted
 from raysweep.engine.executors import LocalExecutor, Task
@@ -78,7 +77,7 @@ def _scheduler(study, interrupt: list[int] | None = None, gate: bool = True, fai
             return Task(job.ref, "driver", lambda: None)
         return simulated_task(job, store, jobs, 0.0, {"CPU": 1}, tune=False)
 
-    spec = allocation_of(study)
+    spec = study.allocation
     proxy = ProxyGate(spec, plan, store, _features, seed=study.seed, gpu_hours=gpu_hours) if gate and spec else None
     return Scheduler(plan, store, LocalExecutor({"CPU": 2}), task, events.append, gate=proxy), proxy, events
 
@@ -116,7 +115,7 @@ def test_proxy_releases_only_chosen_tokenizers_and_skips_the_rest(tmp_path: Path
 def test_allocation_all_runs_exactly_todays_jobs(tmp_path: Path) -> None:
     plain = _study(tmp_path / "a")
     explicit = _study(tmp_path / "b", "all")
-    assert allocation_of(explicit) is None
+    assert explicit.allocation is None
     tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "allocation-all")
     for study in (plain, explicit):  # what raysweep run builds: no gate, so today's scheduler loop
         assert proxy_gate(study, StudyPlan.from_spec(study), Store(study.root), tracker) is None
@@ -249,7 +248,7 @@ def test_on_ray_the_proxy_gate_releases_chosen_diffusion_trials_as_tune_trials(t
                         total_steps=1)
         return simulated_task(job, store, jobs, 0.0, {"CPU": 1}, tune=False)
 
-    gate = ProxyGate(allocation_of(study), plan, store, _features, seed=study.seed)
+    gate = ProxyGate(study.allocation, plan, store, _features, seed=study.seed)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         executor = RayExecutor(str(tmp_path / "tune"), events.append)

@@ -16,7 +16,6 @@ from test_e2e_study import micro_study
 
 from raysweep.analysis.rank_agreement import rank_agreement
 from raysweep.config import parse_study
-from raysweep.config.allocation import allocation_of, ladder_trial
 from raysweep.config.errors import ConfigError
 from raysweep.config.plan import DiffusionJob, Job, StudyPlan, TokenizerJob
 from raysweep.engine.events import JobEvent, JobStarted
@@ -72,7 +71,7 @@ def _scheduler(study, interrupt: list[int] | None = None, no_cheap_gfid: str = "
             return Task(job.ref, "driver", lambda: None)
         return simulated_task(job, store, jobs, 0.0, {"CPU": 1}, tune=False)
 
-    spec = allocation_of(study)
+    spec = study.allocation
     assert spec is not None
     gate = ProxyGate(spec, plan, store, _features, seed=study.seed)
     return Scheduler(plan, store, LocalExecutor({"CPU": 2}), task, events.append, gate=gate), gate, events
@@ -96,11 +95,11 @@ def test_a_bad_cheap_tier_is_one_line_naming_file_key_and_allowed_values(tmp_pat
 
 def test_the_cheap_tier_takes_the_blocks_own_fields_and_asha_keys_stay_asha(tmp_path: Path) -> None:
     study = parse_study(_data(tmp_path, {"backbone": CHEAP, "batch_size": 16}))
-    cheap = ladder_trial(study)
+    cheap = study.ladder_trial
     assert cheap is not None and cheap.backbone == CHEAP
     assert cheap.steps == 30 and cheap.batch_size == 16  # the block's steps; the ladder's own batch size
-    assert allocation_of(study).fidelity is None  # no ASHA key: no ASHA tiers  # type: ignore[union-attr]
-    both = allocation_of(parse_study(_data(tmp_path, {"backbone": CHEAP, "grace_fraction": 0.5})))
+    assert study.allocation is not None and study.allocation.fidelity is None  # no ASHA key: no ASHA tiers
+    both = parse_study(_data(tmp_path, {"backbone": CHEAP, "grace_fraction": 0.5})).allocation
     assert both is not None and both.fidelity is not None and both.fidelity.grace_fraction == 0.5
     assert both.ladder == {"backbone": CHEAP}
 
@@ -161,7 +160,7 @@ def test_a_cheap_run_without_a_gfid_leaves_its_tokenizer_out_of_the_allocation(t
 
 def test_with_asha_keys_too_the_cheap_runs_run_alone_ungated(tmp_path: Path) -> None:
     study = parse_study(_data(tmp_path, {"backbone": CHEAP, "reduction_factor": 2}))
-    spec = allocation_of(study)
+    spec = study.allocation
     assert spec is not None and spec.fidelity is not None and spec.fidelity.reduction_factor == 2
     plan = StudyPlan.from_spec(study)
     gate = ProxyGate(spec, plan, Store(study.root), _features)
@@ -198,7 +197,7 @@ def test_the_estimate_prices_cheap_runs_on_all_and_target_runs_on_the_promoted(t
     target = [hours[j.ref] for j in plan.diffusion if j.backbone != CHEAP]
     assert len(cheap) == len(target) == N and len(set(np.round(target, 12))) == 1  # one target run per tokenizer
     estimate = estimate_gpu_hours(study, plan)
-    out = proxy_estimate(estimate, allocation_of(study))
+    out = proxy_estimate(estimate, study.allocation)
     brute, proxy = out["brute_force"], out["proxy"]
     # by hand: brute force = target runs on all N; the ladder = N cheap runs + 3 target runs (budget.trials: 3)
     assert brute["diffusion_trials"] == N and brute["diffusion_gpu_hours"] == pytest.approx(sum(target))

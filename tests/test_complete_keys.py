@@ -1,6 +1,9 @@
 """Complete keys, provenance and migration without running a stage: which planned jobs an edit leaves finished, what
-`status` calls stale (and why), and a store written by raysweep 0.1.0 (tests/fixtures/micro_store_0_1_0: its
-result.json files, made by commit 8e5a5a3 from the micro study) refused by `run` and migrated without retraining."""
+`status` calls stale (and why), and stores written by earlier versions refused by `run` and migrated without
+retraining: raysweep 0.1.0's (tests/fixtures/micro_store_0_1_0: its result.json files, made by commit 8e5a5a3 from
+the micro study) and 0.2.0's (tests/fixtures/micro_store_0_2_0: every planned job's marker as commit cdbe955's
+`Store.finish` writes it, before the reference network's code version was in the keys, and the domain network's
+directory with a stand-in weights file)."""
 from __future__ import annotations
 
 import copy
@@ -13,6 +16,7 @@ import pytest
 from test_e2e_study import micro_study
 
 from raysweep.config import parse_study
+from raysweep.config import plan as plan_module
 from raysweep.config.errors import ConfigError
 from raysweep.config.plan import (
     DiffusionJob,
@@ -21,6 +25,8 @@ from raysweep.config.plan import (
     ModelMetricJob,
     StudyPlan,
     TokenizerJob,
+    dataset_key,
+    reference_key,
 )
 from raysweep.engine.migrate import ASSUMED, MIGRATED_FROM, migrate_store, needs_migration
 from raysweep.engine.status import study_status
@@ -28,6 +34,7 @@ from raysweep.engine.store import Store
 from raysweep.metrics.smoothness import SpectralEnergy
 
 FIXTURE = Path(__file__).parent / "fixtures" / "micro_store_0_1_0"
+FIXTURE_0_2 = Path(__file__).parent / "fixtures" / "micro_store_0_2_0"
 
 
 def _finished(data: dict[str, Any]) -> Store:
@@ -93,6 +100,24 @@ def test_an_edit_unfinishes_exactly_the_jobs_whose_inputs_it_changes(tmp_path: P
     assert stale[("tokenizer", "baseline")] == ["dataset.image_size"]
     assert stale[("diffusion", "lcr/SiT-T/0")] == ["tokenizer"]
     assert "stale  tokenizer 'lcr': dataset.image_size changed" in study_status(parse_study(size), text=True)
+
+
+def test_the_reference_networks_code_version_is_in_its_key_and_every_key_below_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new version of the domain network's code trains it anew (another directory) and retrains the tokenizers
+    (rFID and the perceptual fallback use it), so everything below them; `status` names the field."""
+    base = micro_study(tmp_path / "study")
+    _finished(base)
+    study = parse_study(base)
+    before = reference_key(study.reference, dataset_key(study.dataset))
+    monkeypatch.setattr(plan_module, "REFERENCE_CODE_VERSION", plan_module.REFERENCE_CODE_VERSION + 1)
+    assert reference_key(study.reference, dataset_key(study.dataset)) != before
+    unfinished = _unfinished(base)
+    assert unfinished["tokenizer"] == ["baseline", "lcr"] and set(unfinished) == {
+        "tokenizer", "latent_metrics", "model_metrics", "diffusion", "diffusion_metrics"}
+    stale = _stale(base)
+    assert stale[("tokenizer", "lcr")] == ["reference.version"]
+    assert stale[("diffusion", "lcr/SiT-T/0")] == ["tokenizer"]  # its training key holds the tokenizer's
 
 
 def test_results_record_their_inputs_and_the_package_version(tmp_path: Path) -> None:
@@ -174,3 +199,52 @@ def test_a_run_builds_its_plan_once(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     result = run_study(study, executor=LocalExecutor())
     assert not result.failed and len(result.finished) == 11 and result.report  # 10 found finished, the analysis
     assert len(builds) == 1
+
+
+def _store_0_2(tmp_path: Path) -> tuple[dict[str, Any], Store]:
+    shutil.copytree(FIXTURE_0_2, tmp_path / "study")
+    return micro_study(tmp_path / "study"), Store(tmp_path / "study")
+
+
+def test_a_store_of_0_2_0_is_refused_then_migrated_with_the_reference_version_assumed(tmp_path: Path) -> None:
+    data, store = _store_0_2(tmp_path)
+    study = parse_study(data)
+    plan = StudyPlan.from_spec(study)
+    assert all(store.done(j) is None for j in plan if store.marker(j) is not None)  # nothing reused silently
+    with pytest.raises(ConfigError, match=r"written by raysweep 0\.2\.0 under its keys .*run `raysweep migrate "
+                                          r".*` to reuse them without retraining"):
+        needs_migration(study, plan, store)
+
+    moves = migrate_store(study, plan, store)
+    assert sorted(m.job.stage for m in moves) == ["diffusion", "diffusion", "tokenizer", "tokenizer"]
+    assert all(store.done(j) is not None for j in plan if store.marker(j) is not None)  # metric markers re-keyed
+    assert migrate_store(study, plan, store) == []  # idempotent
+    needs_migration(study, plan, store)
+
+    tok = store.done(plan.tokenizers[1])
+    assert tok[ASSUMED] == ["reference.version"] and tok["metrics"]["recon/psnr"] == 21.5  # the old values, kept
+    assert tok["inputs"]["reference"]["version"] == plan_module.REFERENCE_CODE_VERSION
+    status = study_status(study)
+    assert status["jobs_finished"] == status["jobs"] - 1 and status["stale"] == [] and status["to_migrate"] == 0
+    assumed = {(a["stage"], a["id"]): a["fields"] for a in status["assumed_at_migration"]}
+    assert assumed[("diffusion", "lcr/SiT-T/0")] == ["tokenizer", "evaluation.scorer.version"]
+    assert assumed[("latent_metrics", "lcr")] == ["viv.upstream", "sec.upstream"]
+    assert assumed[("diffusion_metrics", "lcr/SiT-T/0")] == ["velocity_fisher.upstream"]
+
+    reference = store.reference(reference_key(study.reference, dataset_key(study.dataset)))  # the same weights
+    done = Store.result(reference)
+    assert done is not None and done[ASSUMED] == ["version"] and Path(done["weights"]) == reference / "domain.pt"
+    assert Path(done["weights"]).read_bytes() == b"domain network weights (stand-in)"
+    assert sorted(p.name for p in (tmp_path / "study" / "reference").iterdir()) == [reference.name]
+
+
+def test_a_0_2_0_run_scored_under_other_evaluation_settings_is_moved_and_re_scored(tmp_path: Path) -> None:
+    data, store = _store_0_2(tmp_path)
+    data["evaluation"]["cfg_scales"] = [1.0, 1.5]  # edited since: the trained models are kept, their scores are not
+    study = parse_study(data)
+    plan = StudyPlan.from_spec(study)
+    assert sorted(m.job.stage for m in migrate_store(study, plan, store)) == ["diffusion", "diffusion", "tokenizer",
+                                                                              "tokenizer"]
+    assert [store.done(j) for j in plan.diffusion] == [None, None]
+    assert all(store.found(j) is not None for j in plan.diffusion)  # found under the new training key: re-scored
+    assert _stale(data)[("diffusion", "lcr/SiT-T/0")] == ["evaluation.cfg_scales", "scorer.version", "training"]

@@ -1,4 +1,4 @@
-"""The study plan: the previous version's keys still computed exactly (what `raysweep migrate` matches old stores
+"""The study plan: earlier versions' keys still computed exactly (what `raysweep migrate` matches old stores
 with), dependencies that respect the stages, and `status` counting exactly the planned jobs of an edited study."""
 from __future__ import annotations
 
@@ -18,8 +18,16 @@ from raysweep.config.plan import (
     ModelMetricJob,
     StudyPlan,
     TokenizerJob,
+    dataset_key,
 )
-from raysweep.engine.migrate import legacy_diffusion_key, legacy_tokenizer_key
+from raysweep.engine.migrate import (
+    legacy_diffusion_key,
+    legacy_tokenizer_key,
+    unversioned_diffusion_key,
+    unversioned_evaluation_key,
+    unversioned_reference_key,
+    unversioned_tokenizer_key,
+)
 from raysweep.engine.status import study_status
 from raysweep.engine.store import Store
 
@@ -45,6 +53,28 @@ def test_legacy_keys_equal_the_keys_of_existing_stores(path: str) -> None:
     assert hashlib.sha256(json.dumps(keys).encode()).hexdigest() == digest
     assert len({j.key for j in plan.diffusion}) == len(plan.diffusion)
     assert len({j.key for j in plan.tokenizers}) == len(plan.tokenizers)
+
+
+# the same for raysweep 0.2.0's keys (before the reference network's code version), computed by the code of commit
+# cdbe955: (id, key) of every tokenizer, (id, key, evaluation key) of every diffusion run, then the domain network's
+# directory key.
+UNVERSIONED_KEYS = {
+    "experiments/quickstart.yaml": (13, "121aef02276bfb2f8809a6108f3faa767cf45f57ae1441387cf0d81e940dda93"),
+    "experiments/paper/table1.yaml": (431, "41336491323fd62194b5e72d8591878b5b554bb93264942921fe1d302fe630ac"),
+}
+
+
+@pytest.mark.parametrize("path", sorted(UNVERSIONED_KEYS))
+def test_unversioned_keys_equal_the_keys_of_0_2_0_stores(path: str) -> None:
+    study = load_study(ROOT / path)
+    keys: list[tuple[str, ...]] = [
+        (j.id, unversioned_tokenizer_key(j)) if isinstance(j, TokenizerJob) else
+        (j.id, unversioned_diffusion_key(j), unversioned_evaluation_key(j, unversioned_diffusion_key(j)))
+        for j in StudyPlan.from_spec(study) if isinstance(j, (TokenizerJob, DiffusionJob))]
+    keys.append(("reference", unversioned_reference_key(study.reference, dataset_key(study.dataset))))
+    count, digest = UNVERSIONED_KEYS[path]
+    assert len(keys) == count
+    assert hashlib.sha256(json.dumps(keys).encode()).hexdigest() == digest
 
 
 def test_dependencies_point_backwards_and_follow_the_stages(tmp_path: Path) -> None:

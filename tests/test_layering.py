@@ -30,10 +30,7 @@ CONFIG_LOOKUPS = {"tokenizers", "diffusion", "metrics", "features", "analysis", 
 STAGE_MODULES = {f"raysweep.stages.{name}" for name in
                  ("reference", "tokenizer", "latent_metrics", "model_metrics", "diffusion", "search", "analysis")}
 # known module cycles, each with why it is still there
-KNOWN_CYCLES = {
-    frozenset({"raysweep.config.allocation", "raysweep.config.loader", "raysweep.config.plan"}):
-        "parsing `diffusion.allocation` validates with the loader's helper and the plan's metric_names",
-}
+KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 
 def modules() -> dict[str, Path]:

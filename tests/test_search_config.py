@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 import yaml
 
-from raysweep.config.allocation import allocation_of, tokenizer_search_of
 from raysweep.config.errors import ConfigError
 from raysweep.config.loader import parse_study
 
@@ -30,14 +29,14 @@ def test_allocation_all_is_todays_study(allocation: Any) -> None:
     today = parse_study(_quickstart())
     same = parse_study(_quickstart(allocation=allocation))
     assert _shape(same) == _shape(today) and len(today.diffusion_trials) > 0
-    assert allocation_of(today) is None and allocation_of(same) is None
+    assert today.allocation is None and same.allocation is None
 
 
 def test_proxy_allocation_keeps_the_trials_and_parses() -> None:
     study = parse_study(_quickstart(allocation={"mode": "proxy", "budget": {"trials": 0.3, "gpu_hours": 5},
                                                 "fidelity": {"reduction_factor": 2}}))
     assert _shape(study) == _shape(parse_study(_quickstart()))
-    spec = allocation_of(study)
+    spec = study.allocation
     assert spec is not None and spec.budget.max_trials(20) == 6 and spec.fidelity.reduction_factor == 2
     assert spec.budget.max_trials(2) == 1  # a fraction never rounds to nothing
 
@@ -78,7 +77,7 @@ def test_tokenizer_search_block() -> None:
                           "search": {"objective": "latent/velocity/viv", "algorithm": "random", "num_samples": 4,
                                      "constraint": "recon/psnr >= 20"}}
     study = parse_study(data)
-    spec = tokenizer_search_of(study)
+    spec = study.search
     assert spec is not None and spec.constraint_parts() == ("recon/psnr", ">=", 20.0)
     assert [t.regularizer for t in study.tokenizer_trials] == ["lcr"]  # `search` is no trial field
     data["tokenizers"]["search"]["algorithm"] = "grid"
@@ -90,6 +89,16 @@ def test_docs_proxy_study_is_valid() -> None:
     section = (QUICKSTART.parents[1] / "docs" / "proxy.md").read_text()
     block = section[section.index("```yaml") + len("```yaml"):section.index("```\n", section.index("```yaml") + 7)]
     study = parse_study(yaml.safe_load(block), "docs/proxy.md")
-    spec = allocation_of(study)
+    spec = study.allocation
     assert spec is not None and spec.budget.trials == 0.3 and spec.fidelity is not None
     assert len(study.tokenizer_trials) == 6
+
+
+@pytest.mark.parametrize(("key", "block"), [("allocation", "diffusion.allocation"), ("search", "tokenizers.search")])
+def test_a_search_block_at_the_top_level_is_an_unknown_key_naming_its_block(key: str, block: str) -> None:
+    """The typed fields `load_study` sets are no keys of the file: never validated as if the file could set them."""
+    data = {**_quickstart(), key: "proxy"}
+    with pytest.raises(ConfigError) as err:
+        parse_study(data, "study.yaml")
+    assert str(err.value).startswith(f"study.yaml: {key}: unknown key; it goes in {block}; allowed: ")
+    assert f" {key}," not in str(err.value) and "tokenizer_trials" not in str(err.value)

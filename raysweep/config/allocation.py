@@ -12,8 +12,9 @@
                                                 # backbone(s) on those the allocator promotes (with grace_fraction
                                                 # etc. as well: ASHA on the promoted runs)
 
-The models are parsed from the raw `diffusion` / `tokenizers` mappings (`allocation_of`, `tokenizer_search_of`) so
-the resolved trials, and every trial key, are exactly those of a study without these blocks.
+`load_study` parses both once, from the raw `diffusion` / `tokenizers` mappings, into the typed fields
+`StudySpec.allocation` and `StudySpec.search` (the resolved trials, and every trial key, are exactly those of a study
+without these blocks); the checks that need the rest of the study are in `config/checks.py`.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from typing import Any, Final, Literal
 from pydantic import Field, field_validator, model_validator
 
 from raysweep.config.errors import ConfigError, allowed
-from raysweep.config.spec import DiffusionTrial, Strict, StudySpec
+from raysweep.config.strict import Strict
+from raysweep.config.validate import validate_model
 
 ALLOCATION_MODES = ("all", "proxy")
 LADDER: Final = "ladder"  # ProxyAllocation's field for the cheap tier of a backbone ladder
@@ -114,7 +116,7 @@ class ProxyAllocation(Strict):
     acquisition: AcquisitionSpec = Field(default_factory=AcquisitionSpec)
     stop: StopSpec = Field(default_factory=StopSpec)
     fidelity: FidelitySpec | None = None  # ASHA's tiers of the (target) diffusion trials
-    ladder: dict[str, Any] | None = None  # the cheap tier's trial fields (`fidelity.backbone`...): `ladder_trial`
+    ladder: dict[str, Any] | None = None  # the cheap tier's fields (`fidelity.backbone`...): `StudySpec.ladder_trial`
     level: float = Field(0.9, gt=0, lt=1)  # of the reported prediction intervals
 
     @model_validator(mode="before")
@@ -186,8 +188,6 @@ class TokenizerSearch(Strict):
 
 def parse_allocation(raw: Any, source: str = "<study>") -> ProxyAllocation | None:
     """`all` (or absent) -> None; a proxy mapping -> `ProxyAllocation`; anything else a one-line ConfigError."""
-    from raysweep.config.loader import _validate
-
     key = "diffusion.allocation"
     if raw is None or raw == "all":
         return None
@@ -203,108 +203,9 @@ def parse_allocation(raw: Any, source: str = "<study>") -> ProxyAllocation | Non
         if set(raw) != {"mode"}:
             raise ConfigError(source, key, "mode 'all' takes no other keys")
         return None
-    return _validate(ProxyAllocation, raw, source, key)
+    return validate_model(ProxyAllocation, raw, source, key)
 
 
 def parse_tokenizer_search(raw: Any, source: str = "<study>") -> TokenizerSearch | None:
-    from raysweep.config.loader import _validate
+    return None if raw is None else validate_model(TokenizerSearch, raw, source, "tokenizers.search")
 
-    return None if raw is None else _validate(TokenizerSearch, raw, source, "tokenizers.search")
-
-
-def tokenizer_metric_keys(study: StudySpec) -> list[str]:
-    """The scalar keys a trained tokenizer of `study` gets (reconstruction, and the latent and model metrics the
-    study computes from latents or the tokenizer): what a search objective or constraint may name."""
-    from raysweep.config.plan import metric_names
-    from raysweep.metrics.registry import metric_info
-
-    keys = ["recon/psnr", "recon/rfid"]
-    for name in (*metric_names(study, "latents"), *metric_names(study, "tokenizer")):
-        metric = metric_info(name).build(name, **study.metrics.params.get(name, {}))
-        keys += list(metric.higher_is_better)  # its headline scalars, at the study's parameters
-    return list(dict.fromkeys(keys))
-
-
-def check_tokenizer_search(study: StudySpec, spec: TokenizerSearch) -> None:
-    """What the search needs of the rest of the study: the tokenizer block has domains to search (and is no list
-    of variants), the objective and the constraint name metrics the study computes for a tokenizer."""
-    from raysweep.config.search import BLOCK_KEYS, SEARCH, has_random_domain, is_domain, search_space
-
-    source, block = study.source, study.tokenizers or {}
-    for key in BLOCK_KEYS:
-        if key in block:
-            raise ConfigError(source, f"tokenizers.{key}", f"not used with tokenizers.{SEARCH}: the search trains "
-                              f"{SEARCH}.num_samples tokenizers drawn from the block's own domains; remove it")
-    space = search_space(block, source)
-
-    def grids(tree: Any, path: str) -> list[str]:
-        if is_domain(tree):
-            return [path] if "grid" in tree else []
-        if isinstance(tree, dict):
-            return [p for k, v in tree.items() for p in grids(v, f"{path}.{k}")]
-        return []
-
-    grid = grids(space, "tokenizers")
-    if grid:
-        raise ConfigError(source, grid[0], "a search takes 'choice' (a search algorithm draws from it), not 'grid'")
-    if not has_random_domain(space):
-        raise ConfigError(source, f"tokenizers.{SEARCH}", "the tokenizers block has no search domain; give a field "
-                          "a domain (uniform, loguniform, choice, randint, quniform) or set `params: search`")
-    keys = tokenizer_metric_keys(study)
-    if spec.objective not in keys:
-        raise ConfigError(source, f"tokenizers.{SEARCH}.objective",
-                          f"unknown objective {spec.objective!r}; allowed: {allowed(keys)}")
-    parts = spec.constraint_parts()
-    if parts is not None and parts[0] not in keys:
-        raise ConfigError(source, f"tokenizers.{SEARCH}.constraint",
-                          f"unknown metric {parts[0]!r}; allowed: {allowed(keys)}")
-
-
-def allocation_of(study: StudySpec) -> ProxyAllocation | None:
-    """The study's proxy allocation, or None for `all` (brute force)."""
-    return parse_allocation((study.diffusion or {}).get("allocation"), study.source)
-
-
-def ladder_trial(study: StudySpec) -> DiffusionTrial | None:
-    """The cheap tier's diffusion trial of a backbone ladder (None without one): `fidelity.backbone` and the other
-    trial fields given there, over the fields the study's diffusion block sets itself (at their first trial's
-    values: steps, batch size, patch size...), the rest from the cheap backbone's recipe. Bad fields: ConfigError
-    on `diffusion.allocation.fidelity.<field>`."""
-    from raysweep.config.loader import _validate
-
-    spec = allocation_of(study)
-    if spec is None or spec.ladder is None:
-        return None
-    target = study.diffusion_trials[0]
-    own = {k: getattr(target, k) for k in study.diffusion or {} if k in DiffusionTrial.model_fields and k != "backbone"}
-    return _validate(DiffusionTrial, {**own, **spec.ladder}, study.source, FIDELITY_KEY)
-
-
-def ladder_backbones(study: StudySpec) -> tuple[str, ...]:
-    """The cheap tier's backbone of a backbone ladder (none without one): its runs never join the target
-    backbone's rows of the analysis."""
-    spec = allocation_of(study)
-    return (spec.ladder["backbone"],) if spec is not None and spec.ladder is not None else ()
-
-
-def check_ladder(study: StudySpec) -> None:
-    """A backbone ladder's cheap tier: a known backbone (`ladder_trial`), not one the study trains as its target,
-    with a patch size that divides every tokenizer's latent grid."""
-    from raysweep.config.loader import check_patch_sizes
-    from raysweep.diffusion.backbones import BACKBONES
-
-    cheap = ladder_trial(study)
-    if cheap is None:
-        return
-    targets = sorted({d.backbone for d in study.diffusion_trials})
-    if cheap.backbone in targets:
-        raise ConfigError(study.source, f"{FIDELITY_KEY}.backbone",
-                          f"the cheap tier's backbone '{cheap.backbone}' is a target backbone of the study "
-                          f"(diffusion.backbone: {', '.join(targets)}); allowed: "
-                          f"{allowed(b for b in BACKBONES if b not in targets)}")
-    check_patch_sizes(study, study.source, [cheap], FIDELITY_KEY)
-
-
-def tokenizer_search_of(study: StudySpec) -> TokenizerSearch | None:
-    """The study's tokenizer search, or None."""
-    return parse_tokenizer_search((study.tokenizers or {}).get("search"), study.source)

@@ -6,57 +6,19 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
-
-from raysweep.config.errors import EXPECTED, ConfigError, allowed, format_key_path, type_message
-from raysweep.config.search import BLOCK_KEYS, SEARCH, declared_search, has_random_domain, resolve
+from raysweep.config.allocation import parse_allocation, parse_tokenizer_search
+from raysweep.config.checks import check_patch_sizes, check_tokenizer_search, ladder_trial
+from raysweep.config.errors import ConfigError, allowed
+from raysweep.config.search import BLOCK_KEYS, SEARCH, declared_search, has_random_domain, resolve, search_space
 from raysweep.config.spec import SEED_LIMIT, DiffusionTrial, StudySpec, TokenizerTrial
+from raysweep.config.validate import public_fields, validate_model
 from raysweep.config.yamlfile import check_finite, read_yaml
 
-M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T", TokenizerTrial, DiffusionTrial)
 log = logging.getLogger(__name__)
 ALLOCATION = "allocation"  # diffusion.allocation: how diffusion compute is spread (config/allocation.py)
 SEEDS = "seeds"  # tokenizers.seeds / diffusion.seeds: replicates of every trial
 PATH_HEADROOM = 256  # characters raysweep may append below a study directory (Tune trial dirs, checkpoints)
-
-
-def _first_error(err: ValidationError, model: type[BaseModel], source: str, prefix: str) -> ConfigError:
-    """Turn pydantic's first error into our one-liner, listing allowed keys for unknown ones."""
-    e = err.errors()[0]
-    loc = [p for p in e["loc"] if p != "__root__"]
-    path = format_key_path([*([prefix] if prefix else []), *loc])
-    if e["type"] == "extra_forbidden":
-        fields = _fields_at(model, loc[:-1])
-        return ConfigError(source, path, f"unknown key; allowed: {allowed(fields)}")
-    msg = e["msg"].removeprefix("Value error, ")
-    if e["type"] == "missing":
-        msg = "required key is missing"
-    elif e["type"] in EXPECTED:
-        msg = type_message(e["type"], e.get("input"))
-    return ConfigError(source, path, msg)
-
-
-def _fields_at(model: type[BaseModel], loc: list[str | int]) -> list[str]:
-    """Field names of the nested model at `loc` (for 'allowed keys' in messages)."""
-    current: Any = model
-    for part in loc:
-        field = getattr(current, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        current = field.annotation
-    return [name for name, f in getattr(current, "model_fields", {}).items() if not f.exclude]
-
-
-def _validate(model: type[M], data: Any, source: str, prefix: str = "") -> M:
-    if not isinstance(data, dict):
-        raise ConfigError(source, prefix, f"expected a mapping, got {type(data).__name__}")
-    try:
-        return model(**data)
-    except ValidationError as err:
-        raise _first_error(err, model, source, prefix) from None
-    except ValueError as err:  # raised outside pydantic's wrapping, e.g. by a registry lookup
-        raise ConfigError(source, prefix, str(err)) from None
 
 
 def _resolve_block(block: dict[str, Any], model: type[T], source: str, name: str, seed: int,
@@ -87,7 +49,7 @@ def _resolve_block(block: dict[str, Any], model: type[T], source: str, name: str
         resolved = resolve(merged, num_samples if random else 1, (seed + i) % SEED_LIMIT, source, path)
         drawn: set[str] = set()
         for j, config in enumerate(resolved):
-            trial = _validate(model, config, source, path)
+            trial = validate_model(model, config, source, path)
             check_finite(trial.model_dump(), source, [path])  # strings such as "1e999" that pydantic coerced
             if random and trial.key() in drawn:
                 log.warning("%s: %s: draw %d repeats an earlier draw of the same entry; it runs once "
@@ -167,10 +129,9 @@ def _replicate(trials: list[TokenizerTrial], block: dict[str, Any], source: str)
 
 def parse_study(data: Any, source: str = "<study>") -> StudySpec:
     """Validate a parsed YAML mapping and resolve its search spaces."""
-    if isinstance(data, dict) and "source" in data:
-        raise ConfigError(source, "source", "unknown key; it is set by raysweep")
+    _refuse_resolved_fields(data, source)
     check_finite(data, source)  # .nan / .inf / 1.0e999 literals, before anything uses them
-    study = _validate(StudySpec, data, source)
+    study = validate_model(StudySpec, data, source)
     check_finite(study.model_dump(), source)  # numbers pydantic parsed from strings such as "1e999"
     study.source = source
     tokenizers = study.tokenizers or {}
@@ -181,27 +142,39 @@ def parse_study(data: Any, source: str = "<study>") -> StudySpec:
     study.diffusion_seeds = _seeds(diffusion, "diffusion", source) or [0]
     study.diffusion_trials = _resolve_block(diffusion, DiffusionTrial, source, "diffusion", study.seed,
                                             extra_keys=(SEEDS, ALLOCATION))
-    _check_search_blocks(study, source)
+    _parse_search_blocks(study, source)
     _check_cross_fields(study, source)
     return study
 
 
-def _check_search_blocks(study: StudySpec, source: str) -> None:
-    """`diffusion.allocation` and `tokenizers.search` fail at load time; they never change the resolved trials
-    (with a search, the block's resolved trial is only its first draw: what the plan estimates a search trial by)."""
-    from raysweep.config.allocation import (
-        check_ladder,
-        check_tokenizer_search,
-        parse_allocation,
-        parse_tokenizer_search,
-    )
+# fields of StudySpec that `parse_study` sets; a study file giving one at the top level means the block named here
+RESOLVED_FROM = {"allocation": f"diffusion.{ALLOCATION}", "search": f"tokenizers.{SEARCH}"}
 
-    allocation = parse_allocation((study.diffusion or {}).get(ALLOCATION), source)
-    search = parse_tokenizer_search((study.tokenizers or {}).get(SEARCH), source)
-    if search is not None:
-        check_tokenizer_search(study, search)
-    if allocation is not None:
-        check_ladder(study)
+
+def _refuse_resolved_fields(data: Any, source: str) -> None:
+    """A key that names a field set by raysweep (the resolved trials, the source, the typed search blocks) is
+    unknown at the top level of a study file, never validated as if the file could set it."""
+    if not isinstance(data, dict):
+        return
+    for key in data:
+        field = StudySpec.model_fields.get(key) if isinstance(key, str) else None
+        if field is not None and field.exclude:
+            where = f"; it goes in {RESOLVED_FROM[key]}" if key in RESOLVED_FROM else ""
+            raise ConfigError(source, key, f"unknown key{where}; allowed: {allowed(public_fields(StudySpec))}")
+
+
+def _parse_search_blocks(study: StudySpec, source: str) -> None:
+    """`diffusion.allocation` and `tokenizers.search` into their typed fields, checked against the study, once; they
+    never change the resolved trials (with a search, the block's resolved trial is only its first draw: what the
+    plan estimates a search trial by)."""
+    study.allocation = allocation = parse_allocation((study.diffusion or {}).get(ALLOCATION), source)
+    study.search = parse_tokenizer_search((study.tokenizers or {}).get(SEARCH), source)
+    if study.search is not None:
+        space = search_space(study.tokenizers or {}, source)
+        check_tokenizer_search(study, study.search, space)
+        study.search_space = space
+    if allocation is not None and allocation.ladder is not None:
+        study.ladder_trial = ladder_trial(study, allocation.ladder)
     if allocation is not None and allocation.fidelity is not None and study.resources.diffusion.workers > 1:
         raise ConfigError(source, f"diffusion.{ALLOCATION}.fidelity",
                           f"needs resources.diffusion.workers: 1, got {study.resources.diffusion.workers}: ASHA "
@@ -224,44 +197,6 @@ def _check_cross_fields(study: StudySpec, source: str) -> None:
                           f"must be at least dataset.num_classes ({study.dataset.num_classes}) for class balance")
     _check_metric_params(study, source)
     check_path_lengths(study)
-
-
-def _latents_of(study: StudySpec) -> list[tuple[str, str]]:
-    """(where, latent config) of every tokenizer the study can train: its trials, and a search's `latent` choices."""
-    out = [(f"tokenizers (trial {i}, '{t.id}').latent", t.latent) for i, t in enumerate(study.tokenizer_trials)]
-    domain = (study.tokenizers or {}).get("latent") if SEARCH in (study.tokenizers or {}) else None
-    if isinstance(domain, dict) and len(domain) == 1:
-        values = next(iter(domain.values()))
-        out += [(f"tokenizers.latent.{next(iter(domain))}[{j}]", v) for j, v in enumerate(values or [])
-                if isinstance(v, str)]
-    return out
-
-
-def check_patch_sizes(study: StudySpec, source: str, trials: list[DiffusionTrial] | None = None,
-                      key: str | None = None) -> None:
-    """A backbone patchifies the latent grid (image_size / down): its patch size must divide it, for every
-    tokenizer x diffusion pair (the transformer refuses it, but only once that tokenizer has trained). `trials`:
-    other diffusion trials than the study's (a backbone ladder's cheap tier), found at `key` in the file."""
-    from raysweep.tokenizers.latent_config import parse_latent_config
-
-    size = study.dataset.image_size
-    grids: dict[int, tuple[str, str]] = {}  # one tokenizer per latent grid size: the check is per grid x patch
-    for where, latent in _latents_of(study):
-        try:
-            grids.setdefault(size // parse_latent_config(latent).down, (where, latent))
-        except ValueError as err:
-            raise ConfigError(source, where, str(err)) from None
-    trials = study.diffusion_trials if trials is None else trials
-    patches = {d.patch_size: j for j, d in reversed(list(enumerate(trials)))}
-    for grid, (where, latent) in grids.items():
-        for patch_size, j in patches.items():
-            d = trials[j]
-            if grid % patch_size:
-                path = key or (f"diffusion (trial {j})" if len(trials) > 1 else "diffusion")
-                raise ConfigError(source, f"{path}.patch_size",
-                                  f"patch_size {d.patch_size} does not divide the {grid}x{grid} latent grid of "
-                                  f"{where.rsplit('.latent', 1)[0]} (latent {latent}, dataset.image_size {size}); "
-                                  f"allowed: divisors of {grid}")
 
 
 def _check_metric_params(study: StudySpec, source: str) -> None:

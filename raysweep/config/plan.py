@@ -7,21 +7,21 @@ Derived from the study file alone (no Ray, MLflow, store or finished upstream jo
 read from the store by `engine.study_plan`), it holds the tokenizers it trained (with their metric jobs, after the
 search job) and the diffusion trials of the best `confirm` feasible ones. A job's key is the hash of its `inputs`,
 everything that determines its result (recorded readable in its `result.json`, so `status` can name what changed):
-a tokenizer's trial fields, dataset, reference network and code version; each metric's upstream key, name, resolved
-parameters and class `version` (one entry per metric in its job's marker: adding a metric computes only that one);
-a diffusion run's training (trial, seed, tokenizer, code version) apart from its evaluation (settings, scorer), so
-editing the evaluation re-scores the saved model. `engine/migrate.py` keeps the formulas of the previous version's
-keys. A job is named by its `ref` (stage, study id): study ids repeat across stages (the tokenizer `vf` and its
-latent metrics `vf`), refs do not.
+a tokenizer's trial fields, dataset, reference network (settings and code version) and code version; each metric's
+upstream key, name, resolved parameters and class `version` (one entry per metric in its job's marker: adding a
+metric computes only that one); a diffusion run's training (trial, seed, tokenizer, code version) apart from its
+evaluation (settings, scorer), so editing the evaluation re-scores the saved model. `engine/migrate.py` keeps the
+formulas of earlier versions' keys. A job is named by its `ref` (stage, study id): study ids repeat across stages
+(the tokenizer `vf` and its latent metrics `vf`), refs do not.
 """
 from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from raysweep.config.allocation import TokenizerSearch, ladder_trial, tokenizer_search_of
+from raysweep.config.allocation import TokenizerSearch
 from raysweep.config.spec import (
     DISPLAY_FIELDS,
     DatasetSpec,
@@ -33,9 +33,6 @@ from raysweep.config.spec import (
 )
 from raysweep.hashing import config_hash, plain
 
-if TYPE_CHECKING:
-    from raysweep.metrics.base import Consumes
-
 Stage = Literal["reference", "tokenizer_search", "tokenizer", "latent_metrics", "model_metrics", "diffusion",
                 "diffusion_metrics", "analysis"]
 STAGES: tuple[Stage, ...] = ("reference", "tokenizer_search", "tokenizer", "latent_metrics", "model_metrics",
@@ -46,6 +43,7 @@ SEARCH_ID = "search"
 TOKENIZER_CODE_VERSION = 1  # bump when the tokenizer stage's training or encoding changes its results
 DIFFUSION_CODE_VERSION = 1  # bump when the diffusion stage's training changes its results
 SCORER_CODE_VERSION = 1  # bump when a study-trained extra scorer's network or training changes its features
+REFERENCE_CODE_VERSION = 1  # bump when the domain network (the study-trained FID network) or its training changes
 STOPPED_RESULT = "stopped"  # in the result of a diffusion trial ASHA stopped: {"rung": r, "reason": ...}
 
 
@@ -53,9 +51,14 @@ def dataset_key(spec: DatasetSpec) -> str:
     return config_hash(spec.model_dump())
 
 
+def reference_inputs(spec: ReferenceSpec) -> dict[str, Any]:
+    """The scoring network's settings and its code version: what a tokenizer's key and an evaluation key hold of it."""
+    return {**spec.model_dump(), "version": REFERENCE_CODE_VERSION}
+
+
 def reference_key(spec: ReferenceSpec, dataset: str) -> str:
-    """The scoring network and its reference statistics: the dataset it is fitted to and its settings."""
-    return config_hash({"dataset": dataset, **spec.model_dump()})
+    """The scoring network and its reference statistics: the dataset it is fitted to, its settings, its code."""
+    return config_hash({"dataset": dataset, **reference_inputs(spec)})
 
 
 def scorer_key(spec: ScorerSpec, dataset: str) -> str:
@@ -66,15 +69,15 @@ def scorer_key(spec: ScorerSpec, dataset: str) -> str:
 
 @dataclass(frozen=True)
 class Upstream:
-    """The study-wide inputs of every tokenizer's key, readable: the dataset and the reference (scoring) network
-    settings (with the dataset, what `reference_key` hashes)."""
+    """The study-wide inputs of every tokenizer's key, readable: the dataset and the reference (scoring) network's
+    settings and code version (with the dataset, what `reference_key` hashes)."""
 
     dataset: Mapping[str, Any]
     reference: Mapping[str, Any]
 
     @classmethod
     def of(cls, study: StudySpec) -> Upstream:
-        return cls(study.dataset.model_dump(), study.reference.model_dump())
+        return cls(study.dataset.model_dump(), reference_inputs(study.reference))
 
 
 def tokenizer_inputs(trial: TokenizerTrial, upstream: Upstream) -> dict[str, Any]:
@@ -102,14 +105,6 @@ def metric_inputs(name: str, params: Mapping[str, Any], upstream_key: str) -> di
                 if p.default is not inspect.Parameter.empty}
     return plain({"upstream": upstream_key, "metric": name, "params": {**defaults, **params},
                   "version": factory.version})
-
-
-def metric_names(study: StudySpec, consumes: Consumes) -> tuple[str, ...]:
-    """The study's metrics that run on `consumes` (their registered class's typed base): latents (the metric
-    pool), a tokenizer or a diffusion model."""
-    from raysweep.metrics.registry import metric_info  # torch: imported when a plan is made, not with the config
-
-    return tuple(n for n in study.metrics.names if metric_info(n).consumes == consumes)
 
 
 @dataclass(frozen=True)
@@ -301,12 +296,9 @@ def search_key(study: StudySpec, spec: TokenizerSearch, space: dict[str, Any]) -
 
 def search_job(study: StudySpec) -> TokenizerSearchJob | None:
     """The study's `tokenizers.search` as a job, if it has one."""
-    spec = tokenizer_search_of(study)
-    if spec is None:
+    spec, space = study.search, study.search_space
+    if spec is None or space is None:
         return None
-    from raysweep.config.search import search_space
-
-    space = search_space(study.tokenizers or {}, study.source)
     return TokenizerSearchJob(SEARCH_ID, search_key(study, spec, space), spec=spec, space=space,
                               trial=study.tokenizer_trials[0])
 
@@ -337,9 +329,9 @@ class StudyPlan:
     def from_spec(cls, study: StudySpec, analyze: bool = True, searched: SearchOutcome | None = None) -> StudyPlan:
         """The plan of `study`, from the study alone and, for a `tokenizers.search`, its outcome once it has ended
         (`engine.study_plan.plan_study` reads it from the store)."""
-        latent, model, diffusion = (metric_names(study, n) for n in ("latents", "tokenizer", "diffusion"))
+        latent, model, diffusion = (study.metrics.consuming(n) for n in ("latents", "tokenizer", "diffusion"))
         upstream, params = Upstream.of(study), study.metrics.params
-        cheap = ladder_trial(study)  # a backbone ladder's cheap tier: one more diffusion run per tokenizer
+        cheap = study.ladder_trial  # a backbone ladder's cheap tier: one more diffusion run per tokenizer
         jobs: list[Job] = []
         tokenizers = [(t, True) for t in study.tokenizer_trials]  # (trial, gets diffusion trials)
         after: tuple[JobRef, ...] = ()

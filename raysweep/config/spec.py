@@ -9,12 +9,17 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from raysweep.config.allocation import ProxyAllocation, TokenizerSearch
 from raysweep.config.errors import type_message
+from raysweep.config.strict import Strict
 from raysweep.hashing import config_hash
+
+if TYPE_CHECKING:
+    from raysweep.metrics.base import Consumes
 
 log = logging.getLogger(__name__)
 
@@ -22,24 +27,6 @@ log = logging.getLogger(__name__)
 NAME_MAX_LENGTH = 100  # a study name is a directory name and an MLflow experiment name
 SEED_LIMIT = 2**32  # numpy's RandomState (Ray Tune's variant generator) and torch's workers take seeds below it
 Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
-
-
-class Strict(BaseModel):
-    """Base: unknown keys are errors, values are validated on assignment too, NaN/inf are refused, and types are
-    strict: `true` is not an integer and `"3"` not a number (pydantic's lax mode would take both, so the study
-    would run something its author did not write). Numpy scalars (Ray Tune's draws) count as Python numbers."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False,
-                              strict=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _python_scalars(cls, data: Any) -> Any:
-        import numpy as np
-
-        if not isinstance(data, dict):
-            return data
-        return {k: v.item() if isinstance(v, np.generic) else v for k, v in data.items()}
 
 
 def _no_repeats(kind: str, values: list[Any]) -> None:
@@ -357,6 +344,13 @@ class MetricsSpec(Strict):
                 raise ValueError(f"params given for metric '{name}' that is not in names {self.names}")
         return self
 
+    def consuming(self, consumes: Consumes) -> tuple[str, ...]:
+        """The metrics that run on `consumes` (their registered class's typed base): latents (the metric pool), a
+        tokenizer or a diffusion model."""
+        from raysweep.metrics.registry import metric_info  # torch: imported when a plan is made, not with the config
+
+        return tuple(n for n in self.names if metric_info(n).consumes == consumes)
+
 
 class TrialResources(Strict):
     """What one trial holds. `workers > 1` makes it a data-parallel trial (`engine/data_parallel.py`): `cpu` and
@@ -498,7 +492,8 @@ class AnalysisSpec(Strict):
 
 
 class StudySpec(Strict):
-    """The whole study. `tokenizer_trials` and `diffusion_trials` are resolved by `load_study`."""
+    """The whole study. The excluded fields are set by `load_study`, once: the resolved trials, and the typed
+    `diffusion.allocation` and `tokenizers.search` (which stay in the raw blocks too, so they are in `key()`)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=NAME_MAX_LENGTH)
     seed: Seed = 0
@@ -517,6 +512,10 @@ class StudySpec(Strict):
     tokenizer_trials: list[TokenizerTrial] = Field(default_factory=list, exclude=True)
     diffusion_trials: list[DiffusionTrial] = Field(default_factory=list, exclude=True)
     diffusion_seeds: list[int] = Field(default_factory=lambda: [0], exclude=True)
+    allocation: ProxyAllocation | None = Field(None, exclude=True)  # diffusion.allocation; None: `all`
+    ladder_trial: DiffusionTrial | None = Field(None, exclude=True)  # a backbone ladder's cheap tier (`allocation`)
+    search: TokenizerSearch | None = Field(None, exclude=True)  # tokenizers.search
+    search_space: dict[str, Any] | None = Field(None, exclude=True)  # what `search` draws: the block's domains
     source: str = Field("<study>", exclude=True)  # the file it came from, for error messages
 
     @model_validator(mode="after")
@@ -533,6 +532,12 @@ class StudySpec(Strict):
                 raise ValueError(f"metrics.actors x resources.metric_actor.cpu = "
                                  f"{self.metrics.actors * res.metric_actor.cpu:g} exceeds ray.num_cpus = {cpus}")
         return self
+
+    @property
+    def ladder_backbones(self) -> tuple[str, ...]:
+        """The cheap tier's backbone of a backbone ladder (none without one): its runs never join the target
+        backbone's rows of the analysis."""
+        return (self.ladder_trial.backbone,) if self.ladder_trial is not None else ()
 
     @property
     def root(self) -> Path:

@@ -104,11 +104,10 @@ def study_status(study: StudySpec, text: bool = False, plan: StudyPlan | None = 
                                       "confirmed": sorted({j.tokenizer.id for j in runs}),
                                       "confirmation_slots": len(slots)}
     if store.allocation_state.is_file():  # diffusion.allocation: proxy
-        from raysweep.config.allocation import ladder_backbones
         from raysweep.search.allocation import AllocationState
 
         state = AllocationState.from_json(store.allocation_state.read_text())
-        chosen, cheap = state.chosen_ids(), ladder_backbones(study)  # a ladder's cheap runs are never skipped
+        chosen, cheap = state.chosen_ids(), study.ladder_backbones  # a ladder's cheap runs are never skipped
         skipped = [j for j in runs if state.done and not state.pending and j.tokenizer.id not in chosen
                    and j.backbone not in cheap]
         status["allocation"] = {"done": state.done, "measured": sorted(state.measured_ids()),

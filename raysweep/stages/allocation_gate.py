@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from raysweep.config.allocation import ProxyAllocation, allocation_of
+from raysweep.config.allocation import ProxyAllocation
 from raysweep.config.plan import DiffusionJob, DiffusionMetricJob, Job, JobRef, StudyPlan, TokenizerJob
 from raysweep.config.spec import StudySpec
 from raysweep.engine.store import STOPPED_RESULT, Store
@@ -219,14 +219,14 @@ def diffusion_gpu_hours(study: StudySpec, plan: StudyPlan) -> float:
     from raysweep.estimate.gpu_hours import estimate_gpu_hours
     from raysweep.search.estimate import proxy_estimate
 
-    brute = proxy_estimate(estimate_gpu_hours(study, plan), allocation_of(study))["brute_force"]
+    brute = proxy_estimate(estimate_gpu_hours(study, plan), study.allocation)["brute_force"]
     return float(brute["diffusion_gpu_hours"]) / max(1, len(plan.tokenizers))
 
 
 def proxy_gate(study: StudySpec, plan: StudyPlan, store: Store, tracker: Tracker,
                on_done: Callable[[Allocator, AllocationState], None] | None = None) -> ProxyGate | None:
     """The gate of a study with `diffusion.allocation: proxy`, or None for `all` (every diffusion job released)."""
-    spec = allocation_of(study)
+    spec = study.allocation
     if spec is None or not plan.diffusion:
         return None
     hours = diffusion_gpu_hours(study, plan) if spec.budget.gpu_hours is not None else None

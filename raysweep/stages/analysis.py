@@ -15,7 +15,6 @@ import pandas as pd
 from raysweep.analysis import AnalysisOptions, MixedCardsError, ReportSection, StudyAnalysis, analyze
 from raysweep.analysis.noise import CLASS_COUNTS
 from raysweep.analysis.outcome import log_tokenizer_outcomes
-from raysweep.config.allocation import ladder_backbones
 from raysweep.config.errors import ConfigError
 from raysweep.config.plan import AnalysisJob, StudyPlan
 from raysweep.config.spec import StudySpec, TokenizerTrial
@@ -86,7 +85,7 @@ def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
         from raysweep.stages.allocation_gate import allocation_report
 
         sections, skipped = allocation_report(study, tracker, plan)
-    cheap = ladder_backbones(study)  # a backbone ladder's cheap tier: its own report section, never pooled
+    cheap = study.ladder_backbones  # a backbone ladder's cheap tier: its own report section, never pooled
     table = study_table(tracker, cheap)
     missing = missing_trials(study, table, skipped, plan, cheap)
     if len(missing):

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from raysweep import __version__
-from raysweep.config.allocation import allocation_of
 from raysweep.config.plan import DIFFUSION_CODE_VERSION, DiffusionJob, scored_under
 from raysweep.config.spec import DiffusionTrial, EvaluationSpec, SamplerVariant
 from raysweep.data import LatentBatch, LatentMeta, latent_files, read_latents
@@ -443,8 +442,8 @@ def cohort_task(jobs: list[DiffusionJob], run: StudyRun) -> Task:
     all their keys so a restarted driver restores it; jobs finished earlier (full tier or stopped) are not run
     again. ASHA starts from the rung gFIDs the jobs' runs already tracked (a restored experiment's trials)."""
     study, ctx = run.study, run.ctx
-    spec = allocation_of(study).fidelity  # type: ignore[union-attr]
-    assert spec is not None
+    assert study.allocation is not None and study.allocation.fidelity is not None
+    spec = study.allocation.fidelity
     trial = jobs[0].trial
     tiers = Tiers.of(spec, trial.steps, study.storage.checkpoint_every, study.evaluation.num_samples)
     configs = tuple({"payload": diffusion_payload(j, ctx.store.run_id(j.tokenizer), study.evaluation, ctx, tiers)}

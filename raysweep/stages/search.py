@@ -29,7 +29,6 @@ from raysweep.config.plan import (
     TokenizerJob,
     TokenizerSearchJob,
     Upstream,
-    metric_names,
 )
 from raysweep.config.spec import MetricsSpec, TokenizerTrial
 from raysweep.engine.context import TrialContext
@@ -104,8 +103,9 @@ def task(job: TokenizerSearchJob, run: StudyRun) -> Task:
     study = run.study
     if run.run_jobs is None:
         raise RuntimeError(f"{job.ref}: a tokenizer search runs its trials' jobs through `StudyRun.run_jobs`")
-    env = SearchEnv(run.ctx, Upstream.of(study), metric_names(study, "latents"), metric_names(study, "tokenizer"),
-                    study.metrics, resources(study.resources.tokenizer), study.tune_storage, run.run_jobs)
+    metrics = study.metrics
+    env = SearchEnv(run.ctx, Upstream.of(study), metrics.consuming("latents"), metrics.consuming("tokenizer"), metrics,
+                    resources(study.resources.tokenizer), study.tune_storage, run.run_jobs)
     return Task(job.ref, "task", run_search_job, (env, job, study.seed), {}, ray_resources={})
 
 
