@@ -4,6 +4,7 @@ sequential rounds and the share of the whole study's compute. Same functions as 
 
     python benchmarks/allocation_bench.py                   # every case x every policy, batch 1
     python benchmarks/allocation_bench.py --batch 4         # launches of 4: sequential rounds
+    python benchmarks/allocation_bench.py --tokenizers 20 --cheap-r 0.7   # smaller synthetic studies, a weaker tier
 
 Cases: synthetic studies drawn as the paper's (86 tokenizers, a VIV-like metric at population r 0.87 / 0.6, a useless
 PSNR-like feature; a new draw per replay, 20 replays by default, 40 in RESULTS-allocation.md), the same r = 0.6 draws
@@ -34,10 +35,11 @@ BENCHMARK = Path(__file__).resolve().parents[1] / "experiments" / "results" / "f
 BENCHMARK_COLUMNS = TableColumns(id="tokenizer_id", target="gen/best/gfid")
 
 
-def synthetic_cases(replays: int) -> list[tuple[str, list[ReplayStudy]]]:
-    return [(f"synthetic r={r}" + (", cheap tier" if cheap else ""),
-             [synthetic_study(r, seed, cheap_r=cheap) for seed in range(replays)])
-            for r, cheap in ((0.87, None), (0.6, None), (0.6, 0.95))]
+def synthetic_cases(replays: int, tokenizers: int = 86, cheap_r: float = 0.95) -> list[tuple[str, list[ReplayStudy]]]:
+    size = "" if tokenizers == 86 else f", n={tokenizers}"
+    return [(f"synthetic r={r}{size}" + (f", cheap tier r={cheap}" if cheap else ""),
+             [synthetic_study(r, seed, tokenizers, cheap_r=cheap) for seed in range(replays)])
+            for r, cheap in ((0.87, None), (0.6, None), (0.6, cheap_r))]
 
 
 def reuse_untiered(tiered: Comparison, untiered: Comparison) -> Comparison:
@@ -74,8 +76,10 @@ def main() -> None:
     parser.add_argument("--subsets", type=int, default=20, help="benchmark table subsets replayed (default 20)")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--subset", type=float, default=0.8)
+    parser.add_argument("--tokenizers", type=int, default=86, help="tokenizers per synthetic study (default 86)")
+    parser.add_argument("--cheap-r", type=float, default=0.95, help="the cheap tier's population r to gFID")
     args = parser.parse_args()
-    cases = [(*case, TABLE1_TOKENIZER_COST) for case in synthetic_cases(args.replays)]
+    cases = [(*case, TABLE1_TOKENIZER_COST) for case in synthetic_cases(args.replays, args.tokenizers, args.cheap_r)]
     cases += [(*table_case(features, args.subsets, args.subset), BENCHMARK_TOKENIZER_COST) for features in
               (["latent/velocity/viv"],
                ["latent/velocity/viv", "latent/semantic/lnc@5", "latent/spatial/srss", "recon/psnr"])]

@@ -129,6 +129,24 @@ def test_calibration_measures_every_feature_slope() -> None:
     assert int(np.argmin(fit_proxy(x[picks], y[picks], x).predict(x).mean)) == int(np.argmin(y)) == 4
 
 
+def test_a_cheap_tier_calibrates_on_its_lowest_gfids() -> None:
+    """A cheap tier's gFID (the last feature) is the target at low fidelity: calibration measures its `count` lowest,
+    not the D-optimal corners; `calibration.by` still names quantiles of a feature."""
+    cheap = 2.0 * STUDY.gfid + 1.0 + 0.1 * np.cos(np.arange(len(STUDY.ids)))
+    x = np.column_stack([STUDY.features, cheap])
+    ids = list(STUDY.ids)
+
+    def first(spec: ProxyAllocation, tier: int | None) -> list[str]:
+        allocator = Allocator.create(spec, ids, x, STUDY.metric, cheap=tier)
+        return allocator.propose(allocator.start())[1]
+
+    lowest = [ids[i] for i in np.argsort(cheap)[:4]]
+    assert first(ProxyAllocation(), 2) == lowest and STUDY.best in lowest
+    assert first(ProxyAllocation(), None) == [ids[i] for i in calibration_picks(x, 4)] != lowest
+    by = ProxyAllocation(features=["latent/velocity/viv", "recon/psnr"], calibration={"by": "recon/psnr"})
+    assert first(by, 2) == [ids[i] for i in calibration_picks(x, 4, column=1)]
+
+
 def test_a_strong_proxy_settles_before_brute_force_and_a_weak_one_measures_more() -> None:
     state, _ = _run(_allocator(2))
     assert state.done == SETTLED and len(state.measured) < len(STUDY.ids)

@@ -21,6 +21,6 @@ allocation. With `fidelity`, the gate groups each batch's diffusion jobs into co
 Tune experiment under `asha_scheduler` (`stages.diffusion.cohort_task`, `engine.tune.run_cohort`); the analysis adds
 `fidelity_section` from the tracked `tier/` values. A backbone ladder (`fidelity.backbone`) adds a cheap-backbone
 diffusion job per tokenizer to the plan; the gate feeds its gFID to the Allocator as one more feature
-(`extra_features`), `proxy_estimate` prices it and the analysis adds `ladder_section`. Not wired yet:
-`tokenizer_search.py` (`tokenizers.search`).
+(`cheap_gfid`; calibration measures its favourites first), `proxy_estimate` prices it and the analysis adds
+`ladder_section`. Not wired yet: `tokenizer_search.py` (`tokenizers.search`).
 """

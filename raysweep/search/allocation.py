@@ -14,7 +14,6 @@ that a decision depends on besides the inputs, so a study resumed from the saved
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -78,7 +77,8 @@ def load_state(path: Path) -> AllocationState | None:
 @dataclass(frozen=True)
 class Allocator:
     """The fixed inputs: tokenizer `ids`, their proxy `features` (N, p) and correlation `metric` (N,), known before
-    any diffusion; `gpu_hours` (N,) the estimated diffusion GPU-hours of each tokenizer (all its trials)."""
+    any diffusion; `gpu_hours` (N,) the estimated diffusion GPU-hours of each tokenizer (all its trials); `cheap`
+    the column of `features` holding a cheap tier's gFID (a backbone ladder's; None without one)."""
 
     spec: ProxyAllocation
     ids: tuple[str, ...]
@@ -87,6 +87,7 @@ class Allocator:
     trials_per_tokenizer: int
     gpu_hours: np.ndarray
     seed: int
+    cheap: int | None = None
     index: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -99,31 +100,32 @@ class Allocator:
 
     @classmethod
     def create(cls, spec: ProxyAllocation, ids: list[str], features: np.ndarray, metric: np.ndarray,
-               trials_per_tokenizer: int = 1, gpu_hours: np.ndarray | None = None, seed: int = 0) -> Allocator:
+               trials_per_tokenizer: int = 1, gpu_hours: np.ndarray | None = None, seed: int = 0,
+               cheap: int | None = None) -> Allocator:
         hours = np.zeros(len(ids)) if gpu_hours is None else np.asarray(gpu_hours, dtype=float)
         return cls(spec, tuple(ids), np.asarray(features, dtype=float), np.asarray(metric, dtype=float),
-                   trials_per_tokenizer, hours, seed)
+                   trials_per_tokenizer, hours, seed, cheap)
 
     @classmethod
     def from_table(cls, spec: ProxyAllocation, tokenizers: pd.DataFrame, trials_per_tokenizer: int = 1,
                    gpu_hours: np.ndarray | None = None, seed: int = 0,
-                   extra_features: Sequence[str] = ()) -> Allocator:
+                   cheap_gfid: str | None = None) -> Allocator:
         """From one row per tokenizer (`tokenizer_id` and its latent/ and recon/ metric columns, e.g. the tidy
         table's tokenizer columns). Features: `spec.features`, default every latent/ and recon/ column with a value
-        for every tokenizer, then `extra_features` (a backbone ladder's cheap-tier gFID); the correlation metric:
+        for every tokenizer, then the column `cheap_gfid` (a backbone ladder's cheap-tier gFID); the correlation metric:
         `acquisition.correlation_metric`, default the first feature. A tokenizer without a value for a named
         feature is refused (ValueError naming it)."""
         names = spec.features or [c for c in metric_columns(tokenizers, ("latent/", "recon/"))
                                   if np.isfinite(pd.to_numeric(tokenizers[c], errors="coerce")).all()]
         metric = spec.acquisition.correlation_metric or (names[0] if names else "")
-        names = [*names, *extra_features]
+        names = [*names, *([cheap_gfid] if cheap_gfid else [])]
         require_columns(tokenizers, ["tokenizer_id", *names, metric])
         values = tokenizers[[*names, metric]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
         bad = tokenizers["tokenizer_id"][~np.isfinite(values).all(axis=1)].tolist()
         if bad or not names:
             raise ValueError(f"proxy features {names} need a finite value for every tokenizer; missing for {bad}")
         return cls.create(spec, [str(t) for t in tokenizers["tokenizer_id"]], values[:, :len(names)], values[:, -1],
-                          trials_per_tokenizer, gpu_hours, seed)
+                          trials_per_tokenizer, gpu_hours, seed, len(names) - 1 if cheap_gfid else None)
 
     @property
     def max_trials(self) -> int:
@@ -143,6 +145,18 @@ class Allocator:
                 break
             out.append(i)
         return out
+
+    def calibration(self) -> list[int]:
+        """The rows measured first: quantiles of `calibration.by`; else, under a cheap tier, the `count` lowest
+        cheap gFIDs (the target itself at low fidelity, so its direction needs no calibration and its favourites are
+        the likeliest top-1: the cheap-tier replay's 30 % -> 25 % of brute force, benchmarks/RESULTS-allocation.md);
+        else a D-optimal design over every feature."""
+        cal = self.spec.calibration
+        if cal.by and self.spec.features:
+            return calibration_picks(self.features, cal.count, self.spec.features.index(cal.by))
+        if self.cheap is not None:
+            return [int(i) for i in np.argsort(self.features[:, self.cheap], kind="stable")[:cal.count]]
+        return calibration_picks(self.features, cal.count)
 
     def fit(self, state: AllocationState) -> Proxy:
         """The proxy refitted on every measured tokenizer."""
@@ -166,8 +180,7 @@ class Allocator:
             return (replace(state, done=EXHAUSTED) if not state.pending else state), []
         cal = self.spec.calibration
         if len(taken) < cal.count:
-            column = self.spec.features.index(cal.by) if cal.by and self.spec.features else None
-            wanted = [i for i in calibration_picks(self.features, cal.count, column) if self.ids[i] not in taken]
+            wanted = [i for i in self.calibration() if self.ids[i] not in taken]
             wanted += [i for i in open_rows if i not in wanted]  # a failed calibration pick is replaced in order
             chosen = wanted[:cal.count - len(taken)]
         elif state.pending:

@@ -5,7 +5,8 @@ launch order, and sees a tokenizer's gFID only once that batch is paid for (none
         batches = policy.order(study, batch=1, seed=3)   # [[row, ...], ...], every tokenizer exactly once
 
 proxy            raysweep's default (`diffusion.allocation: proxy`: the Allocator, calibration then greedy); with a
-                 cheap tier its gFID is one more proxy feature, paid for on every tokenizer first
+                 cheap tier its gFID is one more proxy feature, paid for on every tokenizer first, and calibration
+                 measures the lowest cheap gFIDs
 random           a random order
 sort:<feature>   best first by one feature, in its declared direction
 calibrate-greedy calibrate k = 4 tokenizers spread over the features, then the lowest predicted gFID (the proxy's
@@ -16,7 +17,7 @@ cheap            best first by the cheap-tier gFID, paid for on every tokenizer 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,13 +45,19 @@ def chunks(order: np.ndarray, batch: int) -> Batches:
     return [rows[i:i + batch] for i in range(0, len(rows), batch)]
 
 
-def proxy_order(study: ReplayStudy, batch: int, seed: int, spec: ProxyAllocation | None = None) -> Batches:
+def proxy_order(study: ReplayStudy, batch: int, seed: int, spec: ProxyAllocation | None = None,
+                cheap_tier: bool = False) -> Batches:
     """The Allocator's choices with every result revealed as soon as its batch is launched (budget and stop rule
-    off): calibration as one batch, then acquisition batches of `batch`."""
+    off): calibration as one batch, then acquisition batches of `batch`. `cheap_tier`: the study's cheap-tier gFID
+    is the proxy's last feature, as a backbone ladder's is (`AllocationGate.build`)."""
     spec = spec or ProxyAllocation()
     spec = spec.model_copy(update={"budget": BudgetSpec(), "stop": spec.stop.model_copy(update={"never": True}),
                                    "acquisition": spec.acquisition.model_copy(update={"batch": batch})})
-    allocator = Allocator.create(spec, list(study.ids), study.features, study.metric, seed=seed)
+    features, cheap = study.features, None
+    if cheap_tier:
+        assert study.cheap is not None, "cheap_tier needs a study with a cheap tier"
+        features, cheap = np.column_stack([study.features, study.cheap]), study.features.shape[1]
+    allocator = Allocator.create(spec, list(study.ids), features, study.metric, seed=seed, cheap=cheap)
     state = allocator.start()
     out: Batches = []
     while True:
@@ -80,12 +87,6 @@ def cheap_order(study: ReplayStudy, batch: int, seed: int) -> Batches:
     return chunks(np.argsort(study.cheap, kind="stable"), batch)
 
 
-def with_cheap_feature(study: ReplayStudy) -> ReplayStudy:
-    """The cheap-tier gFID as one more proxy feature (lower is better)."""
-    assert study.cheap is not None, "with_cheap_feature needs a cheap tier"
-    return replace(study, features=np.column_stack([study.features, study.cheap]), better=(*study.better, False))
-
-
 def policies_for(study: ReplayStudy, spec: ProxyAllocation | None = None) -> list[Policy]:
     """Every policy the study allows: the cheap tier only where it has one. `spec`: the study's own allocation
     (default: raysweep's default), which the `proxy` policy replays."""
@@ -93,8 +94,7 @@ def policies_for(study: ReplayStudy, spec: ProxyAllocation | None = None) -> lis
     greedy = spec.model_copy(update={"acquisition": spec.acquisition.model_copy(update={"rule": GREEDY})})
     information = spec.model_copy(update={"acquisition": spec.acquisition.model_copy(update={"rule": "information"})})
     tiered = study.cheap is not None
-    out = [Policy(DEFAULT, lambda s, b, seed: proxy_order(with_cheap_feature(s) if tiered else s, b, seed, spec),
-                  cheap_tier=tiered),
+    out = [Policy(DEFAULT, lambda s, b, seed: proxy_order(s, b, seed, spec, tiered), cheap_tier=tiered),
            Policy("random", random_order), *(sort_policy(i, f) for i, f in enumerate(study.feature_names)),
            Policy("calibrate-greedy", lambda s, b, seed: proxy_order(s, b, seed, greedy)),
            Policy("information", lambda s, b, seed: proxy_order(s, b, seed, information))]

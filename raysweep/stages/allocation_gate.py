@@ -142,14 +142,14 @@ class ProxyGate:
     def build(self, ok: list[str]) -> Allocator:
         """The allocator over the tokenizers `ok`, fitted on their tracked metrics (and cheap-tier gFIDs)."""
         table = self.features([self.tokenizers[t] for t in ok])
-        extra: list[str] = []
+        cheap = None
         if self.cheap_backbone is not None:
             table = table.assign(**{CHEAP_GFID: [self.cheap_gfid(t) for t in table["tokenizer_id"]]})
-            extra = [CHEAP_GFID]
+            cheap = CHEAP_GFID
         per_tokenizer = len(next(iter(self.runs.values()), []))
         hours = None if self.gpu_hours is None else np.full(len(table), self.gpu_hours)
         return Allocator.from_table(self.spec, table, trials_per_tokenizer=per_tokenizer, gpu_hours=hours,
-                                    seed=self.seed, extra_features=extra)
+                                    seed=self.seed, cheap_gfid=cheap)
 
     def _start(self) -> None:
         ok = self.finished_tokenizers()
