@@ -2,12 +2,12 @@
 sample with the Euler ODE at no CFG and at every CFG scale, decode with the tokenizer, score from features against
 cached reference statistics (gFID, IS, FD per network, FDr, PRC), under an evaluation card.
 
-Under multi-fidelity gFID (`payload["tiers"]`, a trial of an ASHA cohort) the trial also scores its best-CFG gFID
-with `cheap_samples` samples at each cheap rung (logged as `tier/rung<r>/gfid`, reported to Tune as `tier/gfid`),
-and its full evaluation happens at the last checkpoint, inside that checkpoint's report: ASHA stops every trial
-at `max_t`, so nothing may follow that report. A trial ASHA stops earlier is recorded by `settle_stopped_trial`.
-The cheap tier samples with its own noise and never touches the trainer's generator, so a trial that reaches the
-full tier has exactly the result of the same trial without fidelity (the same content key).
+Under multi-fidelity gFID (`DiffusionTrialInput.tiers`, a trial of an ASHA cohort) the trial also scores its
+best-CFG gFID with `cheap_samples` samples at each cheap rung (logged as `tier/rung<r>/gfid`, reported to Tune as
+`tier/gfid`), and its full evaluation happens at the last checkpoint, inside that checkpoint's report: ASHA stops
+every trial at `max_t`, so nothing may follow that report. A trial ASHA stops earlier is recorded by
+`settle_stopped_trial`. The cheap tier samples with its own noise and never touches the trainer's generator, so a
+trial that reaches the full tier has exactly the result of the same trial without fidelity (the same content key).
 
 A run is stored under its training key and finished when its result holds its evaluation key: a trial whose model
 is saved (`velocity_model.pt`, written once training ends) but scored under other evaluation settings is scored
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ import torch
 from raysweep import __version__
 from raysweep.config.allocation import allocation_of
 from raysweep.config.plan import DIFFUSION_CODE_VERSION, DiffusionJob, scored_under
-from raysweep.config.spec import DiffusionTrial, EvaluationSpec, SamplerVariant
+from raysweep.config.spec import EvaluationSpec, SamplerVariant
 from raysweep.data import LatentBatch, LatentMeta, latent_files, read_latents
 from raysweep.data.latents import LatentDataError
 from raysweep.diffusion import (
@@ -92,31 +93,35 @@ TOKENIZER_KEY = "raysweep.tokenizer_key"  # latent metadata written by the token
 Score = Callable[[DiffusionTrainer, LatentMeta], dict[str, float]]  # a checkpoint's extra report values
 
 
-def diffusion_payload(job: DiffusionJob, run_id: str, evaluation: EvaluationSpec, ctx: TrialContext,
-                      tiers: Tiers | None = None) -> dict[str, Any]:
-    """`run_id`: the finished tokenizer's MLflow run; `tiers`: the job's ASHA rungs under multi-fidelity gFID
-    (None: scored once, at the end)."""
-    return {"id": job.id, "key": job.key, "evaluation_key": job.evaluation_key, "record": job.record(),
-            "trial": job.trial.model_dump(), "seed": job.seed,
-            "tokenizer": {"id": job.tokenizer.id, "key": job.tokenizer.key, "run_id": run_id},
-            "evaluation": evaluation.model_dump(), "ctx": ctx.to_dict(),
-            "tiers": None if tiers is None else {"rungs": list(tiers.rungs), "cheap_samples": tiers.cheap_samples}}
+INPUT = "input"  # the key of a diffusion trial's Tune config: its `DiffusionTrialInput`
 
 
-def evaluation_tags(payload: dict[str, Any], card: EvalCard) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DiffusionTrialInput:
+    """What a diffusion trial runs on, typed, in its Tune config (Tune pickles it with the experiment; a restore is
+    given it again): the job, its tokenizer's MLflow run (the trial run's parent), the study's evaluation settings,
+    the trials' context, and the job's ASHA rungs under multi-fidelity gFID (None: scored once, at the end)."""
+
+    job: DiffusionJob
+    tokenizer_run_id: str
+    evaluation: EvaluationSpec
+    ctx: TrialContext
+    tiers: Tiers | None = None
+
+    def config(self) -> dict[str, Any]:
+        """The Tune config `train_diffusion_trial` reads it from."""
+        return {INPUT: self}
+
+
+def evaluation_tags(run: DiffusionTrialInput, card: EvalCard) -> dict[str, Any]:
     """How a run was (last) scored, as tags a re-score updates: the evaluation settings and key, the card."""
-    return {**card.tags(), **card.params(), EVALUATION_KEY_TAG: payload["evaluation_key"],
-            **{f"{EVALUATION_TAG_PREFIX}{k}": v for k, v in flatten(payload["evaluation"]).items()}}
+    return {**card.tags(), **card.params(), EVALUATION_KEY_TAG: run.job.evaluation_key,
+            **{f"{EVALUATION_TAG_PREFIX}{k}": v for k, v in flatten(run.evaluation.model_dump()).items()}}
 
 
-def _result(payload: dict[str, Any], run_id: str, metrics: dict[str, float], **extra: Any) -> dict[str, Any]:
+def _result(job: DiffusionJob, run_id: str, metrics: dict[str, float], **extra: Any) -> dict[str, Any]:
     """A diffusion run's store result, with its training and evaluation inputs."""
-    return {"metrics": metrics, "run_id": run_id, "id": payload["id"], **provenance(payload["record"]), **extra}
-
-
-def _tiers(payload: dict[str, Any]) -> Tiers | None:
-    raw = payload.get("tiers")
-    return None if raw is None else Tiers(tuple(raw["rungs"]), raw["cheap_samples"])
+    return {"metrics": metrics, "run_id": run_id, "id": job.id, **provenance(job.record()), **extra}
 
 
 def run_card(scorer: GenerationScorer, dataset_key: str, evaluation: EvaluationSpec, seed: int,
@@ -131,44 +136,41 @@ def run_card(scorer: GenerationScorer, dataset_key: str, evaluation: EvaluationS
 
 
 def train_diffusion_trial(config: dict[str, Any]) -> None:
-    """Tune function trainable; idempotent like the tokenizer trial."""
-    payload = config["payload"]
-    ctx = TrialContext(**payload["ctx"])
-    key = payload["key"]
+    """Tune function trainable (`config`: `DiffusionTrialInput.config()`); idempotent like the tokenizer trial."""
+    run: DiffusionTrialInput = config[INPUT]
+    job, ctx, tiers = run.job, run.ctx, run.tiers
+    trial, key = job.trial, job.key
     out = ctx.store.diffusion(key)
     found = ctx.store.result(out)
-    tiers = _tiers(payload)
-    if found is not None and scored_under(found, payload["evaluation_key"]):  # under ASHA every report: its metric
+    if found is not None and scored_under(found, job.evaluation_key):  # under ASHA every report: its metric
         report({**found["metrics"], TIER_GFID: found["metrics"].get(BEST_GFID, np.nan)} if tiers else found["metrics"])
         return
     device = setup_worker(ctx)
-    trial = DiffusionTrial(**payload["trial"])
     trained = ctx.store.velocity_model_file(key).is_file()  # saved after training: scored again, never retrained
     if not is_chief():  # a data-parallel rank > 0 only trains, in step with rank 0
         if not trained:
-            _fit(trial, payload, ctx, None, None, device)
+            _fit(job, ctx, None, None, device)
         report({})  # meets rank 0's final report
         return
-    evaluation = EvaluationSpec(**payload["evaluation"])
-    tok = payload["tokenizer"]
+    evaluation = run.evaluation
     extras = extra_scorers(ctx.store, ctx.dataset_key, evaluation.scorers, ctx.feature_network)
     scorer = GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, evaluation.num_samples,
-                              payload["seed"], extras.networks)
-    card = run_card(scorer, ctx.dataset_key, evaluation, payload["seed"], device, extras)
+                              job.seed, extras.networks)
+    card = run_card(scorer, ctx.dataset_key, evaluation, job.seed, device, extras)
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
     run_id = tracker.open_run(
-        payload["id"], STAGE, key, parent_id=tok["run_id"],  # named by its study id, found by its tags
-        tags={"tokenizer_id": tok["id"], "backbone": trial.backbone, "seed": payload["seed"],
+        job.id, STAGE, key, parent_id=run.tokenizer_run_id,  # named by its study id, found by its tags
+        tags={"tokenizer_id": job.tokenizer.id, "backbone": trial.backbone, "seed": job.seed,
               CODE_VERSION_TAG: DIFFUSION_CODE_VERSION, PACKAGE_VERSION_TAG: __version__},
-        params={**flatten(trial.model_dump()), "seed": payload["seed"], "tokenizer_id": tok["id"]})
+        params={**flatten(trial.model_dump()), "seed": job.seed, "tokenizer_id": job.tokenizer.id})
 
     def evaluate(model: torch.nn.Module, step: int, meta: LatentMeta) -> dict[str, float]:
-        metrics = _evaluate(model, step, meta, trial, evaluation, payload, ctx, scorer, tracker, run_id, device)
-        tracker.set_tags(run_id, evaluation_tags(payload, card))
+        metrics = _evaluate(model, step, meta, run, scorer, tracker, run_id, device)
+        tracker.set_tags(run_id, evaluation_tags(run, card))
         if tiers is not None:
             tracker.log_metrics(run_id, {TIER_RUNG: len(tiers.rungs)}, step=step)
             tracker.set_tags(run_id, {TIER_TAG: FULL_TIER})
-        ctx.store.mark_done(out, _result(payload, run_id, metrics))
+        ctx.store.mark_done(out, _result(job, run_id, metrics))
         tracker.finish(run_id)
         return metrics
 
@@ -183,15 +185,14 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
     try:
         if trained:  # the evaluation changed: the saved model is scored again, never retrained
             metrics = evaluate(load_velocity_model(ctx.store.velocity_model_file(key)).to(device), trial.steps,
-                               load_latents(ctx.store, tok["key"], "train")[1])
+                               load_latents(ctx.store, job.tokenizer.key, "train")[1])
         elif tiers is not None:  # evaluated at the last checkpoint (see the module docstring)
-            score = _tier_scorer(tiers, trial, evaluation, payload, ctx, tracker, run_id, device,
-                                 trained_and_scored)
-            _fit(trial, payload, ctx, tracker, run_id, device, score)
+            score = _tier_scorer(tiers, run, tracker, run_id, device, trained_and_scored)
+            _fit(job, ctx, tracker, run_id, device, score)
             return
         else:
-            curve = _checkpoint_scorer(evaluation, payload, ctx, tracker, run_id, device)
-            trainer, meta = _fit(trial, payload, ctx, tracker, run_id, device, curve)
+            curve = _checkpoint_scorer(run, tracker, run_id, device)
+            trainer, meta = _fit(job, ctx, tracker, run_id, device, curve)
             metrics = trained_and_scored(trainer, meta)
     except Exception as err:
         tracker.finish(run_id, "FAILED", reason=f"{type(err).__name__}: {err}")
@@ -199,11 +200,11 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
     report({**metrics, TIER_GFID: metrics[BEST_GFID]} if tiers else metrics)
 
 
-def _tier_scorer(tiers: Tiers, trial: DiffusionTrial, evaluation: EvaluationSpec, payload: dict[str, Any],
-                 ctx: TrialContext, tracker: Tracker, run_id: str, device: torch.device, evaluate: Score) -> Score:
+def _tier_scorer(tiers: Tiers, run: DiffusionTrialInput, tracker: Tracker, run_id: str, device: torch.device,
+                 evaluate: Score) -> Score:
     """What a trial under ASHA adds to each checkpoint's report: NaN off the rungs, the cheap tier's best-CFG gFID
     (also logged as `tier/rung<r>/gfid`) at a cheap rung, the full evaluation at the last checkpoint."""
-    seed, scorer = payload["seed"], None
+    ctx, scorer = run.ctx, None
 
     def score(trainer: DiffusionTrainer, meta: LatentMeta) -> dict[str, float]:
         nonlocal scorer
@@ -214,28 +215,27 @@ def _tier_scorer(tiers: Tiers, trial: DiffusionTrial, evaluation: EvaluationSpec
             metrics = evaluate(trainer, meta)
             return {**metrics, TIER_GFID: metrics[BEST_GFID]}
         scorer = scorer or GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec,
-                                            tiers.cheap_samples, seed)
-        gfid = _cheap_gfid(trainer.ema, meta, scorer, tiers.cheap_samples, evaluation, payload, ctx, device)
+                                            tiers.cheap_samples, run.job.seed)
+        gfid = _cheap_gfid(trainer.ema, meta, scorer, tiers.cheap_samples, run, device)
         tracker.log_metrics(run_id, {tier_gfid_key(rung): gfid, TIER_RUNG: rung}, step=trainer.step)
         return {TIER_GFID: gfid}
 
     return score
 
 
-def _checkpoint_scorer(evaluation: EvaluationSpec, payload: dict[str, Any], ctx: TrialContext, tracker: Tracker,
-                       run_id: str, device: torch.device) -> Score | None:
+def _checkpoint_scorer(run: DiffusionTrialInput, tracker: Tracker, run_id: str, device: torch.device
+                       ) -> Score | None:
     """The convergence curve of a run outside ASHA: its cheap gFID at every checkpoint, logged as `CHECKPOINT_GFID`
     at the training step (ASHA's trials have their rungs' `tier/rung<r>/gfid` instead). None when switched off."""
-    n = evaluation.checkpoint_samples
+    n, ctx = run.evaluation.checkpoint_samples, run.ctx
     if n == 0:
         return None
     scorer: GenerationScorer | None = None
 
     def score(trainer: DiffusionTrainer, meta: LatentMeta) -> dict[str, float]:
         nonlocal scorer
-        scorer = scorer or GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, n,
-                                            payload["seed"])
-        gfid = _cheap_gfid(trainer.ema, meta, scorer, n, evaluation, payload, ctx, device)
+        scorer = scorer or GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, n, run.job.seed)
+        gfid = _cheap_gfid(trainer.ema, meta, scorer, n, run, device)
         tracker.log_metrics(run_id, {CHECKPOINT_GFID: gfid}, step=trainer.step)
         return {}
 
@@ -243,10 +243,11 @@ def _checkpoint_scorer(evaluation: EvaluationSpec, payload: dict[str, Any], ctx:
 
 
 def _cheap_gfid(model: torch.nn.Module, meta: LatentMeta, scorer: GenerationScorer, n: int,
-                evaluation: EvaluationSpec, payload: dict[str, Any], ctx: TrialContext, device: torch.device) -> float:
+                run: DiffusionTrialInput, device: torch.device) -> float:
     """The best-CFG gFID of the run's first `n` samples: the cheap tier's score and the convergence curve's."""
-    decoder = load_tokenizer(ctx.store.tokenizer_file(payload["tokenizer"]["key"])).eval().to(device)
-    noise, labels = _noise(max(n, evaluation.num_samples), meta, payload["seed"], ctx.num_classes)
+    evaluation, ctx = run.evaluation, run.ctx
+    decoder = load_tokenizer(ctx.store.tokenizer_file(run.job.tokenizer.key)).eval().to(device)
+    noise, labels = _noise(max(n, evaluation.num_samples), meta, run.job.seed, ctx.num_classes)
     return min(scorer.score(_sample_and_decode(model, decoder, noise[:n], labels[:n], s, evaluation, meta))["gfid"]
                for s in evaluation.cfg_scales)
 
@@ -268,25 +269,24 @@ def settle_stopped_trial(config: dict[str, Any], result: dict[str, Any]) -> None
     """After a cohort's experiment: a trial that has no store result was stopped by ASHA (one that reached the full
     tier wrote its own). Record it as a finished job with that outcome: its store result (tier metrics only, never
     gen/...) and its MLflow run, FINISHED with the tag `raysweep.tier: stopped`."""
-    payload = config["payload"]
-    ctx = TrialContext(**payload["ctx"])
-    out = ctx.store.diffusion(payload["key"])
+    run: DiffusionTrialInput = config[INPUT]
+    job, ctx, tiers = run.job, run.ctx, run.tiers
+    out = ctx.store.diffusion(job.key)
     if ctx.store.result(out) is not None:
         return
-    tiers = _tiers(payload)
     assert tiers is not None
     rung = tiers.rung(int(result["training_iteration"]))
     if rung is None:
-        raise RuntimeError(f"{payload['id']}: Tune ended it at checkpoint {result['training_iteration']}, "
+        raise RuntimeError(f"{job.id}: Tune ended it at checkpoint {result['training_iteration']}, "
                            f"not at one of its rungs {list(tiers.rungs)}")
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
-    run = tracker.find_run(STAGE, payload["key"])
-    if run is None:
-        raise RuntimeError(f"{payload['id']}: stopped by Tune, but its MLflow run ({STAGE} {payload['key']}) is gone")
-    run_id = run.info.run_id
+    found = tracker.find_run(STAGE, job.key)
+    if found is None:
+        raise RuntimeError(f"{job.id}: stopped by Tune, but its MLflow run ({STAGE} {job.key}) is gone")
+    run_id = found.info.run_id
     metrics = {tier_gfid_key(rung): float(result[TIER_GFID]), TIER_RUNG: rung}
     tracker.set_tags(run_id, {TIER_TAG: STOPPED})
-    ctx.store.mark_done(out, _result(payload, run_id, metrics,
+    ctx.store.mark_done(out, _result(job, run_id, metrics,
                                      **{STOPPED_RESULT: {"rung": rung, "reason": stopped_reason(rung)}}))
     tracker.finish(run_id)
 
@@ -302,18 +302,19 @@ def load_latents(store: Store, tokenizer_key: str, split: str) -> tuple[LatentBa
     return batch, meta
 
 
-def _fit(trial: DiffusionTrial, payload: dict[str, Any], ctx: TrialContext, tracker: Tracker | None,
-         run_id: str | None, device: torch.device, score: Score | None = None) -> tuple[DiffusionTrainer, LatentMeta]:
+def _fit(job: DiffusionJob, ctx: TrialContext, tracker: Tracker | None, run_id: str | None, device: torch.device,
+         score: Score | None = None) -> tuple[DiffusionTrainer, LatentMeta]:
     """Train the trial's backbone with checkpoints; on every rank of a data-parallel trial (tracker: rank 0's).
     `score(trainer, meta)` adds its values to each checkpoint's report (multi-fidelity gFID)."""
-    torch.manual_seed(payload["seed"])
-    batch, meta = load_latents(ctx.store, payload["tokenizer"]["key"], "train")
+    trial = job.trial
+    torch.manual_seed(job.seed)
+    batch, meta = load_latents(ctx.store, job.tokenizer.key, "train")
     z = torch.from_numpy(meta.standardise(batch.latent))  # (N, C, H, W), what the diffusion model sees
     y = torch.from_numpy(batch.label.astype(np.int64))
     c, h, _ = meta.shape
     model = build_backbone(trial.backbone, in_channels=c, input_size=h, num_classes=ctx.num_classes,
                            patch_size=trial.patch_size, label_dropout=trial.label_dropout).to(device)
-    trainer = DiffusionTrainer(model, seed=payload["seed"], shard=current_shard(), **trial.trainer_kwargs())
+    trainer = DiffusionTrainer(model, seed=job.seed, shard=current_shard(), **trial.trainer_kwargs())
     train_with_checkpoints(trainer, lambda n, on_log: trainer.fit(z, y, n, trial.batch_size, on_log=on_log),
                            trial.steps, ctx.log_every, tracker, run_id,
                            score=None if score is None else lambda: score(trainer, meta))
@@ -327,15 +328,13 @@ def _noise(n: int, meta: LatentMeta, seed: int, num_classes: int) -> tuple[torch
     return torch.randn((n, c, h, h), generator=gen), torch.arange(n) % num_classes
 
 
-def _evaluate(model: torch.nn.Module, step: int, meta: LatentMeta, trial: DiffusionTrial,
-              evaluation: EvaluationSpec, payload: dict[str, Any], ctx: TrialContext, scorer: GenerationScorer,
-              tracker: Tracker, run_id: str, device: torch.device) -> dict[str, float]:
+def _evaluate(model: torch.nn.Module, step: int, meta: LatentMeta, run: DiffusionTrialInput,
+              scorer: GenerationScorer, tracker: Tracker, run_id: str, device: torch.device) -> dict[str, float]:
     """Sample the trained (EMA) `model` at every CFG scale, score, log on the run at training step `step`."""
-    seed = payload["seed"]
-    tok_key = payload["tokenizer"]["key"]
-    out = ctx.store.diffusion(payload["key"])
-    decoder = load_tokenizer(ctx.store.tokenizer_file(tok_key)).eval().to(device)
-    noise, labels = _noise(evaluation.num_samples, meta, seed, ctx.num_classes)
+    evaluation, ctx = run.evaluation, run.ctx
+    out = ctx.store.diffusion(run.job.key)
+    decoder = load_tokenizer(ctx.store.tokenizer_file(run.job.tokenizer.key)).eval().to(device)
+    noise, labels = _noise(evaluation.num_samples, meta, run.job.seed, ctx.num_classes)
     scores: dict[float, dict[str, float]] = {}
     for scale in sorted({NO_CFG, *evaluation.cfg_scales}):  # each scale sampled, decoded, featurised once
         images = _sample_and_decode(model, decoder, noise, labels, scale, evaluation, meta)
@@ -425,8 +424,8 @@ def task(job: DiffusionJob, run: StudyRun) -> Task:
     if run.cohort is not None and (members := run.cohort(job)):  # []: runs alone (a ladder's cheap run)
         return cohort_task(members, run)
     res = run.study.resources.diffusion
-    payload = diffusion_payload(job, run.ctx.store.run_id(job.tokenizer), run.study.evaluation, run.ctx)
-    return Task(job.ref, "trial", train_diffusion_trial, ({"payload": payload},), resources(res),
+    trial_input = DiffusionTrialInput(job, run.ctx.store.run_id(job.tokenizer), run.study.evaluation, run.ctx)
+    return Task(job.ref, "trial", train_diffusion_trial, (trial_input.config(),), resources(res),
                 experiment=diffusion_experiment(job, run.ctx.store), total_steps=job.trial.steps,
                 workers=res.workers)
 
@@ -447,7 +446,7 @@ def cohort_task(jobs: list[DiffusionJob], run: StudyRun) -> Task:
     assert spec is not None
     trial = jobs[0].trial
     tiers = Tiers.of(spec, trial.steps, study.storage.checkpoint_every, study.evaluation.num_samples)
-    configs = tuple({"payload": diffusion_payload(j, ctx.store.run_id(j.tokenizer), study.evaluation, ctx, tiers)}
+    configs = tuple(DiffusionTrialInput(j, ctx.store.run_id(j.tokenizer), study.evaluation, ctx, tiers).config()
                     for j in jobs)
     todo = tuple(i for i, j in enumerate(jobs) if ctx.store.done(j) is None)
     recorded = functools.partial(tracked_rungs, ctx.tracking_uri, ctx.experiment, {j.id: j.key for j in jobs},
