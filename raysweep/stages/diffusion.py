@@ -113,13 +113,13 @@ class DiffusionTrialInput:
         return {INPUT: self}
 
 
-def evaluation_tags(run: DiffusionTrialInput, card: EvalCard) -> dict[str, Any]:
+def evaluation_tags(job: DiffusionJob, evaluation: EvaluationSpec, card: EvalCard) -> dict[str, Any]:
     """How a run was (last) scored, as tags a re-score updates: the evaluation settings and key, the card."""
-    return {**card.tags(), **card.params(), EVALUATION_KEY_TAG: run.job.evaluation_key,
-            **{f"{EVALUATION_TAG_PREFIX}{k}": v for k, v in flatten(run.evaluation.model_dump()).items()}}
+    return {**card.tags(), **card.params(), EVALUATION_KEY_TAG: job.evaluation_key,
+            **{f"{EVALUATION_TAG_PREFIX}{k}": v for k, v in flatten(evaluation.model_dump()).items()}}
 
 
-def _result(job: DiffusionJob, run_id: str, metrics: dict[str, float], **extra: Any) -> dict[str, Any]:
+def diffusion_result(job: DiffusionJob, run_id: str, metrics: dict[str, float], **extra: Any) -> dict[str, Any]:
     """A diffusion run's store result, with its training and evaluation inputs."""
     return {"metrics": metrics, "run_id": run_id, "id": job.id, **provenance(job.record()), **extra}
 
@@ -166,11 +166,11 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
 
     def evaluate(model: torch.nn.Module, step: int, meta: LatentMeta) -> dict[str, float]:
         metrics = _evaluate(model, step, meta, run, scorer, tracker, run_id, device)
-        tracker.set_tags(run_id, evaluation_tags(run, card))
+        tracker.set_tags(run_id, evaluation_tags(job, evaluation, card))
         if tiers is not None:
             tracker.log_metrics(run_id, {TIER_RUNG: len(tiers.rungs)}, step=step)
             tracker.set_tags(run_id, {TIER_TAG: FULL_TIER})
-        ctx.store.mark_done(out, _result(job, run_id, metrics))
+        ctx.store.mark_done(out, diffusion_result(job, run_id, metrics))
         tracker.finish(run_id)
         return metrics
 
@@ -286,7 +286,7 @@ def settle_stopped_trial(config: dict[str, Any], result: dict[str, Any]) -> None
     run_id = found.info.run_id
     metrics = {tier_gfid_key(rung): float(result[TIER_GFID]), TIER_RUNG: rung}
     tracker.set_tags(run_id, {TIER_TAG: STOPPED})
-    ctx.store.mark_done(out, _result(job, run_id, metrics,
+    ctx.store.mark_done(out, diffusion_result(job, run_id, metrics,
                                      **{STOPPED_RESULT: {"rung": rung, "reason": stopped_reason(rung)}}))
     tracker.finish(run_id)
 
