@@ -56,7 +56,8 @@ from raysweep.engine.store import Store, provenance
 from raysweep.features.card import EvalCard
 from raysweep.hashing import flatten
 from raysweep.runner import open_study_run
-from raysweep.stages.diffusion import cfg_views, diffusion_result, evaluation_tags
+from raysweep.stages.diffusion import diffusion_result, evaluation_tags
+from raysweep.stages.generation import cfg_views
 from raysweep.stages.metric_logging import GRID_SUFFIX, record_metrics
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import CODE_VERSION_TAG, PACKAGE_VERSION_TAG

@@ -1,6 +1,7 @@
 """Stage 3: one Tune trial per tokenizer x backbone x seed — train flow matching on standardised latents,
 sample with the Euler ODE at no CFG and at every CFG scale, decode with the tokenizer, score from features against
-cached reference statistics (gFID, IS, FD per network, FDr, PRC), under an evaluation card.
+cached reference statistics (gFID, IS, FD per network, FDr, PRC), under an evaluation card. The sampling and scoring
+primitives are `stages/generation.py`; this module is the Tune trial around them.
 
 Under multi-fidelity gFID (`DiffusionTrialInput.tiers`, a trial of an ASHA cohort) the trial also scores its
 best-CFG gFID with `cheap_samples` samples at each cheap rung (logged as `tier/rung<r>/gfid`, reported to Tune as
@@ -26,20 +27,10 @@ import torch
 from raysweep import __version__
 from raysweep.config.allocation import allocation_of
 from raysweep.config.plan import DIFFUSION_CODE_VERSION, DiffusionJob, scored_under
-from raysweep.config.spec import EvaluationSpec, SamplerVariant
+from raysweep.config.spec import EvaluationSpec
 from raysweep.data import LatentBatch, LatentMeta, latent_files, read_latents
 from raysweep.data.latents import LatentDataError
-from raysweep.diffusion import (
-    DiffusionTrainer,
-    SampleResult,
-    build_backbone,
-    efficiency,
-    length_ratios,
-    ode_sample,
-    straightness,
-)
-from raysweep.diffusion.precision import backbone_autocast, sampling_precision
-from raysweep.diffusion.sampler import SamplerMethod
+from raysweep.diffusion import DiffusionTrainer, build_backbone
 from raysweep.diffusion.velocity_model import load_velocity_model, save_velocity_model
 from raysweep.engine.checkpointing import report, train_with_checkpoints
 from raysweep.engine.context import TrialContext, setup_worker
@@ -47,48 +38,42 @@ from raysweep.engine.executors import Task
 from raysweep.engine.stage import StudyRun, resources
 from raysweep.engine.store import STOPPED_RESULT, Store, provenance
 from raysweep.engine.tune import Cohort
-from raysweep.features import EvalCard, generation_card
+from raysweep.features import EvalCard
 from raysweep.hashing import config_hash, flatten
 from raysweep.nn.distributed import current_shard, is_chief
 from raysweep.search.fidelity import Tiers, asha_scheduler, checkpoint_count
 from raysweep.stages.figures import save_image_grid
-from raysweep.stages.scoring import (
-    GENERATION_REFERENCE,
-    ExtraScorers,
-    GenerationScorer,
-    extra_scorers,
-    feature_network,
-    save_cfg_curve,
-    to_uint8,
+from raysweep.stages.generation import (
+    NO_CFG,
+    cfg_views,
+    run_card,
+    sample_and_decode,
+    sampling_noise,
+    trajectory_metrics,
 )
+from raysweep.stages.scoring import GenerationScorer, extra_scorers, feature_network, save_cfg_curve
 from raysweep.tokenizers import load_tokenizer
-from raysweep.tokenizers.tokenizer import Tokenizer
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import (
     BEST_CFG_SCALE,
     BEST_GFID,
-    BEST_VIEW,
     CHECKPOINT_GFID,
     CODE_VERSION_TAG,
     EVALUATION_KEY_TAG,
     EVALUATION_TAG_PREFIX,
     FULL_TIER,
-    NO_CFG_VIEW,
     PACKAGE_VERSION_TAG,
     STOPPED,
     TIER_GFID,
     TIER_RUNG,
     TIER_TAG,
     cfg_view,
-    gen_key,
     sampler_gfid_key,
     stopped_reason,
     tier_gfid_key,
 )
 
 STAGE = "diffusion"
-NO_CFG = 1.0
-SAMPLER = "euler-ode, uniform time grid"
 TOKENIZER_KEY = "raysweep.tokenizer_key"  # latent metadata written by the tokenizer stage
 Score = Callable[[DiffusionTrainer, LatentMeta], dict[str, float]]  # a checkpoint's extra report values
 
@@ -122,17 +107,6 @@ def evaluation_tags(job: DiffusionJob, evaluation: EvaluationSpec, card: EvalCar
 def diffusion_result(job: DiffusionJob, run_id: str, metrics: dict[str, float], **extra: Any) -> dict[str, Any]:
     """A diffusion run's store result, with its training and evaluation inputs."""
     return {"metrics": metrics, "run_id": run_id, "id": job.id, **provenance(job.record()), **extra}
-
-
-def run_card(scorer: GenerationScorer, dataset_key: str, evaluation: EvaluationSpec, seed: int,
-             device: torch.device, extras: ExtraScorers | None = None) -> EvalCard:
-    """The card of a run sampled on `device` (its precision is `sample_latents`' on that device), with the extra
-    scorers that scored it and those skipped."""
-    return generation_card(
-        scorer.primary, scorer.networks, dataset_key, GENERATION_REFERENCE, scorer.reference_size,
-        evaluation.num_samples, SAMPLER, evaluation.sampling_steps, evaluation.cfg_scales,
-        evaluation.guidance_interval, timestep_shift=1.0, seed=seed, precision=sampling_precision(device),
-        class_balancing="round-robin labels (i % num_classes)", extra_scorers=extras.card_text() if extras else "")
 
 
 def train_diffusion_trial(config: dict[str, Any]) -> None:
@@ -247,8 +221,8 @@ def _cheap_gfid(model: torch.nn.Module, meta: LatentMeta, scorer: GenerationScor
     """The best-CFG gFID of the run's first `n` samples: the cheap tier's score and the convergence curve's."""
     evaluation, ctx = run.evaluation, run.ctx
     decoder = load_tokenizer(ctx.store.tokenizer_file(run.job.tokenizer.key)).eval().to(device)
-    noise, labels = _noise(max(n, evaluation.num_samples), meta, run.job.seed, ctx.num_classes)
-    return min(scorer.score(_sample_and_decode(model, decoder, noise[:n], labels[:n], s, evaluation, meta))["gfid"]
+    noise, labels = sampling_noise(max(n, evaluation.num_samples), meta, run.job.seed, ctx.num_classes)
+    return min(scorer.score(sample_and_decode(model, decoder, noise[:n], labels[:n], s, evaluation, meta))["gfid"]
                for s in evaluation.cfg_scales)
 
 
@@ -321,102 +295,32 @@ def _fit(job: DiffusionJob, ctx: TrialContext, tracker: Tracker | None, run_id: 
     return trainer, meta
 
 
-def _noise(n: int, meta: LatentMeta, seed: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The run's sampling noise and class-balanced labels (the cheap tier scores their first samples)."""
-    c, h, _ = meta.shape
-    gen = torch.Generator().manual_seed(10_000 + seed)
-    return torch.randn((n, c, h, h), generator=gen), torch.arange(n) % num_classes
-
-
 def _evaluate(model: torch.nn.Module, step: int, meta: LatentMeta, run: DiffusionTrialInput,
               scorer: GenerationScorer, tracker: Tracker, run_id: str, device: torch.device) -> dict[str, float]:
     """Sample the trained (EMA) `model` at every CFG scale, score, log on the run at training step `step`."""
     evaluation, ctx = run.evaluation, run.ctx
     out = ctx.store.diffusion(run.job.key)
     decoder = load_tokenizer(ctx.store.tokenizer_file(run.job.tokenizer.key)).eval().to(device)
-    noise, labels = _noise(evaluation.num_samples, meta, run.job.seed, ctx.num_classes)
+    noise, labels = sampling_noise(evaluation.num_samples, meta, run.job.seed, ctx.num_classes)
     scores: dict[float, dict[str, float]] = {}
     for scale in sorted({NO_CFG, *evaluation.cfg_scales}):  # each scale sampled, decoded, featurised once
-        images = _sample_and_decode(model, decoder, noise, labels, scale, evaluation, meta)
+        images = sample_and_decode(model, decoder, noise, labels, scale, evaluation, meta)
         scores[scale] = scorer.score(images)
         grid = save_image_grid(images[:64], out / f"samples_{cfg_view(scale)}.png", nrow=16)
         tracker.log_artifact(run_id, grid, "samples")
     metrics = cfg_views(scores, evaluation.cfg_scales)
     best = metrics[BEST_CFG_SCALE]
     for variant in evaluation.sampler_check:  # the same noise and labels at the best scale, another solver
-        images = _sample_and_decode(model, decoder, noise, labels, best, evaluation, meta, variant)
+        images = sample_and_decode(model, decoder, noise, labels, best, evaluation, meta, variant)
         metrics[sampler_gfid_key(variant.method, variant.steps)] = scorer.score(images)["gfid"]
     curve = save_cfg_curve({s: scores[s]["gfid"] for s in evaluation.cfg_scales}, best, out / "cfg_curve.png")
     tracker.log_artifact(run_id, curve, "figures")
-    trajectory, ratios = _trajectory_metrics(model, noise, labels, evaluation)
+    trajectory, ratios = trajectory_metrics(model, noise, labels, evaluation)
     metrics.update(trajectory)
     tracker.log_metrics(run_id, metrics, step=step)
     tracker.log_history(run_id, [(i, {"traj/length_ratio": float(r)}) for i, r in enumerate(ratios)])
     tracker.set_tags(run_id, {"gen.feature_network": ctx.feature_network, "gen.best_cfg": best})
     return metrics
-
-
-def cfg_views(scores: dict[float, dict[str, float]], grid: list[float]) -> dict[str, float]:
-    """{scale: scores} -> `gen/cfg<s>/*` for the swept grid, `gen/nocfg/*` (scale 1, sampled even when not in
-    the grid), `gen/best/*` at the grid scale of lowest gFID, and `gen/best/cfg_scale`."""
-    best = min(grid, key=lambda s: scores[s]["gfid"])
-    views = {**{cfg_view(s): scores[s] for s in grid}, NO_CFG_VIEW: scores[NO_CFG], BEST_VIEW: scores[best]}
-    metrics = {gen_key(view, name): value for view, values in views.items() for name, value in values.items()}
-    metrics[BEST_CFG_SCALE] = best
-    return metrics
-
-
-def decode_standardised(decoder: Tokenizer, z: torch.Tensor, meta: LatentMeta, batch_size: int) -> torch.Tensor:
-    """Standardised latents [N,C,H,W] -> de-standardised with the latents' own stats -> decoded [N,3,H,W] floats
-    on the decoder's device."""
-    device = next(decoder.parameters()).device
-    with torch.no_grad():
-        return torch.cat([decoder.decode(torch.from_numpy(meta.unstandardise(chunk.cpu().numpy())).to(device))
-                          for chunk in z.split(batch_size)])
-
-
-def sample_latents(model: torch.nn.Module, noise: torch.Tensor, labels: torch.Tensor, scale: float,
-                   evaluation: EvaluationSpec, record_trajectory: bool = False,
-                   variant: SamplerVariant | None = None) -> SampleResult:
-    """The ODE every sample of a run comes from (the study's Euler steps, or the sampler check's `variant`): the
-    backbone under `backbone_autocast` of its device (what the card's precision reports), the ODE state in
-    float32."""
-    method: SamplerMethod = "euler" if variant is None else variant.method
-    steps = evaluation.sampling_steps if variant is None else variant.steps
-    with backbone_autocast(noise.device):
-        return ode_sample(model, noise, labels, steps=steps, cfg_scale=scale, method=method,
-                          guidance_interval=evaluation.guidance_interval, record_trajectory=record_trajectory)
-
-
-@torch.no_grad()
-def _sample_and_decode(model: torch.nn.Module, decoder: Tokenizer, noise: torch.Tensor, labels: torch.Tensor,
-                       scale: float, evaluation: EvaluationSpec, meta: LatentMeta,
-                       variant: SamplerVariant | None = None) -> np.ndarray:
-    """Euler ODE in standardised latent space, de-standardise, decode; in batches. -> uint8 [N,3,H,W]."""
-    chunks = []
-    device = next(model.parameters()).device
-    noise, labels = noise.to(device), labels.to(device)
-    for i in range(0, len(noise), evaluation.batch_size):
-        result = sample_latents(model, noise[i:i + evaluation.batch_size], labels[i:i + evaluation.batch_size],
-                                scale, evaluation, variant=variant)
-        chunks.append(to_uint8(decode_standardised(decoder, result.x1, meta, evaluation.batch_size)))
-    return np.concatenate(chunks)
-
-
-@torch.no_grad()
-def _trajectory_metrics(model: torch.nn.Module, noise: torch.Tensor, labels: torch.Tensor,
-                        evaluation: EvaluationSpec) -> tuple[dict[str, float], np.ndarray]:
-    """Straightness, efficiency and per-segment length ratios of the plain (unguided) ODE, METRICS.md §9.
-    The ratios go to MLflow as the history of `traj/length_ratio` (step = segment), i.e. a curve per run."""
-    n = evaluation.trajectory_samples
-    device = next(model.parameters()).device
-    result = sample_latents(model, noise[:n].to(device), labels[:n].to(device), NO_CFG, evaluation,
-                            record_trajectory=True)
-    traj = result.trajectory
-    if traj is None:  # asked for with record_trajectory=True
-        raise RuntimeError("the sampler returned no trajectory")
-    scalars = {"traj/straightness": float(straightness(traj)), "traj/efficiency": float(efficiency(traj))}
-    return scalars, torch.as_tensor(length_ratios(traj)).cpu().numpy()
 
 
 def task(job: DiffusionJob, run: StudyRun) -> Task:
