@@ -111,8 +111,8 @@ def diffusion_result(job: DiffusionJob, run_id: str, metrics: dict[str, float], 
 
 def train_diffusion_trial(config: dict[str, Any]) -> None:
     """Tune function trainable (`config`: `DiffusionTrialInput.config()`); idempotent like the tokenizer trial."""
-    run: DiffusionTrialInput = config[INPUT]
-    job, ctx, tiers = run.job, run.ctx, run.tiers
+    trial_input: DiffusionTrialInput = config[INPUT]
+    job, ctx, tiers = trial_input.job, trial_input.ctx, trial_input.tiers
     trial, key = job.trial, job.key
     out = ctx.store.diffusion(key)
     found = ctx.store.result(out)
@@ -126,20 +126,20 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
             _fit(job, ctx, None, None, device)
         report({})  # meets rank 0's final report
         return
-    evaluation = run.evaluation
+    evaluation = trial_input.evaluation
     extras = extra_scorers(ctx.store, ctx.dataset_key, evaluation.scorers, ctx.feature_network)
     scorer = GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, evaluation.num_samples,
                               job.seed, extras.networks)
     card = run_card(scorer, ctx.dataset_key, evaluation, job.seed, device, extras)
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
     run_id = tracker.open_run(
-        job.id, STAGE, key, parent_id=run.tokenizer_run_id,  # named by its study id, found by its tags
+        job.id, STAGE, key, parent_id=trial_input.tokenizer_run_id,  # named by its study id, found by its tags
         tags={"tokenizer_id": job.tokenizer.id, "backbone": trial.backbone, "seed": job.seed,
               CODE_VERSION_TAG: DIFFUSION_CODE_VERSION, PACKAGE_VERSION_TAG: __version__},
         params={**flatten(trial.model_dump()), "seed": job.seed, "tokenizer_id": job.tokenizer.id})
 
     def evaluate(model: torch.nn.Module, step: int, meta: LatentMeta) -> dict[str, float]:
-        metrics = _evaluate(model, step, meta, run, scorer, tracker, run_id, device)
+        metrics = _evaluate(model, step, meta, trial_input, scorer, tracker, run_id, device)
         tracker.set_tags(run_id, evaluation_tags(job, evaluation, card))
         if tiers is not None:
             tracker.log_metrics(run_id, {TIER_RUNG: len(tiers.rungs)}, step=step)
@@ -161,11 +161,11 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
             metrics = evaluate(load_velocity_model(ctx.store.velocity_model_file(key)).to(device), trial.steps,
                                load_latents(ctx.store, job.tokenizer.key, "train")[1])
         elif tiers is not None:  # evaluated at the last checkpoint (see the module docstring)
-            score = _tier_scorer(tiers, run, tracker, run_id, device, trained_and_scored)
+            score = _tier_scorer(tiers, trial_input, tracker, run_id, device, trained_and_scored)
             _fit(job, ctx, tracker, run_id, device, score)
             return
         else:
-            curve = _checkpoint_scorer(run, tracker, run_id, device)
+            curve = _checkpoint_scorer(trial_input, tracker, run_id, device)
             trainer, meta = _fit(job, ctx, tracker, run_id, device, curve)
             metrics = trained_and_scored(trainer, meta)
     except Exception as err:
@@ -174,11 +174,11 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
     report({**metrics, TIER_GFID: metrics[BEST_GFID]} if tiers else metrics)
 
 
-def _tier_scorer(tiers: Tiers, run: DiffusionTrialInput, tracker: Tracker, run_id: str, device: torch.device,
+def _tier_scorer(tiers: Tiers, trial_input: DiffusionTrialInput, tracker: Tracker, run_id: str, device: torch.device,
                  evaluate: Score) -> Score:
     """What a trial under ASHA adds to each checkpoint's report: NaN off the rungs, the cheap tier's best-CFG gFID
     (also logged as `tier/rung<r>/gfid`) at a cheap rung, the full evaluation at the last checkpoint."""
-    ctx, scorer = run.ctx, None
+    ctx, scorer = trial_input.ctx, None
 
     def score(trainer: DiffusionTrainer, meta: LatentMeta) -> dict[str, float]:
         nonlocal scorer
@@ -189,27 +189,28 @@ def _tier_scorer(tiers: Tiers, run: DiffusionTrialInput, tracker: Tracker, run_i
             metrics = evaluate(trainer, meta)
             return {**metrics, TIER_GFID: metrics[BEST_GFID]}
         scorer = scorer or GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec,
-                                            tiers.cheap_samples, run.job.seed)
-        gfid = _cheap_gfid(trainer.ema, meta, scorer, tiers.cheap_samples, run, device)
+                                            tiers.cheap_samples, trial_input.job.seed)
+        gfid = _cheap_gfid(trainer.ema, meta, scorer, tiers.cheap_samples, trial_input, device)
         tracker.log_metrics(run_id, {tier_gfid_key(rung): gfid, TIER_RUNG: rung}, step=trainer.step)
         return {TIER_GFID: gfid}
 
     return score
 
 
-def _checkpoint_scorer(run: DiffusionTrialInput, tracker: Tracker, run_id: str, device: torch.device
+def _checkpoint_scorer(trial_input: DiffusionTrialInput, tracker: Tracker, run_id: str, device: torch.device
                        ) -> Score | None:
     """The convergence curve of a run outside ASHA: its cheap gFID at every checkpoint, logged as `CHECKPOINT_GFID`
     at the training step (ASHA's trials have their rungs' `tier/rung<r>/gfid` instead). None when switched off."""
-    n, ctx = run.evaluation.checkpoint_samples, run.ctx
+    n, ctx = trial_input.evaluation.checkpoint_samples, trial_input.ctx
     if n == 0:
         return None
     scorer: GenerationScorer | None = None
 
     def score(trainer: DiffusionTrainer, meta: LatentMeta) -> dict[str, float]:
         nonlocal scorer
-        scorer = scorer or GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, n, run.job.seed)
-        gfid = _cheap_gfid(trainer.ema, meta, scorer, n, run, device)
+        scorer = scorer or GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, n,
+                                            trial_input.job.seed)
+        gfid = _cheap_gfid(trainer.ema, meta, scorer, n, trial_input, device)
         tracker.log_metrics(run_id, {CHECKPOINT_GFID: gfid}, step=trainer.step)
         return {}
 
@@ -217,11 +218,11 @@ def _checkpoint_scorer(run: DiffusionTrialInput, tracker: Tracker, run_id: str, 
 
 
 def _cheap_gfid(model: torch.nn.Module, meta: LatentMeta, scorer: GenerationScorer, n: int,
-                run: DiffusionTrialInput, device: torch.device) -> float:
+                trial_input: DiffusionTrialInput, device: torch.device) -> float:
     """The best-CFG gFID of the run's first `n` samples: the cheap tier's score and the convergence curve's."""
-    evaluation, ctx = run.evaluation, run.ctx
-    decoder = load_tokenizer(ctx.store.tokenizer_file(run.job.tokenizer.key)).eval().to(device)
-    noise, labels = sampling_noise(max(n, evaluation.num_samples), meta, run.job.seed, ctx.num_classes)
+    evaluation, ctx = trial_input.evaluation, trial_input.ctx
+    decoder = load_tokenizer(ctx.store.tokenizer_file(trial_input.job.tokenizer.key)).eval().to(device)
+    noise, labels = sampling_noise(max(n, evaluation.num_samples), meta, trial_input.job.seed, ctx.num_classes)
     return min(scorer.score(sample_and_decode(model, decoder, noise[:n], labels[:n], s, evaluation, meta))["gfid"]
                for s in evaluation.cfg_scales)
 
@@ -243,8 +244,8 @@ def settle_stopped_trial(config: dict[str, Any], result: dict[str, Any]) -> None
     """After a cohort's experiment: a trial that has no store result was stopped by ASHA (one that reached the full
     tier wrote its own). Record it as a finished job with that outcome: its store result (tier metrics only, never
     gen/...) and its MLflow run, FINISHED with the tag `raysweep.tier: stopped`."""
-    run: DiffusionTrialInput = config[INPUT]
-    job, ctx, tiers = run.job, run.ctx, run.tiers
+    trial_input: DiffusionTrialInput = config[INPUT]
+    job, ctx, tiers = trial_input.job, trial_input.ctx, trial_input.tiers
     out = ctx.store.diffusion(job.key)
     if ctx.store.result(out) is not None:
         return
@@ -295,13 +296,13 @@ def _fit(job: DiffusionJob, ctx: TrialContext, tracker: Tracker | None, run_id: 
     return trainer, meta
 
 
-def _evaluate(model: torch.nn.Module, step: int, meta: LatentMeta, run: DiffusionTrialInput,
+def _evaluate(model: torch.nn.Module, step: int, meta: LatentMeta, trial_input: DiffusionTrialInput,
               scorer: GenerationScorer, tracker: Tracker, run_id: str, device: torch.device) -> dict[str, float]:
     """Sample the trained (EMA) `model` at every CFG scale, score, log on the run at training step `step`."""
-    evaluation, ctx = run.evaluation, run.ctx
-    out = ctx.store.diffusion(run.job.key)
-    decoder = load_tokenizer(ctx.store.tokenizer_file(run.job.tokenizer.key)).eval().to(device)
-    noise, labels = sampling_noise(evaluation.num_samples, meta, run.job.seed, ctx.num_classes)
+    evaluation, ctx = trial_input.evaluation, trial_input.ctx
+    out = ctx.store.diffusion(trial_input.job.key)
+    decoder = load_tokenizer(ctx.store.tokenizer_file(trial_input.job.tokenizer.key)).eval().to(device)
+    noise, labels = sampling_noise(evaluation.num_samples, meta, trial_input.job.seed, ctx.num_classes)
     scores: dict[float, dict[str, float]] = {}
     for scale in sorted({NO_CFG, *evaluation.cfg_scales}):  # each scale sampled, decoded, featurised once
         images = sample_and_decode(model, decoder, noise, labels, scale, evaluation, meta)
