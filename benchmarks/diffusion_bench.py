@@ -34,7 +34,7 @@ from raysweep.config.spec import DiffusionTrial, EvaluationSpec
 from raysweep.diffusion import DiffusionTrainer, build_backbone, get_loss, recipe_for
 from raysweep.diffusion.backbones import FlowTransformer
 from raysweep.diffusion.transport import interpolate, velocity_target
-from raysweep.stages.diffusion import sample_latents
+from raysweep.stages.generation import sample_latents
 
 CPU_PRESETS = ["SiT-T", "LightningDiT-T"]
 CUDA_PRESETS = ["SiT-B", "LightningDiT-B"]

@@ -41,15 +41,26 @@ from typing import Any
 
 import numpy as np
 
+from raysweep import __version__
 from raysweep.config import load_study
-from raysweep.config.spec import DiffusionTrial, StudySpec, TokenizerTrial
-from raysweep.engine.store import Store
+from raysweep.config.plan import (
+    DIFFUSION_CODE_VERSION,
+    TOKENIZER_CODE_VERSION,
+    DiffusionJob,
+    LatentMetricJob,
+    StudyPlan,
+    TokenizerJob,
+)
+from raysweep.config.spec import DISPLAY_FIELDS, StudySpec
+from raysweep.engine.store import Store, provenance
 from raysweep.features.card import EvalCard
 from raysweep.hashing import flatten
 from raysweep.runner import open_study_run
-from raysweep.stages.diffusion import cfg_views, diffusion_payload
-from raysweep.stages.metric_logging import GRID_SUFFIX, log_latent_metrics
+from raysweep.stages.diffusion import diffusion_result, evaluation_tags
+from raysweep.stages.generation import cfg_views
+from raysweep.stages.metric_logging import GRID_SUFFIX, record_metrics
 from raysweep.tracking import Tracker
+from raysweep.tracking.keys import CODE_VERSION_TAG, PACKAGE_VERSION_TAG
 
 WRITES = ("create_run", "log_batch", "log_param", "log_metric", "set_tag", "set_terminated", "update_run",
           "log_artifact", "log_artifacts", "log_text", "log_dict", "delete_tag")
@@ -121,22 +132,23 @@ def hand_values(rng: np.random.Generator) -> dict[str, Any]:
 def registry_values(names: list[str]) -> Callable[[np.random.Generator], dict[str, Any]]:
     """The keys `names` really log (one pass over 256 random 4x8x8 latents); each call draws new scalars."""
     from raysweep.data.latents import LatentBatch
-    from raysweep.metrics.registry import compute_metrics
+    from raysweep.metrics.metric_set import MetricSet
 
     rng, n = np.random.default_rng(0), 256
     batch = LatentBatch(np.arange(n, dtype=np.int64), (np.arange(n) % 10).astype(np.int32),
                         rng.standard_normal((n, 4, 8, 8)).astype(np.float32),
                         (rng.random((n, 8, 8)) > 0.5).astype(np.uint8))
-    template = compute_metrics([batch], names)
+    template = MetricSet(names).run([batch])
     return lambda r: {k: float(r.random()) if np.ndim(v) == 0 else v for k, v in template.items()}
 
 
-def tokenizer_trial(study: StudySpec, tracker: Tracker, store: Store, study_run: str, trial: TokenizerTrial,
-                    png: Path, rng: np.random.Generator, values: dict[str, Any]) -> str:
-    key = trial.key()
-    run_id = tracker.open_run(f"tokenizer/{trial.id}", "tokenizer", key, parent_id=study_run,
-                              tags={"tokenizer_id": trial.id, **trial.tags()},
-                              params=flatten(trial.model_dump(exclude={"family", "cluster", "variant"})))
+def tokenizer_trial(study: StudySpec, tracker: Tracker, store: Store, study_run: str, job: TokenizerJob,
+                    metrics_job: LatentMetricJob, png: Path, rng: np.random.Generator, values: dict[str, Any]) -> str:
+    trial = job.trial
+    run_id = tracker.open_run(job.id, "tokenizer", job.key, parent_id=study_run,
+                              tags={**trial.tags(), CODE_VERSION_TAG: TOKENIZER_CODE_VERSION,
+                                    PACKAGE_VERSION_TAG: __version__},
+                              params=flatten(trial.model_dump(exclude=set(DISPLAY_FIELDS) - {"id"})))
     history(tracker, run_id, trial.steps, study.storage.checkpoint_every, rng)
     metrics = {"recon/psnr": 20 + 10 * float(rng.random()), "recon/rfid": 10 * float(rng.random())}
     tracker.log_metrics(run_id, metrics, step=trial.steps)
@@ -144,24 +156,23 @@ def tokenizer_trial(study: StudySpec, tracker: Tracker, store: Store, study_run:
     tracker.log_params(run_id, rec.params())
     tracker.set_tags(run_id, {"recon.feature_network": "domain", **rec.tags()})
     tracker.log_artifact(run_id, png, "figures")
-    store.mark_done(store.tokenizer(key), {"metrics": metrics, "run_id": run_id, "id": trial.id})
+    store.mark_done(store.tokenizer(job.key), {"metrics": metrics, "run_id": run_id, "id": trial.id,
+                                               **provenance(job.record())})
     tracker.finish(run_id)
-    with tempfile.TemporaryDirectory() as tmp:
-        log_latent_metrics(tracker, run_id, values, Path(tmp), "latent_metrics", params={"viv": {"t_points": 11}})
-    store.mark_done(store.tokenizer(key) / "metrics", {"metrics": {}})
+    record_metrics(tracker, store, metrics_job, list(metrics_job.names), run_id, values,
+                   params={"viv": {"t_points": 11}})
     return run_id
 
 
-def diffusion_trial(study: StudySpec, tracker: Tracker, store: Store, tok: dict[str, str], trial: DiffusionTrial,
-                    seed: int, png: Path, rng: np.random.Generator) -> None:
-    scales = study.evaluation.cfg_scales
-    payload = diffusion_payload(trial, seed, tok, study.evaluation, _NoCtx())
+def diffusion_trial(study: StudySpec, tracker: Tracker, store: Store, job: DiffusionJob, tokenizer_run_id: str,
+                    png: Path, rng: np.random.Generator) -> None:
+    trial, seed, scales = job.trial, job.seed, study.evaluation.cfg_scales
     gen = card("generation", seed)
     run_id = tracker.open_run(
-        f"diffusion/{trial.backbone}/{seed}", "diffusion", payload["key"], parent_id=tok["run_id"],
-        tags={"tokenizer_id": tok["id"], "backbone": trial.backbone, "seed": seed, **gen.tags()},
-        params={**flatten(trial.model_dump()), "seed": seed, "tokenizer_id": tok["id"],
-                **flatten(payload["evaluation"], "eval"), **gen.params()})
+        job.id, "diffusion", job.key, parent_id=tokenizer_run_id,
+        tags={"tokenizer_id": job.tokenizer.id, "backbone": trial.backbone, "seed": seed,
+              CODE_VERSION_TAG: DIFFUSION_CODE_VERSION, PACKAGE_VERSION_TAG: __version__},
+        params={**flatten(trial.model_dump()), "seed": seed, "tokenizer_id": job.tokenizer.id})
     history(tracker, run_id, trial.steps, study.storage.checkpoint_every, rng)
     scores = {s: {"gfid": 50 * float(rng.random()), "is": 5.0, "fd": 1.0} for s in sorted({1.0, *scales})}
     for _ in scores:
@@ -171,15 +182,9 @@ def diffusion_trial(study: StudySpec, tracker: Tracker, store: Store, tok: dict[
     tracker.log_metrics(run_id, metrics, step=trial.steps)
     tracker.log_history(run_id, [(i, {"traj/length_ratio": float(r)}) for i, r in enumerate(rng.random(8))])
     tracker.set_tags(run_id, {"gen.feature_network": "domain", "gen.best_cfg": metrics["gen/best/cfg_scale"]})
-    store.mark_done(store.diffusion(payload["key"]), {"metrics": metrics, "run_id": run_id})
+    tracker.set_tags(run_id, evaluation_tags(job, study.evaluation, gen))
+    store.mark_done(store.diffusion(job.key), diffusion_result(job, run_id, metrics))
     tracker.finish(run_id)
-
-
-class _NoCtx:
-    """`diffusion_payload` only serialises the context; the synthetic trials have none."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {}
 
 
 def build(study: StudySpec, png: Path, values: Callable[[np.random.Generator], dict[str, Any]]) -> dict[str, float]:
@@ -199,17 +204,17 @@ def build(study: StudySpec, png: Path, values: Callable[[np.random.Generator], d
         per_trial.setdefault(name, sum(counting.calls.values()) - before)
         return out
 
+    plan = StudyPlan.from_spec(study)  # the jobs, and so the keys, the stages would run
+    tokenizers = plan.of(TokenizerJob)
+    metric_jobs = {j.upstream: j for j in plan.of(LatentMetricJob)}
     t0 = time.perf_counter()
-    for i, trial in enumerate(study.tokenizer_trials):
-        run_id = measured("tokenizer", lambda: tokenizer_trial(study, tracker, store, study_run, trial, png, rng,
-                                                               values(rng)))
-        tok = {"id": trial.id or "", "key": trial.key(), "run_id": run_id}
-        for dif in study.diffusion_trials:
-            for seed in study.diffusion_seeds:
-                measured("diffusion", lambda: diffusion_trial(study, tracker, store, tok, dif, seed, png, rng))
+    for i, tok in enumerate(tokenizers):
+        run_id = measured("tokenizer", lambda: tokenizer_trial(study, tracker, store, study_run, tok,
+                                                               metric_jobs[tok.key], png, rng, values(rng)))
+        for dif in (j for j in plan.of(DiffusionJob) if j.tokenizer.key == tok.key):
+            measured("diffusion", lambda: diffusion_trial(study, tracker, store, dif, run_id, png, rng))
         if (i + 1) % 20 == 0:
-            print(f"  {i + 1}/{len(study.tokenizer_trials)} tokenizers written ({time.perf_counter() - t0:.0f} s)",
-                  flush=True)
+            print(f"  {i + 1}/{len(tokenizers)} tokenizers written ({time.perf_counter() - t0:.0f} s)", flush=True)
     tracker.finish(study_run)
     per_trial["write_seconds"] = time.perf_counter() - t0
     per_trial["calls_by_method"] = dict(counting.calls)  # type: ignore[assignment]

@@ -84,7 +84,8 @@ def control_fd(store: Store, dataset_key: str, spec: FeatureSpec, key: str, todo
                batch_size: int, device: torch.device) -> dict[str, float]:
     """FD of the decoded perturbed validation latents of tokenizer `key`, per perturbation name."""
     from raysweep.diffusion.control import Eigenbasis
-    from raysweep.stages.diffusion import decode_standardised, load_latents
+    from raysweep.stages.diffusion import load_latents
+    from raysweep.stages.generation import decode_standardised
     from raysweep.stages.scoring import reconstruction_scores, to_uint8
     from raysweep.tokenizers import load_tokenizer
 

@@ -15,7 +15,7 @@ from raysweep.engine.images import prepare_images
 from raysweep.engine.store import Store
 from raysweep.features import resolve_feature_network, save_domain_net
 from raysweep.features.domain_net import DomainNet
-from raysweep.stages.diffusion import run_card, sample_latents
+from raysweep.stages.generation import run_card, sample_latents
 from raysweep.stages.scoring import GenerationScorer
 
 DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]

@@ -12,7 +12,8 @@ import torch
 from raysweep.data import write_latents
 from raysweep.data.latents import MEAN_KEY, LatentDataError
 from raysweep.engine.store import Store
-from raysweep.stages.diffusion import TOKENIZER_KEY, decode_standardised, load_latents
+from raysweep.stages.diffusion import TOKENIZER_KEY, load_latents
+from raysweep.stages.generation import decode_standardised
 from raysweep.tokenizers import build_tokenizer
 
 KEY = "tok-a"

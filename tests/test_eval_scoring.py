@@ -27,7 +27,7 @@ from raysweep.features import (
 )
 from raysweep.features.domain_net import DomainNet
 from raysweep.features.generation import SMALL_SAMPLE_SHRINKAGE, fd_shrinkage
-from raysweep.stages.diffusion import cfg_views, run_card
+from raysweep.stages.generation import cfg_views, run_card
 from raysweep.stages.scoring import (
     GenerationScorer,
     reconstruction_scores,

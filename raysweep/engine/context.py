@@ -1,9 +1,8 @@
 """What every trial needs to know about its study, as a small picklable value (Tune configs must be plain data)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -28,9 +27,6 @@ class TrialContext:
     @property
     def store(self) -> Store:
         return Store(Path(self.root), self.latent_root)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def trial_device() -> torch.device:

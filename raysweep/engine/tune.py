@@ -90,7 +90,7 @@ def _tuner(name: str, wrapped: Any, param_space: dict[str, Any], storage: str, t
 
     path = f"{str(storage).rstrip('/')}/{name}"
     if tune.Tuner.can_restore(path):  # tuner.pkl leaves the param space out: a driver killed before the trial was
-        # created would restore it with an empty config (KeyError: 'payload'), so it is given again
+        # created would restore it with an empty config (a KeyError on the stage's typed input), so it is given again
         return tune.Tuner.restore(path, trainable=wrapped, resume_errored=True, param_space=param_space)
     return tune.Tuner(
         wrapped,

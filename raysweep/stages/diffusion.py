@@ -1,13 +1,14 @@
 """Stage 3: one Tune trial per tokenizer x backbone x seed — train flow matching on standardised latents,
 sample with the Euler ODE at no CFG and at every CFG scale, decode with the tokenizer, score from features against
-cached reference statistics (gFID, IS, FD per network, FDr, PRC), under an evaluation card.
+cached reference statistics (gFID, IS, FD per network, FDr, PRC), under an evaluation card. The sampling and scoring
+primitives are `stages/generation.py`; this module is the Tune trial around them.
 
-Under multi-fidelity gFID (`payload["tiers"]`, a trial of an ASHA cohort) the trial also scores its best-CFG gFID
-with `cheap_samples` samples at each cheap rung (logged as `tier/rung<r>/gfid`, reported to Tune as `tier/gfid`),
-and its full evaluation happens at the last checkpoint, inside that checkpoint's report: ASHA stops every trial
-at `max_t`, so nothing may follow that report. A trial ASHA stops earlier is recorded by `settle_stopped_trial`.
-The cheap tier samples with its own noise and never touches the trainer's generator, so a trial that reaches the
-full tier has exactly the result of the same trial without fidelity (the same content key).
+Under multi-fidelity gFID (`DiffusionTrialInput.tiers`, a trial of an ASHA cohort) the trial also scores its
+best-CFG gFID with `cheap_samples` samples at each cheap rung (logged as `tier/rung<r>/gfid`, reported to Tune as
+`tier/gfid`), and its full evaluation happens at the last checkpoint, inside that checkpoint's report: ASHA stops
+every trial at `max_t`, so nothing may follow that report. A trial ASHA stops earlier is recorded by
+`settle_stopped_trial`. The cheap tier samples with its own noise and never touches the trainer's generator, so a
+trial that reaches the full tier has exactly the result of the same trial without fidelity (the same content key).
 
 A run is stored under its training key and finished when its result holds its evaluation key: a trial whose model
 is saved (`velocity_model.pt`, written once training ends) but scored under other evaluation settings is scored
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,20 +26,10 @@ import torch
 
 from raysweep import __version__
 from raysweep.config.plan import DIFFUSION_CODE_VERSION, DiffusionJob, scored_under
-from raysweep.config.spec import DiffusionTrial, EvaluationSpec, SamplerVariant
+from raysweep.config.spec import EvaluationSpec
 from raysweep.data import LatentBatch, LatentMeta, latent_files, read_latents
 from raysweep.data.latents import LatentDataError
-from raysweep.diffusion import (
-    DiffusionTrainer,
-    SampleResult,
-    build_backbone,
-    efficiency,
-    length_ratios,
-    ode_sample,
-    straightness,
-)
-from raysweep.diffusion.precision import backbone_autocast, sampling_precision
-from raysweep.diffusion.sampler import SamplerMethod
+from raysweep.diffusion import DiffusionTrainer, build_backbone
 from raysweep.diffusion.velocity_model import load_velocity_model, save_velocity_model
 from raysweep.engine.checkpointing import report, train_with_checkpoints
 from raysweep.engine.context import TrialContext, setup_worker
@@ -45,129 +37,113 @@ from raysweep.engine.executors import Task
 from raysweep.engine.stage import StudyRun, resources
 from raysweep.engine.store import STOPPED_RESULT, Store, provenance
 from raysweep.engine.tune import Cohort
-from raysweep.features import EvalCard, generation_card
+from raysweep.features import EvalCard
 from raysweep.hashing import config_hash, flatten
 from raysweep.nn.distributed import current_shard, is_chief
 from raysweep.search.fidelity import Tiers, asha_scheduler, checkpoint_count
 from raysweep.stages.figures import save_image_grid
-from raysweep.stages.scoring import (
-    GENERATION_REFERENCE,
-    ExtraScorers,
-    GenerationScorer,
-    extra_scorers,
-    feature_network,
-    save_cfg_curve,
-    to_uint8,
+from raysweep.stages.generation import (
+    NO_CFG,
+    cfg_views,
+    run_card,
+    sample_and_decode,
+    sampling_noise,
+    trajectory_metrics,
 )
+from raysweep.stages.scoring import GenerationScorer, extra_scorers, feature_network, save_cfg_curve
 from raysweep.tokenizers import load_tokenizer
-from raysweep.tokenizers.tokenizer import Tokenizer
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import (
     BEST_CFG_SCALE,
     BEST_GFID,
-    BEST_VIEW,
     CHECKPOINT_GFID,
     CODE_VERSION_TAG,
     EVALUATION_KEY_TAG,
     EVALUATION_TAG_PREFIX,
     FULL_TIER,
-    NO_CFG_VIEW,
     PACKAGE_VERSION_TAG,
     STOPPED,
     TIER_GFID,
     TIER_RUNG,
     TIER_TAG,
     cfg_view,
-    gen_key,
     sampler_gfid_key,
     stopped_reason,
     tier_gfid_key,
 )
 
 STAGE = "diffusion"
-NO_CFG = 1.0
-SAMPLER = "euler-ode, uniform time grid"
 TOKENIZER_KEY = "raysweep.tokenizer_key"  # latent metadata written by the tokenizer stage
 Score = Callable[[DiffusionTrainer, LatentMeta], dict[str, float]]  # a checkpoint's extra report values
 
 
-def diffusion_payload(job: DiffusionJob, run_id: str, evaluation: EvaluationSpec, ctx: TrialContext,
-                      tiers: Tiers | None = None) -> dict[str, Any]:
-    """`run_id`: the finished tokenizer's MLflow run; `tiers`: the job's ASHA rungs under multi-fidelity gFID
-    (None: scored once, at the end)."""
-    return {"id": job.id, "key": job.key, "evaluation_key": job.evaluation_key, "record": job.record(),
-            "trial": job.trial.model_dump(), "seed": job.seed,
-            "tokenizer": {"id": job.tokenizer.id, "key": job.tokenizer.key, "run_id": run_id},
-            "evaluation": evaluation.model_dump(), "ctx": ctx.to_dict(),
-            "tiers": None if tiers is None else {"rungs": list(tiers.rungs), "cheap_samples": tiers.cheap_samples}}
+INPUT = "input"  # the key of a diffusion trial's Tune config: its `DiffusionTrialInput`
 
 
-def evaluation_tags(payload: dict[str, Any], card: EvalCard) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DiffusionTrialInput:
+    """What a diffusion trial runs on, typed, in its Tune config (Tune pickles it with the experiment; a restore is
+    given it again): the job, its tokenizer's MLflow run (the trial run's parent), the study's evaluation settings,
+    the trials' context, and the job's ASHA rungs under multi-fidelity gFID (None: scored once, at the end)."""
+
+    job: DiffusionJob
+    tokenizer_run_id: str
+    evaluation: EvaluationSpec
+    ctx: TrialContext
+    tiers: Tiers | None = None
+
+    def config(self) -> dict[str, Any]:
+        """The Tune config `train_diffusion_trial` reads it from."""
+        return {INPUT: self}
+
+
+def evaluation_tags(job: DiffusionJob, evaluation: EvaluationSpec, card: EvalCard) -> dict[str, Any]:
     """How a run was (last) scored, as tags a re-score updates: the evaluation settings and key, the card."""
-    return {**card.tags(), **card.params(), EVALUATION_KEY_TAG: payload["evaluation_key"],
-            **{f"{EVALUATION_TAG_PREFIX}{k}": v for k, v in flatten(payload["evaluation"]).items()}}
+    return {**card.tags(), **card.params(), EVALUATION_KEY_TAG: job.evaluation_key,
+            **{f"{EVALUATION_TAG_PREFIX}{k}": v for k, v in flatten(evaluation.model_dump()).items()}}
 
 
-def _result(payload: dict[str, Any], run_id: str, metrics: dict[str, float], **extra: Any) -> dict[str, Any]:
+def diffusion_result(job: DiffusionJob, run_id: str, metrics: dict[str, float], **extra: Any) -> dict[str, Any]:
     """A diffusion run's store result, with its training and evaluation inputs."""
-    return {"metrics": metrics, "run_id": run_id, "id": payload["id"], **provenance(payload["record"]), **extra}
-
-
-def _tiers(payload: dict[str, Any]) -> Tiers | None:
-    raw = payload.get("tiers")
-    return None if raw is None else Tiers(tuple(raw["rungs"]), raw["cheap_samples"])
-
-
-def run_card(scorer: GenerationScorer, dataset_key: str, evaluation: EvaluationSpec, seed: int,
-             device: torch.device, extras: ExtraScorers | None = None) -> EvalCard:
-    """The card of a run sampled on `device` (its precision is `sample_latents`' on that device), with the extra
-    scorers that scored it and those skipped."""
-    return generation_card(
-        scorer.primary, scorer.networks, dataset_key, GENERATION_REFERENCE, scorer.reference_size,
-        evaluation.num_samples, SAMPLER, evaluation.sampling_steps, evaluation.cfg_scales,
-        evaluation.guidance_interval, timestep_shift=1.0, seed=seed, precision=sampling_precision(device),
-        class_balancing="round-robin labels (i % num_classes)", extra_scorers=extras.card_text() if extras else "")
+    return {"metrics": metrics, "run_id": run_id, "id": job.id, **provenance(job.record()), **extra}
 
 
 def train_diffusion_trial(config: dict[str, Any]) -> None:
-    """Tune function trainable; idempotent like the tokenizer trial."""
-    payload = config["payload"]
-    ctx = TrialContext(**payload["ctx"])
-    key = payload["key"]
+    """Tune function trainable (`config`: `DiffusionTrialInput.config()`); idempotent like the tokenizer trial."""
+    trial_input: DiffusionTrialInput = config[INPUT]
+    job, ctx, tiers = trial_input.job, trial_input.ctx, trial_input.tiers
+    trial, key = job.trial, job.key
     out = ctx.store.diffusion(key)
     found = ctx.store.result(out)
-    tiers = _tiers(payload)
-    if found is not None and scored_under(found, payload["evaluation_key"]):  # under ASHA every report: its metric
+    if found is not None and scored_under(found, job.evaluation_key):  # under ASHA every report: its metric
         report({**found["metrics"], TIER_GFID: found["metrics"].get(BEST_GFID, np.nan)} if tiers else found["metrics"])
         return
     device = setup_worker(ctx)
-    trial = DiffusionTrial(**payload["trial"])
     trained = ctx.store.velocity_model_file(key).is_file()  # saved after training: scored again, never retrained
     if not is_chief():  # a data-parallel rank > 0 only trains, in step with rank 0
         if not trained:
-            _fit(trial, payload, ctx, None, None, device)
+            _fit(job, ctx, None, None, device)
         report({})  # meets rank 0's final report
         return
-    evaluation = EvaluationSpec(**payload["evaluation"])
-    tok = payload["tokenizer"]
+    evaluation = trial_input.evaluation
     extras = extra_scorers(ctx.store, ctx.dataset_key, evaluation.scorers, ctx.feature_network)
     scorer = GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, evaluation.num_samples,
-                              payload["seed"], extras.networks)
-    card = run_card(scorer, ctx.dataset_key, evaluation, payload["seed"], device, extras)
+                              job.seed, extras.networks)
+    card = run_card(scorer, ctx.dataset_key, evaluation, job.seed, device, extras)
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
     run_id = tracker.open_run(
-        payload["id"], STAGE, key, parent_id=tok["run_id"],  # named by its study id, found by its tags
-        tags={"tokenizer_id": tok["id"], "backbone": trial.backbone, "seed": payload["seed"],
+        job.id, STAGE, key, parent_id=trial_input.tokenizer_run_id,  # named by its study id, found by its tags
+        tags={"tokenizer_id": job.tokenizer.id, "backbone": trial.backbone, "seed": job.seed,
               CODE_VERSION_TAG: DIFFUSION_CODE_VERSION, PACKAGE_VERSION_TAG: __version__},
-        params={**flatten(trial.model_dump()), "seed": payload["seed"], "tokenizer_id": tok["id"]})
+        params={**flatten(trial.model_dump()), "seed": job.seed, "tokenizer_id": job.tokenizer.id})
 
     def evaluate(model: torch.nn.Module, step: int, meta: LatentMeta) -> dict[str, float]:
-        metrics = _evaluate(model, step, meta, trial, evaluation, payload, ctx, scorer, tracker, run_id, device)
-        tracker.set_tags(run_id, evaluation_tags(payload, card))
+        metrics = _evaluate(model, step, meta, trial_input, scorer, tracker, run_id, device)
+        tracker.set_tags(run_id, evaluation_tags(job, evaluation, card))
         if tiers is not None:
             tracker.log_metrics(run_id, {TIER_RUNG: len(tiers.rungs)}, step=step)
             tracker.set_tags(run_id, {TIER_TAG: FULL_TIER})
-        ctx.store.mark_done(out, _result(payload, run_id, metrics))
+        ctx.store.mark_done(out, diffusion_result(job, run_id, metrics))
         tracker.finish(run_id)
         return metrics
 
@@ -182,15 +158,14 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
     try:
         if trained:  # the evaluation changed: the saved model is scored again, never retrained
             metrics = evaluate(load_velocity_model(ctx.store.velocity_model_file(key)).to(device), trial.steps,
-                               load_latents(ctx.store, tok["key"], "train")[1])
+                               load_latents(ctx.store, job.tokenizer.key, "train")[1])
         elif tiers is not None:  # evaluated at the last checkpoint (see the module docstring)
-            score = _tier_scorer(tiers, trial, evaluation, payload, ctx, tracker, run_id, device,
-                                 trained_and_scored)
-            _fit(trial, payload, ctx, tracker, run_id, device, score)
+            score = _tier_scorer(tiers, trial_input, tracker, run_id, device, trained_and_scored)
+            _fit(job, ctx, tracker, run_id, device, score)
             return
         else:
-            curve = _checkpoint_scorer(evaluation, payload, ctx, tracker, run_id, device)
-            trainer, meta = _fit(trial, payload, ctx, tracker, run_id, device, curve)
+            curve = _checkpoint_scorer(trial_input, tracker, run_id, device)
+            trainer, meta = _fit(job, ctx, tracker, run_id, device, curve)
             metrics = trained_and_scored(trainer, meta)
     except Exception as err:
         tracker.finish(run_id, "FAILED", reason=f"{type(err).__name__}: {err}")
@@ -198,11 +173,11 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
     report({**metrics, TIER_GFID: metrics[BEST_GFID]} if tiers else metrics)
 
 
-def _tier_scorer(tiers: Tiers, trial: DiffusionTrial, evaluation: EvaluationSpec, payload: dict[str, Any],
-                 ctx: TrialContext, tracker: Tracker, run_id: str, device: torch.device, evaluate: Score) -> Score:
+def _tier_scorer(tiers: Tiers, trial_input: DiffusionTrialInput, tracker: Tracker, run_id: str, device: torch.device,
+                 evaluate: Score) -> Score:
     """What a trial under ASHA adds to each checkpoint's report: NaN off the rungs, the cheap tier's best-CFG gFID
     (also logged as `tier/rung<r>/gfid`) at a cheap rung, the full evaluation at the last checkpoint."""
-    seed, scorer = payload["seed"], None
+    ctx, scorer = trial_input.ctx, None
 
     def score(trainer: DiffusionTrainer, meta: LatentMeta) -> dict[str, float]:
         nonlocal scorer
@@ -213,19 +188,19 @@ def _tier_scorer(tiers: Tiers, trial: DiffusionTrial, evaluation: EvaluationSpec
             metrics = evaluate(trainer, meta)
             return {**metrics, TIER_GFID: metrics[BEST_GFID]}
         scorer = scorer or GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec,
-                                            tiers.cheap_samples, seed)
-        gfid = _cheap_gfid(trainer.ema, meta, scorer, tiers.cheap_samples, evaluation, payload, ctx, device)
+                                            tiers.cheap_samples, trial_input.job.seed)
+        gfid = _cheap_gfid(trainer.ema, meta, scorer, tiers.cheap_samples, trial_input, device)
         tracker.log_metrics(run_id, {tier_gfid_key(rung): gfid, TIER_RUNG: rung}, step=trainer.step)
         return {TIER_GFID: gfid}
 
     return score
 
 
-def _checkpoint_scorer(evaluation: EvaluationSpec, payload: dict[str, Any], ctx: TrialContext, tracker: Tracker,
-                       run_id: str, device: torch.device) -> Score | None:
+def _checkpoint_scorer(trial_input: DiffusionTrialInput, tracker: Tracker, run_id: str, device: torch.device
+                       ) -> Score | None:
     """The convergence curve of a run outside ASHA: its cheap gFID at every checkpoint, logged as `CHECKPOINT_GFID`
     at the training step (ASHA's trials have their rungs' `tier/rung<r>/gfid` instead). None when switched off."""
-    n = evaluation.checkpoint_samples
+    n, ctx = trial_input.evaluation.checkpoint_samples, trial_input.ctx
     if n == 0:
         return None
     scorer: GenerationScorer | None = None
@@ -233,8 +208,8 @@ def _checkpoint_scorer(evaluation: EvaluationSpec, payload: dict[str, Any], ctx:
     def score(trainer: DiffusionTrainer, meta: LatentMeta) -> dict[str, float]:
         nonlocal scorer
         scorer = scorer or GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, n,
-                                            payload["seed"])
-        gfid = _cheap_gfid(trainer.ema, meta, scorer, n, evaluation, payload, ctx, device)
+                                            trial_input.job.seed)
+        gfid = _cheap_gfid(trainer.ema, meta, scorer, n, trial_input, device)
         tracker.log_metrics(run_id, {CHECKPOINT_GFID: gfid}, step=trainer.step)
         return {}
 
@@ -242,11 +217,12 @@ def _checkpoint_scorer(evaluation: EvaluationSpec, payload: dict[str, Any], ctx:
 
 
 def _cheap_gfid(model: torch.nn.Module, meta: LatentMeta, scorer: GenerationScorer, n: int,
-                evaluation: EvaluationSpec, payload: dict[str, Any], ctx: TrialContext, device: torch.device) -> float:
+                trial_input: DiffusionTrialInput, device: torch.device) -> float:
     """The best-CFG gFID of the run's first `n` samples: the cheap tier's score and the convergence curve's."""
-    decoder = load_tokenizer(ctx.store.tokenizer_file(payload["tokenizer"]["key"])).eval().to(device)
-    noise, labels = _noise(max(n, evaluation.num_samples), meta, payload["seed"], ctx.num_classes)
-    return min(scorer.score(_sample_and_decode(model, decoder, noise[:n], labels[:n], s, evaluation, meta))["gfid"]
+    evaluation, ctx = trial_input.evaluation, trial_input.ctx
+    decoder = load_tokenizer(ctx.store.tokenizer_file(trial_input.job.tokenizer.key)).eval().to(device)
+    noise, labels = sampling_noise(max(n, evaluation.num_samples), meta, trial_input.job.seed, ctx.num_classes)
+    return min(scorer.score(sample_and_decode(model, decoder, noise[:n], labels[:n], s, evaluation, meta))["gfid"]
                for s in evaluation.cfg_scales)
 
 
@@ -267,25 +243,24 @@ def settle_stopped_trial(config: dict[str, Any], result: dict[str, Any]) -> None
     """After a cohort's experiment: a trial that has no store result was stopped by ASHA (one that reached the full
     tier wrote its own). Record it as a finished job with that outcome: its store result (tier metrics only, never
     gen/...) and its MLflow run, FINISHED with the tag `raysweep.tier: stopped`."""
-    payload = config["payload"]
-    ctx = TrialContext(**payload["ctx"])
-    out = ctx.store.diffusion(payload["key"])
+    trial_input: DiffusionTrialInput = config[INPUT]
+    job, ctx, tiers = trial_input.job, trial_input.ctx, trial_input.tiers
+    out = ctx.store.diffusion(job.key)
     if ctx.store.result(out) is not None:
         return
-    tiers = _tiers(payload)
     assert tiers is not None
     rung = tiers.rung(int(result["training_iteration"]))
     if rung is None:
-        raise RuntimeError(f"{payload['id']}: Tune ended it at checkpoint {result['training_iteration']}, "
+        raise RuntimeError(f"{job.id}: Tune ended it at checkpoint {result['training_iteration']}, "
                            f"not at one of its rungs {list(tiers.rungs)}")
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
-    run = tracker.find_run(STAGE, payload["key"])
-    if run is None:
-        raise RuntimeError(f"{payload['id']}: stopped by Tune, but its MLflow run ({STAGE} {payload['key']}) is gone")
-    run_id = run.info.run_id
+    found = tracker.find_run(STAGE, job.key)
+    if found is None:
+        raise RuntimeError(f"{job.id}: stopped by Tune, but its MLflow run ({STAGE} {job.key}) is gone")
+    run_id = found.info.run_id
     metrics = {tier_gfid_key(rung): float(result[TIER_GFID]), TIER_RUNG: rung}
     tracker.set_tags(run_id, {TIER_TAG: STOPPED})
-    ctx.store.mark_done(out, _result(payload, run_id, metrics,
+    ctx.store.mark_done(out, diffusion_result(job, run_id, metrics,
                                      **{STOPPED_RESULT: {"rung": rung, "reason": stopped_reason(rung)}}))
     tracker.finish(run_id)
 
@@ -301,54 +276,46 @@ def load_latents(store: Store, tokenizer_key: str, split: str) -> tuple[LatentBa
     return batch, meta
 
 
-def _fit(trial: DiffusionTrial, payload: dict[str, Any], ctx: TrialContext, tracker: Tracker | None,
-         run_id: str | None, device: torch.device, score: Score | None = None) -> tuple[DiffusionTrainer, LatentMeta]:
+def _fit(job: DiffusionJob, ctx: TrialContext, tracker: Tracker | None, run_id: str | None, device: torch.device,
+         score: Score | None = None) -> tuple[DiffusionTrainer, LatentMeta]:
     """Train the trial's backbone with checkpoints; on every rank of a data-parallel trial (tracker: rank 0's).
     `score(trainer, meta)` adds its values to each checkpoint's report (multi-fidelity gFID)."""
-    torch.manual_seed(payload["seed"])
-    batch, meta = load_latents(ctx.store, payload["tokenizer"]["key"], "train")
+    trial = job.trial
+    torch.manual_seed(job.seed)
+    batch, meta = load_latents(ctx.store, job.tokenizer.key, "train")
     z = torch.from_numpy(meta.standardise(batch.latent))  # (N, C, H, W), what the diffusion model sees
     y = torch.from_numpy(batch.label.astype(np.int64))
     c, h, _ = meta.shape
     model = build_backbone(trial.backbone, in_channels=c, input_size=h, num_classes=ctx.num_classes,
                            patch_size=trial.patch_size, label_dropout=trial.label_dropout).to(device)
-    trainer = DiffusionTrainer(model, seed=payload["seed"], shard=current_shard(), **trial.trainer_kwargs())
+    trainer = DiffusionTrainer(model, seed=job.seed, shard=current_shard(), **trial.trainer_kwargs())
     train_with_checkpoints(trainer, lambda n, on_log: trainer.fit(z, y, n, trial.batch_size, on_log=on_log),
                            trial.steps, ctx.log_every, tracker, run_id,
                            score=None if score is None else lambda: score(trainer, meta))
     return trainer, meta
 
 
-def _noise(n: int, meta: LatentMeta, seed: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The run's sampling noise and class-balanced labels (the cheap tier scores their first samples)."""
-    c, h, _ = meta.shape
-    gen = torch.Generator().manual_seed(10_000 + seed)
-    return torch.randn((n, c, h, h), generator=gen), torch.arange(n) % num_classes
-
-
-def _evaluate(model: torch.nn.Module, step: int, meta: LatentMeta, trial: DiffusionTrial,
-              evaluation: EvaluationSpec, payload: dict[str, Any], ctx: TrialContext, scorer: GenerationScorer,
-              tracker: Tracker, run_id: str, device: torch.device) -> dict[str, float]:
+def _evaluate(model: torch.nn.Module, step: int, meta: LatentMeta, trial_input: DiffusionTrialInput,
+              scorer: GenerationScorer, tracker: Tracker, run_id: str, device: torch.device) -> dict[str, float]:
     """Sample the trained (EMA) `model` at every CFG scale, score, log on the run at training step `step`."""
-    seed = payload["seed"]
-    tok_key = payload["tokenizer"]["key"]
-    out = ctx.store.diffusion(payload["key"])
-    decoder = load_tokenizer(ctx.store.tokenizer_file(tok_key)).eval().to(device)
-    noise, labels = _noise(evaluation.num_samples, meta, seed, ctx.num_classes)
+    evaluation, ctx = trial_input.evaluation, trial_input.ctx
+    out = ctx.store.diffusion(trial_input.job.key)
+    decoder = load_tokenizer(ctx.store.tokenizer_file(trial_input.job.tokenizer.key)).eval().to(device)
+    noise, labels = sampling_noise(evaluation.num_samples, meta, trial_input.job.seed, ctx.num_classes)
     scores: dict[float, dict[str, float]] = {}
     for scale in sorted({NO_CFG, *evaluation.cfg_scales}):  # each scale sampled, decoded, featurised once
-        images = _sample_and_decode(model, decoder, noise, labels, scale, evaluation, meta)
+        images = sample_and_decode(model, decoder, noise, labels, scale, evaluation, meta)
         scores[scale] = scorer.score(images)
         grid = save_image_grid(images[:64], out / f"samples_{cfg_view(scale)}.png", nrow=16)
         tracker.log_artifact(run_id, grid, "samples")
     metrics = cfg_views(scores, evaluation.cfg_scales)
     best = metrics[BEST_CFG_SCALE]
     for variant in evaluation.sampler_check:  # the same noise and labels at the best scale, another solver
-        images = _sample_and_decode(model, decoder, noise, labels, best, evaluation, meta, variant)
+        images = sample_and_decode(model, decoder, noise, labels, best, evaluation, meta, variant)
         metrics[sampler_gfid_key(variant.method, variant.steps)] = scorer.score(images)["gfid"]
     curve = save_cfg_curve({s: scores[s]["gfid"] for s in evaluation.cfg_scales}, best, out / "cfg_curve.png")
     tracker.log_artifact(run_id, curve, "figures")
-    trajectory, ratios = _trajectory_metrics(model, noise, labels, evaluation)
+    trajectory, ratios = trajectory_metrics(model, noise, labels, evaluation)
     metrics.update(trajectory)
     tracker.log_metrics(run_id, metrics, step=step)
     tracker.log_history(run_id, [(i, {"traj/length_ratio": float(r)}) for i, r in enumerate(ratios)])
@@ -356,76 +323,13 @@ def _evaluate(model: torch.nn.Module, step: int, meta: LatentMeta, trial: Diffus
     return metrics
 
 
-def cfg_views(scores: dict[float, dict[str, float]], grid: list[float]) -> dict[str, float]:
-    """{scale: scores} -> `gen/cfg<s>/*` for the swept grid, `gen/nocfg/*` (scale 1, sampled even when not in
-    the grid), `gen/best/*` at the grid scale of lowest gFID, and `gen/best/cfg_scale`."""
-    best = min(grid, key=lambda s: scores[s]["gfid"])
-    views = {**{cfg_view(s): scores[s] for s in grid}, NO_CFG_VIEW: scores[NO_CFG], BEST_VIEW: scores[best]}
-    metrics = {gen_key(view, name): value for view, values in views.items() for name, value in values.items()}
-    metrics[BEST_CFG_SCALE] = best
-    return metrics
-
-
-def decode_standardised(decoder: Tokenizer, z: torch.Tensor, meta: LatentMeta, batch_size: int) -> torch.Tensor:
-    """Standardised latents [N,C,H,W] -> de-standardised with the latents' own stats -> decoded [N,3,H,W] floats
-    on the decoder's device."""
-    device = next(decoder.parameters()).device
-    with torch.no_grad():
-        return torch.cat([decoder.decode(torch.from_numpy(meta.unstandardise(chunk.cpu().numpy())).to(device))
-                          for chunk in z.split(batch_size)])
-
-
-def sample_latents(model: torch.nn.Module, noise: torch.Tensor, labels: torch.Tensor, scale: float,
-                   evaluation: EvaluationSpec, record_trajectory: bool = False,
-                   variant: SamplerVariant | None = None) -> SampleResult:
-    """The ODE every sample of a run comes from (the study's Euler steps, or the sampler check's `variant`): the
-    backbone under `backbone_autocast` of its device (what the card's precision reports), the ODE state in
-    float32."""
-    method: SamplerMethod = "euler" if variant is None else variant.method
-    steps = evaluation.sampling_steps if variant is None else variant.steps
-    with backbone_autocast(noise.device):
-        return ode_sample(model, noise, labels, steps=steps, cfg_scale=scale, method=method,
-                          guidance_interval=evaluation.guidance_interval, record_trajectory=record_trajectory)
-
-
-@torch.no_grad()
-def _sample_and_decode(model: torch.nn.Module, decoder: Tokenizer, noise: torch.Tensor, labels: torch.Tensor,
-                       scale: float, evaluation: EvaluationSpec, meta: LatentMeta,
-                       variant: SamplerVariant | None = None) -> np.ndarray:
-    """Euler ODE in standardised latent space, de-standardise, decode; in batches. -> uint8 [N,3,H,W]."""
-    chunks = []
-    device = next(model.parameters()).device
-    noise, labels = noise.to(device), labels.to(device)
-    for i in range(0, len(noise), evaluation.batch_size):
-        result = sample_latents(model, noise[i:i + evaluation.batch_size], labels[i:i + evaluation.batch_size],
-                                scale, evaluation, variant=variant)
-        chunks.append(to_uint8(decode_standardised(decoder, result.x1, meta, evaluation.batch_size)))
-    return np.concatenate(chunks)
-
-
-@torch.no_grad()
-def _trajectory_metrics(model: torch.nn.Module, noise: torch.Tensor, labels: torch.Tensor,
-                        evaluation: EvaluationSpec) -> tuple[dict[str, float], np.ndarray]:
-    """Straightness, efficiency and per-segment length ratios of the plain (unguided) ODE, METRICS.md §9.
-    The ratios go to MLflow as the history of `traj/length_ratio` (step = segment), i.e. a curve per run."""
-    n = evaluation.trajectory_samples
-    device = next(model.parameters()).device
-    result = sample_latents(model, noise[:n].to(device), labels[:n].to(device), NO_CFG, evaluation,
-                            record_trajectory=True)
-    traj = result.trajectory
-    if traj is None:  # asked for with record_trajectory=True
-        raise RuntimeError("the sampler returned no trajectory")
-    scalars = {"traj/straightness": float(straightness(traj)), "traj/efficiency": float(efficiency(traj))}
-    return scalars, torch.as_tensor(length_ratios(traj)).cpu().numpy()
-
-
 def task(job: DiffusionJob, run: StudyRun) -> Task:
     """A diffusion job as its own one-trial Tune experiment, or with its cohort under ASHA (multi-fidelity gFID)."""
     if run.cohort is not None and (members := run.cohort(job)):  # []: runs alone (a ladder's cheap run)
         return cohort_task(members, run)
     res = run.study.resources.diffusion
-    payload = diffusion_payload(job, run.ctx.store.run_id(job.tokenizer), run.study.evaluation, run.ctx)
-    return Task(job.ref, "trial", train_diffusion_trial, ({"payload": payload},), resources(res),
+    trial_input = DiffusionTrialInput(job, run.ctx.store.run_id(job.tokenizer), run.study.evaluation, run.ctx)
+    return Task(job.ref, "trial", train_diffusion_trial, (trial_input.config(),), resources(res),
                 experiment=diffusion_experiment(job, run.ctx.store), total_steps=job.trial.steps,
                 workers=res.workers)
 
@@ -446,7 +350,7 @@ def cohort_task(jobs: list[DiffusionJob], run: StudyRun) -> Task:
     spec = study.allocation.fidelity
     trial = jobs[0].trial
     tiers = Tiers.of(spec, trial.steps, study.storage.checkpoint_every, study.evaluation.num_samples)
-    configs = tuple({"payload": diffusion_payload(j, ctx.store.run_id(j.tokenizer), study.evaluation, ctx, tiers)}
+    configs = tuple(DiffusionTrialInput(j, ctx.store.run_id(j.tokenizer), study.evaluation, ctx, tiers).config()
                     for j in jobs)
     todo = tuple(i for i, j in enumerate(jobs) if ctx.store.done(j) is None)
     recorded = functools.partial(tracked_rungs, ctx.tracking_uri, ctx.experiment, {j.id: j.key for j in jobs},
