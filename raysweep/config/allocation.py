@@ -70,8 +70,8 @@ class AcquisitionSpec(Strict):
     """How the next tokenizer is chosen after calibration: `greedy` (default), the `batch` lowest predicted gFIDs;
     `information`, the expected reduction of uncertainty about the top-`top_k` set and about the metric-gFID
     correlations (`weights` of the two answers), estimated from `draws` posterior draws. In replays greedy finds the
-    top-1 with less compute than information (the replay tables, every policy and case: benchmarks/RESULTS-allocation.md);
-    information gets the correlation from fewer runs."""
+    top-1 with less compute than information (the replay tables, every policy and case:
+    benchmarks/RESULTS-allocation.md); information gets the correlation from fewer runs."""
 
     rule: Literal["greedy", "information"] = GREEDY
     top_k: int = Field(1, ge=1)
