@@ -132,9 +132,20 @@ def test_results_record_their_inputs_and_the_package_version(tmp_path: Path) -> 
     assert fisher["params"]["t_points"] == 5 and fisher["upstream"] == plan.diffusion[0].key
 
 
-def _old_store(tmp_path: Path) -> tuple[dict[str, Any], Store]:
-    shutil.copytree(FIXTURE, tmp_path / "study")
+def _old_store(tmp_path: Path, fixture: Path = FIXTURE) -> tuple[dict[str, Any], Store]:
+    """The micro study over a copy of a committed store of an earlier release (0.1.0 by default)."""
+    shutil.copytree(fixture, tmp_path / "study")
     return micro_study(tmp_path / "study"), Store(tmp_path / "study")
+
+
+def _migrates_whole(study: Any, plan: StudyPlan, store: Store) -> None:
+    """Every result of the old store is moved under the current keys (its two tokenizers and two diffusion runs,
+    metric markers with them), and migrating again moves nothing."""
+    moves = migrate_store(study, plan, store)
+    assert sorted(m.job.stage for m in moves) == ["diffusion", "diffusion", "tokenizer", "tokenizer"]
+    assert all(store.done(j) is not None for j in plan if store.marker(j) is not None)
+    needs_migration(study, plan, store)  # nothing left to migrate
+    assert migrate_store(study, plan, store) == []  # idempotent
 
 
 def test_a_store_of_the_previous_version_is_refused_then_migrated_without_retraining(tmp_path: Path) -> None:
@@ -148,11 +159,7 @@ def test_a_store_of_the_previous_version_is_refused_then_migrated_without_retrai
         run_study(study)  # refused before anything is written
     assert not (tmp_path / "study" / "mlflow.db").exists()
 
-    moves = migrate_store(study, plan, store)
-    assert sorted(m.job.stage for m in moves) == ["diffusion", "diffusion", "tokenizer", "tokenizer"]
-    assert all(store.done(j) is not None for j in plan if store.marker(j) is not None)
-    needs_migration(study, plan, store)  # nothing left to migrate
-    assert migrate_store(study, plan, store) == []  # idempotent
+    _migrates_whole(study, plan, store)
 
     tok = store.done(plan.tokenizers[0])
     assert tok[ASSUMED] == ["dataset", "reference", "version"] and tok[MIGRATED_FROM] == plan.tokenizers[0].trial.key()
@@ -201,13 +208,8 @@ def test_a_run_builds_its_plan_once(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert len(builds) == 1
 
 
-def _store_0_2(tmp_path: Path) -> tuple[dict[str, Any], Store]:
-    shutil.copytree(FIXTURE_0_2, tmp_path / "study")
-    return micro_study(tmp_path / "study"), Store(tmp_path / "study")
-
-
 def test_a_store_of_0_2_0_is_refused_then_migrated_with_the_reference_version_assumed(tmp_path: Path) -> None:
-    data, store = _store_0_2(tmp_path)
+    data, store = _old_store(tmp_path, FIXTURE_0_2)
     study = parse_study(data)
     plan = StudyPlan.from_spec(study)
     assert all(store.done(j) is None for j in plan if store.marker(j) is not None)  # nothing reused silently
@@ -215,11 +217,7 @@ def test_a_store_of_0_2_0_is_refused_then_migrated_with_the_reference_version_as
                                           r".*` to reuse them without retraining"):
         needs_migration(study, plan, store)
 
-    moves = migrate_store(study, plan, store)
-    assert sorted(m.job.stage for m in moves) == ["diffusion", "diffusion", "tokenizer", "tokenizer"]
-    assert all(store.done(j) is not None for j in plan if store.marker(j) is not None)  # metric markers re-keyed
-    assert migrate_store(study, plan, store) == []  # idempotent
-    needs_migration(study, plan, store)
+    _migrates_whole(study, plan, store)  # metric markers re-keyed
 
     tok = store.done(plan.tokenizers[1])
     assert tok[ASSUMED] == ["reference.version"] and tok["metrics"]["recon/psnr"] == 21.5  # the old values, kept
@@ -239,7 +237,7 @@ def test_a_store_of_0_2_0_is_refused_then_migrated_with_the_reference_version_as
 
 
 def test_a_0_2_0_run_scored_under_other_evaluation_settings_is_moved_and_re_scored(tmp_path: Path) -> None:
-    data, store = _store_0_2(tmp_path)
+    data, store = _old_store(tmp_path, FIXTURE_0_2)
     data["evaluation"]["cfg_scales"] = [1.0, 1.5]  # edited since: the trained models are kept, their scores are not
     study = parse_study(data)
     plan = StudyPlan.from_spec(study)

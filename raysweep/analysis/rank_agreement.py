@@ -20,7 +20,11 @@ class RankAgreement:
     spearman: float
     kendall: float
     top_k: int
-    top_k_overlap: float
+    top_k_shared: int  # tokenizers in both top-k sets
+
+    @property
+    def top_k_overlap(self) -> float:
+        return self.top_k_shared / self.top_k if self.top_k else float("nan")
 
     def columns(self) -> dict[str, object]:
         """The rank-agreement columns a report table shows."""
@@ -32,8 +36,8 @@ def rank_agreement(a: Mapping[str, float], b: Mapping[str, float], top_k: int = 
     both = sorted(t for t in set(a) & set(b) if np.isfinite(a[t]) and np.isfinite(b[t]))
     x, y = np.array([a[t] for t in both], float), np.array([b[t] for t in both], float)
     k = min(top_k, len(both))
-    overlap = len(set(np.argsort(x, kind="stable")[:k]) & set(np.argsort(y, kind="stable")[:k])) / k if k else np.nan
+    shared = len(set(np.argsort(x, kind="stable")[:k]) & set(np.argsort(y, kind="stable")[:k]))
     if len(both) < MIN_TOKENIZERS or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return RankAgreement(len(both), np.nan, np.nan, k, overlap)
+        return RankAgreement(len(both), np.nan, np.nan, k, shared)
     return RankAgreement(len(both), float(stats.spearmanr(x, y).statistic), float(stats.kendalltau(x, y).statistic),
-                         k, overlap)
+                         k, shared)

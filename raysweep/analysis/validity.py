@@ -48,7 +48,7 @@ def rank_agreement(best: pd.DataFrame, reference: str, other: str, top_k: int = 
     (`analysis.rank_agreement`): Spearman rho, Kendall tau, the overlap of their top-k, the tokenizers with both."""
     means = _per_tokenizer(best, [reference, other])
     a = agreement(means[reference].to_dict(), means[other].to_dict(), top_k)
-    overlap = np.nan if np.isnan(a.spearman) else f"{round(a.top_k_overlap * a.top_k)}/{a.top_k}"
+    overlap = np.nan if np.isnan(a.spearman) else f"{a.top_k_shared}/{a.top_k}"
     return {"reference": reference, "score": other, "tokenizers": a.n, "spearman": a.spearman, "kendall": a.kendall,
             f"top{top_k}_overlap": overlap}
 
