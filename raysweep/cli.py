@@ -234,7 +234,7 @@ def _replay_input(args: argparse.Namespace) -> tuple[ReplayStudy, ProxyAllocatio
 
     require_tracking_store(spec, args.study)  # reading the table would create a missing store
     try:
-        table = load_table(spec.tracking_uri, spec.experiment_name)
+        table = load_table(spec.tracking_uri, spec.experiment_name, _built_plan(spec).keys)
     except ValueError as err:
         raise ConfigError(args.study, "name", f"{err}; run `raysweep run` first") from None
     allocation = spec.allocation

@@ -100,3 +100,38 @@ def test_values_of_an_earlier_scoring_leave_the_table(tmp_path: Path) -> None:
     assert table.loc[0, "gen/gfid@domain-ae"] == 6.0 and table.loc[0, "gen/gfid"] == 5.0
     assert not any("vgg16" in c for c in table.columns)  # a removed scorer is no target
     assert "gen/sampler/gfid@heun20" in table.columns and "gen/sampler/gfid@euler20" not in table.columns
+
+
+def test_runs_of_inputs_the_study_no_longer_has_are_superseded_never_rows(tmp_path: Path) -> None:
+    """After an edit of the study (e.g. more diffusion steps) the older runs stay in the experiment under their
+    old keys: with the plan's keys they are SUPERSEDED, the analysis drops them and names each run once."""
+    from raysweep.analysis.tidy import split_excluded
+    from raysweep.stages.analysis import superseded_runs
+    from raysweep.tracking.table import SUPERSEDED_STATUS
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "t")
+    study = tracker.open_run("t", "study", "s")
+    for tid in ("a", "b"):
+        tok = tracker.open_run(tid, "tokenizer", f"key-{tid}", parent_id=study, tags={"tokenizer_id": tid})
+        tracker.finish(tok)
+        if tid == "b":
+            continue
+        for key, gfid in (("d-old", 9.0), ("d-new", 5.0)):  # the same tokenizer x backbone x seed, twice
+            run = tracker.open_run(f"{tid}/SiT-T/0", "diffusion", key, parent_id=tok,
+                                   tags={"tokenizer_id": tid, "backbone": "SiT-T", "seed": 0})
+            tracker.log_metrics(run, {"gen/cfg1/gfid": gfid, "gen/cfg1.5/gfid": gfid + 1, "gen/best/gfid": gfid})
+            tracker.finish(run)
+
+    assert len(study_table(tracker)) == 5  # without the plan's keys: both runs of a, at both scales, and b
+    table = study_table(tracker, planned={"key-a", "d-new"})
+    old = table[table["status"] == SUPERSEDED_STATUS]
+    assert len(old) == 3 and set(old["tokenizer_id"]) == {"a", "b"}
+    assert old["reason"].str.contains("no longer has").all()
+    ok, _ = split_excluded(table)
+    assert list(ok["gen/gfid"]) == [5.0, 6.0]  # only the current run's two CFG rows are measured rows
+
+    current, sections = superseded_runs(table)
+    assert SUPERSEDED_STATUS not in set(current["status"]) and len(current) == 2
+    [section] = sections
+    assert len(section.frame) == 2 and section.collapsed  # one line per run, not per CFG scale
+    assert superseded_runs(current)[1] == []

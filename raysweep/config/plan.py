@@ -396,6 +396,12 @@ class StudyPlan:
         return self.of(DiffusionJob)
 
     @property
+    def keys(self) -> frozenset[str]:
+        """Every job's content key: a tracked run whose key is not among them ran on inputs the study no longer
+        has (`raysweep.tracking.table.study_table(planned=...)`)."""
+        return frozenset(j.key for j in self.jobs if j.key)
+
+    @property
     def search(self) -> TokenizerSearchJob | None:
         """The study's tokenizer search, if it has one."""
         return next(iter(self.of(TokenizerSearchJob)), None)

@@ -25,7 +25,7 @@ from raysweep.engine.study_plan import plan_study
 from raysweep.metrics import metric_directions
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import TOKENIZER_ID_TAG, TOKENIZER_SEED_TAG
-from raysweep.tracking.table import SORT_KEYS, latent_curve, length_ratio_curves, study_table
+from raysweep.tracking.table import SORT_KEYS, SUPERSEDED_STATUS, latent_curve, length_ratio_curves, study_table
 
 ARTIFACT_DIR = "analysis"
 VIV_CURVE = "latent/velocity/viv_t"  # logged by the metric stage in the tokenizer run's curve JSON
@@ -64,6 +64,19 @@ def missing_trials(study: StudySpec, table: pd.DataFrame, skipped: Collection[st
     return pd.DataFrame(rows)
 
 
+def superseded_runs(table: pd.DataFrame) -> tuple[pd.DataFrame, list[ReportSection]]:
+    """(the table without its SUPERSEDED rows, a collapsed report section listing those runs once each; none when
+    there are none): runs of inputs the study has changed since stay in MLflow and are named, never analysed."""
+    old = table["status"] == SUPERSEDED_STATUS if "status" in table.columns else pd.Series(False, table.index)
+    if not old.any():
+        return table, []
+    runs = table.loc[old, [c for c in ("tokenizer_id", TOKENIZER_SEED_TAG, "backbone", "seed", "reason")
+                           if c in table.columns]].drop_duplicates(ignore_index=True)
+    note = (f"{len(runs)} tracked run(s) ran on inputs this study no longer has (e.g. before an edit of the study "
+            "file): kept in MLflow, left out of every number in this report.")
+    return table[~old].reset_index(drop=True), [ReportSection("Superseded runs", runs, note, collapsed=True)]
+
+
 def analysis_options(study: StudySpec, **overrides: Any) -> AnalysisOptions:
     """The study's `analysis:` section as options; `overrides` that are not None win (the CLI's flags)."""
     values = {**study.analysis.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
@@ -86,7 +99,9 @@ def run_analysis(study: StudySpec, tracker: Tracker, study_run_id: str,
 
         sections, skipped = allocation_report(study, tracker, plan)
     cheap = study.ladder_backbones  # a backbone ladder's cheap tier: its own report section, never pooled
-    table = study_table(tracker, cheap)
+    table = study_table(tracker, cheap, plan.keys)
+    table, superseded = superseded_runs(table)
+    sections = [*sections, *superseded]
     missing = missing_trials(study, table, skipped, plan, cheap)
     if len(missing):
         table = pd.concat([table, missing.assign(cfg_scale=float("nan"), **{"gen/gfid": float("nan")})],

@@ -30,7 +30,7 @@ from raysweep.tracking.keys import (
     sampler_gfid_key,
     stopped_reason,
 )
-from raysweep.tracking.tracker import PARENT_TAG, Tracker
+from raysweep.tracking.tracker import HASH_TAG, PARENT_TAG, Tracker
 
 TOKENIZER_PREFIXES = ("latent/", "recon/")
 RUN_PREFIXES = ("traj/", "gen/best/", "gen/nocfg/", SAMPLER_PREFIX)  # per diffusion run, on each of its CFG rows
@@ -39,6 +39,7 @@ LENGTH_RATIO = "traj/length_ratio"  # history: step = Euler segment
 CURVES_DIR = "curves"  # on a tokenizer run: `<stage>_curves.json` files of {key: {"grid": [...], "values": [...]}}
 SORT_KEYS = [*RUN_KEYS, "cfg_scale"]
 STOPPED_STATUS = "STOPPED"  # a diffusion run stopped at a cheap tier by ASHA (multi-fidelity gFID)
+SUPERSEDED_STATUS = "SUPERSEDED"  # a run tracked under inputs the study no longer has (its key is not planned)
 HISTORY_THREADS = 8
 
 
@@ -73,9 +74,15 @@ def _card_columns(run: Any) -> dict[str, Any]:
     return {"card_hash": run.data.tags.get(CARD_HASH_TAG), **params}
 
 
-def _status(tok: Any, diff: Any | None) -> tuple[str, str]:
-    """A failed run's status and reason; STOPPED for a diffusion run ASHA stopped at a cheap tier (finished, but
-    not a measured row: it has no gen/ metrics)."""
+def _status(tok: Any, diff: Any | None, planned: Collection[str] | None = None) -> tuple[str, str]:
+    """A superseded or failed run's status and reason; STOPPED for a diffusion run ASHA stopped at a cheap tier
+    (finished, but not a measured row: it has no gen/ metrics). SUPERSEDED when `planned` (the study plan's job
+    keys) lacks the key of either run: the study's inputs changed since (e.g. more diffusion steps), so the run is
+    kept in MLflow but is no row of today's study."""
+    for run in (tok, diff):
+        if planned is not None and run is not None and run.data.tags.get(HASH_TAG) not in planned:
+            return SUPERSEDED_STATUS, (f"{run.data.tags.get('mlflow.runName', run.info.run_id)}: tracked under "
+                                       "inputs the study no longer has (its key is not in the current plan)")
     for run in (tok, diff):
         if run is not None and run.info.status != "FINISHED":
             reason = run.data.tags.get(FAILURE_REASON_TAG, f"run status {run.info.status}")
@@ -121,9 +128,12 @@ def _last_scored(metrics: dict[str, float], tags: dict[str, str]) -> dict[str, f
     return {k: v for k, v in metrics.items() if current(k)}
 
 
-def study_table(tracker: Tracker, exclude_backbones: Collection[str] = ()) -> pd.DataFrame:
+def study_table(tracker: Tracker, exclude_backbones: Collection[str] = (),
+                planned: Collection[str] | None = None) -> pd.DataFrame:
     """Every tokenizer and diffusion run of the study, failed ones included (with `status` and `reason`), but the
-    diffusion runs of `exclude_backbones` (a backbone ladder's cheap tier, reported apart).
+    diffusion runs of `exclude_backbones` (a backbone ladder's cheap tier, reported apart). With `planned` (the
+    study plan's job keys), runs of keys outside it are rows of status SUPERSEDED, never measured rows: an edited
+    study's older runs stay in the experiment, and must not be pooled with the runs of its current inputs.
 
     Columns: ids and tags (tokenizer_id, tokenizer_seed, family, cluster, variant, backbone, seed, run ids), `status`,
     `reason`, `cfg_scale`, `latent/*`, `recon/*`, `recon_card_hash` and `recon_card.<field>` of the tokenizer, `traj/*`,
@@ -140,7 +150,7 @@ def study_table(tracker: Tracker, exclude_backbones: Collection[str] = ()) -> pd
         if tok is None or diff.data.tags.get("backbone") in exclude_backbones:
             continue
         seen_tokenizers.add(tok.info.run_id)
-        status, reason = _status(tok, diff)
+        status, reason = _status(tok, diff, planned)
         base = {**_tokenizer_columns(tok), "backbone": diff.data.tags.get("backbone"),
                 "seed": int(diff.data.tags.get("seed", 0)), "diffusion_run_id": diff.info.run_id,
                 "status": status, "reason": reason, **_card_columns(diff)}
@@ -158,7 +168,7 @@ def study_table(tracker: Tracker, exclude_backbones: Collection[str] = ()) -> pd
             rows.append({**base, "cfg_scale": scale, **gen})
     for run_id, tok in tokenizers.items():
         if run_id not in seen_tokenizers:
-            status, reason = _status(tok, None)
+            status, reason = _status(tok, None, planned)
             rows.append({**_tokenizer_columns(tok), "status": status if status != "FINISHED" else "NO_DIFFUSION",
                          "reason": reason or "no diffusion run", "cfg_scale": np.nan, "gen/gfid": np.nan})
     table = pd.DataFrame(rows)
