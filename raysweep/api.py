@@ -70,8 +70,8 @@ def status(study: StudySpec) -> dict[str, Any]:
 
 def table(study: StudySpec) -> pd.DataFrame:
     """The study's tidy table from its tracking store: a row per tokenizer x backbone x seed x CFG scale, failed
-    and incomplete runs included with `status` and `reason`, runs of inputs the study no longer has as SUPERSEDED
-    (what the analysis reads)."""
+    and incomplete runs included with `status` and `reason`, runs of inputs the study no longer has left out (what
+    the analysis reads)."""
     from raysweep.analysis.loading import load_tracked_table
     from raysweep.engine.study_plan import plan_study
 

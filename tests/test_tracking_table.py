@@ -130,8 +130,10 @@ def test_runs_of_inputs_the_study_no_longer_has_are_superseded_never_rows(tmp_pa
     ok, _ = split_excluded(table)
     assert list(ok["gen/gfid"]) == [5.0, 6.0]  # only the current run's two CFG rows are measured rows
 
+    table["conv/gfid@300"] = np.where(table["status"] == SUPERSEDED_STATUS, 7.0, np.nan)  # an old run's curve step
     current, sections = superseded_runs(table)
     assert SUPERSEDED_STATUS not in set(current["status"]) and len(current) == 2
+    assert "conv/gfid@300" not in current.columns and "gen/gfid" in current.columns
     [section] = sections
     assert len(section.frame) == 2 and section.collapsed  # one line per run, not per CFG scale
     assert superseded_runs(current)[1] == []

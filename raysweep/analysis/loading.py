@@ -17,8 +17,9 @@ import pandas as pd
 def load_tracked_table(tracking_uri: str, experiment: str, planned: Collection[str] | None = None) -> pd.DataFrame:
     """The study's tidy table (`raysweep.tracking.table.study_table`): a row per tokenizer x backbone x seed x CFG
     scale, failed and incomplete runs included with `status` and `reason`; with `planned` (the study plan's job
-    keys, `StudyPlan.keys`) the runs of older inputs are rows of status SUPERSEDED. ValueError if the experiment is
-    absent. MLflow is imported here, on use, so `raysweep.analysis` stays light for the pure functions."""
-    from raysweep.tracking.table import open_study, study_table
+    keys, `StudyPlan.keys`) without the runs of older inputs (SUPERSEDED, `split_superseded`). ValueError if the
+    experiment is absent. MLflow is imported here, on use, so `raysweep.analysis` stays light for the pure
+    functions."""
+    from raysweep.tracking.table import open_study, split_superseded, study_table
 
-    return study_table(open_study(tracking_uri, experiment), planned=planned)
+    return split_superseded(study_table(open_study(tracking_uri, experiment), planned=planned))[0]

@@ -25,7 +25,7 @@ from raysweep.engine.study_plan import plan_study
 from raysweep.metrics import metric_directions
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import TOKENIZER_ID_TAG, TOKENIZER_SEED_TAG
-from raysweep.tracking.table import SORT_KEYS, SUPERSEDED_STATUS, latent_curve, length_ratio_curves, study_table
+from raysweep.tracking.table import SORT_KEYS, latent_curve, length_ratio_curves, split_superseded, study_table
 
 ARTIFACT_DIR = "analysis"
 VIV_CURVE = "latent/velocity/viv_t"  # logged by the metric stage in the tokenizer run's curve JSON
@@ -65,16 +65,16 @@ def missing_trials(study: StudySpec, table: pd.DataFrame, skipped: Collection[st
 
 
 def superseded_runs(table: pd.DataFrame) -> tuple[pd.DataFrame, list[ReportSection]]:
-    """(the table without its SUPERSEDED rows, a collapsed report section listing those runs once each; none when
-    there are none): runs of inputs the study has changed since stay in MLflow and are named, never analysed."""
-    old = table["status"] == SUPERSEDED_STATUS if "status" in table.columns else pd.Series(False, table.index)
-    if not old.any():
-        return table, []
-    runs = table.loc[old, [c for c in ("tokenizer_id", TOKENIZER_SEED_TAG, "backbone", "seed", "reason")
-                           if c in table.columns]].drop_duplicates(ignore_index=True)
+    """(today's rows (`split_superseded`), a collapsed report section listing the SUPERSEDED runs once each; none
+    when there are none): runs of inputs the study has changed since stay in MLflow and are named, never analysed."""
+    current, old = split_superseded(table)
+    if old.empty:
+        return current, []
+    runs = old[[c for c in ("tokenizer_id", TOKENIZER_SEED_TAG, "backbone", "seed", "reason")
+                if c in old.columns]].drop_duplicates(ignore_index=True)
     note = (f"{len(runs)} tracked run(s) ran on inputs this study no longer has (e.g. before an edit of the study "
             "file): kept in MLflow, left out of every number in this report.")
-    return table[~old].reset_index(drop=True), [ReportSection("Superseded runs", runs, note, collapsed=True)]
+    return current, [ReportSection("Superseded runs", runs, note, collapsed=True)]
 
 
 def analysis_options(study: StudySpec, **overrides: Any) -> AnalysisOptions:

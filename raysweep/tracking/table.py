@@ -180,6 +180,15 @@ def study_table(tracker: Tracker, exclude_backbones: Collection[str] = (),
     return table
 
 
+def split_superseded(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(today's rows, without the columns only SUPERSEDED rows filled (an old run's curve steps); the SUPERSEDED
+    rows)."""
+    old = table["status"] == SUPERSEDED_STATUS if "status" in table.columns else pd.Series(False, table.index)
+    current, superseded = table[~old].reset_index(drop=True), table[old].reset_index(drop=True)
+    only_old = [c for c in table.columns if current[c].isna().all() and superseded[c].notna().any()]
+    return current.drop(columns=only_old), superseded
+
+
 def length_ratio_curves(tracker: Tracker, run_ids: list[str]) -> pd.DataFrame:
     """Per-segment length ratios of the given diffusion runs (their `traj/length_ratio` history).
 
