@@ -12,6 +12,6 @@ from raysweep.lazy import lazy_exports
 if TYPE_CHECKING:
     from raysweep.api import analyze_table, load, plan, run, status, table
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 __all__ = ["analyze_table", "load", "plan", "run", "status", "table"]
 __getattr__ = lazy_exports(__name__, __file__)

@@ -89,8 +89,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         plan["estimate"] = estimate_gpu_hours(study, built)
         spec = study.allocation
         if spec is not None:  # diffusion.allocation: proxy — its GPU-hours beside brute force
+            from raysweep.config.tiers import checkpoint_count
             from raysweep.search.estimate import proxy_estimate
-            from raysweep.search.fidelity import checkpoint_count
 
             steps = max((d.steps for d in study.diffusion_trials), default=0)
             plan["proxy_estimate"] = proxy_estimate(plan["estimate"], spec,
@@ -310,8 +310,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    """Move the results of a store written under an earlier version's keys (0.1.0, 0.2.0) under the current keys;
-    nothing is retrained."""
+    """Move the results of a store written under an earlier version's keys (0.1.0, 0.2.0, 0.3.0) under the current
+    keys; nothing is retrained."""
     study = load_study(args.study)
     from raysweep.engine.lock import study_lock
     from raysweep.engine.migrate import migrate_store
@@ -510,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", cmd_status, "what is finished, running or failed")
     p.add_argument("study")
     p.add_argument("--json", action="store_true")
-    p = add("migrate", cmd_migrate, "reuse an earlier raysweep's store (0.1.0, 0.2.0) under the current keys")
+    p = add("migrate", cmd_migrate, "reuse an earlier raysweep's store (0.1.0, 0.2.0, 0.3.0) under the current keys")
     p.add_argument("study")
     p = add("metrics", cmd_metrics, "latent metrics of Parquet latent files", add_help=False,
             formatter_class=argparse.RawDescriptionHelpFormatter,

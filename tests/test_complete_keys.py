@@ -3,7 +3,8 @@
 retraining: raysweep 0.1.0's (tests/fixtures/micro_store_0_1_0: its result.json files, made by commit 8e5a5a3 from
 the micro study) and 0.2.0's (tests/fixtures/micro_store_0_2_0: every planned job's marker as commit cdbe955's
 `Store.finish` writes it, before the reference network's code version was in the keys, and the domain network's
-directory with a stand-in weights file)."""
+directory with a stand-in weights file) and 0.3.0's (tests/fixtures/micro_store_0_3_0: the same, written by commit
+bd6617d, before a diffusion run's training key held what it measures while training)."""
 from __future__ import annotations
 
 import copy
@@ -35,6 +36,7 @@ from raysweep.metrics.smoothness import SpectralEnergy
 
 FIXTURE = Path(__file__).parent / "fixtures" / "micro_store_0_1_0"
 FIXTURE_0_2 = Path(__file__).parent / "fixtures" / "micro_store_0_2_0"
+FIXTURE_0_3 = Path(__file__).parent / "fixtures" / "micro_store_0_3_0"
 
 
 def _finished(data: dict[str, Any]) -> Store:
@@ -138,11 +140,12 @@ def _old_store(tmp_path: Path, fixture: Path = FIXTURE) -> tuple[dict[str, Any],
     return micro_study(tmp_path / "study"), Store(tmp_path / "study")
 
 
-def _migrates_whole(study: Any, plan: StudyPlan, store: Store) -> None:
-    """Every result of the old store is moved under the current keys (its two tokenizers and two diffusion runs,
-    metric markers with them), and migrating again moves nothing."""
+def _migrates_whole(study: Any, plan: StudyPlan, store: Store,
+                    moved: tuple[str, ...] = ("diffusion", "diffusion", "tokenizer", "tokenizer")) -> None:
+    """Every result of the old store is under the current keys once the `moved` ones (by default its two
+    tokenizers and two diffusion runs) are moved, metric markers with them, and migrating again moves nothing."""
     moves = migrate_store(study, plan, store)
-    assert sorted(m.job.stage for m in moves) == ["diffusion", "diffusion", "tokenizer", "tokenizer"]
+    assert sorted(m.job.stage for m in moves) == list(moved)
     assert all(store.done(j) is not None for j in plan if store.marker(j) is not None)
     needs_migration(study, plan, store)  # nothing left to migrate
     assert migrate_store(study, plan, store) == []  # idempotent
@@ -168,7 +171,7 @@ def test_a_store_of_the_previous_version_is_refused_then_migrated_without_retrai
     assert status["jobs_finished"] == status["jobs"] - 1  # all but the analysis, never cached
     assumed = {(a["stage"], a["id"]): a["fields"] for a in status["assumed_at_migration"]}
     assert assumed[("latent_metrics", "lcr")] == ["viv.params", "viv.version", "sec.params", "sec.version"]
-    assert assumed[("diffusion", "lcr/SiT-T/0")] == ["version", "evaluation.scorer"]
+    assert assumed[("diffusion", "lcr/SiT-T/0")] == ["version", "evaluation.scorer", "curve", "tiers"]
     assert status["stale"] == []
 
 
@@ -225,7 +228,7 @@ def test_a_store_of_0_2_0_is_refused_then_migrated_with_the_reference_version_as
     status = study_status(study)
     assert status["jobs_finished"] == status["jobs"] - 1 and status["stale"] == [] and status["to_migrate"] == 0
     assumed = {(a["stage"], a["id"]): a["fields"] for a in status["assumed_at_migration"]}
-    assert assumed[("diffusion", "lcr/SiT-T/0")] == ["tokenizer", "evaluation.scorer.version"]
+    assert assumed[("diffusion", "lcr/SiT-T/0")] == ["tokenizer", "evaluation.scorer.version", "curve", "tiers"]
     assert assumed[("latent_metrics", "lcr")] == ["viv.upstream", "sec.upstream"]
     assert assumed[("diffusion_metrics", "lcr/SiT-T/0")] == ["velocity_fisher.upstream"]
 
@@ -245,4 +248,57 @@ def test_a_0_2_0_run_scored_under_other_evaluation_settings_is_moved_and_re_scor
                                                                               "tokenizer"]
     assert [store.done(j) for j in plan.diffusion] == [None, None]
     assert all(store.found(j) is not None for j in plan.diffusion)  # found under the new training key: re-scored
-    assert _stale(data)[("diffusion", "lcr/SiT-T/0")] == ["evaluation.cfg_scales", "scorer.version", "training"]
+    assert _stale(data)[("diffusion", "lcr/SiT-T/0")] == ["evaluation.cfg_scales", "evaluation.checkpoint_samples",
+                                                          "scorer.version", "training"]
+
+
+def test_a_store_of_0_3_0_is_refused_then_migrated_with_what_its_runs_measured_assumed(tmp_path: Path) -> None:
+    """0.3.0 keyed no run by its convergence curve: its tokenizers (and their metrics) are current, its diffusion
+    runs move to keys with the curve (32 samples every 10 steps, assumed), scored under the same evaluation."""
+    data, store = _old_store(tmp_path, FIXTURE_0_3)
+    study = parse_study(data)
+    plan = StudyPlan.from_spec(study)
+    assert all(store.done(j) is not None for j in plan.tokenizers)
+    assert all(store.done(j) is None for j in plan.of(DiffusionJob) + plan.of(DiffusionMetricJob))
+    with pytest.raises(ConfigError, match=r"2 result\(s\) .* written by raysweep 0\.3\.0 under its keys .*run "
+                                          r"`raysweep migrate .*` to reuse them without retraining"):
+        needs_migration(study, plan, store)
+    reference = sorted((tmp_path / "study" / "reference").rglob("*"))
+
+    _migrates_whole(study, plan, store, moved=("diffusion", "diffusion"))
+
+    run = store.done(plan.diffusion[1])
+    assert run[ASSUMED] == ["curve", "tiers"] and run["metrics"] == {"gen/gfid": 90.0}  # the old values, kept
+    assert run["inputs"]["curve"] == {"samples": 32, "every": 10} and run["inputs"]["tiers"] is None
+    assert run["evaluation_key"] == plan.diffusion[1].evaluation_key  # scored under the same evaluation
+    status = study_status(study)
+    assert status["jobs_finished"] == status["jobs"] - 1 and status["stale"] == [] and status["to_migrate"] == 0
+    assumed = {(a["stage"], a["id"]): a["fields"] for a in status["assumed_at_migration"]}
+    assert assumed == {("diffusion", "baseline/SiT-T/0"): ["curve", "tiers"],
+                       ("diffusion", "lcr/SiT-T/0"): ["curve", "tiers"],
+                       ("diffusion_metrics", "baseline/SiT-T/0"): ["velocity_fisher.upstream"],
+                       ("diffusion_metrics", "lcr/SiT-T/0"): ["velocity_fisher.upstream"]}
+    assert sorted((tmp_path / "study" / "reference").rglob("*")) == reference  # already under its key
+
+
+def test_a_0_3_0_run_is_re_scored_after_a_sampler_edit_and_retrained_after_a_curve_edit(tmp_path: Path) -> None:
+    """The sampler only scores the saved model: the run moves and is scored again. The curve's samples were
+    measured while training (recorded in the run's evaluation inputs): a run with other samples than the study's
+    is not reused, nor does `run` refuse the store for it."""
+    data, store = _old_store(tmp_path, FIXTURE_0_3)
+    data["evaluation"]["sampling_steps"] = 8
+    study = parse_study(data)
+    plan = StudyPlan.from_spec(study)
+    assert sorted(m.job.stage for m in migrate_store(study, plan, store)) == ["diffusion", "diffusion"]
+    assert [store.done(j) for j in plan.diffusion] == [None, None]
+    assert all(store.found(j) is not None for j in plan.diffusion)  # found under the new training key: re-scored
+    assert _stale(data)[("diffusion", "lcr/SiT-T/0")] == ["evaluation.checkpoint_samples",
+                                                          "evaluation.sampling_steps", "training"]
+
+    data, store = _old_store(tmp_path / "curve", FIXTURE_0_3)
+    data["evaluation"]["checkpoint_samples"] = 64
+    study = parse_study(data)
+    plan = StudyPlan.from_spec(study)
+    needs_migration(study, plan, store)  # nothing it could reuse
+    assert migrate_store(study, plan, store) == []
+    assert [store.found(j) for j in plan.diffusion] == [None, None]  # trained again under the new key

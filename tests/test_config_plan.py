@@ -12,6 +12,7 @@ from test_e2e_study import micro_study
 from raysweep.config import load_study, parse_study
 from raysweep.config.plan import (
     AnalysisJob,
+    Curve,
     DiffusionJob,
     DiffusionMetricJob,
     LatentMetricJob,
@@ -19,10 +20,14 @@ from raysweep.config.plan import (
     StudyPlan,
     TokenizerJob,
     dataset_key,
+    reference_key,
 )
+from raysweep.config.tiers import Tiers
 from raysweep.engine.migrate import (
     legacy_diffusion_key,
     legacy_tokenizer_key,
+    unmeasured_diffusion_key,
+    unmeasured_evaluation_key,
     unversioned_diffusion_key,
     unversioned_evaluation_key,
     unversioned_reference_key,
@@ -67,14 +72,94 @@ UNVERSIONED_KEYS = {
 @pytest.mark.parametrize("path", sorted(UNVERSIONED_KEYS))
 def test_unversioned_keys_equal_the_keys_of_0_2_0_stores(path: str) -> None:
     study = load_study(ROOT / path)
+    samples = study.evaluation.checkpoint_samples
     keys: list[tuple[str, ...]] = [
         (j.id, unversioned_tokenizer_key(j)) if isinstance(j, TokenizerJob) else
-        (j.id, unversioned_diffusion_key(j), unversioned_evaluation_key(j, unversioned_diffusion_key(j)))
+        (j.id, unversioned_diffusion_key(j), unversioned_evaluation_key(j, unversioned_diffusion_key(j), samples))
         for j in StudyPlan.from_spec(study) if isinstance(j, (TokenizerJob, DiffusionJob))]
     keys.append(("reference", unversioned_reference_key(study.reference, dataset_key(study.dataset))))
     count, digest = UNVERSIONED_KEYS[path]
     assert len(keys) == count
     assert hashlib.sha256(json.dumps(keys).encode()).hexdigest() == digest
+
+
+# the same for raysweep 0.3.0's keys (before a diffusion run's training key held what it measures while training),
+# computed by the code of commit bd6617d: (id, key) of every tokenizer, (id, key, evaluation key) of every diffusion
+# run, then the domain network's directory key.
+UNMEASURED_KEYS = {
+    "experiments/quickstart.yaml": (13, "e3c8f7271876dc0b58eec088a5ecc296e3c3927c83a66a463004cdca5e1e9fda"),
+    "experiments/paper/table1.yaml": (431, "4e638cd0ef63df5d1630ecfc23f46c72f4dae0e30f272dfa234aa26515d8d880"),
+}
+
+
+@pytest.mark.parametrize("path", sorted(UNMEASURED_KEYS))
+def test_unmeasured_keys_equal_the_keys_of_0_3_0_stores(path: str) -> None:
+    study = load_study(ROOT / path)
+    samples = study.evaluation.checkpoint_samples
+    keys: list[tuple[str, ...]] = [
+        (j.id, j.key) if isinstance(j, TokenizerJob) else
+        (j.id, unmeasured_diffusion_key(j), unmeasured_evaluation_key(j, unmeasured_diffusion_key(j), samples))
+        for j in StudyPlan.from_spec(study) if isinstance(j, (TokenizerJob, DiffusionJob))]
+    keys.append(("reference", reference_key(study.reference, dataset_key(study.dataset))))
+    count, digest = UNMEASURED_KEYS[path]
+    assert len(keys) == count
+    assert hashlib.sha256(json.dumps(keys).encode()).hexdigest() == digest
+
+
+def _keys(data: dict, **edits: dict) -> tuple[str, str]:
+    """(training key, evaluation key) of the micro study's first diffusion run, each block of `edits` merged over the
+    study's."""
+    study = parse_study({**data, **{block: {**data.get(block, {}), **fields} for block, fields in edits.items()}})
+    run = StudyPlan.from_spec(study).diffusion[0]
+    return run.key, run.evaluation_key
+
+
+def test_what_a_run_measures_while_it_trains_is_in_its_training_key(tmp_path: Path) -> None:
+    """The convergence curve is measured during training: its samples and checkpoint interval are in the training
+    key (a re-score cannot measure it again); the checkpoint interval alone (no curve, no tiers) only says where
+    Tune checkpoints; the sampler only how the saved model is scored."""
+    data = micro_study(tmp_path)
+    assert StudyPlan.from_spec(parse_study(data)).diffusion[0].curve == Curve(32, 10)
+    train, score = _keys(data)
+    assert _keys(data, evaluation={"checkpoint_samples": 64})[0] != train
+    assert _keys(data, evaluation={"checkpoint_samples": 64})[1] != score  # it holds the training key
+    assert _keys(data, storage={"checkpoint_every": 5})[0] != train
+    off, off_score = _keys(data, evaluation={"checkpoint_samples": 0})
+    assert off != train and _keys(data, evaluation={"checkpoint_samples": 0}, storage={"checkpoint_every": 5}) == \
+        (off, off_score)
+    steps, steps_score = _keys(data, evaluation={"sampling_steps": 8})
+    assert steps == train and steps_score != score
+
+
+def _ladder_keys(data: dict, fidelity: dict | None = None, **edits: dict) -> tuple[str, str]:
+    """(cheap run's, target run's) training keys of the first tokenizer under a backbone ladder with ASHA tiers."""
+    ladder = {"backbone": "LightningDiT-T", "grace_fraction": 0.25, "reduction_factor": 2, **(fidelity or {})}
+    diffusion = {**data["diffusion"], "allocation": {"mode": "proxy", "fidelity": ladder}}
+    study = parse_study({**data, "diffusion": diffusion,
+                         **{block: {**data.get(block, {}), **fields} for block, fields in edits.items()}})
+    cheap, target = StudyPlan.from_spec(study).diffusion[:2]
+    assert cheap.backbone == "LightningDiT-T" and target.backbone == "SiT-T"
+    return cheap.key, target.key
+
+
+def test_a_run_under_asha_has_its_rungs_in_its_training_key(tmp_path: Path) -> None:
+    """A target run under multi-fidelity gFID measures its cheap gFID at its rungs (30 steps, a checkpoint every 10:
+    rungs 1, 2 and the full tier at 3; a quarter of the samples), not a curve; the ladder's cheap run runs alone,
+    with the curve."""
+    data = micro_study(tmp_path)
+    plan = StudyPlan.from_spec(parse_study({**data, "diffusion": {**data["diffusion"], "allocation": {
+        "mode": "proxy", "fidelity": {"backbone": "LightningDiT-T", "grace_fraction": 0.25, "reduction_factor": 2}}}}))
+    cheap, target = plan.diffusion[:2]
+    assert (cheap.curve, cheap.tiers) == (Curve(32, 10), None)
+    assert target.curve is None and target.tiers == Tiers((1, 2, 3), 16, 10)
+    assert target.inputs["tiers"] == {"rungs": [1, 2, 3], "cheap_samples": 16, "every": 10}
+    base = _ladder_keys(data)
+    rungs = _ladder_keys(data, {"grace_fraction": 0.5})  # rungs 2, 3
+    assert rungs[0] == base[0] and rungs[1] != base[1]
+    every = _ladder_keys(data, storage={"checkpoint_every": 15})  # rungs 1, 2 of 15 steps each
+    assert every[0] != base[0] and every[1] != base[1]
+    samples = _ladder_keys(data, evaluation={"checkpoint_samples": 64})  # the curve's: the cheap run's only
+    assert samples[0] != base[0] and samples[1] == base[1]
 
 
 def test_dependencies_point_backwards_and_follow_the_stages(tmp_path: Path) -> None:

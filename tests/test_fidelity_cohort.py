@@ -15,9 +15,10 @@ from local_ray import local_ray
 from ray import tune
 
 from raysweep.config.allocation import FidelitySpec
+from raysweep.config.tiers import Tiers
 from raysweep.engine.store import STOPPED_RESULT, Store
 from raysweep.engine.tune import Cohort, run_cohort
-from raysweep.search.fidelity import TIER_GFID, Tiers, asha_scheduler
+from raysweep.search.fidelity import TIER_GFID, asha_scheduler
 
 SPEC = FidelitySpec(grace_fraction=0.25, reduction_factor=2)
 TIERS = Tiers.of(SPEC, steps=40, every=10, full_samples=64)  # 4 checkpoints: rungs 1, 2 and the full tier at 4

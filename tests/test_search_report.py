@@ -7,9 +7,9 @@ import pytest
 from raysweep.analysis.rank_agreement import rank_agreement
 from raysweep.analysis.tidy import METRIC_PREFIXES
 from raysweep.config.allocation import FidelitySpec, ProxyAllocation
+from raysweep.config.tiers import rungs
 from raysweep.search.allocation import Allocator
 from raysweep.search.estimate import DIFFUSION_STAGES, fidelity_fractions, proxy_estimate
-from raysweep.search.fidelity import rungs
 from raysweep.search.replay import synthetic_study
 from raysweep.search.report import allocation_section, fidelity_section, predicted_metrics
 from raysweep.tracking.keys import MEASURED, PRED_GFID, PRED_GFID_HI, PRED_GFID_LO, PRED_PREFIX, PREDICTED

@@ -13,7 +13,8 @@ from ray import tune
 
 from raysweep.config.allocation import FidelitySpec, TokenizerSearch
 from raysweep.config.search import search_space
-from raysweep.search.fidelity import TIER_GFID, asha_scheduler, rungs
+from raysweep.config.tiers import rungs
+from raysweep.search.fidelity import TIER_GFID, asha_scheduler
 from raysweep.search.tokenizer_search import SEARCH_SCORE, run_tokenizer_search
 
 MAX_ITERATIONS = 8

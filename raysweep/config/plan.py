@@ -9,8 +9,9 @@ search job) and the diffusion trials of the best `confirm` feasible ones. A job'
 everything that determines its result (recorded readable in its `result.json`, so `status` can name what changed):
 a tokenizer's trial fields, dataset, reference network (settings and code version) and code version; each metric's
 upstream key, name, resolved parameters and class `version` (one entry per metric in its job's marker: adding a
-metric computes only that one); a diffusion run's training (trial, seed, tokenizer, code version) apart from its
-evaluation (settings, scorer), so editing the evaluation re-scores the saved model. `engine/migrate.py` keeps the
+metric computes only that one); a diffusion run's training (trial, seed, tokenizer, code version, and what it
+measures while it trains: its convergence curve or its ASHA rungs, which a re-score cannot measure again) apart from
+its evaluation (settings, scorer), so editing the evaluation re-scores the saved model. `engine/migrate.py` keeps the
 formulas of earlier versions' keys. A job is named by its `ref` (stage, study id): study ids repeat across stages
 (the tokenizer `vf` and its latent metrics `vf`), refs do not.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
 from raysweep.config.allocation import TokenizerSearch
@@ -31,6 +32,7 @@ from raysweep.config.spec import (
     StudySpec,
     TokenizerTrial,
 )
+from raysweep.config.tiers import Tiers
 from raysweep.hashing import config_hash, plain
 
 Stage = Literal["reference", "tokenizer_search", "tokenizer", "latent_metrics", "model_metrics", "diffusion",
@@ -85,15 +87,46 @@ def tokenizer_inputs(trial: TokenizerTrial, upstream: Upstream) -> dict[str, Any
                   "reference": upstream.reference, "version": TOKENIZER_CODE_VERSION})
 
 
-def diffusion_inputs(trial: DiffusionTrial, seed: int, tokenizer_key: str) -> dict[str, Any]:
-    """What a diffusion run trains (the backbone is a trial field): its training key's inputs."""
+@dataclass(frozen=True)
+class Curve:
+    """The convergence curve a run outside ASHA measures while it trains: its cheap gFID with `samples` samples at
+    every checkpoint (every `every` training steps)."""
+
+    samples: int
+    every: int
+
+
+# the evaluation settings the training measures with (the curve's samples): in the training key, not the evaluation's
+TRAINING_EVALUATION_FIELDS = frozenset({"checkpoint_samples"})
+
+
+def measured_in_training(study: StudySpec, trial: DiffusionTrial, cheap: bool = False
+                         ) -> tuple[Curve | None, Tiers | None]:
+    """What a diffusion run measures while it trains, beside its model: a target trial under multi-fidelity gFID
+    (`allocation.fidelity`; a backbone ladder's `cheap` run runs alone) its ASHA rungs, any other its convergence
+    curve unless `evaluation.checkpoint_samples` is 0. `storage.checkpoint_every` counts only with one of them:
+    alone it is where Tune checkpoints, which changes no result."""
+    fidelity = study.allocation.fidelity if study.allocation is not None else None
+    every = study.storage.checkpoint_every
+    if fidelity is not None and not cheap:
+        return None, Tiers.of(fidelity, trial.steps, every, study.evaluation.num_samples)
+    samples = study.evaluation.checkpoint_samples
+    return (Curve(samples, every) if samples else None), None
+
+
+def diffusion_inputs(trial: DiffusionTrial, seed: int, tokenizer_key: str, curve: Curve | None,
+                     tiers: Tiers | None) -> dict[str, Any]:
+    """What a diffusion run trains (the backbone is a trial field) and measures while it trains (`curve`, `tiers`:
+    a re-score cannot measure them again): its training key's inputs."""
     return plain({"trial": trial.model_dump(), "seed": seed, "tokenizer": tokenizer_key,
-                  "version": DIFFUSION_CODE_VERSION})
+                  "version": DIFFUSION_CODE_VERSION, "curve": None if curve is None else asdict(curve),
+                  "tiers": None if tiers is None else asdict(tiers)})
 
 
 def evaluation_inputs(training_key: str, study: StudySpec, upstream: Upstream) -> dict[str, Any]:
     """How a trained diffusion model is scored: its evaluation key's inputs."""
-    return plain({"training": training_key, "evaluation": study.evaluation.model_dump(), "scorer": upstream.reference})
+    return plain({"training": training_key, "evaluation": study.evaluation.model_dump(
+        exclude=set(TRAINING_EVALUATION_FIELDS)), "scorer": upstream.reference})
 
 
 def metric_inputs(name: str, params: Mapping[str, Any], upstream_key: str) -> dict[str, Any]:
@@ -232,7 +265,8 @@ def scored_under(result: Mapping[str, Any], evaluation_key: str) -> bool:
 @dataclass(frozen=True)
 class DiffusionJob(Job):
     """`key` is the training key (the store directory, the MLflow run); the job is finished when its result was
-    scored under `evaluation_key` (a trial ASHA stopped: whatever the evaluation)."""
+    scored under `evaluation_key` (a trial ASHA stopped: whatever the evaluation). `curve` and `tiers` are what the
+    run measures while it trains (`measured_in_training`, in its key): what the trial measures."""
 
     stage: ClassVar[Stage] = "diffusion"
     tokenizer: TokenizerJob = field(kw_only=True)
@@ -240,6 +274,8 @@ class DiffusionJob(Job):
     seed: int = field(kw_only=True)
     evaluation_key: str = field(kw_only=True)
     evaluation: Mapping[str, Any] = field(kw_only=True, hash=False, compare=False)
+    curve: Curve | None = field(default=None, kw_only=True)
+    tiers: Tiers | None = field(default=None, kw_only=True)
 
     @property
     def backbone(self) -> str:
@@ -358,12 +394,13 @@ class StudyPlan:
             runs += [(dif, seed) for dif in (study.diffusion_trials if diffuse else ())
                      for seed in study.diffusion_seeds]
             for dif, seed in runs:
-                inputs = diffusion_inputs(dif, seed, tok.key)
+                curve, tiers = measured_in_training(study, dif, cheap=dif is cheap)
+                inputs = diffusion_inputs(dif, seed, tok.key, curve, tiers)
                 key = config_hash(inputs)
                 evaluation = evaluation_inputs(key, study, upstream)
                 run = DiffusionJob(f"{tok.id}/{dif.backbone}/{seed}", key, tokenizer=tok, trial=dif, seed=seed,
                                    deps=tuple(ready), inputs=inputs, evaluation_key=config_hash(evaluation),
-                                   evaluation=evaluation)
+                                   evaluation=evaluation, curve=curve, tiers=tiers)
                 jobs.append(run)
                 if dif is cheap:
                     ready.append(run.ref)

@@ -1,7 +1,10 @@
 """`raysweep migrate`: a store written under an earlier version's keys moved under the current keys, without
-retraining. Two earlier formulas are known, the newest tried first:
+retraining. Three earlier formulas are known, the newest tried first:
 
-- 0.2.0 (complete keys; up to commit cdbe955): the same inputs, but the reference network's without its code version
+- 0.3.0 (up to commit bd6617d): a diffusion run's training key without what the run measures while it trains (its
+  `curve`: `evaluation.checkpoint_samples` and `storage.checkpoint_every`; its ASHA `tiers`), its evaluation key with
+  `checkpoint_samples`; tokenizer and metric keys as now.
+- 0.2.0 (complete keys; up to commit cdbe955): 0.3.0's inputs, but the reference network's without its code version
   (`REFERENCE_CODE_VERSION`): tokenizer keys, and through them every key below them, hash `reference` without
   `version`; the domain network's directory is keyed the same way.
 - 0.1.0 (commit 8e5a5a3): a tokenizer's key was its trial fields alone; a diffusion run's hashed its trial, seed, old
@@ -9,10 +12,11 @@ retraining. Two earlier formulas are known, the newest tried first:
   kept when every value it logs is listed in the old marker).
 
 An old result is reused only when its key, recomputed with the old formula from the current study, matches a result
-in the store. It is moved to its new key (with its tokenizer's latents, whose footer names the key) and records the
-inputs the old key did not cover under `assumed_at_migration` (`status` lists them); its MLflow run is found under
-the new key. `run` refuses a store that still holds such results (`needs_migration`), so none is reused silently or
-retrained without being asked.
+in the store (and a diffusion run's recorded `checkpoint_samples` are its planned curve's: else it trains again). It
+is moved to its new key (with its tokenizer's latents, whose footer names the key) and records the inputs the old key
+did not cover under `assumed_at_migration` (`status` lists them); its MLflow run is found under the new key. `run`
+refuses a store that still holds such results (`needs_migration`), so none is reused silently or retrained without
+being asked.
 """
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ from raysweep.hashing import config_hash
 
 ASSUMED = "assumed_at_migration"  # in a migrated result: the inputs its old key did not cover
 MIGRATED_FROM = "migrated_from"  # in a migrated result: its old key
-V0_1, V0_2 = "0.1.0", "0.2.0"  # the releases whose keys `migrate` knows
+V0_1, V0_2, V0_3 = "0.1.0", "0.2.0", "0.3.0"  # the releases whose keys `migrate` knows
 # what each old key left out (the dotted input fields of the new key): 0.1.0's
 TOKENIZER_ASSUMED: tuple[str, ...] = ("dataset", "reference", "version")
 DIFFUSION_ASSUMED: tuple[str, ...] = ("version", "evaluation.scorer")
@@ -51,6 +55,9 @@ METRIC_ASSUMED = ("params", "version")
 REFERENCE_ASSUMED: tuple[str, ...] = ("reference.version",)
 DIFFUSION_REFERENCE_ASSUMED: tuple[str, ...] = ("tokenizer", "evaluation.scorer.version")
 UPSTREAM_ASSUMED = ("upstream",)
+# 0.3.0's: what a diffusion run measured while it trained (the curve's `every` was in no key, its samples in the
+# evaluation key, which a re-score overwrites: the run is assumed to have measured what the study now says)
+MEASURED_ASSUMED: tuple[str, ...] = ("curve", "tiers")
 TOKENIZER_KEY_FOOTER = "raysweep.tokenizer_key"  # the latents' footer entry naming their tokenizer's key
 
 
@@ -77,12 +84,31 @@ def unversioned_tokenizer_key(job: TokenizerJob) -> str:
     return config_hash({**job.inputs, "reference": _unversioned(job.inputs["reference"])})
 
 
+def unmeasured_inputs(job: DiffusionJob) -> dict[str, Any]:
+    """A diffusion run's training key inputs as 0.3.0 had them: without what the run measures while it trains."""
+    return {k: v for k, v in job.inputs.items() if k not in MEASURED_ASSUMED}
+
+
+def unmeasured_evaluation(job: DiffusionJob, checkpoint_samples: int) -> dict[str, Any]:
+    """A diffusion run's evaluation key inputs as 0.3.0 had them: the evaluation with the curve's samples."""
+    return {**job.evaluation, "evaluation": {**job.evaluation["evaluation"], "checkpoint_samples": checkpoint_samples}}
+
+
+def unmeasured_diffusion_key(job: DiffusionJob) -> str:
+    return config_hash(unmeasured_inputs(job))
+
+
+def unmeasured_evaluation_key(job: DiffusionJob, training_key: str, checkpoint_samples: int) -> str:
+    return config_hash({**unmeasured_evaluation(job, checkpoint_samples), "training": training_key})
+
+
 def unversioned_diffusion_key(job: DiffusionJob) -> str:
-    return config_hash({**job.inputs, "tokenizer": unversioned_tokenizer_key(job.tokenizer)})
+    return config_hash({**unmeasured_inputs(job), "tokenizer": unversioned_tokenizer_key(job.tokenizer)})
 
 
-def unversioned_evaluation_key(job: DiffusionJob, training_key: str) -> str:
-    return config_hash({**job.evaluation, "training": training_key, "scorer": _unversioned(job.evaluation["scorer"])})
+def unversioned_evaluation_key(job: DiffusionJob, training_key: str, checkpoint_samples: int) -> str:
+    evaluation = unmeasured_evaluation(job, checkpoint_samples)
+    return config_hash({**evaluation, "training": training_key, "scorer": _unversioned(evaluation["scorer"])})
 
 
 def unversioned_reference_key(spec: ReferenceSpec, dataset: str) -> str:
@@ -108,24 +134,41 @@ def _old_keys(job: Job, study: StudySpec) -> list[tuple[str, str, tuple[str, ...
         return [(V0_2, unversioned_tokenizer_key(job), REFERENCE_ASSUMED),
                 (V0_1, legacy_tokenizer_key(job), TOKENIZER_ASSUMED)]
     if isinstance(job, DiffusionJob):
-        return [(V0_2, unversioned_diffusion_key(job), DIFFUSION_REFERENCE_ASSUMED),
-                (V0_1, legacy_diffusion_key(job, study.evaluation), DIFFUSION_ASSUMED)]
+        return [(V0_3, unmeasured_diffusion_key(job), MEASURED_ASSUMED),
+                (V0_2, unversioned_diffusion_key(job), (*DIFFUSION_REFERENCE_ASSUMED, *MEASURED_ASSUMED)),
+                (V0_1, legacy_diffusion_key(job, study.evaluation), (*DIFFUSION_ASSUMED, *MEASURED_ASSUMED))]
     return []
 
 
-def _record(job: Job, release: str, old_key: str, result: Mapping[str, Any]) -> dict[str, Any]:
-    """What a moved result records of `job`: its inputs; a 0.2.0 diffusion run's evaluation key only when it was
-    scored under the study's evaluation (else the next `run` re-scores it; 0.1.0's key held the evaluation)."""
+OLD_EVALUATION_KEYS = {V0_3: unmeasured_evaluation_key, V0_2: unversioned_evaluation_key}  # 0.1.0's: in its key
+
+
+def _record(job: Job, release: str, old_key: str, result: Mapping[str, Any], study: StudySpec) -> dict[str, Any]:
+    """What a moved result records of `job`: its inputs; a 0.2.0 or 0.3.0 diffusion run's evaluation key only when
+    it was scored under the study's evaluation (else the next `run` re-scores it; 0.1.0's key held the
+    evaluation)."""
     record = job.record()
-    if isinstance(job, DiffusionJob) and release == V0_2 and STOPPED_RESULT not in result and \
-            result.get("evaluation_key") != unversioned_evaluation_key(job, old_key):
+    old_evaluation_key = OLD_EVALUATION_KEYS.get(release)
+    if isinstance(job, DiffusionJob) and old_evaluation_key is not None and STOPPED_RESULT not in result and \
+            result.get("evaluation_key") != old_evaluation_key(job, old_key, study.evaluation.checkpoint_samples):
         return {"inputs": record["inputs"]}
     return record
 
 
+def _measured_as_planned(job: Job, result: Mapping[str, Any]) -> bool:
+    """Whether an old diffusion result may have measured what `job` measures while it trains: not when it records
+    another `checkpoint_samples` (its curve's samples, in its evaluation inputs) than the job's curve has (none: 0).
+    Under ASHA, and where nothing is recorded, it is assumed (`MEASURED_ASSUMED`)."""
+    if not isinstance(job, DiffusionJob) or job.tiers is not None:
+        return True
+    recorded = (result.get("evaluation_inputs") or {}).get("evaluation", {}).get("checkpoint_samples")
+    return recorded is None or recorded == (job.curve.samples if job.curve is not None else 0)
+
+
 def legacy_results(study: StudySpec, plan: StudyPlan, store: Store) -> list[Move]:
-    """The planned tokenizers and diffusion runs unfinished under their key whose old key has a result (plan
-    order: tokenizers before their diffusion runs)."""
+    """The planned tokenizers and diffusion runs unfinished under their key whose old key has a result that may
+    have measured what they measure while training (plan order: tokenizers before their diffusion runs); a result
+    that did not is left where it is, and the run trains again under its new key."""
     moves = []
     for job in plan.jobs:
         new, old_keys = store.marker(job), _old_keys(job, study)
@@ -134,8 +177,8 @@ def legacy_results(study: StudySpec, plan: StudyPlan, store: Store) -> list[Move
         for release, key, assumed in old_keys:
             old = new.parent / key
             result = Store.result(old)
-            if old != new and result is not None:
-                moves.append(Move(job, old, new, assumed, release, _record(job, release, key, result)))
+            if old != new and result is not None and _measured_as_planned(job, result):
+                moves.append(Move(job, old, new, assumed, release, _record(job, release, key, result, study)))
                 break
     return moves
 

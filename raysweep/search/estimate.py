@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from raysweep.config.allocation import ProxyAllocation
-from raysweep.search.fidelity import rungs
+from raysweep.config.tiers import rungs
 
 DIFFUSION_STAGES = ("diffusion_training", "sampling", "sample_scoring")
 

@@ -3,12 +3,14 @@ sample with the Euler ODE at no CFG and at every CFG scale, decode with the toke
 cached reference statistics (gFID, IS, FD per network, FDr, PRC), under an evaluation card. The sampling and scoring
 primitives are `stages/generation.py`; this module is the Tune trial around them.
 
-Under multi-fidelity gFID (`DiffusionTrialInput.tiers`, a trial of an ASHA cohort) the trial also scores its
+Under multi-fidelity gFID (`DiffusionJob.tiers`, a trial of an ASHA cohort) the trial also scores its
 best-CFG gFID with `cheap_samples` samples at each cheap rung (logged as `tier/rung<r>/gfid`, reported to Tune as
 `tier/gfid`), and its full evaluation happens at the last checkpoint, inside that checkpoint's report: ASHA stops
 every trial at `max_t`, so nothing may follow that report. A trial ASHA stops earlier is recorded by
 `settle_stopped_trial`. The cheap tier samples with its own noise and never touches the trainer's generator, so a
-trial that reaches the full tier has exactly the result of the same trial without fidelity (the same content key).
+trial that reaches the full tier trains exactly the model of the same trial without fidelity; its training key
+differs by what it measured while training (its rungs, where the other measures its convergence curve: both are
+what `DiffusionJob.curve` / `tiers` say, never the study's settings read again).
 
 A run is stored under its training key and finished when its result holds its evaluation key: a trial whose model
 is saved (`velocity_model.pt`, written once training ends) but scored under other evaluation settings is scored
@@ -27,6 +29,7 @@ import torch
 from raysweep import __version__
 from raysweep.config.plan import DIFFUSION_CODE_VERSION, DiffusionJob, scored_under
 from raysweep.config.spec import EvaluationSpec
+from raysweep.config.tiers import Tiers, checkpoint_count
 from raysweep.data import LatentBatch, LatentMeta, latent_files, read_latents
 from raysweep.data.latents import LatentDataError
 from raysweep.diffusion import DiffusionTrainer, build_backbone
@@ -40,7 +43,7 @@ from raysweep.engine.tune import Cohort
 from raysweep.features import EvalCard
 from raysweep.hashing import config_hash, flatten
 from raysweep.nn.distributed import current_shard, is_chief
-from raysweep.search.fidelity import Tiers, asha_scheduler, checkpoint_count
+from raysweep.search.fidelity import asha_scheduler
 from raysweep.stages.figures import save_image_grid
 from raysweep.stages.generation import (
     NO_CFG,
@@ -83,14 +86,14 @@ INPUT = "input"  # the key of a diffusion trial's Tune config: its `DiffusionTri
 @dataclass(frozen=True)
 class DiffusionTrialInput:
     """What a diffusion trial runs on, typed, in its Tune config (Tune pickles it with the experiment; a restore is
-    given it again): the job, its tokenizer's MLflow run (the trial run's parent), the study's evaluation settings,
-    the trials' context, and the job's ASHA rungs under multi-fidelity gFID (None: scored once, at the end)."""
+    given it again): the job (with what it measures while training: its curve, or its ASHA rungs under
+    multi-fidelity gFID), its tokenizer's MLflow run (the trial run's parent), the study's evaluation settings, the
+    trials' context."""
 
     job: DiffusionJob
     tokenizer_run_id: str
     evaluation: EvaluationSpec
     ctx: TrialContext
-    tiers: Tiers | None = None
 
     def config(self) -> dict[str, Any]:
         """The Tune config `train_diffusion_trial` reads it from."""
@@ -111,7 +114,8 @@ def diffusion_result(job: DiffusionJob, run_id: str, metrics: dict[str, float], 
 def train_diffusion_trial(config: dict[str, Any]) -> None:
     """Tune function trainable (`config`: `DiffusionTrialInput.config()`); idempotent like the tokenizer trial."""
     trial_input: DiffusionTrialInput = config[INPUT]
-    job, ctx, tiers = trial_input.job, trial_input.ctx, trial_input.tiers
+    job, ctx = trial_input.job, trial_input.ctx
+    tiers = job.tiers
     trial, key = job.trial, job.key
     out = ctx.store.diffusion(key)
     found = ctx.store.result(out)
@@ -198,11 +202,13 @@ def _tier_scorer(tiers: Tiers, trial_input: DiffusionTrialInput, tracker: Tracke
 
 def _checkpoint_scorer(trial_input: DiffusionTrialInput, tracker: Tracker, run_id: str, device: torch.device
                        ) -> Score | None:
-    """The convergence curve of a run outside ASHA: its cheap gFID at every checkpoint, logged as `CHECKPOINT_GFID`
-    at the training step (ASHA's trials have their rungs' `tier/rung<r>/gfid` instead). None when switched off."""
-    n, ctx = trial_input.evaluation.checkpoint_samples, trial_input.ctx
-    if n == 0:
+    """The convergence curve of a run outside ASHA (`DiffusionJob.curve`): its cheap gFID at every checkpoint, logged
+    as `CHECKPOINT_GFID` at the training step (ASHA's trials have their rungs' `tier/rung<r>/gfid` instead). None
+    when switched off."""
+    curve, ctx = trial_input.job.curve, trial_input.ctx
+    if curve is None:
         return None
+    n = curve.samples
     scorer: GenerationScorer | None = None
 
     def score(trainer: DiffusionTrainer, meta: LatentMeta) -> dict[str, float]:
@@ -244,7 +250,8 @@ def settle_stopped_trial(config: dict[str, Any], result: dict[str, Any]) -> None
     tier wrote its own). Record it as a finished job with that outcome: its store result (tier metrics only, never
     gen/...) and its MLflow run, FINISHED with the tag `raysweep.tier: stopped`."""
     trial_input: DiffusionTrialInput = config[INPUT]
-    job, ctx, tiers = trial_input.job, trial_input.ctx, trial_input.tiers
+    job, ctx = trial_input.job, trial_input.ctx
+    tiers = job.tiers
     out = ctx.store.diffusion(job.key)
     if ctx.store.result(out) is not None:
         return
@@ -348,9 +355,9 @@ def cohort_task(jobs: list[DiffusionJob], run: StudyRun) -> Task:
     study, ctx = run.study, run.ctx
     assert study.allocation is not None and study.allocation.fidelity is not None
     spec = study.allocation.fidelity
-    trial = jobs[0].trial
-    tiers = Tiers.of(spec, trial.steps, study.storage.checkpoint_every, study.evaluation.num_samples)
-    configs = tuple(DiffusionTrialInput(j, ctx.store.run_id(j.tokenizer), study.evaluation, ctx, tiers).config()
+    trial, tiers = jobs[0].trial, jobs[0].tiers  # one diffusion trial: the same rungs
+    assert tiers is not None, f"{jobs[0].id}: an ASHA cohort of a job planned without tiers"
+    configs = tuple(DiffusionTrialInput(j, ctx.store.run_id(j.tokenizer), study.evaluation, ctx).config()
                     for j in jobs)
     todo = tuple(i for i, j in enumerate(jobs) if ctx.store.done(j) is None)
     recorded = functools.partial(tracked_rungs, ctx.tracking_uri, ctx.experiment, {j.id: j.key for j in jobs},
