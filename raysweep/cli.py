@@ -302,7 +302,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     plan = plan_study(study)
     planned = [(job.id, job.stage) for job in plan.jobs if job.stage in ("tokenizer_search", "tokenizer", "diffusion")]
-    render_status(snapshot_events(tracker.runs(), planned=planned),
+    render_status(snapshot_events(tracker.runs(), planned=planned, keys=plan.keys),
                   title=f"study {study.name} ({study.tracking_uri})")
     for line in status_lines(study_status(study, plan=plan)):
         print(line)

@@ -11,32 +11,40 @@ from rich.console import Console
 
 from raysweep.cli import main
 from raysweep.tracking import Tracker
+from raysweep.tracking.tracker import HASH_TAG
 from raysweep.view.snapshot import render_status, snapshot_events
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Tracker]:
+    """Runs tracked under the keys `demo.yaml`'s plan gives them, and one diffusion run of an older key."""
+    from raysweep.config import load_study
+    from raysweep.engine.study_plan import plan_study
+
     root = tmp_path_factory.mktemp("status")
     tracker = Tracker(f"sqlite:///{root / 'mlflow.db'}", "demo")
-    study = tracker.open_run("demo", "study", "h-study")
-    for tok, psnr in (("baseline", 24.5), ("vf", 22.25)):
-        run = tracker.open_run(tok, "tokenizer", f"h-{tok}", study)
-        tracker.log_metrics(run, {"recon/psnr": psnr, "train/loss": 0.1})
-        tracker.finish(run)
-        diffusion = tracker.open_run("SiT-T/0", "diffusion", f"h-{tok}-d", run)  # same name under both
-        if tok == "vf":
-            tracker.finish(diffusion, "FAILED", reason="RuntimeError: CUDA out of memory")
     (root / "demo.yaml").write_text(yaml.safe_dump({
         "name": "demo", "storage": {"root": str(root / "demo")}, "tracking": {"uri": tracker.tracking_uri},
         "tokenizers": {"architecture": "conv-tiny", "latent": "f2d4",
                        "variants": [{"regularizer": "baseline"}, {"regularizer": "vf", "params": {}}]},
         "diffusion": {"backbone": "SiT-T"}}))
+    key = {job.id: job.key for job in plan_study(load_study(root / "demo.yaml")).jobs}
+    study = tracker.open_run("demo", "study", "h-study")
+    for tok, psnr in (("baseline", 24.5), ("vf", 22.25)):
+        run = tracker.open_run(tok, "tokenizer", key[tok], study)
+        tracker.log_metrics(run, {"recon/psnr": psnr, "train/loss": 0.1})
+        tracker.finish(run)
+        if tok == "baseline":  # trained before an edit of the study: same job, another key
+            tracker.finish(tracker.open_run("SiT-T/0", "diffusion", "h-old", run))
+        diffusion = tracker.open_run("SiT-T/0", "diffusion", key[f"{tok}/SiT-T/0"], run)  # same name under both
+        if tok == "vf":
+            tracker.finish(diffusion, "FAILED", reason="RuntimeError: CUDA out of memory")
     return root, tracker
 
 
 def test_snapshot_rows_statuses_metrics_and_reasons(store: tuple[Path, Tracker]) -> None:
     _, tracker = store
-    runs = tracker.runs()
+    runs = [r for r in tracker.runs() if r.data.tags.get(HASH_TAG) != "h-old"]
     out = io.StringIO()
     state = render_status(snapshot_events(runs, planned=[("lcr", "tokenizer"), ("vf", "tokenizer")]),
                           Console(file=out, width=200), now=0.0)
@@ -60,6 +68,7 @@ def test_status_command_prints_the_table(store: tuple[Path, Tracker], capsys: py
     assert main(["status", str(root / "demo.yaml")]) == 0
     out = capsys.readouterr().out
     assert "vf/SiT-T/0" in out and "failed" in out and "recon/psnr=22.25" in out
+    assert "baseline/SiT-T/0" in out and ", 0 queued" in out  # the older run neither hides nor doubles today's
     (root / "other.yaml").write_text((root / "demo.yaml").read_text().replace("name: demo", "name: other"))
     assert main(["status", str(root / "other.yaml")]) == 2  # never tracked: one line, no experiment created
     assert "no experiment 'other'" in capsys.readouterr().err

@@ -143,5 +143,5 @@ def status_lines(status: dict[str, Any]) -> list[str]:
     lines += [f"  {a['stage']} '{a['id']}': assumed at migration: {', '.join(a['fields'])}"
               for a in status["assumed_at_migration"]]
     if status["to_migrate"]:
-        lines.append(f"  {status['to_migrate']} result(s) under raysweep 0.1.0 keys: run `raysweep migrate` first")
+        lines.append(f"  {status['to_migrate']} result(s) under an older release's keys: run `raysweep migrate` first")
     return lines

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -14,7 +14,7 @@ from rich.console import Console
 from raysweep.config.plan import STAGES, Stage
 from raysweep.engine.events import JobEvent, JobFailed, JobFinished, JobQueued, JobStarted
 from raysweep.tracking.keys import raysweep_key
-from raysweep.tracking.tracker import PARENT_TAG, STAGE_TAG
+from raysweep.tracking.tracker import HASH_TAG, PARENT_TAG, STAGE_TAG
 from raysweep.view.state import StudyState
 from raysweep.view.table import jobs_table
 
@@ -53,10 +53,13 @@ def job_ids(runs: Sequence[Any]) -> list[str]:
             f"{names.get(r.data.tags.get(PARENT_TAG), '?')}/{r.info.run_name}" for r in runs]
 
 
-def snapshot_events(runs: Iterable[Any], planned: Sequence[tuple[str, Stage]] = ()) -> list[JobEvent]:
+def snapshot_events(runs: Iterable[Any], planned: Sequence[tuple[str, Stage]] = (),
+                    keys: Collection[str] | None = None) -> list[JobEvent]:
     """Events for every job run, oldest first, then a `JobQueued` for each planned (job id, stage) that the
-    store has never seen."""
-    runs = list(runs)
+    store has never seen. With `keys` (the plan's, `StudyPlan.keys`) a job run of another key is left out: it ran
+    on inputs the study no longer has, and beside today's run of the same job it would hide it."""
+    runs = [r for r in runs if keys is None or r.data.tags.get(STAGE_TAG) not in STAGES
+            or r.data.tags.get(HASH_TAG) in keys]
     events = sorted((e for run, job in zip(runs, job_ids(runs)) for e in run_events(run, job)),
                     key=lambda e: e.time)
     seen = {e.job_id for e in events}
