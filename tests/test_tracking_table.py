@@ -104,35 +104,44 @@ def test_values_of_an_earlier_scoring_leave_the_table(tmp_path: Path) -> None:
 
 def test_runs_of_inputs_the_study_no_longer_has_are_superseded_never_rows(tmp_path: Path) -> None:
     """After an edit of the study (e.g. more diffusion steps) the older runs stay in the experiment under their
-    old keys: with the plan's keys they are SUPERSEDED, the analysis drops them and names each run once."""
+    old keys: a run replaced by one of the same job under a planned key is SUPERSEDED (so are the diffusion runs
+    of a replaced tokenizer), the analysis drops it and names each run once; a run with no replacement is kept."""
     from raysweep.analysis.tidy import split_excluded
     from raysweep.stages.analysis import superseded_runs
     from raysweep.tracking.table import SUPERSEDED_STATUS
 
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "t")
     study = tracker.open_run("t", "study", "s")
-    for tid in ("a", "b"):
-        tok = tracker.open_run(tid, "tokenizer", f"key-{tid}", parent_id=study, tags={"tokenizer_id": tid})
-        tracker.finish(tok)
-        if tid == "b":
-            continue
-        for key, gfid in (("d-old", 9.0), ("d-new", 5.0)):  # the same tokenizer x backbone x seed, twice
-            run = tracker.open_run(f"{tid}/SiT-T/0", "diffusion", key, parent_id=tok,
-                                   tags={"tokenizer_id": tid, "backbone": "SiT-T", "seed": 0})
-            tracker.log_metrics(run, {"gen/cfg1/gfid": gfid, "gen/cfg1.5/gfid": gfid + 1, "gen/best/gfid": gfid})
-            tracker.finish(run)
 
-    assert len(study_table(tracker)) == 5  # without the plan's keys: both runs of a, at both scales, and b
-    table = study_table(tracker, planned={"key-a", "d-new"})
+    def tokenizer(tid: str, key: str) -> str:
+        run = tracker.open_run(tid, "tokenizer", key, parent_id=study, tags={"tokenizer_id": tid})
+        tracker.finish(run)
+        return run
+
+    def diffusion(tok: str, tid: str, key: str, gfid: float) -> None:
+        run = tracker.open_run(f"{tid}/SiT-T/0", "diffusion", key, parent_id=tok,
+                               tags={"tokenizer_id": tid, "backbone": "SiT-T", "seed": 0})
+        tracker.log_metrics(run, {"gen/cfg1/gfid": gfid, "gen/cfg1.5/gfid": gfid + 1, "gen/best/gfid": gfid})
+        tracker.finish(run)
+
+    a = tokenizer("a", "key-a")
+    diffusion(a, "a", "d-old", 9.0)  # the same tokenizer x backbone x seed, twice
+    diffusion(a, "a", "d-new", 5.0)
+    diffusion(tokenizer("b", "key-b-old"), "b", "d-b", 7.0)  # b retrained since: its old run and diffusion run
+    tokenizer("b", "key-b")
+    tokenizer("c", "key-c")  # no run of a planned key: not judged (a removed variant, or keys of another formula)
+
+    assert len(study_table(tracker)) == 8  # without the plan's keys: a's two runs at two scales, b's, b, c
+    table = study_table(tracker, planned={"key-a", "d-new", "key-b"})
     old = table[table["status"] == SUPERSEDED_STATUS]
-    assert len(old) == 3 and set(old["tokenizer_id"]) == {"a", "b"}
-    assert old["reason"].str.contains("no longer has").all()
+    assert sorted(old["tokenizer_id"]) == ["a", "a", "b", "b"] and old["reason"].str.contains("replaced").all()
     ok, _ = split_excluded(table)
     assert list(ok["gen/gfid"]) == [5.0, 6.0]  # only the current run's two CFG rows are measured rows
+    assert set(table.loc[table["tokenizer_id"] == "c", "status"]) == {"NO_DIFFUSION"}
 
     table["conv/gfid@300"] = np.where(table["status"] == SUPERSEDED_STATUS, 7.0, np.nan)  # an old run's curve step
     current, sections = superseded_runs(table)
-    assert SUPERSEDED_STATUS not in set(current["status"]) and len(current) == 2
+    assert SUPERSEDED_STATUS not in set(current["status"]) and len(current) == 4
     assert "conv/gfid@300" not in current.columns and "gen/gfid" in current.columns
     [section] = sections
     assert len(section.frame) == 2 and section.collapsed  # one line per run, not per CFG scale

@@ -39,7 +39,7 @@ LENGTH_RATIO = "traj/length_ratio"  # history: step = Euler segment
 CURVES_DIR = "curves"  # on a tokenizer run: `<stage>_curves.json` files of {key: {"grid": [...], "values": [...]}}
 SORT_KEYS = [*RUN_KEYS, "cfg_scale"]
 STOPPED_STATUS = "STOPPED"  # a diffusion run stopped at a cheap tier by ASHA (multi-fidelity gFID)
-SUPERSEDED_STATUS = "SUPERSEDED"  # a run tracked under inputs the study no longer has (its key is not planned)
+SUPERSEDED_STATUS = "SUPERSEDED"  # a run of inputs the study no longer has, replaced by a run of its current key
 HISTORY_THREADS = 8
 
 
@@ -74,15 +74,37 @@ def _card_columns(run: Any) -> dict[str, Any]:
     return {"card_hash": run.data.tags.get(CARD_HASH_TAG), **params}
 
 
-def _status(tok: Any, diff: Any | None, planned: Collection[str] | None = None) -> tuple[str, str]:
+def _identity(run: Any, tokenizer: Any | None = None) -> tuple[Any, ...]:
+    """Which job a run is, whatever its inputs: a tokenizer's (id, seed); a diffusion run's its tokenizer's, backbone
+    and seed."""
+    if tokenizer is None:
+        return run.data.tags.get("tokenizer_id", run.info.run_name), run.data.tags.get(TOKENIZER_SEED_TAG, "0")
+    return *_identity(tokenizer), run.data.tags.get("backbone"), run.data.tags.get("seed", "0")
+
+
+def replaced_run_ids(tokenizers: dict[str, Any], diffusion: list[Any], planned: Collection[str]) -> set[str]:
+    """The run ids of runs replaced by a run of the same job under a key of `planned` (the study plan's keys): a
+    study edited since (e.g. more diffusion steps) keeps its older runs in MLflow; a diffusion run of a replaced
+    tokenizer is replaced too. A run whose job has no run of a planned key is not judged here (status names it)."""
+    def key(run: Any) -> str | None:
+        return run.data.tags.get(HASH_TAG)
+
+    current = {_identity(t) for t in tokenizers.values() if key(t) in planned}
+    old = {i for i, t in tokenizers.items() if key(t) not in planned and _identity(t) in current}
+    runs = [(d, tokenizers.get(d.data.tags.get(PARENT_TAG, ""))) for d in diffusion]
+    runs = [(d, t) for d, t in runs if t is not None]
+    current = {_identity(d, t) for d, t in runs if key(d) in planned and t.info.run_id not in old}
+    return old | {d.info.run_id for d, t in runs
+                  if t.info.run_id in old or (key(d) not in planned and _identity(d, t) in current)}
+
+
+def _status(tok: Any, diff: Any | None, superseded: Collection[str] = ()) -> tuple[str, str]:
     """A superseded or failed run's status and reason; STOPPED for a diffusion run ASHA stopped at a cheap tier
-    (finished, but not a measured row: it has no gen/ metrics). SUPERSEDED when `planned` (the study plan's job
-    keys) lacks the key of either run: the study's inputs changed since (e.g. more diffusion steps), so the run is
-    kept in MLflow but is no row of today's study."""
+    (finished, but not a measured row: it has no gen/ metrics). SUPERSEDED for runs of `superseded` (ids)."""
     for run in (tok, diff):
-        if planned is not None and run is not None and run.data.tags.get(HASH_TAG) not in planned:
+        if run is not None and run.info.run_id in superseded:
             return SUPERSEDED_STATUS, (f"{run.data.tags.get('mlflow.runName', run.info.run_id)}: tracked under "
-                                       "inputs the study no longer has (its key is not in the current plan)")
+                                       "inputs the study no longer has (replaced by a run of its current key)")
     for run in (tok, diff):
         if run is not None and run.info.status != "FINISHED":
             reason = run.data.tags.get(FAILURE_REASON_TAG, f"run status {run.info.status}")
@@ -132,8 +154,9 @@ def study_table(tracker: Tracker, exclude_backbones: Collection[str] = (),
                 planned: Collection[str] | None = None) -> pd.DataFrame:
     """Every tokenizer and diffusion run of the study, failed ones included (with `status` and `reason`), but the
     diffusion runs of `exclude_backbones` (a backbone ladder's cheap tier, reported apart). With `planned` (the
-    study plan's job keys), runs of keys outside it are rows of status SUPERSEDED, never measured rows: an edited
-    study's older runs stay in the experiment, and must not be pooled with the runs of its current inputs.
+    study plan's job keys), runs replaced by a run of the same job under a planned key (`replaced_run_ids`) are rows
+    of status SUPERSEDED, never measured rows: an edited study's older runs stay in the experiment, and must not be
+    pooled with the runs of its current inputs.
 
     Columns: ids and tags (tokenizer_id, tokenizer_seed, family, cluster, variant, backbone, seed, run ids), `status`,
     `reason`, `cfg_scale`, `latent/*`, `recon/*`, `recon_card_hash` and `recon_card.<field>` of the tokenizer, `traj/*`,
@@ -145,12 +168,14 @@ def study_table(tracker: Tracker, exclude_backbones: Collection[str] = (),
     tokenizers = {r.info.run_id: r for r in tracker.runs("tokenizer")}
     rows: list[dict[str, Any]] = []
     seen_tokenizers: set[str] = set()
-    for diff in tracker.runs("diffusion"):
+    diffusion = tracker.runs("diffusion")
+    old = replaced_run_ids(tokenizers, diffusion, planned) if planned is not None else set()
+    for diff in diffusion:
         tok = tokenizers.get(diff.data.tags.get(PARENT_TAG, ""))
         if tok is None or diff.data.tags.get("backbone") in exclude_backbones:
             continue
         seen_tokenizers.add(tok.info.run_id)
-        status, reason = _status(tok, diff, planned)
+        status, reason = _status(tok, diff, old)
         base = {**_tokenizer_columns(tok), "backbone": diff.data.tags.get("backbone"),
                 "seed": int(diff.data.tags.get("seed", 0)), "diffusion_run_id": diff.info.run_id,
                 "status": status, "reason": reason, **_card_columns(diff)}
@@ -168,7 +193,7 @@ def study_table(tracker: Tracker, exclude_backbones: Collection[str] = (),
             rows.append({**base, "cfg_scale": scale, **gen})
     for run_id, tok in tokenizers.items():
         if run_id not in seen_tokenizers:
-            status, reason = _status(tok, None, planned)
+            status, reason = _status(tok, None, old)
             rows.append({**_tokenizer_columns(tok), "status": status if status != "FINISHED" else "NO_DIFFUSION",
                          "reason": reason or "no diffusion run", "cfg_scale": np.nan, "gen/gfid": np.nan})
     table = pd.DataFrame(rows)

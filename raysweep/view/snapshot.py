@@ -14,7 +14,8 @@ from rich.console import Console
 from raysweep.config.plan import STAGES, Stage
 from raysweep.engine.events import JobEvent, JobFailed, JobFinished, JobQueued, JobStarted
 from raysweep.tracking.keys import raysweep_key
-from raysweep.tracking.tracker import HASH_TAG, PARENT_TAG, STAGE_TAG
+from raysweep.tracking.table import replaced_run_ids
+from raysweep.tracking.tracker import PARENT_TAG, STAGE_TAG
 from raysweep.view.state import StudyState
 from raysweep.view.table import jobs_table
 
@@ -56,10 +57,15 @@ def job_ids(runs: Sequence[Any]) -> list[str]:
 def snapshot_events(runs: Iterable[Any], planned: Sequence[tuple[str, Stage]] = (),
                     keys: Collection[str] | None = None) -> list[JobEvent]:
     """Events for every job run, oldest first, then a `JobQueued` for each planned (job id, stage) that the
-    store has never seen. With `keys` (the plan's, `StudyPlan.keys`) a job run of another key is left out: it ran
-    on inputs the study no longer has, and beside today's run of the same job it would hide it."""
-    runs = [r for r in runs if keys is None or r.data.tags.get(STAGE_TAG) not in STAGES
-            or r.data.tags.get(HASH_TAG) in keys]
+    store has never seen. With `keys` (the plan's, `StudyPlan.keys`) a run replaced by a run of the same job under
+    one of them is left out (`replaced_run_ids`): beside today's run it would double the job's row."""
+    runs = list(runs)
+    if keys is not None:
+        def of(stage: str) -> list[Any]:
+            return [r for r in runs if r.data.tags.get(STAGE_TAG) == stage]
+
+        old = replaced_run_ids({r.info.run_id: r for r in of("tokenizer")}, of("diffusion"), keys)
+        runs = [r for r in runs if r.info.run_id not in old]
     events = sorted((e for run, job in zip(runs, job_ids(runs)) for e in run_events(run, job)),
                     key=lambda e: e.time)
     seen = {e.job_id for e in events}
