@@ -91,8 +91,8 @@ def replaced_run_ids(tokenizers: dict[str, Any], diffusion: list[Any], planned: 
 
     current = {_identity(t) for t in tokenizers.values() if key(t) in planned}
     old = {i for i, t in tokenizers.items() if key(t) not in planned and _identity(t) in current}
-    runs = [(d, tokenizers.get(d.data.tags.get(PARENT_TAG, ""))) for d in diffusion]
-    runs = [(d, t) for d, t in runs if t is not None]
+    runs: list[tuple[Any, Any]] = [(d, tokenizers[d.data.tags[PARENT_TAG]]) for d in diffusion
+                                   if d.data.tags.get(PARENT_TAG) in tokenizers]
     current = {_identity(d, t) for d, t in runs if key(d) in planned and t.info.run_id not in old}
     return old | {d.info.run_id for d, t in runs
                   if t.info.run_id in old or (key(d) not in planned and _identity(d, t) in current)}
