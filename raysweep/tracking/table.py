@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from raysweep.tracking.keys import (
+    BACKBONE_TAG,
     CARD_HASH_TAG,
     CFG_KEY,
     CHECKPOINT_GFID,
@@ -20,10 +21,12 @@ from raysweep.tracking.keys import (
     FAILURE_REASON_TAG,
     RUN_KEYS,
     SAMPLER_PREFIX,
+    SEED_TAG,
     STOPPED,
     TIER_GFID_KEY,
     TIER_RUNG,
     TIER_TAG,
+    TOKENIZER_ID_TAG,
     TOKENIZER_SEED_TAG,
     checkpoint_gfid_column,
     mlflow_name,
@@ -78,8 +81,8 @@ def _identity(run: Any, tokenizer: Any | None = None) -> tuple[Any, ...]:
     """Which job a run is, whatever its inputs: a tokenizer's (id, seed); a diffusion run's its tokenizer's, backbone
     and seed."""
     if tokenizer is None:
-        return run.data.tags.get("tokenizer_id", run.info.run_name), run.data.tags.get(TOKENIZER_SEED_TAG, "0")
-    return *_identity(tokenizer), run.data.tags.get("backbone"), run.data.tags.get("seed", "0")
+        return run.data.tags.get(TOKENIZER_ID_TAG, run.info.run_name), run.data.tags.get(TOKENIZER_SEED_TAG, "0")
+    return *_identity(tokenizer), run.data.tags.get(BACKBONE_TAG), run.data.tags.get(SEED_TAG, "0")
 
 
 def replaced_run_ids(tokenizers: dict[str, Any], diffusion: list[Any], planned: Collection[str]) -> set[str]:
@@ -181,7 +184,8 @@ def study_table(tracker: Tracker, exclude_backbones: Collection[str] = (),
                 "status": status, "reason": reason, **_card_columns(diff)}
         metrics = _last_scored(Tracker.metrics_of(diff), diff.data.tags)
         base.update({k: v for k, v in metrics.items() if k.startswith(RUN_PREFIXES) and k != LENGTH_RATIO})
-        base.update(checkpoint_curve(tracker, diff.info.run_id, metrics))
+        if diff.info.run_id not in old:  # a superseded run's curve is never read: no history request for it
+            base.update(checkpoint_curve(tracker, diff.info.run_id, metrics))
         per_cfg: dict[float, dict[str, float]] = {}
         for key, value in metrics.items():
             match = CFG_KEY.match(key)
