@@ -72,7 +72,12 @@ def restore(trainer: Trainer) -> list[tuple[str, float, int, int]] | None:
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as directory:
-        state = torch.load(Path(directory) / STATE_FILE, weights_only=True)
+        return load_state(trainer, Path(directory) / STATE_FILE)
+
+
+def load_state(trainer: Trainer, path: Path) -> list[tuple[str, float, int, int]]:
+    """Load a checkpointed trainer state (re-raise a recorded divergence); return its unsent metric rows."""
+    state = torch.load(path, weights_only=True)
     if DIVERGED in state:
         raise DivergenceError(state[DIVERGED])
     unsent = state.pop(UNSENT, [])
@@ -82,12 +87,15 @@ def restore(trainer: Trainer) -> list[tuple[str, float, int, int]] | None:
 
 def train_with_checkpoints(trainer: Trainer, fit: Callable[[int, Callable[[int, dict[str, float]], None]], object],
                            total_steps: int, every: int, tracker: Tracker | None, run_id: str | None,
-                           prefix: str = "train/", score: Callable[[], dict[str, float]] | None = None
-                           ) -> dict[str, float]:
+                           prefix: str = "train/", score: Callable[[], dict[str, float]] | None = None,
+                           start: Path | None = None) -> dict[str, float]:
     """Run `fit(n_steps, on_log)` in chunks of `every` steps until `total_steps`; return the last logs.
     `tracker` is None on the non-zero ranks of a data-parallel trial: they log nothing. `score()`, after each
-    chunk's history is logged, adds values to that checkpoint's report (what a Tune trial scheduler reads)."""
+    chunk's history is logged, adds values to that checkpoint's report (what a Tune trial scheduler reads).
+    `start`: a state file the trial begins from when it has no checkpoint of its own (a shorter run it continues)."""
     unsent = restore(trainer)
+    if unsent is None and start is not None:
+        load_state(trainer, start)  # its unsent rows belong to the shorter run, not to this one
     logged = None
     if tracker is not None and run_id is not None:
         if unsent is not None:

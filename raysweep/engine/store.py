@@ -21,7 +21,7 @@ here is written through `raysweep.atomic` (temp + fsync + rename), so a kill lea
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,11 @@ class Store:
 
     def velocity_model_file(self, key: str) -> Path:
         return self.diffusion(key) / VELOCITY_MODEL_FILE
+
+    def diffusion_results(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(training key, result) of every finished diffusion run in the store, current or not."""
+        for path in sorted((self.root / "diffusion").glob(f"*/{RESULT_FILE}")):
+            yield path.parent.name, json.loads(path.read_text())
 
     def marker(self, job: Job) -> Path | None:
         """The directory whose `result.json` says `job` is finished; None for jobs never cached (the analysis)."""

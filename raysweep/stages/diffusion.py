@@ -12,6 +12,9 @@ trial that reaches the full tier trains exactly the model of the same trial with
 differs by what it measured while training (its rungs, where the other measures its convergence curve: both are
 what `DiffusionJob.curve` / `tiers` say, never the study's settings read again).
 
+A run whose training equals a finished run's but for more steps continues that run from its final checkpoint
+(`stages/continuation.py`): the longer run is the shorter one continued, bit-exact.
+
 A run is stored under its training key and finished when its result holds its evaluation key: a trial whose model
 is saved (`velocity_model.pt`, written once training ends) but scored under other evaluation settings is scored
 again from that model, on the same MLflow run, and never retrained; the evaluation settings and key are run tags,
@@ -21,6 +24,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,8 +46,9 @@ from raysweep.engine.store import STOPPED_RESULT, Store, provenance
 from raysweep.engine.tune import Cohort
 from raysweep.features import EvalCard
 from raysweep.hashing import config_hash, flatten
-from raysweep.nn.distributed import current_shard, is_chief
+from raysweep.nn.distributed import current_shard, in_train_worker, is_chief
 from raysweep.search.fidelity import asha_scheduler
+from raysweep.stages.continuation import CONTINUED_FROM, TRAINING_HISTORY, find_continuation
 from raysweep.stages.figures import save_image_grid
 from raysweep.stages.generation import (
     NO_CFG,
@@ -61,6 +66,7 @@ from raysweep.tracking.keys import (
     BEST_GFID,
     CHECKPOINT_GFID,
     CODE_VERSION_TAG,
+    CONTINUED_TAG,
     EVALUATION_KEY_TAG,
     EVALUATION_TAG_PREFIX,
     FULL_TIER,
@@ -134,6 +140,9 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
     scorer = GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, evaluation.num_samples,
                               job.seed, extras.networks)
     card = run_card(scorer, ctx.dataset_key, evaluation, job.seed, device, extras)
+    start = None if trained or tiers is not None or in_train_worker() else find_continuation(job, ctx.store,
+                                                                                              ctx.log_every)
+    continued = start.record() if start is not None else (found or {}).get(CONTINUED_FROM)
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
     run_id = tracker.open_run(
         job.id, STAGE, key, parent_id=trial_input.tokenizer_run_id,  # named by its study id, found by its tags
@@ -147,7 +156,8 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
         if tiers is not None:
             tracker.log_metrics(run_id, {TIER_RUNG: len(tiers.rungs)}, step=step)
             tracker.set_tags(run_id, {TIER_TAG: FULL_TIER})
-        ctx.store.mark_done(out, diffusion_result(job, run_id, metrics))
+        ctx.store.mark_done(out, diffusion_result(job, run_id, metrics,
+                                                  **({CONTINUED_FROM: continued} if continued else {})))
         tracker.finish(run_id)
         return metrics
 
@@ -168,8 +178,12 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
             _fit(job, ctx, tracker, run_id, device, score)
             return
         else:
+            if start is not None:  # a longer run of a finished one: its training history, then its state
+                tracker.copy_history(start.run_id, run_id, start.steps, TRAINING_HISTORY)
+                tracker.set_tags(run_id, {CONTINUED_TAG: start.run_id})
             curve = _checkpoint_scorer(trial_input, tracker, run_id, device)
-            trainer, meta = _fit(job, ctx, tracker, run_id, device, curve)
+            trainer, meta = _fit(job, ctx, tracker, run_id, device, curve,
+                                 None if start is None else start.state_file)
             metrics = trained_and_scored(trainer, meta)
     except Exception as err:
         tracker.finish(run_id, "FAILED", reason=f"{type(err).__name__}: {err}")
@@ -284,9 +298,10 @@ def load_latents(store: Store, tokenizer_key: str, split: str) -> tuple[LatentBa
 
 
 def _fit(job: DiffusionJob, ctx: TrialContext, tracker: Tracker | None, run_id: str | None, device: torch.device,
-         score: Score | None = None) -> tuple[DiffusionTrainer, LatentMeta]:
+         score: Score | None = None, start: Path | None = None) -> tuple[DiffusionTrainer, LatentMeta]:
     """Train the trial's backbone with checkpoints; on every rank of a data-parallel trial (tracker: rank 0's).
-    `score(trainer, meta)` adds its values to each checkpoint's report (multi-fidelity gFID)."""
+    `score(trainer, meta)` adds its values to each checkpoint's report (multi-fidelity gFID); `start`: the state
+    of a shorter run this one continues (`stages/continuation.py`)."""
     trial = job.trial
     torch.manual_seed(job.seed)
     batch, meta = load_latents(ctx.store, job.tokenizer.key, "train")
@@ -298,7 +313,7 @@ def _fit(job: DiffusionJob, ctx: TrialContext, tracker: Tracker | None, run_id: 
     trainer = DiffusionTrainer(model, seed=job.seed, shard=current_shard(), **trial.trainer_kwargs())
     train_with_checkpoints(trainer, lambda n, on_log: trainer.fit(z, y, n, trial.batch_size, on_log=on_log),
                            trial.steps, ctx.log_every, tracker, run_id,
-                           score=None if score is None else lambda: score(trainer, meta))
+                           score=None if score is None else lambda: score(trainer, meta), start=start)
     return trainer, meta
 
 

@@ -122,6 +122,7 @@ METRIC_PARAM_PREFIX = "metrics."  # + `<metric>.<param>`: a metric's resolved pa
 EVALUATION_KEY_TAG = "raysweep.evaluation_key"  # a diffusion run's evaluation key, updated on re-score
 EVALUATION_TAG_PREFIX = "eval."  # + evaluation setting: how a diffusion run was last scored
 MIGRATED_TAG = "raysweep.migrated_from"  # a run's key before `raysweep migrate` moved its result
+CONTINUED_TAG = "raysweep.continued_from"  # a diffusion run that continued a shorter one: that run's id
 
 # extra scorers (issue 23, `evaluation.scorers`): each one's gFID, real floor FD(val, train) and KID, logged on a
 # diffusion run beside the FID network's as `<metric>@<scorer>` (`gen/best/gfid@domain-ae`; the tidy table's

@@ -234,6 +234,18 @@ class Tracker:
         self.pending[:0] = [(run_id, todo[i:i + MAX_BATCH]) for i in range(0, len(todo), MAX_BATCH)]
         self.flush(timeout=0.0)
 
+    def copy_history(self, source_id: str, run_id: str, until_step: int, prefixes: tuple[str, ...]) -> None:
+        """The history of `source_id`'s metrics under `prefixes` (raysweep keys), up to `until_step`, onto `run_id`,
+        minus the steps `run_id` already has: a trial restarted mid-copy copies nothing twice."""
+        names = self._retry(lambda: self.client.get_run(source_id)).data.metrics
+        for name in sorted(n for n in names if raysweep_key(n).startswith(prefixes)):
+            last = self._last_step(run_id, name)
+            history = self._retry(partial(self.client.get_metric_history, source_id, name))
+            rows = [Metric(name, m.value, m.timestamp, m.step) for m in sorted(history, key=lambda m: m.step)
+                    if m.step <= until_step and (last is None or m.step > last)]
+            self.pending += [(run_id, rows[i:i + MAX_BATCH]) for i in range(0, len(rows), MAX_BATCH)]
+            self.flush()
+
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         self._retry(lambda: self.client.log_artifact(run_id, str(path), artifact_path))
 
