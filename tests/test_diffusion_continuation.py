@@ -1,4 +1,4 @@
-"""A longer diffusion run continues a finished shorter one (`raysweep/stages/continuation.py`): which stored runs
+"""A longer diffusion run continues a finished shorter one (`raysweep.engine.continuation.py`): which stored runs
 qualify, and, on a real micro study whose `diffusion.steps` doubles, that the continued run equals a run trained
 straight to the new step count (loss history and EMA weights, computed here independently in-process)."""
 from __future__ import annotations
@@ -16,8 +16,9 @@ from test_e2e_study import micro_study
 from raysweep.config import parse_study
 from raysweep.config.plan import StudyPlan
 from raysweep.engine.checkpointing import STATE_FILE
+from raysweep.engine.continuation import CONTINUED_FROM, find_continuation, shorter_by_steps
+from raysweep.engine.status import status_lines, study_status
 from raysweep.engine.store import Store
-from raysweep.stages.continuation import CONTINUED_FROM, find_continuation, shorter_by_steps
 from raysweep.tracking import Tracker
 from raysweep.tracking.keys import CHECKPOINT_GFID, CONTINUED_TAG, mlflow_name
 from raysweep.tracking.table import SUPERSEDED_STATUS, study_table
@@ -84,6 +85,10 @@ def test_a_longer_run_continues_the_shorter_one_bit_exact(tmp_path: Path) -> Non
     longer = {**data, "diffusion": {**data["diffusion"], "steps": 40}}
     with local_ray():
         assert not run_study(parse_study(data)).failed
+        stale = study_status(parse_study(longer))["stale"]
+        assert [(s["id"], s["fields"], s["continues"]) for s in stale] == [("baseline/SiT-T/0", ["trial.steps"], 20)]
+        assert "(continued from its step-20 state by the next run)" in "\n".join(status_lines({"stale": stale,
+            "assumed_at_migration": [], "to_migrate": 0}))
         assert not run_study(parse_study(longer)).failed
 
     study = parse_study(longer)

@@ -12,6 +12,7 @@ from typing import Any
 
 from raysweep.config.plan import (
     ConfirmationSlot,
+    DiffusionJob,
     DiffusionMetricJob,
     Job,
     LatentMetricJob,
@@ -20,6 +21,7 @@ from raysweep.config.plan import (
     StudyPlan,
 )
 from raysweep.config.spec import StudySpec
+from raysweep.engine.continuation import find_continuation
 from raysweep.engine.images import dataset_key
 from raysweep.engine.migrate import ASSUMED, legacy_results
 from raysweep.engine.store import RESULT_FILE, Store
@@ -42,10 +44,12 @@ def _latest_by_id(directory: Path) -> dict[str, dict[str, Any]]:
     return {job_id: result for job_id, (_, result) in found.items()}
 
 
-def stale_results(plan: StudyPlan, store: Store) -> list[dict[str, Any]]:
+def stale_results(plan: StudyPlan, store: Store, every: int) -> list[dict[str, Any]]:
     """Planned jobs whose stored result was made from other inputs, with the dotted fields that differ: a result
     at the job's marker that is not current (a metric's parameters or version, the evaluation), else the latest
-    result of the same id under another key (a tokenizer or diffusion run whose key changed)."""
+    result of the same id under another key (a tokenizer or diffusion run whose key changed). A diffusion run the
+    next run continues from a shorter one (`engine/continuation.py`; `every`: the checkpoint interval) says from
+    which step (`continues`)."""
     others = {stage: _latest_by_id(store.root / folder) for stage, folder in (("tokenizer", "tokenizers"),
                                                                               ("diffusion", "diffusion"))}
     out = []
@@ -57,7 +61,9 @@ def stale_results(plan: StudyPlan, store: Store) -> list[dict[str, Any]]:
             found = others[job.stage].get(job.id)
         fields = [] if found is None else job.stale_inputs(found)
         if fields:
-            out.append({"stage": job.stage, "id": job.id, "fields": fields})
+            start = find_continuation(job, store, every) if isinstance(job, DiffusionJob) else None
+            out.append({"stage": job.stage, "id": job.id, "fields": fields,
+                        **({"continues": start.steps} if start is not None else {})})
     return out
 
 
@@ -95,7 +101,8 @@ def study_status(study: StudySpec, text: bool = False, plan: StudyPlan | None = 
               "diffusion_trials": len(runs) + len(slots), "diffusion_finished": len(finished),
               "diffusion_metrics_finished": sum(job_done(store, j) for j in plan.of(DiffusionMetricJob)),
               "jobs": len(plan), "jobs_finished": sum(job_done(store, j) for j in plan),
-              "stale": stale_results(plan, store), "assumed_at_migration": assumed_inputs(plan, store),
+              "stale": stale_results(plan, store, study.storage.checkpoint_every),
+              "assumed_at_migration": assumed_inputs(plan, store),
               "to_migrate": len(legacy_results(study, plan, store))}
     if plan.search is not None:  # tokenizers.search
         search = plan.search
@@ -138,8 +145,9 @@ def study_status(study: StudySpec, text: bool = False, plan: StudyPlan | None = 
 
 def status_lines(status: dict[str, Any]) -> list[str]:
     """The text of a status's stale, migrated and to-migrate results."""
-    lines = [f"  stale  {s['stage']} '{s['id']}': {', '.join(s['fields'])} changed (recomputed by the next run)"
-             for s in status["stale"]]
+    lines = [f"  stale  {s['stage']} '{s['id']}': {', '.join(s['fields'])} changed ("
+             + (f"continued from its step-{s['continues']:,} state" if "continues" in s else "recomputed")
+             + " by the next run)" for s in status["stale"]]
     lines += [f"  {a['stage']} '{a['id']}': assumed at migration: {', '.join(a['fields'])}"
               for a in status["assumed_at_migration"]]
     if status["to_migrate"]:

@@ -13,7 +13,7 @@ differs by what it measured while training (its rungs, where the other measures 
 what `DiffusionJob.curve` / `tiers` say, never the study's settings read again).
 
 A run whose training equals a finished run's but for more steps continues that run from its final checkpoint
-(`stages/continuation.py`): the longer run is the shorter one continued, bit-exact.
+(`engine/continuation.py`): the longer run is the shorter one continued, bit-exact.
 
 A run is stored under its training key and finished when its result holds its evaluation key: a trial whose model
 is saved (`velocity_model.pt`, written once training ends) but scored under other evaluation settings is scored
@@ -40,6 +40,7 @@ from raysweep.diffusion import DiffusionTrainer, build_backbone
 from raysweep.diffusion.velocity_model import load_velocity_model, save_velocity_model
 from raysweep.engine.checkpointing import report, train_with_checkpoints
 from raysweep.engine.context import TrialContext, setup_worker
+from raysweep.engine.continuation import CONTINUED_FROM, TRAINING_HISTORY, find_continuation
 from raysweep.engine.executors import Task
 from raysweep.engine.stage import StudyRun, resources
 from raysweep.engine.store import STOPPED_RESULT, Store, provenance
@@ -48,7 +49,6 @@ from raysweep.features import EvalCard
 from raysweep.hashing import config_hash, flatten
 from raysweep.nn.distributed import current_shard, in_train_worker, is_chief
 from raysweep.search.fidelity import asha_scheduler
-from raysweep.stages.continuation import CONTINUED_FROM, TRAINING_HISTORY, find_continuation
 from raysweep.stages.figures import save_image_grid
 from raysweep.stages.generation import (
     NO_CFG,
@@ -301,7 +301,7 @@ def _fit(job: DiffusionJob, ctx: TrialContext, tracker: Tracker | None, run_id: 
          score: Score | None = None, start: Path | None = None) -> tuple[DiffusionTrainer, LatentMeta]:
     """Train the trial's backbone with checkpoints; on every rank of a data-parallel trial (tracker: rank 0's).
     `score(trainer, meta)` adds its values to each checkpoint's report (multi-fidelity gFID); `start`: the state
-    of a shorter run this one continues (`stages/continuation.py`)."""
+    of a shorter run this one continues (`engine/continuation.py`)."""
     trial = job.trial
     torch.manual_seed(job.seed)
     batch, meta = load_latents(ctx.store, job.tokenizer.key, "train")
