@@ -13,7 +13,7 @@ longer run's would. A data-parallel trial, or one under ASHA, always trains from
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,12 +45,14 @@ class Continuation:
         return {"key": self.key, "run_id": self.run_id, "steps": self.steps}
 
 
-def find_continuation(job: DiffusionJob, store: Store, every: int) -> Continuation | None:
-    """The longest finished run in `store` that `job` may continue (module docstring), or None."""
+def find_continuation(job: DiffusionJob, store: Store, every: int,
+                      results: Iterable[tuple[str, dict[str, Any]]] | None = None) -> Continuation | None:
+    """The longest finished run in `store` that `job` may continue (module docstring), or None. `results`: the
+    store's `diffusion_results()`, read once by a caller that asks for many jobs."""
     if job.tiers is not None:
         return None
     found: Continuation | None = None
-    for key, result in store.diffusion_results():
+    for key, result in store.diffusion_results() if results is None else results:
         steps = shorter_by_steps(result.get("inputs"), job.inputs)
         if (steps is None or steps % every or STOPPED_RESULT in result or "run_id" not in result
                 or (found is not None and found.steps >= steps)):

@@ -52,7 +52,8 @@ def stale_results(plan: StudyPlan, store: Store, every: int) -> list[dict[str, A
     which step (`continues`)."""
     others = {stage: _latest_by_id(store.root / folder) for stage, folder in (("tokenizer", "tokenizers"),
                                                                               ("diffusion", "diffusion"))}
-    out = []
+    out: list[dict[str, Any]] = []
+    results = list(store.diffusion_results())  # read once: each stale diffusion job looks for a run to continue
     for job in plan:
         found = store.found(job)
         if found is not None and job.current(found):
@@ -61,7 +62,7 @@ def stale_results(plan: StudyPlan, store: Store, every: int) -> list[dict[str, A
             found = others[job.stage].get(job.id)
         fields = [] if found is None else job.stale_inputs(found)
         if fields:
-            start = find_continuation(job, store, every) if isinstance(job, DiffusionJob) else None
+            start = find_continuation(job, store, every, results) if isinstance(job, DiffusionJob) else None
             out.append({"stage": job.stage, "id": job.id, "fields": fields,
                         **({"continues": start.steps} if start is not None else {})})
     return out

@@ -64,6 +64,11 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _batches(run_id: str, rows: list[Metric]) -> list[tuple[str, list[Metric]]]:
+    """`rows` of one run as the queue's entries: `log_batch` calls of at most MAX_BATCH metrics, in order."""
+    return [(run_id, rows[i:i + MAX_BATCH]) for i in range(0, len(rows), MAX_BATCH)]
+
+
 def create_sqlite_store(tracking_uri: str) -> None:
     """Create a missing sqlite tracking DB all at once. MLflow builds a new DB by running ~60 schema migrations in
     place; a driver killed among them leaves a DB that every later run fails to open ("table _alembic_tmp_...
@@ -194,7 +199,7 @@ class Tracker:
         now = int(time.time() * 1000)
         rows = [Metric(mlflow_name(k), float(v), now, step) for step, d in history for k, v in d.items()
                 if math.isfinite(float(v))]
-        self.pending += [(run_id, rows[i:i + MAX_BATCH]) for i in range(0, len(rows), MAX_BATCH)]
+        self.pending += _batches(run_id, rows)
         self.flush(timeout=0.0)
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -231,7 +236,7 @@ class Tracker:
         last = {name: self._last_step(run_id, name) for name in {row[0] for row in rows}}
         todo = [Metric(name, value, ts, step) for name, value, ts, step in rows
                 if (stored := last[name]) is None or step > stored]
-        self.pending[:0] = [(run_id, todo[i:i + MAX_BATCH]) for i in range(0, len(todo), MAX_BATCH)]
+        self.pending[:0] = _batches(run_id, todo)
         self.flush(timeout=0.0)
 
     def copy_history(self, source_id: str, run_id: str, until_step: int, prefixes: tuple[str, ...]) -> None:
@@ -243,7 +248,7 @@ class Tracker:
             history = self._retry(partial(self.client.get_metric_history, source_id, name))
             rows = [Metric(name, m.value, m.timestamp, m.step) for m in sorted(history, key=lambda m: m.step)
                     if m.step <= until_step and (last is None or m.step > last)]
-            self.pending += [(run_id, rows[i:i + MAX_BATCH]) for i in range(0, len(rows), MAX_BATCH)]
+            self.pending += _batches(run_id, rows)
             self.flush()
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
