@@ -17,6 +17,7 @@ from raysweep.config import parse_study
 from raysweep.config.plan import StudyPlan
 from raysweep.engine.checkpointing import STATE_FILE
 from raysweep.engine.continuation import CONTINUED_FROM, find_continuation, shorter_by_steps
+from raysweep.engine.events import JobEvent, JobQueued, JobStarted
 from raysweep.engine.status import status_lines, study_status
 from raysweep.engine.store import Store
 from raysweep.tracking import Tracker
@@ -89,7 +90,10 @@ def test_a_longer_run_continues_the_shorter_one_bit_exact(tmp_path: Path) -> Non
         assert [(s["id"], s["fields"], s["continues"]) for s in stale] == [("baseline/SiT-T/0", ["trial.steps"], 20)]
         assert "(continued from its step-20 state by the next run)" in "\n".join(status_lines({"stale": stale,
             "assumed_at_migration": [], "to_migrate": 0}))
-        assert not run_study(parse_study(longer)).failed
+        events: list[JobEvent] = []
+        assert not run_study(parse_study(longer), sink=events.append).failed
+    queued = [e for e in events if isinstance(e, JobQueued | JobStarted) and e.stage == "diffusion"]
+    assert [(type(e).__name__, e.total, e.done) for e in queued] == [("JobQueued", 40, 20), ("JobStarted", 40, 20)]
 
     study = parse_study(longer)
     store, (short_job,), (job,) = Store(study.root), StudyPlan.from_spec(parse_study(data)).diffusion, \

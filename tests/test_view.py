@@ -56,6 +56,19 @@ def test_study_eta_prices_queued_jobs_by_stage_and_divides_by_parallelism() -> N
     assert o.eta == pytest.approx((a_left + b_left + c_left + 7.0) / 3)  # m priced at its stage's mean duration
 
 
+def test_a_run_that_continues_a_shorter_one_is_priced_for_the_steps_it_trains() -> None:
+    """`done`: the steps a continued run will not train (10,000 of 16,000): priced queued and before its rate."""
+    state = _fold(JobQueued("a", "diffusion", time=0.0, total=16_000),
+                  JobQueued("b", "diffusion", time=0.0, total=16_000, done=10_000),
+                  JobStarted("a", "diffusion", time=0.0, total=16_000),
+                  JobStep("a", "diffusion", time=1.0, step=1_000), JobStep("a", "diffusion", time=11.0, step=2_000))
+    per_step = 10.0 / 1_000
+    assert state.remaining(state.rows["b"]) == pytest.approx(6_000 * per_step)
+    state.apply(JobStarted("b", "diffusion", time=12.0, total=16_000, done=10_000))
+    assert state.rows["b"].step == 10_000
+    assert state.remaining(state.rows["b"]) == pytest.approx(6_000 * per_step)  # no rate of its own yet
+
+
 def test_parallelism_kept_per_event_equals_the_most_rows_ever_running_at_once() -> None:
     """Random starts, steps, restarts, finishes and failures: the running count kept per event matches a recount."""
     rng = random.Random(0)

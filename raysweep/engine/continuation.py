@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from raysweep.config.plan import STOPPED_RESULT, DiffusionJob
+from raysweep.config.plan import STOPPED_RESULT, DiffusionJob, Job
 from raysweep.engine.checkpointing import STATE_FILE
 from raysweep.engine.migrate import MIGRATED_FROM
 from raysweep.engine.store import Store
@@ -61,6 +61,13 @@ def find_continuation(job: DiffusionJob, store: Store, every: int,
         if state is not None:
             found = Continuation(key, result["run_id"], steps, state)
     return found
+
+
+def continued_steps(job: Job, store: Store, every: int, results: Iterable[tuple[str, dict[str, Any]]]) -> int:
+    """The steps a planned job will not train: those of the run it continues (0 for any other job). For progress and
+    ETAs; a data-parallel study's caller passes 0 instead (its trials train from step 0)."""
+    start = find_continuation(job, store, every, results) if isinstance(job, DiffusionJob) else None
+    return 0 if start is None else start.steps
 
 
 def shorter_by_steps(recorded: Any, planned: Mapping[str, Any]) -> int | None:

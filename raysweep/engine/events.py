@@ -25,14 +25,17 @@ class JobEvent:
 
 @dataclass(frozen=True)
 class JobQueued(JobEvent):
-    """The job is planned and waits for its inputs or a free slot. `total` is its step count when known."""
+    """The job is planned and waits for its inputs or a free slot. `total` is its step count when known; `done` the
+    steps it will not train (a run that continues a shorter one starts there)."""
 
     total: int | None = None
+    done: int = 0
 
 
 @dataclass(frozen=True)
 class JobStarted(JobEvent):
     total: int | None = None
+    done: int = 0
 
 
 @dataclass(frozen=True)

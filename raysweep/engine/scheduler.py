@@ -67,15 +67,17 @@ def fits(need: dict[str, float], free: dict[str, float]) -> bool:
 
 class Scheduler:
     """`task(job)` turns a job whose deps are done into a `Task` (it may read their results from the store);
-    `result(job)` is the job's headline (metric, value) for `JobFinished`, or None."""
+    `result(job)` is the job's headline (metric, value) for `JobFinished`, or None; `steps_done(job)` the steps of a
+    job with a step count that it will not train (a run continuing a shorter one), for the progress events."""
 
     def __init__(self, plan: StudyPlan, store: Store, executor: Executor, task: Callable[[Job], Task],
                  emit: Callable[[JobEvent], None] = lambda e: None, cost: Callable[[Job], float] = lambda j: 1.0,
                  headline: Callable[[Job], tuple[str, float] | None] = lambda j: None,
-                 gate: Gate | None = None) -> None:
+                 gate: Gate | None = None, steps_done: Callable[[Job], int] = lambda j: 0) -> None:
         self.plan, self.store, self.executor, self.task, self.emit = plan, store, executor, task, emit
         self.gate = gate
         self.headline = headline
+        self.steps_done = steps_done
         self.priority = remaining_path(plan, cost)
         self.order = {j.ref: i for i, j in enumerate(plan)}
         self.jobs = plan.by_ref()
@@ -88,6 +90,7 @@ class Scheduler:
         result = ScheduleResult()
         done: set[JobRef] = set()
         waiting: list[Job] = []
+        done_steps: dict[JobRef, int] = {}  # steps a queued job will not train (it continues a shorter run)
         for job in self.plan:
             if self.store.done(job) is not None:
                 done.add(job.ref)
@@ -98,7 +101,8 @@ class Scheduler:
             else:
                 waiting.append(job)
                 total = getattr(getattr(job, "trial", None), "steps", None)
-                self.emit(JobQueued(job.id, job.stage, total=total))
+                done_steps[job.ref] = self.steps_done(job) if total is not None else 0
+                self.emit(JobQueued(job.id, job.stage, total=total, done=done_steps[job.ref]))
         running: dict[JobRef, Task] = {}
         tasks: dict[JobRef, Task] = {}  # made once, when the job is first ready
         while waiting or running:
@@ -132,7 +136,8 @@ class Scheduler:
                     started = self.jobs[ref]
                     waiting.remove(started)
                     running[ref] = task
-                    self.emit(JobStarted(started.id, started.stage, total=task.total_steps))
+                    self.emit(JobStarted(started.id, started.stage, total=task.total_steps,
+                                         done=done_steps[ref]))
                 self.executor.submit(task)
             if waiting and not running and not ready:
                 raise RuntimeError(f"{len(waiting)} job(s) held with nothing running, e.g. {waiting[0].ref}: "

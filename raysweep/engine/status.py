@@ -44,12 +44,12 @@ def _latest_by_id(directory: Path) -> dict[str, dict[str, Any]]:
     return {job_id: result for job_id, (_, result) in found.items()}
 
 
-def stale_results(plan: StudyPlan, store: Store, every: int) -> list[dict[str, Any]]:
+def stale_results(plan: StudyPlan, store: Store, every: int | None) -> list[dict[str, Any]]:
     """Planned jobs whose stored result was made from other inputs, with the dotted fields that differ: a result
     at the job's marker that is not current (a metric's parameters or version, the evaluation), else the latest
     result of the same id under another key (a tokenizer or diffusion run whose key changed). A diffusion run the
-    next run continues from a shorter one (`engine/continuation.py`; `every`: the checkpoint interval) says from
-    which step (`continues`)."""
+    next run continues from a shorter one (`engine/continuation.py`; `every`: the checkpoint interval, None where
+    runs are never continued: data-parallel trials) says from which step (`continues`)."""
     others = {stage: _latest_by_id(store.root / folder) for stage, folder in (("tokenizer", "tokenizers"),
                                                                               ("diffusion", "diffusion"))}
     out: list[dict[str, Any]] = []
@@ -62,7 +62,8 @@ def stale_results(plan: StudyPlan, store: Store, every: int) -> list[dict[str, A
             found = others[job.stage].get(job.id)
         fields = [] if found is None else job.stale_inputs(found)
         if fields:
-            start = find_continuation(job, store, every, results) if isinstance(job, DiffusionJob) else None
+            start = (find_continuation(job, store, every, results)
+                     if isinstance(job, DiffusionJob) and every is not None else None)
             out.append({"stage": job.stage, "id": job.id, "fields": fields,
                         **({"continues": start.steps} if start is not None else {})})
     return out
@@ -102,7 +103,8 @@ def study_status(study: StudySpec, text: bool = False, plan: StudyPlan | None = 
               "diffusion_trials": len(runs) + len(slots), "diffusion_finished": len(finished),
               "diffusion_metrics_finished": sum(job_done(store, j) for j in plan.of(DiffusionMetricJob)),
               "jobs": len(plan), "jobs_finished": sum(job_done(store, j) for j in plan),
-              "stale": stale_results(plan, store, study.storage.checkpoint_every),
+              "stale": stale_results(plan, store, study.storage.checkpoint_every
+                                     if study.resources.diffusion.workers == 1 else None),
               "assumed_at_migration": assumed_inputs(plan, store),
               "to_migrate": len(legacy_results(study, plan, store))}
     if plan.search is not None:  # tokenizers.search

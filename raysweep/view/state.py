@@ -101,9 +101,11 @@ class StudyState:
         row = before or JobRow(event.job_id, event.stage)
         row = replace(row, stage=event.stage)
         if isinstance(event, JobQueued):
-            row = replace(row, status="queued", total=event.total if event.total is not None else row.total)
+            row = replace(row, status="queued", step=event.done,
+                          total=event.total if event.total is not None else row.total)
         elif isinstance(event, JobStarted):
-            row = replace(row, status="running", started=t, ended=None, step=0, first_step=None, first_step_time=None,
+            row = replace(row, status="running", started=t, ended=None, step=event.done, first_step=None,
+                          first_step_time=None,
                           step_time=None, total=event.total if event.total is not None else row.total)
         elif isinstance(event, JobStep):
             anchor = row.first_step is None
