@@ -49,6 +49,19 @@ def test_a_big_drop_within_seed_noise_is_not_under_trained() -> None:
     assert flags["improvement"].iloc[0] > 0.05 and flags["status"].iloc[0] == CONVERGED
 
 
+def test_a_curve_that_paused_for_one_interval_passes_the_rule_and_reports_its_trend() -> None:
+    """Two seeds falling 0.5 per interval, flat over the last one: the one-interval rule says converged; the
+    least-squares trend over the last 3 intervals is the closed form (slope of 10.5, 10, 9.5, 9.5 is -0.35)."""
+    rows = [{"tokenizer_id": "a", "backbone": "SiT", "seed": i, **{curve_column(k): v + i for k, v in
+             enumerate((11.0, 10.5, 10.0, 9.5, 9.5), start=1)}} for i in range(2)]
+    flag = convergence_flags(pd.DataFrame(rows)).iloc[0]
+    assert flag["status"] == CONVERGED and flag["improvement"] == 0.0
+    level = np.mean([10.5, 10.0, 9.5, 9.5]) + 0.5  # seed 1 is seed 0 plus 1
+    assert flag["trend"] == pytest.approx(0.35 / level) and flag["trend_se"] == pytest.approx(0.0, abs=1e-12)
+    short = convergence_flags(pd.DataFrame([{**r, curve_column(1): np.nan, curve_column(2): np.nan} for r in rows]))
+    assert short["status"].iloc[0] == CONVERGED and np.isnan(short["trend"].iloc[0])  # 3 checkpoints: no trend
+
+
 def test_rank_agreement_of_a_reversed_and_an_identical_score() -> None:
     best = pd.DataFrame({"tokenizer_id": list("abcde") * 2, "gen/gfid": [1, 2, 3, 4, 5] * 2})
     best["gen/kid"] = -best["gen/gfid"]

@@ -10,6 +10,12 @@ cheap ASHA rungs `tier/rung<r>/gfid`). Per tokenizer x backbone, over its seeds 
 
 `unknown` when any seed has fewer than 3 checkpoints, or there is one seed (no standard error); otherwise
 `converged`. While any group is under-trained or unknown, the study's answer is provisional.
+
+The rule reads one interval, so a curve that is still falling slowly, or that paused for one interval, passes it
+(the benchmark's baseline passed at 10,000 steps and fell another 28 % by 16,000). Beside it each group reports its
+`trend`: the relative improvement per interval of a least-squares line through each seed's last
+`TREND_INTERVALS` + 1 checkpoints (mean over seeds, over the mean level there), with its SE; it informs, it does not
+change the status.
 """
 from __future__ import annotations
 
@@ -24,9 +30,11 @@ CURVE_COLUMN = re.compile(rf"^{re.escape(CHECKPOINT_GFID)}@(\d+)$")
 MIN_CHECKPOINTS = 3
 MIN_IMPROVEMENT = 0.05  # relative improvement over the last checkpoint interval
 SE_MULTIPLE = 2.0
+TREND_INTERVALS = 3  # the reported trend's least-squares window, in checkpoint intervals
 UNDER_TRAINED, CONVERGED, UNKNOWN = "under-trained", "converged", "unknown"
 GROUP = ("tokenizer_id", "backbone")
-COLUMNS = (*GROUP, "seeds", "checkpoints", "gfid_prev", "gfid_last", "improvement", "improvement_se", "status")
+COLUMNS = (*GROUP, "seeds", "checkpoints", "gfid_prev", "gfid_last", "improvement", "improvement_se", "trend",
+           "trend_se", "status")
 
 
 def curve_columns(table: pd.DataFrame) -> list[str]:
@@ -35,11 +43,25 @@ def curve_columns(table: pd.DataFrame) -> list[str]:
     return [c for _, c in sorted(found)]
 
 
-def _flag(curves: list[np.ndarray]) -> tuple[int, float, float, float, float, str]:
-    """(fewest checkpoints, mean prev, mean last, relative improvement, its SE, status) of one group's seed curves."""
+def trend(curves: list[np.ndarray]) -> tuple[float, float]:
+    """(relative improvement per interval, its SE) of a least-squares line through each seed's last
+    TREND_INTERVALS + 1 checkpoints: minus the mean slope over the mean level; NaN with too few points (SE: seeds)."""
+    window = TREND_INTERVALS + 1
+    if min(len(c) for c in curves) < window:
+        return np.nan, np.nan
+    tails = np.array([c[-window:] for c in curves])
+    slopes = np.polyfit(np.arange(window), tails.T, 1)[0]  # one slope per seed
+    level = float(tails.mean())
+    se = float(slopes.std(ddof=1) / np.sqrt(len(slopes))) if len(slopes) >= 2 else np.nan
+    return float(-slopes.mean() / level), se / level
+
+
+def _flag(curves: list[np.ndarray]) -> tuple[int, float, float, float, float, float, float, str]:
+    """(fewest checkpoints, mean prev, mean last, relative improvement, its SE, trend, its SE, status) of one
+    group's seed curves."""
     fewest = min(len(c) for c in curves)
     if fewest < MIN_CHECKPOINTS:
-        return fewest, np.nan, np.nan, np.nan, np.nan, UNKNOWN
+        return fewest, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, UNKNOWN
     prev, last = np.array([c[-2] for c in curves]), np.array([c[-1] for c in curves])
     gain = prev - last
     se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) >= 2 else np.nan
@@ -50,7 +72,8 @@ def _flag(curves: list[np.ndarray]) -> tuple[int, float, float, float, float, st
         status = UNDER_TRAINED
     else:
         status = CONVERGED
-    return fewest, float(prev.mean()), float(last.mean()), relative, se / float(prev.mean()), status
+    return (fewest, float(prev.mean()), float(last.mean()), relative, se / float(prev.mean()), *trend(curves),
+            status)
 
 
 def convergence_flags(best: pd.DataFrame) -> pd.DataFrame:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from raysweep.analysis.convergence import convergence_flags, provisional
+from raysweep.analysis.convergence import TREND_INTERVALS, convergence_flags, provisional
 from raysweep.analysis.rank_agreement import rank_agreement as agreement
 from raysweep.analysis.report import ReportSection
 from raysweep.analysis.tidy import DEFAULT_TARGET
@@ -182,9 +182,12 @@ def convergence_section(best: pd.DataFrame) -> tuple[ReportSection, str]:
     if flags.empty:
         return ReportSection(title, flags, "Not measured in this study: no cheap gFID per checkpoint "
                              "(conv/gfid@<step> columns), so whether the diffusion models converged is unknown."), ""
-    return ReportSection(title, flags, "Per tokenizer x backbone: under-trained if the cheap gFID improved by "
-                         "> 5 % over the last checkpoint interval and by > 2 seed standard errors; unknown with < 3 "
-                         "checkpoints or one seed."), provisional(flags)
+    note = ("Per tokenizer x backbone: under-trained if the cheap gFID improved by > 5 % over the last checkpoint "
+            "interval and by > 2 seed standard errors; unknown with < 3 checkpoints or one seed. trend (not part of "
+            "the rule): the relative improvement per interval of a least-squares line through the last "
+            f"{TREND_INTERVALS} intervals, with its seed SE; a curve that paused for one interval passes the rule, "
+            "not its trend.")
+    return ReportSection(title, flags, note), provisional(flags)
 
 
 def sampler_section(best: pd.DataFrame) -> ReportSection:
