@@ -31,7 +31,7 @@ from raysweep.config.plan import (
 from raysweep.config.preflight import preflight
 from raysweep.config.spec import StudySpec
 from raysweep.engine.context import TrialContext
-from raysweep.engine.continuation import continued_steps
+from raysweep.engine.continuation import continuation_interval, continued_steps
 from raysweep.engine.events import EventSink, JobEvent, JobFailed, fan_out
 from raysweep.engine.executors import Executor, RayExecutor, Task, TrialExecutor
 from raysweep.engine.images import prepare_images
@@ -144,9 +144,8 @@ def run_study(study: StudySpec, analyze: bool = True, sink: EventSink | None = N
                 run = StudyRun(study, ctx, pool, jobs, keep_report, cohort,
                                run_jobs=functools.partial(run_in_trial, study, ctx))
                 results = list(store.diffusion_results())  # read once: each queued diffusion job looks for its start
-                steps_done = (functools.partial(continued_steps, store=store, every=study.storage.checkpoint_every,
-                                                results=results)
-                              if study.resources.diffusion.workers == 1 else lambda job: 0)
+                steps_done = functools.partial(continued_steps, store=store, every=continuation_interval(study),
+                                               results=results)
                 return Scheduler(jobs, store, executor, lambda job: job_task(job, run), emit,
                                  cost=job_cost(study, jobs), headline=lambda job: headline(store, job), gate=gate,
                                  steps_done=steps_done).run()

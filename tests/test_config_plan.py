@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_e2e_study import micro_study
@@ -69,18 +70,23 @@ UNVERSIONED_KEYS = {
 }
 
 
-@pytest.mark.parametrize("path", sorted(UNVERSIONED_KEYS))
-def test_unversioned_keys_equal_the_keys_of_0_2_0_stores(path: str) -> None:
+def _pinned(path: str, tokenizer_key: Any, diffusion_key: Any, evaluation_key: Any, reference: Any) -> tuple[int, str]:
+    """(count, sha256 of the JSON list) of a study's keys under one release's formulas: (id, key) of every tokenizer,
+    (id, key, evaluation key) of every diffusion run, then the domain network's directory key."""
     study = load_study(ROOT / path)
     samples = study.evaluation.checkpoint_samples
     keys: list[tuple[str, ...]] = [
-        (j.id, unversioned_tokenizer_key(j)) if isinstance(j, TokenizerJob) else
-        (j.id, unversioned_diffusion_key(j), unversioned_evaluation_key(j, unversioned_diffusion_key(j), samples))
+        (j.id, tokenizer_key(j)) if isinstance(j, TokenizerJob) else
+        (j.id, diffusion_key(j), evaluation_key(j, diffusion_key(j), samples))
         for j in StudyPlan.from_spec(study) if isinstance(j, (TokenizerJob, DiffusionJob))]
-    keys.append(("reference", unversioned_reference_key(study.reference, dataset_key(study.dataset))))
-    count, digest = UNVERSIONED_KEYS[path]
-    assert len(keys) == count
-    assert hashlib.sha256(json.dumps(keys).encode()).hexdigest() == digest
+    keys.append(("reference", reference(study.reference, dataset_key(study.dataset))))
+    return len(keys), hashlib.sha256(json.dumps(keys).encode()).hexdigest()
+
+
+@pytest.mark.parametrize("path", sorted(UNVERSIONED_KEYS))
+def test_unversioned_keys_equal_the_keys_of_0_2_0_stores(path: str) -> None:
+    assert _pinned(path, unversioned_tokenizer_key, unversioned_diffusion_key, unversioned_evaluation_key,
+                   unversioned_reference_key) == UNVERSIONED_KEYS[path]
 
 
 # the same for raysweep 0.3.0's keys (before a diffusion run's training key held what it measures while training),
@@ -94,16 +100,8 @@ UNMEASURED_KEYS = {
 
 @pytest.mark.parametrize("path", sorted(UNMEASURED_KEYS))
 def test_unmeasured_keys_equal_the_keys_of_0_3_0_stores(path: str) -> None:
-    study = load_study(ROOT / path)
-    samples = study.evaluation.checkpoint_samples
-    keys: list[tuple[str, ...]] = [
-        (j.id, j.key) if isinstance(j, TokenizerJob) else
-        (j.id, unmeasured_diffusion_key(j), unmeasured_evaluation_key(j, unmeasured_diffusion_key(j), samples))
-        for j in StudyPlan.from_spec(study) if isinstance(j, (TokenizerJob, DiffusionJob))]
-    keys.append(("reference", reference_key(study.reference, dataset_key(study.dataset))))
-    count, digest = UNMEASURED_KEYS[path]
-    assert len(keys) == count
-    assert hashlib.sha256(json.dumps(keys).encode()).hexdigest() == digest
+    assert _pinned(path, lambda job: job.key, unmeasured_diffusion_key, unmeasured_evaluation_key,
+                   reference_key) == UNMEASURED_KEYS[path]
 
 
 def _keys(data: dict, **edits: dict) -> tuple[str, str]:

@@ -7,6 +7,10 @@ training continued from its final state, bit-exact on CPU (`tests/test_diffusion
 finished run whose training inputs differ only by fewer steps, and its MLflow run receives that run's training
 history (loss, convergence curve) up to that step. The shorter run is then superseded (`docs/keys.md`).
 
+This holds while training never sees the run's total step count (`DiffusionTrainer` has no such argument; `fit`
+takes chunks): a learning-rate schedule over the total steps would have to disable continuation, or it would reuse a
+state its inputs no longer describe.
+
 Only a step count that is a multiple of the checkpoint interval qualifies: the curve's checkpoints then fall where the
 longer run's would. A data-parallel trial, or one under ASHA, always trains from step 0.
 """
@@ -21,6 +25,7 @@ from typing import Any
 import torch
 
 from raysweep.config.plan import STOPPED_RESULT, DiffusionJob, Job
+from raysweep.config.spec import StudySpec
 from raysweep.engine.checkpointing import STATE_FILE
 from raysweep.engine.migrate import MIGRATED_FROM
 from raysweep.engine.store import Store
@@ -63,10 +68,17 @@ def find_continuation(job: DiffusionJob, store: Store, every: int,
     return found
 
 
-def continued_steps(job: Job, store: Store, every: int, results: Iterable[tuple[str, dict[str, Any]]]) -> int:
-    """The steps a planned job will not train: those of the run it continues (0 for any other job). For progress and
-    ETAs; a data-parallel study's caller passes 0 instead (its trials train from step 0)."""
-    start = find_continuation(job, store, every, results) if isinstance(job, DiffusionJob) else None
+def continuation_interval(study: StudySpec) -> int | None:
+    """The checkpoint grid on which a study's diffusion runs continue shorter ones; None where they never do (its
+    trials are data-parallel: each rank would need its own state)."""
+    return study.storage.checkpoint_every if study.resources.diffusion.workers == 1 else None
+
+
+def continued_steps(job: Job, store: Store, every: int | None, results: Iterable[tuple[str, dict[str, Any]]]) -> int:
+    """The steps a planned job will not train: those of the run it continues (0 for any other job, and for every
+    job where `every`, the study's `continuation_interval`, is None). For status, progress and ETAs."""
+    start = (find_continuation(job, store, every, results)
+             if isinstance(job, DiffusionJob) and every is not None else None)
     return 0 if start is None else start.steps
 
 

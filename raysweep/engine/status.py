@@ -12,7 +12,6 @@ from typing import Any
 
 from raysweep.config.plan import (
     ConfirmationSlot,
-    DiffusionJob,
     DiffusionMetricJob,
     Job,
     LatentMetricJob,
@@ -21,7 +20,7 @@ from raysweep.config.plan import (
     StudyPlan,
 )
 from raysweep.config.spec import StudySpec
-from raysweep.engine.continuation import find_continuation
+from raysweep.engine.continuation import continuation_interval, continued_steps
 from raysweep.engine.images import dataset_key
 from raysweep.engine.migrate import ASSUMED, legacy_results
 from raysweep.engine.store import RESULT_FILE, Store
@@ -62,10 +61,9 @@ def stale_results(plan: StudyPlan, store: Store, every: int | None) -> list[dict
             found = others[job.stage].get(job.id)
         fields = [] if found is None else job.stale_inputs(found)
         if fields:
-            start = (find_continuation(job, store, every, results)
-                     if isinstance(job, DiffusionJob) and every is not None else None)
+            continues = continued_steps(job, store, every, results)
             out.append({"stage": job.stage, "id": job.id, "fields": fields,
-                        **({"continues": start.steps} if start is not None else {})})
+                        **({"continues": continues} if continues else {})})
     return out
 
 
@@ -103,8 +101,7 @@ def study_status(study: StudySpec, text: bool = False, plan: StudyPlan | None = 
               "diffusion_trials": len(runs) + len(slots), "diffusion_finished": len(finished),
               "diffusion_metrics_finished": sum(job_done(store, j) for j in plan.of(DiffusionMetricJob)),
               "jobs": len(plan), "jobs_finished": sum(job_done(store, j) for j in plan),
-              "stale": stale_results(plan, store, study.storage.checkpoint_every
-                                     if study.resources.diffusion.workers == 1 else None),
+              "stale": stale_results(plan, store, continuation_interval(study)),
               "assumed_at_migration": assumed_inputs(plan, store),
               "to_migrate": len(legacy_results(study, plan, store))}
     if plan.search is not None:  # tokenizers.search

@@ -140,8 +140,7 @@ def train_diffusion_trial(config: dict[str, Any]) -> None:
     scorer = GenerationScorer(ctx.store, ctx.dataset_key, feature_network(ctx).spec, evaluation.num_samples,
                               job.seed, extras.networks)
     card = run_card(scorer, ctx.dataset_key, evaluation, job.seed, device, extras)
-    start = None if trained or tiers is not None or in_train_worker() else find_continuation(job, ctx.store,
-                                                                                              ctx.log_every)
+    start = None if trained or in_train_worker() else find_continuation(job, ctx.store, ctx.log_every)
     continued = start.record() if start is not None else (found or {}).get(CONTINUED_FROM)
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
     run_id = tracker.open_run(
